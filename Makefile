@@ -1,0 +1,52 @@
+# Laminar. `make cluster` runs a local cluster; `make test` runs the test suite.
+# Both create the virtual environment in .venv and install the project first if needed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NODES ?= 3
+PYTEST_ARGS ?=
+
+.PHONY: install cluster test lint proto proto-check unit integration clean-data clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run a local cluster in the foreground (NODES=1, 3 or 5); Ctrl-C stops it.
+cluster: $(STAMP)
+	$(BIN)/laminar cluster run --config cluster/local-$(NODES).toml
+
+## Lint, type-check, check generated code is current, then run the default test suite.
+test: lint proto-check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check laminar tests bench programs
+	$(BIN)/ruff format --check laminar tests bench
+	$(BIN)/mypy
+
+## Regenerate laminar/v1 from proto/ with the pinned grpcio-tools.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/laminar/v1/laminar.proto
+
+proto-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit/test_proto_current.py
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## Wipe the data of `make cluster` (var/).
+clean-data:
+	rm -rf var
+
+clean: clean-data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

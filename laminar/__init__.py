@@ -1,0 +1,38 @@
+"""Laminar: a replicated, programmable event store.
+
+import laminar
+with laminar.Client(["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]) as c:
+    commit = c.create_topic("chat").committed(timeout=10)
+    c.put("chat", b"alice", b"hello").received()
+for event in laminar.Listener(addresses, "chat", from_offset=0):
+    print(event.kind, event.key, event.value, event.consequence_offset)
+"""
+
+from laminar.client import Client, Commit, Effect, Event, Kind, Listener, Pending, cluster_status
+from laminar.errors import (
+    ClientClosed,
+    ConfigError,
+    InvalidRequest,
+    LaminarError,
+    ProtocolError,
+    Timeout,
+    Unavailable,
+)
+
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "Commit",
+    "ConfigError",
+    "Effect",
+    "Event",
+    "InvalidRequest",
+    "Kind",
+    "LaminarError",
+    "Listener",
+    "Pending",
+    "ProtocolError",
+    "Timeout",
+    "Unavailable",
+    "cluster_status",
+]

@@ -1,0 +1,309 @@
+"""The Client: one long-lived session with the leader, pipelined sends, received/committed acks.
+
+Every mutation gets the next nonce and stays in `_unacked` until its Commit arrives. A background
+thread keeps a session open with the leader: it sends a Hello with the oldest uncommitted nonce,
+then every unacked mutation in nonce order, then new ones as they come, packed into frames. When
+the session breaks (leader died, redirect, no progress), it reconnects, following the redirect
+hint or trying the next address, and resends from the oldest uncommitted nonce; the cluster
+recognises what it already applied and answers with the original outcome, so each mutation takes
+effect exactly once. Commits for one client arrive in nonce order, so `_unacked` is always the
+contiguous range [_oldest, _next_nonce).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grpc
+
+from laminar import _rules, limits
+from laminar.client._connect import Nodes, leader_hint, map_error
+from laminar.client._types import Commit, Effect
+from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unavailable
+from laminar.v1 import laminar_pb2 as pb
+
+log = logging.getLogger("laminar.client")
+
+CLIENT_PROGRESS_TIMEOUT_S = 5.0  # no ack for this long while messages wait: try another node
+CLIENT_CONNECT_BACKOFF_S_MIN = 0.05
+CLIENT_CONNECT_BACKOFF_S_MAX = limits.CLIENT_RECONNECT_BACKOFF_MS_MAX / 1000
+CLIENT_SENDER_POLL_S = 0.5
+
+
+def _as_bytes(value: bytes | str, what: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise InvalidRequest(f"{what} must be bytes or str, not {type(value).__name__}")
+
+
+class Pending:
+    """A mutation on its way: wait for `received()` (the leader has it) or `committed()`."""
+
+    __slots__ = ("_client", "_commit", "_error", "nonce")
+
+    def __init__(self, client: Client, nonce: int) -> None:
+        self._client = client
+        self.nonce = nonce
+        self._commit: Commit | None = None
+        self._error: LaminarError | None = None
+
+    def done(self) -> bool:
+        return self._commit is not None or self._error is not None
+
+    def received(self, timeout: float | None = None) -> None:
+        """Block until the leader has accepted this mutation into its log (or it committed)."""
+        self._client._wait(lambda: self.done() or self._client._received_through >= self.nonce, timeout, self)
+        if self._error is not None:
+            raise self._error
+
+    def committed(self, timeout: float | None = None) -> Commit:
+        """Block until this mutation is applied and durable; its Commit says what it did."""
+        self._client._wait(self.done, timeout, self)
+        if self._error is not None:
+            raise self._error
+        assert self._commit is not None
+        return self._commit
+
+
+class _Connection:
+    """One Session RPC. The sender generator runs in a gRPC thread; responses in ours."""
+
+    def __init__(self, client: Client, hello: pb.Hello) -> None:
+        self.client = client
+        self.hello = hello
+        self.closed = False
+        self.call: Any = None
+
+    def requests(self) -> Iterator[pb.ClientFrame]:
+        yield pb.ClientFrame(hello=self.hello)
+        while True:
+            frame = self.client._next_frame(self)
+            if frame is None:
+                return
+            yield frame
+
+
+class Client:
+    """A connection to a Laminar cluster that finds the leader and follows it."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str] | str | None = None,
+        *,
+        client_id: uuid.UUID | None = None,
+        inflight_max: int = limits.CLIENT_INFLIGHT_MAX,
+    ) -> None:
+        if not 1 <= inflight_max <= limits.CLIENT_INFLIGHT_MAX:
+            raise InvalidRequest(f"inflight_max must be in 1..{limits.CLIENT_INFLIGHT_MAX}")
+        self.client_id = client_id or uuid.uuid4()
+        self._nodes = Nodes(addresses)
+        self._inflight_max = inflight_max
+        self._cond = threading.Condition()
+        self._next_nonce = 1
+        self._oldest = 1  # oldest uncommitted nonce
+        self._sent_through = 0  # on the current connection
+        self._received_through = 0
+        self._unacked: dict[int, tuple[pb.Mutation, Pending]] = {}
+        self._closed = False
+        self._fatal: LaminarError | None = None
+        self._connection: _Connection | None = None
+        self._last_progress = time.monotonic()
+        self.leader: str | None = None  # address of the node the session is with
+        self._thread = threading.Thread(target=self._run, name="laminar-client", daemon=True)
+        self._thread.start()
+
+    # ---- public API ---------------------------------------------------------------------------
+
+    def create_topic(self, topic: str, program: str | None = None, args: bytes | str = b"") -> Pending:
+        return self._send(
+            pb.Mutation(kind=pb.CREATE_TOPIC, topic=topic, program=program or "", args=_as_bytes(args, "args"))
+        )
+
+    def destroy_topic(self, topic: str) -> Pending:
+        return self._send(pb.Mutation(kind=pb.DESTROY_TOPIC, topic=topic))
+
+    def put(self, topic: str, key: bytes | str, value: bytes | str) -> Pending:
+        return self._send(
+            pb.Mutation(kind=pb.PUT, topic=topic, key=_as_bytes(key, "key"), value=_as_bytes(value, "value"))
+        )
+
+    def delete(self, topic: str, key: bytes | str) -> Pending:
+        return self._send(pb.Mutation(kind=pb.DELETE, topic=topic, key=_as_bytes(key, "key")))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything sent so far is committed."""
+        with self._cond:
+            last = self._next_nonce - 1
+        self._wait(lambda: self._oldest > last, timeout, None)
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            connection = self._connection
+            for _, pending in self._unacked.values():
+                if not pending.done():
+                    pending._error = ClientClosed("the client was closed before this mutation committed")
+            self._cond.notify_all()
+        if connection is not None and connection.call is not None:
+            connection.call.cancel()
+        self._thread.join(timeout=5)
+        self._nodes.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    def _send(self, mutation: pb.Mutation) -> Pending:
+        problem = _rules.mutation_problem(mutation)
+        if problem:
+            raise InvalidRequest(problem)
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or self._fatal or len(self._unacked) < self._inflight_max)
+            if self._closed:
+                raise ClientClosed("the client is closed")
+            if self._fatal:
+                raise self._fatal
+            nonce = self._next_nonce
+            self._next_nonce += 1
+            mutation.nonce = nonce
+            pending = Pending(self, nonce)
+            if not self._unacked:
+                self._last_progress = time.monotonic()
+            self._unacked[nonce] = (mutation, pending)
+            self._cond.notify_all()
+            return pending
+
+    def _next_frame(self, connection: _Connection) -> pb.ClientFrame | None:
+        """The next frame of unsent mutations, blocking until there is one; None ends the stream."""
+        with self._cond:
+            while True:
+                if connection.closed or self._closed:
+                    return None
+                if self._sent_through + 1 < self._next_nonce:
+                    break
+                self._cond.wait(CLIENT_SENDER_POLL_S)
+            frame = pb.ClientFrame()
+            mutations = frame.mutations.mutations
+            size = 0
+            nonce = max(self._sent_through + 1, self._oldest)
+            while nonce < self._next_nonce and len(mutations) < limits.FRAME_MUTATIONS_MAX:
+                entry = self._unacked.get(nonce)
+                if entry is None:
+                    nonce += 1
+                    continue
+                mutation = entry[0]
+                size += mutation.ByteSize()
+                if mutations and size > limits.FRAME_BYTES_MAX:
+                    break
+                mutations.append(mutation)
+                nonce += 1
+            self._sent_through = nonce - 1
+            return frame
+
+    # ---- the session loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        hint: str | None = None
+        backoff = CLIENT_CONNECT_BACKOFF_S_MIN
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or self._unacked)
+                if self._closed or self._fatal:
+                    return
+            address = self._nodes.pick(hint)
+            hint = None
+            try:
+                self._session(address)
+                backoff = CLIENT_CONNECT_BACKOFF_S_MIN
+            except grpc.RpcError as error:
+                hint = leader_hint(error)
+                code = error.code() if hasattr(error, "code") else None
+                if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED):
+                    self._fail_all(map_error(error))
+                    return
+                if hint is None:
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, CLIENT_CONNECT_BACKOFF_S_MAX)
+
+    def _session(self, address: str) -> None:
+        with self._cond:
+            hello = pb.Hello(client_id=self.client_id.bytes, next_nonce=self._oldest)
+            self._sent_through = self._oldest - 1
+            connection = _Connection(self, hello)
+            self._connection = connection
+            self._last_progress = time.monotonic()
+        stub_call = self._nodes.channel(address).stream_stream(
+            "/laminar.v1.Laminar/Session",
+            request_serializer=pb.ClientFrame.SerializeToString,
+            response_deserializer=pb.ServerFrame.FromString,
+        )
+        watchdog = threading.Thread(target=self._watch, args=(connection,), name="laminar-watchdog", daemon=True)
+        try:
+            connection.call = stub_call(connection.requests())
+            watchdog.start()
+            for frame in connection.call:
+                self._on_frame(address, frame)
+        finally:
+            with self._cond:
+                connection.closed = True
+                self._cond.notify_all()
+            connection.call.cancel() if connection.call is not None else None
+
+    def _watch(self, connection: _Connection) -> None:
+        """Cancel a session that makes no progress (a partitioned or stuck leader)."""
+        while True:
+            with self._cond:
+                self._cond.wait(CLIENT_SENDER_POLL_S)
+                if connection.closed or self._closed:
+                    return
+                stalled = self._unacked and time.monotonic() - self._last_progress > CLIENT_PROGRESS_TIMEOUT_S
+            if stalled:
+                log.info("no progress from %s for %.1f s; reconnecting", self.leader, CLIENT_PROGRESS_TIMEOUT_S)
+                connection.call.cancel()
+                return
+
+    def _on_frame(self, address: str, frame: pb.ServerFrame) -> None:
+        with self._cond:
+            self._last_progress = time.monotonic()
+            if frame.HasField("welcome"):
+                self.leader = address
+                return
+            acks = frame.acks
+            if acks.received_through > self._received_through:
+                self._received_through = acks.received_through
+            for c in acks.commits:
+                entry = self._unacked.pop(c.nonce, None)
+                if entry is not None:
+                    entry[1]._commit = Commit(Effect.from_wire(c.effect), c.intention_offset, c.reason)
+            while self._oldest < self._next_nonce and self._oldest not in self._unacked:
+                self._oldest += 1
+            self._cond.notify_all()
+
+    def _fail_all(self, error: LaminarError) -> None:
+        with self._cond:
+            self._fatal = error
+            for _, pending in self._unacked.values():
+                pending._error = error
+            self._cond.notify_all()
+
+    def _wait(self, predicate: Any, timeout: float | None, pending: Pending | None) -> None:
+        with self._cond:
+            if not self._cond.wait_for(predicate, timeout):
+                what = f"mutation {pending.nonce}" if pending is not None else "flush"
+                raise Timeout(f"{what} not acknowledged within {timeout} s (session with {self.leader or 'no node'})")
+
+
+__all__ = ["Client", "Pending", "Unavailable"]

@@ -1,0 +1,97 @@
+"""Addresses, channels and the mapping of gRPC errors to Laminar's exception tree."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+import grpc
+
+from laminar import limits
+from laminar.errors import InvalidRequest, LaminarError, ProtocolError, Unavailable
+
+DEFAULT_ADDRESSES = ("127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103")
+ADDRESSES_ENV = "LAMINAR_ADDRESSES"
+LEADER_METADATA_KEY = "laminar-leader"
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
+    ("grpc.max_send_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
+    # Reconnect quickly after a node restarts instead of backing off for seconds.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", limits.CLIENT_RECONNECT_BACKOFF_MS_MAX),
+    ("grpc.enable_retries", 0),
+]
+
+
+def resolve_addresses(addresses: Sequence[str] | str | None) -> list[str]:
+    """Explicit addresses, else $LAMINAR_ADDRESSES (comma-separated), else the local cluster."""
+    if addresses is None:
+        addresses = os.environ.get(ADDRESSES_ENV) or ",".join(DEFAULT_ADDRESSES)
+    if isinstance(addresses, str):
+        addresses = [a.strip() for a in addresses.split(",") if a.strip()]
+    result = list(addresses)
+    if not result:
+        raise InvalidRequest("no node addresses given")
+    return result
+
+
+class Nodes:
+    """The cluster's addresses, a channel per address, and where to try next."""
+
+    def __init__(self, addresses: Sequence[str] | str | None) -> None:
+        self._addresses = resolve_addresses(addresses)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self._addresses)
+
+    def channel(self, address: str) -> grpc.Channel:
+        with self._lock:
+            channel = self._channels.get(address)
+            if channel is None:
+                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                self._channels[address] = channel
+            return channel
+
+    def pick(self, hint: str | None = None) -> str:
+        """The hinted address if it is one we may use, else the next one in turn."""
+        with self._lock:
+            if hint:
+                if hint not in self._addresses:
+                    self._addresses.append(hint)  # a node we were not told about: the cluster knows it
+                return hint
+            address = self._addresses[self._next % len(self._addresses)]
+            self._next += 1
+            return address
+
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
+
+
+def leader_hint(error: grpc.RpcError) -> str | None:
+    """The leader's address a follower put in its UNAVAILABLE answer, if any."""
+    try:
+        metadata = error.trailing_metadata() or ()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not every RpcError carries metadata
+        return None
+    for key, value in metadata:
+        if key == LEADER_METADATA_KEY and value:
+            return str(value)
+    return None
+
+
+def map_error(error: grpc.RpcError) -> LaminarError:
+    code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
+    details = error.details() if hasattr(error, "details") else str(error)  # type: ignore[attr-defined]
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+        return InvalidRequest(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return Unavailable(details)
+    return ProtocolError(f"{code}: {details}")

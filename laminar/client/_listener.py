@@ -1,0 +1,128 @@
+"""The Listener: committed events of one topic, in order, from any node, resuming after failures.
+
+A background thread reads frames from a node into a bounded buffer; iteration takes from the
+buffer. When the buffer is full the thread stops reading, gRPC flow control stops the node, and
+nothing grows. After a disconnect it resumes from the last offset it delivered, trying the next
+node. A topic that does not exist yet is simply waited for.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grpc
+
+from laminar.client._connect import Nodes, map_error
+from laminar.client._types import Event, Kind
+from laminar.errors import InvalidRequest, LaminarError, Timeout
+from laminar.v1 import laminar_pb2 as pb
+
+LISTENER_BUFFER_FRAMES_MAX = 64  # frames read ahead of the consumer
+LISTENER_RETRY_S = 0.2
+_END = object()
+
+
+class Listener:
+    def __init__(self, addresses: Sequence[str] | str | None, topic: str, from_offset: int = 0) -> None:
+        if from_offset < 0:
+            raise InvalidRequest(f"from_offset must be >= 0, got {from_offset}")
+        self.topic = topic
+        self._nodes = Nodes(addresses)
+        self._after = from_offset  # last offset handed to the buffer
+        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=LISTENER_BUFFER_FRAMES_MAX)
+        self._pending: list[Event] = []
+        self._closed = threading.Event()
+        self._call: Any = None
+        self._error: LaminarError | None = None
+        self._thread = threading.Thread(target=self._run, name=f"laminar-listen-{topic}", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            yield self.next_event()
+
+    def next_event(self, timeout: float | None = None) -> Event:
+        """The next event; raises Timeout if none arrives within `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._buffer.get(timeout=remaining)
+            except queue.Empty:
+                raise Timeout(f"no event on {self.topic!r} within {timeout} s") from None
+            if item is _END:
+                self._buffer.put(_END)
+                raise self._error or LaminarError("listener closed")
+            self._pending = item
+        return self._pending.pop(0)
+
+    def take(self, count: int, timeout: float | None = None) -> list[Event]:
+        """The next `count` events, or Timeout if they do not all arrive within `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events = []
+        for _ in range(count):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events.append(self.next_event(remaining))
+        return events
+
+    def close(self) -> None:
+        self._closed.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        self._thread.join(timeout=5)
+        self._nodes.close()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        try:
+            while not self._closed.is_set():
+                try:
+                    self._stream(self._nodes.pick())
+                except grpc.RpcError as error:
+                    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
+                        self._error = map_error(error)
+                        return
+                    self._closed.wait(LISTENER_RETRY_S)
+        finally:
+            self._put(_END, force=True)
+
+    def _stream(self, address: str) -> None:
+        method = self._nodes.channel(address).unary_stream(
+            "/laminar.v1.Laminar/Listen",
+            request_serializer=pb.ListenRequest.SerializeToString,
+            response_deserializer=pb.ListenFrame.FromString,
+        )
+        self._call = method(pb.ListenRequest(topic=self.topic, from_offset=self._after))
+        for frame in self._call:
+            events = []
+            for e in frame.events:
+                if e.consequence_offset <= self._after:
+                    continue  # never deliver twice, whatever a node sends
+                if e.consequence_offset != self._after + 1:
+                    raise LaminarError(f"gap in {self.topic!r}: {self._after} then {e.consequence_offset}")
+                self._after = e.consequence_offset
+                events.append(
+                    Event(self.topic, Kind.from_wire(e.kind), e.key, e.value, e.intention_offset, e.consequence_offset)
+                )
+            if events and not self._put(events):
+                return
+
+    def _put(self, item: Any, force: bool = False) -> bool:
+        while not self._closed.is_set() or force:
+            try:
+                self._buffer.put(item, timeout=LISTENER_RETRY_S)
+                return True
+            except queue.Full:
+                if force:
+                    return False
+        return False

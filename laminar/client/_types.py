@@ -1,0 +1,54 @@
+"""The values the public API hands out: kinds, effects, commits and events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from laminar.v1 import laminar_pb2 as pb
+
+
+class Kind(StrEnum):
+    """What produced an event (and what a mutation asks for)."""
+
+    CREATE_TOPIC = "CREATE_TOPIC"
+    DESTROY_TOPIC = "DESTROY_TOPIC"
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+    @staticmethod
+    def from_wire(value: int) -> Kind:
+        return Kind(pb.Kind.Name(value))
+
+
+class Effect(StrEnum):
+    """What a committed intention did."""
+
+    VALID = "VALID"  # events were produced
+    INVALID = "INVALID"  # create of an existing topic, destroy of a missing one
+    ERROR = "ERROR"  # write to a missing topic, or the topic's program rejected it or faulted
+
+    @staticmethod
+    def from_wire(value: int) -> Effect:
+        return Effect(pb.Effect.Name(value))
+
+
+@dataclass(frozen=True)
+class Commit:
+    effect: Effect
+    intention_offset: int  # global, 1-based; 0 only for a resend whose outcome is no longer kept
+    reason: str  # empty when VALID
+
+    @property
+    def ok(self) -> bool:
+        return self.effect is Effect.VALID
+
+
+@dataclass(frozen=True)
+class Event:
+    topic: str
+    kind: Kind
+    key: bytes
+    value: bytes
+    intention_offset: int
+    consequence_offset: int  # per topic, 1-based, gapless, never reset

@@ -1,0 +1,45 @@
+"""Laminar's exceptions: one tree, so `except laminar.LaminarError` catches everything we raise.
+
+    LaminarError
+    ├── ConfigError            a node or cluster configuration is unusable
+    ├── InvalidRequest         the request breaks a rule (bad topic name, value too large, ...);
+    │                          raised before anything is sent, or mapped from INVALID_ARGUMENT
+    ├── Unavailable            no node answered, or no leader could be found in time
+    ├── Timeout                an ack or event did not arrive within the given timeout
+    ├── ClientClosed           the client was closed while the call waited
+    └── ProtocolError          a node answered something this library does not understand
+
+gRPC errors (`grpc.RpcError`) never escape the public API: they are mapped to this tree at the
+boundary. A committed intention whose effect is INVALID or ERROR is not an exception: it is a
+`Commit` with that effect and a reason.
+"""
+
+from __future__ import annotations
+
+
+class LaminarError(Exception):
+    """Base of every exception Laminar raises."""
+
+
+class ConfigError(LaminarError):
+    pass
+
+
+class InvalidRequest(LaminarError):
+    pass
+
+
+class Unavailable(LaminarError):
+    pass
+
+
+class Timeout(LaminarError):
+    pass
+
+
+class ClientClosed(LaminarError):
+    pass
+
+
+class ProtocolError(LaminarError):
+    pass

@@ -1,0 +1,63 @@
+"""Every bound in Laminar, in one place, with its unit in its name.
+
+Why one module: a reader who wants to know how much memory a node can use, or why a request was
+refused, finds every limit here instead of in the code that enforces it. Input over a bound gets a
+clear error (gRPC ``INVALID_ARGUMENT`` / ``RESOURCE_EXHAUSTED``, or an ``ERROR`` effect), never a
+crash or a hang. Limits that decide what a committed intention does (program budgets, state sizes,
+dedupe windows) are part of the replicated contract: every node must use the same values, so they
+are constants, not configuration.
+"""
+
+from __future__ import annotations
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# --- Names, keys and values (checked by the node before anything reaches the log) ---------------
+TOPIC_NAME_BYTES_MAX = 255
+TOPIC_NAME_PATTERN = r"[A-Za-z0-9._-]{1,255}"
+KEY_BYTES_MAX = 1 * KIB
+VALUE_BYTES_MAX = 1 * MIB
+PROGRAM_SOURCE_BYTES_MAX = 64 * KIB
+PROGRAM_ARGS_BYTES_MAX = 64 * KIB
+REASON_BYTES_MAX = 1 * KIB  # reasons longer than this are cut, so a program cannot bloat the store
+
+# --- Wire ----------------------------------------------------------------------------------------
+# A frame holds a value, a program and its arguments at most, plus framing: 4 MiB leaves room.
+GRPC_MESSAGE_BYTES_MAX = 4 * MIB
+FRAME_MUTATIONS_MAX = 4096  # mutations a client packs into one frame
+FRAME_BYTES_MAX = 2 * MIB  # a client starts a new frame past this many payload bytes
+LISTEN_FRAME_EVENTS_MAX = 1024  # events a node packs into one listener frame
+LISTEN_FRAME_BYTES_MAX = 1 * MIB
+
+# --- Node ----------------------------------------------------------------------------------------
+SESSIONS_MAX = 256  # concurrent client sessions per node
+LISTENERS_MAX = 256  # concurrent listener streams per node
+GRPC_WORKER_THREADS_MAX = SESSIONS_MAX + LISTENERS_MAX + 16  # one thread per stream, and unary calls
+SESSION_OUTBOX_FRAMES_MAX = 1024  # ack frames queued for one client before its session is cut
+PROPOSAL_QUEUE_INTENTIONS_MAX = 65536  # intentions validated and waiting to be proposed
+BATCH_INTENTIONS_MAX = 8192  # intentions packed into one Raft log entry
+BATCH_BYTES_MAX = 8 * MIB  # payload bytes packed into one Raft log entry
+ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiting means bigger batches
+RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
+
+# --- Client library ------------------------------------------------------------------------------
+CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this
+CLIENT_RECONNECT_BACKOFF_MS_MAX = 1000
+
+# --- Replicated state ----------------------------------------------------------------------------
+# Results kept per client for answering a resent message with its original outcome. A client never
+# has more than CLIENT_INFLIGHT_MAX messages in flight, so a resend is always inside this window.
+DEDUPE_RESULTS_PER_CLIENT_MAX = CLIENT_INFLIGHT_MAX
+# A client not heard from for this many intention offsets is forgotten (its dedupe record dropped).
+DEDUPE_CLIENT_EXPIRY_INTENTIONS = 10_000_000
+DEDUPE_EXPIRED_PER_BATCH_MAX = 64  # clients forgotten per applied batch, so expiry work is bounded
+DEDUPE_CLIENTS_CACHED_MAX = 100_000  # client records a node keeps in memory; the rest stay on disk
+TOPICS_LIVE_MAX = 10_000  # a create past this many live topics is an ERROR effect
+
+# --- Sandbox (programs run at apply; every bound is deterministic: counts and sizes, never time) --
+PROGRAM_STEPS_MAX = 100_000  # loop iterations and calls per handler invocation
+PROGRAM_VALUE_BYTES_MAX = 1 * MIB  # largest str/bytes/sequence a program may build
+PROGRAM_EVENTS_MAX = 1024  # events one handler invocation may emit
+PROGRAM_STATE_BYTES_MAX = 1 * MIB  # serialized ctx.state after a call
+PROGRAM_RECURSION_DEPTH_MAX = 50  # nested calls inside a program

@@ -1,0 +1,148 @@
+"""One Laminar node: store, state machine, Raft engine, proposer and gRPC server, wired together.
+
+Threads: pysyncobj's tick thread runs Raft and applies committed entries (state machine, one
+RocksDB batch, then acks and listener wake-ups); the proposer thread packs client frames into
+entries; gRPC threads serve sessions, listeners and status calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+import grpc
+
+from laminar.errors import ConfigError
+from laminar.node.config import NodeConfig
+from laminar.node.raft import Proposer, RaftEngine, RaftSettings
+from laminar.node.service import EventFeed, LaminarServicer, ListenService, SessionRouter, build_server
+from laminar.node.state_machine import StateMachine
+from laminar.node.store import ClientRecord, Keys, Store
+from laminar.v1 import laminar_pb2 as pb
+
+log = logging.getLogger("laminar.node")
+
+SHUTDOWN_GRACE_S = 1.0
+
+
+def _claim_data_dir(data_dir: str, node_id: int) -> None:
+    """Refuse to start on another node's data: joining as someone else corrupts the cluster."""
+    os.makedirs(data_dir, exist_ok=True)
+    marker = os.path.join(data_dir, "node-id")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            owner = f.read().strip()
+        if owner != str(node_id):
+            raise ConfigError(f"data directory {data_dir} belongs to node {owner}, not node {node_id}")
+        return
+    with open(marker + ".tmp", "w") as f:
+        f.write(f"{node_id}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(marker + ".tmp", marker)
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        _claim_data_dir(config.data_dir, config.node_id)
+        self.store = Store(os.path.join(config.data_dir, "store"))
+        self.machine = StateMachine(self.store)
+        self.feed = EventFeed()
+        self.sessions = SessionRouter(
+            lambda proposal, timeout_s: self.proposer.offer(proposal, timeout_s), self._nonce_max, self._is_leader
+        )
+        self.listens = ListenService(self.store, self.feed)
+        self._role = "follower"
+        settings = RaftSettings(
+            self_address=config.me.raft,
+            peer_addresses=tuple(n.raft for n in config.peers),
+            journal_path=os.path.join(config.data_dir, "raft.journal"),
+            password=config.raft_password,
+        )
+        self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed)
+        self.proposer = Proposer(self.engine)
+        servicer = LaminarServicer(self.sessions, self.listens, self._status, self._leader_hint)
+        self.server = build_server(servicer, config.me.client)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.server.start()
+        log.info(
+            "node %d serving clients on %s, raft on %s", self.config.node_id, self.config.me.client, self.config.me.raft
+        )
+
+    def stop(self) -> None:
+        self.sessions.close_all(grpc.StatusCode.UNAVAILABLE, "node is shutting down")
+        self.server.stop(SHUTDOWN_GRACE_S).wait()
+        self.proposer.stop()
+        self.engine.destroy_synchronous()
+        self.store.close()
+        log.info("node %d stopped", self.config.node_id)
+
+    # ---- callbacks from the tick thread ---------------------------------------------------------
+
+    def _apply(self, raft_index: int, payload: bytes) -> None:
+        applied = self.machine.apply(raft_index, payload)
+        if applied is None:
+            return
+        self.store.commit(applied.writes, applied.mark)
+        self.feed.publish(applied.topic_offsets)
+        self.sessions.deliver(applied.outcomes)
+
+    def _role_changed(self, role: str) -> None:
+        if role == self._role:
+            return
+        log.info("node %d: %s -> %s (term %d)", self.config.node_id, self._role, role, self.engine.raftCurrentTerm)
+        self._role = role
+        if role != "leader":
+            self.sessions.close_all(grpc.StatusCode.UNAVAILABLE, "this node lost leadership")
+
+    # ---- queries (any thread) -------------------------------------------------------------------
+
+    def _is_leader(self) -> bool:
+        return bool(self.engine._isLeader())
+
+    def _nonce_max(self, client_id: bytes) -> int | None:
+        data = self.store.get(Keys.client(client_id))
+        return None if data is None else ClientRecord.decode(data).nonce_max
+
+    def _leader_hint(self) -> tuple[bool, str]:
+        leader = self.engine.leader_address()
+        client = self.config.client_address_of_raft(leader) if leader else None
+        return self._is_leader(), client or ""
+
+    def _status(self) -> pb.StatusResponse:
+        raw = self.engine.status()
+        leader = raw.get("leader")
+        leader_raft = str(leader.address) if leader is not None else ""
+        leader_id = self.config.id_of_raft(leader_raft) if leader_raft else None
+        mark = self.machine.applied_mark
+        return pb.StatusResponse(
+            node_id=str(self.config.node_id),
+            role=self.engine.role(),
+            term=int(raw.get("raft_term", 0)),
+            commit_index=int(raw.get("commit_idx", 0)),
+            applied_index=int(raw.get("last_applied", 0)),
+            intention_offset=mark.intention_offset,
+            leader_id="" if leader_id is None else str(leader_id),
+            leader_address=self.config.client_address_of_raft(leader_raft) or "" if leader_raft else "",
+            topics=self.machine.live_topics(),
+            durability="page-cache",
+            peers=[pb.Peer(node_id=str(n.id), client_address=n.client, raft_address=n.raft) for n in self.config.nodes],
+        )
+
+
+def run_node(config: NodeConfig) -> None:
+    """Run a node in the foreground until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    node = Node(config)
+    node.start()
+    while not stop.wait(0.5):
+        pass
+    node.stop()

@@ -1,0 +1,97 @@
+"""Node configuration: a TOML file naming every node of the cluster, and which one this is.
+
+    data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N
+    # raft_password = "..."             # optional: encrypts and authenticates Raft traffic
+
+    [[nodes]]
+    id = 1
+    client = "127.0.0.1:7101"           # gRPC for clients and listeners
+    raft = "127.0.0.1:7201"             # Raft between nodes; binds only to this address
+
+Relative paths are relative to the directory the node is started from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+
+from laminar.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    id: int
+    client: str
+    raft: str
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: int
+    nodes: tuple[NodeAddress, ...]
+    data_dir: str  # this node's own directory
+    raft_password: str | None
+
+    @property
+    def me(self) -> NodeAddress:
+        return next(n for n in self.nodes if n.id == self.node_id)
+
+    @property
+    def peers(self) -> tuple[NodeAddress, ...]:
+        return tuple(n for n in self.nodes if n.id != self.node_id)
+
+    def client_address_of_raft(self, raft_address: str) -> str | None:
+        return next((n.client for n in self.nodes if n.raft == raft_address), None)
+
+    def id_of_raft(self, raft_address: str) -> int | None:
+        return next((n.id for n in self.nodes if n.raft == raft_address), None)
+
+
+def _address(value: object, what: str) -> str:
+    if not isinstance(value, str) or value.count(":") != 1 or not value.rsplit(":", 1)[1].isdigit():
+        raise ConfigError(f"{what} must be 'host:port', got {value!r}")
+    return value
+
+
+def load_config(path: str, node_id: int) -> NodeConfig:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from e
+    nodes = []
+    for i, entry in enumerate(raw.get("nodes", [])):
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
+            raise ConfigError(f"{path}: nodes[{i}] needs an integer id")
+        nodes.append(
+            NodeAddress(
+                entry["id"],
+                _address(entry.get("client"), f"{path}: nodes[{i}].client"),
+                _address(entry.get("raft"), f"{path}: nodes[{i}].raft"),
+            )
+        )
+    if not nodes:
+        raise ConfigError(f"{path}: no [[nodes]]")
+    if len({n.id for n in nodes}) != len(nodes):
+        raise ConfigError(f"{path}: node ids must be unique")
+    if node_id not in {n.id for n in nodes}:
+        raise ConfigError(f"{path}: no node with id {node_id}")
+    data_root = raw.get("data_dir", "var")
+    password = raw.get("raft_password") or None
+    return NodeConfig(node_id, tuple(nodes), os.path.join(str(data_root), f"node-{node_id}"), password)
+
+
+def client_addresses(path: str) -> list[str]:
+    """The client addresses a config names (what `laminar` commands connect to)."""
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    return [str(entry["client"]) for entry in raw.get("nodes", [])]
+
+
+def node_ids(path: str) -> list[int]:
+    """The ids of every node a config names."""
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    return [int(entry["id"]) for entry in raw.get("nodes", [])]

@@ -1,0 +1,154 @@
+"""pysyncobj, configured and corrected for Laminar. The only module that imports pysyncobj.
+
+What we change and why:
+- One replicated method, `_apply_entry(payload)`: each log entry carries a whole batch of
+  intentions (an encoded IntentionBatch), so the per-entry cost of the Raft engine is shared.
+- `appendEntriesUseBatch=False`: a proposal is sent to the followers at once instead of on the
+  next 50 ms tick, and the pipe notifier wakes the tick thread when we propose.
+- No forwarding: pysyncobj forwards queued commands to the new leader when this node loses
+  leadership. A forwarded later entry could then commit without an earlier one of the same
+  client, so we fail them instead; the client resends from its oldest uncommitted nonce.
+- No stale truncation: pysyncobj lets a success reply that arrives after a newer send move
+  `nextIndex` backwards; the next append then makes the follower delete entries it has already
+  acknowledged (and maybe applied), so the leader can count an entry as replicated on a follower
+  that no longer has it. We keep `nextIndex` from going backwards on success, and a follower
+  ignores an append that would delete entries it has already applied (committed entries never
+  conflict, so such an append is stale by construction).
+- Log compaction is disabled for now: pysyncobj's default forks and pickles the whole object,
+  which must never happen to a process holding gRPC threads and a RocksDB handle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.syncobj import _RAFT_STATE
+
+from laminar import limits
+
+log = logging.getLogger("laminar.raft")
+
+_NEVER = 2**62
+ApplyFn = Callable[[int, bytes], None]
+ResultFn = Callable[[bool], None]
+
+
+@dataclass(frozen=True)
+class RaftSettings:
+    self_address: str  # host:port this node's Raft listens on (binds only there)
+    peer_addresses: tuple[str, ...]  # the other nodes' Raft host:port
+    journal_path: str
+    password: str | None = None
+    election_timeout_s_min: float = 0.4
+    election_timeout_s_max: float = 1.4
+    heartbeat_s: float = 0.1
+
+
+ROLE_NAMES = {_RAFT_STATE.FOLLOWER: "follower", _RAFT_STATE.CANDIDATE: "candidate", _RAFT_STATE.LEADER: "leader"}
+
+
+class RaftEngine(SyncObj):  # type: ignore[misc]
+    def __init__(self, settings: RaftSettings, on_apply: ApplyFn, on_role: Callable[[str], None]) -> None:
+        self._on_apply = on_apply
+        self._on_role = on_role
+        conf = SyncObjConf(
+            appendEntriesUseBatch=False,
+            commandsQueueSize=limits.RAFT_COMMANDS_QUEUE_MAX,
+            commandsWaitLeader=False,
+            raftMinTimeout=settings.election_timeout_s_min,
+            raftMaxTimeout=settings.election_timeout_s_max,
+            appendEntriesPeriod=settings.heartbeat_s,
+            journalFile=settings.journal_path,
+            password=settings.password or None,
+            logCompactionMinEntries=_NEVER,
+            logCompactionMinTime=_NEVER,
+            useFork=False,
+            dynamicMembershipChange=False,
+            onStateChanged=self._state_changed,
+            connectionRetryTime=0.5,
+            # Entries are whole batches (up to BATCH_BYTES_MAX); send one per message rather than
+            # splitting into pysyncobj's slow chunked "transmission" mode.
+            appendEntriesBatchSizeBytes=limits.BATCH_BYTES_MAX + 1024,
+        )
+        super().__init__(settings.self_address, list(settings.peer_addresses), conf)
+
+    # ---- proposing (any thread) -------------------------------------------------------------
+
+    def propose(self, payload: bytes, on_result: ResultFn) -> None:
+        """Queue one entry. on_result(True) once applied here, on_result(False) if it was not."""
+
+        def callback(_result: Any, error: int) -> None:
+            on_result(error == FAIL_REASON.SUCCESS)
+
+        self._apply_entry(payload, callback=callback)
+
+    @replicated  # type: ignore[misc]
+    def _apply_entry(self, payload: bytes) -> None:
+        # pysyncobj applies entries in order and bumps raftLastApplied after each one returns.
+        index = self.raftLastApplied + 1
+        try:
+            self._on_apply(index, payload)
+        except BaseException:
+            log.critical("apply of raft entry %d failed; stopping this node", index, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+
+    # ---- queries (any thread) ---------------------------------------------------------------
+
+    def role(self) -> str:
+        return "leader" if self._isLeader() else ("follower" if self._getLeader() is not None else "candidate")
+
+    def leader_address(self) -> str | None:
+        leader = self._getLeader()
+        return None if leader is None else str(leader.address)
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.getStatus())
+
+    # ---- corrections to pysyncobj (tick thread) ---------------------------------------------
+
+    def _state_changed(self, old: int, new: int) -> None:
+        self._on_role(ROLE_NAMES.get(new, str(new)))
+
+    def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
+        if self._isLeader():
+            super()._checkCommandsToApply()
+            return
+        pending: Any = self._SyncObj__commandsQueue
+        while True:
+            try:
+                _command, callback = pending.get_nowait()
+            except queue.Empty:
+                return
+            if callable(callback):
+                callback(None, FAIL_REASON.NOT_LEADER)
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
+        kind = message.get("type")
+        if kind == "append_entries" and self._is_stale_append(message):
+            return
+        if kind == "next_node_idx" and message.get("success") and self._isLeader():
+            next_before = self._SyncObj__raftNextIndex.get(node)
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            next_index = self._SyncObj__raftNextIndex
+            if next_before is not None and node in next_index and next_index[node] < next_before:
+                next_index[node] = next_before
+            return
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+    def _is_stale_append(self, message: dict[str, Any]) -> bool:
+        """True for an append that would delete entries this node has already applied."""
+        if "prevLogIdx" not in message or message.get("transmission") is not None:
+            return False
+        if message["term"] < self.raftCurrentTerm:
+            return False  # pysyncobj ignores it anyway
+        prev_index = message["prevLogIdx"]
+        journal = self._SyncObj__raftLog
+        last_index = journal[-1][1]
+        return bool(prev_index is not None and prev_index < last_index and prev_index + 1 <= self.raftLastApplied)

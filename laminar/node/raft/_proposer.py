@@ -1,0 +1,118 @@
+"""Packs pending client mutations into log entries and proposes them at once.
+
+Sessions hand over whole validated frames. One thread takes everything pending (up to a batch
+bound) and proposes it as one entry without waiting for a timer, so a lone message goes out
+immediately while a busy leader builds bigger entries. At most ENTRIES_INFLIGHT_MAX entries are
+proposed and not yet applied: waiting for one is what lets the next batch grow (group commit).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from laminar import limits
+from laminar._wire import length_delimited
+from laminar.node.raft._engine import RaftEngine
+
+log = logging.getLogger("laminar.proposer")
+
+_RUN_TAG = b"\x0a"  # IntentionBatch.runs, field 1, length-delimited
+_CLIENT_ID_TAG = b"\x12"  # ClientRun.client_id, field 2, length-delimited
+
+
+def encode_run(client_id: bytes, frame_bytes: bytes) -> bytes:
+    """An IntentionBatch field holding one ClientRun, built from a serialized MutationFrame."""
+    return length_delimited(_RUN_TAG, frame_bytes + length_delimited(_CLIENT_ID_TAG, client_id))
+
+
+@dataclass
+class Proposal:
+    run: bytes  # encode_run(...) output
+    intentions: int
+    is_current: Callable[[], bool]  # False once its session is gone: it is dropped, not proposed
+    on_received: Callable[[], None]  # called once the entry holding it is handed to the log
+
+
+class Proposer:
+    def __init__(self, engine: RaftEngine) -> None:
+        self._engine = engine
+        self._pending: collections.deque[Proposal] = collections.deque()
+        self._pending_intentions = 0
+        self._inflight_entries = 0
+        self._lock = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="proposer", daemon=True)
+        self._thread.start()
+
+    def offer(self, proposal: Proposal, timeout_s: float) -> bool:
+        """Queue a proposal; False if the queue stayed full for timeout_s (backpressure)."""
+        with self._lock:
+            fits = self._lock.wait_for(
+                lambda: (
+                    self._stopped
+                    or self._pending_intentions + proposal.intentions <= limits.PROPOSAL_QUEUE_INTENTIONS_MAX
+                ),
+                timeout_s,
+            )
+            if not fits or self._stopped:
+                return False
+            self._pending.append(proposal)
+            self._pending_intentions += proposal.intentions
+            self._lock.notify_all()
+            return True
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._lock.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._lock.wait_for(
+                    lambda: self._stopped or (self._pending and self._inflight_entries < limits.ENTRIES_INFLIGHT_MAX)
+                )
+                if self._stopped:
+                    return
+                batch = self._take()
+                self._lock.notify_all()
+            if batch:
+                self._propose(batch)
+
+    def _take(self) -> list[Proposal]:
+        batch: list[Proposal] = []
+        intentions = size = 0
+        while self._pending:
+            head = self._pending[0]
+            if batch and (
+                intentions + head.intentions > limits.BATCH_INTENTIONS_MAX
+                or size + len(head.run) > limits.BATCH_BYTES_MAX
+            ):
+                break
+            self._pending.popleft()
+            self._pending_intentions -= head.intentions
+            if not head.is_current():
+                continue
+            batch.append(head)
+            intentions += head.intentions
+            size += len(head.run)
+        return batch
+
+    def _propose(self, batch: list[Proposal]) -> None:
+        payload = b"".join(p.run for p in batch)
+        with self._lock:
+            self._inflight_entries += 1
+        self._engine.propose(payload, self._entry_done)
+        for proposal in batch:
+            proposal.on_received()
+
+    def _entry_done(self, applied: bool) -> None:
+        if not applied:
+            log.debug("an entry was not applied (leadership changed); its clients resend")
+        with self._lock:
+            self._inflight_entries -= 1
+            self._lock.notify_all()

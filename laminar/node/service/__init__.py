@@ -1,0 +1,7 @@
+"""gRPC servicers: decode, validate, hand to the log, stream to listeners."""
+
+from laminar.node.service._listen import EventFeed, ListenService
+from laminar.node.service._server import LEADER_METADATA_KEY, LaminarServicer, build_server
+from laminar.node.service._sessions import SessionRouter
+
+__all__ = ["LEADER_METADATA_KEY", "EventFeed", "LaminarServicer", "ListenService", "SessionRouter", "build_server"]

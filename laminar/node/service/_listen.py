@@ -1,0 +1,85 @@
+"""Listener streams: committed events of one topic, from any consequence offset, in frames.
+
+Listeners read from the store, not from an in-memory fan-out, so a slow listener costs a thread
+and nothing else: gRPC asks for the next frame only when the previous one is sent, and the node
+never buffers events for it. The apply thread publishes each topic's newest offset to the feed;
+a caught-up listener waits there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from laminar import _rules, limits
+from laminar._wire import length_delimited
+from laminar.node.store import Store
+
+LISTEN_WAIT_S = 1.0  # a waiting listener re-checks that its RPC is alive this often
+
+
+def encode_listen_frame(events: list[bytes]) -> bytes:
+    """A serialized ListenFrame from serialized Events (field 1), without decoding them."""
+    return b"".join(length_delimited(b"\x0a", e) for e in events)
+
+
+class EventFeed:
+    """Newest consequence offset per topic, published by the apply thread."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._version = 0
+
+    def publish(self, topic_offsets: dict[str, int]) -> None:
+        if topic_offsets:
+            with self._cond:
+                self._version += 1
+                self._cond.notify_all()
+
+    def version(self) -> int:
+        with self._cond:
+            return self._version
+
+    def wait_newer(self, version: int, timeout_s: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._version != version, timeout_s)
+
+
+class ListenService:
+    def __init__(self, store: Store, feed: EventFeed) -> None:
+        self._store = store
+        self._feed = feed
+        self._lock = threading.Lock()
+        self._active = 0
+
+    def count(self) -> int:
+        with self._lock:
+            return self._active
+
+    def run(self, topic: str, from_offset: int, context: grpc.ServicerContext) -> Iterator[bytes]:
+        problem = _rules.topic_problem(topic)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        with self._lock:
+            if self._active >= limits.LISTENERS_MAX:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many listeners ({limits.LISTENERS_MAX})")
+            self._active += 1
+        try:
+            yield from self._stream(topic, from_offset, context)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def _stream(self, topic: str, after: int, context: grpc.ServicerContext) -> Iterator[bytes]:
+        while context.is_active():
+            version = self._feed.version()
+            events = self._store.read_events(
+                topic, after, limits.LISTEN_FRAME_EVENTS_MAX, limits.LISTEN_FRAME_BYTES_MAX
+            )
+            if events:
+                after += len(events)  # consequence offsets are gapless per topic
+                yield encode_listen_frame(events)
+            else:
+                self._feed.wait_newer(version, LISTEN_WAIT_S)

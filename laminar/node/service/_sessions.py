@@ -1,0 +1,241 @@
+"""Client sessions on the leader: read frames, check them, hand them to the proposer, send acks.
+
+Each Session RPC has two threads: gRPC's handler thread writes acks; a reader thread takes
+frames from the client. Acks never block the apply thread: outcomes are appended to the session
+under a lock and the writer sends whatever has accumulated as one frame. A session that lets too
+many acks pile up (a client that does not read) is cut with RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from laminar import _rules, limits
+from laminar.node.raft._proposer import Proposal, encode_run
+from laminar.v1 import laminar_pb2 as pb
+
+if TYPE_CHECKING:
+    from laminar.node.state_machine import Outcome
+
+log = logging.getLogger("laminar.session")
+
+SESSION_ACKS_PENDING_MAX = 4 * limits.CLIENT_INFLIGHT_MAX  # outcomes waiting to be sent to one client
+SESSION_OFFER_TIMEOUT_S = 30.0  # how long a frame may wait for room in the proposal queue
+SESSION_WRITER_POLL_S = 1.0  # the writer re-checks that the RPC is alive this often
+HELLO_TIMEOUT_S = 10.0  # a client must say hello within this time
+HELLO_CATCH_UP_WAIT_S = 3.0  # how long a new leader may take to apply what it committed
+
+
+class SessionFailure(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Session:
+    def __init__(self, client_id: bytes, next_nonce: int) -> None:
+        self.client_id = client_id
+        self.expected_nonce = next_nonce
+        self._lock = threading.Condition()
+        self._commits: list[pb.Commit] = []
+        self._received_through = 0
+        self._received_sent = 0
+        self._failure: SessionFailure | None = None
+        self.open = True
+
+    # ---- producers (reader, proposer and apply threads) -------------------------------------
+
+    def received(self, through_nonce: int) -> None:
+        with self._lock:
+            if through_nonce > self._received_through:
+                self._received_through = through_nonce
+                self._lock.notify_all()
+
+    def committed(self, outcomes: list[Outcome]) -> None:
+        with self._lock:
+            if not self.open:
+                return
+            for o in outcomes:
+                self._commits.append(
+                    pb.Commit(nonce=o.nonce, effect=pb.Effect.Name(o.effect), intention_offset=o.intention_offset, reason=o.reason)
+                )
+            if len(self._commits) > SESSION_ACKS_PENDING_MAX:
+                self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
+            self._lock.notify_all()
+
+    def fail(self, code: grpc.StatusCode, message: str) -> None:
+        with self._lock:
+            self._fail(code, message)
+
+    def _fail(self, code: grpc.StatusCode, message: str) -> None:
+        if self._failure is None:
+            self._failure = SessionFailure(code, message)
+        self.open = False
+        self._lock.notify_all()
+
+    # ---- the writer (gRPC handler thread) ---------------------------------------------------
+
+    def next_acks(self) -> pb.Acks | None:
+        """Block until there is something to send; None to poll liveness again."""
+        with self._lock:
+            self._lock.wait_for(
+                lambda: self._commits or self._received_through > self._received_sent or self._failure,
+                SESSION_WRITER_POLL_S,
+            )
+            if self._commits or self._received_through > self._received_sent:
+                acks = pb.Acks(received_through=self._received_through, commits=self._commits)
+                self._commits = []
+                self._received_sent = self._received_through
+                return acks
+            if self._failure is not None:
+                raise self._failure
+            return None
+
+
+class SessionRouter:
+    """Owns every session on this node and routes applied outcomes to them by client id."""
+
+    def __init__(
+        self,
+        proposer_offer: Callable[[Proposal, float], bool],
+        nonce_max: Callable[[bytes], int | None],
+        is_leader: Callable[[], bool],
+    ) -> None:
+        self._offer = proposer_offer
+        self._nonce_max = nonce_max
+        self._is_leader = is_leader
+        self._lock = threading.Lock()
+        self._sessions: dict[bytes, _Session] = {}
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def deliver(self, outcomes: list[Outcome]) -> None:
+        by_client: dict[bytes, list[Outcome]] = {}
+        for o in outcomes:
+            by_client.setdefault(o.client_id, []).append(o)
+        with self._lock:
+            targets = [(self._sessions.get(cid), group) for cid, group in by_client.items()]
+        for session, group in targets:
+            if session is not None:
+                session.committed(group)
+
+    def close_all(self, code: grpc.StatusCode, message: str) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            session.fail(code, message)
+
+    def run(self, requests: Iterator[pb.ClientFrame], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:
+        hello = self._hello(requests)
+        session = self._register(hello)
+        reader = threading.Thread(target=self._read, args=(session, requests), name="session-reader", daemon=True)
+        reader.start()
+        try:
+            yield pb.ServerFrame(welcome=pb.Welcome())
+            while context.is_active():
+                acks = session.next_acks()
+                if acks is not None:
+                    yield pb.ServerFrame(acks=acks)
+        finally:
+            session.fail(grpc.StatusCode.CANCELLED, "session ended")
+            self._unregister(session)
+
+    def _hello(self, requests: Iterator[pb.ClientFrame]) -> pb.Hello:
+        frame = next(requests, None)
+        if frame is None or frame.WhichOneof("body") != "hello":
+            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "the first frame of a session must be a Hello")
+        hello = frame.hello
+        if len(hello.client_id) != 16:
+            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "Hello.client_id must be 16 bytes (a UUID)")
+        if hello.next_nonce < 1:
+            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "Hello.next_nonce must be >= 1")
+        self._check_nonce_not_ahead(hello)
+        return hello
+
+    def _check_nonce_not_ahead(self, hello: pb.Hello) -> None:
+        """A known client may not start past its last applied nonce + 1: those would never apply."""
+        deadline = time.monotonic() + HELLO_CATCH_UP_WAIT_S
+        while True:
+            nonce_max = self._nonce_max(bytes(hello.client_id))
+            if nonce_max is None or hello.next_nonce <= nonce_max + 1:
+                return
+            if time.monotonic() > deadline:
+                raise SessionFailure(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"Hello.next_nonce {hello.next_nonce} is ahead of this client's last applied nonce "
+                    f"{nonce_max}: resend from {nonce_max + 1}",
+                )
+            time.sleep(0.05)
+
+    def _register(self, hello: pb.Hello) -> _Session:
+        session = _Session(bytes(hello.client_id), hello.next_nonce)
+        with self._lock:
+            if len(self._sessions) >= limits.SESSIONS_MAX and session.client_id not in self._sessions:
+                raise SessionFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many sessions ({limits.SESSIONS_MAX})")
+            old = self._sessions.get(session.client_id)
+            self._sessions[session.client_id] = session
+        if old is not None:
+            old.fail(grpc.StatusCode.ABORTED, "superseded by a newer session of the same client")
+        return session
+
+    def _unregister(self, session: _Session) -> None:
+        with self._lock:
+            if self._sessions.get(session.client_id) is session:
+                del self._sessions[session.client_id]
+
+    def _read(self, session: _Session, requests: Iterator[pb.ClientFrame]) -> None:
+        try:
+            for frame in requests:
+                if not session.open:
+                    return
+                self._accept(session, frame)
+        except SessionFailure as failure:
+            session.fail(failure.code, failure.message)
+        except grpc.RpcError:
+            session.fail(grpc.StatusCode.CANCELLED, "client went away")
+        except Exception as e:  # noqa: BLE001 - a bad frame must not take the node down
+            log.warning("session of client %s failed: %s", session.client_id.hex(), e)
+            session.fail(grpc.StatusCode.INTERNAL, f"session failed: {e}")
+
+    def _accept(self, session: _Session, frame: pb.ClientFrame) -> None:
+        if frame.WhichOneof("body") != "mutations":
+            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "only one Hello per session")
+        mutations = frame.mutations.mutations
+        if not mutations:
+            return
+        if len(mutations) > limits.FRAME_MUTATIONS_MAX:
+            raise SessionFailure(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a frame holds {len(mutations)} mutations; the limit is {limits.FRAME_MUTATIONS_MAX}",
+            )
+        expected = session.expected_nonce
+        for m in mutations:
+            if m.nonce != expected:
+                raise SessionFailure(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"nonce {m.nonce} out of sequence: expected {expected}"
+                )
+            problem = _rules.mutation_problem(m)
+            if problem:
+                raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, f"nonce {m.nonce}: {problem}")
+            expected += 1
+        if not self._is_leader():
+            raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node is no longer the leader")
+        session.expected_nonce = expected
+        last = expected - 1
+        proposal = Proposal(
+            run=encode_run(session.client_id, frame.mutations.SerializeToString()),
+            intentions=len(mutations),
+            is_current=lambda: session.open,
+            on_received=lambda: session.received(last),
+        )
+        if not self._offer(proposal, SESSION_OFFER_TIMEOUT_S):
+            raise SessionFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "the leader's proposal queue stayed full")

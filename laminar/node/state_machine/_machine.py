@@ -1,0 +1,338 @@
+"""The replicated state machine: apply one committed log entry, deterministically.
+
+Given the same entries in the same order, every node produces byte-identical events and store
+contents. The machine reads committed state through the store and records what the entry changes
+in a WriteSet; the caller commits that write set atomically with the applied index. It never
+raises on bad input: every failure becomes an ERROR effect, decided the same way on every node
+(pysyncobj retries an entry whose apply raised, forever).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from laminar import limits
+from laminar.node.store import AppliedMark, ClientRecord, Keys, ResultRecord, Store, TopicRecord, WriteSet
+from laminar.node.store._keys import from_u64, u64
+from laminar.v1 import laminar_pb2 as pb
+
+if TYPE_CHECKING:
+    from laminar.node.sandbox import CallContext, CallOutcome, TopicRuntime
+
+VALID, INVALID, ERROR = pb.VALID, pb.INVALID, pb.ERROR
+_TOPIC_NAME = re.compile(limits.TOPIC_NAME_PATTERN)
+_CLIENT_ID_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one intention of a client did; routed to that client's session if it is here."""
+
+    client_id: bytes
+    nonce: int
+    effect: int
+    intention_offset: int
+    reason: str
+
+
+@dataclass
+class Applied:
+    """Everything one log entry produced. The caller commits `writes` with `mark` atomically."""
+
+    writes: WriteSet
+    mark: AppliedMark
+    outcomes: list[Outcome]
+    topic_offsets: dict[str, int]  # topic -> its last consequence offset, for topics that got events
+
+
+@dataclass
+class _Topic:
+    record: TopicRecord
+    runtime: TopicRuntime | None = None  # started lazily for programmable topics
+
+
+@dataclass
+class _Batch:
+    """Working state while applying one entry."""
+
+    writes: WriteSet
+    offset: int  # last intention offset assigned
+    outcomes: list[Outcome] = field(default_factory=list)
+    topic_offsets: dict[str, int] = field(default_factory=dict)
+    dirty_topics: set[str] = field(default_factory=set)
+    dirty_states: set[str] = field(default_factory=set)
+    new_results: dict[bytes, list[tuple[int, list[ResultRecord]]]] = field(default_factory=dict)
+    touched_clients: dict[bytes, ClientRecord | None] = field(default_factory=dict)  # id -> record before
+
+
+def _as_enum(value: int) -> Any:
+    """Enum fields accept plain ints at run time; the generated stubs only say so for the enum type."""
+    return value
+
+
+def _cut(reason: str) -> str:
+    data = reason.encode(errors="replace")
+    if len(data) <= limits.REASON_BYTES_MAX:
+        return reason
+    return data[: limits.REASON_BYTES_MAX].decode(errors="ignore")
+
+
+class StateMachine:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        mark = store.applied()
+        self._raft_index = mark.raft_index
+        self._offset = mark.intention_offset
+        self._topics: dict[str, _Topic] = {}
+        for key, value in store.scan(Keys.TOPIC_PREFIX):
+            self._topics[key[len(Keys.TOPIC_PREFIX) :].decode()] = _Topic(TopicRecord.decode(value))
+        self._clients: dict[bytes, ClientRecord] = {}
+
+    # ---- queries (any thread; values may be one entry old) ----------------------------------
+
+    @property
+    def applied_mark(self) -> AppliedMark:
+        return AppliedMark(self._raft_index, self._offset)
+
+    def live_topics(self) -> list[str]:
+        return sorted(name for name, topic in list(self._topics.items()) if topic.record.live)
+
+    # ---- apply (the apply thread only) ------------------------------------------------------
+
+    def apply(self, raft_index: int, payload: bytes) -> Applied | None:
+        """Apply one entry. None when the store already holds it (replay after restart)."""
+        if raft_index <= self._raft_index:
+            return None
+        batch = _Batch(WriteSet(), self._offset)
+        try:
+            entry = pb.IntentionBatch.FromString(payload)
+        except Exception:  # noqa: BLE001 - a corrupt entry applies nothing, the same way everywhere
+            entry = pb.IntentionBatch()
+        for run in entry.runs:
+            self._apply_run(batch, run)
+        self._finish(batch)
+        self._raft_index = raft_index
+        self._offset = batch.offset
+        mark = AppliedMark(raft_index, batch.offset)
+        return Applied(batch.writes, mark, batch.outcomes, batch.topic_offsets)
+
+    def skip(self, raft_index: int) -> AppliedMark:
+        """Advance over an entry that carries no intentions (Raft no-ops, membership changes)."""
+        self._raft_index = max(self._raft_index, raft_index)
+        return self.applied_mark
+
+    def _apply_run(self, batch: _Batch, run: pb.ClientRun) -> None:
+        client_id = bytes(run.client_id)
+        if len(client_id) != _CLIENT_ID_BYTES:
+            return  # the leader never proposes this; applying nothing is the same on every node
+        record = self._client(batch, client_id)
+        for mutation in run.mutations:
+            nonce = mutation.nonce
+            if record is not None and nonce <= record.nonce_max:
+                batch.outcomes.append(self._duplicate(batch, client_id, nonce))
+                continue
+            if record is not None and nonce > record.nonce_max + 1:
+                # Out of order: a stale entry from a session that is gone, whose earlier nonces
+                # never committed. Applying it would make those look like duplicates later; the
+                # client resends everything from its oldest uncommitted nonce instead.
+                continue
+            batch.offset += 1
+            effect, reason = self._execute(batch, client_id, mutation)
+            reason = _cut(reason)
+            batch.outcomes.append(Outcome(client_id, nonce, effect, batch.offset, reason))
+            self._remember(batch, client_id, nonce, ResultRecord(effect, batch.offset, reason))
+            record = ClientRecord(nonce, batch.offset)
+            self._clients[client_id] = record
+
+    # ---- dedupe -----------------------------------------------------------------------------
+
+    def _client(self, batch: _Batch, client_id: bytes) -> ClientRecord | None:
+        record = self._clients.get(client_id)
+        if record is None:
+            data = self._store.get(Keys.client(client_id))
+            if data is not None:
+                record = ClientRecord.decode(data)
+                if len(self._clients) >= limits.DEDUPE_CLIENTS_CACHED_MAX:
+                    self._clients.clear()  # a cache: everything is on disk
+                self._clients[client_id] = record
+        if client_id not in batch.touched_clients:
+            batch.touched_clients[client_id] = record
+        return record
+
+    def _remember(self, batch: _Batch, client_id: bytes, nonce: int, result: ResultRecord) -> None:
+        runs = batch.new_results.setdefault(client_id, [])
+        if runs and runs[-1][0] + len(runs[-1][1]) == nonce:
+            runs[-1][1].append(result)
+        else:
+            runs.append((nonce, [result]))
+
+    def _duplicate(self, batch: _Batch, client_id: bytes, nonce: int) -> Outcome:
+        for first, results in batch.new_results.get(client_id, []):
+            if first <= nonce < first + len(results):
+                return self._resend_outcome(client_id, nonce, results[nonce - first])
+        found = self._store.get_floor(Keys.result(client_id, nonce), Keys.results_of(client_id))
+        if found is not None:
+            first = from_u64(found[0][-8:])
+            results = ResultRecord.decode_run(found[1])
+            if first <= nonce < first + len(results):
+                return self._resend_outcome(client_id, nonce, results[nonce - first])
+        reason = f"duplicate of nonce {nonce}, applied long ago; its outcome is no longer kept"
+        return Outcome(client_id, nonce, ERROR, 0, reason)
+
+    @staticmethod
+    def _resend_outcome(client_id: bytes, nonce: int, result: ResultRecord) -> Outcome:
+        return Outcome(client_id, nonce, result.effect, result.intention_offset, result.reason)
+
+    # ---- intentions -------------------------------------------------------------------------
+
+    def _execute(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
+        if not _TOPIC_NAME.fullmatch(m.topic):
+            return ERROR, f"invalid topic name {m.topic[:64]!r}"
+        if m.kind == pb.CREATE_TOPIC:
+            return self._create(batch, client_id, m)
+        if m.kind == pb.DESTROY_TOPIC:
+            return self._destroy(batch, m.topic)
+        if m.kind in (pb.PUT, pb.DELETE):
+            return self._write(batch, client_id, m)
+        return ERROR, f"unknown intention kind {m.kind}"
+
+    def _context(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> CallContext:
+        from laminar.node.sandbox import CallContext
+
+        return CallContext(topic=m.topic, offset=batch.offset, client_id=str(uuid.UUID(bytes=client_id)), nonce=m.nonce)
+
+    def _create(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
+        topic = self._topics.get(m.topic)
+        if topic is not None and topic.record.live:
+            return INVALID, f"topic {m.topic!r} already exists"
+        if sum(1 for t in self._topics.values() if t.record.live) >= limits.TOPICS_LIVE_MAX:
+            return ERROR, f"too many topics (limit {limits.TOPICS_LIVE_MAX})"
+        runtime = None
+        emitted: tuple[tuple[int, bytes, bytes], ...] = ()
+        if m.program:
+            from laminar.node.sandbox import ProgramRefused, TopicRuntime
+
+            try:
+                runtime = TopicRuntime.start(m.program, None)
+            except ProgramRefused as refused:
+                return ERROR, f"program refused: {refused.reason}"
+            outcome = runtime.on_create(self._context(batch, client_id, m), bytes(m.args))
+            if not outcome.ok:
+                return ERROR, outcome.reason
+            emitted = self._events_of(outcome)
+        next_offset = topic.record.next_offset if topic is not None else 1
+        record = TopicRecord(True, next_offset, batch.offset, m.program, bytes(m.args))
+        self._topics[m.topic] = _Topic(record, runtime)
+        self._append(batch, m.topic, pb.CREATE_TOPIC, b"", bytes(m.args))
+        for kind, key, value in emitted:
+            self._append(batch, m.topic, kind, key, value)
+        if runtime is not None:
+            batch.dirty_states.add(m.topic)
+        return VALID, ""
+
+    def _destroy(self, batch: _Batch, name: str) -> tuple[int, str]:
+        topic = self._topics.get(name)
+        if topic is None or not topic.record.live:
+            return INVALID, f"topic {name!r} does not exist"
+        self._append(batch, name, pb.DESTROY_TOPIC, b"", b"")
+        record = topic.record
+        self._topics[name] = _Topic(TopicRecord(False, record.next_offset, record.created_at, "", b""))
+        batch.dirty_states.discard(name)
+        batch.writes.delete(Keys.state(name))
+        return VALID, ""
+
+    def _write(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
+        topic = self._topics.get(m.topic)
+        if topic is None or not topic.record.live:
+            return ERROR, f"topic {m.topic!r} does not exist"
+        key, value = bytes(m.key), bytes(m.value) if m.kind == pb.PUT else b""
+        if not topic.record.program:
+            self._append(batch, m.topic, m.kind, key, value)
+            return VALID, ""
+        runtime = self._runtime(m.topic, topic)
+        if runtime is None:
+            return ERROR, "topic program cannot start on this node"  # never: it started at create
+        ctx = self._context(batch, client_id, m)
+        outcome = runtime.on_put(ctx, key, value) if m.kind == pb.PUT else runtime.on_delete(ctx, key)
+        if not outcome.ok:
+            return ERROR, outcome.reason
+        for kind, event_key, event_value in self._events_of(outcome):
+            self._append(batch, m.topic, kind, event_key, event_value)
+        batch.dirty_states.add(m.topic)
+        return VALID, ""
+
+    def _runtime(self, name: str, topic: _Topic) -> TopicRuntime | None:
+        if topic.runtime is None:
+            from laminar.node.sandbox import ProgramRefused, TopicRuntime
+
+            try:
+                topic.runtime = TopicRuntime.start(topic.record.program, self._store.get(Keys.state(name)))
+            except ProgramRefused:
+                return None
+        return topic.runtime
+
+    @staticmethod
+    def _events_of(outcome: CallOutcome) -> tuple[tuple[int, bytes, bytes], ...]:
+        return tuple((pb.PUT if e.kind == "PUT" else pb.DELETE, e.key, e.value) for e in outcome.events)
+
+    def _append(self, batch: _Batch, name: str, kind: int, key: bytes, value: bytes) -> None:
+        topic = self._topics[name]
+        offset = topic.record.next_offset
+        event = pb.Event(kind=_as_enum(kind), key=key, value=value, intention_offset=batch.offset, consequence_offset=offset)
+        batch.writes.put(Keys.event(name, offset), event.SerializeToString())
+        record = topic.record
+        topic.record = TopicRecord(record.live, offset + 1, record.created_at, record.program, record.args)
+        batch.dirty_topics.add(name)
+        batch.topic_offsets[name] = offset
+
+    # ---- end of entry -----------------------------------------------------------------------
+
+    def _finish(self, batch: _Batch) -> None:
+        writes = batch.writes
+        for name in sorted(batch.dirty_topics):
+            writes.put(Keys.topic(name), self._topics[name].record.encode())
+        for name in sorted(batch.dirty_states):
+            runtime = self._topics[name].runtime
+            assert runtime is not None
+            writes.put(Keys.state(name), runtime.state_bytes())
+        for client_id, before in batch.touched_clients.items():
+            self._save_client(batch, client_id, before)
+        self._expire_clients(batch)
+
+    def _save_client(self, batch: _Batch, client_id: bytes, before: ClientRecord | None) -> None:
+        after = self._clients.get(client_id)
+        if after is None or after == before:
+            return
+        writes = batch.writes
+        writes.put(Keys.client(client_id), after.encode())
+        if before is not None:
+            writes.delete(Keys.expiry(before.last_offset, client_id))
+        writes.put(Keys.expiry(after.last_offset, client_id), b"")
+        for first, results in batch.new_results.get(client_id, []):
+            writes.put(Keys.result(client_id, first), ResultRecord.encode_run(results))
+        # Keep outcomes of the last DEDUPE_RESULTS_PER_CLIENT_MAX nonces at least: a run holds at
+        # most BATCH_INTENTIONS_MAX results, so runs starting below this horizon are all older.
+        horizon = after.nonce_max - limits.DEDUPE_RESULTS_PER_CLIENT_MAX - limits.BATCH_INTENTIONS_MAX
+        if horizon > 0:
+            writes.delete_range(Keys.result(client_id, 0), Keys.result(client_id, horizon))
+
+    def _expire_clients(self, batch: _Batch) -> None:
+        threshold = batch.offset - limits.DEDUPE_CLIENT_EXPIRY_INTENTIONS
+        if threshold <= 0:
+            return
+        prefix = Keys.EXPIRY_PREFIX
+        for key, _ in self._store.scan(prefix, limit=limits.DEDUPE_EXPIRED_PER_BATCH_MAX):
+            last_offset = from_u64(key[len(prefix) : len(prefix) + 8])
+            if last_offset >= threshold:
+                return
+            client_id = key[len(prefix) + 8 :]
+            decided, _ = batch.writes.lookup(key)
+            if decided:
+                continue  # this entry moved the client forward: not expired
+            batch.writes.delete(key)
+            batch.writes.delete(Keys.client(client_id))
+            batch.writes.delete_range(Keys.results_of(client_id), Keys.results_of(client_id) + u64(2**64 - 1))
+            self._clients.pop(client_id, None)

@@ -1,0 +1,12 @@
+"""RocksDB layout: events, topics, program state, dedupe table and the applied index.
+
+The store is the only module that touches rocksdict. Everything a node applies for one Raft entry
+is written in one atomic write batch together with the applied index, so a restart neither loses
+nor re-applies an entry.
+"""
+
+from laminar.node.store._keys import Keys
+from laminar.node.store._records import AppliedMark, ClientRecord, ResultRecord, TopicRecord
+from laminar.node.store._store import Store, WriteSet
+
+__all__ = ["AppliedMark", "ClientRecord", "Keys", "ResultRecord", "Store", "TopicRecord", "WriteSet"]

@@ -1,0 +1,67 @@
+"""Key layout. Offsets are big-endian fixed width so that byte order is numeric order.
+
+    m/applied                      -> AppliedMark (raft index, intention offset)
+    t/<topic>                      -> TopicRecord (live flag, next consequence offset, program)
+    e/<topic>\\x00<offset:8>        -> serialized laminar.v1.Event
+    s/<topic>                      -> program state bytes
+    c/<client_id:16>               -> ClientRecord (highest applied nonce, last intention offset)
+    r/<client_id:16><nonce:8>      -> ResultRecord run: outcomes of consecutive nonces from <nonce>
+    x/<offset:8><client_id:16>     -> b"" (expiry index: clients by last intention offset)
+
+Topic names never contain NUL (they match [A-Za-z0-9._-]), so `e/<topic>\\x00` is a prefix that
+holds exactly one topic's events, in offset order.
+"""
+
+from __future__ import annotations
+
+_U64 = 8
+
+
+def u64(value: int) -> bytes:
+    return value.to_bytes(_U64, "big")
+
+
+def from_u64(data: bytes) -> int:
+    return int.from_bytes(data, "big")
+
+
+class Keys:
+    APPLIED = b"m/applied"
+    TOPIC_PREFIX = b"t/"
+    EVENT_PREFIX = b"e/"
+    STATE_PREFIX = b"s/"
+    CLIENT_PREFIX = b"c/"
+    RESULT_PREFIX = b"r/"
+    EXPIRY_PREFIX = b"x/"
+
+    @staticmethod
+    def topic(topic: str) -> bytes:
+        return Keys.TOPIC_PREFIX + topic.encode()
+
+    @staticmethod
+    def events_of(topic: str) -> bytes:
+        return Keys.EVENT_PREFIX + topic.encode() + b"\x00"
+
+    @staticmethod
+    def event(topic: str, offset: int) -> bytes:
+        return Keys.events_of(topic) + u64(offset)
+
+    @staticmethod
+    def state(topic: str) -> bytes:
+        return Keys.STATE_PREFIX + topic.encode()
+
+    @staticmethod
+    def client(client_id: bytes) -> bytes:
+        return Keys.CLIENT_PREFIX + client_id
+
+    @staticmethod
+    def results_of(client_id: bytes) -> bytes:
+        return Keys.RESULT_PREFIX + client_id
+
+    @staticmethod
+    def result(client_id: bytes, nonce: int) -> bytes:
+        return Keys.RESULT_PREFIX + client_id + u64(nonce)
+
+    @staticmethod
+    def expiry(intention_offset: int, client_id: bytes) -> bytes:
+        return Keys.EXPIRY_PREFIX + u64(intention_offset) + client_id

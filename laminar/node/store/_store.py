@@ -1,0 +1,129 @@
+"""The node's RocksDB store and the write set one applied entry produces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+from laminar.node.store._keys import Keys
+from laminar.node.store._records import AppliedMark
+
+
+class WriteSet:
+    """Ordered writes produced by applying one entry, with read-your-writes for the applier.
+
+    The state machine records what it would write here; the node commits it in one atomic batch.
+    """
+
+    __slots__ = ("_ops", "_overlay")
+
+    def __init__(self) -> None:
+        self._ops: list[tuple[int, bytes, bytes | None]] = []
+        self._overlay: dict[bytes, bytes | None] = {}
+
+    _PUT, _DELETE, _DELETE_RANGE = 0, 1, 2
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._ops.append((self._PUT, key, value))
+        self._overlay[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self._ops.append((self._DELETE, key, None))
+        self._overlay[key] = None
+
+    def delete_range(self, begin: bytes, end: bytes) -> None:
+        """Delete keys in [begin, end). Not reflected in reads through the overlay."""
+        self._ops.append((self._DELETE_RANGE, begin, end))
+
+    def lookup(self, key: bytes) -> tuple[bool, bytes | None]:
+        """(True, value) if this write set decides the key, else (False, None)."""
+        if key in self._overlay:
+            return True, self._overlay[key]
+        return False, None
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def to_batch(self) -> WriteBatch:
+        batch = WriteBatch(raw_mode=True)
+        for op, key, value in self._ops:
+            if op == self._PUT:
+                assert value is not None
+                batch.put(key, value)
+            elif op == self._DELETE:
+                batch.delete(key)
+            else:
+                assert value is not None
+                batch.delete_range(key, value)
+        return batch
+
+
+class Store:
+    """RocksDB in raw-bytes mode. Reads are thread-safe; writes come from the apply thread only."""
+
+    def __init__(self, path: str) -> None:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self._path = path
+        self._db = Rdict(path, options)
+        self._write_options = WriteOptions()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
+    def get_floor(self, key: bytes, prefix: bytes) -> tuple[bytes, bytes] | None:
+        """The entry with the greatest key <= `key` that starts with `prefix`, if any."""
+        it = self._db.iter()
+        it.seek_for_prev(key)
+        if it.valid():
+            found = it.key()
+            if found.startswith(prefix):
+                return found, it.value()
+        return None
+
+    def scan(
+        self, prefix: bytes, start: bytes | None = None, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Entries whose key starts with `prefix`, from `start` (inclusive) on, in key order."""
+        it = self._db.iter()
+        it.seek(start if start is not None else prefix)
+        count = 0
+        while it.valid() and (limit is None or count < limit):
+            key = it.key()
+            if not key.startswith(prefix):
+                return
+            yield key, it.value()
+            count += 1
+            it.next()
+
+    def applied(self) -> AppliedMark:
+        data = self.get(Keys.APPLIED)
+        return AppliedMark.decode(data) if data is not None else AppliedMark(0, 0)
+
+    def commit(self, writes: WriteSet, mark: AppliedMark) -> None:
+        """Write everything one applied entry produced, and its mark, in one atomic batch."""
+        batch = writes.to_batch()
+        batch.put(Keys.APPLIED, mark.encode())
+        self._db.write(batch, self._write_options)
+
+    def read_events(self, topic: str, after_offset: int, count_max: int, bytes_max: int) -> list[bytes]:
+        """Serialized events of `topic` with consequence offset > after_offset, in order."""
+        prefix = Keys.events_of(topic)
+        events: list[bytes] = []
+        size = 0
+        for _, value in self.scan(prefix, start=Keys.event(topic, after_offset + 1), limit=count_max):
+            if events and size + len(value) > bytes_max:
+                break
+            events.append(value)
+            size += len(value)
+        return events

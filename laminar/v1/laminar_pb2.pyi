@@ -1,0 +1,190 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KIND_UNSPECIFIED: _ClassVar[Kind]
+    CREATE_TOPIC: _ClassVar[Kind]
+    DESTROY_TOPIC: _ClassVar[Kind]
+    PUT: _ClassVar[Kind]
+    DELETE: _ClassVar[Kind]
+
+class Effect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EFFECT_UNSPECIFIED: _ClassVar[Effect]
+    VALID: _ClassVar[Effect]
+    INVALID: _ClassVar[Effect]
+    ERROR: _ClassVar[Effect]
+KIND_UNSPECIFIED: Kind
+CREATE_TOPIC: Kind
+DESTROY_TOPIC: Kind
+PUT: Kind
+DELETE: Kind
+EFFECT_UNSPECIFIED: Effect
+VALID: Effect
+INVALID: Effect
+ERROR: Effect
+
+class Hello(_message.Message):
+    __slots__ = ("client_id", "next_nonce")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_NONCE_FIELD_NUMBER: _ClassVar[int]
+    client_id: bytes
+    next_nonce: int
+    def __init__(self, client_id: _Optional[bytes] = ..., next_nonce: _Optional[int] = ...) -> None: ...
+
+class Mutation(_message.Message):
+    __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    nonce: int
+    kind: Kind
+    topic: str
+    key: bytes
+    value: bytes
+    program: str
+    args: bytes
+    def __init__(self, nonce: _Optional[int] = ..., kind: _Optional[_Union[Kind, str]] = ..., topic: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ...) -> None: ...
+
+class MutationFrame(_message.Message):
+    __slots__ = ("mutations",)
+    MUTATIONS_FIELD_NUMBER: _ClassVar[int]
+    mutations: _containers.RepeatedCompositeFieldContainer[Mutation]
+    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ...) -> None: ...
+
+class ClientFrame(_message.Message):
+    __slots__ = ("hello", "mutations")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    MUTATIONS_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    mutations: MutationFrame
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., mutations: _Optional[_Union[MutationFrame, _Mapping]] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("node_id", "term")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    term: int
+    def __init__(self, node_id: _Optional[str] = ..., term: _Optional[int] = ...) -> None: ...
+
+class Commit(_message.Message):
+    __slots__ = ("nonce", "effect", "intention_offset", "reason")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    nonce: int
+    effect: Effect
+    intention_offset: int
+    reason: str
+    def __init__(self, nonce: _Optional[int] = ..., effect: _Optional[_Union[Effect, str]] = ..., intention_offset: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Acks(_message.Message):
+    __slots__ = ("received_through", "commits")
+    RECEIVED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    COMMITS_FIELD_NUMBER: _ClassVar[int]
+    received_through: int
+    commits: _containers.RepeatedCompositeFieldContainer[Commit]
+    def __init__(self, received_through: _Optional[int] = ..., commits: _Optional[_Iterable[_Union[Commit, _Mapping]]] = ...) -> None: ...
+
+class ServerFrame(_message.Message):
+    __slots__ = ("welcome", "acks")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    acks: Acks
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., acks: _Optional[_Union[Acks, _Mapping]] = ...) -> None: ...
+
+class ListenRequest(_message.Message):
+    __slots__ = ("topic", "from_offset")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    from_offset: int
+    def __init__(self, topic: _Optional[str] = ..., from_offset: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("kind", "key", "value", "intention_offset", "consequence_offset")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CONSEQUENCE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    kind: Kind
+    key: bytes
+    value: bytes
+    intention_offset: int
+    consequence_offset: int
+    def __init__(self, kind: _Optional[_Union[Kind, str]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., intention_offset: _Optional[int] = ..., consequence_offset: _Optional[int] = ...) -> None: ...
+
+class ListenFrame(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "intention_offset", "leader_id", "leader_address", "topics", "durability", "peers")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: str
+    term: int
+    commit_index: int
+    applied_index: int
+    intention_offset: int
+    leader_id: str
+    leader_address: str
+    topics: _containers.RepeatedScalarFieldContainer[str]
+    durability: str
+    peers: _containers.RepeatedCompositeFieldContainer[Peer]
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., intention_offset: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., durability: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
+
+class Peer(_message.Message):
+    __slots__ = ("node_id", "client_address", "raft_address")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    client_address: str
+    raft_address: str
+    def __init__(self, node_id: _Optional[str] = ..., client_address: _Optional[str] = ..., raft_address: _Optional[str] = ...) -> None: ...
+
+class ClientRun(_message.Message):
+    __slots__ = ("mutations", "client_id")
+    MUTATIONS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    mutations: _containers.RepeatedCompositeFieldContainer[Mutation]
+    client_id: bytes
+    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., client_id: _Optional[bytes] = ...) -> None: ...
+
+class IntentionBatch(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[ClientRun]
+    def __init__(self, runs: _Optional[_Iterable[_Union[ClientRun, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,98 @@
+"""Shared fixtures: real node processes on loopback, cleaned up however a test ends."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import laminar
+from laminar.local_cluster import LocalCluster, free_port_block, write_config
+
+CLUSTER_READY_TIMEOUT_S = 20.0
+
+
+@dataclass
+class TestCluster:
+    cluster: LocalCluster
+    addresses: list[str]
+    data_dir: str
+    log_dir: str
+
+    def address_of(self, node_id: int) -> str:
+        return self.addresses[node_id - 1]
+
+    def statuses(self) -> list[dict]:
+        return laminar.cluster_status(self.addresses, timeout_s=1.0)
+
+    def leader_id(self, timeout_s: float = CLUSTER_READY_TIMEOUT_S, exclude: int | None = None) -> int:
+        """The id of the node that says it leads, once the live nodes agree on one."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            live = [s for s in self.statuses() if "error" not in s]
+            leaders = {s["node_id"] for s in live if s["role"] == "leader"}
+            known = {s.get("leader_id") for s in live}
+            if len(leaders) == 1 and known == leaders and int(next(iter(leaders))) != exclude:
+                return int(next(iter(leaders)))
+            time.sleep(0.1)
+        raise AssertionError(f"no agreed leader within {timeout_s} s: {self.statuses()}")
+
+    def wait_applied(self, intention_offset: int, node_ids: list[int] | None = None, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        wanted = {self.address_of(n) for n in (node_ids or list(self.cluster.node_ids))}
+        while time.monotonic() < deadline:
+            done = {
+                s["address"]
+                for s in self.statuses()
+                if "error" not in s and int(s["intention_offset"]) >= intention_offset
+            }
+            if wanted <= done:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"nodes did not apply offset {intention_offset}: {self.statuses()}")
+
+    def logs(self) -> str:
+        parts = []
+        for name in sorted(os.listdir(self.log_dir)):
+            with open(os.path.join(self.log_dir, name), errors="replace") as f:
+                parts.append(f"==== {name}\n{f.read()[-20000:]}")
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def make_cluster(tmp_path, request) -> Iterator[Callable[..., TestCluster]]:  # type: ignore[no-untyped-def]
+    """Start a cluster of real nodes: make_cluster(nodes=3). Stopped at the end of the test."""
+    started: list[TestCluster] = []
+
+    def start(nodes: int = 3) -> TestCluster:
+        root = tmp_path / f"cluster-{len(started)}"
+        root.mkdir()
+        (root / "logs").mkdir()
+        base = free_port_block(nodes)
+        config = root / "cluster.toml"
+        write_config(str(config), nodes, base, str(root / "data"))
+        cluster = LocalCluster(str(config), list(range(1, nodes + 1)), log_dir=str(root / "logs"))
+        addresses = [f"127.0.0.1:{base + n}" for n in range(1, nodes + 1)]
+        test_cluster = TestCluster(cluster, addresses, str(root / "data"), str(root / "logs"))
+        started.append(test_cluster)
+        cluster.start_all()
+        test_cluster.leader_id()
+        return test_cluster
+
+    yield start
+    for test_cluster in started:
+        test_cluster.cluster.stop_all()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for test_cluster in started:
+            print(test_cluster.logs())  # shown by pytest under "Captured stdout teardown"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, "rep_" + report.when, report)
+    return report

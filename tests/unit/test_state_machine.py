@@ -1,0 +1,184 @@
+"""The pure state machine: offsets, effects, dedupe, re-create, determinism. No processes."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from laminar import limits
+from laminar.node.raft._proposer import encode_run
+from laminar.node.state_machine import StateMachine
+from laminar.node.store import Keys, Store
+from laminar.v1 import laminar_pb2 as pb
+
+ALICE = uuid.UUID(int=1).bytes
+BOB = uuid.UUID(int=2).bytes
+
+
+def entry(*runs: tuple[bytes, list[pb.Mutation]]) -> bytes:
+    return b"".join(encode_run(cid, pb.MutationFrame(mutations=ms).SerializeToString()) for cid, ms in runs)
+
+
+def m(nonce: int, kind: int, topic: str, key: bytes = b"", value: bytes = b"") -> pb.Mutation:
+    return pb.Mutation(nonce=nonce, kind=kind, topic=topic, key=key, value=value)
+
+
+class Harness:
+    def __init__(self, path: Path) -> None:
+        self.store = Store(str(path))
+        self.machine = StateMachine(self.store)
+        self.index = 1
+
+    def apply(self, payload: bytes) -> list[tuple[int, int, int, str]]:
+        self.index += 1
+        applied = self.machine.apply(self.index, payload)
+        assert applied is not None
+        self.store.commit(applied.writes, applied.mark)
+        return [(o.nonce, o.effect, o.intention_offset, o.reason) for o in applied.outcomes]
+
+    def events(self, topic: str) -> list[pb.Event]:
+        return [pb.Event.FromString(e) for e in self.store.read_events(topic, 0, 10_000, 1 << 30)]
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for key, value in self.store.scan(b""):
+            h.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+        return h.hexdigest()
+
+
+@pytest.fixture
+def sm(tmp_path: Path) -> Harness:
+    return Harness(tmp_path / "a")
+
+
+def test_offsets_and_effects(sm: Harness) -> None:
+    """Intention offsets are global and gapless; effects and reasons follow the topic's life."""
+    out = sm.apply(
+        entry(
+            (
+                ALICE,
+                [
+                    m(1, pb.CREATE_TOPIC, "t"),
+                    m(2, pb.CREATE_TOPIC, "t"),
+                    m(3, pb.PUT, "t", b"k", b"v"),
+                    m(4, pb.PUT, "missing", b"k", b"v"),
+                    m(5, pb.DESTROY_TOPIC, "missing"),
+                ],
+            )
+        )
+    )
+    assert [(n, e, o) for n, e, o, _ in out] == [
+        (1, pb.VALID, 1),
+        (2, pb.INVALID, 2),
+        (3, pb.VALID, 3),
+        (4, pb.ERROR, 4),
+        (5, pb.INVALID, 5),
+    ]
+    assert "already exists" in out[1][3] and "does not exist" in out[3][3] and "does not exist" in out[4][3]
+    assert [(e.kind, e.consequence_offset, e.intention_offset) for e in sm.events("t")] == [
+        (pb.CREATE_TOPIC, 1, 1),
+        (pb.PUT, 2, 3),
+    ]
+    assert sm.machine.applied_mark.intention_offset == 5
+
+
+def test_consequence_offsets_never_reset_on_recreate(sm: Harness) -> None:
+    """Destroy and re-create continue the topic's consequence offsets."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"a", b"1"), m(3, pb.DESTROY_TOPIC, "t")])))
+    sm.apply(entry((ALICE, [m(4, pb.CREATE_TOPIC, "t"), m(5, pb.DELETE, "t", b"a")])))
+    kinds = [(e.kind, e.consequence_offset) for e in sm.events("t")]
+    assert kinds == [(pb.CREATE_TOPIC, 1), (pb.PUT, 2), (pb.DESTROY_TOPIC, 3), (pb.CREATE_TOPIC, 4), (pb.DELETE, 5)]
+    assert sm.machine.live_topics() == ["t"]
+
+
+def test_duplicates_take_effect_once_and_get_the_original_outcome(sm: Harness) -> None:
+    """A resent nonce, in the same entry or a later one, is not applied again and reports its outcome."""
+    first = entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"k", b"v")]))
+    out1 = sm.apply(first + entry((ALICE, [m(2, pb.PUT, "t", b"k", b"v")])))
+    assert out1 == [(1, pb.VALID, 1, ""), (2, pb.VALID, 2, ""), (2, pb.VALID, 2, "")]
+    out2 = sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"k", b"v"), m(3, pb.PUT, "t")])))
+    assert out2 == [(1, pb.VALID, 1, ""), (2, pb.VALID, 2, ""), (3, pb.VALID, 3, "")]
+    assert len(sm.events("t")) == 3
+
+
+def test_dedupe_survives_restart_and_is_per_client(tmp_path: Path) -> None:
+    """The dedupe table is replicated state: a new machine on the same store still recognises resends."""
+    a = Harness(tmp_path / "a")
+    a.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"k", b"v")])))
+    a.store.close()
+    b = Harness(tmp_path / "a")
+    b.index = 2
+    out = b.apply(entry((ALICE, [m(2, pb.PUT, "t", b"k", b"v")]), (BOB, [m(2, pb.PUT, "t", b"k", b"w")])))
+    assert out == [(2, pb.VALID, 2, ""), (2, pb.VALID, 3, "")]
+
+
+def test_out_of_order_nonce_is_not_applied(sm: Harness) -> None:
+    """An entry that skips nonces of a known client (a stale session's) applies nothing for it."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
+    assert sm.apply(entry((ALICE, [m(5, pb.PUT, "t", b"k", b"v")]))) == []
+    assert sm.apply(entry((ALICE, [m(2, pb.PUT, "t", b"k", b"v")]))) == [(2, pb.VALID, 2, "")]
+
+
+def test_replayed_entries_are_skipped(sm: Harness) -> None:
+    """An entry at or below the applied index (replay after restart) changes nothing."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
+    before = sm.digest()
+    assert sm.machine.apply(sm.index, entry((ALICE, [m(2, pb.PUT, "t", b"k", b"v")]))) is None
+    assert sm.digest() == before
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff\xff\xff", b"\x0a\x05abc", entry((b"short", [m(1, pb.CREATE_TOPIC, "t")])), b""],
+)
+def test_garbage_entries_never_raise(sm: Harness, payload: bytes) -> None:
+    """Apply never raises, whatever the entry holds."""
+    assert sm.apply(payload) == []
+
+
+def test_invalid_names_and_kinds_are_errors(sm: Harness) -> None:
+    """Rules the leader checks are checked again at apply, deterministically."""
+    out = sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "bad name"), m(2, 99, "t")])))
+    assert [e for _, e, _, _ in out] == [pb.ERROR, pb.ERROR]
+
+
+def test_result_window_is_bounded(sm: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outcomes kept for resends are bounded per client; older resends get a clear ERROR."""
+    monkeypatch.setattr(limits, "DEDUPE_RESULTS_PER_CLIENT_MAX", 4)
+    monkeypatch.setattr(limits, "BATCH_INTENTIONS_MAX", 2)
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
+    for nonce in range(2, 20):
+        sm.apply(entry((ALICE, [m(nonce, pb.PUT, "t", b"k", b"v")])))
+    results = list(sm.store.scan(Keys.results_of(ALICE)))
+    assert len(results) <= 4 + 2 + 1
+    old = sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
+    assert old[0][1] == pb.ERROR and "no longer kept" in old[0][3]
+
+
+kinds = st.sampled_from([pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.DELETE])
+mutations = st.lists(st.tuples(kinds, st.sampled_from(["a", "b"]), st.binary(max_size=4)), max_size=30)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batches=st.lists(mutations, min_size=1, max_size=6))
+def test_same_entries_give_byte_identical_stores(tmp_path_factory: pytest.TempPathFactory, batches) -> None:  # type: ignore[no-untyped-def]
+    """Two machines fed the same entries end with byte-identical stores and gapless offsets."""
+    one, two = (Harness(tmp_path_factory.mktemp("sm")) for _ in range(2))
+    nonce = 0
+    for batch in batches:
+        ms = []
+        for kind, topic, key in batch:
+            nonce += 1
+            ms.append(m(nonce, kind, topic, key, key))
+        payload = entry((ALICE, ms))
+        assert one.apply(payload) == two.apply(payload)
+    assert one.digest() == two.digest()
+    assert one.machine.applied_mark.intention_offset == nonce
+    for topic in ("a", "b"):
+        offsets = [e.consequence_offset for e in one.events(topic)]
+        assert offsets == list(range(1, len(offsets) + 1))
