@@ -34,7 +34,7 @@ class LaminarServicer:
         self._status = status
         self._leader_hint = leader_hint  # (this node leads, client address of the leader or "")
 
-    def Session(self, requests: Iterator[pb.ClientFrame], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:  # noqa: N802
+    def Session(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:  # noqa: N802
         is_leader, _ = self._leader_hint()
         if not is_leader:
             self._redirect(context, "this node is not the leader")
@@ -66,7 +66,7 @@ def build_server(servicer: LaminarServicer, address: str) -> grpc.Server:
     handlers: dict[str, Any] = {
         "Session": grpc.stream_stream_rpc_method_handler(
             servicer.Session,
-            request_deserializer=pb.ClientFrame.FromString,
+            request_deserializer=_identity,
             response_serializer=pb.ServerFrame.SerializeToString,
         ),
         "Listen": grpc.unary_stream_rpc_method_handler(

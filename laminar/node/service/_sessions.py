@@ -64,7 +64,12 @@ class _Session:
                 return
             for o in outcomes:
                 self._commits.append(
-                    pb.Commit(nonce=o.nonce, effect=pb.Effect.Name(o.effect), intention_offset=o.intention_offset, reason=o.reason)
+                    pb.Commit(
+                        nonce=o.nonce,
+                        effect=pb.Effect.Name(o.effect),
+                        intention_offset=o.intention_offset,
+                        reason=o.reason,
+                    )
                 )
             if len(self._commits) > SESSION_ACKS_PENDING_MAX:
                 self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
@@ -97,6 +102,15 @@ class _Session:
             if self._failure is not None:
                 raise self._failure
             return None
+
+
+def _decoded(raw_frames: Iterator[bytes]) -> Iterator[pb.ClientFrame]:
+    """Parse frames ourselves so a malformed one gets INVALID_ARGUMENT with a reason."""
+    for raw in raw_frames:
+        try:
+            yield pb.ClientFrame.FromString(raw)
+        except Exception as e:
+            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, f"frame is not a ClientFrame: {e}") from e
 
 
 class SessionRouter:
@@ -134,7 +148,8 @@ class SessionRouter:
         for session in sessions:
             session.fail(code, message)
 
-    def run(self, requests: Iterator[pb.ClientFrame], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:
+    def run(self, raw_requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:
+        requests = _decoded(raw_requests)
         hello = self._hello(requests)
         session = self._register(hello)
         reader = threading.Thread(target=self._read, args=(session, requests), name="session-reader", daemon=True)

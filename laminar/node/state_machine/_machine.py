@@ -281,7 +281,9 @@ class StateMachine:
     def _append(self, batch: _Batch, name: str, kind: int, key: bytes, value: bytes) -> None:
         topic = self._topics[name]
         offset = topic.record.next_offset
-        event = pb.Event(kind=_as_enum(kind), key=key, value=value, intention_offset=batch.offset, consequence_offset=offset)
+        event = pb.Event(
+            kind=_as_enum(kind), key=key, value=value, intention_offset=batch.offset, consequence_offset=offset
+        )
         batch.writes.put(Keys.event(name, offset), event.SerializeToString())
         record = topic.record
         topic.record = TopicRecord(record.live, offset + 1, record.created_at, record.program, record.args)

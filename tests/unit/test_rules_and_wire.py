@@ -1,0 +1,89 @@
+"""Limits, mutation rules, and the hand-built protobuf framing. No processes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import laminar
+from laminar import _rules, limits
+from laminar.node.raft._proposer import encode_run
+from laminar.node.service._listen import encode_listen_frame
+from laminar.v1 import laminar_pb2 as pb
+
+
+@pytest.mark.parametrize("name", ["a", "chat", "A.b-c_9", "x" * 255])
+def test_valid_topic_names(name: str) -> None:
+    """Names matching [A-Za-z0-9._-]{1,255} are accepted."""
+    assert _rules.topic_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["", "has space", "slash/", "ü", "x" * 256, "nul\x00"])
+def test_invalid_topic_names(name: str) -> None:
+    """Anything else is refused with the rule in the message."""
+    problem = _rules.topic_problem(name)
+    assert problem is not None and "must match" in problem
+
+
+def test_size_limits_are_enforced_at_their_bound() -> None:
+    """A key or value exactly at its limit passes; one byte more is refused with the numbers."""
+    ok = pb.Mutation(kind=pb.PUT, topic="t", key=b"k" * limits.KEY_BYTES_MAX, value=b"v" * limits.VALUE_BYTES_MAX)
+    assert _rules.mutation_problem(ok) is None
+    big_key = pb.Mutation(kind=pb.PUT, topic="t", key=b"k" * (limits.KEY_BYTES_MAX + 1))
+    assert f"limit is {limits.KEY_BYTES_MAX}" in (_rules.mutation_problem(big_key) or "")
+    big_value = pb.Mutation(kind=pb.PUT, topic="t", value=b"v" * (limits.VALUE_BYTES_MAX + 1))
+    assert f"limit is {limits.VALUE_BYTES_MAX}" in (_rules.mutation_problem(big_value) or "")
+    big_program = pb.Mutation(kind=pb.CREATE_TOPIC, topic="t", program="#" * (limits.PROGRAM_SOURCE_BYTES_MAX + 1))
+    assert "program is" in (_rules.mutation_problem(big_program) or "")
+
+
+def test_a_message_at_every_limit_fits_in_one_grpc_message() -> None:
+    """The gRPC message bound leaves room for the largest legal mutation."""
+    m = pb.Mutation(
+        nonce=2**63,
+        kind=pb.CREATE_TOPIC,
+        topic="x" * 255,
+        key=b"k" * limits.KEY_BYTES_MAX,
+        value=b"v" * limits.VALUE_BYTES_MAX,
+        program="p" * limits.PROGRAM_SOURCE_BYTES_MAX,
+        args=b"a" * limits.PROGRAM_ARGS_BYTES_MAX,
+    )
+    frame = pb.ClientFrame(mutations=pb.MutationFrame(mutations=[m]))
+    assert frame.ByteSize() < limits.GRPC_MESSAGE_BYTES_MAX
+    assert limits.FRAME_BYTES_MAX + frame.ByteSize() < limits.GRPC_MESSAGE_BYTES_MAX
+
+
+def test_client_refuses_bad_input_before_sending() -> None:
+    """The client checks the rules locally: no node is needed to get the error."""
+    with laminar.Client(["127.0.0.1:1"]) as client:
+        with pytest.raises(laminar.InvalidRequest, match="topic name"):
+            client.put("bad name", "k", "v")
+        with pytest.raises(laminar.InvalidRequest, match="must be bytes or str"):
+            client.put("t", 5, "v")  # type: ignore[arg-type]
+
+
+def test_spliced_run_decodes_as_the_messages_it_was_built_from() -> None:
+    """encode_run builds IntentionBatch bytes that protobuf decodes back exactly."""
+    client_id = uuid.uuid4().bytes
+    mutations = [pb.Mutation(nonce=n, kind=pb.PUT, topic="t", key=b"k", value=b"v" * n) for n in range(1, 200)]
+    frame = pb.MutationFrame(mutations=mutations).SerializeToString()
+    batch = pb.IntentionBatch.FromString(encode_run(client_id, frame) + encode_run(client_id, frame))
+    assert len(batch.runs) == 2
+    assert batch.runs[0].client_id == client_id and list(batch.runs[1].mutations) == mutations
+
+
+def test_spliced_listen_frame_round_trips() -> None:
+    """encode_listen_frame builds a ListenFrame from stored events without decoding them."""
+    events = [pb.Event(kind=pb.PUT, key=b"k", value=b"x" * n, consequence_offset=n) for n in range(1, 300)]
+    frame = pb.ListenFrame.FromString(encode_listen_frame([e.SerializeToString() for e in events]))
+    assert list(frame.events) == events
+
+
+def test_public_api_is_small_and_explicit() -> None:
+    """The package exports what DESIGN.md names, and every exception derives from LaminarError."""
+    for name in ("Client", "Listener", "Commit", "Event", "Kind", "Effect", "LaminarError"):
+        assert name in laminar.__all__
+    for name in ("InvalidRequest", "Unavailable", "Timeout", "ClientClosed", "ProtocolError", "ConfigError"):
+        assert issubclass(getattr(laminar, name), laminar.LaminarError)
+    assert laminar.Kind.PUT == "PUT" and laminar.Effect.VALID == "VALID"
