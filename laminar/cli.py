@@ -56,7 +56,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
         format=f"%(asctime)s node-{args.id} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    run_node(load_config(args.config, args.id))
+    run_node(load_config(args.config, args.id, args.durability))
     return 0
 
 
@@ -106,7 +106,17 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-_STATUS_COLUMNS = ("node_id", "address", "role", "term", "commit_index", "applied_index", "intention_offset", "topics")
+_STATUS_COLUMNS = (
+    "node_id",
+    "address",
+    "role",
+    "term",
+    "commit_index",
+    "applied_index",
+    "intention_offset",
+    "durability",
+    "topics",
+)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -117,7 +127,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         rows: list[tuple[str, ...]] = [_STATUS_COLUMNS]
         for node in nodes:
             if "error" in node:
-                rows.append(("?", node["address"], "unreachable", "", "", "", "", node["error"][:40]))
+                rows.append(("?", node["address"], "unreachable", "", "", "", "", "", node["error"][:40]))
                 continue
             values = [node.get(c, "") for c in _STATUS_COLUMNS]
             values[-1] = ",".join(node.get("topics", [])) or "-"
@@ -135,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", help="run a node in the foreground")
     node.add_argument("--config", required=True, help="cluster TOML, e.g. cluster/local-3.toml")
     node.add_argument("--id", required=True, type=int, help="this node's id in the config")
+    node.add_argument(
+        "--durability",
+        choices=["fsync", "none"],
+        help="fsync (default): the journal is synced before entries are acknowledged; none: page cache only",
+    )
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     node.set_defaults(func=_cmd_node)
 

@@ -61,3 +61,10 @@ PROGRAM_VALUE_BYTES_MAX = 1 * MIB  # largest str/bytes/sequence a program may bu
 PROGRAM_EVENTS_MAX = 1024  # events one handler invocation may emit
 PROGRAM_STATE_BYTES_MAX = 1 * MIB  # serialized ctx.state after a call
 PROGRAM_RECURSION_DEPTH_MAX = 50  # nested calls inside a program
+# Largest int a program may build. 2048 bits is 617 decimal digits: below the 640-digit floor of
+# Python's int<->str conversion limit (sys.set_int_max_str_digits), so no node's interpreter setting
+# can change an outcome, and a multiplication or division of two such ints costs a few microseconds.
+PROGRAM_INT_BITS_MAX = 2048
+# Key and value bytes one handler invocation may emit, over all its events: one call cannot turn a
+# small mutation into PROGRAM_EVENTS_MAX events of VALUE_BYTES_MAX each.
+PROGRAM_EMITTED_BYTES_MAX = 4 * MIB

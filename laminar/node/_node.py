@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 
 import grpc
@@ -25,6 +26,7 @@ from laminar.v1 import laminar_pb2 as pb
 log = logging.getLogger("laminar.node")
 
 SHUTDOWN_GRACE_S = 1.0
+NODE_GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def _claim_data_dir(data_dir: str, node_id: int) -> None:
@@ -60,6 +62,7 @@ class Node:
             self_address=config.me.raft,
             peer_addresses=tuple(n.raft for n in config.peers),
             journal_path=os.path.join(config.data_dir, "raft.journal"),
+            durability=config.durability,
             password=config.raft_password,
         )
         self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed)
@@ -131,13 +134,16 @@ class Node:
             leader_id="" if leader_id is None else str(leader_id),
             leader_address=self.config.client_address_of_raft(leader_raft) or "" if leader_raft else "",
             topics=self.machine.live_topics(),
-            durability="page-cache",
+            durability=self.config.durability,
             peers=[pb.Peer(node_id=str(n.id), client_address=n.client, raft_address=n.raft) for n in self.config.nodes],
         )
 
 
 def run_node(config: NodeConfig) -> None:
     """Run a node in the foreground until SIGINT or SIGTERM."""
+    # A thread woken by a socket or a condition waits for the GIL up to the switch interval
+    # (5 ms by default) while another thread computes; acks pass through several threads.
+    sys.setswitchinterval(NODE_GIL_SWITCH_INTERVAL_S)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

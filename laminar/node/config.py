@@ -1,6 +1,7 @@
 """Node configuration: a TOML file naming every node of the cluster, and which one this is.
 
     data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N
+    # durability = "fsync"              # default; "none" keeps the journal in the page cache only
     # raft_password = "..."             # optional: encrypts and authenticates Raft traffic
 
     [[nodes]]
@@ -33,6 +34,7 @@ class NodeConfig:
     nodes: tuple[NodeAddress, ...]
     data_dir: str  # this node's own directory
     raft_password: str | None
+    durability: str = "fsync"
 
     @property
     def me(self) -> NodeAddress:
@@ -55,7 +57,11 @@ def _address(value: object, what: str) -> str:
     return value
 
 
-def load_config(path: str, node_id: int) -> NodeConfig:
+DURABILITY_MODES = ("fsync", "none")
+
+
+def load_config(path: str, node_id: int, durability: str | None = None) -> NodeConfig:
+    """Read a cluster TOML; `durability` (from the command line) overrides the file's."""
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -80,14 +86,11 @@ def load_config(path: str, node_id: int) -> NodeConfig:
         raise ConfigError(f"{path}: no node with id {node_id}")
     data_root = raw.get("data_dir", "var")
     password = raw.get("raft_password") or None
-    return NodeConfig(node_id, tuple(nodes), os.path.join(str(data_root), f"node-{node_id}"), password)
-
-
-def client_addresses(path: str) -> list[str]:
-    """The client addresses a config names (what `laminar` commands connect to)."""
-    with open(path, "rb") as f:
-        raw = tomllib.load(f)
-    return [str(entry["client"]) for entry in raw.get("nodes", [])]
+    durability = durability or str(raw.get("durability", "fsync"))
+    if durability not in DURABILITY_MODES:
+        raise ConfigError(f"{path}: durability must be one of {DURABILITY_MODES}, not {durability!r}")
+    data_dir = os.path.join(str(data_root), f"node-{node_id}")
+    return NodeConfig(node_id, tuple(nodes), data_dir, password, durability)
 
 
 def node_ids(path: str) -> list[int]:

@@ -1,0 +1,131 @@
+"""The body of one benchmark client process (started with multiprocessing's "spawn").
+
+Each client opens its session and prepares untimed, then waits at a barrier shared with the other
+clients and the parent, so every client starts sending at the same moment. Timestamps are taken in
+this process with one monotonic clock: `sent` just before `put`, `acked` when the ack thread sees
+the commit. Commits of one client arrive in nonce order, so the ack thread waits for them in order.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import laminar
+from bench.workloads import Workload, make_workload
+
+BARRIER_TIMEOUT_S = 120.0  # spawning, importing and preparing every client
+
+
+@dataclass(frozen=True)
+class ClientJob:
+    addresses: tuple[str, ...]
+    topic: str
+    topic_kind: str
+    client_index: int
+    client_count: int
+    messages: int
+    timeout_s: float  # for the timed part; the client gives up and reports an error past it
+    sequential: bool = False  # send, wait for the commit, repeat
+
+
+@dataclass
+class ClientReport:
+    client_index: int
+    wall_s: float = 0.0  # barrier release to the last commit
+    latencies_s: list[float] = field(default_factory=list)  # per message, send to committed ack
+    not_valid: int = 0  # commits whose effect was not VALID
+    first_reason: str = ""  # the reason of the first one, to explain it
+    error: str = ""  # non-empty when the client failed
+
+
+def client_main(job: ClientJob, barrier: Any, results: Any) -> None:
+    """Process entry point: always puts exactly one ClientReport on `results`."""
+    report = ClientReport(job.client_index)
+    try:
+        with laminar.Client(list(job.addresses)) as client:
+            workload = make_workload(job.topic_kind, job.topic, job.client_index, job.client_count)
+            workload.prepare(client)
+            barrier.wait(BARRIER_TIMEOUT_S)
+            run = _sequential if job.sequential else _pipelined
+            run(client, workload, job, report)
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which decides
+        report.error = f"client {job.client_index}: {error!r}\n{traceback.format_exc(limit=4)}"
+    results.put(report)
+
+
+def _record(report: ClientReport, commit: laminar.Commit) -> None:
+    if not commit.ok:
+        report.not_valid += 1
+        report.first_reason = report.first_reason or f"{commit.effect}: {commit.reason}"
+
+
+def _sequential(client: laminar.Client, workload: Workload, job: ClientJob, report: ClientReport) -> None:
+    deadline = time.monotonic() + job.timeout_s
+    start = time.perf_counter()
+    for index in range(job.messages):
+        key, value = workload.message(index)
+        sent = time.perf_counter()
+        commit = client.put(job.topic, key, value).committed(timeout=max(0.0, deadline - time.monotonic()))
+        report.latencies_s.append(time.perf_counter() - sent)
+        workload.committed(index, commit)
+        _record(report, commit)
+    report.wall_s = time.perf_counter() - start
+
+
+def _pipelined(client: laminar.Client, workload: Workload, job: ClientJob, report: ClientReport) -> None:
+    """Send every message without waiting, while a second thread collects the acks in order."""
+    deadline = time.monotonic() + job.timeout_s
+    in_flight: queue.SimpleQueue[tuple[float, laminar.Pending]] = queue.SimpleQueue()
+    acker = _Acker(job.messages, in_flight, workload, report, deadline)
+    acker.start()
+    start = time.perf_counter()
+    for index in range(job.messages):
+        if acker.failure is not None or time.monotonic() > deadline:
+            break  # the acker reports why
+        key, value = workload.message(index)
+        in_flight.put((time.perf_counter(), client.put(job.topic, key, value)))
+    acker.join(max(0.0, deadline - time.monotonic()) + 1.0)
+    if acker.is_alive() or acker.failure is not None:
+        raise RuntimeError(f"acks incomplete after {job.timeout_s} s: {acker.failure!r}")
+    report.wall_s = acker.last_ack - start
+
+
+class _Acker(threading.Thread):
+    """Waits for each commit in nonce order and stamps it the moment it is seen."""
+
+    def __init__(
+        self,
+        count: int,
+        in_flight: queue.SimpleQueue[tuple[float, laminar.Pending]],
+        workload: Workload,
+        report: ClientReport,
+        deadline: float,
+    ) -> None:
+        super().__init__(name="bench-acker", daemon=True)
+        self.count, self.in_flight, self.workload, self.report, self.deadline = (
+            count,
+            in_flight,
+            workload,
+            report,
+            deadline,
+        )
+        self.failure: BaseException | None = None
+        self.last_ack = 0.0
+
+    def run(self) -> None:
+        try:
+            for index in range(self.count):
+                remaining = max(0.0, self.deadline - time.monotonic())
+                sent, pending = self.in_flight.get(timeout=remaining)
+                commit = pending.committed(timeout=max(0.0, self.deadline - time.monotonic()))
+                self.last_ack = time.perf_counter()
+                self.report.latencies_s.append(self.last_ack - sent)
+                self.workload.committed(index, commit)
+                _record(self.report, commit)
+        except BaseException as error:  # noqa: BLE001 - handed to the sending thread
+            self.failure = error
