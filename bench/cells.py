@@ -110,6 +110,8 @@ def _fill(row: Row, reports: list[ClientReport]) -> None:
     row.not_valid = sum(r.not_valid for r in reports)
     if row.not_valid:
         reason = next(r.first_reason for r in reports if r.first_reason)
-        tqdm.write(f"warning: {row.not_valid} commits were not VALID in {row.topic}/{row.nodes}n/{row.clients}c: {reason}")
+        tqdm.write(
+            f"warning: {row.not_valid} commits were not VALID in {row.topic}/{row.nodes}n/{row.clients}c: {reason}"
+        )
     if row.java_us_per_message and row.us_per_message:
         row.ratio_vs_java = rounded(row.us_per_message / row.java_us_per_message, 2)

@@ -8,6 +8,7 @@ the commit. Commits of one client arrive in nonce order, so the ack thread waits
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -129,3 +130,59 @@ class _Acker(threading.Thread):
                 _record(self.report, commit)
         except BaseException as error:  # noqa: BLE001 - handed to the sending thread
             self.failure = error
+
+
+SOAK_WINDOW = 4_000  # messages in flight per soak client: bounded, so the client's memory is too
+SOAK_COUNT_EVERY = 500  # commits between updates of the shared counter
+
+
+@dataclass(frozen=True)
+class SoakJob:
+    addresses: tuple[str, ...]
+    topic: str
+    topic_kind: str
+    client_index: int
+    messages: int
+    seconds: float  # the client stops by itself after this long
+
+
+def soak_client_main(job: SoakJob, stop: Any, committed: Any, results: Any) -> None:
+    """Send until done, stopped, or out of time, adding commits to the shared `committed` counter."""
+    report = ClientReport(job.client_index)
+    try:
+        with laminar.Client(list(job.addresses)) as client:
+            workload = make_workload(job.topic_kind, job.topic, job.client_index, 1)
+            workload.prepare(client)
+            _soak(client, workload, job, stop, committed, report)
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        report.error = f"soak client {job.client_index}: {error!r}\n{traceback.format_exc(limit=4)}"
+    results.put(report)
+
+
+def _soak(
+    client: laminar.Client, workload: Workload, job: SoakJob, stop: Any, committed: Any, report: ClientReport
+) -> None:
+    deadline = time.monotonic() + job.seconds
+    in_flight: collections.deque[laminar.Pending] = collections.deque()
+    uncounted = 0
+
+    def settle_oldest() -> None:
+        nonlocal uncounted
+        _record(report, in_flight.popleft().committed(timeout=max(0.0, deadline - time.monotonic())))
+        uncounted += 1
+        if uncounted >= SOAK_COUNT_EVERY:
+            with committed.get_lock():
+                committed.value += uncounted
+            uncounted = 0
+
+    for index in range(job.messages):
+        if stop.is_set() or time.monotonic() > deadline:
+            break
+        key, value = workload.message(index)
+        in_flight.append(client.put(job.topic, key, value))
+        if len(in_flight) >= SOAK_WINDOW:
+            settle_oldest()
+    while in_flight and not stop.is_set() and time.monotonic() < deadline:
+        settle_oldest()
+    with committed.get_lock():
+        committed.value += uncounted

@@ -23,9 +23,13 @@ STATUS_POLL_S = 0.1
 LOG_TAIL_BYTES = 4000
 RSS_SAMPLE_PERIOD_S = 0.25
 
-# Extra `laminar node` arguments per durability mode. Nodes do not take a durability option yet, so
-# the only mode is the node's default; add "fsync"/"none" here once `--durability` exists.
-DURABILITY_NODE_ARGS: dict[str, tuple[str, ...]] = {"default": ()}
+# Extra `laminar node` arguments per durability mode: the dimension a run can vary (--durability).
+# "default" passes nothing, so it measures whatever the node does out of the box.
+DURABILITY_NODE_ARGS: dict[str, tuple[str, ...]] = {
+    "default": (),
+    "fsync": ("--durability", "fsync"),
+    "none": ("--durability", "none"),
+}
 
 
 class BenchCluster:
@@ -46,7 +50,10 @@ class BenchCluster:
         self.addresses = [f"127.0.0.1:{base_port + n}" for n in range(1, node_count + 1)]
         self.node_durability = ""  # as the leader's status reports it
         self.local = LocalCluster(
-            config_path, list(range(1, node_count + 1)), log_dir=self.log_dir, extra_args=DURABILITY_NODE_ARGS[durability]
+            config_path,
+            list(range(1, node_count + 1)),
+            log_dir=self.log_dir,
+            extra_args=DURABILITY_NODE_ARGS[durability],
         )
 
     def __enter__(self) -> BenchCluster:

@@ -44,7 +44,10 @@ def laminar_conf(journal_path: str) -> SyncObjConf:
     )
 
 
-SETTINGS = {"laminar": (laminar_conf, LAMINAR_COMMANDS_QUEUE), "defaults": (lambda _path: SyncObjConf(), WINDOW_DEFAULTS)}
+SETTINGS = {
+    "laminar": (laminar_conf, LAMINAR_COMMANDS_QUEUE),
+    "defaults": (lambda _path: SyncObjConf(), WINDOW_DEFAULTS),
+}
 
 
 class Counter(SyncObj):  # type: ignore[misc]

@@ -49,7 +49,7 @@ def _fmt(value: float | int | None, digits: int = 1) -> str:
 def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(line) + " |" for line in lines]
-    return out + [""]
+    return [*out, ""]
 
 
 def markdown(info: RunInfo, rows: Sequence[Row], chart_name: str) -> str:
@@ -63,7 +63,7 @@ def markdown(info: RunInfo, rows: Sequence[Row], chart_name: str) -> str:
         "and waits for every commit; the figure is the slowest client's wall time divided by "
         "(clients x messages), as the original (Java) Laminar defined it. Each cell: ours / Java "
         "(ours ÷ Java). Java's figures are for "
-        f"{JAVA_MESSAGES_PER_CLIENT:,} messages per client; \"programmable\" is its AVM topic.",
+        f'{JAVA_MESSAGES_PER_CLIENT:,} messages per client; "programmable" is its AVM topic.',
         "",
         f"![both matrices]({chart_name})",
         "",
@@ -107,29 +107,27 @@ def _detail(rows: Sequence[Row]) -> list[str]:
         "topic", "durability", "nodes", "clients", "msgs/client", "µs/msg", "msgs/s", "p50 ms", "p99 ms", "max ms",
         "peak RSS MiB per node", "share of raft ceiling", "not VALID", "status",
     ]  # fmt: skip
-    lines = [
-        [
-            r.topic, f"{r.durability} ({r.node_durability})" if r.node_durability else r.durability,
-            str(r.nodes), str(r.clients), f"{r.messages_per_client:,}", _fmt(r.us_per_message),
-            _fmt(r.messages_per_s, 0), _fmt(r.latency_ms_p50, 2), _fmt(r.latency_ms_p99, 2), _fmt(r.latency_ms_max, 2),
-            ", ".join(f"{v:.0f}" for v in r.rss_mib_peak_per_node), _fmt(r.share_of_raft_ceiling, 2),
-            "" if r.not_valid is None else str(r.not_valid), r.status,
-        ]  # fmt: skip
-        for r in rows
-        if r.section == MATRIX
-    ]
+    lines = [_detail_line(r) for r in rows if r.section == MATRIX]
     return ["## Every cell", "", *_table(header, lines)] if lines else []
 
 
-def _sequential(rows: Sequence[Row]) -> list[str]:
-    lines = [
-        [
-            str(r.nodes), r.durability, f"{r.messages_per_client:,}", _fmt(r.latency_ms_p50, 2),
-            _fmt(r.latency_ms_p99, 2), _fmt(r.latency_ms_max, 2), _fmt(r.messages_per_s, 0), r.status,
-        ]  # fmt: skip
-        for r in rows
-        if r.section == SEQUENTIAL
+def _detail_line(r: Row) -> list[str]:
+    durability = f"{r.durability} ({r.node_durability})" if r.node_durability else r.durability
+    numbers = [
+        _fmt(r.us_per_message),
+        _fmt(r.messages_per_s, 0),
+        _fmt(r.latency_ms_p50, 2),
+        _fmt(r.latency_ms_p99, 2),
+        _fmt(r.latency_ms_max, 2),
+        ", ".join(f"{v:.0f}" for v in r.rss_mib_peak_per_node),
+        _fmt(r.share_of_raft_ceiling, 2),
+        "" if r.not_valid is None else str(r.not_valid),
     ]
+    return [r.topic, durability, str(r.nodes), str(r.clients), f"{r.messages_per_client:,}", *numbers, r.status]
+
+
+def _sequential(rows: Sequence[Row]) -> list[str]:
+    lines = [_sequential_line(r) for r in rows if r.section == SEQUENTIAL]
     if not lines:
         return []
     header = ["nodes", "durability", "commits", "p50 ms", "p99 ms", "max ms", "commits/s", "status"]
@@ -137,9 +135,21 @@ def _sequential(rows: Sequence[Row]) -> list[str]:
     return ["## Sequential commits", "", intro, "", *_table(header, lines)]
 
 
+def _sequential_line(r: Row) -> list[str]:
+    latencies = [_fmt(r.latency_ms_p50, 2), _fmt(r.latency_ms_p99, 2), _fmt(r.latency_ms_max, 2)]
+    return [str(r.nodes), r.durability, f"{r.messages_per_client:,}", *latencies, _fmt(r.messages_per_s, 0), r.status]
+
+
 def _ceiling(rows: Sequence[Row]) -> list[str]:
     lines = [
-        [r.topic, str(r.nodes), f"{r.messages_per_client:,}", _fmt(r.messages_per_s, 0), _fmt(r.us_per_message), r.status]
+        [
+            r.topic,
+            str(r.nodes),
+            f"{r.messages_per_client:,}",
+            _fmt(r.messages_per_s, 0),
+            _fmt(r.us_per_message),
+            r.status,
+        ]
         for r in rows
         if r.section == RAFT_CEILING
     ]
@@ -148,7 +158,7 @@ def _ceiling(rows: Sequence[Row]) -> list[str]:
     intro = (
         "pysyncobj alone, no Laminar: 3 node processes on loopback, one 16-byte command per log entry, "
         "a pipelined loop on the leader bounded by a window, counting commit callbacks. Laminar packs many "
-        "messages into one entry, so its messages/s may exceed this; \"share of raft ceiling\" above is "
+        'messages into one entry, so its messages/s may exceed this; "share of raft ceiling" above is '
         "its messages/s divided by the first row's commits/s."
     )
     header = ["engine", "nodes", "commands", "commits/s", "µs/commit", "status"]

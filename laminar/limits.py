@@ -40,6 +40,11 @@ BATCH_INTENTIONS_MAX = 8192  # intentions packed into one Raft log entry
 BATCH_BYTES_MAX = 8 * MIB  # payload bytes packed into one Raft log entry
 ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiting means bigger batches
 RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
+# The Raft journal is compacted (a store checkpoint becomes the snapshot) past either bound, so a
+# restart replays at most this much and the journal's in-memory index stays bounded.
+RAFT_LOG_ENTRIES_MAX = 5000
+RAFT_LOG_BYTES_MAX = 256 * MIB
+SNAPSHOT_CHUNK_BYTES = 1 * MIB  # a snapshot travels to a lagging follower in chunks of this size
 
 # --- Client library ------------------------------------------------------------------------------
 CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this

@@ -41,9 +41,12 @@ def free_port_block(count: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free block of ports found")
 
 
-def write_config(path: str, node_count: int, base_port: int, data_dir: str, host: str = "127.0.0.1") -> None:
-    """A cluster TOML: node N has client port base+N and Raft port base+count+N."""
-    lines = [f'data_dir = "{data_dir}"', ""]
+def write_config(
+    path: str, node_count: int, base_port: int, data_dir: str, host: str = "127.0.0.1", extra: str = ""
+) -> None:
+    """A cluster TOML: node N has client port base+N and Raft port base+count+N; `extra` is
+    appended to the top-level settings (e.g. 'raft_log_entries_max = 50')."""
+    lines = [f'data_dir = "{data_dir}"', extra, ""]
     for n in range(1, node_count + 1):
         client, raft = base_port + n, base_port + node_count + n
         lines += ["[[nodes]]", f"id = {n}", f'client = "{host}:{client}"', f'raft = "{host}:{raft}"', ""]

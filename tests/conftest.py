@@ -67,14 +67,16 @@ def make_cluster(tmp_path, request) -> Iterator[Callable[..., TestCluster]]:  # 
     """Start a cluster of real nodes: make_cluster(nodes=3). Stopped at the end of the test."""
     started: list[TestCluster] = []
 
-    def start(nodes: int = 3) -> TestCluster:
+    def start(nodes: int = 3, extra_config: str = "", extra_args: tuple[str, ...] = ()) -> TestCluster:
         root = tmp_path / f"cluster-{len(started)}"
         root.mkdir()
         (root / "logs").mkdir()
         base = free_port_block(nodes)
         config = root / "cluster.toml"
-        write_config(str(config), nodes, base, str(root / "data"))
-        cluster = LocalCluster(str(config), list(range(1, nodes + 1)), log_dir=str(root / "logs"))
+        write_config(str(config), nodes, base, str(root / "data"), extra=extra_config)
+        cluster = LocalCluster(
+            str(config), list(range(1, nodes + 1)), log_dir=str(root / "logs"), extra_args=extra_args
+        )
         addresses = [f"127.0.0.1:{base + n}" for n in range(1, nodes + 1)]
         test_cluster = TestCluster(cluster, addresses, str(root / "data"), str(root / "logs"))
         started.append(test_cluster)

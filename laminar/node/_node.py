@@ -17,10 +17,10 @@ import grpc
 
 from laminar.errors import ConfigError
 from laminar.node.config import NodeConfig
-from laminar.node.raft import Proposer, RaftEngine, RaftSettings
+from laminar.node.raft import Proposer, RaftEngine, RaftSettings, SnapshotHooks
 from laminar.node.service import EventFeed, LaminarServicer, ListenService, SessionRouter, build_server
 from laminar.node.state_machine import StateMachine
-from laminar.node.store import ClientRecord, Keys, Store
+from laminar.node.store import ClientRecord, Keys, Store, WriteSet
 from laminar.v1 import laminar_pb2 as pb
 
 log = logging.getLogger("laminar.node")
@@ -62,10 +62,17 @@ class Node:
             self_address=config.me.raft,
             peer_addresses=tuple(n.raft for n in config.peers),
             journal_path=os.path.join(config.data_dir, "raft.journal"),
+            snapshot_path=os.path.join(config.data_dir, "raft.snapshot"),
             durability=config.durability,
+            log_entries_max=config.raft_log_entries_max,
             password=config.raft_password,
         )
-        self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed)
+        hooks = SnapshotHooks(
+            checkpoint=self._checkpoint,
+            applied_index=lambda: self.machine.applied_mark.raft_index,
+            install=self._install_snapshot,
+        )
+        self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed, snapshot_hooks=hooks)
         self.proposer = Proposer(self.engine)
         servicer = LaminarServicer(self.sessions, self.listens, self._status, self._leader_hint)
         self.server = build_server(servicer, config.me.client)
@@ -95,6 +102,18 @@ class Node:
         self.store.commit(applied.writes, applied.mark)
         self.feed.publish(applied.topic_offsets)
         self.sessions.deliver(applied.outcomes)
+
+    def _checkpoint(self, target_dir: str, raft_index: int) -> None:
+        # Entries without intentions (no-ops) do not move the store's mark; a snapshot at
+        # `raft_index` must say it holds everything through it, or a restart would reinstall it.
+        self.store.commit(WriteSet(), self.machine.skip(raft_index))
+        self.store.checkpoint(target_dir)
+
+    def _install_snapshot(self, checkpoint_dir: str) -> None:
+        self.store.replace_with(checkpoint_dir)
+        self.machine.reload()
+        log.info("node %d: store replaced by a snapshot at %s", self.config.node_id, self.machine.applied_mark)
+        self.feed.publish({"*": 0})
 
     def _role_changed(self, role: str) -> None:
         if role == self._role:

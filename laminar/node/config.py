@@ -3,6 +3,7 @@
     data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N
     # durability = "fsync"              # default; "none" keeps the journal in the page cache only
     # raft_password = "..."             # optional: encrypts and authenticates Raft traffic
+    # raft_log_entries_max = 5000       # compact the Raft journal (snapshot) past this many entries
 
     [[nodes]]
     id = 1
@@ -18,6 +19,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 
+from laminar import limits
 from laminar.errors import ConfigError
 
 
@@ -35,6 +37,7 @@ class NodeConfig:
     data_dir: str  # this node's own directory
     raft_password: str | None
     durability: str = "fsync"
+    raft_log_entries_max: int = limits.RAFT_LOG_ENTRIES_MAX
 
     @property
     def me(self) -> NodeAddress:
@@ -90,7 +93,10 @@ def load_config(path: str, node_id: int, durability: str | None = None) -> NodeC
     if durability not in DURABILITY_MODES:
         raise ConfigError(f"{path}: durability must be one of {DURABILITY_MODES}, not {durability!r}")
     data_dir = os.path.join(str(data_root), f"node-{node_id}")
-    return NodeConfig(node_id, tuple(nodes), data_dir, password, durability)
+    entries_max = raw.get("raft_log_entries_max", limits.RAFT_LOG_ENTRIES_MAX)
+    if not isinstance(entries_max, int) or not 2 <= entries_max <= limits.RAFT_LOG_ENTRIES_MAX:
+        raise ConfigError(f"{path}: raft_log_entries_max must be an integer in 2..{limits.RAFT_LOG_ENTRIES_MAX}")
+    return NodeConfig(node_id, tuple(nodes), data_dir, password, durability, entries_max)
 
 
 def node_ids(path: str) -> list[int]:

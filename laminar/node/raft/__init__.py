@@ -2,5 +2,6 @@
 
 from laminar.node.raft._engine import RaftEngine, RaftSettings
 from laminar.node.raft._proposer import Proposer
+from laminar.node.raft._snapshot import SnapshotHooks
 
-__all__ = ["Proposer", "RaftEngine", "RaftSettings"]
+__all__ = ["Proposer", "RaftEngine", "RaftSettings", "SnapshotHooks"]

@@ -18,8 +18,9 @@ What we change and why:
   itself toward a commit (at the start of each tick), and a follower syncs before it acknowledges
   entries (in the transport, before any `next_node_idx` reply), so `committed` means durable on a
   majority. One fsync covers everything appended since the last one.
-- Log compaction is disabled for now: pysyncobj's default forks and pickles the whole object,
-  which must never happen to a process holding gRPC threads and a RocksDB handle.
+- Log compaction by store checkpoint (see _snapshot.py), never pysyncobj's default, which forks
+  and pickles the whole object (a process holding gRPC threads and a RocksDB handle must not
+  fork). It runs past RAFT_LOG_ENTRIES_MAX entries or RAFT_LOG_BYTES_MAX bytes of journal.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 import pysyncobj.syncobj as _pysyncobj_module
@@ -38,6 +40,7 @@ from pysyncobj.transport import TCPTransport
 
 from laminar import limits
 from laminar.node.raft._journal import DurableJournal
+from laminar.node.raft._snapshot import SnapshotHooks, Snapshotter
 
 log = logging.getLogger("laminar.raft")
 
@@ -51,7 +54,9 @@ class RaftSettings:
     self_address: str  # host:port this node's Raft listens on (binds only there)
     peer_addresses: tuple[str, ...]  # the other nodes' Raft host:port
     journal_path: str
+    snapshot_path: str
     durability: str = "fsync"  # "fsync": sync before acknowledging; "none": page cache only
+    log_entries_max: int = limits.RAFT_LOG_ENTRIES_MAX  # compact the journal past this many entries
     password: str | None = None
     election_timeout_s_min: float = 0.4
     election_timeout_s_max: float = 1.4
@@ -84,12 +89,19 @@ ROLE_NAMES = {_RAFT_STATE.FOLLOWER: "follower", _RAFT_STATE.CANDIDATE: "candidat
 
 
 class RaftEngine(SyncObj):  # type: ignore[misc]
-    def __init__(self, settings: RaftSettings, on_apply: ApplyFn, on_role: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: RaftSettings,
+        on_apply: ApplyFn,
+        on_role: Callable[[str], None],
+        snapshot_hooks: SnapshotHooks,
+    ) -> None:
         self._on_apply = on_apply
         self._on_role = on_role
         if settings.durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {DURABILITY_MODES}, not {settings.durability!r}")
         self._journal = DurableJournal(settings.journal_path, sync=settings.durability == "fsync")
+        self._snapshots = Snapshotter(settings.snapshot_path + ".work", snapshot_hooks)
         conf = SyncObjConf(
             appendEntriesUseBatch=False,
             commandsQueueSize=limits.RAFT_COMMANDS_QUEUE_MAX,
@@ -99,8 +111,13 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             appendEntriesPeriod=settings.heartbeat_s,
             journalFile=self._journal,
             password=settings.password or None,
-            logCompactionMinEntries=_NEVER,
+            logCompactionMinEntries=settings.log_entries_max,
             logCompactionMinTime=_NEVER,
+            logCompactionBatchSize=limits.SNAPSHOT_CHUNK_BYTES,
+            fullDumpFile=settings.snapshot_path,
+            serializer=self._snapshots.serialize,
+            deserializer=self._snapshots.deserialize,
+            serializeChecker=self._snapshots.check,
             useFork=False,
             dynamicMembershipChange=False,
             onStateChanged=self._state_changed,
@@ -148,12 +165,18 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
     def journal_syncs(self) -> int:
         return self._journal.syncs
 
+    @property
+    def snapshots(self) -> Snapshotter:
+        return self._snapshots
+
     # ---- corrections to pysyncobj (tick thread) ---------------------------------------------
 
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 - pysyncobj's names
         # Entries appended since the last tick become durable before this tick counts the
         # leader's own copy toward a commit.
         self._journal.sync()
+        if self._journal.size_bytes > limits.RAFT_LOG_BYTES_MAX:
+            self.forceLogCompaction()
         super()._onTick(timeToWait)
 
     def _state_changed(self, old: int, new: int) -> None:
@@ -181,6 +204,11 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
         kind = message.get("type")
         if kind == "append_entries" and self._is_stale_append(message):
+            return
+        if kind == "append_entries" and message.get("serialized") is not None:
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            # Installing a snapshot can take a while; time spent on it is not the leader's silence.
+            self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
             return
         if kind == "next_node_idx" and message.get("success") and self._isLeader():
             next_before = self._SyncObj__raftNextIndex.get(node)

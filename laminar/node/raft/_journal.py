@@ -57,6 +57,10 @@ class DurableJournal(Journal):  # type: ignore[misc]
     # ---- durability -------------------------------------------------------------------------
 
     @property
+    def size_bytes(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @property
     def durable(self) -> bool:
         return self._sync_enabled
 

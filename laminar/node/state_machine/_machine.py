@@ -83,6 +83,11 @@ def _cut(reason: str) -> str:
 class StateMachine:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.reload()
+
+    def reload(self) -> None:
+        """(Re)read everything from the store: at start, and after a snapshot replaced it."""
+        store = self._store
         mark = store.applied()
         self._raft_index = mark.raft_index
         self._offset = mark.intention_offset

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from collections.abc import Iterator
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from laminar.node.store._keys import Keys
 from laminar.node.store._records import AppliedMark
@@ -60,29 +63,66 @@ class WriteSet:
 
 
 class Store:
-    """RocksDB in raw-bytes mode. Reads are thread-safe; writes come from the apply thread only."""
+    """RocksDB in raw-bytes mode. Writes come from the apply thread only; reads from any thread.
+
+    A snapshot install swaps the whole database directory, so readers from other threads take
+    `_lock` (held only for the duration of one read) and never see a closed handle.
+    """
 
     def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._recover_interrupted_install()
+        self._db = self._open()
+        self._write_options = WriteOptions()
+
+    def _open(self) -> Rdict:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        self._path = path
-        self._db = Rdict(path, options)
-        self._write_options = WriteOptions()
+        return Rdict(self._path, options)
 
     @property
     def path(self) -> str:
         return self._path
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+    # ---- snapshots ------------------------------------------------------------------------------
+
+    def checkpoint(self, target_dir: str) -> None:
+        """A consistent copy of the store as it is now (hard links to immutable files; fast)."""
+        Checkpoint(self._db).create_checkpoint(target_dir)
+
+    def replace_with(self, checkpoint_dir: str) -> None:
+        """Become the store in `checkpoint_dir` (a snapshot from the leader). Crash-safe: see below."""
+        new, old = self._path + ".new", self._path + ".old"
+        shutil.rmtree(new, ignore_errors=True)
+        os.replace(checkpoint_dir, new)
+        with self._lock:
+            self._db.close()
+            # A crash between these two renames leaves `.old` and `.new`: reopening finishes it.
+            os.replace(self._path, old)
+            os.replace(new, self._path)
+            self._db = self._open()
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _recover_interrupted_install(self) -> None:
+        new, old = self._path + ".new", self._path + ".old"
+        if os.path.isdir(new) and not os.path.isdir(self._path):
+            os.replace(new, self._path)  # crashed after moving the old store away: finish
+        shutil.rmtree(new, ignore_errors=True)  # crashed before the swap: the old store stands
+        shutil.rmtree(old, ignore_errors=True)
 
     def get(self, key: bytes) -> bytes | None:
-        value = self._db.get(key)
+        with self._lock:
+            value = self._db.get(key)
         assert value is None or isinstance(value, bytes)
         return value
 
     def get_floor(self, key: bytes, prefix: bytes) -> tuple[bytes, bytes] | None:
-        """The entry with the greatest key <= `key` that starts with `prefix`, if any."""
+        """The entry with the greatest key <= `key` that starts with `prefix`. Apply thread only."""
         it = self._db.iter()
         it.seek_for_prev(key)
         if it.valid():
@@ -94,7 +134,8 @@ class Store:
     def scan(
         self, prefix: bytes, start: bytes | None = None, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Entries whose key starts with `prefix`, from `start` (inclusive) on, in key order."""
+        """Entries whose key starts with `prefix`, from `start` on, in key order. Apply thread only
+        (or under `_lock`): a snapshot install could otherwise close the database under it."""
         it = self._db.iter()
         it.seek(start if start is not None else prefix)
         count = 0
@@ -121,9 +162,10 @@ class Store:
         prefix = Keys.events_of(topic)
         events: list[bytes] = []
         size = 0
-        for _, value in self.scan(prefix, start=Keys.event(topic, after_offset + 1), limit=count_max):
-            if events and size + len(value) > bytes_max:
-                break
-            events.append(value)
-            size += len(value)
+        with self._lock:
+            for _, value in self.scan(prefix, start=Keys.event(topic, after_offset + 1), limit=count_max):
+                if events and size + len(value) > bytes_max:
+                    break
+                events.append(value)
+                size += len(value)
         return events

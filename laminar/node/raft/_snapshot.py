@@ -1,0 +1,149 @@
+"""Log compaction by RocksDB checkpoint, instead of pysyncobj's fork-and-pickle of the whole object.
+
+pysyncobj compacts by handing a serializer the metadata of the last applied entry; whatever file
+the serializer leaves at `fileName` is what it later streams to a follower that is too far behind,
+and what it hands back to the deserializer on that follower (and on every restart).
+
+Our snapshot file is an uncompressed tar holding `meta` (pysyncobj's own metadata: the last two
+applied entries and the membership, pickled as pysyncobj pickles all its traffic) and the files of
+a RocksDB checkpoint of the store at exactly that applied index. Building it is split in two:
+- in the tick thread, `serialize` takes the checkpoint (hard links; milliseconds), so it matches
+  the applied index exactly;
+- a background thread packs it into the tar, syncs it and moves it into place; until then
+  `check` answers SERIALIZING, so pysyncobj neither streams the file nor truncates its log.
+pysyncobj renames `<file>.tmp` onto `<file>` as soon as `serialize` returns; we leave a hard link
+of the previous snapshot there, so the file on disk is always a complete snapshot.
+
+Installing (`deserialize`): a node whose store is already at or past the snapshot's index (every
+normal restart) keeps its store and only reads `meta`; a node behind it (a new or lagging node)
+replaces its store with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import shutil
+import tarfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj.config import SERIALIZER_STATE
+
+log = logging.getLogger("laminar.snapshot")
+
+_META = "meta"
+_STORE_PREFIX = "store/"
+
+
+@dataclass(frozen=True)
+class SnapshotHooks:
+    """What the snapshot code needs from the node, which owns the store."""
+
+    checkpoint: Callable[[str, int], None]  # checkpoint the store, as applied through index, into a dir
+    applied_index: Callable[[], int]  # the Raft index the store has applied
+    install: Callable[[str], None]  # replace the store with the checkpoint in this directory
+
+
+def _fsync_path(path: str, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY if directory else os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Snapshotter:
+    def __init__(self, work_dir: str, hooks: SnapshotHooks) -> None:
+        self._work_dir = work_dir
+        self._hooks = hooks
+        self._state = SERIALIZER_STATE.NOT_SERIALIZING
+        self._lock = threading.Lock()
+        os.makedirs(work_dir, exist_ok=True)
+        self.snapshots_built = 0
+        self.snapshots_installed = 0
+
+    # ---- building (pysyncobj's serializer and serializeChecker) ----------------------------
+
+    def serialize(self, tmp_file: str, data: Any) -> None:
+        final_file = tmp_file[: -len(".tmp")]
+        checkpoint_dir = os.path.join(self._work_dir, "checkpoint")
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        self._hooks.checkpoint(checkpoint_dir, data[0][1])
+        meta = pickle.dumps(tuple(data))
+        if os.path.exists(tmp_file):
+            os.unlink(tmp_file)  # left by a crash
+        if os.path.exists(final_file):
+            os.link(final_file, tmp_file)
+        else:
+            open(tmp_file, "wb").close()
+        with self._lock:
+            self._state = SERIALIZER_STATE.SERIALIZING
+        threading.Thread(
+            target=self._build, args=(final_file, checkpoint_dir, meta), name="snapshot-build", daemon=True
+        ).start()
+
+    def check(self) -> int:
+        with self._lock:
+            state = self._state
+            if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+                self._state = SERIALIZER_STATE.NOT_SERIALIZING
+            return int(state)
+
+    def _build(self, final_file: str, checkpoint_dir: str, meta: bytes) -> None:
+        building = final_file + ".building"
+        try:
+            with tarfile.open(building, "w") as tar:
+                info = tarfile.TarInfo(_META)
+                info.size = len(meta)
+                tar.addfile(info, io.BytesIO(meta))
+                for name in sorted(os.listdir(checkpoint_dir)):
+                    tar.add(os.path.join(checkpoint_dir, name), arcname=_STORE_PREFIX + name)
+            _fsync_path(building)
+            os.replace(building, final_file)
+            _fsync_path(os.path.dirname(os.path.abspath(final_file)), directory=True)
+            state = SERIALIZER_STATE.SUCCESS
+            self.snapshots_built += 1
+            log.info("snapshot written: %s (%d bytes)", final_file, os.path.getsize(final_file))
+        except Exception:
+            log.exception("snapshot failed")
+            state = SERIALIZER_STATE.FAILED
+        finally:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        with self._lock:
+            self._state = state
+
+    # ---- installing (pysyncobj's deserializer) ---------------------------------------------
+
+    def deserialize(self, file_name: str) -> tuple[Any, ...]:
+        with tarfile.open(file_name, "r") as tar:
+            meta_member = tar.next()
+            if meta_member is None or meta_member.name != _META:
+                raise ValueError(f"{file_name} is not a Laminar snapshot")
+            extracted = tar.extractfile(meta_member)
+            assert extracted is not None
+            meta = pickle.loads(extracted.read())
+            last_applied_index = meta[0][1]
+            if self._hooks.applied_index() >= last_applied_index:
+                return tuple(meta)  # a restart: the store is already at or past the snapshot
+            target = os.path.join(self._work_dir, "incoming")
+            shutil.rmtree(target, ignore_errors=True)
+            os.makedirs(target)
+            for member in tar:
+                if not member.isfile() or not member.name.startswith(_STORE_PREFIX):
+                    continue
+                name = os.path.basename(member.name)
+                source = tar.extractfile(member)
+                assert source is not None
+                with open(os.path.join(target, name), "wb") as out:
+                    shutil.copyfileobj(source, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+        self._hooks.install(target)
+        self.snapshots_installed += 1
+        log.info("installed a snapshot at raft index %d", last_applied_index)
+        return tuple(meta)

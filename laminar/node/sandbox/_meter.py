@@ -1,0 +1,173 @@
+"""Deterministic budgets. Every handler call runs against a Meter; instrumented code and guards charge it.
+
+A *step* is the unit of work: a loop iteration or a call costs one step plus one per OPS_PER_STEP operations in
+its body, and a builtin operation on a big value costs extra steps in proportion to the bytes or elements it
+touches. The rates below are calibrated so that a step costs well under a microsecond on the slowest path, which
+bounds a whole call (PROGRAM_STEPS_MAX steps) to a few tens of milliseconds. They are part of the replicated
+contract, like the limits: every node must charge the same, so they are constants.
+
+Only one handler call runs at a time (the runtime holds a lock), so the active meter is a module global.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn, TypeVar
+
+from laminar.limits import PROGRAM_RECURSION_DEPTH_MAX, PROGRAM_STEPS_MAX
+
+OPS_PER_STEP = 4  # operations (calls, operators, subscripts, ...) of straight-line code charged as one step
+BYTES_PER_STEP = 1024  # characters or bytes copied or scanned per step
+ITEMS_PER_STEP = 64  # references copied per step (list copies, concatenation, repetition)
+COMPARES_PER_STEP = 16  # element comparisons per step
+OBJECTS_PER_STEP = 8  # new objects (ints, strs, tuples) created per step, or elements walked in Python
+
+_T = TypeVar("_T")
+
+
+class Abort(BaseException):
+    """Ends a handler call with `reason`.
+
+    It is a BaseException so `except Exception` in a program does not catch it, and the compiler makes every
+    except clause re-raise it first thing, so a bare `except:` cannot swallow it either.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Rejected(Abort):
+    """The program called ctx.reject(reason)."""
+
+
+class Exhausted(Abort):
+    """A budget ran out; the reason names it."""
+
+
+class Meter:
+    """The budget of one handler call (or of one module body run at start)."""
+
+    __slots__ = ("abort", "depth", "left")
+
+    def __init__(self, steps: int = PROGRAM_STEPS_MAX) -> None:
+        self.left = steps
+        self.depth = 0
+        self.abort: Abort | None = None
+
+
+def _idle_meter() -> Meter:
+    # Active between calls: program code that somehow ran then would fail at its first step.
+    meter = Meter(-1)
+    meter.abort = Abort("program code ran outside a handler call")
+    return meter
+
+
+_IDLE = _idle_meter()
+_active = _IDLE
+
+
+def activate(meter: Meter) -> None:
+    global _active
+    _active = meter
+
+
+def deactivate() -> None:
+    global _active
+    _active = _IDLE
+
+
+def fail(abort: Abort) -> NoReturn:
+    """Abort the call. Sticky: the first abort wins, and every later step or guard raises it again."""
+    meter = _active
+    if meter.abort is None:
+        meter.abort = abort
+    meter.left = -1
+    raise meter.abort
+
+
+def exhausted(reason: str) -> NoReturn:
+    fail(Exhausted(reason))
+
+
+def _out_of_steps(meter: Meter) -> NoReturn:
+    if meter.abort is None:
+        meter.abort = Exhausted(f"step budget exhausted ({PROGRAM_STEPS_MAX} steps)")
+    raise meter.abort
+
+
+def charge(steps: int) -> None:
+    meter = _active
+    meter.left -= steps
+    if meter.left < 0:
+        _out_of_steps(meter)
+
+
+def charge_bytes(n: int) -> None:
+    charge(1 + n // BYTES_PER_STEP)
+
+
+def charge_items(n: int) -> None:
+    charge(1 + n // ITEMS_PER_STEP)
+
+
+def charge_objects(n: int) -> None:
+    charge(1 + n // OBJECTS_PER_STEP)
+
+
+def charge_compares(n: int) -> None:
+    charge(1 + n // COMPARES_PER_STEP)
+
+
+# --- Hooks the compiler inserts into program code (see _transform.py) -------------------------------------
+
+
+def step(weight: int) -> bool:
+    """`_step_(w)`: first statement of every loop body and first condition of every comprehension."""
+    meter = _active
+    meter.left -= weight
+    if meter.left < 0:
+        _out_of_steps(meter)
+    return True
+
+
+def enter(weight: int) -> int:
+    """`_enter_(w)`: first statement of every function and lambda. Returns the new depth (see `caught`)."""
+    meter = _active
+    meter.left -= weight
+    if meter.left < 0:
+        _out_of_steps(meter)
+    depth = meter.depth + 1
+    if depth > PROGRAM_RECURSION_DEPTH_MAX:
+        exhausted(f"recursion budget exhausted (depth {PROGRAM_RECURSION_DEPTH_MAX})")
+    meter.depth = depth
+    return depth
+
+
+def leave() -> None:
+    """`_leave_()`: in the `finally` wrapped around every function body."""
+    _active.depth -= 1
+
+
+def leave_with(depth: int, value: _T) -> _T:
+    """`_lam_(_enter_(w), body)`: a lambda's body. An exception skips the decrement; `caught` repairs it."""
+    _active.depth -= 1
+    return value
+
+
+def caught(depth: int) -> None:
+    """`_exc_(d)`: first statement of every except clause; `d` is the depth of the enclosing function.
+
+    Re-raises an abort (a program cannot swallow a budget or a reject), turns RecursionError and MemoryError
+    into aborts (a program cannot recover from them meaningfully), and resets the depth, which a lambda that
+    raised left one too high.
+    """
+    meter = _active
+    if meter.abort is not None:
+        raise meter.abort
+    exc = sys.exc_info()[1]
+    if isinstance(exc, RecursionError):
+        exhausted("recursion budget exhausted (data nested too deeply)")
+    if isinstance(exc, MemoryError):
+        fail(Abort("MemoryError"))
+    meter.depth = depth

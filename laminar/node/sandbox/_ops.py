@@ -1,0 +1,545 @@
+"""Guards for operators, subscripts, writes, unpacking and formatting.
+
+The compiler turns `a + b` into `_add_(a, b)`, `a < b` into `_cmp_(a, LT, b)`, f-strings into `_fstr_`, and so
+on. Each guard charges the work its native operation will do and refuses results over the value or int budget
+*before* computing them, so one operator can never build a huge value or stall the process.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from typing import Any
+
+from laminar.node.sandbox._meter import (
+    charge,
+    charge_bytes,
+    charge_compares,
+    charge_items,
+    charge_objects,
+    exhausted,
+)
+from laminar.node.sandbox._values import (
+    CHEAP,
+    INT_BITS_MAX,
+    INTS,
+    SEQUENCES,
+    TEXT_FLOAT_MAX,
+    VALUE_MAX,
+    VIEWS,
+    DictItems,
+    DictKeys,
+    MappingProxy,
+    charge_compare,
+    check_int,
+    check_key,
+    check_size,
+    compare_work,
+    int_exhausted,
+    measure,
+    size_exhausted,
+    text_size,
+    to_text,
+    type_name,
+)
+
+_BIG_INT_COST_SHIFT = 18  # a product of operand bit lengths over 2**18 costs about a microsecond
+
+
+def _int_work(a: int, b: int) -> None:
+    charge(1 + ((a.bit_length() * b.bit_length()) >> _BIG_INT_COST_SHIFT))
+
+
+def _no_set_ops(a: object, b: object) -> None:
+    if type(a) in VIEWS or type(b) in VIEWS:
+        raise TypeError("set operations on dict views are not supported (sets have no deterministic order)")
+
+
+def add(a: Any, b: Any) -> Any:
+    """`_add_`: concatenation is charged by the result's length and refused over the value budget."""
+    ta = type(a)
+    if ta is type(b) and ta in SEQUENCES:
+        n = len(a) + len(b)
+        check_size(n, ta.__name__)
+        charge_bytes(n) if ta is str or ta is bytes else charge_items(n)
+        return a + b
+    return check_int(a + b)
+
+
+def sub(a: Any, b: Any) -> Any:
+    """`_sub_`"""
+    _no_set_ops(a, b)
+    return check_int(a - b)
+
+
+def repeat(seq: Any, count: Any) -> Any:
+    n = len(seq) * max(count, 0)
+    check_size(n, type_name(seq))
+    charge_bytes(n) if type(seq) is str or type(seq) is bytes else charge_items(n)
+    return seq * count
+
+
+def mul(a: Any, b: Any) -> Any:
+    """`_mul_`: int products are checked against the int budget before they are computed."""
+    ta, tb = type(a), type(b)
+    if ta in INTS and tb in INTS:
+        if a.bit_length() + b.bit_length() - 1 > INT_BITS_MAX:
+            int_exhausted(a.bit_length() + b.bit_length() - 1)
+        _int_work(a, b)
+        return check_int(a * b)
+    if ta in SEQUENCES and tb in INTS:
+        return repeat(a, b)
+    if tb in SEQUENCES and ta in INTS:
+        return repeat(b, a)
+    return a * b
+
+
+def pow_(a: Any, b: Any) -> Any:
+    """`_pow_`: integers only (libm's pow is not bit-identical across platforms), result size checked first."""
+    if type(a) not in INTS or type(b) not in INTS:
+        if type(a) is float or type(b) is float:
+            raise TypeError("** with a float is not supported: its result may differ between platforms")
+        return a**b
+    if b < 0:
+        raise ValueError("** with a negative exponent is not supported: its float result may differ between platforms")
+    if a.bit_length() > 1 and (a.bit_length() - 1) * b + 1 > INT_BITS_MAX:
+        int_exhausted((a.bit_length() - 1) * b + 1)
+    charge(1 + ((b.bit_length() * INT_BITS_MAX * INT_BITS_MAX) >> (_BIG_INT_COST_SHIFT + 4)))
+    return check_int(a**b)
+
+
+def lshift(a: Any, b: Any) -> Any:
+    """`_lshift_`"""
+    if type(a) in INTS and type(b) in INTS and a and b > 0 and a.bit_length() + b > INT_BITS_MAX:
+        int_exhausted(a.bit_length() + b)
+    return a << b
+
+
+def floordiv(a: Any, b: Any) -> Any:
+    """`_floordiv_`"""
+    if type(a) in INTS and type(b) in INTS:
+        _int_work(a, b)
+    return a // b
+
+
+def mod(a: Any, b: Any) -> Any:
+    """`_mod_`: `%` formatting of str and bytes, or a remainder."""
+    ta = type(a)
+    if ta is str or ta is bytes:
+        return percent_format(a, b)
+    if ta in INTS and type(b) in INTS:
+        _int_work(a, b)
+    return a % b
+
+
+def divmod_(a: Any, b: Any) -> Any:
+    if type(a) in INTS and type(b) in INTS:
+        _int_work(a, b)
+    return divmod(a, b)
+
+
+def bitand(a: Any, b: Any) -> Any:
+    """`_and_`"""
+    _no_set_ops(a, b)
+    return a & b
+
+
+def bitxor(a: Any, b: Any) -> Any:
+    """`_xor_`"""
+    _no_set_ops(a, b)
+    return a ^ b
+
+
+def bitor(a: Any, b: Any) -> Any:
+    """`_or_`: also merges dicts, charged by the result's size."""
+    _no_set_ops(a, b)
+    if type(a) is dict and type(b) in (dict, MappingProxy):
+        n = len(a) + len(b)
+        check_size(n, "dict")
+        charge_items(n)
+    return a | b
+
+
+# --- In-place operators (`x += y` becomes `x = _inplacevar_("+=", x, y)`) ----------------------------------
+
+
+def extend_list(target: list[Any], items: Any) -> list[Any]:
+    new = materialize(items)
+    check_size(len(target) + len(new), "list")
+    charge_items(len(new))
+    target.extend(new)
+    return target
+
+
+def update_dict(target: dict[str, Any], other: Any) -> dict[str, Any]:
+    if type(other) is not dict and type(other) is not MappingProxy:
+        raise TypeError(f"|= needs a dict, not {type_name(other)}")
+    check_size(len(target) + len(other), "dict")
+    charge_items(len(other))
+    target.update(other)
+    return target
+
+
+def _repeat_list(target: list[Any], count: Any) -> list[Any]:
+    target[:] = repeat(target, count)
+    return target
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": add,
+    "-=": sub,
+    "*=": mul,
+    "**=": pow_,
+    "<<=": lshift,
+    "//=": floordiv,
+    "%=": mod,
+    "&=": bitand,
+    "^=": bitxor,
+    "|=": bitor,
+    "/=": operator.truediv,
+    ">>=": operator.rshift,
+    "@=": operator.matmul,
+}
+
+
+def inplacevar(op: str, x: Any, y: Any) -> Any:
+    """`_inplacevar_`: like Python, `+=` and `*=` change a list in place and `|=` a dict."""
+    if type(x) is list and op == "+=":
+        return extend_list(x, y)
+    if type(x) is list and op == "*=" and type(y) in INTS:
+        return _repeat_list(x, y)
+    if type(x) is dict and op == "|=":
+        return update_dict(x, y)
+    return _BINARY[op](x, y)
+
+
+# --- Comparisons --------------------------------------------------------------------------------------------
+
+EQ, NE, LT, LE, GT, GE, IN, NOT_IN, IS, IS_NOT = range(10)
+_COMPARE: tuple[Callable[[Any, Any], Any], ...] = (
+    operator.eq,
+    operator.ne,
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+    lambda a, b: contains(b, a),
+    lambda a, b: not contains(b, a),
+    operator.is_,
+    operator.is_not,
+)
+_CONTAINERS = frozenset({list, tuple, dict, MappingProxy})
+
+
+def _charge_comparison(a: Any, b: Any) -> None:
+    ta, tb = type(a), type(b)
+    if ta is str or ta is bytes:
+        if ta is tb:
+            charge_bytes(min(len(a), len(b)))
+    elif ta in _CONTAINERS and tb in _CONTAINERS:
+        charge_compare(a if len(a) <= len(b) else b)
+    elif ta in VIEWS and tb in VIEWS:
+        charge_compares(len(a) + len(b))
+        for view in (a, b):
+            if type(view) is DictItems:
+                charge_compare(tuple(view.mapping.values()))
+
+
+def compare(a: Any, op: int, b: Any) -> Any:
+    """`_cmp_(a, op, b)`: charges what the comparison walks (long str, nested containers)."""
+    if op < IN and not (type(a) in CHEAP and type(b) in CHEAP):
+        _charge_comparison(a, b)
+    return _COMPARE[op](a, b)
+
+
+def compare_chain(left: Any, ops: tuple[int, ...], *rights: Callable[[], Any]) -> bool:
+    """`_chain_(a, (op, op), lambda: b, lambda: c)` is `a op b op c`: each operand evaluated once, lazily."""
+    for op, right in zip(ops, rights, strict=True):
+        value = right()
+        if not compare(left, op, value):
+            return False
+        left = value
+    return True
+
+
+def _contains_mapping(container: Any, item: Any) -> bool:
+    if type(item) is str:
+        return item in container
+    if type(item) in (list, dict):
+        raise TypeError(f"unhashable type: '{type_name(item)}'")
+    return False  # keys are always str, so nothing else can be there: no need to hash it
+
+
+def charge_search(container: Any, item: Any) -> None:
+    """Charge for looking for `item` in a sequence: one comparison per element, each as deep as `item`."""
+    tc, ti = type(container), type(item)
+    if tc is str or tc is bytes:
+        charge_bytes(len(container) + (len(item) if ti is tc else 0))
+    elif tc is range:
+        if ti not in INTS:
+            charge_compares(len(container))
+    elif tc in _CONTAINERS or tc in VIEWS:
+        if ti in CHEAP:
+            charge_compares(len(container))
+        elif ti is str or ti is bytes:
+            charge_compares(len(container) * (1 + len(item) // 64))
+        else:
+            charge_compare(container)
+
+
+def contains(container: Any, item: Any) -> bool:
+    """`item in container`, charged by what the search walks."""
+    tc = type(container)
+    if tc is dict or tc is MappingProxy or tc is DictKeys:
+        return _contains_mapping(container, item)
+    if tc is DictItems:
+        if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str:
+            return False
+        charge_compare(item[1])
+        return item in container
+    charge_search(container, item)
+    return item in container
+
+
+# --- Sorting and extremes -----------------------------------------------------------------------------------
+
+
+def _walked(keys: list[Any]) -> int:
+    """Elements of `keys` and everything nested in them; walking them is charged once here."""
+    types = set(map(type, keys))
+    if types <= CHEAP:
+        charge_compares(len(keys))
+        return len(keys)
+    if types == {str} or types == {bytes}:
+        longest = max(map(len, keys))
+        charge_compares(len(keys) * (1 + longest // 64))
+        return len(keys) * (1 + longest // 64)
+    return measure(keys, compare_work, 1 << 62)
+
+
+def sort_items(items: list[Any], key: Any = None, reverse: bool = False) -> list[Any]:
+    """sorted(items, key=key, reverse=reverse), charged for n log n comparisons of the keys' size."""
+    n = len(items)
+    charge_items(n)
+    keys = items if key is None else [key(item) for item in items]
+    if n > 1:
+        charge_compares(_walked(keys) * (n.bit_length() - 1))
+    if key is None:
+        return sorted(items, reverse=bool(reverse))
+    order = sorted(range(n), key=keys.__getitem__, reverse=bool(reverse))
+    return [items[i] for i in order]
+
+
+def extreme(pick: Callable[..., Any], items: list[Any], key: Any, default: Any) -> Any:
+    """min or max of `items`, charged for n comparisons of the keys' size."""
+    if not items:
+        if default is _MISSING:
+            raise ValueError(f"{pick.__name__}() arg is an empty sequence")
+        return default
+    keys = items if key is None else [key(item) for item in items]
+    _walked(keys)
+    if key is None:
+        return pick(items)
+    return items[pick(range(len(items)), key=keys.__getitem__)]
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+# --- Subscripts, writes, unpacking --------------------------------------------------------------------------
+
+
+def getitem(obj: Any, key: Any) -> Any:
+    """`_getitem_`: slices are charged by their length; dict keys must be str."""
+    t = type(obj)
+    if t is dict or t is MappingProxy:
+        return obj[check_key(key)]
+    if t in SEQUENCES or t is range:
+        if type(key) is slice and t is not range:
+            n = len(range(len(obj))[key])
+            charge_bytes(n) if t is str or t is bytes else charge_items(n)
+        return obj[key]
+    raise TypeError(f"'{type_name(obj)}' object is not subscriptable")
+
+
+class _DictWriter:
+    """What `_write_(d)` returns for a dict: item writes with the str-key rule."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self._d = d
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        d = self._d
+        key = check_key(key)  # before any hashing
+        if len(d) >= VALUE_MAX and key not in d:
+            size_exhausted(len(d) + 1, "dict")
+        d[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._d[check_key(key)]
+
+
+class _ListWriter:
+    """What `_write_(l)` returns for a list: slice assignments are charged and size-checked."""
+
+    __slots__ = ("_l",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self._l = items
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        items = self._l
+        if type(index) is slice:
+            value = materialize(value)
+            removed = len(range(len(items))[index])
+            check_size(len(items) - removed + len(value), "list")
+            charge_items(len(items) + len(value))
+        items[index] = value
+
+    def __delitem__(self, index: Any) -> None:
+        items = self._l
+        if type(index) is slice:
+            charge_items(len(items))
+        del items[index]
+
+
+def make_write_guard(ctx_type: type, ctx_writer: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`_write_(obj)`: only dicts, lists and `ctx.state` can be written; everything else is read-only."""
+
+    def write(obj: Any) -> Any:
+        t = type(obj)
+        if t is dict:
+            return _DictWriter(obj)
+        if t is list:
+            return _ListWriter(obj)
+        if t is ctx_type:
+            return ctx_writer(obj)
+        raise TypeError(f"'{type_name(obj)}' objects are read-only in programs")
+
+    return write
+
+
+_SIZED = frozenset({list, tuple, str, bytes, dict, MappingProxy, range}) | VIEWS
+
+
+def charge_copy(items: Any) -> None:
+    """Charge for copying the elements of a sized value: references, or new objects for str, bytes, range."""
+    t = type(items)
+    n = len(items)
+    check_size(n, t.__name__)
+    charge_items(n) if t in _CONTAINERS or t in VIEWS else charge_objects(n)
+
+
+def materialize(items: Any) -> list[Any]:
+    """list(items), charged: sized things by length up front, iterators item by item as they run."""
+    if type(items) in _SIZED:
+        charge_copy(items)
+        return list(items)
+    result = list(items)
+    check_size(len(result), "list")
+    return result
+
+
+def star(value: Any) -> Any:
+    """`_star_(x)` for `*x` in calls and displays: Python copies x, so charge for it first."""
+    if type(value) in _SIZED:
+        charge_copy(value)
+    return value
+
+
+def double_star(value: Any) -> Any:
+    """`_dstar_(x)` for `**x` in calls and dict displays."""
+    if type(value) is dict or type(value) is MappingProxy:
+        charge_items(len(value))
+    return value
+
+
+def apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`_apply_(f, *a, **k)`: RestrictedPython's hook for calls with `*` or `**`; the copies were charged."""
+    return func(*args, **kwargs)
+
+
+def unpack_sequence(value: Any, spec: dict[str, Any], _getiter: object = None) -> Any:
+    """`_unpack_sequence_`: used only for targets with a starred name, which copy the rest of the value."""
+    value = materialize(value)
+    for index, child in spec["childs"]:
+        if len(value) >= spec["min_len"]:
+            value[index] = unpack_sequence(value[index], child)
+    return value
+
+
+def iter_unpack_sequence(value: Any, spec: dict[str, Any], _getiter: object = None) -> Any:
+    """`_iter_unpack_sequence_`: `for a, *b in x`."""
+    for item in value:
+        yield unpack_sequence(item, spec)
+
+
+def key(value: Any) -> str:
+    """`_key_(k)` for computed keys of dict displays and comprehensions."""
+    return check_key(value)
+
+
+# --- Formatting ---------------------------------------------------------------------------------------------
+
+_SPEC_NUMBER = re.compile(r"\d+")
+_PERCENT = re.compile(rb"%(\([^)]*\))?([-#0 +]*)(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.)", re.DOTALL)
+
+
+def format_value(value: Any, conversion: int, spec: str) -> str:
+    """`_fmt_(value, conversion, spec)`: one `{value!conversion:spec}` of an f-string."""
+    if conversion == ord("r"):
+        value = to_text(value, as_repr=True)
+    elif conversion == ord("a"):
+        to_text(value, as_repr=True)  # checks and charges; ascii() escapes at most 10 characters per character
+        value = ascii(value)
+        check_size(len(value), "str")
+        charge_bytes(len(value))
+    elif conversion == ord("s") or (type(value) not in CHEAP and type(value) is not str):
+        value = to_text(value)
+    if not spec:
+        return value if type(value) is str else to_text(value)
+    if spec.endswith("n"):
+        raise ValueError("format type 'n' is not supported: it depends on the node's locale")
+    widths = [int(n) for n in _SPEC_NUMBER.findall(spec)]
+    if widths and max(widths) > VALUE_MAX:
+        exhausted(f"value budget exhausted (a format width or precision of {max(widths)}; the limit is {VALUE_MAX})")
+    charge_bytes(sum(widths))
+    return format(value, spec)
+
+
+def join_fstring(parts: tuple[str, ...]) -> str:
+    """`_fstr_((part, ...))`: an f-string's pieces, joined once their total size is known."""
+    n = sum(len(p) for p in parts)
+    check_size(n, "str")
+    charge_bytes(n)
+    return "".join(parts)
+
+
+def _percent_args(args: Any) -> list[Any]:
+    if type(args) is tuple:
+        return list(args)
+    if type(args) is dict:
+        return list(args.values())
+    return [args]
+
+
+def percent_format(fmt: Any, args: Any) -> Any:
+    """`fmt % args` for str and bytes: the result is bounded before it is built (widths, arguments)."""
+    pattern = fmt.encode("utf-8", "surrogatepass") if type(fmt) is str else fmt
+    conversions = _PERCENT.findall(pattern)
+    if any(width == b"*" or precision == b"*" for _, _, width, precision, _ in conversions):
+        raise ValueError("'*' widths in % formatting are not supported")
+    widths = sum(int(w or 0) + int(p or 0) for _, _, w, p, _ in conversions)
+    largest = max((measure(a, text_size, VALUE_MAX) for a in _percent_args(args)), default=0)
+    bound = len(fmt) + widths + len(conversions) * (largest + TEXT_FLOAT_MAX)
+    if bound > VALUE_MAX:
+        exhausted(f"value budget exhausted (a % format that could build {bound} characters; the limit is {VALUE_MAX})")
+    charge_bytes(bound)
+    return fmt % args
