@@ -54,6 +54,21 @@ class TestCluster:
             time.sleep(0.1)
         raise AssertionError(f"nodes did not apply offset {intention_offset}: {self.statuses()}")
 
+    def assert_replicas_identical(self, timeout_s: float = 30.0) -> dict:
+        """Once every live node has applied the same offset, their state digests are identical."""
+        from laminar.client import cluster_digests
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            digests = [d for d in cluster_digests(self.addresses) if "error" not in d]
+            offsets = {d["intention_offset"] for d in digests}
+            if len(offsets) == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(offsets) == 1, f"nodes did not converge: {digests}"
+        assert len({d["sha256"] for d in digests}) == 1, f"replicas differ: {digests}"
+        return digests[0]
+
     def logs(self) -> str:
         parts = []
         for name in sorted(os.listdir(self.log_dir)):

@@ -40,3 +40,32 @@ def cluster_status(
     finally:
         nodes.close()
     return results
+
+
+def cluster_digests(addresses: Sequence[str] | str | None = None, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Each node's replicated-state digest: {"address", "intention_offset", "sha256", "keys"}."""
+    nodes = Nodes(addresses)
+    results: list[dict[str, Any]] = []
+    try:
+        for address in nodes.addresses:
+            method = nodes.channel(address).unary_unary(
+                "/laminar.v1.Laminar/Digest",
+                request_serializer=pb.DigestRequest.SerializeToString,
+                response_deserializer=pb.DigestResponse.FromString,
+            )
+            try:
+                response = method(pb.DigestRequest(), timeout=timeout_s)
+            except grpc.RpcError as error:
+                results.append({"address": address, "error": error.details() or str(error.code())})  # type: ignore[attr-defined]
+                continue
+            results.append(
+                {
+                    "address": address,
+                    "intention_offset": response.intention_offset,
+                    "sha256": response.sha256,
+                    "keys": response.keys,
+                }
+            )
+    finally:
+        nodes.close()
+    return results

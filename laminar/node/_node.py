@@ -74,7 +74,7 @@ class Node:
         )
         self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed, snapshot_hooks=hooks)
         self.proposer = Proposer(self.engine)
-        servicer = LaminarServicer(self.sessions, self.listens, self._status, self._leader_hint)
+        servicer = LaminarServicer(self.sessions, self.listens, self._status, self._digest, self._leader_hint)
         self.server = build_server(servicer, config.me.client)
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -136,6 +136,10 @@ class Node:
         leader = self.engine.leader_address()
         client = self.config.client_address_of_raft(leader) if leader else None
         return self._is_leader(), client or ""
+
+    def _digest(self) -> pb.DigestResponse:
+        offset, sha256, keys = self.store.digest()
+        return pb.DigestResponse(intention_offset=offset, sha256=sha256, keys=keys)
 
     def _status(self) -> pb.StatusResponse:
         raw = self.engine.status()

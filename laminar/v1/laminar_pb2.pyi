@@ -165,6 +165,20 @@ class StatusResponse(_message.Message):
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., intention_offset: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., durability: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
 
+class DigestRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DigestResponse(_message.Message):
+    __slots__ = ("intention_offset", "sha256", "keys")
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    intention_offset: int
+    sha256: str
+    keys: int
+    def __init__(self, intention_offset: _Optional[int] = ..., sha256: _Optional[str] = ..., keys: _Optional[int] = ...) -> None: ...
+
 class Peer(_message.Message):
     __slots__ = ("node_id", "client_address", "raft_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]

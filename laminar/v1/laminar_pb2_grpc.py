@@ -49,6 +49,11 @@ class LaminarStub:
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.StatusRequest.SerializeToString,
                 response_deserializer=laminar_dot_v1_dot_laminar__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.Digest = channel.unary_unary(
+                '/laminar.v1.Laminar/Digest',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.DigestRequest.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.DigestResponse.FromString,
+                _registered_method=True)
 
 
 class LaminarServicer:
@@ -72,6 +77,14 @@ class LaminarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Digest(self, request, context):
+        """A digest of the node's replicated state (every event, topic, program state and dedupe
+        record): nodes that applied the same intentions have the same digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LaminarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +102,11 @@ def add_LaminarServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=laminar_dot_v1_dot_laminar__pb2.StatusRequest.FromString,
                     response_serializer=laminar_dot_v1_dot_laminar__pb2.StatusResponse.SerializeToString,
+            ),
+            'Digest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Digest,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.DigestRequest.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.DigestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +190,33 @@ class Laminar:
             '/laminar.v1.Laminar/Status',
             laminar_dot_v1_dot_laminar__pb2.StatusRequest.SerializeToString,
             laminar_dot_v1_dot_laminar__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Digest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laminar.v1.Laminar/Digest',
+            laminar_dot_v1_dot_laminar__pb2.DigestRequest.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.DigestResponse.FromString,
             options,
             channel_credentials,
             insecure,

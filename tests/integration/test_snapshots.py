@@ -39,6 +39,7 @@ def test_restart_after_compaction_serves_full_history(make_cluster) -> None:
         assert _history(address, "s", 601) == expected
     with laminar.Client(c.addresses) as client:
         assert client.put("s", "k", "after").committed(timeout=10).intention_offset == 602
+    c.assert_replicas_identical()
 
 
 def test_node_down_through_compactions_catches_up_by_snapshot(make_cluster) -> None:
@@ -58,6 +59,7 @@ def test_node_down_through_compactions_catches_up_by_snapshot(make_cluster) -> N
     assert _history(c.address_of(lagging), "s", 602) == expected
     with open(os.path.join(c.log_dir, f"node-{lagging}.log")) as f:
         assert "installed a snapshot" in f.read(), "it caught up from a snapshot, not by replay"
+    c.assert_replicas_identical()
 
 
 def test_node_starts_after_a_crash_in_the_middle_of_a_snapshot(make_cluster) -> None:

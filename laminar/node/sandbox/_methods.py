@@ -190,7 +190,35 @@ def _bound(attribute: str) -> Maker:
     return lambda obj: getattr(obj, attribute)
 
 
-_TEXT_LINEAR = ["capitalize", "count", "endswith", "find", "index", "isalnum", "isalpha", "isascii", "isdigit", "islower", "isspace", "istitle", "isupper", "lower", "lstrip", "partition", "removeprefix", "removesuffix", "rfind", "rindex", "rpartition", "rstrip", "startswith", "strip", "swapcase", "title", "upper"]
+_TEXT_LINEAR = [
+    "capitalize",
+    "count",
+    "endswith",
+    "find",
+    "index",
+    "isalnum",
+    "isalpha",
+    "isascii",
+    "isdigit",
+    "islower",
+    "isspace",
+    "istitle",
+    "isupper",
+    "lower",
+    "lstrip",
+    "partition",
+    "removeprefix",
+    "removesuffix",
+    "rfind",
+    "rindex",
+    "rpartition",
+    "rstrip",
+    "startswith",
+    "strip",
+    "swapcase",
+    "title",
+    "upper",
+]
 _STR_ONLY_LINEAR = ["casefold", "isdecimal", "isidentifier", "isnumeric", "isprintable"]
 
 

@@ -27,11 +27,13 @@ class LaminarServicer:
         sessions: SessionRouter,
         listens: ListenService,
         status: Callable[[], pb.StatusResponse],
+        digest: Callable[[], pb.DigestResponse],
         leader_hint: Callable[[], tuple[bool, str]],
     ) -> None:
         self._sessions = sessions
         self._listens = listens
         self._status = status
+        self._digest = digest
         self._leader_hint = leader_hint  # (this node leads, client address of the leader or "")
 
     def Session(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:  # noqa: N802
@@ -50,6 +52,9 @@ class LaminarServicer:
 
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:  # noqa: N802
         return self._status()
+
+    def Digest(self, request: pb.DigestRequest, context: grpc.ServicerContext) -> pb.DigestResponse:  # noqa: N802
+        return self._digest()
 
     def _redirect(self, context: grpc.ServicerContext, why: str) -> None:
         _, leader = self._leader_hint()
@@ -76,6 +81,11 @@ def build_server(servicer: LaminarServicer, address: str) -> grpc.Server:
             servicer.Status,
             request_deserializer=pb.StatusRequest.FromString,
             response_serializer=pb.StatusResponse.SerializeToString,
+        ),
+        "Digest": grpc.unary_unary_rpc_method_handler(
+            servicer.Digest,
+            request_deserializer=pb.DigestRequest.FromString,
+            response_serializer=pb.DigestResponse.SerializeToString,
         ),
     }
     server = grpc.server(

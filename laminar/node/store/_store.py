@@ -157,6 +157,29 @@ class Store:
         batch.put(Keys.APPLIED, mark.encode())
         self._db.write(batch, self._write_options)
 
+    def digest(self) -> tuple[int, str, int]:
+        """(intention offset, sha256 hex, key count) of the replicated state, from one consistent view.
+
+        The Raft index in the applied mark is left out: nodes compact at different times, and a
+        snapshot moves the mark over no-op entries, so it differs between identical replicas.
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        offset = keys = 0
+        with self._lock:
+            it = self._db.iter()
+            it.seek_to_first()
+            while it.valid():
+                key, value = it.key(), it.value()
+                if key == Keys.APPLIED:
+                    offset = AppliedMark.decode(value).intention_offset
+                else:
+                    digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+                    keys += 1
+                it.next()
+        return offset, digest.hexdigest(), keys
+
     def read_events(self, topic: str, after_offset: int, count_max: int, bytes_max: int) -> list[bytes]:
         """Serialized events of `topic` with consequence offset > after_offset, in order."""
         prefix = Keys.events_of(topic)

@@ -1,0 +1,383 @@
+"""The builtins a program sees (the allowlist), and the one module it may import: `json`.
+
+Everything here is either a pure builtin whose cost is bounded by its (bounded) argument, or a wrapper that
+charges its work and checks sizes. Nothing gives access to I/O, time, randomness, the interpreter or the host.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from laminar.node.sandbox._meter import charge, charge_bytes, charge_items, charge_objects, exhausted
+from laminar.node.sandbox._methods import codec, pairs_to_dict, register
+from laminar.node.sandbox._ops import _MISSING, divmod_, extreme, materialize, sort_items
+from laminar.node.sandbox._values import (
+    INT_BITS_MAX,
+    INTS,
+    NUMBERS,
+    VALUE_MAX,
+    check_int,
+    check_size,
+    check_sized,
+    measure,
+    to_text,
+    type_name,
+)
+
+# int() and JSON parse at most this many characters: below Python's smallest int_max_str_digits setting (640),
+# so the node's interpreter configuration can never decide an outcome. PROGRAM_INT_BITS_MAX needs 617 digits.
+_INT_TEXT_MAX = 640
+_INT_TEXT_MAX_POW2 = INT_BITS_MAX + 64  # bases 2, 4, 8, 16, 32 convert in linear time and have no such limit
+_FLOAT_TEXT_MAX = 1000
+_JSON_BYTES_PER_STEP = 16  # parsing may create an object per byte or two
+
+
+class TypeFn:
+    """A builtin type as a program sees it: a guarded constructor that isinstance() understands."""
+
+    __slots__ = ("_make", "name", "pytype")
+
+    def __init__(self, pytype: type, make: Callable[..., Any]) -> None:
+        self.pytype = pytype
+        self.name = pytype.__name__
+        self._make = make
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._make(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<class '{self.name}'>"
+
+
+def _int(x: Any = 0, base: Any = _MISSING) -> int:
+    t = type(x)
+    if t is str or t is bytes:
+        pow2 = base in (2, 4, 8, 16, 32)
+        limit = _INT_TEXT_MAX_POW2 if pow2 else _INT_TEXT_MAX
+        if len(x) > limit:
+            raise ValueError(f"int(): a string of {len(x)} characters is too long (programs convert at most {limit})")
+        n = int(x) if base is _MISSING else int(x, base)
+        if n.bit_length() > INT_BITS_MAX:
+            raise ValueError(f"int(): the value has more than {INT_BITS_MAX} bits")
+        return n
+    if base is not _MISSING:
+        raise TypeError("int() can't convert non-string with explicit base")
+    if t is float or t in INTS:
+        return int(x)
+    raise TypeError(f"int() argument must be a string, bytes or a number, not '{type_name(x)}'")
+
+
+def _from_bytes(data: Any, byteorder: Any = "big", *, signed: Any = False) -> int:
+    if type(data) is bytes and len(data) * 8 > INT_BITS_MAX:
+        raise ValueError(f"int.from_bytes(): more than {INT_BITS_MAX} bits")
+    return int.from_bytes(data, byteorder, signed=signed)
+
+
+def _float(x: Any = 0.0) -> float:
+    t = type(x)
+    if t is str or t is bytes:
+        if len(x) > _FLOAT_TEXT_MAX:
+            raise ValueError(f"float(): a string of {len(x)} characters is too long (at most {_FLOAT_TEXT_MAX})")
+        return float(x)
+    if t is float or t in INTS:
+        return float(x)
+    raise TypeError(f"float() argument must be a string or a number, not '{type_name(x)}'")
+
+
+def _decode(data: Any, encoding: Any = "utf-8", errors: Any = "strict") -> str:
+    if type(data) is not bytes:
+        raise TypeError(f"decoding to str: need a bytes object, not {type_name(data)}")
+    name, handler = codec(encoding, errors)
+    charge_bytes(len(data))
+    return str(data, name, handler)
+
+
+def _str(*args: Any, **kwargs: Any) -> str:
+    if not args and not kwargs:
+        return ""
+    if len(args) == 1 and not kwargs:
+        return to_text(args[0])
+    return _decode(*args, **kwargs)
+
+
+def _repr(x: Any) -> str:
+    return to_text(x, as_repr=True)
+
+
+def _bytes(*args: Any, **kwargs: Any) -> bytes:
+    if not args and not kwargs:
+        return b""
+    source = args[0] if args else kwargs.get("source")
+    if type(source) is str:
+        name, handler = codec(*(args[1:] or [kwargs.get("encoding", "utf-8")]), kwargs.get("errors", "strict"))
+        charge_bytes(4 * len(source))
+        return check_sized(source.encode(name, handler))  # type: ignore[no-any-return]
+    if type(source) in INTS:
+        check_size(source, "bytes")
+        charge_bytes(source)
+        return bytes(source)
+    if type(source) is bytes:
+        return source
+    return bytes(materialize(source))
+
+
+def _fromhex(text: Any) -> bytes:
+    if type(text) is str:
+        charge_bytes(len(text))
+    return bytes.fromhex(text)
+
+
+def _tuple(items: Any = ()) -> tuple[Any, ...]:
+    return items if type(items) is tuple else tuple(materialize(items))
+
+
+def _dict(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return pairs_to_dict(args, kwargs)
+
+
+INT = TypeFn(int, _int)
+FLOAT = TypeFn(float, _float)
+STR = TypeFn(str, _str)
+BYTES = TypeFn(bytes, _bytes)
+LIST = TypeFn(list, lambda items=(): materialize(items))
+TUPLE = TypeFn(tuple, _tuple)
+DICT = TypeFn(dict, _dict)
+_TYPE_ATTRIBUTES: dict[tuple[type, str], Any] = {(int, "from_bytes"): _from_bytes, (bytes, "fromhex"): _fromhex}
+
+
+def _type_attribute(name: str) -> Callable[[TypeFn], Any]:
+    def make(obj: TypeFn) -> Any:
+        found = _TYPE_ATTRIBUTES.get((obj.pytype, name))
+        if found is None:
+            raise AttributeError(f"type object '{obj.name}' has no attribute '{name}' available to programs")
+        return found
+
+    return make
+
+
+register(TypeFn, {"from_bytes": _type_attribute("from_bytes"), "fromhex": _type_attribute("fromhex")})
+
+
+# --- Functions ------------------------------------------------------------------------------------------------
+
+
+def _counted(iterator: Iterator[Any]) -> Iterator[Any]:
+    """Lazy builtins (zip, map, ...) charge as they go, however they are consumed (a loop, list(), sum())."""
+    n = 0
+    for item in iterator:
+        n += 1
+        if not n & 3:
+            charge(1)
+        yield item
+
+
+def _enumerate(items: Any, start: Any = 0) -> Iterator[Any]:
+    return _counted(enumerate(items, start))
+
+
+def _zip(*iterables: Any, strict: Any = False) -> Iterator[Any]:
+    return _counted(zip(*iterables, strict=bool(strict)))
+
+
+def _map(function: Any, *iterables: Any) -> Iterator[Any]:
+    return _counted(map(function, *iterables))
+
+
+def _filter(function: Any, items: Any) -> Iterator[Any]:
+    return _counted(filter(function, items))
+
+
+def _reversed(items: Any) -> Iterator[Any]:
+    return _counted(reversed(items))
+
+
+def _sorted(items: Any, *, key: Any = None, reverse: Any = False) -> list[Any]:
+    return sort_items(materialize(items), key, reverse)
+
+
+def _min(*args: Any, key: Any = None, default: Any = _MISSING) -> Any:
+    return extreme(min, materialize(args[0]) if len(args) == 1 else list(args), key, default)
+
+
+def _max(*args: Any, key: Any = None, default: Any = _MISSING) -> Any:
+    return extreme(max, materialize(args[0]) if len(args) == 1 else list(args), key, default)
+
+
+def _sum(items: Any, start: Any = 0) -> Any:
+    values = materialize(items)
+    if not set(map(type, values)) <= NUMBERS or type(start) not in NUMBERS:
+        raise TypeError("sum() adds numbers only (use str.join or list.extend for the rest)")
+    charge_objects(len(values))
+    return check_int(sum(values, start))
+
+
+def _truth(pick: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def test(items: Any) -> bool:
+        if type(items) in (list, tuple, dict, str, bytes):
+            charge_items(len(items))
+        return pick(items)
+
+    test.__name__ = pick.__name__
+    return test
+
+
+def _round(x: Any, ndigits: Any = None) -> Any:
+    if ndigits is None:
+        return round(x)
+    if type(x) in INTS and type(ndigits) in INTS and ndigits < -_INT_TEXT_MAX:
+        return 0  # |x| < 10**617, so rounding to more digits than that gives 0 (Python would compute 10**-ndigits)
+    return round(x, ndigits)
+
+
+EXCEPTIONS: tuple[type[BaseException], ...] = (
+    ArithmeticError,
+    AssertionError,
+    AttributeError,
+    Exception,
+    IndexError,
+    KeyError,
+    LookupError,
+    NameError,
+    NotImplementedError,
+    OverflowError,
+    RuntimeError,
+    TypeError,
+    UnicodeDecodeError,
+    UnicodeEncodeError,
+    UnicodeError,
+    ValueError,
+    ZeroDivisionError,
+)
+_TYPES_BY_NAME: dict[str, Any] = {"bool": bool, "range": range}
+
+
+def _isinstance_types(spec: Any) -> Any:
+    if type(spec) is TypeFn:
+        return spec.pytype
+    if spec is bool or spec is range or spec in EXCEPTIONS:
+        return spec
+    if type(spec) is tuple and all(type(s) is not tuple for s in spec):
+        return tuple(_isinstance_types(s) for s in spec)
+    raise TypeError("isinstance() arg 2 must be a type, or a flat tuple of types")
+
+
+def _isinstance(obj: Any, spec: Any) -> bool:
+    return isinstance(obj, _isinstance_types(spec))
+
+
+# --- json -----------------------------------------------------------------------------------------------------
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _INT_TEXT_MAX:
+        raise ValueError(f"JSON integer of {len(text)} digits is too long (at most {_INT_TEXT_MAX})")
+    n = int(text)
+    if n.bit_length() > INT_BITS_MAX:
+        raise ValueError(f"JSON integer has more than {INT_BITS_MAX} bits")
+    return n
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > _FLOAT_TEXT_MAX:
+        raise ValueError(f"JSON number of {len(text)} characters is too long (at most {_FLOAT_TEXT_MAX})")
+    return float(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"JSON constant {name} is not supported")
+
+
+def json_loads(text: Any) -> Any:
+    """`json.loads`: str or bytes in, plain data out (dicts with str keys, lists, str, int, float, bool, None)."""
+    if type(text) is not str and type(text) is not bytes:
+        raise TypeError(f"the JSON object must be str or bytes, not {type_name(text)}")
+    charge(1 + len(text) // _JSON_BYTES_PER_STEP)
+    return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
+
+
+def _json_size(x: Any) -> int:
+    t = type(x)
+    if t is str:
+        return 6 * len(x) + 2
+    if t is int:
+        return x.bit_length() * 30103 // 100000 + 2
+    if t is float:
+        return 32
+    if t is bool or x is None:
+        return 5
+    raise TypeError(f"Object of type {type_name(x)} is not JSON serializable")
+
+
+def json_dumps(obj: Any, *, sort_keys: Any = False) -> str:
+    """`json.dumps`: compact, in insertion order unless sort_keys, non-ASCII kept, NaN and infinity refused."""
+    bound = measure(obj, _json_size, VALUE_MAX)
+    if bound > VALUE_MAX:
+        exhausted(f"value budget exhausted (JSON text that could exceed {VALUE_MAX} characters)")
+    charge_bytes(bound)
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=bool(sort_keys))
+
+
+class JsonModule:
+    """What `import json` gives a program."""
+
+    __slots__ = ("dumps", "loads")
+
+    def __init__(self) -> None:
+        self.loads = json_loads
+        self.dumps = json_dumps
+
+    def __repr__(self) -> str:
+        return "<module 'json'>"
+
+
+JSON = JsonModule()
+IMPORTABLE = {"json": ("loads", "dumps")}
+register(JsonModule, {"loads": lambda m: m.loads, "dumps": lambda m: m.dumps})
+
+
+def _import(name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: Any = 0) -> Any:
+    if name == "json" and level == 0:
+        return JSON
+    raise ImportError(f"import of {name!r} is not allowed")
+
+
+BUILTINS: dict[str, Any] = {
+    "__import__": _import,
+    "abs": abs,
+    "all": _truth(all),
+    "any": _truth(any),
+    "bin": bin,
+    "bool": bool,
+    "bytes": BYTES,
+    "chr": chr,
+    "dict": DICT,
+    "divmod": divmod_,
+    "enumerate": _enumerate,
+    "filter": _filter,
+    "float": FLOAT,
+    "hex": hex,
+    "int": INT,
+    "isinstance": _isinstance,
+    "len": len,
+    "list": LIST,
+    "map": _map,
+    "max": _max,
+    "min": _min,
+    "next": next,
+    "oct": oct,
+    "ord": ord,
+    "range": range,
+    "repr": _repr,
+    "reversed": _reversed,
+    "round": _round,
+    "sorted": _sorted,
+    "str": STR,
+    "sum": _sum,
+    "tuple": TUPLE,
+    "zip": _zip,
+    **{exc.__name__: exc for exc in EXCEPTIONS},
+}
+# Objects a module-level name may hold although they are not plain data: they are immutable and shared.
+SHARED_OBJECTS: frozenset[int] = frozenset(id(v) for v in (*BUILTINS.values(), JSON, json_loads, json_dumps))

@@ -1,0 +1,133 @@
+"""`ctx`: what a handler call sees of its mutation, and how it emits events, keeps state and rejects."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from laminar.limits import KEY_BYTES_MAX, PROGRAM_EMITTED_BYTES_MAX, PROGRAM_EVENTS_MAX, VALUE_BYTES_MAX
+from laminar.node.sandbox._api import CallContext, Emitted
+from laminar.node.sandbox._builtins import json_loads
+from laminar.node.sandbox._meter import Abort, Rejected, charge_bytes, exhausted, fail
+from laminar.node.sandbox._methods import register
+from laminar.node.sandbox._values import type_name
+
+
+class StateOwner(Protocol):
+    """The runtime, which keeps the state between calls and rolls it back when a call fails."""
+
+    def state_for_call(self) -> dict[str, Any]: ...
+
+    def replace_state(self, value: Any) -> None: ...
+
+
+class Context:
+    """The `ctx` argument of a handler. Programs read its attributes through `_getattr_` (see ATTRIBUTES)."""
+
+    __slots__ = ("_args", "_call", "_emitted_bytes", "_events", "_open", "_owner")
+
+    def __init__(self, call: CallContext, args: bytes | None, owner: StateOwner) -> None:
+        self._call = call
+        self._args = args
+        self._owner = owner
+        self._events: list[Emitted] = []
+        self._emitted_bytes = 0
+        self._open = True
+
+    def __repr__(self) -> str:
+        return f"<ctx of topic {self._call.topic!r} at offset {self._call.offset}>"
+
+    def close(self) -> tuple[Emitted, ...]:
+        self._open = False
+        return tuple(self._events)
+
+    def _check_open(self) -> None:
+        if not self._open:
+            fail(Abort("ctx used after its handler call ended"))
+
+    def _emit(self, kind: str, key: Any, value: Any) -> None:
+        self._check_open()
+        key_bytes = _as_bytes(key, "key", KEY_BYTES_MAX)
+        value_bytes = _as_bytes(value, "value", VALUE_BYTES_MAX)
+        if len(self._events) >= PROGRAM_EVENTS_MAX:
+            exhausted(f"event budget exhausted ({PROGRAM_EVENTS_MAX} events)")
+        self._emitted_bytes += len(key_bytes) + len(value_bytes)
+        if self._emitted_bytes > PROGRAM_EMITTED_BYTES_MAX:
+            exhausted(f"emitted-bytes budget exhausted ({PROGRAM_EMITTED_BYTES_MAX} bytes of keys and values)")
+        self._events.append(Emitted(kind, key_bytes, value_bytes))
+
+    def put(self, key: Any, value: Any) -> None:
+        """`ctx.put(key, value)`: emit PUT(key, value) in this topic."""
+        self._emit("PUT", key, value)
+
+    def delete(self, key: Any) -> None:
+        """`ctx.delete(key)`: emit DELETE(key) in this topic."""
+        self._emit("DELETE", key, b"")
+
+    def reject(self, reason: Any = "rejected") -> None:
+        """`ctx.reject(reason)`: the mutation's effect is ERROR with `reason`; nothing is emitted or kept."""
+        self._check_open()
+        if type(reason) is not str:
+            raise TypeError(f"ctx.reject() needs a str reason, not {type_name(reason)}")
+        fail(Rejected(reason))
+
+    def args_json(self) -> Any:
+        """`ctx.args_json()`: the creation arguments parsed as JSON (None when there are none)."""
+        self._check_open()
+        return json_loads(self._args) if self._args else None
+
+    def get_state(self) -> dict[str, Any]:
+        self._check_open()
+        return self._owner.state_for_call()
+
+    def set_state(self, value: Any) -> None:
+        self._check_open()
+        self._owner.replace_state(value)
+
+
+def _as_bytes(value: Any, what: str, limit: int) -> bytes:
+    if type(value) is str:
+        charge_bytes(len(value))
+        value = value.encode("utf-8")
+    elif type(value) is not bytes:
+        raise TypeError(f"ctx.put/ctx.delete: the {what} must be str or bytes, not {type_name(value)}")
+    if len(value) > limit:
+        raise ValueError(f"ctx.put/ctx.delete: the {what} is {len(value)} bytes; the limit is {limit}")
+    return value  # type: ignore[no-any-return]
+
+
+class _ContextWriter:
+    """What `_write_(ctx)` returns: `ctx.state = value` is the only attribute a program may set."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: Context) -> None:
+        object.__setattr__(self, "_ctx", ctx)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "state":
+            raise AttributeError(f"ctx.{name} is read-only (only ctx.state can be assigned)")
+        self._ctx.set_state(value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ctx.{name} cannot be deleted")
+
+
+def context_writer(ctx: Context) -> _ContextWriter:
+    return _ContextWriter(ctx)
+
+
+register(
+    Context,
+    {
+        "topic": lambda c: c._call.topic,
+        "offset": lambda c: c._call.offset,
+        "client_id": lambda c: c._call.client_id,
+        "nonce": lambda c: c._call.nonce,
+        "args": lambda c: c._args,
+        "state": Context.get_state,
+        "put": lambda c: c.put,
+        "delete": lambda c: c.delete,
+        "reject": lambda c: c.reject,
+        "args_json": lambda c: c.args_json,
+    },
+)

@@ -1,0 +1,446 @@
+"""From source to sandboxed code: policy checks, RestrictedPython, then our instrumentation.
+
+1. `policy_errors` refuses what the sandbox does not support (classes, `global`, generators, sets, complex
+   numbers, imports other than json, builtins that do not exist here) with a clear message per line, and
+   bounds the tree's nesting so every later pass (all recursive) stays far from Python's recursion limit.
+2. `rewrite_augmented` turns `d[k] += 1` into `d[k] = d[k] + 1` when `d` and `k` are plain names and
+   constants (RestrictedPython refuses augmented assignment to items otherwise).
+3. RestrictedPython's transformer: name checks (no `_` names, so no guard can be rebound), `_getattr_`,
+   `_getitem_`, `_write_`, `_getiter_`, `_inplacevar_`, unpacking guards; it refuses what it does not know.
+4. `Instrument`: budgets and guards. Every loop iteration, comprehension iteration, function and lambda call
+   charges steps (`_step_`, `_enter_`) weighted by the size of its body; every except clause starts with
+   `_exc_` (so no program can swallow an abort); operators, comparisons, f-strings, `*` and `**` unpacking
+   and computed dict keys go through guards.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+from laminar.node.sandbox._builtins import BUILTINS, IMPORTABLE
+from laminar.node.sandbox._meter import OPS_PER_STEP
+from laminar.node.sandbox._ops import EQ, GE, GT, IN, IS, IS_NOT, LE, LT, NE, NOT_IN
+from laminar.node.sandbox._values import INT_BITS_MAX
+
+TREE_DEPTH_MAX = 100  # nesting of the syntax tree; real programs stay under 30
+
+_UNAVAILABLE = {
+    "open": "programs do no I/O",
+    "input": "programs do no I/O",
+    "print": "programs have no output: emit events, or ctx.reject(reason)",
+    "eval": "programs cannot run new code",
+    "exec": "programs cannot run new code",
+    "compile": "programs cannot run new code",
+    "breakpoint": "programs cannot be debugged in place",
+    "globals": "programs cannot inspect namespaces",
+    "locals": "programs cannot inspect namespaces",
+    "vars": "programs cannot inspect namespaces",
+    "dir": "programs cannot inspect namespaces",
+    "type": "programs cannot inspect types; use isinstance()",
+    "getattr": "use plain attribute access",
+    "setattr": "programs cannot set attributes",
+    "delattr": "programs cannot set attributes",
+    "hasattr": "use plain attribute access",
+    "id": "object identities differ between nodes",
+    "hash": "hashes of str differ between processes",
+    "set": "sets iterate in an order that differs between processes; use a dict",
+    "frozenset": "sets iterate in an order that differs between processes; use a dict",
+    "object": "programs cannot define types",
+    "super": "programs cannot define types",
+    "memoryview": "use bytes",
+    "bytearray": "use bytes",
+    "iter": "use a for loop or a generator expression",
+    "format": "use an f-string",
+    "pow": "use **",
+}
+_UNAVAILABLE_NODES = {
+    ast.ClassDef: "classes are not supported",
+    ast.Global: "global statements are not supported: keep data between calls in ctx.state",
+    ast.Nonlocal: "nonlocal statements are not supported",
+    ast.Yield: "generators (yield) are not supported",
+    ast.YieldFrom: "generators (yield) are not supported",
+    ast.With: "with statements are not supported: no context managers are available",
+    ast.Set: "sets are not supported (their iteration order differs between processes); use a dict",
+    ast.SetComp: "sets are not supported (their iteration order differs between processes); use a dict",
+}
+
+
+def _line(node: ast.AST) -> int:
+    return getattr(node, "lineno", 0)
+
+
+def _tree_too_deep(tree: ast.AST) -> ast.AST | None:
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > TREE_DEPTH_MAX:
+            return node
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return None
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+def _constant_problem(value: object) -> str | None:
+    if isinstance(value, complex):
+        return "complex numbers are not supported"
+    if value is Ellipsis:
+        return "... (Ellipsis) is not supported"
+    if type(value) is int and value.bit_length() > INT_BITS_MAX:
+        return f"an int literal of {value.bit_length()} bits is over the int budget ({INT_BITS_MAX} bits)"
+    return None
+
+
+def _import_problem(node: ast.Import | ast.ImportFrom) -> str | None:
+    allowed = ", ".join(sorted(IMPORTABLE))
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name not in IMPORTABLE:
+                return f"import of {alias.name!r} is not allowed (programs may import: {allowed})"
+        return None
+    if node.level or node.module not in IMPORTABLE:
+        return (
+            f"import from {('.' * node.level) + (node.module or '')!r} is not allowed (programs may import: {allowed})"
+        )
+    names = IMPORTABLE[node.module]
+    for alias in node.names:
+        if alias.name not in names:
+            return f"{alias.name!r} cannot be imported from {node.module} (available: {', '.join(names)})"
+    return None
+
+
+def _node_problem(node: ast.AST, bound: set[str]) -> str | None:
+    problem = _UNAVAILABLE_NODES.get(type(node))
+    if problem:
+        return problem
+    if isinstance(node, ast.Constant):
+        return _constant_problem(node.value)
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return _import_problem(node)
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+        why = _UNAVAILABLE.get(node.id)
+        if why is None and node.id not in BUILTINS and node.id in dir(__builtins__):
+            why = "it is not in the sandbox's builtins"
+        if why:
+            return f"{node.id!r} is not available to programs ({why})"
+    return None
+
+
+def policy_errors(tree: ast.Module) -> list[str]:
+    """What the sandbox refuses in `tree`, one message per problem, in source order."""
+    deep = _tree_too_deep(tree)
+    if deep is not None:
+        return [f"line {_line(deep)}: the program is nested more than {TREE_DEPTH_MAX} levels deep"]
+    bound = _bound_names(tree)
+    found = []
+    for node in ast.walk(tree):
+        problem = _node_problem(node, bound)
+        if problem:
+            found.append((_line(node), problem))
+    return [f"line {line}: {problem}" for line, problem in sorted(found)]
+
+
+# --- Before RestrictedPython ----------------------------------------------------------------------------------
+
+
+def _simple(node: ast.expr) -> bool:
+    """Evaluating `node` twice is the same as once: no calls, no side effects."""
+    if isinstance(node, (ast.Name, ast.Constant)):
+        return True
+    if isinstance(node, ast.Attribute):
+        return _simple(node.value)
+    if isinstance(node, ast.Subscript):
+        return _simple(node.value) and _simple(node.slice)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _simple(node.operand)
+    return False
+
+
+class _RewriteAugmented(ast.NodeTransformer):
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        self.generic_visit(node)
+        target = node.target
+        if not (isinstance(target, ast.Subscript) and _simple(target.value) and _simple(target.slice)):
+            return node
+        load = copy.deepcopy(target)
+        load.ctx = ast.Load()
+        assign = ast.Assign(targets=[target], value=ast.BinOp(left=load, op=node.op, right=node.value))
+        return ast.copy_location(assign, node)
+
+
+def rewrite_augmented(tree: ast.Module) -> ast.Module:
+    result = _RewriteAugmented().visit(tree)
+    assert isinstance(result, ast.Module)
+    return result
+
+
+def restrict(tree: ast.Module) -> list[str]:
+    """Run RestrictedPython's transformer over `tree` in place; its errors, worded like ours."""
+    errors: list[str] = []
+    RestrictingNodeTransformer(errors, [], {}).visit(tree)
+    return [e.replace("Line ", "line ", 1) for e in errors]
+
+
+# --- After RestrictedPython: instrumentation ------------------------------------------------------------------
+
+
+def _call(name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=list(args), keywords=[])
+
+
+def _const(value: Any) -> ast.Constant:
+    return ast.Constant(value=value)
+
+
+def _ops_in(nodes: Iterable[ast.AST]) -> int:
+    """Operations evaluated once per run of a region, not counting regions that charge for themselves."""
+    count = 0
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            stack.extend(node.args.defaults + [d for d in node.args.kw_defaults if d is not None])
+            stack.extend(getattr(node, "decorator_list", []))
+            count += 1
+            continue
+        if isinstance(node, ast.For):
+            stack.extend([node.iter, node.target, *node.orelse])
+            count += 1
+            continue
+        if isinstance(node, ast.While):
+            stack.extend([node.test, *node.orelse])
+            count += 1
+            continue
+        if isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.DictComp)):
+            stack.append(node.generators[0].iter)
+            count += 1
+            continue
+        if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
+            count += 1
+        stack.extend(ast.iter_child_nodes(node))
+    return count
+
+
+def _weight(nodes: Iterable[ast.AST]) -> ast.Constant:
+    return _const(1 + _ops_in(nodes) // OPS_PER_STEP)
+
+
+def _has_starred(target: ast.AST) -> bool:
+    return any(isinstance(n, ast.Starred) for n in ast.walk(target))
+
+
+def _plain_unpack(value: ast.expr, target: ast.AST, guard: str) -> ast.expr:
+    """Drop RestrictedPython's unpacking guard when the target has no `*name`: a native unpack of a fixed
+    number of names costs O(1) and reveals nothing; a starred one copies, so it keeps the (charging) guard."""
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == guard:
+        if not _has_starred(target):
+            return _call("_getiter_", value.args[0]) if guard == "_iter_unpack_sequence_" else value.args[0]
+    return value
+
+
+_BINARY_GUARDS: dict[type, str] = {
+    ast.Add: "_add_",
+    ast.Sub: "_sub_",
+    ast.Mult: "_mul_",
+    ast.Pow: "_pow_",
+    ast.LShift: "_lshift_",
+    ast.FloorDiv: "_floordiv_",
+    ast.Mod: "_mod_",
+    ast.BitAnd: "_and_",
+    ast.BitOr: "_or_",
+    ast.BitXor: "_xor_",
+}
+_COMPARE_CODES: dict[type, int] = {
+    ast.Eq: EQ,
+    ast.NotEq: NE,
+    ast.Lt: LT,
+    ast.LtE: LE,
+    ast.Gt: GT,
+    ast.GtE: GE,
+    ast.In: IN,
+    ast.NotIn: NOT_IN,
+    ast.Is: IS,
+    ast.IsNot: IS_NOT,
+}
+_SMALL = 1 << 31
+
+
+def _small_int(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is int and -_SMALL < node.value < _SMALL
+
+
+def _scalar_constant(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and not isinstance(node.value, tuple)
+
+
+def _cheap_binop(node: ast.BinOp) -> bool:
+    """Adding or subtracting a small int constant, or dividing by one, costs O(1) whatever the other side is."""
+    if isinstance(node.op, (ast.Add, ast.Sub)):
+        return _small_int(node.left) or _small_int(node.right)
+    return isinstance(node.op, ast.FloorDiv) and _small_int(node.right) and node.right.value != 0  # type: ignore[attr-defined]
+
+
+def _cheap_compare(node: ast.Compare) -> bool:
+    """One comparison with a constant costs at most the constant's length, whatever the other side is."""
+    if len(node.ops) != 1:
+        return False
+    op, right = node.ops[0], node.comparators[0]
+    if isinstance(op, (ast.Is, ast.IsNot)):
+        return True
+    if isinstance(op, (ast.In, ast.NotIn)):
+        literal = isinstance(right, (ast.Tuple, ast.List)) and all(_scalar_constant(e) for e in right.elts)
+        return literal or (isinstance(right, ast.Constant) and type(right.value) in (str, bytes))
+    return _scalar_constant(node.left) or _scalar_constant(right)
+
+
+class Instrument(ast.NodeTransformer):
+    """Insert budget hooks and operator guards (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._functions = 0
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        self.generic_visit(node)
+        node.body.insert(0, ast.Expr(_call("_step_", _weight(node.body))))
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        self._functions += 1
+        self.generic_visit(node)
+        self._functions -= 1
+        enter = ast.Assign(targets=[ast.Name(id="_d", ctx=ast.Store())], value=_call("_enter_", _weight(node.body)))
+        leave = ast.Expr(_call("_leave_"))
+        node.body = [enter, ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[leave])]
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        self.generic_visit(node)
+        node.body = _call("_lam_", _call("_enter_", _weight([node.body])), node.body)
+        return node
+
+    def visit_For(self, node: ast.For) -> ast.AST:
+        self.generic_visit(node)
+        node.iter = _plain_unpack(node.iter, node.target, "_iter_unpack_sequence_")
+        node.body.insert(0, ast.Expr(_call("_step_", _weight([node.target, *node.body]))))
+        return node
+
+    def visit_While(self, node: ast.While) -> ast.AST:
+        self.generic_visit(node)
+        node.body.insert(0, ast.Expr(_call("_step_", _weight([node.test, *node.body]))))
+        return node
+
+    def _comprehension(self, node: ast.ListComp | ast.GeneratorExp | ast.DictComp, result: list[ast.expr]) -> None:
+        generators = node.generators
+        for i, gen in enumerate(generators):
+            gen.iter = _plain_unpack(gen.iter, gen.target, "_iter_unpack_sequence_")
+            then = [generators[i + 1].iter] if i + 1 < len(generators) else result
+            gen.ifs.insert(0, _call("_step_", _weight([gen.target, *gen.ifs, *then])))
+
+    def visit_ListComp(self, node: ast.ListComp) -> ast.AST:
+        self.generic_visit(node)
+        self._comprehension(node, [node.elt])
+        return node
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> ast.AST:
+        self.generic_visit(node)
+        self._comprehension(node, [node.elt])
+        return node
+
+    def visit_DictComp(self, node: ast.DictComp) -> ast.AST:
+        self.generic_visit(node)
+        if not (isinstance(node.key, ast.Constant) and type(node.key.value) is str):
+            node.key = _call("_key_", node.key)
+        self._comprehension(node, [node.key, node.value])
+        return node
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
+        self.generic_visit(node)
+        depth: ast.expr = ast.Name(id="_d", ctx=ast.Load()) if self._functions else _const(0)
+        node.body.insert(0, ast.Expr(_call("_exc_", depth)))
+        return node
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        self.generic_visit(node)
+        if len(node.targets) == 1:
+            node.value = _plain_unpack(node.value, node.targets[0], "_unpack_sequence_")
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        guard = _BINARY_GUARDS.get(type(node.op))
+        if guard is None or _cheap_binop(node):
+            return node
+        return ast.copy_location(_call(guard, node.left, node.right), node)
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        if _cheap_compare(node):
+            return node
+        codes = [_COMPARE_CODES[type(op)] for op in node.ops]
+        if len(codes) == 1:
+            call = _call("_cmp_", node.left, _const(codes[0]), node.comparators[0])
+        else:
+            lazy = [ast.Lambda(args=_no_args(), body=c) for c in node.comparators]
+            call = _call("_chain_", node.left, _const(tuple(codes)), *lazy)
+        return ast.copy_location(call, node)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.AST:
+        self.generic_visit(node)
+        parts: list[ast.expr] = []
+        for value in node.values:
+            if isinstance(value, ast.FormattedValue):
+                spec = value.format_spec if value.format_spec is not None else _const("")
+                parts.append(_call("_fmt_", value.value, _const(value.conversion), spec))
+            else:
+                parts.append(value)
+        return ast.copy_location(_call("_fstr_", ast.Tuple(elts=parts, ctx=ast.Load())), node)
+
+    def visit_Dict(self, node: ast.Dict) -> ast.AST:
+        self.generic_visit(node)
+        for i, k in enumerate(node.keys):
+            if k is None:
+                node.values[i] = _call("_dstar_", node.values[i])
+            elif not (isinstance(k, ast.Constant) and type(k.value) is str):
+                node.keys[i] = _call("_key_", k)
+        return node
+
+    def visit_Starred(self, node: ast.Starred) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load):
+            node.value = _call("_star_", node.value)
+        return node
+
+    def visit_keyword(self, node: ast.keyword) -> ast.AST:
+        self.generic_visit(node)
+        if node.arg is None:
+            node.value = _call("_dstar_", node.value)
+        return node
+
+
+def _no_args() -> ast.arguments:
+    return ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+
+
+def instrument(tree: ast.Module) -> ast.Module:
+    result = Instrument().visit(tree)
+    assert isinstance(result, ast.Module)
+    return ast.fix_missing_locations(result)
