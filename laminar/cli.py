@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any
 
-from laminar.client import Client, Listener, cluster_status
+from laminar.client import Client, Listener, change_membership, cluster_status
 from laminar.errors import LaminarError
 
 COMMAND_TIMEOUT_S = 30.0
@@ -35,6 +35,16 @@ def _cmd_cluster_run(args: argparse.Namespace) -> int:
         print("laminar: stopping the cluster", file=sys.stderr)
     finally:
         cluster.stop_all()
+    return 0
+
+
+def _cmd_cluster_change(args: argparse.Namespace) -> int:
+    action = args.cluster_command
+    raft = getattr(args, "raft", "") or ""
+    client = getattr(args, "client", "") or ""
+    peers = change_membership(args.addresses, action, str(args.id), raft, client)
+    for peer in peers:
+        print(f"{peer.get('node_id', '?')}\t{peer.get('client_address', '')}\t{peer.get('raft_address', '')}")
     return 0
 
 
@@ -158,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = cluster_sub.add_parser("run", help="start every node of a config in the foreground")
     run.add_argument("--config", required=True, help="cluster TOML, e.g. cluster/local-3.toml")
     run.set_defaults(func=_cmd_cluster_run)
+    add = cluster_sub.add_parser("add", help="add a node to the running cluster (start it first)")
+    add.add_argument("--id", required=True, type=int)
+    add.add_argument("--raft", required=True, help="the new node's Raft host:port")
+    add.add_argument("--client", required=True, help="the new node's client host:port")
+    _client_args(add)
+    add.set_defaults(func=_cmd_cluster_change)
+    remove = cluster_sub.add_parser("remove", help="remove a node from the running cluster")
+    remove.add_argument("--id", required=True, type=int)
+    _client_args(remove)
+    remove.set_defaults(func=_cmd_cluster_change)
 
     topic = sub.add_parser("topic", help="create or destroy a topic")
     topic.add_argument("action", choices=["create", "destroy"])

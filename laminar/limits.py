@@ -73,3 +73,7 @@ PROGRAM_INT_BITS_MAX = 2048
 # Key and value bytes one handler invocation may emit, over all its events: one call cannot turn a
 # small mutation into PROGRAM_EVENTS_MAX events of VALUE_BYTES_MAX each.
 PROGRAM_EMITTED_BYTES_MAX = 4 * MIB
+# Objects (containers, strings, numbers) in the serialized ctx.state. A call that touches the state re-serializes
+# and re-loads it (see laminar/node/sandbox/_state.py); this keeps that under ~10 ms even when the state is all
+# tiny objects, which PROGRAM_STATE_BYTES_MAX alone allows a million of.
+PROGRAM_STATE_OBJECTS_MAX = 100_000

@@ -1,8 +1,19 @@
 """The client side: Client, Listener and the values they return. Never imports node code."""
 
+from laminar.client._admin import change_membership, cluster_digests, cluster_status
 from laminar.client._client import Client, Pending
 from laminar.client._listener import Listener
-from laminar.client._status import cluster_digests, cluster_status
 from laminar.client._types import Commit, Effect, Event, Kind
 
-__all__ = ["Client", "Commit", "Effect", "Event", "Kind", "Listener", "Pending", "cluster_digests", "cluster_status"]
+__all__ = [
+    "Client",
+    "Commit",
+    "Effect",
+    "Event",
+    "Kind",
+    "Listener",
+    "Pending",
+    "change_membership",
+    "cluster_digests",
+    "cluster_status",
+]

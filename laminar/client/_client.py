@@ -280,6 +280,7 @@ class Client:
             self._last_progress = time.monotonic()
             if frame.HasField("welcome"):
                 self.leader = address
+                self._nodes.learn([p.client_address for p in frame.welcome.peers])
                 return
             acks = frame.acks
             if acks.received_through > self._received_through:

@@ -68,6 +68,30 @@ class Nodes:
             self._next += 1
             return address
 
+    def learn(self, addresses: list[str]) -> None:
+        """Add addresses the cluster told us about (membership changes)."""
+        with self._lock:
+            for address in addresses:
+                if address and address not in self._addresses:
+                    self._addresses.append(address)
+
+    def refresh(self, timeout_s: float = 1.0) -> None:
+        """Learn the current members from the first node that answers a Status call."""
+        from laminar.v1 import laminar_pb2 as pb
+
+        for address in self.addresses:
+            method = self.channel(address).unary_unary(
+                "/laminar.v1.Laminar/Status",
+                request_serializer=pb.StatusRequest.SerializeToString,
+                response_deserializer=pb.StatusResponse.FromString,
+            )
+            try:
+                status = method(pb.StatusRequest(), timeout=timeout_s)
+            except grpc.RpcError:
+                continue
+            self.learn([p.client_address for p in status.peers])
+            return
+
     def close(self) -> None:
         with self._lock:
             channels, self._channels = list(self._channels.values()), {}

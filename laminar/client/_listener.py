@@ -93,6 +93,7 @@ class Listener:
                         self._error = map_error(error)
                         return
                     self._closed.wait(LISTENER_RETRY_S)
+                    self._nodes.refresh()  # the membership may have changed
         finally:
             self._put(_END, force=True)
 

@@ -16,6 +16,7 @@ import threading
 import grpc
 
 from laminar.errors import ConfigError
+from laminar.node._membership import Membership, MembershipRefused
 from laminar.node.config import NodeConfig
 from laminar.node.raft import Proposer, RaftEngine, RaftSettings, SnapshotHooks
 from laminar.node.service import EventFeed, LaminarServicer, ListenService, SessionRouter, build_server
@@ -54,9 +55,13 @@ class Node:
         self.machine = StateMachine(self.store)
         self.feed = EventFeed()
         self.sessions = SessionRouter(
-            lambda proposal, timeout_s: self.proposer.offer(proposal, timeout_s), self._nonce_max, self._is_leader
+            lambda proposal, timeout_s: self.proposer.offer(proposal, timeout_s),
+            self._nonce_max,
+            self._is_leader,
+            self._welcome,
         )
         self.listens = ListenService(self.store, self.feed)
+        self.membership = Membership(config, lambda: self.engine, self.store)
         self._role = "follower"
         settings = RaftSettings(
             self_address=config.me.raft,
@@ -74,7 +79,9 @@ class Node:
         )
         self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed, snapshot_hooks=hooks)
         self.proposer = Proposer(self.engine)
-        servicer = LaminarServicer(self.sessions, self.listens, self._status, self._digest, self._leader_hint)
+        servicer = LaminarServicer(
+            self.sessions, self.listens, self._status, self._digest, self._change_membership, self._leader_hint
+        )
         self.server = build_server(servicer, config.me.client)
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -134,8 +141,21 @@ class Node:
 
     def _leader_hint(self) -> tuple[bool, str]:
         leader = self.engine.leader_address()
-        client = self.config.client_address_of_raft(leader) if leader else None
-        return self._is_leader(), client or ""
+        return self._is_leader(), self.membership.client_address(leader) if leader else ""
+
+    def _change_membership(self, request: pb.MembershipChange) -> tuple[str, str, list[pb.Peer]]:
+        """(status code name or "", message, peers after)."""
+        try:
+            peers = self.membership.change(request)
+        except MembershipRefused as refused:
+            return refused.code, refused.message, []
+        log.info("node %d: membership is now %s", self.config.node_id, [p.node_id for p in peers])
+        return "", "", peers
+
+    def _welcome(self) -> pb.Welcome:
+        return pb.Welcome(
+            node_id=str(self.config.node_id), term=self.engine.raftCurrentTerm, peers=self.membership.peers()
+        )
 
     def _digest(self) -> pb.DigestResponse:
         offset, sha256, keys = self.store.digest()
@@ -145,7 +165,8 @@ class Node:
         raw = self.engine.status()
         leader = raw.get("leader")
         leader_raft = str(leader.address) if leader is not None else ""
-        leader_id = self.config.id_of_raft(leader_raft) if leader_raft else None
+        book = self.membership.address_book()
+        leader_peer = book.get(leader_raft)
         mark = self.machine.applied_mark
         return pb.StatusResponse(
             node_id=str(self.config.node_id),
@@ -154,11 +175,11 @@ class Node:
             commit_index=int(raw.get("commit_idx", 0)),
             applied_index=int(raw.get("last_applied", 0)),
             intention_offset=mark.intention_offset,
-            leader_id="" if leader_id is None else str(leader_id),
-            leader_address=self.config.client_address_of_raft(leader_raft) or "" if leader_raft else "",
+            leader_id=leader_peer.node_id if leader_peer is not None else "",
+            leader_address=leader_peer.client_address if leader_peer is not None else "",
             topics=self.machine.live_topics(),
             durability=self.config.durability,
-            peers=[pb.Peer(node_id=str(n.id), client_address=n.client, raft_address=n.raft) for n in self.config.nodes],
+            peers=self.membership.peers(),
         )
 
 

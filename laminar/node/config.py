@@ -47,12 +47,6 @@ class NodeConfig:
     def peers(self) -> tuple[NodeAddress, ...]:
         return tuple(n for n in self.nodes if n.id != self.node_id)
 
-    def client_address_of_raft(self, raft_address: str) -> str | None:
-        return next((n.client for n in self.nodes if n.raft == raft_address), None)
-
-    def id_of_raft(self, raft_address: str) -> int | None:
-        return next((n.id for n in self.nodes if n.raft == raft_address), None)
-
 
 def _address(value: object, what: str) -> str:
     if not isinstance(value, str) or value.count(":") != 1 or not value.rsplit(":", 1)[1].isdigit():

@@ -72,12 +72,14 @@ class ClientFrame(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., mutations: _Optional[_Union[MutationFrame, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("node_id", "term")
+    __slots__ = ("node_id", "term", "peers")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     term: int
-    def __init__(self, node_id: _Optional[str] = ..., term: _Optional[int] = ...) -> None: ...
+    peers: _containers.RepeatedCompositeFieldContainer[Peer]
+    def __init__(self, node_id: _Optional[str] = ..., term: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
 
 class Commit(_message.Message):
     __slots__ = ("nonce", "effect", "intention_offset", "reason")
@@ -179,6 +181,32 @@ class DigestResponse(_message.Message):
     keys: int
     def __init__(self, intention_offset: _Optional[int] = ..., sha256: _Optional[str] = ..., keys: _Optional[int] = ...) -> None: ...
 
+class MembershipChange(_message.Message):
+    __slots__ = ("action", "node_id", "raft_address", "client_address")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[MembershipChange.Action]
+        ADD: _ClassVar[MembershipChange.Action]
+        REMOVE: _ClassVar[MembershipChange.Action]
+    ACTION_UNSPECIFIED: MembershipChange.Action
+    ADD: MembershipChange.Action
+    REMOVE: MembershipChange.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    action: MembershipChange.Action
+    node_id: str
+    raft_address: str
+    client_address: str
+    def __init__(self, action: _Optional[_Union[MembershipChange.Action, str]] = ..., node_id: _Optional[str] = ..., raft_address: _Optional[str] = ..., client_address: _Optional[str] = ...) -> None: ...
+
+class MembershipResult(_message.Message):
+    __slots__ = ("peers",)
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    peers: _containers.RepeatedCompositeFieldContainer[Peer]
+    def __init__(self, peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
+
 class Peer(_message.Message):
     __slots__ = ("node_id", "client_address", "raft_address")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -198,7 +226,11 @@ class ClientRun(_message.Message):
     def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., client_id: _Optional[bytes] = ...) -> None: ...
 
 class IntentionBatch(_message.Message):
-    __slots__ = ("runs",)
+    __slots__ = ("runs", "peer_upserts", "peer_removals")
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    PEER_UPSERTS_FIELD_NUMBER: _ClassVar[int]
+    PEER_REMOVALS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[ClientRun]
-    def __init__(self, runs: _Optional[_Iterable[_Union[ClientRun, _Mapping]]] = ...) -> None: ...
+    peer_upserts: _containers.RepeatedCompositeFieldContainer[Peer]
+    peer_removals: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, runs: _Optional[_Iterable[_Union[ClientRun, _Mapping]]] = ..., peer_upserts: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., peer_removals: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -54,6 +54,11 @@ class LaminarStub:
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.DigestRequest.SerializeToString,
                 response_deserializer=laminar_dot_v1_dot_laminar__pb2.DigestResponse.FromString,
                 _registered_method=True)
+        self.ChangeMembership = channel.unary_unary(
+                '/laminar.v1.Laminar/ChangeMembership',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.MembershipChange.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.MembershipResult.FromString,
+                _registered_method=True)
 
 
 class LaminarServicer:
@@ -85,6 +90,14 @@ class LaminarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangeMembership(self, request, context):
+        """Add or remove one node (leader only; one change at a time). Refused with FAILED_PRECONDITION
+        while another change is in progress or when the change would leave no quorum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LaminarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +120,11 @@ def add_LaminarServicer_to_server(servicer, server):
                     servicer.Digest,
                     request_deserializer=laminar_dot_v1_dot_laminar__pb2.DigestRequest.FromString,
                     response_serializer=laminar_dot_v1_dot_laminar__pb2.DigestResponse.SerializeToString,
+            ),
+            'ChangeMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeMembership,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.MembershipChange.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.MembershipResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +235,33 @@ class Laminar:
             '/laminar.v1.Laminar/Digest',
             laminar_dot_v1_dot_laminar__pb2.DigestRequest.SerializeToString,
             laminar_dot_v1_dot_laminar__pb2.DigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laminar.v1.Laminar/ChangeMembership',
+            laminar_dot_v1_dot_laminar__pb2.MembershipChange.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.MembershipResult.FromString,
             options,
             channel_credentials,
             insecure,

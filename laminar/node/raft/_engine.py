@@ -64,6 +64,7 @@ class RaftSettings:
 
 
 DURABILITY_MODES = ("fsync", "none")
+TICK_TASKS_MAX = 16  # operations waiting to run in the tick thread (leadership transfers)
 
 _create_pysyncobj_journal = _pysyncobj_module.createJournal
 
@@ -77,7 +78,12 @@ _pysyncobj_module.createJournal = _create_journal
 
 
 class _SyncingTransport(TCPTransport):  # type: ignore[misc]
-    """Makes the journal durable before a follower acknowledges entries."""
+    """Makes the journal durable before a follower acknowledges entries, and answers no
+    "utility" commands: pysyncobj accepts those (add/remove node, transfer leadership, status)
+    from any connection to the Raft port, before the peer identifies itself."""
+
+    def setOnUtilityMessageCallback(self, message: str, callback: Any) -> None:  # noqa: N802
+        pass
 
     def send(self, node: Any, message: dict[str, Any]) -> Any:
         if message.get("type") == "next_node_idx" and message.get("success"):
@@ -119,14 +125,16 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             deserializer=self._snapshots.deserialize,
             serializeChecker=self._snapshots.check,
             useFork=False,
-            dynamicMembershipChange=False,
+            dynamicMembershipChange=True,
             onStateChanged=self._state_changed,
             connectionRetryTime=0.5,
             # Entries are whole batches (up to BATCH_BYTES_MAX); send one per message rather than
             # splitting into pysyncobj's slow chunked "transmission" mode.
             appendEntriesBatchSizeBytes=limits.BATCH_BYTES_MAX + 1024,
         )
+        self._in_tick: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=TICK_TASKS_MAX)
         super().__init__(settings.self_address, list(settings.peer_addresses), conf, transportClass=_SyncingTransport)
+        self.addOnTickCallback(self._run_tick_tasks)
 
     # ---- proposing (any thread) -------------------------------------------------------------
 
@@ -160,6 +168,42 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
 
     def status(self) -> dict[str, Any]:
         return dict(self.getStatus())
+
+    def members(self) -> list[str]:
+        """Raft addresses of every voting member, this node first."""
+        for _ in range(3):  # the tick thread may change the set while we copy it
+            try:
+                return [str(self.selfNode.address)] + sorted(str(n.address) for n in self.otherNodes)
+            except RuntimeError:
+                continue
+        return [str(self.selfNode.address)]
+
+    def is_connected(self, raft_address: str) -> bool:
+        return any(str(n.address) == raft_address and self.isNodeConnected(n) for n in self.otherNodes)
+
+    def change_membership(self, add: bool, raft_address: str, on_done: Callable[[bool, str], None]) -> None:
+        """Add or remove one voting member; on_done(ok, reason) once committed or refused."""
+
+        def callback(_result: Any, error: int) -> None:
+            names = {v: k for k, v in vars(FAIL_REASON).items() if not k.startswith("_")}
+            on_done(error == FAIL_REASON.SUCCESS, names.get(error, str(error)))
+
+        if add:
+            self.addNodeToCluster(raft_address, callback=callback)
+        else:
+            self.removeNodeFromCluster(raft_address, callback=callback)
+
+    def transfer_leadership(self) -> None:
+        """Hand leadership to the most caught-up follower (runs in the tick thread: it sends)."""
+        self._in_tick.put(lambda: self.transferLeadership(None))
+
+    def _run_tick_tasks(self) -> None:
+        while True:
+            try:
+                task = self._in_tick.get_nowait()
+            except queue.Empty:
+                return
+            task()
 
     @property
     def journal_syncs(self) -> int:

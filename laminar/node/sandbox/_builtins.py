@@ -7,10 +7,12 @@ charges its work and checks sizes. Nothing gives access to I/O, time, randomness
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
+from types import FunctionType
 from typing import Any
 
-from laminar.node.sandbox._meter import charge, charge_bytes, charge_items, charge_objects, exhausted
+from laminar.node.sandbox._meter import charge, charge_bytes, charge_chars, charge_items, charge_objects, exhausted
 from laminar.node.sandbox._methods import codec, pairs_to_dict, register
 from laminar.node.sandbox._ops import _MISSING, divmod_, extreme, materialize, sort_items
 from laminar.node.sandbox._values import (
@@ -21,6 +23,7 @@ from laminar.node.sandbox._values import (
     check_int,
     check_size,
     check_sized,
+    json_flat,
     measure,
     to_text,
     type_name,
@@ -31,24 +34,9 @@ from laminar.node.sandbox._values import (
 _INT_TEXT_MAX = 640
 _INT_TEXT_MAX_POW2 = INT_BITS_MAX + 64  # bases 2, 4, 8, 16, 32 convert in linear time and have no such limit
 _FLOAT_TEXT_MAX = 1000
-_JSON_BYTES_PER_STEP = 16  # parsing may create an object per byte or two
-
-
-class TypeFn:
-    """A builtin type as a program sees it: a guarded constructor that isinstance() understands."""
-
-    __slots__ = ("_make", "name", "pytype")
-
-    def __init__(self, pytype: type, make: Callable[..., Any]) -> None:
-        self.pytype = pytype
-        self.name = pytype.__name__
-        self._make = make
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._make(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<class '{self.name}'>"
+_JSON_VALUES_PER_STEP = 4  # values json.loads creates per step
+_LONG_NUMBER = re.compile(r"\d{%d,}" % (INT_BITS_MAX * 30103 // 100000))  # a digit run that may exceed the int budget
+_LONG_NUMBER_BYTES = re.compile(_LONG_NUMBER.pattern.encode())
 
 
 def _int(x: Any = 0, base: Any = _MISSING) -> int:
@@ -90,7 +78,7 @@ def _decode(data: Any, encoding: Any = "utf-8", errors: Any = "strict") -> str:
     if type(data) is not bytes:
         raise TypeError(f"decoding to str: need a bytes object, not {type_name(data)}")
     name, handler = codec(encoding, errors)
-    charge_bytes(len(data))
+    charge_chars(len(data))
     return str(data, name, handler)
 
 
@@ -112,7 +100,7 @@ def _bytes(*args: Any, **kwargs: Any) -> bytes:
     source = args[0] if args else kwargs.get("source")
     if type(source) is str:
         name, handler = codec(*(args[1:] or [kwargs.get("encoding", "utf-8")]), kwargs.get("errors", "strict"))
-        charge_bytes(4 * len(source))
+        charge_chars(len(source))
         return check_sized(source.encode(name, handler))  # type: ignore[no-any-return]
     if type(source) in INTS:
         check_size(source, "bytes")
@@ -125,7 +113,7 @@ def _bytes(*args: Any, **kwargs: Any) -> bytes:
 
 def _fromhex(text: Any) -> bytes:
     if type(text) is str:
-        charge_bytes(len(text))
+        charge_chars(len(text))
     return bytes.fromhex(text)
 
 
@@ -137,27 +125,34 @@ def _dict(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return pairs_to_dict(args, kwargs)
 
 
-INT = TypeFn(int, _int)
-FLOAT = TypeFn(float, _float)
-STR = TypeFn(str, _str)
-BYTES = TypeFn(bytes, _bytes)
-LIST = TypeFn(list, lambda items=(): materialize(items))
-TUPLE = TypeFn(tuple, _tuple)
-DICT = TypeFn(dict, _dict)
-_TYPE_ATTRIBUTES: dict[tuple[type, str], Any] = {(int, "from_bytes"): _from_bytes, (bytes, "fromhex"): _fromhex}
+def _list(items: Any = ()) -> list[Any]:
+    return materialize(items)
 
 
-def _type_attribute(name: str) -> Callable[[TypeFn], Any]:
-    def make(obj: TypeFn) -> Any:
-        found = _TYPE_ATTRIBUTES.get((obj.pytype, name))
+# The types' constructors, as programs see them: guarded functions that isinstance() maps back to the types.
+CONSTRUCTORS: dict[Any, type] = {
+    _int: int,
+    _float: float,
+    _str: str,
+    _bytes: bytes,
+    _list: list,
+    _tuple: tuple,
+    _dict: dict,
+}
+_TYPE_ATTRIBUTES: dict[tuple[Any, str], Any] = {(_int, "from_bytes"): _from_bytes, (_bytes, "fromhex"): _fromhex}
+
+
+def _type_attribute(name: str) -> Callable[[Any], Any]:
+    def make(obj: Any) -> Any:
+        found = _TYPE_ATTRIBUTES.get((obj, name))
         if found is None:
-            raise AttributeError(f"type object '{obj.name}' has no attribute '{name}' available to programs")
+            raise AttributeError(f"'{type_name(obj)}' object has no attribute '{name}' available to programs")
         return found
 
     return make
 
 
-register(TypeFn, {"from_bytes": _type_attribute("from_bytes"), "fromhex": _type_attribute("fromhex")})
+register(FunctionType, {"from_bytes": _type_attribute("from_bytes"), "fromhex": _type_attribute("fromhex")})
 
 
 # --- Functions ------------------------------------------------------------------------------------------------
@@ -165,11 +160,8 @@ register(TypeFn, {"from_bytes": _type_attribute("from_bytes"), "fromhex": _type_
 
 def _counted(iterator: Iterator[Any]) -> Iterator[Any]:
     """Lazy builtins (zip, map, ...) charge as they go, however they are consumed (a loop, list(), sum())."""
-    n = 0
     for item in iterator:
-        n += 1
-        if not n & 3:
-            charge(1)
+        charge(1)
         yield item
 
 
@@ -254,8 +246,8 @@ _TYPES_BY_NAME: dict[str, Any] = {"bool": bool, "range": range}
 
 
 def _isinstance_types(spec: Any) -> Any:
-    if type(spec) is TypeFn:
-        return spec.pytype
+    if type(spec) is FunctionType and spec in CONSTRUCTORS:
+        return CONSTRUCTORS[spec]
     if spec is bool or spec is range or spec in EXCEPTIONS:
         return spec
     if type(spec) is tuple and all(type(s) is not tuple for s in spec):
@@ -291,31 +283,24 @@ def _no_constant(name: str) -> Any:
 
 def json_loads(text: Any) -> Any:
     """`json.loads`: str or bytes in, plain data out (dicts with str keys, lists, str, int, float, bool, None)."""
-    if type(text) is not str and type(text) is not bytes:
+    t = type(text)
+    if t is not str and t is not bytes:
         raise TypeError(f"the JSON object must be str or bytes, not {type_name(text)}")
-    charge(1 + len(text) // _JSON_BYTES_PER_STEP)
+    # Scanning is charged by length, building by the values it can create (one per comma or colon, about).
+    separators = text.count("," if t is str else b",") + text.count(":" if t is str else b":")
+    charge_chars(len(text))
+    charge(1 + separators // _JSON_VALUES_PER_STEP)
+    if (_LONG_NUMBER if t is str else _LONG_NUMBER_BYTES).search(text) is None:
+        return json.loads(text, parse_constant=_no_constant)  # no number can reach the int budget: all C speed
     return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
-
-
-def _json_size(x: Any) -> int:
-    t = type(x)
-    if t is str:
-        return 6 * len(x) + 2
-    if t is int:
-        return x.bit_length() * 30103 // 100000 + 2
-    if t is float:
-        return 32
-    if t is bool or x is None:
-        return 5
-    raise TypeError(f"Object of type {type_name(x)} is not JSON serializable")
 
 
 def json_dumps(obj: Any, *, sort_keys: Any = False) -> str:
     """`json.dumps`: compact, in insertion order unless sort_keys, non-ASCII kept, NaN and infinity refused."""
-    bound = measure(obj, _json_size, VALUE_MAX)
+    bound = measure(obj, json_flat, VALUE_MAX)
     if bound > VALUE_MAX:
         exhausted(f"value budget exhausted (JSON text that could exceed {VALUE_MAX} characters)")
-    charge_bytes(bound)
+    charge_chars(bound)
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=bool(sort_keys))
 
 
@@ -350,18 +335,18 @@ BUILTINS: dict[str, Any] = {
     "any": _truth(any),
     "bin": bin,
     "bool": bool,
-    "bytes": BYTES,
+    "bytes": _bytes,
     "chr": chr,
-    "dict": DICT,
+    "dict": _dict,
     "divmod": divmod_,
     "enumerate": _enumerate,
     "filter": _filter,
-    "float": FLOAT,
+    "float": _float,
     "hex": hex,
-    "int": INT,
+    "int": _int,
     "isinstance": _isinstance,
     "len": len,
-    "list": LIST,
+    "list": _list,
     "map": _map,
     "max": _max,
     "min": _min,
@@ -373,9 +358,9 @@ BUILTINS: dict[str, Any] = {
     "reversed": _reversed,
     "round": _round,
     "sorted": _sorted,
-    "str": STR,
+    "str": _str,
     "sum": _sum,
-    "tuple": TUPLE,
+    "tuple": _tuple,
     "zip": _zip,
     **{exc.__name__: exc for exc in EXCEPTIONS},
 }

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from laminar.limits import KEY_BYTES_MAX, PROGRAM_EMITTED_BYTES_MAX, PROGRAM_EVENTS_MAX, VALUE_BYTES_MAX
 from laminar.node.sandbox._api import CallContext, Emitted
 from laminar.node.sandbox._builtins import json_loads
-from laminar.node.sandbox._meter import Abort, Rejected, charge_bytes, exhausted, fail
+from laminar.node.sandbox._meter import Abort, Rejected, charge_chars, exhausted, fail
 from laminar.node.sandbox._methods import register
 from laminar.node.sandbox._values import type_name
 
@@ -86,7 +86,7 @@ class Context:
 
 def _as_bytes(value: Any, what: str, limit: int) -> bytes:
     if type(value) is str:
-        charge_bytes(len(value))
+        charge_chars(len(value))
         value = value.encode("utf-8")
     elif type(value) is not bytes:
         raise TypeError(f"ctx.put/ctx.delete: the {what} must be str or bytes, not {type_name(value)}")

@@ -16,8 +16,9 @@ from typing import NoReturn, TypeVar
 
 from laminar.limits import PROGRAM_RECURSION_DEPTH_MAX, PROGRAM_STEPS_MAX
 
-OPS_PER_STEP = 4  # operations (calls, operators, subscripts, ...) of straight-line code charged as one step
-BYTES_PER_STEP = 1024  # characters or bytes copied or scanned per step
+OPS_PER_STEP = 2  # operations (calls, operators, subscripts, ...) of straight-line code charged as one step
+BYTES_PER_STEP = 1024  # characters or bytes copied per step (memcpy-like work)
+CHARS_PER_STEP = 256  # characters or bytes examined one by one per step (case mapping, search, parsing)
 ITEMS_PER_STEP = 64  # references copied per step (list copies, concatenation, repetition)
 COMPARES_PER_STEP = 16  # element comparisons per step
 OBJECTS_PER_STEP = 8  # new objects (ints, strs, tuples) created per step, or elements walked in Python
@@ -105,6 +106,10 @@ def charge(steps: int) -> None:
 
 def charge_bytes(n: int) -> None:
     charge(1 + n // BYTES_PER_STEP)
+
+
+def charge_chars(n: int) -> None:
+    charge(1 + n // CHARS_PER_STEP)
 
 
 def charge_items(n: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from laminar.node.sandbox._meter import charge_bytes, charge_items, charge_objects
+from laminar.node.sandbox._meter import charge_bytes, charge_chars, charge_items, charge_objects
 from laminar.node.sandbox._ops import (
     _MISSING,
     charge_search,
@@ -54,7 +54,7 @@ def linear(fn: Callable[..., Any]) -> Maker:
 
     def make(obj: Any) -> Callable[..., Any]:
         def method(*args: Any, **kwargs: Any) -> Any:
-            charge_bytes(len(obj) + _texts_len(args))
+            charge_chars(len(obj) + _texts_len(args))
             return check_sized(fn(obj, *args, **kwargs))
 
         return method
@@ -81,7 +81,7 @@ def splitting(fn: Callable[..., Any]) -> Maker:
 
     def make(obj: Any) -> Callable[..., Any]:
         def method(*args: Any, **kwargs: Any) -> Any:
-            charge_bytes(len(obj))
+            charge_chars(len(obj))
             charge_objects(_pieces(obj, args, kwargs))
             return fn(obj, *args, **kwargs)
 
@@ -95,7 +95,7 @@ _LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"
 
 def _splitlines(obj: Any) -> Callable[..., Any]:
     def method(*args: Any, **kwargs: Any) -> Any:
-        charge_bytes(len(obj) * len(_LINE_BREAKS))
+        charge_chars(len(obj))
         breaks = _LINE_BREAKS if type(obj) is str else (b"\n", b"\r")
         charge_objects(sum(obj.count(b) for b in breaks) + 1)
         return obj.splitlines(*args, **kwargs)
@@ -146,7 +146,7 @@ def _replace(obj: Any) -> Callable[..., Any]:
     def method(old: Any, new: Any, count: Any = -1) -> Any:
         if type(old) is not type(obj) or type(new) is not type(obj) or type(count) not in INTS:
             return obj.replace(old, new, count)  # Python's own TypeError
-        charge_bytes(len(obj))
+        charge_chars(len(obj))
         n = obj.count(old) if old else len(obj) + 1
         if 0 <= count < n:
             n = count
@@ -177,7 +177,7 @@ def _coding(method_name: str) -> Maker:
     def make(obj: Any) -> Callable[..., Any]:
         def method(encoding: Any = "utf-8", errors: Any = "strict") -> Any:
             name, handler = codec(encoding, errors)
-            charge_bytes(4 * len(obj))
+            charge_chars(len(obj))
             return check_sized(getattr(obj, method_name)(name, handler))
 
         return method

@@ -15,6 +15,7 @@ from typing import Any
 from laminar.node.sandbox._meter import (
     charge,
     charge_bytes,
+    charge_chars,
     charge_compares,
     charge_items,
     charge_objects,
@@ -35,11 +36,11 @@ from laminar.node.sandbox._values import (
     check_int,
     check_key,
     check_size,
-    compare_work,
+    compare_flat,
     int_exhausted,
     measure,
     size_exhausted,
-    text_size,
+    text_flat,
     to_text,
     type_name,
 )
@@ -240,9 +241,12 @@ def _charge_comparison(a: Any, b: Any) -> None:
     elif ta in _CONTAINERS and tb in _CONTAINERS:
         charge_compare(a if len(a) <= len(b) else b)
     elif ta in VIEWS and tb in VIEWS:
-        charge_compares(len(a) + len(b))
+        # Set-like comparisons probe one view's elements in the other: a lookup each, and for items a tuple
+        # and a comparison of the values too.
+        charge_objects(len(a) + len(b))
         for view in (a, b):
             if type(view) is DictItems:
+                charge(len(view))
                 charge_compare(tuple(view.mapping.values()))
 
 
@@ -315,7 +319,7 @@ def _walked(keys: list[Any]) -> int:
         longest = max(map(len, keys))
         charge_compares(len(keys) * (1 + longest // 64))
         return len(keys) * (1 + longest // 64)
-    return measure(keys, compare_work, 1 << 62)
+    return measure(keys, compare_flat, 1 << 62)
 
 
 def sort_items(items: list[Any], key: Any = None, reverse: bool = False) -> list[Any]:
@@ -365,6 +369,25 @@ def getitem(obj: Any, key: Any) -> Any:
             charge_bytes(n) if t is str or t is bytes else charge_items(n)
         return obj[key]
     raise TypeError(f"'{type_name(obj)}' object is not subscriptable")
+
+
+def setitem(value: Any, obj: Any, key: Any) -> None:
+    """`_setitem_(value, obj, key)` for `obj[key] = value` (arguments in Python's evaluation order)."""
+    if type(obj) is dict:
+        key = check_key(key)  # before any hashing
+        if len(obj) >= VALUE_MAX and key not in obj:
+            size_exhausted(len(obj) + 1, "dict")
+        obj[key] = value
+    elif type(obj) is list and type(key) is not slice:
+        obj[key] = value
+    else:
+        _write_guard_fallback(obj)[key] = value
+
+
+def _write_guard_fallback(obj: Any) -> Any:
+    if type(obj) is list:
+        return _ListWriter(obj)
+    raise TypeError(f"'{type_name(obj)}' objects are read-only in programs")
 
 
 class _DictWriter:
@@ -510,7 +533,7 @@ def format_value(value: Any, conversion: int, spec: str) -> str:
     widths = [int(n) for n in _SPEC_NUMBER.findall(spec)]
     if widths and max(widths) > VALUE_MAX:
         exhausted(f"value budget exhausted (a format width or precision of {max(widths)}; the limit is {VALUE_MAX})")
-    charge_bytes(sum(widths))
+    charge_chars(sum(widths))
     return format(value, spec)
 
 
@@ -523,9 +546,7 @@ def join_fstring(parts: tuple[str, ...]) -> str:
 
 
 def _percent_args(args: Any) -> list[Any]:
-    if type(args) is tuple:
-        return list(args)
-    if type(args) is dict:
+    if type(args) is dict or type(args) is MappingProxy:
         return list(args.values())
     return [args]
 
@@ -537,9 +558,11 @@ def percent_format(fmt: Any, args: Any) -> Any:
     if any(width == b"*" or precision == b"*" for _, _, width, precision, _ in conversions):
         raise ValueError("'*' widths in % formatting are not supported")
     widths = sum(int(w or 0) + int(p or 0) for _, _, w, p, _ in conversions)
-    largest = max((measure(a, text_size, VALUE_MAX) for a in _percent_args(args)), default=0)
-    bound = len(fmt) + widths + len(conversions) * (largest + TEXT_FLOAT_MAX)
+    # Positional arguments are used once each; a mapping's values may be used by every conversion.
+    arguments = measure(args if type(args) is tuple else _percent_args(args), text_flat, VALUE_MAX)
+    uses = 1 if type(args) is tuple else len(conversions)
+    bound = len(fmt) + widths + uses * arguments + len(conversions) * TEXT_FLOAT_MAX
     if bound > VALUE_MAX:
         exhausted(f"value budget exhausted (a % format that could build {bound} characters; the limit is {VALUE_MAX})")
-    charge_bytes(bound)
+    charge_chars(bound)
     return fmt % args

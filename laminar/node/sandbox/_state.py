@@ -11,11 +11,12 @@ no globals.
 
 from __future__ import annotations
 
+import gc
 import io
 import pickle
 from typing import Any
 
-from laminar.limits import PROGRAM_STATE_BYTES_MAX
+from laminar.limits import PROGRAM_STATE_BYTES_MAX, PROGRAM_STATE_OBJECTS_MAX
 
 _PROTOCOL = 4
 
@@ -57,10 +58,38 @@ class _PlainPickler(pickle.Pickler):
         )
 
 
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
+_DEPTH_MAX = 500  # pickling recurses per level; a cycle would otherwise read as endless nesting
+
+
+def _census(state: dict[str, Any]) -> str | None:
+    """Why `state` cannot be kept (a type, too many objects, too deep), or None. Walks level by level at C speed
+    and counts a shared object once per use, as the memo-less encoding writes it; stops as soon as a limit is
+    passed, so neither a cycle nor a million references to one list costs more than the limits."""
+    count, depth = 1, 0
+    level: list[Any] = [state]
+    while level:
+        types = set(map(type, level))
+        if not types <= _PLAIN:
+            bad = min(t.__name__ for t in types - _PLAIN)
+            return f"ctx.state cannot hold a {bad}: only None, bool, int, float, str, bytes, list, tuple and dict"
+        depth += 1
+        if depth > _DEPTH_MAX:
+            return f"ctx.state is nested more than {_DEPTH_MAX} levels deep (or contains a cycle)"
+        level = gc.get_referents(*level)  # elements of lists and tuples, keys and values of dicts; none of scalars
+        count += len(level)
+        if count > PROGRAM_STATE_OBJECTS_MAX:
+            return f"state budget exhausted (more than {PROGRAM_STATE_OBJECTS_MAX} objects)"
+    return None
+
+
 def dump_state(state: Any) -> bytes:
     """The canonical bytes of `state`, or StateProblem."""
     if type(state) is not dict:
         raise StateProblem(f"ctx.state must be a dict, not {type(state).__name__}")
+    problem = _census(state)
+    if problem:
+        raise StateProblem(problem)
     writer = _Writer()
     pickler = _PlainPickler(writer, protocol=_PROTOCOL)
     pickler.fast = True  # no memo: the bytes must not depend on which objects happen to be shared
@@ -68,12 +97,8 @@ def dump_state(state: Any) -> bytes:
         pickler.dump(state)
     except _TooBig:
         raise StateProblem(f"state budget exhausted (more than {PROGRAM_STATE_BYTES_MAX} bytes)") from None
-    except TypeError as exc:
-        raise StateProblem(str(exc)) from None
-    except ValueError:  # fast mode's cycle detection
-        raise StateProblem("ctx.state contains a cycle") from None
-    except RecursionError:
-        raise StateProblem("ctx.state is nested too deeply") from None
+    except (TypeError, ValueError, RecursionError) as exc:  # the census makes these unreachable; belt and braces
+        raise StateProblem(f"ctx.state cannot be kept: {type(exc).__name__}") from None
     return b"".join(writer.parts)
 
 

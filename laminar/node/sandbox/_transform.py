@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 from collections.abc import Iterable
 from typing import Any
@@ -58,6 +59,7 @@ _UNAVAILABLE = {
     "format": "use an f-string",
     "pow": "use **",
 }
+_PYTHON_BUILTINS = frozenset(vars(builtins))
 _UNAVAILABLE_NODES = {
     ast.ClassDef: "classes are not supported",
     ast.Global: "global statements are not supported: keep data between calls in ctx.state",
@@ -138,7 +140,7 @@ def _node_problem(node: ast.AST, bound: set[str]) -> str | None:
         return _import_problem(node)
     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
         why = _UNAVAILABLE.get(node.id)
-        if why is None and node.id not in BUILTINS and node.id in dir(__builtins__):
+        if why is None and node.id not in BUILTINS and node.id in _PYTHON_BUILTINS:
             why = "it is not in the sandbox's builtins"
         if why:
             return f"{node.id!r} is not available to programs ({why})"
@@ -179,6 +181,11 @@ class _RewriteAugmented(ast.NodeTransformer):
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         self.generic_visit(node)
         target = node.target
+        if isinstance(target, ast.Name) and isinstance(node.op, (ast.Add, ast.Sub)) and _small_int(node.value):
+            # `n += 1` is `n = n + 1` for every type that accepts an int (a list raises TypeError either way),
+            # and the plain operator is much cheaper than `_inplacevar_`.
+            load = ast.Name(id=target.id, ctx=ast.Load())
+            return ast.copy_location(ast.Assign(targets=[target], value=ast.BinOp(load, node.op, node.value)), node)
         if not (isinstance(target, ast.Subscript) and _simple(target.value) and _simple(target.slice)):
             return node
         load = copy.deepcopy(target)
@@ -244,6 +251,10 @@ def _weight(nodes: Iterable[ast.AST]) -> ast.Constant:
     return _const(1 + _ops_in(nodes) // OPS_PER_STEP)
 
 
+def _calls(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+
+
 def _has_starred(target: ast.AST) -> bool:
     return any(isinstance(n, ast.Starred) for n in ast.walk(target))
 
@@ -251,7 +262,7 @@ def _has_starred(target: ast.AST) -> bool:
 def _plain_unpack(value: ast.expr, target: ast.AST, guard: str) -> ast.expr:
     """Drop RestrictedPython's unpacking guard when the target has no `*name`: a native unpack of a fixed
     number of names costs O(1) and reveals nothing; a starred one copies, so it keeps the (charging) guard."""
-    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == guard:
+    if isinstance(value, ast.Call) and _calls(value, guard):
         if not _has_starred(target):
             return _call("_getiter_", value.args[0]) if guard == "_iter_unpack_sequence_" else value.args[0]
     return value
@@ -380,8 +391,14 @@ class Instrument(ast.NodeTransformer):
 
     def visit_Assign(self, node: ast.Assign) -> ast.AST:
         self.generic_visit(node)
-        if len(node.targets) == 1:
-            node.value = _plain_unpack(node.value, node.targets[0], "_unpack_sequence_")
+        if len(node.targets) != 1:
+            return node
+        target = node.targets[0]
+        if isinstance(target, ast.Subscript) and _calls(target.value, "_write_") and not isinstance(target.slice, ast.Slice):
+            # `obj[key] = value` as one guard call instead of a write proxy; the value is evaluated first, as in Python
+            setitem = _call("_setitem_", node.value, target.value.args[0], target.slice)  # type: ignore[attr-defined]
+            return ast.copy_location(ast.Expr(setitem), node)
+        node.value = _plain_unpack(node.value, target, "_unpack_sequence_")
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:

@@ -28,12 +28,14 @@ class LaminarServicer:
         listens: ListenService,
         status: Callable[[], pb.StatusResponse],
         digest: Callable[[], pb.DigestResponse],
+        change_membership: Callable[[pb.MembershipChange], tuple[str, str, list[pb.Peer]]],
         leader_hint: Callable[[], tuple[bool, str]],
     ) -> None:
         self._sessions = sessions
         self._listens = listens
         self._status = status
         self._digest = digest
+        self._change_membership = change_membership
         self._leader_hint = leader_hint  # (this node leads, client address of the leader or "")
 
     def Session(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:  # noqa: N802
@@ -55,6 +57,17 @@ class LaminarServicer:
 
     def Digest(self, request: pb.DigestRequest, context: grpc.ServicerContext) -> pb.DigestResponse:  # noqa: N802
         return self._digest()
+
+    def ChangeMembership(self, request: pb.MembershipChange, context: grpc.ServicerContext) -> pb.MembershipResult:  # noqa: N802
+        is_leader, _ = self._leader_hint()
+        if not is_leader:
+            self._redirect(context, "membership changes go to the leader")
+        code, message, peers = self._change_membership(request)
+        if code == "unavailable":
+            self._redirect(context, message)
+        if code:
+            context.abort(grpc.StatusCode[code.upper()], message)
+        return pb.MembershipResult(peers=peers)
 
     def _redirect(self, context: grpc.ServicerContext, why: str) -> None:
         _, leader = self._leader_hint()
@@ -86,6 +99,11 @@ def build_server(servicer: LaminarServicer, address: str) -> grpc.Server:
             servicer.Digest,
             request_deserializer=pb.DigestRequest.FromString,
             response_serializer=pb.DigestResponse.SerializeToString,
+        ),
+        "ChangeMembership": grpc.unary_unary_rpc_method_handler(
+            servicer.ChangeMembership,
+            request_deserializer=pb.MembershipChange.FromString,
+            response_serializer=pb.MembershipResult.SerializeToString,
         ),
     }
     server = grpc.server(

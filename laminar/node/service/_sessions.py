@@ -121,10 +121,12 @@ class SessionRouter:
         proposer_offer: Callable[[Proposal, float], bool],
         nonce_max: Callable[[bytes], int | None],
         is_leader: Callable[[], bool],
+        welcome: Callable[[], pb.Welcome],
     ) -> None:
         self._offer = proposer_offer
         self._nonce_max = nonce_max
         self._is_leader = is_leader
+        self._welcome = welcome
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
 
@@ -155,7 +157,7 @@ class SessionRouter:
         reader = threading.Thread(target=self._read, args=(session, requests), name="session-reader", daemon=True)
         reader.start()
         try:
-            yield pb.ServerFrame(welcome=pb.Welcome())
+            yield pb.ServerFrame(welcome=self._welcome())
             while context.is_active():
                 acks = session.next_acks()
                 if acks is not None:

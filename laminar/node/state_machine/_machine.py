@@ -118,6 +118,10 @@ class StateMachine:
             entry = pb.IntentionBatch()
         for run in entry.runs:
             self._apply_run(batch, run)
+        for peer in entry.peer_upserts:
+            batch.writes.put(Keys.peer(peer.node_id), peer.SerializeToString())
+        for node_id in entry.peer_removals:
+            batch.writes.delete(Keys.peer(node_id))
         self._finish(batch)
         self._raft_index = raft_index
         self._offset = batch.offset

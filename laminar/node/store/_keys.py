@@ -7,6 +7,7 @@
     c/<client_id:16>               -> ClientRecord (highest applied nonce, last intention offset)
     r/<client_id:16><nonce:8>      -> ResultRecord run: outcomes of consecutive nonces from <nonce>
     x/<offset:8><client_id:16>     -> b"" (expiry index: clients by last intention offset)
+    n/<node_id>                    -> serialized laminar.v1.Peer (the cluster's address book)
 
 Topic names never contain NUL (they match [A-Za-z0-9._-]), so `e/<topic>\\x00` is a prefix that
 holds exactly one topic's events, in offset order.
@@ -33,6 +34,11 @@ class Keys:
     CLIENT_PREFIX = b"c/"
     RESULT_PREFIX = b"r/"
     EXPIRY_PREFIX = b"x/"
+    PEER_PREFIX = b"n/"
+
+    @staticmethod
+    def peer(node_id: str) -> bytes:
+        return Keys.PEER_PREFIX + node_id.encode()
 
     @staticmethod
     def topic(topic: str) -> bytes:

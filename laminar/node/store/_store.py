@@ -157,6 +157,11 @@ class Store:
         batch.put(Keys.APPLIED, mark.encode())
         self._db.write(batch, self._write_options)
 
+    def peers(self) -> list[bytes]:
+        """The address book (serialized Peers), from any thread."""
+        with self._lock:
+            return [value for _, value in self.scan(Keys.PEER_PREFIX)]
+
     def digest(self) -> tuple[int, str, int]:
         """(intention offset, sha256 hex, key count) of the replicated state, from one consistent view.
 

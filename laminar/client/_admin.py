@@ -1,14 +1,16 @@
-"""Ask every node for its status (what `laminar status` shows)."""
+"""Cluster administration: every node's status and digest, and membership changes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from laminar.client._connect import Nodes
+from laminar.client._connect import Nodes, leader_hint, map_error
+from laminar.errors import Unavailable
 from laminar.v1 import laminar_pb2 as pb
 
 STATUS_TIMEOUT_S = 2.0
@@ -69,3 +71,48 @@ def cluster_digests(addresses: Sequence[str] | str | None = None, timeout_s: flo
     finally:
         nodes.close()
     return results
+
+
+MEMBERSHIP_TIMEOUT_S = 60.0
+MEMBERSHIP_RETRY_S = 0.3
+
+
+def change_membership(
+    addresses: Sequence[str] | str | None,
+    action: str,
+    node_id: str,
+    raft_address: str = "",
+    client_address: str = "",
+    timeout_s: float = MEMBERSHIP_TIMEOUT_S,
+) -> list[dict[str, Any]]:
+    """Add or remove one node ("add" / "remove"), following the leader. Returns the new members."""
+    request = pb.MembershipChange(
+        action=pb.MembershipChange.ADD if action == "add" else pb.MembershipChange.REMOVE,
+        node_id=node_id,
+        raft_address=raft_address,
+        client_address=client_address,
+    )
+    nodes = Nodes(addresses)
+    deadline = time.monotonic() + timeout_s
+    hint: str | None = None
+    last_error = "no node answered"
+    try:
+        while time.monotonic() < deadline:
+            address = nodes.pick(hint)
+            method = nodes.channel(address).unary_unary(
+                "/laminar.v1.Laminar/ChangeMembership",
+                request_serializer=pb.MembershipChange.SerializeToString,
+                response_deserializer=pb.MembershipResult.FromString,
+            )
+            try:
+                result = method(request, timeout=max(0.1, deadline - time.monotonic()))
+                return [MessageToDict(p, preserving_proto_field_name=True) for p in result.peers]
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                    raise map_error(error) from None
+                hint = leader_hint(error)
+                last_error = error.details() or "unavailable"  # type: ignore[attr-defined]
+                time.sleep(MEMBERSHIP_RETRY_S)
+    finally:
+        nodes.close()
+    raise Unavailable(f"membership change not done within {timeout_s} s: {last_error}")

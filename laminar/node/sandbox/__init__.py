@@ -1,0 +1,19 @@
+"""The program sandbox: runs a topic's user program, deterministically, on every node.
+
+A topic may carry a small Python program (see docs/programs.md for the contract programs follow). Every node
+compiles it with RestrictedPython plus our own instrumentation and runs its handlers at commit time, in log order;
+identical inputs give identical outcomes and identical state bytes in any process. Budgets are counted, never
+timed; every failure inside a handler becomes a CallOutcome, never an exception.
+
+    check_program(source)                      cheap pre-check before a create reaches the log
+    rt = TopicRuntime.start(source, state)     at create (state=None), or at restart (stored state bytes)
+    rt.on_create(ctx, args) / rt.on_put(ctx, key, value) / rt.on_delete(ctx, key)  -> CallOutcome
+    rt.state_bytes()                           persist after each batch
+"""
+
+from __future__ import annotations
+
+from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused
+from laminar.node.sandbox._runtime import TopicRuntime, check_program
+
+__all__ = ["CallContext", "CallOutcome", "Emitted", "ProgramRefused", "TopicRuntime", "check_program"]

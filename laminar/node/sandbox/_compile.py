@@ -1,0 +1,192 @@
+"""Compiling a program and running its module body into a frozen namespace of handlers."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import tokenize
+from collections import OrderedDict
+from collections.abc import Callable
+from io import StringIO
+from types import CodeType, FunctionType, MappingProxyType
+from typing import Any
+
+from laminar.limits import PROGRAM_SOURCE_BYTES_MAX
+from laminar.node.sandbox import _meter, _ops
+from laminar.node.sandbox._api import ProgramRefused
+from laminar.node.sandbox._builtins import BUILTINS, SHARED_OBJECTS
+from laminar.node.sandbox._context import Context, context_writer
+from laminar.node.sandbox._methods import getattr_
+from laminar.node.sandbox._transform import instrument, policy_errors, restrict, rewrite_augmented
+from laminar.node.sandbox._values import NoneType, type_name
+
+FILENAME = "<program>"
+_CACHE_MAX = 64  # compiled programs kept, by source: many topics share a handful of programs
+_cache: OrderedDict[str, CodeType] = OrderedDict()
+
+HANDLERS = {"on_create": ("ctx",), "on_put": ("ctx", "key", "value"), "on_delete": ("ctx", "key")}
+
+GUARDS: dict[str, Any] = {
+    "_getattr_": getattr_,
+    "_getitem_": _ops.getitem,
+    "_getiter_": iter,
+    "_write_": _ops.make_write_guard(Context, context_writer),
+    "_setitem_": _ops.setitem,
+    "_inplacevar_": _ops.inplacevar,
+    "_unpack_sequence_": _ops.unpack_sequence,
+    "_iter_unpack_sequence_": _ops.iter_unpack_sequence,
+    "_apply_": _ops.apply,
+    "_step_": _meter.step,
+    "_enter_": _meter.enter,
+    "_leave_": _meter.leave,
+    "_lam_": _meter.leave_with,
+    "_exc_": _meter.caught,
+    "_add_": _ops.add,
+    "_sub_": _ops.sub,
+    "_mul_": _ops.mul,
+    "_pow_": _ops.pow_,
+    "_lshift_": _ops.lshift,
+    "_floordiv_": _ops.floordiv,
+    "_mod_": _ops.mod,
+    "_and_": _ops.bitand,
+    "_or_": _ops.bitor,
+    "_xor_": _ops.bitxor,
+    "_cmp_": _ops.compare,
+    "_chain_": _ops.compare_chain,
+    "_fstr_": _ops.join_fstring,
+    "_fmt_": _ops.format_value,
+    "_key_": _ops.key,
+    "_star_": _ops.star,
+    "_dstar_": _ops.double_star,
+}
+
+# An int literal is converted by the parser, under the interpreter's int_max_str_digits setting (which a node's
+# environment can lower to 640): longer decimal literals are refused here, identically on every node.
+_LONG_DIGITS = re.compile(r"\d[\d_]{600,}")
+_INT_LITERAL_DIGITS_MAX = 640
+
+
+def _check_literals(source: str) -> None:
+    if not _LONG_DIGITS.search(source):
+        return
+    try:
+        tokens = list(tokenize.generate_tokens(StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return  # the parser will report it
+    for tok in tokens:
+        text = tok.string.replace("_", "")
+        if tok.type == tokenize.NUMBER and text.isdigit() and len(text) > _INT_LITERAL_DIGITS_MAX:
+            raise ProgramRefused(f"line {tok.start[0]}: an int literal of {len(text)} digits is too long")
+
+
+def _parse(source: str) -> ast.Module:
+    try:
+        return ast.parse(source, FILENAME)
+    except SyntaxError as exc:
+        raise ProgramRefused(f"line {exc.lineno}: syntax error: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
+        raise ProgramRefused(f"the program cannot be parsed: {type(exc).__name__}: {exc}") from None
+
+
+def _refuse_if(errors: list[str]) -> None:
+    if errors:
+        raise ProgramRefused("; ".join(errors[:5]) + ("; ..." if len(errors) > 5 else ""))
+
+
+def compile_program(source: Any) -> CodeType:
+    """Check and compile `source`, or raise ProgramRefused. Deterministic: the same on every node."""
+    if type(source) is not str:
+        raise ProgramRefused(f"a program is Python source text, not {type_name(source)}")
+    try:
+        size = len(source.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ProgramRefused("the program source is not valid UTF-8") from None
+    if size > PROGRAM_SOURCE_BYTES_MAX:
+        raise ProgramRefused(f"the program is {size} bytes; the limit is {PROGRAM_SOURCE_BYTES_MAX}")
+    code = _cache.get(source)
+    if code is not None:
+        _cache.move_to_end(source)
+        return code
+    _check_literals(source)
+    tree = _parse(source)
+    _refuse_if(policy_errors(tree))
+    tree = rewrite_augmented(tree)
+    _refuse_if(restrict(tree))
+    code = compile(instrument(tree), FILENAME, "exec", dont_inherit=True)
+    _cache[source] = code
+    if len(_cache) > _CACHE_MAX:
+        _cache.popitem(last=False)
+    return code
+
+
+# --- The module body ------------------------------------------------------------------------------------------
+
+
+class _NotFrozen(Exception):
+    pass
+
+
+_IMMUTABLE = frozenset({NoneType, bool, int, float, str, bytes, range, MappingProxyType})
+
+
+def _freeze(value: Any, where: str, seen: set[int]) -> Any:
+    """`value` made read-only, or _NotFrozen: module-level values are shared by every call, and a mutable one
+    would carry data from call to call that is neither persisted nor rolled back (and differs after a restart)."""
+    t = type(value)
+    if t in _IMMUTABLE or id(value) in SHARED_OBJECTS:
+        return value
+    if t is tuple:
+        return tuple(_freeze(v, where, seen) for v in value)
+    if t is dict:
+        return MappingProxyType({k: _freeze(v, where, seen) for k, v in value.items()})
+    if t is FunctionType and value.__code__.co_filename == FILENAME:
+        _freeze_function(value, seen)
+        return value
+    if t is list:
+        raise _NotFrozen(f"{where} is a list, but module-level values must be immutable (use a tuple)")
+    raise _NotFrozen(f"{where} is a {t.__name__}, but module-level values must be constants or functions")
+
+
+def _freeze_function(fn: FunctionType, seen: set[int]) -> None:
+    if id(fn) in seen:
+        return
+    seen.add(id(fn))
+    if fn.__defaults__:
+        fn.__defaults__ = _freeze(fn.__defaults__, f"a default value of {fn.__name__}()", seen)
+    if fn.__kwdefaults__:
+        fn.__kwdefaults__ = {k: _freeze(v, f"a default of {fn.__name__}()", seen) for k, v in fn.__kwdefaults__.items()}
+    for cell in fn.__closure__ or ():
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        cell.cell_contents = _freeze(contents, f"a variable {fn.__name__}() closes over", seen)
+
+
+def _handler(namespace: dict[str, Any], name: str) -> Callable[..., Any] | None:
+    fn = namespace.get(name)
+    if fn is None:
+        return None
+    params = ", ".join(HANDLERS[name])
+    if type(fn) is not FunctionType or fn.__code__.co_filename != FILENAME:
+        raise ProgramRefused(f"{name} must be a function {name}({params})")
+    try:
+        inspect.signature(fn).bind(*HANDLERS[name])
+    except TypeError:
+        raise ProgramRefused(f"{name} must accept ({params})") from None
+    return fn
+
+
+def load_module(code: CodeType) -> dict[str, Callable[..., Any]]:
+    """Run the module body (under the caller's meter) and return its handlers, by name."""
+    namespace: dict[str, Any] = {"__builtins__": BUILTINS, "__name__": "program", **GUARDS}
+    exec(code, namespace)
+    seen: set[int] = set()
+    try:
+        for name in [n for n in namespace if n not in GUARDS and not n.startswith("__")]:
+            namespace[name] = _freeze(namespace[name], f"module-level name {name!r}", seen)
+    except _NotFrozen as exc:
+        raise ProgramRefused(str(exc)) from None
+    handlers = {name: _handler(namespace, name) for name in HANDLERS}
+    return {name: fn for name, fn in handlers.items() if fn is not None}
