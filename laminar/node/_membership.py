@@ -93,7 +93,7 @@ class Membership:
             raise MembershipRefused("failed_precondition", f"{request.raft_address} is already a member")
         if any(p.node_id == request.node_id for p in self.peers()):
             raise MembershipRefused("failed_precondition", f"node id {request.node_id} is already a member")
-        self._check_quorum_after(members + [request.raft_address])
+        self._check_quorum_after([*members, request.raft_address])
         peer = pb.Peer(
             node_id=request.node_id, client_address=request.client_address, raft_address=request.raft_address
         )

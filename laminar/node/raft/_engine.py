@@ -173,7 +173,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         """Raft addresses of every voting member, this node first."""
         for _ in range(3):  # the tick thread may change the set while we copy it
             try:
-                return [str(self.selfNode.address)] + sorted(str(n.address) for n in self.otherNodes)
+                return [str(self.selfNode.address), *sorted(str(n.address) for n in self.otherNodes)]
             except RuntimeError:
                 continue
         return [str(self.selfNode.address)]
