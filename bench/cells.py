@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 import laminar
+from bench.balance import DEFAULT_PAIRS
 from bench.client_proc import ClientJob, ClientReport
 from bench.cluster import BenchCluster, RssSampler, mib
 from bench.processes import run_clients
@@ -29,6 +30,7 @@ class Cell:
     messages: int  # per client
     durability: str = "default"
     sequential: bool = False
+    balance_pairs: int = DEFAULT_PAIRS  # balance only: transfers in flight per client
 
     @property
     def kind(self) -> TopicKind:
@@ -41,6 +43,7 @@ class Cell:
     def empty_row(self) -> Row:
         section = SEQUENTIAL if self.sequential else MATRIX
         row = Row(section, self.topic_kind, self.nodes, self.clients, self.messages, self.durability)
+        row.window_per_client = 1 if self.sequential else self.kind.window_per_client(self.clients, self.balance_pairs)
         if not self.sequential:
             row.java_us_per_message = java_us(self.kind.java_row, self.nodes, self.clients)
         return row
@@ -74,7 +77,9 @@ def _create_topic(cluster: BenchCluster, cell: Cell) -> None:
         with open(path, encoding="utf-8") as f:
             program = f.read()
     with laminar.Client(cluster.addresses) as client:
-        pending = client.create_topic(TOPIC, program=program, args=cell.kind.create_args(cell.clients))
+        pending = client.create_topic(
+            TOPIC, program=program, args=cell.kind.create_args(cell.clients, cell.balance_pairs)
+        )
         commit = pending.committed(timeout=CREATE_TIMEOUT_S)
     if not commit.ok:
         raise RuntimeError(f"creating the {cell.topic_kind} topic was {commit.effect}: {commit.reason}")
@@ -91,6 +96,7 @@ def _jobs(cluster: BenchCluster, cell: Cell) -> list[ClientJob]:
             messages=cell.messages,
             timeout_s=cell.timeout_s,
             sequential=cell.sequential,
+            balance_pairs=cell.balance_pairs,
         )
         for index in range(cell.clients)
     ]

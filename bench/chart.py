@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # no display: write files only
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from bench.reference import java_us
 from bench.rows import MATRIX, Row
@@ -56,16 +56,17 @@ def _panel(axis: Axes, topic: str, rows: Sequence[Row]) -> None:
         theirs = [(c, us) for c, us in theirs if us is not None]
         if theirs:
             axis.plot(*zip(*theirs, strict=True), "s--", color=colour, alpha=0.6)
-    axis.set_title(f"{topic}, durability {durability} (vs Java {java_row})")
+    axis.set_title(f"{topic} topic, durability {durability}\n(dashed: Java's {java_row} row)", fontsize="medium")
     axis.set_xlabel("clients")
     axis.set_ylabel("µs per message")
     axis.set_yscale("log")
+    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 10, 20, 50, 100, ...
     axis.yaxis.set_major_formatter(ScalarFormatter())  # 100, not 10^2
-    axis.yaxis.set_minor_formatter(ScalarFormatter())
+    axis.yaxis.set_minor_formatter(NullFormatter())
     axis.set_xticks(sorted({r.clients for r in rows}) or [1])
     axis.grid(True, which="both", alpha=0.3)
     if rows:
-        axis.legend(fontsize="small")
+        axis.legend(fontsize="small", loc="best")
 
 
 def write_soak_chart(path: str, samples: Sequence[Sample]) -> None:

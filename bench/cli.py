@@ -63,6 +63,12 @@ def _matrix_parser(sub: Any, name: str, defaults: Plan, help_text: str) -> None:
     parser.add_argument("--sequential-nodes", type=_ints, default=defaults.sequential_nodes)
     parser.add_argument("--raft-commands", type=int, default=defaults.raft_commands, help="0 skips the ceiling")
     parser.add_argument("--raft-settings", type=_names({"laminar", "defaults"}), default=defaults.raft_settings)
+    parser.add_argument(
+        "--balance-pairs",
+        type=int,
+        default=defaults.balance_pairs,
+        help="account pairs per balance client = transfers in flight per client (1: cache of 2 x clients)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +128,7 @@ def _matrix_plan(args: argparse.Namespace, command: str) -> Plan:
         sequential_commits=args.sequential,
         raft_commands=args.raft_commands,
         raft_settings=args.raft_settings,
+        balance_pairs=args.balance_pairs,
     )
 
 

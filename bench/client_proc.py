@@ -32,6 +32,7 @@ class ClientJob:
     messages: int
     timeout_s: float  # for the timed part; the client gives up and reports an error past it
     sequential: bool = False  # send, wait for the commit, repeat
+    balance_pairs: int = 1  # for the balance workload: transfers in flight per client
 
 
 @dataclass
@@ -49,7 +50,7 @@ def client_main(job: ClientJob, barrier: Any, results: Any) -> None:
     report = ClientReport(job.client_index)
     try:
         with laminar.Client(list(job.addresses)) as client:
-            workload = make_workload(job.topic_kind, job.topic, job.client_index, job.client_count)
+            workload = make_workload(job.topic_kind, job.topic, job.client_index, job.client_count, job.balance_pairs)
             workload.prepare(client)
             barrier.wait(BARRIER_TIMEOUT_S)
             run = _sequential if job.sequential else _pipelined
@@ -151,7 +152,7 @@ def soak_client_main(job: SoakJob, stop: Any, committed: Any, results: Any) -> N
     report = ClientReport(job.client_index)
     try:
         with laminar.Client(list(job.addresses)) as client:
-            workload = make_workload(job.topic_kind, job.topic, job.client_index, 1)
+            workload = make_workload(job.topic_kind, job.topic, job.client_index, 1, 1)
             workload.prepare(client)
             _soak(client, workload, job, stop, committed, report)
     except BaseException as error:  # noqa: BLE001 - reported to the parent

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from bench import machine
+from bench.balance import DEFAULT_PAIRS
 from bench.cells import Cell, run_cell
 from bench.raft_ceiling import run_raft_ceiling
 from bench.report import RunInfo, write_all
@@ -35,6 +36,7 @@ class Plan:
     sequential_commits: int = 2_000  # 0: skip
     raft_commands: int = 20_000  # 0: skip the ceiling
     raft_settings: tuple[str, ...] = field(default=("laminar", "defaults"))
+    balance_pairs: int = DEFAULT_PAIRS  # transfers in flight per balance client
 
 
 def steps(plan: Plan) -> list[Step]:
@@ -49,7 +51,7 @@ def steps(plan: Plan) -> list[Step]:
                 cell = Cell("plain", nodes, 1, plan.sequential_commits, durability, sequential=True)
                 out.append((f"sequential, {nodes} node(s)", _bind_cell(cell)))
         for kind, nodes, clients in itertools.product(plan.topic_kinds, plan.nodes, plan.clients):
-            cell = Cell(kind, nodes, clients, plan.messages, durability)
+            cell = Cell(kind, nodes, clients, plan.messages, durability, balance_pairs=plan.balance_pairs)
             out.append((f"{kind}, {nodes} node(s), {clients} client(s)", _bind_cell(cell)))
     return out
 

@@ -81,16 +81,27 @@ def _matrices(rows: Sequence[Row]) -> list[str]:
     for durability in sorted({r.durability for r in cells}):
         for topic in [t for t in TOPIC_KINDS if any(r.topic == t for r in cells)]:
             mine = {(r.nodes, r.clients): r for r in cells if r.topic == topic and r.durability == durability}
-            clients = sorted({c for _, c in mine})
-            java_row = TOPIC_KINDS[topic].java_row
-            lines.append(f"## {topic} topic (durability: {durability}; compared with Java's {java_row} row)")
-            lines.append("")
-            table = [
-                [str(n), *[_cell_text(mine.get((n, c)), java_us(java_row, n, c)) for c in clients]]
-                for n in sorted({n for n, _ in mine})
-            ]
-            lines += _table(["nodes", *[f"{c} client{'s' * (c > 1)}" for c in clients]], table)
+            lines += _matrix(topic, durability, mine)
     return lines
+
+
+def _matrix(topic: str, durability: str, mine: dict[tuple[int, int], Row]) -> list[str]:
+    """One topic's table: a row per cluster size, a column per client count."""
+    clients = sorted({c for _, c in mine})
+    java_row = TOPIC_KINDS[topic].java_row
+    lines = [f"## {topic} topic (durability: {durability}; compared with Java's {java_row} row)", ""]
+    windows = sorted({r.window_per_client for r in mine.values() if r.window_per_client is not None})
+    if windows:
+        lines += [
+            f"Each client keeps at most {'/'.join(map(str, windows))} messages in flight here (see the "
+            "topic's workload in bench/), where the other topics pipeline all of them.",
+            "",
+        ]
+    table = [
+        [str(n), *[_cell_text(mine.get((n, c)), java_us(java_row, n, c)) for c in clients]]
+        for n in sorted({n for n, _ in mine})
+    ]
+    return lines + _table(["nodes", *[f"{c} client{'s' * (c > 1)}" for c in clients]], table)
 
 
 def _cell_text(row: Row | None, java: float | None) -> str:
@@ -104,8 +115,8 @@ def _cell_text(row: Row | None, java: float | None) -> str:
 
 def _detail(rows: Sequence[Row]) -> list[str]:
     header = [
-        "topic", "durability", "nodes", "clients", "msgs/client", "µs/msg", "msgs/s", "p50 ms", "p99 ms", "max ms",
-        "peak RSS MiB per node", "share of raft ceiling", "not VALID", "status",
+        "topic", "durability", "nodes", "clients", "msgs/client", "in flight/client", "µs/msg", "msgs/s",
+        "p50 ms", "p99 ms", "max ms", "peak RSS MiB per node", "share of raft ceiling", "not VALID", "status",
     ]  # fmt: skip
     lines = [_detail_line(r) for r in rows if r.section == MATRIX]
     return ["## Every cell", "", *_table(header, lines)] if lines else []
@@ -123,7 +134,9 @@ def _detail_line(r: Row) -> list[str]:
         _fmt(r.share_of_raft_ceiling, 2),
         "" if r.not_valid is None else str(r.not_valid),
     ]
-    return [r.topic, durability, str(r.nodes), str(r.clients), f"{r.messages_per_client:,}", *numbers, r.status]
+    window = "all" if r.window_per_client is None else str(r.window_per_client)
+    sizes = [str(r.nodes), str(r.clients), f"{r.messages_per_client:,}", window]
+    return [r.topic, durability, *sizes, *numbers, r.status]
 
 
 def _sequential(rows: Sequence[Row]) -> list[str]:

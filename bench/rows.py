@@ -17,6 +17,7 @@ class Row:
     messages_per_client: int
     durability: str  # the mode the harness asked for ("default": the node's own default)
     node_durability: str = ""  # what the leader's status said it does
+    window_per_client: int | None = None  # messages a client may have in flight; empty: all of them
     status: str = "ok"  # "ok", "skipped: why" or "failed: why"
     us_per_message: float | None = None  # slowest client's wall time / (clients x messages)
     messages_per_s: float | None = None  # clients x messages / slowest client's wall time

@@ -37,12 +37,20 @@ class TopicKind:
             return f"{os.path.relpath(path, REPO_ROOT)} does not exist yet"
         return None
 
-    def create_args(self, clients: int) -> bytes:
+    def create_args(self, clients: int, balance_pairs: int) -> bytes:
         if self.name != "balance":
             return b""
         from bench import balance
 
-        return balance.create_args(clients)
+        return balance.create_args(clients, balance_pairs)
+
+    def window_per_client(self, clients: int, balance_pairs: int) -> int | None:
+        """Messages one client may have in flight; None when it pipelines all of them."""
+        if self.name != "balance":
+            return None
+        from bench import balance
+
+        return balance.pairs_for(clients, balance_pairs)
 
 
 TOPIC_KINDS = {
@@ -83,9 +91,9 @@ class PutWorkload:
         pass
 
 
-def make_workload(kind: str, topic: str, client_index: int, client_count: int) -> Workload:
+def make_workload(kind: str, topic: str, client_index: int, client_count: int, balance_pairs: int) -> Workload:
     if kind == "balance":
         from bench import balance
 
-        return balance.TransferWorkload(topic, client_index, client_count)
+        return balance.TransferWorkload(topic, client_index, client_count, balance_pairs)
     return PutWorkload(topic, client_index)

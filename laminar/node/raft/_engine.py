@@ -58,9 +58,12 @@ class RaftSettings:
     durability: str = "fsync"  # "fsync": sync before acknowledging; "none": page cache only
     log_entries_max: int = limits.RAFT_LOG_ENTRIES_MAX  # compact the journal past this many entries
     password: str | None = None
-    election_timeout_s_min: float = 0.4
-    election_timeout_s_max: float = 1.4
+    # etcd's defaults (1 s election, 100 ms heartbeat): on a shared 2-core machine a busy node's
+    # tick thread can lag for hundreds of milliseconds, and a shorter timeout elects spuriously.
+    election_timeout_s_min: float = 1.0
+    election_timeout_s_max: float = 2.0
     heartbeat_s: float = 0.1
+    leader_fallback_s: float = 4.0  # a leader that hears from no majority for this long steps down
 
 
 DURABILITY_MODES = ("fsync", "none")
@@ -115,6 +118,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             raftMinTimeout=settings.election_timeout_s_min,
             raftMaxTimeout=settings.election_timeout_s_max,
             appendEntriesPeriod=settings.heartbeat_s,
+            leaderFallbackTimeout=settings.leader_fallback_s,
+            connectionTimeout=settings.leader_fallback_s,
             journalFile=self._journal,
             password=settings.password or None,
             logCompactionMinEntries=settings.log_entries_max,

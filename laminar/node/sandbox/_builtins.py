@@ -35,7 +35,7 @@ _INT_TEXT_MAX = 640
 _INT_TEXT_MAX_POW2 = INT_BITS_MAX + 64  # bases 2, 4, 8, 16, 32 convert in linear time and have no such limit
 _FLOAT_TEXT_MAX = 1000
 _JSON_VALUES_PER_STEP = 4  # values json.loads creates per step
-_LONG_NUMBER = re.compile(r"\d{%d,}" % (INT_BITS_MAX * 30103 // 100000))  # a digit run that may exceed the int budget
+_LONG_NUMBER = re.compile(rf"\d{{{INT_BITS_MAX * 30103 // 100000},}}")  # a digit run that may exceed the int budget
 _LONG_NUMBER_BYTES = re.compile(_LONG_NUMBER.pattern.encode())
 
 
@@ -94,20 +94,24 @@ def _repr(x: Any) -> str:
     return to_text(x, as_repr=True)
 
 
-def _bytes(*args: Any, **kwargs: Any) -> bytes:
-    if not args and not kwargs:
+def _bytes(source: Any = _MISSING, encoding: Any = _MISSING, errors: Any = "strict") -> bytes:
+    t = type(source)
+    if source is _MISSING:
         return b""
-    source = args[0] if args else kwargs.get("source")
-    if type(source) is str:
-        name, handler = codec(*(args[1:] or [kwargs.get("encoding", "utf-8")]), kwargs.get("errors", "strict"))
+    if t is str:
+        if encoding is _MISSING:
+            raise TypeError("string argument without an encoding")
+        name, handler = codec(encoding, errors)
         charge_chars(len(source))
         return check_sized(source.encode(name, handler))  # type: ignore[no-any-return]
-    if type(source) in INTS:
+    if encoding is not _MISSING:
+        raise TypeError("encoding without a string argument")
+    if t in INTS:
         check_size(source, "bytes")
         charge_bytes(source)
         return bytes(source)
-    if type(source) is bytes:
-        return source
+    if t is bytes:
+        return source  # type: ignore[no-any-return]
     return bytes(materialize(source))
 
 
@@ -256,6 +260,8 @@ def _isinstance_types(spec: Any) -> Any:
 
 
 def _isinstance(obj: Any, spec: Any) -> bool:
+    if type(spec) is FunctionType and spec in CONSTRUCTORS:
+        return isinstance(obj, CONSTRUCTORS[spec])
     return isinstance(obj, _isinstance_types(spec))
 
 

@@ -52,7 +52,14 @@ GUARDS: dict[str, Any] = {
     "_and_": _ops.bitand,
     "_or_": _ops.bitor,
     "_xor_": _ops.bitxor,
-    "_cmp_": _ops.compare,
+    "_eq_": _ops.eq,
+    "_ne_": _ops.ne,
+    "_lt_": _ops.lt,
+    "_le_": _ops.le,
+    "_gt_": _ops.gt,
+    "_ge_": _ops.ge,
+    "_in_": _ops.in_,
+    "_not_in_": _ops.not_in,
     "_chain_": _ops.compare_chain,
     "_fstr_": _ops.join_fstring,
     "_fmt_": _ops.format_value,
@@ -84,9 +91,12 @@ def _parse(source: str) -> ast.Module:
     try:
         return ast.parse(source, FILENAME)
     except SyntaxError as exc:
-        raise ProgramRefused(f"line {exc.lineno}: syntax error: {exc.msg}") from None
-    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
-        raise ProgramRefused(f"the program cannot be parsed: {type(exc).__name__}: {exc}") from None
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        raise ProgramRefused(f"{where}syntax error: {exc.msg}") from None
+    except ValueError as exc:  # null bytes
+        raise ProgramRefused(f"syntax error: {exc}") from None
+    except (RecursionError, MemoryError):  # the parser's own fixed stacks; deterministic under the pinned limit
+        raise ProgramRefused("the program is nested too deeply to parse") from None
 
 
 def _refuse_if(errors: list[str]) -> None:

@@ -99,6 +99,7 @@ class _ContextWriter:
     """What `_write_(ctx)` returns: `ctx.state = value` is the only attribute a program may set."""
 
     __slots__ = ("_ctx",)
+    _ctx: Context
 
     def __init__(self, ctx: Context) -> None:
         object.__setattr__(self, "_ctx", ctx)

@@ -222,7 +222,7 @@ _TEXT_LINEAR = [
 _STR_ONLY_LINEAR = ["casefold", "isdecimal", "isidentifier", "isnumeric", "isprintable"]
 
 
-def _text_table(kind: type) -> dict[str, Maker]:
+def _text_table(kind: Any) -> dict[str, Maker]:
     names = _TEXT_LINEAR + (_STR_ONLY_LINEAR if kind is str else ["hex"])
     table = {name: linear(getattr(kind, name)) for name in names}
     table.update(

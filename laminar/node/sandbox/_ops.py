@@ -251,10 +251,60 @@ def _charge_comparison(a: Any, b: Any) -> None:
 
 
 def compare(a: Any, op: int, b: Any) -> Any:
-    """`_cmp_(a, op, b)`: charges what the comparison walks (long str, nested containers)."""
+    """`_chain_`'s comparison: charges what the comparison walks (long str, nested containers)."""
     if op < IN and not (type(a) in CHEAP and type(b) in CHEAP):
         _charge_comparison(a, b)
     return _COMPARE[op](a, b)
+
+
+# One guard per operator for single comparisons, the common case: `_eq_(a, b)` and so on.
+
+
+def eq(a: Any, b: Any) -> Any:
+    if type(a) not in CHEAP or type(b) not in CHEAP:
+        _charge_comparison(a, b)
+    return a == b
+
+
+def ne(a: Any, b: Any) -> Any:
+    if type(a) not in CHEAP or type(b) not in CHEAP:
+        _charge_comparison(a, b)
+    return a != b
+
+
+def lt(a: Any, b: Any) -> Any:
+    if type(a) not in CHEAP or type(b) not in CHEAP:
+        _charge_comparison(a, b)
+    return a < b
+
+
+def le(a: Any, b: Any) -> Any:
+    if type(a) not in CHEAP or type(b) not in CHEAP:
+        _charge_comparison(a, b)
+    return a <= b
+
+
+def gt(a: Any, b: Any) -> Any:
+    if type(a) not in CHEAP or type(b) not in CHEAP:
+        _charge_comparison(a, b)
+    return a > b
+
+
+def ge(a: Any, b: Any) -> Any:
+    if type(a) not in CHEAP or type(b) not in CHEAP:
+        _charge_comparison(a, b)
+    return a >= b
+
+
+def in_(a: Any, b: Any) -> bool:
+    return contains(b, a)
+
+
+def not_in(a: Any, b: Any) -> bool:
+    return not contains(b, a)
+
+
+COMPARE_GUARDS = {EQ: "_eq_", NE: "_ne_", LT: "_lt_", LE: "_le_", GT: "_gt_", GE: "_ge_", IN: "_in_", NOT_IN: "_not_in_"}
 
 
 def compare_chain(left: Any, ops: tuple[int, ...], *rights: Callable[[], Any]) -> bool:
@@ -361,6 +411,8 @@ _MISSING: Any = _Missing()
 def getitem(obj: Any, key: Any) -> Any:
     """`_getitem_`: slices are charged by their length; dict keys must be str."""
     t = type(obj)
+    if t is dict and type(key) is str:
+        return obj[key]
     if t is dict or t is MappingProxy:
         return obj[check_key(key)]
     if t in SEQUENCES or t is range:

@@ -4,7 +4,8 @@
    numbers, imports other than json, builtins that do not exist here) with a clear message per line, and
    bounds the tree's nesting so every later pass (all recursive) stays far from Python's recursion limit.
 2. `rewrite_augmented` turns `d[k] += 1` into `d[k] = d[k] + 1` when `d` and `k` are plain names and
-   constants (RestrictedPython refuses augmented assignment to items otherwise).
+   constants (RestrictedPython refuses augmented assignment to items otherwise), `n += 1` into `n = n + 1`,
+   and `a < b < c` into `a < b and b < c` when `b` is such a plain expression.
 3. RestrictedPython's transformer: name checks (no `_` names, so no guard can be rebound), `_getattr_`,
    `_getitem_`, `_write_`, `_getiter_`, `_inplacevar_`, unpacking guards; it refuses what it does not know.
 4. `Instrument`: budgets and guards. Every loop iteration, comprehension iteration, function and lambda call
@@ -25,7 +26,7 @@ from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from laminar.node.sandbox._builtins import BUILTINS, IMPORTABLE
 from laminar.node.sandbox._meter import OPS_PER_STEP
-from laminar.node.sandbox._ops import EQ, GE, GT, IN, IS, IS_NOT, LE, LT, NE, NOT_IN
+from laminar.node.sandbox._ops import COMPARE_GUARDS, EQ, GE, GT, IN, IS, IS_NOT, LE, LT, NE, NOT_IN
 from laminar.node.sandbox._values import INT_BITS_MAX
 
 TREE_DEPTH_MAX = 100  # nesting of the syntax tree; real programs stay under 30
@@ -76,13 +77,15 @@ def _line(node: ast.AST) -> int:
     return getattr(node, "lineno", 0)
 
 
-def _tree_too_deep(tree: ast.AST) -> ast.AST | None:
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+def _tree_too_deep(tree: ast.AST) -> int | None:
+    """The line where the tree nests deeper than TREE_DEPTH_MAX, or None. Iterative: the tree may be deep."""
+    stack: list[tuple[ast.AST, int, int]] = [(tree, 0, 1)]
     while stack:
-        node, depth = stack.pop()
+        node, depth, line = stack.pop()
+        line = getattr(node, "lineno", line)
         if depth > TREE_DEPTH_MAX:
-            return node
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+            return line
+        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
     return None
 
 
@@ -151,7 +154,7 @@ def policy_errors(tree: ast.Module) -> list[str]:
     """What the sandbox refuses in `tree`, one message per problem, in source order."""
     deep = _tree_too_deep(tree)
     if deep is not None:
-        return [f"line {_line(deep)}: the program is nested more than {TREE_DEPTH_MAX} levels deep"]
+        return [f"line {deep}: the program is nested more than {TREE_DEPTH_MAX} levels deep"]
     bound = _bound_names(tree)
     found = []
     for node in ast.walk(tree):
@@ -177,7 +180,20 @@ def _simple(node: ast.expr) -> bool:
     return False
 
 
-class _RewriteAugmented(ast.NodeTransformer):
+class _Rewrite(ast.NodeTransformer):
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        """`a < b <= c` is `a < b and b <= c` when evaluating `b` twice changes nothing: two single comparisons
+        (often against constants, which need no guard) are much cheaper than a lazily evaluated chain."""
+        self.generic_visit(node)
+        if len(node.ops) == 1 or not all(_simple(c) for c in node.comparators[:-1]):
+            return node
+        lefts = [node.left, *node.comparators[:-1]]
+        parts: list[ast.expr] = [
+            ast.Compare(left=copy.deepcopy(left), ops=[op], comparators=[copy.deepcopy(right)])
+            for left, op, right in zip(lefts, node.ops, node.comparators, strict=True)
+        ]
+        return ast.copy_location(ast.BoolOp(op=ast.And(), values=parts), node)
+
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         self.generic_visit(node)
         target = node.target
@@ -188,14 +204,15 @@ class _RewriteAugmented(ast.NodeTransformer):
             return ast.copy_location(ast.Assign(targets=[target], value=ast.BinOp(load, node.op, node.value)), node)
         if not (isinstance(target, ast.Subscript) and _simple(target.value) and _simple(target.slice)):
             return node
-        load = copy.deepcopy(target)
-        load.ctx = ast.Load()
-        assign = ast.Assign(targets=[target], value=ast.BinOp(left=load, op=node.op, right=node.value))
+        subscript = copy.deepcopy(target)
+        subscript.ctx = ast.Load()
+        value = ast.BinOp(left=subscript, op=node.op, right=node.value)
+        assign = ast.Assign(targets=[target], value=value)
         return ast.copy_location(assign, node)
 
 
 def rewrite_augmented(tree: ast.Module) -> ast.Module:
-    result = _RewriteAugmented().visit(tree)
+    result = _Rewrite().visit(tree)
     assert isinstance(result, ast.Module)
     return result
 
@@ -262,9 +279,8 @@ def _has_starred(target: ast.AST) -> bool:
 def _plain_unpack(value: ast.expr, target: ast.AST, guard: str) -> ast.expr:
     """Drop RestrictedPython's unpacking guard when the target has no `*name`: a native unpack of a fixed
     number of names costs O(1) and reveals nothing; a starred one copies, so it keeps the (charging) guard."""
-    if isinstance(value, ast.Call) and _calls(value, guard):
-        if not _has_starred(target):
-            return _call("_getiter_", value.args[0]) if guard == "_iter_unpack_sequence_" else value.args[0]
+    if isinstance(value, ast.Call) and _calls(value, guard) and not _has_starred(target):
+        return _call("_getiter_", value.args[0]) if guard == "_iter_unpack_sequence_" else value.args[0]
     return value
 
 
@@ -394,10 +410,12 @@ class Instrument(ast.NodeTransformer):
         if len(node.targets) != 1:
             return node
         target = node.targets[0]
-        if isinstance(target, ast.Subscript) and _calls(target.value, "_write_") and not isinstance(target.slice, ast.Slice):
-            # `obj[key] = value` as one guard call instead of a write proxy; the value is evaluated first, as in Python
-            setitem = _call("_setitem_", node.value, target.value.args[0], target.slice)  # type: ignore[attr-defined]
-            return ast.copy_location(ast.Expr(setitem), node)
+        if isinstance(target, ast.Subscript) and not isinstance(target.slice, ast.Slice):
+            writer = target.value
+            if isinstance(writer, ast.Call) and _calls(writer, "_write_"):
+                # `obj[key] = value` as one guard call instead of a write proxy; value first, as in Python
+                setitem = _call("_setitem_", node.value, writer.args[0], target.slice)
+                return ast.copy_location(ast.Expr(setitem), node)
         node.value = _plain_unpack(node.value, target, "_unpack_sequence_")
         return node
 
@@ -414,7 +432,7 @@ class Instrument(ast.NodeTransformer):
             return node
         codes = [_COMPARE_CODES[type(op)] for op in node.ops]
         if len(codes) == 1:
-            call = _call("_cmp_", node.left, _const(codes[0]), node.comparators[0])
+            call = _call(COMPARE_GUARDS[codes[0]], node.left, node.comparators[0])
         else:
             lazy = [ast.Lambda(args=_no_args(), body=c) for c in node.comparators]
             call = _call("_chain_", node.left, _const(tuple(codes)), *lazy)

@@ -18,9 +18,9 @@ from laminar.node.sandbox._meter import charge, charge_bytes, charge_chars, exha
 
 NoneType = type(None)
 MappingProxy = MappingProxyType
-DictKeys = type({}.keys())
-DictValues = type({}.values())
-DictItems = type({}.items())
+DictKeys: Any = type({}.keys())
+DictValues: Any = type({}.values())
+DictItems: Any = type({}.items())
 
 INTS = frozenset({int, bool})
 NUMBERS = frozenset({int, bool, float})
@@ -146,14 +146,14 @@ def _elements(items: Any, flat: Flat, stack: list[Any]) -> int:
     return flat([i for i in items if type(i) not in _CONTAINER_TYPES], types - _CONTAINER_TYPES)
 
 
-def measure(x: object, flat: Flat, limit: int) -> int:
+def measure(x: Any, flat: Flat, limit: int) -> int:
     """An upper bound of what `x` stands for (its text length, or the work of comparing it).
 
     Walks containers iteratively, charging as it goes (before copying anything), so a huge, shared or cyclic
     structure exhausts the step budget instead of hanging. Stops once past `limit`.
     """
     total = 0
-    stack = [x]
+    stack: list[Any] = [x]
     while stack and total <= limit:
         obj = stack.pop()
         t = type(obj)

@@ -66,6 +66,9 @@ class _Batch:
     dirty_states: set[str] = field(default_factory=set)
     new_results: dict[bytes, list[tuple[int, list[ResultRecord]]]] = field(default_factory=dict)
     touched_clients: dict[bytes, ClientRecord | None] = field(default_factory=dict)  # id -> record before
+    # Result runs read from the store for resends in this entry: a client resending thousands of
+    # messages after a fail-over hits the same few runs, which must be decoded once, not per nonce.
+    stored_results: dict[bytes, list[tuple[int, list[ResultRecord]]]] = field(default_factory=dict)
 
 
 def _as_enum(value: int) -> Any:
@@ -179,13 +182,15 @@ class StateMachine:
             runs.append((nonce, [result]))
 
     def _duplicate(self, batch: _Batch, client_id: bytes, nonce: int) -> Outcome:
-        for first, results in batch.new_results.get(client_id, []):
+        runs = batch.new_results.get(client_id, []) + batch.stored_results.get(client_id, [])
+        for first, results in runs:
             if first <= nonce < first + len(results):
                 return self._resend_outcome(client_id, nonce, results[nonce - first])
         found = self._store.get_floor(Keys.result(client_id, nonce), Keys.results_of(client_id))
         if found is not None:
             first = from_u64(found[0][-8:])
             results = ResultRecord.decode_run(found[1])
+            batch.stored_results.setdefault(client_id, []).append((first, results))
             if first <= nonce < first + len(results):
                 return self._resend_outcome(client_id, nonce, results[nonce - first])
         reason = f"duplicate of nonce {nonce}, applied long ago; its outcome is no longer kept"

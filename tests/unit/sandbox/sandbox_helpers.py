@@ -1,0 +1,43 @@
+"""Helpers shared by the sandbox tests: build programs from handler bodies, call them, time them."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+from laminar.node.sandbox import CallContext, CallOutcome, TopicRuntime
+
+PROGRAMS = Path(__file__).resolve().parents[3] / "programs"
+CLIENT = "6f1c2a3e-0000-4000-8000-000000000001"
+OTHER_CLIENT = "6f1c2a3e-0000-4000-8000-000000000002"
+
+
+def program_source(name: str, **constants: int) -> str:
+    """The source of programs/<name>.py, with module constants replaced (to test bounds quickly)."""
+    source = (PROGRAMS / f"{name}.py").read_text()
+    for constant, value in constants.items():
+        lines = [f"{constant} = {value}" if line.startswith(f"{constant} = ") else line for line in source.splitlines()]
+        source = "\n".join(lines) + "\n"
+    return source
+
+
+def put_program(body: str, prelude: str = "") -> str:
+    """A program whose on_put runs `body` (indented for you)."""
+    return textwrap.dedent(prelude) + "\ndef on_put(ctx, key, value):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+
+
+def context(offset: int = 10, client_id: str = CLIENT, topic: str = "t", nonce: int | None = None) -> CallContext:
+    return CallContext(topic=topic, offset=offset, client_id=client_id, nonce=offset if nonce is None else nonce)
+
+
+def run_put(body: str, key: bytes = b"k", value: bytes = b"v", prelude: str = "") -> CallOutcome:
+    """Start a fresh runtime for `body` and call its on_put once."""
+    return TopicRuntime.start(put_program(body, prelude), None).on_put(context(), key, value)
+
+
+def timed(fn: object, *args: object) -> tuple[object, float]:
+    """(fn(*args), milliseconds it took)."""
+    start = time.perf_counter()
+    result = fn(*args)  # type: ignore[operator]
+    return result, (time.perf_counter() - start) * 1000

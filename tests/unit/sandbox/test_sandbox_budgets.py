@@ -1,0 +1,136 @@
+"""Budgets: each one exhausts with a reason naming it, deterministically, and fast.
+
+Times are printed (run with -s to see them); the 1 s assertion is only a hang guard, the design target is a few
+tens of milliseconds for the worst call (see the report in docs/programs.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+from sandbox_helpers import context, put_program, run_put, timed
+
+from laminar import limits
+from laminar.node.sandbox import ProgramRefused, TopicRuntime
+
+HANG_GUARD_MS = 1000.0
+
+EXHAUSTING = {
+    # name: (handler body, reason prefix)
+    "steps: infinite loop": ("while True:\n    pass", "step budget exhausted (100000 steps)"),
+    "steps: busy loop body": (
+        "x = 0\nwhile True:\n    x = x + 1\n    y = [x, x]\n    z = {'a': x}",
+        "step budget exhausted",
+    ),
+    "steps: comprehension": ("x = [i for i in range(10 ** 9)]", "step budget exhausted"),
+    "steps: generator into sum": ("x = sum(i for i in range(10 ** 9))", "step budget exhausted"),
+    "steps: zip into list": ("x = list(zip(range(10 ** 9), range(10 ** 9)))", "step budget exhausted"),
+    "steps: string append": ("s = ''\nwhile True:\n    s += 'x'", "step budget exhausted"),
+    "steps: big-int division": (
+        "x = (1 << 2040) - 1\ny = (1 << 1020) - 3\nwhile True:\n    z = x // y\n    w = x % y",
+        "step budget exhausted",
+    ),
+    "steps: list scan": ("l = [0] * 1000000\nwhile True:\n    x = -1 in l", "step budget exhausted"),
+    "steps: list compare": ("l = [0] * 1000000\nm = [0] * 1000000\nwhile True:\n    x = l == m", "step budget"),
+    "steps: nested compare": ("a = [[0] * 100000] * 10\nb = [[0] * 100000] * 10\nwhile True:\n    x = a == b", "step"),
+    "steps: sort": ("l = list(range(500000))\nwhile True:\n    l.sort()", "step budget exhausted"),
+    "steps: sort with key": ("l = list(range(200000))\nwhile True:\n    x = sorted(l, key=lambda v: -v)", "step"),
+    "steps: str methods": ("s = 'a' * 1000000\nwhile True:\n    x = s.upper()", "step budget exhausted"),
+    "steps: split": ("s = 'a ' * 500000\nwhile True:\n    x = s.split()", "step budget exhausted"),
+    "steps: json.loads": ("import json\ns = '[' + '0,' * 400000 + '0]'\nx = json.loads(s)", "step budget"),
+    "steps: repr of shared data": ("l = ['a' * 1000] * 100000\nx = repr(l)", "step budget exhausted"),
+    "steps: dict growth": ("d = {}\ni = 0\nwhile True:\n    d[str(i)] = i\n    i += 1", "step budget exhausted"),
+    "steps: deep data repr": ("a = []\nfor i in range(50000):\n    a = [a]\nx = str(a)", "step budget exhausted"),
+    "steps: dict view compare": (
+        "d = {str(i): i for i in range(20000)}\ne = dict(d)\nwhile True:\n    x = d.items() == e.items()",
+        "step budget exhausted",
+    ),
+    "recursion: function": ("def f(n):\n    return f(n + 1)\nf(0)", "recursion budget exhausted (depth 50)"),
+    "recursion: lambda": ("f = lambda n: f(n + 1)\nf(0)", "recursion budget exhausted (depth 50)"),
+    "recursion: caught and retried": (
+        "def f(n):\n    try:\n        return f(n + 1)\n    except Exception:\n        return f(n + 1)\nf(0)",
+        "recursion budget exhausted",
+    ),
+    "value: str doubling": ("s = 'x'\nwhile True:\n    s = s + s", "value budget exhausted (a str of 2097152"),
+    "value: str repeat": ("s = 'x' * (10 ** 9)", "value budget exhausted"),
+    "value: list repeat": ("l = [0] * (10 ** 8)", "value budget exhausted (a list"),
+    "value: bytes(n)": ("b = bytes(10 ** 9)", "value budget exhausted (a bytes"),
+    "value: join": ("x = ','.join(['abc'] * 300000)", "value budget exhausted"),
+    "value: replace": ("x = ('a' * 100000).replace('a', 'b' * 24)", "value budget exhausted"),
+    "value: center": ("x = 'a'.center(10 ** 9)", "value budget exhausted"),
+    "value: f-string width": ("x = f'{1:>999999999}'", "value budget exhausted"),
+    "value: % width": ("x = '%999999999d' % 1", "value budget exhausted"),
+    "value: % many": ("x = ('%s' * 20) % (('a' * 100000,) * 20)", "value budget exhausted"),
+    "value: json.dumps of shared data": (
+        "import json\nl = ['a' * 1000] * 100000\nx = json.dumps(l)",
+        "value budget exhausted",
+    ),
+    "value: list(range)": ("x = list(range(10 ** 7))", "value budget exhausted"),
+    "value: starred unpack": ("a, *b = range(10 ** 8)", "value budget exhausted"),
+    "int: huge power": ("x = 2 ** (10 ** 9)", "int budget exhausted"),
+    "int: squaring chain": ("x = 3\nwhile True:\n    x = x * x", "int budget exhausted"),
+    "int: power chain": ("x = 3\nwhile True:\n    x = x ** 2", "int budget exhausted"),
+    "int: big shift": ("x = 1 << (10 ** 9)", "int budget exhausted"),
+    "events: flood": ("while True:\n    ctx.put('k', 'v')", "event budget exhausted (1024 events)"),
+    "emitted bytes: big values": ("v = b'x' * 1000000\nwhile True:\n    ctx.put('k', v)", "emitted-bytes budget"),
+    "state: too many bytes": ("ctx.state['x'] = 'y' * 600000 + 'é' * 300000", "state budget exhausted"),
+    "state: too many objects": ("ctx.state['x'] = list(range(200000))", "state budget exhausted (more than 100000"),
+    "state: shared blowup": ("ctx.state['x'] = ['y' * 1000] * 100000", "state budget exhausted"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXHAUSTING))
+def test_budget_exhausts_with_a_reason_naming_it(name: str) -> None:
+    body, reason = EXHAUSTING[name]
+    runtime = TopicRuntime.start(put_program(body), None)
+    outcome, ms = timed(runtime.on_put, context(), b"k", b"v")
+    print(f"{name}: {ms:.1f} ms -> {outcome.reason}")  # type: ignore[union-attr]
+    assert not outcome.ok  # type: ignore[union-attr]
+    assert outcome.reason.startswith(reason), outcome.reason  # type: ignore[union-attr]
+    assert outcome.events == ()  # type: ignore[union-attr]
+    assert ms < HANG_GUARD_MS
+
+
+def test_exhaustion_is_deterministic() -> None:
+    body = "n = 0\nwhile True:\n    n = n + 1\n    ctx.state['n'] = n"
+    first = TopicRuntime.start(put_program(body), None)
+    second = TopicRuntime.start(put_program(body), None)
+    assert first.on_put(context(), b"k", b"v") == second.on_put(context(), b"k", b"v")
+    assert first.state_bytes() == second.state_bytes()
+
+
+def test_work_just_under_each_budget_succeeds() -> None:
+    assert run_put("for i in range(1024):\n    ctx.put('k', 'v')").ok  # exactly PROGRAM_EVENTS_MAX events
+    assert run_put("def f(n):\n    return n if n == 0 else f(n - 1)\nf(limits.PROGRAM_RECURSION_DEPTH_MAX - 2)".replace(
+        "limits.PROGRAM_RECURSION_DEPTH_MAX", str(limits.PROGRAM_RECURSION_DEPTH_MAX))).ok
+    assert run_put("x = 2 ** 2047\ny = x * 1").ok  # 2048 bits
+    assert not run_put("x = 2 ** 2048").ok
+    assert run_put("s = 'x' * (1 << 20)").ok  # exactly PROGRAM_VALUE_BYTES_MAX characters
+    assert run_put("for i in range(30000):\n    pass").ok
+    assert run_put("ctx.state['x'] = list(range(90000))").ok
+
+
+def test_a_step_is_roughly_a_loop_iteration() -> None:
+    assert run_put("for i in range(90000):\n    pass").ok
+    assert not run_put("for i in range(110000):\n    pass").ok
+
+
+def test_the_module_body_has_a_budget_too() -> None:
+    with pytest.raises(ProgramRefused) as refused:
+        TopicRuntime.start("while True:\n    pass\n", None)
+    assert "step budget exhausted" in refused.value.reason
+
+
+def test_a_failed_call_does_not_spend_the_next_calls_budget() -> None:
+    runtime = TopicRuntime.start(put_program("if value == b'spin':\n    while True:\n        pass\nctx.put(key, value)"), None)
+    assert not runtime.on_put(context(), b"k", b"spin").ok
+    assert runtime.on_put(context(), b"k", b"v").ok
+
+
+def test_touching_a_state_at_the_object_limit_stays_fast() -> None:
+    body = "if 'x' not in ctx.state:\n    ctx.state['x'] = [[] for i in range(49000)]\nctx.state['n'] = 1"
+    runtime = TopicRuntime.start(put_program(body), None)
+    outcome, ms = timed(runtime.on_put, context(), b"k", b"v")
+    assert outcome.ok  # type: ignore[union-attr]
+    outcome, ms = timed(runtime.on_put, context(), b"k", b"v")
+    print(f"touching a state of ~100000 objects: {ms:.1f} ms")
+    assert outcome.ok and ms < HANG_GUARD_MS  # type: ignore[union-attr]
