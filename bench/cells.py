@@ -10,7 +10,7 @@ import laminar
 from bench.balance import DEFAULT_PAIRS
 from bench.client_proc import ClientJob, ClientReport
 from bench.cluster import BenchCluster, RssSampler, mib
-from bench.processes import run_clients
+from bench.processes import ClientsFailed, run_clients
 from bench.reference import java_us
 from bench.rows import MATRIX, SEQUENTIAL, Row
 from bench.stats import percentile, rounded
@@ -19,7 +19,7 @@ from bench.workloads import TOPIC_KINDS, TopicKind
 TOPIC = "bench"
 CREATE_TIMEOUT_S = 30.0
 CELL_TIMEOUT_S_BASE = 60.0
-CELL_TIMEOUT_S_PER_MESSAGE = 0.002  # 2 ms a message: ten times the slowest Java figure
+CELL_TIMEOUT_S_PER_MESSAGE = 0.005  # 5 ms a message: a bound against hangs, far above any normal figure
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,22 @@ def run_cell(cell: Cell) -> Row:
         with BenchCluster(cell.nodes, cell.durability) as cluster, RssSampler(cluster.pids) as rss:
             _create_topic(cluster, cell)
             row.node_durability = cluster.node_durability
-            reports = run_clients(_jobs(cluster, cell))
+            try:
+                reports = run_clients(_jobs(cluster, cell))
+            except ClientsFailed as failed:  # the nodes' logs explain it, and vanish with the cluster
+                raise ClientsFailed(f"{failed}\n{cluster.log_tail()}") from failed
         _fill(row, reports)
         row.rss_mib_peak_per_node = mib(list(rss.peak_bytes.values()))
         row.rss_mib_peak_max = max(row.rss_mib_peak_per_node)
     except Exception as error:  # noqa: BLE001 - one failed cell must not lose the others
-        row.status = f"failed: {str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)}"
+        row.status = f"failed: {_first_line(error)}"
         tqdm.write(f"cell {cell} failed:\n{error}")
     return row
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else repr(error)
 
 
 def _create_topic(cluster: BenchCluster, cell: Cell) -> None:

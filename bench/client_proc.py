@@ -90,7 +90,8 @@ def _pipelined(client: laminar.Client, workload: Workload, job: ClientJob, repor
         if acker.failure is not None or time.monotonic() > deadline:
             break  # the acker reports why
         key, value = workload.message(index)
-        in_flight.put((time.perf_counter(), client.put(job.topic, key, value)))
+        sent = time.perf_counter()
+        in_flight.put((sent, client.put(job.topic, key, value)))
     acker.join(max(0.0, deadline - time.monotonic()) + 1.0)
     if acker.is_alive() or acker.failure is not None:
         raise RuntimeError(f"acks incomplete after {job.timeout_s} s: {acker.failure!r}")
@@ -109,13 +110,11 @@ class _Acker(threading.Thread):
         deadline: float,
     ) -> None:
         super().__init__(name="bench-acker", daemon=True)
-        self.count, self.in_flight, self.workload, self.report, self.deadline = (
-            count,
-            in_flight,
-            workload,
-            report,
-            deadline,
-        )
+        self.count = count
+        self.in_flight = in_flight
+        self.workload = workload
+        self.report = report
+        self.deadline = deadline
         self.failure: BaseException | None = None
         self.last_ack = 0.0
 

@@ -47,12 +47,17 @@ def git_revision(repo: str) -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
+def load_average() -> str:
+    """1, 5 and 15 minute load averages: other work on the machine shows up in the figures."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def describe(repo: str) -> dict[str, str]:
     memory = psutil.virtual_memory()
     return {
         "CPU": cpu_model(),
         "cores": f"{psutil.cpu_count(logical=False)} physical, {os.cpu_count()} logical",
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load average at start": load_average(),
         "RAM": f"{memory.total / 2**30:.1f} GiB",
         "OS": platform.platform(),
         "Python": f"{platform.python_implementation()} {platform.python_version()}",

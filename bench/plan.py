@@ -77,6 +77,7 @@ def run_plan(plan: Plan) -> list[Row]:
             rows.append(row)
             bar.write(f"{label}: {_summary(row)}")
     _add_ceiling_share(rows)
+    description["load average at end"] = machine.load_average()
     info = RunInfo(
         plan.name, plan.command, started.isoformat(timespec="seconds"), time.monotonic() - clock, description
     )

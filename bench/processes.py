@@ -53,7 +53,7 @@ def run_clients(jobs: Sequence[ClientJob]) -> list[ClientReport]:
 def _collect(results: multiprocessing.queues.Queue[ClientReport], count: int, timeout_s: float) -> list[ClientReport]:
     # Read reports before joining: a child does not exit until its queued report has been read.
     deadline = time.monotonic() + timeout_s
-    reports = []
+    reports: list[ClientReport] = []
     try:
         while len(reports) < count:
             reports.append(results.get(timeout=max(0.0, deadline - time.monotonic())))

@@ -93,8 +93,8 @@ def _matrix(topic: str, durability: str, mine: dict[tuple[int, int], Row]) -> li
     windows = sorted({r.window_per_client for r in mine.values() if r.window_per_client is not None})
     if windows:
         lines += [
-            f"Each client keeps at most {'/'.join(map(str, windows))} messages in flight here (see the "
-            "topic's workload in bench/), where the other topics pipeline all of them.",
+            f"Each client keeps at most {'/'.join(map(str, windows))} messages in flight here (see "
+            "docs/benchmarks.md), where the other topics pipeline all of them.",
             "",
         ]
     table = [

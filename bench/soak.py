@@ -136,7 +136,7 @@ def _rss_mib(sampler: RssSampler) -> tuple[float, ...]:
 
 
 def _drain_errors(results: Any) -> list[str]:
-    errors = []
+    errors: list[str] = []
     while True:
         try:
             report = results.get(timeout=0.5)

@@ -11,6 +11,7 @@ command.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from laminar.node.store import Store
 from laminar.v1 import laminar_pb2 as pb
 
 MEMBERSHIP_CHANGE_TIMEOUT_S = 20.0
+MEMBERSHIP_QUORUM_WAIT_S = 3.0
 
 
 class MembershipRefused(Exception):
@@ -115,7 +117,12 @@ class Membership:
 
     def _check_quorum_after(self, members: list[str]) -> None:
         engine = self._engine()
-        live = sum(1 for m in members if m == members[0] or engine.is_connected(m))
+        deadline = time.monotonic() + MEMBERSHIP_QUORUM_WAIT_S
+        while True:  # a node that just restarted may take a moment to reconnect
+            live = sum(1 for m in members if m == members[0] or engine.is_connected(m))
+            if (members and live > len(members) // 2) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if not members or live <= len(members) // 2:
             raise MembershipRefused(
                 "failed_precondition",

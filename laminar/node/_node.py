@@ -1,14 +1,17 @@
 """One Laminar node: store, state machine, Raft engine, proposer and gRPC server, wired together.
 
-Threads: pysyncobj's tick thread runs Raft and applies committed entries (state machine, one
-RocksDB batch, then acks and listener wake-ups); the proposer thread packs client frames into
-entries; gRPC threads serve sessions, listeners and status calls.
+Threads: pysyncobj's tick thread runs Raft and hands each committed entry to the apply thread,
+which runs the state machine, writes one RocksDB batch, then sends acks and wakes listeners. Apply
+has its own thread so that a big batch (or a costly topic program) never delays heartbeats and
+votes: a node busy applying must not look dead to its peers. The proposer thread packs client
+frames into entries; gRPC threads serve sessions, listeners and status calls.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -27,6 +30,7 @@ from laminar.v1 import laminar_pb2 as pb
 log = logging.getLogger("laminar.node")
 
 SHUTDOWN_GRACE_S = 1.0
+APPLY_QUEUE_ENTRIES_MAX = 8  # committed entries waiting for the apply thread; the tick thread waits past this
 NODE_GIL_SWITCH_INTERVAL_S = 0.0005
 
 
@@ -72,9 +76,12 @@ class Node:
             log_entries_max=config.raft_log_entries_max,
             password=config.raft_password,
         )
+        self._apply_queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=APPLY_QUEUE_ENTRIES_MAX)
+        self._applier = threading.Thread(target=self._apply_loop, name="apply", daemon=True)
+        self._applier.start()
         hooks = SnapshotHooks(
             checkpoint=self._checkpoint,
-            applied_index=lambda: self.machine.applied_mark.raft_index,
+            applied_index=self._drained_applied_index,
             install=self._install_snapshot,
         )
         self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed, snapshot_hooks=hooks)
@@ -97,12 +104,28 @@ class Node:
         self.server.stop(SHUTDOWN_GRACE_S).wait()
         self.proposer.stop()
         self.engine.destroy_synchronous()
+        self._apply_queue.put(None)
+        self._applier.join()
         self.store.close()
         log.info("node %d stopped", self.config.node_id)
 
-    # ---- callbacks from the tick thread ---------------------------------------------------------
+    # ---- applying (the apply thread) -------------------------------------------------------------
 
-    def _apply(self, raft_index: int, payload: bytes) -> None:
+    def _apply_loop(self) -> None:
+        while True:
+            item = self._apply_queue.get()
+            try:
+                if item is None:
+                    return
+                self._apply_now(*item)
+            except BaseException:  # noqa: BLE001 - fail-stop: never diverge, never skip an entry
+                log.critical("applying raft entry %s failed; stopping this node", item and item[0], exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+            finally:
+                self._apply_queue.task_done()
+
+    def _apply_now(self, raft_index: int, payload: bytes) -> None:
         applied = self.machine.apply(raft_index, payload)
         if applied is None:
             return
@@ -110,13 +133,24 @@ class Node:
         self.feed.publish(applied.topic_offsets)
         self.sessions.deliver(applied.outcomes)
 
+    # ---- callbacks from the tick thread ---------------------------------------------------------
+
+    def _apply(self, raft_index: int, payload: bytes) -> None:
+        self._apply_queue.put((raft_index, payload))  # blocks only when the apply thread is far behind
+
+    def _drained_applied_index(self) -> int:
+        self._apply_queue.join()
+        return self.machine.applied_mark.raft_index
+
     def _checkpoint(self, target_dir: str, raft_index: int) -> None:
+        self._apply_queue.join()  # the store must hold every entry through raft_index
         # Entries without intentions (no-ops) do not move the store's mark; a snapshot at
         # `raft_index` must say it holds everything through it, or a restart would reinstall it.
         self.store.commit(WriteSet(), self.machine.skip(raft_index))
         self.store.checkpoint(target_dir)
 
     def _install_snapshot(self, checkpoint_dir: str) -> None:
+        self._apply_queue.join()
         self.store.replace_with(checkpoint_dir)
         self.machine.reload()
         log.info("node %d: store replaced by a snapshot at %s", self.config.node_id, self.machine.applied_mark)

@@ -10,6 +10,7 @@ import pytest
 from bench.plan import Plan, run_plan
 from bench.rows import CSV_COLUMNS
 from bench.soak import SoakPlan, run_soak
+from bench.workloads import TOPIC_KINDS
 
 EXPECTED_COLUMNS = {
     "section", "topic", "nodes", "clients", "messages_per_client", "durability", "status", "us_per_message",
@@ -26,26 +27,29 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 @pytest.mark.timeout(120)
 def test_one_tiny_cell_writes_csv_markdown_and_chart_with_sane_numbers(tmp_path: Path) -> None:
-    """One plain cell (1 node, 1 client, 200 messages), 20 sequential commits and a small Raft ceiling."""
+    """A plain and a balance cell (1 node, 1 client, 200 messages), 10 sequential commits, a small Raft ceiling."""
     plan = Plan(
         name="smoke",
         out_dir=str(tmp_path),
         command="pytest tests/bench_smoke",
-        topic_kinds=("plain",),
+        topic_kinds=("plain", "balance"),
         nodes=(1,),
         clients=(1,),
         messages=200,
         sequential_nodes=(1,),
-        sequential_commits=20,
-        raft_commands=300,
+        sequential_commits=10,
+        raft_commands=200,
         raft_settings=("laminar",),
     )
     rows = run_plan(plan)
-    assert [r.status for r in rows] == ["ok", "ok", "ok"], rows
+    balance_ok = (
+        "ok" if TOPIC_KINDS["balance"].missing() is None else "skipped: " + str(TOPIC_KINDS["balance"].missing())
+    )
+    assert [r.status for r in rows] == ["ok", "ok", "ok", balance_ok], rows
 
     columns, records = _read_csv(tmp_path / "smoke.csv")
     assert columns == CSV_COLUMNS and set(columns) >= EXPECTED_COLUMNS
-    by_section = {r["section"]: r for r in records}
+    by_section = {r["section"]: r for r in records if r["topic"] != "balance"}
     cell = by_section["matrix"]
     assert (cell["topic"], cell["nodes"], cell["clients"], cell["messages_per_client"]) == ("plain", "1", "1", "200")
     assert cell["durability"] == "default" and cell["not_valid"] == "0"
@@ -57,6 +61,9 @@ def test_one_tiny_cell_writes_csv_markdown_and_chart_with_sane_numbers(tmp_path:
     assert float(cell["share_of_raft_ceiling"]) > 0
     assert float(by_section["sequential"]["latency_ms_p50"]) > 0
     assert float(by_section["raft_ceiling"]["messages_per_s"]) > 0
+    balance = next(r for r in records if r["topic"] == "balance")
+    if balance_ok == "ok":  # transfers are built never to be stale: every one must succeed
+        assert balance["not_valid"] == "0" and float(balance["us_per_message"]) > 0
 
     markdown = (tmp_path / "smoke.md").read_text(encoding="utf-8")
     for expected in ("| nodes | 1 client |", "/ 55 (", "## Sequential commits", "## Raw Raft ceiling", "| CPU |"):

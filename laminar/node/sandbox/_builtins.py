@@ -14,7 +14,7 @@ from typing import Any
 
 from laminar.node.sandbox._meter import charge, charge_bytes, charge_chars, charge_items, charge_objects, exhausted
 from laminar.node.sandbox._methods import codec, pairs_to_dict, register
-from laminar.node.sandbox._ops import _MISSING, divmod_, extreme, materialize, sort_items
+from laminar.node.sandbox._ops import MISSING, divmod_, extreme, materialize, sort_items
 from laminar.node.sandbox._values import (
     INT_BITS_MAX,
     INTS,
@@ -39,18 +39,18 @@ _LONG_NUMBER = re.compile(rf"\d{{{INT_BITS_MAX * 30103 // 100000},}}")  # a digi
 _LONG_NUMBER_BYTES = re.compile(_LONG_NUMBER.pattern.encode())
 
 
-def _int(x: Any = 0, base: Any = _MISSING) -> int:
+def _int(x: Any = 0, base: Any = MISSING) -> int:
     t = type(x)
     if t is str or t is bytes:
         pow2 = base in (2, 4, 8, 16, 32)
         limit = _INT_TEXT_MAX_POW2 if pow2 else _INT_TEXT_MAX
         if len(x) > limit:
             raise ValueError(f"int(): a string of {len(x)} characters is too long (programs convert at most {limit})")
-        n = int(x) if base is _MISSING else int(x, base)
+        n = int(x) if base is MISSING else int(x, base)
         if n.bit_length() > INT_BITS_MAX:
             raise ValueError(f"int(): the value has more than {INT_BITS_MAX} bits")
         return n
-    if base is not _MISSING:
+    if base is not MISSING:
         raise TypeError("int() can't convert non-string with explicit base")
     if t is float or t in INTS:
         return int(x)
@@ -94,17 +94,17 @@ def _repr(x: Any) -> str:
     return to_text(x, as_repr=True)
 
 
-def _bytes(source: Any = _MISSING, encoding: Any = _MISSING, errors: Any = "strict") -> bytes:
+def _bytes(source: Any = MISSING, encoding: Any = MISSING, errors: Any = "strict") -> bytes:
     t = type(source)
-    if source is _MISSING:
+    if source is MISSING:
         return b""
     if t is str:
-        if encoding is _MISSING:
+        if encoding is MISSING:
             raise TypeError("string argument without an encoding")
         name, handler = codec(encoding, errors)
         charge_chars(len(source))
         return check_sized(source.encode(name, handler))  # type: ignore[no-any-return]
-    if encoding is not _MISSING:
+    if encoding is not MISSING:
         raise TypeError("encoding without a string argument")
     if t in INTS:
         check_size(source, "bytes")
@@ -193,12 +193,18 @@ def _sorted(items: Any, *, key: Any = None, reverse: Any = False) -> list[Any]:
     return sort_items(materialize(items), key, reverse)
 
 
-def _min(*args: Any, key: Any = None, default: Any = _MISSING) -> Any:
-    return extreme(min, materialize(args[0]) if len(args) == 1 else list(args), key, default)
+def _extreme(pick: Callable[..., Any], args: tuple[Any, ...], key: Any, default: Any) -> Any:
+    if not args:
+        raise TypeError(f"{pick.__name__} expected at least 1 argument, got 0")
+    return extreme(pick, materialize(args[0]) if len(args) == 1 else list(args), key, default)
 
 
-def _max(*args: Any, key: Any = None, default: Any = _MISSING) -> Any:
-    return extreme(max, materialize(args[0]) if len(args) == 1 else list(args), key, default)
+def _min(*args: Any, key: Any = None, default: Any = MISSING) -> Any:
+    return _extreme(min, args, key, default)
+
+
+def _max(*args: Any, key: Any = None, default: Any = MISSING) -> Any:
+    return _extreme(max, args, key, default)
 
 
 def _sum(items: Any, start: Any = 0) -> Any:
@@ -210,10 +216,13 @@ def _sum(items: Any, start: Any = 0) -> Any:
 
 
 def _truth(pick: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """any() and all(): they stop early, so anything lazy (a range, a view) is charged item by item as it runs."""
+
     def test(items: Any) -> bool:
         if type(items) in (list, tuple, dict, str, bytes):
             charge_items(len(items))
-        return pick(items)
+            return pick(items)
+        return pick(_counted(iter(items)))
 
     test.__name__ = pick.__name__
     return test
@@ -246,7 +255,6 @@ EXCEPTIONS: tuple[type[BaseException], ...] = (
     ValueError,
     ZeroDivisionError,
 )
-_TYPES_BY_NAME: dict[str, Any] = {"bool": bool, "range": range}
 
 
 def _isinstance_types(spec: Any) -> Any:

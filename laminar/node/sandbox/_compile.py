@@ -104,8 +104,9 @@ def _refuse_if(errors: list[str]) -> None:
         raise ProgramRefused("; ".join(errors[:5]) + ("; ..." if len(errors) > 5 else ""))
 
 
-def compile_program(source: Any) -> CodeType:
-    """Check and compile `source`, or raise ProgramRefused. Deterministic: the same on every node."""
+def parse_program(source: Any) -> CodeType | ast.Module:
+    """Check `source` and parse it; or its code, if compiled before. Call it with the recursion limit pinned:
+    how deep the parser may nest depends on it."""
     if type(source) is not str:
         raise ProgramRefused(f"a program is Python source text, not {type_name(source)}")
     try:
@@ -119,15 +120,23 @@ def compile_program(source: Any) -> CodeType:
         _cache.move_to_end(source)
         return code
     _check_literals(source)
-    tree = _parse(source)
+    return _parse(source)
+
+
+def build_program(tree: ast.Module) -> CodeType:
+    """Policy checks, RestrictedPython and instrumentation, then compile. Needs no pinned limit: the policy
+    pass (iterative) refuses trees nested deeper than TREE_DEPTH_MAX before the recursive passes run."""
     _refuse_if(policy_errors(tree))
     tree = rewrite_augmented(tree)
     _refuse_if(restrict(tree))
-    code = compile(instrument(tree), FILENAME, "exec", dont_inherit=True)
+    return compile(instrument(tree), FILENAME, "exec", dont_inherit=True)
+
+
+def remember(source: str, code: CodeType) -> None:
+    """Keep compiled code by source (call under the runtime's lock: the cache is shared)."""
     _cache[source] = code
     if len(_cache) > _CACHE_MAX:
         _cache.popitem(last=False)
-    return code
 
 
 # --- The module body ------------------------------------------------------------------------------------------

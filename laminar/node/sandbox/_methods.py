@@ -11,13 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from laminar.node.sandbox._meter import charge_bytes, charge_chars, charge_items, charge_objects
-from laminar.node.sandbox._ops import (
-    _MISSING,
-    charge_search,
-    extend_list,
-    materialize,
-    sort_items,
-)
+from laminar.node.sandbox._ops import charge_search, extend_list, materialize, sort_items
 from laminar.node.sandbox._values import (
     INTS,
     VALUE_MAX,
@@ -33,8 +27,8 @@ Maker = Callable[[Any], Any]  # object -> the attribute's value
 ATTRIBUTES: dict[type, dict[str, Maker]] = {}
 
 
-def getattr_(obj: Any, name: str, default: Any = _MISSING) -> Any:
-    """`_getattr_(obj, name)`."""
+def getattr_(obj: Any, name: str) -> Any:
+    """`_getattr_(obj, name)`; RestrictedPython only generates it with a literal name."""
     table = ATTRIBUTES.get(type(obj))
     if table is not None:
         make = table.get(name)

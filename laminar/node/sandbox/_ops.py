@@ -1,8 +1,9 @@
 """Guards for operators, subscripts, writes, unpacking and formatting.
 
-The compiler turns `a + b` into `_add_(a, b)`, `a < b` into `_cmp_(a, LT, b)`, f-strings into `_fstr_`, and so
-on. Each guard charges the work its native operation will do and refuses results over the value or int budget
-*before* computing them, so one operator can never build a huge value or stall the process.
+The compiler turns `a + b` into `_add_(a, b)`, `a < b` into `_lt_(a, b)`, f-strings into `_fstr_`, and so on
+(see _transform.py; operations whose cost cannot depend on their operands, like `n + 1`, stay native). Each
+guard charges the work its native operation will do and refuses results over the value or int budget *before*
+computing them, so one operator can never build a huge value or stall the process.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ from laminar.node.sandbox._values import (
     type_name,
 )
 
+
+class _Missing:
+    """The default of arguments that may legitimately be None (min's default, int's base)."""
+
+
+MISSING: Any = _Missing()
 _BIG_INT_COST_SHIFT = 18  # a product of operand bit lengths over 2**18 costs about a microsecond
 
 
@@ -304,7 +311,16 @@ def not_in(a: Any, b: Any) -> bool:
     return not contains(b, a)
 
 
-COMPARE_GUARDS = {EQ: "_eq_", NE: "_ne_", LT: "_lt_", LE: "_le_", GT: "_gt_", GE: "_ge_", IN: "_in_", NOT_IN: "_not_in_"}
+COMPARE_GUARDS = {
+    EQ: "_eq_",
+    NE: "_ne_",
+    LT: "_lt_",
+    LE: "_le_",
+    GT: "_gt_",
+    GE: "_ge_",
+    IN: "_in_",
+    NOT_IN: "_not_in_",
+}
 
 
 def compare_chain(left: Any, ops: tuple[int, ...], *rights: Callable[[], Any]) -> bool:
@@ -388,7 +404,7 @@ def sort_items(items: list[Any], key: Any = None, reverse: bool = False) -> list
 def extreme(pick: Callable[..., Any], items: list[Any], key: Any, default: Any) -> Any:
     """min or max of `items`, charged for n comparisons of the keys' size."""
     if not items:
-        if default is _MISSING:
+        if default is MISSING:
             raise ValueError(f"{pick.__name__}() arg is an empty sequence")
         return default
     keys = items if key is None else [key(item) for item in items]
@@ -396,13 +412,6 @@ def extreme(pick: Callable[..., Any], items: list[Any], key: Any, default: Any) 
     if key is None:
         return pick(items)
     return items[pick(range(len(items)), key=keys.__getitem__)]
-
-
-class _Missing:
-    pass
-
-
-_MISSING: Any = _Missing()
 
 
 # --- Subscripts, writes, unpacking --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from laminar.limits import PROGRAM_STEPS_MAX
 from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused
-from laminar.node.sandbox._compile import FILENAME, compile_program, load_module
+from laminar.node.sandbox._compile import FILENAME, build_program, load_module, parse_program, remember
 from laminar.node.sandbox._context import Context
 from laminar.node.sandbox._meter import Abort, Meter, activate, deactivate
 from laminar.node.sandbox._state import EMPTY_STATE, StateProblem, dump_state, load_state
@@ -80,17 +80,30 @@ def describe(exc: BaseException) -> str:
     return clip(text + (f" (line {line})" if line else ""))
 
 
-def _compile(source: str) -> CodeType:
+def _refusing(step: Callable[..., _T], *args: Any) -> _T:
+    """Run a compile step; whatever goes wrong becomes ProgramRefused (start() raises nothing else)."""
     try:
-        return compile_program(source)
+        return step(*args)
     except ProgramRefused:
         raise
-    except (RecursionError, MemoryError) as exc:  # deterministic under the pinned limit; refused the same everywhere
+    except (RecursionError, MemoryError) as exc:
         raise ProgramRefused(f"the program is too complex to compile: {type(exc).__name__}") from None
+    except Exception as exc:  # noqa: BLE001 -- compiling is deterministic, so refusing is too
+        raise ProgramRefused(f"the program cannot be compiled: {type(exc).__name__}: {exc}") from None
 
 
-def _run_module(source: str) -> dict[str, Callable[..., Any]]:
-    code = _compile(source)
+def _compiled(source: str) -> CodeType:
+    """The code of `source`, all of it under the pinned limit (the caller holds it)."""
+    parsed = _refusing(parse_program, source)
+    if isinstance(parsed, CodeType):
+        return parsed
+    code = _refusing(build_program, parsed)
+    remember(source, code)
+    return code
+
+
+def _run_module(code: CodeType) -> dict[str, Callable[..., Any]]:
+    """Run a program's module body under a fresh meter; its handlers, or ProgramRefused."""
     meter = Meter(PROGRAM_STEPS_MAX)
     activate(meter)
     try:
@@ -108,9 +121,23 @@ def _run_module(source: str) -> dict[str, Callable[..., Any]]:
         deactivate()
 
 
+def _start(source: str) -> dict[str, Callable[..., Any]]:
+    return _run_module(_compiled(source))
+
+
 def check_program(source: str) -> None:
-    """Raise ProgramRefused if `source` cannot run: what a node checks before a create reaches the log."""
-    pinned(_run_module, source)
+    """Raise ProgramRefused if `source` cannot run: what a node checks before a create reaches the log.
+
+    Called from request threads, so it holds the sandbox lock (which handler calls need) only to parse and to
+    run the module body, not for the slower passes in between; those cannot depend on the recursion limit.
+    """
+    parsed = pinned(_refusing, parse_program, source)
+    if isinstance(parsed, CodeType):
+        code = parsed
+    else:
+        code = _refusing(build_program, parsed)
+        pinned(remember, source, code)
+    pinned(_run_module, code)
 
 
 class TopicRuntime:
@@ -127,7 +154,7 @@ class TopicRuntime:
     @classmethod
     def start(cls, source: str, state: bytes | None) -> TopicRuntime:
         """Compile `source` and run its module body (ProgramRefused if either fails), with `state` (None: {})."""
-        handlers = pinned(_run_module, source)
+        handlers = pinned(_start, source)
         if state is None:
             return cls(handlers, EMPTY_STATE)
         try:
@@ -177,6 +204,9 @@ class TopicRuntime:
         activate(meter)
         try:
             failure = self._invoke(handler, ctx, params, meter)
+        except BaseException:
+            self._state = None  # the node is being stopped mid-call: drop whatever the call changed
+            raise
         finally:
             deactivate()
             events = ctx.close()
@@ -202,5 +232,7 @@ class TopicRuntime:
             self._state_bytes = dump_state(self._state)
         except StateProblem as problem:
             return problem.reason
+        except Exception as exc:  # noqa: BLE001 -- a handler call never raises; this is deterministic too
+            return f"ctx.state cannot be kept: {type(exc).__name__}"
         self._state = None  # the next call reads fresh objects: what a restarted node would load
         return None

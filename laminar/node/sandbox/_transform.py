@@ -20,7 +20,7 @@ import ast
 import builtins
 import copy
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
@@ -89,20 +89,19 @@ def _tree_too_deep(tree: ast.AST) -> int | None:
     return None
 
 
-def _bound_names(tree: ast.AST) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.alias):
-            names.add(node.asname or node.name)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.add(node.name)
-    return names
+def _bound_name(node: ast.AST) -> str | None:
+    """The name `node` binds, if it binds one."""
+    if isinstance(node, ast.Name):
+        return None if isinstance(node.ctx, ast.Load) else node.id
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.arg):
+        return node.arg
+    if isinstance(node, ast.alias):
+        return node.asname or node.name
+    if isinstance(node, ast.ExceptHandler):
+        return node.name
+    return None
 
 
 def _constant_problem(value: object) -> str | None:
@@ -133,7 +132,7 @@ def _import_problem(node: ast.Import | ast.ImportFrom) -> str | None:
     return None
 
 
-def _node_problem(node: ast.AST, bound: set[str]) -> str | None:
+def _node_problem(node: ast.AST) -> str | None:
     problem = _UNAVAILABLE_NODES.get(type(node))
     if problem:
         return problem
@@ -141,13 +140,14 @@ def _node_problem(node: ast.AST, bound: set[str]) -> str | None:
         return _constant_problem(node.value)
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return _import_problem(node)
-    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
-        why = _UNAVAILABLE.get(node.id)
-        if why is None and node.id not in BUILTINS and node.id in _PYTHON_BUILTINS:
-            why = "it is not in the sandbox's builtins"
-        if why:
-            return f"{node.id!r} is not available to programs ({why})"
     return None
+
+
+def _unavailable(name: str) -> str | None:
+    why = _UNAVAILABLE.get(name)
+    if why is None and name not in BUILTINS and name in _PYTHON_BUILTINS:
+        why = "it is not in the sandbox's builtins"
+    return f"{name!r} is not available to programs ({why})" if why else None
 
 
 def policy_errors(tree: ast.Module) -> list[str]:
@@ -155,12 +155,24 @@ def policy_errors(tree: ast.Module) -> list[str]:
     deep = _tree_too_deep(tree)
     if deep is not None:
         return [f"line {deep}: the program is nested more than {TREE_DEPTH_MAX} levels deep"]
-    bound = _bound_names(tree)
+    bound: set[str] = set()
+    loaded: list[ast.Name] = []  # names a builtin may stand for, checked once every binding is known
     found = []
     for node in ast.walk(tree):
-        problem = _node_problem(node, bound)
+        name = _bound_name(node)
+        if name:
+            bound.add(name)
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loaded.append(node)
+            continue
+        problem = _node_problem(node)
         if problem:
             found.append((_line(node), problem))
+    for node in loaded:
+        problem = None if node.id in bound else _unavailable(node.id)
+        if problem:
+            found.append((node.lineno, problem))
     return [f"line {line}: {problem}" for line, problem in sorted(found)]
 
 
@@ -242,8 +254,7 @@ def _ops_in(nodes: Iterable[ast.AST]) -> int:
     while stack:
         node = stack.pop()
         if isinstance(node, (ast.FunctionDef, ast.Lambda)):
-            stack.extend(node.args.defaults + [d for d in node.args.kw_defaults if d is not None])
-            stack.extend(getattr(node, "decorator_list", []))
+            stack.extend(_evaluated_at_definition(node))
             count += 1
             continue
         if isinstance(node, ast.For):
@@ -262,6 +273,17 @@ def _ops_in(nodes: Iterable[ast.AST]) -> int:
             count += 1
         stack.extend(ast.iter_child_nodes(node))
     return count
+
+
+def _evaluated_at_definition(node: ast.FunctionDef | ast.Lambda) -> list[ast.AST]:
+    """What `def` or `lambda` evaluates where it stands: defaults, decorators, annotations (not the body)."""
+    args = node.args
+    parts: list[ast.AST | None] = [*args.defaults, *args.kw_defaults]
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    parts.extend(a.annotation for a in every if a is not None)
+    if isinstance(node, ast.FunctionDef):
+        parts.extend([*node.decorator_list, node.returns])
+    return [p for p in parts if p is not None]
 
 
 def _weight(nodes: Iterable[ast.AST]) -> ast.Constant:
@@ -339,6 +361,31 @@ def _cheap_compare(node: ast.Compare) -> bool:
     return _scalar_constant(node.left) or _scalar_constant(right)
 
 
+_N = TypeVar("_N", bound=ast.AST)
+_LOCATION = {"lineno": 1, "col_offset": 0, "end_lineno": 1, "end_col_offset": 0}  # and their defaults
+
+
+def _placed(new: _N, ref: ast.AST) -> _N:
+    _locate(new, ref)
+    return new
+
+
+def _locate(root: ast.AST, ref: ast.AST) -> None:
+    """Give the nodes just created under `root` the location of `ref`; stop at nodes that have one already
+    (the program's own), so this costs what was created, not the whole tree (unlike fix_missing_locations)."""
+    place = {name: getattr(ref, name, default) for name, default in _LOCATION.items()}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if "lineno" in node._attributes:
+            if hasattr(node, "lineno") and node is not root:
+                continue  # the program's own node (or one placed before): its subtree is placed too
+            for name, value in place.items():
+                if getattr(node, name, None) is None:
+                    setattr(node, name, value)
+        stack.extend(ast.iter_child_nodes(node))
+
+
 class Instrument(ast.NodeTransformer):
     """Insert budget hooks and operator guards (see the module docstring)."""
 
@@ -347,7 +394,7 @@ class Instrument(ast.NodeTransformer):
 
     def visit_Module(self, node: ast.Module) -> ast.AST:
         self.generic_visit(node)
-        node.body.insert(0, ast.Expr(_call("_step_", _weight(node.body))))
+        node.body.insert(0, _placed(ast.Expr(_call("_step_", _weight(node.body))), node.body[0] if node.body else node))
         return node
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
@@ -356,31 +403,34 @@ class Instrument(ast.NodeTransformer):
         self._functions -= 1
         enter = ast.Assign(targets=[ast.Name(id="_d", ctx=ast.Store())], value=_call("_enter_", _weight(node.body)))
         leave = ast.Expr(_call("_leave_"))
-        node.body = [enter, ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[leave])]
+        node.body = [
+            _placed(enter, node),
+            _placed(ast.Try(body=node.body, handlers=[], orelse=[], finalbody=[leave]), node),
+        ]
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
         self.generic_visit(node)
-        node.body = _call("_lam_", _call("_enter_", _weight([node.body])), node.body)
+        node.body = _placed(_call("_lam_", _call("_enter_", _weight([node.body])), node.body), node)
         return node
 
     def visit_For(self, node: ast.For) -> ast.AST:
         self.generic_visit(node)
-        node.iter = _plain_unpack(node.iter, node.target, "_iter_unpack_sequence_")
-        node.body.insert(0, ast.Expr(_call("_step_", _weight([node.target, *node.body]))))
+        node.iter = _placed(_plain_unpack(node.iter, node.target, "_iter_unpack_sequence_"), node)
+        node.body.insert(0, _placed(ast.Expr(_call("_step_", _weight([node.target, *node.body]))), node))
         return node
 
     def visit_While(self, node: ast.While) -> ast.AST:
         self.generic_visit(node)
-        node.body.insert(0, ast.Expr(_call("_step_", _weight([node.test, *node.body]))))
+        node.body.insert(0, _placed(ast.Expr(_call("_step_", _weight([node.test, *node.body]))), node))
         return node
 
     def _comprehension(self, node: ast.ListComp | ast.GeneratorExp | ast.DictComp, result: list[ast.expr]) -> None:
         generators = node.generators
         for i, gen in enumerate(generators):
-            gen.iter = _plain_unpack(gen.iter, gen.target, "_iter_unpack_sequence_")
+            gen.iter = _placed(_plain_unpack(gen.iter, gen.target, "_iter_unpack_sequence_"), node)
             then = [generators[i + 1].iter] if i + 1 < len(generators) else result
-            gen.ifs.insert(0, _call("_step_", _weight([gen.target, *gen.ifs, *then])))
+            gen.ifs.insert(0, _placed(_call("_step_", _weight([gen.target, *gen.ifs, *then])), node))
 
     def visit_ListComp(self, node: ast.ListComp) -> ast.AST:
         self.generic_visit(node)
@@ -395,14 +445,14 @@ class Instrument(ast.NodeTransformer):
     def visit_DictComp(self, node: ast.DictComp) -> ast.AST:
         self.generic_visit(node)
         if not (isinstance(node.key, ast.Constant) and type(node.key.value) is str):
-            node.key = _call("_key_", node.key)
+            node.key = _placed(_call("_key_", node.key), node)
         self._comprehension(node, [node.key, node.value])
         return node
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
         self.generic_visit(node)
         depth: ast.expr = ast.Name(id="_d", ctx=ast.Load()) if self._functions else _const(0)
-        node.body.insert(0, ast.Expr(_call("_exc_", depth)))
+        node.body.insert(0, _placed(ast.Expr(_call("_exc_", depth)), node))
         return node
 
     def visit_Assign(self, node: ast.Assign) -> ast.AST:
@@ -415,8 +465,8 @@ class Instrument(ast.NodeTransformer):
             if isinstance(writer, ast.Call) and _calls(writer, "_write_"):
                 # `obj[key] = value` as one guard call instead of a write proxy; value first, as in Python
                 setitem = _call("_setitem_", node.value, writer.args[0], target.slice)
-                return ast.copy_location(ast.Expr(setitem), node)
-        node.value = _plain_unpack(node.value, target, "_unpack_sequence_")
+                return _placed(ast.Expr(setitem), node)
+        node.value = _placed(_plain_unpack(node.value, target, "_unpack_sequence_"), node)
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
@@ -424,7 +474,7 @@ class Instrument(ast.NodeTransformer):
         guard = _BINARY_GUARDS.get(type(node.op))
         if guard is None or _cheap_binop(node):
             return node
-        return ast.copy_location(_call(guard, node.left, node.right), node)
+        return _placed(_call(guard, node.left, node.right), node)
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         self.generic_visit(node)
@@ -436,7 +486,7 @@ class Instrument(ast.NodeTransformer):
         else:
             lazy = [ast.Lambda(args=_no_args(), body=c) for c in node.comparators]
             call = _call("_chain_", node.left, _const(tuple(codes)), *lazy)
-        return ast.copy_location(call, node)
+        return _placed(call, node)
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.AST:
         self.generic_visit(node)
@@ -447,27 +497,27 @@ class Instrument(ast.NodeTransformer):
                 parts.append(_call("_fmt_", value.value, _const(value.conversion), spec))
             else:
                 parts.append(value)
-        return ast.copy_location(_call("_fstr_", ast.Tuple(elts=parts, ctx=ast.Load())), node)
+        return _placed(_call("_fstr_", ast.Tuple(elts=parts, ctx=ast.Load())), node)
 
     def visit_Dict(self, node: ast.Dict) -> ast.AST:
         self.generic_visit(node)
         for i, k in enumerate(node.keys):
             if k is None:
-                node.values[i] = _call("_dstar_", node.values[i])
+                node.values[i] = _placed(_call("_dstar_", node.values[i]), node)
             elif not (isinstance(k, ast.Constant) and type(k.value) is str):
-                node.keys[i] = _call("_key_", k)
+                node.keys[i] = _placed(_call("_key_", k), node)
         return node
 
     def visit_Starred(self, node: ast.Starred) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.ctx, ast.Load):
-            node.value = _call("_star_", node.value)
+            node.value = _placed(_call("_star_", node.value), node)
         return node
 
     def visit_keyword(self, node: ast.keyword) -> ast.AST:
         self.generic_visit(node)
         if node.arg is None:
-            node.value = _call("_dstar_", node.value)
+            node.value = _placed(_call("_dstar_", node.value), node)
         return node
 
 
@@ -478,4 +528,4 @@ def _no_args() -> ast.arguments:
 def instrument(tree: ast.Module) -> ast.Module:
     result = Instrument().visit(tree)
     assert isinstance(result, ast.Module)
-    return ast.fix_missing_locations(result)
+    return result

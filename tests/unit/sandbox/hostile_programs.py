@@ -21,7 +21,9 @@ class Hostile(NamedTuple):
 
 
 def _put(body: str, prelude: str = "") -> str:
-    return textwrap.dedent(prelude) + "\ndef on_put(ctx, key, value):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    return (
+        textwrap.dedent(prelude) + "\ndef on_put(ctx, key, value):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    )
 
 
 def _refused(body: str, why: str, prelude: str = "") -> Hostile:
@@ -80,7 +82,9 @@ HOSTILE: dict[str, Hostile] = {
     "catch_base_exception": _refused(
         "try:\n    pass\nexcept BaseException:\n    pass", "BaseException is not exposed (aborts derive from it)"
     ),
-    "catch_recursion_error": _refused("try:\n    pass\nexcept RecursionError:\n    pass", "RecursionError is not exposed"),
+    "catch_recursion_error": _refused(
+        "try:\n    pass\nexcept RecursionError:\n    pass", "RecursionError is not exposed"
+    ),
     # --- Imports --------------------------------------------------------------------------------------------
     "import_os": _refused("import os\nos.system('true')", "imports outside the allowlist"),
     "import_from_os": _refused("from os import system\nsystem('true')", "from-imports outside the allowlist"),
@@ -191,7 +195,8 @@ HOSTILE: dict[str, Hostile] = {
         "try:\n    while True:\n        pass\nexcept Exception:\n    pass\nctx.put('k', 'escaped')", "except Exception"
     ),
     "catch_budget_finally_return": _error(
-        "def f():\n    try:\n        while True:\n            pass\n    finally:\n        return 1\nf()\nctx.put('k', 'x')",
+        "def f():\n    try:\n        while True:\n            pass\n    finally:\n        return 1\n"
+        "f()\nctx.put('k', 'x')",
         "return in finally",
     ),
     "catch_budget_loop": _error(
@@ -199,7 +204,8 @@ HOSTILE: dict[str, Hostile] = {
     ),
     "catch_reject": _error("try:\n    ctx.reject('no')\nexcept:\n    pass\nctx.put('k', 'escaped')", "reject"),
     "catch_recursion": _error(
-        "def f(n):\n    try:\n        return f(n + 1)\n    except Exception:\n        return f(n + 1)\nf(0)", "recursion"
+        "def f(n):\n    try:\n        return f(n + 1)\n    except Exception:\n        return f(n + 1)\nf(0)",
+        "recursion",
     ),
     # --- Resource exhaustion and crashes --------------------------------------------------------------------
     "infinite_loop": _error("while True:\n    pass", "PROGRAM_STEPS_MAX"),
@@ -215,11 +221,17 @@ HOSTILE: dict[str, Hostile] = {
     "list_alloc": _error("l = [0] * 10 ** 10", "PROGRAM_VALUE_BYTES_MAX"),
     "range_materialize": _error("l = list(range(10 ** 10))", "PROGRAM_VALUE_BYTES_MAX"),
     "range_contains_scan": _error("x = 'a' in range(10 ** 12)", "a linear scan of a huge range"),
+    "all_of_huge_range": _error("x = all(range(1, 10 ** 12))", "any() and all() consume lazily, item by item"),
+    "annotations_in_loop": _error(
+        "for i in range(10 ** 6):\n    def f(a: [j for j in range(9)] = 1):\n        pass", "annotations run per def"
+    ),
     "star_unpack_range": _error("a, *b = range(10 ** 10)", "starred unpacking copies"),
     "star_call_range": _error("def f(*a):\n    pass\nf(*range(10 ** 10))", "*args copies"),
     "deep_recursion": _error("def f(n):\n    return f(n + 1)\nf(0)", "PROGRAM_RECURSION_DEPTH_MAX"),
     "lambda_recursion": _error("f = lambda n: f(n + 1)\nf(0)", "PROGRAM_RECURSION_DEPTH_MAX"),
-    "deep_data_compare": _error("a = []\nb = []\nfor i in range(3000):\n    a = [a]\n    b = [b]\nx = a == b", "C recursion"),
+    "deep_data_compare": _error(
+        "a = []\nb = []\nfor i in range(3000):\n    a = [a]\n    b = [b]\nx = a == b", "C recursion"
+    ),
     "deep_tuple_dict_key": _error(_DEEP_TUPLE + "d = {}\nd[t] = 1", "hashing a deep tuple overflows the C stack"),
     "deep_tuple_lookup": _error(_DEEP_TUPLE + "x = {'a': 1}.get(t)", "dict lookups hash too"),
     "deep_tuple_display": _error(_DEEP_TUPLE + "d = {t: 1}", "dict displays hash too"),

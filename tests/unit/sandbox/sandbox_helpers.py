@@ -24,7 +24,9 @@ def program_source(name: str, **constants: int) -> str:
 
 def put_program(body: str, prelude: str = "") -> str:
     """A program whose on_put runs `body` (indented for you)."""
-    return textwrap.dedent(prelude) + "\ndef on_put(ctx, key, value):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    return (
+        textwrap.dedent(prelude) + "\ndef on_put(ctx, key, value):\n" + textwrap.indent(textwrap.dedent(body), "    ")
+    )
 
 
 def context(offset: int = 10, client_id: str = CLIENT, topic: str = "t", nonce: int | None = None) -> CallContext:

@@ -100,8 +100,11 @@ def test_exhaustion_is_deterministic() -> None:
 
 def test_work_just_under_each_budget_succeeds() -> None:
     assert run_put("for i in range(1024):\n    ctx.put('k', 'v')").ok  # exactly PROGRAM_EVENTS_MAX events
-    assert run_put("def f(n):\n    return n if n == 0 else f(n - 1)\nf(limits.PROGRAM_RECURSION_DEPTH_MAX - 2)".replace(
-        "limits.PROGRAM_RECURSION_DEPTH_MAX", str(limits.PROGRAM_RECURSION_DEPTH_MAX))).ok
+    assert run_put(
+        "def f(n):\n    return n if n == 0 else f(n - 1)\nf(limits.PROGRAM_RECURSION_DEPTH_MAX - 2)".replace(
+            "limits.PROGRAM_RECURSION_DEPTH_MAX", str(limits.PROGRAM_RECURSION_DEPTH_MAX)
+        )
+    ).ok
     assert run_put("x = 2 ** 2047\ny = x * 1").ok  # 2048 bits
     assert not run_put("x = 2 ** 2048").ok
     assert run_put("s = 'x' * (1 << 20)").ok  # exactly PROGRAM_VALUE_BYTES_MAX characters
@@ -121,7 +124,9 @@ def test_the_module_body_has_a_budget_too() -> None:
 
 
 def test_a_failed_call_does_not_spend_the_next_calls_budget() -> None:
-    runtime = TopicRuntime.start(put_program("if value == b'spin':\n    while True:\n        pass\nctx.put(key, value)"), None)
+    runtime = TopicRuntime.start(
+        put_program("if value == b'spin':\n    while True:\n        pass\nctx.put(key, value)"), None
+    )
     assert not runtime.on_put(context(), b"k", b"spin").ok
     assert runtime.on_put(context(), b"k", b"v").ok
 
