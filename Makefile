@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 NODES ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: install cluster test lint proto proto-check unit integration clean-data clean
+.PHONY: install cluster demo test lint proto proto-check unit integration clean-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP)
 ## Run a local cluster in the foreground (NODES=1, 3 or 5); Ctrl-C stops it.
 cluster: $(STAMP)
 	$(BIN)/laminar cluster run --config cluster/local-$(NODES).toml
+
+## Bank demo: concurrent CAS transfers through programs/balance.py (uses `make cluster` if it runs).
+demo: $(STAMP)
+	$(BIN)/python examples/bank.py
 
 ## Lint, type-check, check generated code is current, then run the default test suite.
 test: lint proto-check

@@ -11,6 +11,7 @@ writes commits/s as JSON to FILE. The others only replicate. Every node exits by
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import threading
@@ -24,6 +25,7 @@ READY_TIMEOUT_S = 30.0
 LEADER_STABLE_S = 0.5  # let the election settle (and the leader's no-op commit) before timing
 WINDOW_DEFAULTS = 1000  # commands in flight with pysyncobj's defaults (its queue holds 100,000)
 LAMINAR_COMMANDS_QUEUE = 64  # limits.RAFT_COMMANDS_QUEUE_MAX: Laminar's pysyncobj command queue
+FAIL_REASON_NAMES = {code: name for name, code in vars(FAIL_REASON).items() if name.isupper()}
 
 
 def laminar_conf(journal_path: str) -> SyncObjConf:
@@ -65,13 +67,15 @@ class Counter(SyncObj):  # type: ignore[misc]
 def drive(node: Counter, commands: int, window: int, deadline: float) -> dict[str, Any]:
     """Propose `commands` commands with at most `window` waiting for their callback."""
     slots = threading.Semaphore(window)
-    outcome = {"ok": 0, "failed": 0}
+    lock = threading.Lock()  # callbacks run on the tick thread, or on ours when the queue is full
+    outcome: collections.Counter[str] = collections.Counter()
     finished = threading.Event()
 
     def on_result(_result: Any, error: int) -> None:
-        outcome["ok" if error == FAIL_REASON.SUCCESS else "failed"] += 1  # the tick thread only
-        if outcome["ok"] + outcome["failed"] == commands:
-            finished.set()
+        with lock:
+            outcome["ok" if error == FAIL_REASON.SUCCESS else FAIL_REASON_NAMES.get(error, str(error))] += 1
+            if outcome.total() == commands:
+                finished.set()
         slots.release()
 
     payload = b"x" * COMMAND_BYTES
@@ -82,7 +86,8 @@ def drive(node: Counter, commands: int, window: int, deadline: float) -> dict[st
         node.record(payload, callback=on_result)
     finished.wait(max(0.0, deadline - time.monotonic()))
     elapsed_s = time.perf_counter() - start
-    return {"commits": outcome["ok"], "failed": outcome["failed"], "elapsed_s": elapsed_s, "window": window}
+    failures = {reason: count for reason, count in outcome.items() if reason != "ok"}
+    return {"commits": outcome["ok"], "failures": failures, "elapsed_s": elapsed_s, "window": window}
 
 
 def _wait_for_leader(node: Counter, deadline: float) -> None:

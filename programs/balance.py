@@ -78,7 +78,8 @@ def is_int(x):
 
 
 def account_problem(name, what):
-    if not isinstance(name, str) or not 1 <= len(name.encode("utf-8")) <= ACCOUNT_BYTES_MAX:
+    size = len(name.encode("utf-8")) if isinstance(name, str) else 0
+    if not 1 <= size <= ACCOUNT_BYTES_MAX:
         return f"malformed: {what} must be an account name of 1 to {ACCOUNT_BYTES_MAX} UTF-8 bytes"
     return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from types import FunctionType
 from typing import Any
 
@@ -162,10 +163,10 @@ register(FunctionType, {"from_bytes": _type_attribute("from_bytes"), "fromhex": 
 # --- Functions ------------------------------------------------------------------------------------------------
 
 
-def _counted(iterator: Iterator[Any]) -> Iterator[Any]:
+def _counted(iterator: Iterator[Any], weight: int = 1) -> Iterator[Any]:
     """Lazy builtins (zip, map, ...) charge as they go, however they are consumed (a loop, list(), sum())."""
     for item in iterator:
-        charge(1)
+        charge(weight)
         yield item
 
 
@@ -174,11 +175,11 @@ def _enumerate(items: Any, start: Any = 0) -> Iterator[Any]:
 
 
 def _zip(*iterables: Any, strict: Any = False) -> Iterator[Any]:
-    return _counted(zip(*iterables, strict=bool(strict)))
+    return _counted(zip(*iterables, strict=bool(strict)), max(1, len(iterables)))
 
 
 def _map(function: Any, *iterables: Any) -> Iterator[Any]:
-    return _counted(map(function, *iterables))
+    return _counted(map(function, *iterables), max(1, len(iterables)))
 
 
 def _filter(function: Any, items: Any) -> Iterator[Any]:
@@ -257,20 +258,18 @@ EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 
-def _isinstance_types(spec: Any) -> Any:
-    if type(spec) is FunctionType and spec in CONSTRUCTORS:
-        return CONSTRUCTORS[spec]
-    if spec is bool or spec is range or spec in EXCEPTIONS:
-        return spec
-    if type(spec) is tuple and all(type(s) is not tuple for s in spec):
-        return tuple(_isinstance_types(s) for s in spec)
-    raise TypeError("isinstance() arg 2 must be a type, or a flat tuple of types")
+# What isinstance() accepts as a type, and the real type each stands for.
+_CLASSES: dict[Any, type] = {**CONSTRUCTORS, bool: bool, range: range, **{e: e for e in EXCEPTIONS}}
 
 
 def _isinstance(obj: Any, spec: Any) -> bool:
-    if type(spec) is FunctionType and spec in CONSTRUCTORS:
-        return isinstance(obj, CONSTRUCTORS[spec])
-    return isinstance(obj, _isinstance_types(spec))
+    try:
+        if type(spec) is tuple:
+            charge_objects(len(spec))
+            return isinstance(obj, tuple(map(_CLASSES.__getitem__, spec)))
+        return isinstance(obj, _CLASSES[spec])
+    except (KeyError, TypeError):  # not one of the types above (or unhashable): Python's own message
+        raise TypeError("isinstance() arg 2 must be a type, or a tuple of types") from None
 
 
 # --- json -----------------------------------------------------------------------------------------------------
@@ -333,7 +332,7 @@ class JsonModule:
 
 JSON = JsonModule()
 IMPORTABLE = {"json": ("loads", "dumps")}
-register(JsonModule, {"loads": lambda m: m.loads, "dumps": lambda m: m.dumps})
+register(JsonModule, {"loads": attrgetter("loads"), "dumps": attrgetter("dumps")})
 
 
 def _import(name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: Any = 0) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any, Protocol
 
 from laminar.limits import KEY_BYTES_MAX, PROGRAM_EMITTED_BYTES_MAX, PROGRAM_EVENTS_MAX, VALUE_BYTES_MAX
@@ -120,15 +121,15 @@ def context_writer(ctx: Context) -> _ContextWriter:
 register(
     Context,
     {
-        "topic": lambda c: c._call.topic,
-        "offset": lambda c: c._call.offset,
-        "client_id": lambda c: c._call.client_id,
-        "nonce": lambda c: c._call.nonce,
-        "args": lambda c: c._args,
+        "topic": attrgetter("_call.topic"),
+        "offset": attrgetter("_call.offset"),
+        "client_id": attrgetter("_call.client_id"),
+        "nonce": attrgetter("_call.nonce"),
+        "args": attrgetter("_args"),
         "state": Context.get_state,
-        "put": lambda c: c.put,
-        "delete": lambda c: c.delete,
-        "reject": lambda c: c.reject,
-        "args_json": lambda c: c.args_json,
+        "put": attrgetter("put"),
+        "delete": attrgetter("delete"),
+        "reject": attrgetter("reject"),
+        "args_json": attrgetter("args_json"),
     },
 )

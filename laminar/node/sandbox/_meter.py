@@ -1,7 +1,7 @@
 """Deterministic budgets. Every handler call runs against a Meter; instrumented code and guards charge it.
 
-A *step* is the unit of work: a loop iteration or a call costs one step plus one per OPS_PER_STEP operations in
-its body, and a builtin operation on a big value costs extra steps in proportion to the bytes or elements it
+A *step* is the unit of work: a loop iteration or a call costs one step per operation in the body it runs (at
+least one), and a builtin operation on a big value costs extra steps in proportion to the bytes or elements it
 touches. The rates below are calibrated so that a step costs well under a microsecond on the slowest path, which
 bounds a whole call (PROGRAM_STEPS_MAX steps) to a few tens of milliseconds. They are part of the replicated
 contract, like the limits: every node must charge the same, so they are constants.
@@ -16,12 +16,11 @@ from typing import NoReturn, TypeVar
 
 from laminar.limits import PROGRAM_RECURSION_DEPTH_MAX, PROGRAM_STEPS_MAX
 
-OPS_PER_STEP = 2  # operations (calls, operators, subscripts, ...) of straight-line code charged as one step
 BYTES_PER_STEP = 1024  # characters or bytes copied per step (memcpy-like work)
-CHARS_PER_STEP = 256  # characters or bytes examined one by one per step (case mapping, search, parsing)
+CHARS_PER_STEP = 128  # characters or bytes examined one by one per step (case mapping, search, parsing)
 ITEMS_PER_STEP = 64  # references copied per step (list copies, concatenation, repetition)
 COMPARES_PER_STEP = 16  # element comparisons per step
-OBJECTS_PER_STEP = 8  # new objects (ints, strs, tuples) created per step, or elements walked in Python
+OBJECTS_PER_STEP = 4  # new objects (ints, strs, tuples) created per step, or elements walked in Python
 
 _T = TypeVar("_T")
 

@@ -8,6 +8,7 @@ Methods whose work or result grows with their input are wrapped to charge steps 
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from laminar.node.sandbox._meter import charge_bytes, charge_chars, charge_items, charge_objects
@@ -181,7 +182,7 @@ def _coding(method_name: str) -> Maker:
 
 def _bound(attribute: str) -> Maker:
     """A method that is O(1), or linear in an input that was already charged when it was built."""
-    return lambda obj: getattr(obj, attribute)
+    return attrgetter(attribute)
 
 
 _TEXT_LINEAR = [
@@ -323,7 +324,7 @@ def pairs_to_dict(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, An
             for pair in items:
                 k, v = pair
                 result[check_key(k)] = v
-    charge_items(len(kwargs))
+    charge_objects(len(kwargs))
     result.update(kwargs)
     return result
 

@@ -4,9 +4,9 @@ The encoding is pickle protocol 4 in "fast" mode (no memo), refusing every type 
 str, bytes, list, tuple and dict. Without a memo the bytes depend only on the values and the dicts' insertion
 order, never on object identity, refcounts or the hash seed; insertion order is kept (not sorted) because a
 program can observe it, so a node that reloads the state must iterate it exactly as the others do. The writer
-aborts as soon as the output passes PROGRAM_STATE_BYTES_MAX, so a state shared a million times over (`[s] * n`)
-costs no more than the limit. Only bytes this module wrote are ever loaded, through an unpickler that resolves
-no globals.
+aborts as soon as the output passes its cap, and big states are counted before they are encoded (see
+dump_state), so a state shared a million times over (`[s] * n`) costs no more than the limits. Only bytes this
+module wrote are ever loaded, through an unpickler that resolves no globals.
 """
 
 from __future__ import annotations
@@ -34,15 +34,16 @@ class _TooBig(Exception):
 
 
 class _Writer:
-    __slots__ = ("parts", "size")
+    __slots__ = ("cap", "parts", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
         self.parts: list[bytes] = []
         self.size = 0
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
-        if self.size > PROGRAM_STATE_BYTES_MAX:
+        if self.size > self.cap:
             raise _TooBig
         self.parts.append(data)
         return len(data)
@@ -83,23 +84,43 @@ def _census(state: dict[str, Any]) -> str | None:
     return None
 
 
-def dump_state(state: Any) -> bytes:
-    """The canonical bytes of `state`, or StateProblem."""
-    if type(state) is not dict:
-        raise StateProblem(f"ctx.state must be a dict, not {type(state).__name__}")
-    problem = _census(state)
-    if problem:
-        raise StateProblem(problem)
-    writer = _Writer()
+def _encode(state: dict[str, Any], cap: int) -> bytes | None:
+    """The canonical bytes of `state`, None if they would pass `cap`, or StateProblem."""
+    writer = _Writer(cap)
     pickler = _PlainPickler(writer, protocol=_PROTOCOL)
     pickler.fast = True  # no memo: the bytes must not depend on which objects happen to be shared
     try:
         pickler.dump(state)
     except _TooBig:
-        raise StateProblem(f"state budget exhausted (more than {PROGRAM_STATE_BYTES_MAX} bytes)") from None
-    except (TypeError, ValueError, RecursionError) as exc:  # the census makes these unreachable; belt and braces
-        raise StateProblem(f"ctx.state cannot be kept: {type(exc).__name__}") from None
+        return None
+    except TypeError as exc:  # from reducer_override: a type that is not plain data
+        raise StateProblem(str(exc)) from None
+    except ValueError:  # fast mode's cycle detection
+        raise StateProblem("ctx.state contains a cycle") from None
+    except RecursionError:
+        raise StateProblem("ctx.state is nested too deeply") from None
     return b"".join(writer.parts)
+
+
+def dump_state(state: Any) -> bytes:
+    """The canonical bytes of `state`, or StateProblem.
+
+    Every object costs at least one byte, so bytes within PROGRAM_STATE_OBJECTS_MAX prove the object bound: the
+    common, small state is encoded once. A bigger one is counted first (cheaply, stopping at the limit), so a
+    state of a million tiny objects is refused without encoding them all.
+    """
+    if type(state) is not dict:
+        raise StateProblem(f"ctx.state must be a dict, not {type(state).__name__}")
+    data = _encode(state, PROGRAM_STATE_OBJECTS_MAX)
+    if data is not None:
+        return data
+    problem = _census(state)
+    if problem:
+        raise StateProblem(problem)
+    data = _encode(state, PROGRAM_STATE_BYTES_MAX)
+    if data is None:
+        raise StateProblem(f"state budget exhausted (more than {PROGRAM_STATE_BYTES_MAX} bytes)")
+    return data
 
 
 class _NoGlobals(pickle.Unpickler):

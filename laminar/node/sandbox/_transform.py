@@ -9,7 +9,7 @@
 3. RestrictedPython's transformer: name checks (no `_` names, so no guard can be rebound), `_getattr_`,
    `_getitem_`, `_write_`, `_getiter_`, `_inplacevar_`, unpacking guards; it refuses what it does not know.
 4. `Instrument`: budgets and guards. Every loop iteration, comprehension iteration, function and lambda call
-   charges steps (`_step_`, `_enter_`) weighted by the size of its body; every except clause starts with
+   charges steps (`_step_`, `_enter_`): one per operation in its body, at least one; every except clause starts with
    `_exc_` (so no program can swallow an abort); operators, comparisons, f-strings, `*` and `**` unpacking
    and computed dict keys go through guards.
 """
@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from laminar.node.sandbox._builtins import BUILTINS, IMPORTABLE
-from laminar.node.sandbox._meter import OPS_PER_STEP
 from laminar.node.sandbox._ops import COMPARE_GUARDS, EQ, GE, GT, IN, IS, IS_NOT, LE, LT, NE, NOT_IN
 from laminar.node.sandbox._values import INT_BITS_MAX
 
@@ -204,7 +203,7 @@ class _Rewrite(ast.NodeTransformer):
             ast.Compare(left=copy.deepcopy(left), ops=[op], comparators=[copy.deepcopy(right)])
             for left, op, right in zip(lefts, node.ops, node.comparators, strict=True)
         ]
-        return ast.copy_location(ast.BoolOp(op=ast.And(), values=parts), node)
+        return _placed(ast.BoolOp(op=ast.And(), values=parts), node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         self.generic_visit(node)
@@ -213,14 +212,14 @@ class _Rewrite(ast.NodeTransformer):
             # `n += 1` is `n = n + 1` for every type that accepts an int (a list raises TypeError either way),
             # and the plain operator is much cheaper than `_inplacevar_`.
             load = ast.Name(id=target.id, ctx=ast.Load())
-            return ast.copy_location(ast.Assign(targets=[target], value=ast.BinOp(load, node.op, node.value)), node)
+            return _placed(ast.Assign(targets=[target], value=ast.BinOp(load, node.op, node.value)), node)
         if not (isinstance(target, ast.Subscript) and _simple(target.value) and _simple(target.slice)):
             return node
         subscript = copy.deepcopy(target)
         subscript.ctx = ast.Load()
         value = ast.BinOp(left=subscript, op=node.op, right=node.value)
         assign = ast.Assign(targets=[target], value=value)
-        return ast.copy_location(assign, node)
+        return _placed(assign, node)
 
 
 def rewrite_augmented(tree: ast.Module) -> ast.Module:
@@ -247,32 +246,40 @@ def _const(value: Any) -> ast.Constant:
     return ast.Constant(value=value)
 
 
-def _ops_in(nodes: Iterable[ast.AST]) -> int:
-    """Operations evaluated once per run of a region, not counting regions that charge for themselves."""
-    count = 0
+_NODES_PER_STEP = 8  # names, constants and other syntax evaluated per step, beyond the operations
+_SYNTAX = (ast.expr, ast.stmt, ast.alias, ast.keyword, ast.comprehension, ast.arg, ast.excepthandler)
+_LEAVES = (ast.Name, ast.Constant)
+
+
+def _region_cost(nodes: Iterable[ast.AST]) -> int:
+    """Steps one run of a region costs: a step per operation (call, operator, subscript, display, ...) plus one
+    per _NODES_PER_STEP pieces of syntax, so that no body, however long (a display of 10 000 constants, a
+    call with 10 000 arguments), costs much more time than it is charged. Regions that charge for themselves
+    (loop bodies, comprehension iterations, function and lambda bodies) are left out."""
+    operations = syntax = 0
     stack = list(nodes)
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.Lambda)):
-            stack.extend(_evaluated_at_definition(node))
-            count += 1
-            continue
-        if isinstance(node, ast.For):
-            stack.extend([node.iter, node.target, *node.orelse])
-            count += 1
-            continue
-        if isinstance(node, ast.While):
-            stack.extend([node.test, *node.orelse])
-            count += 1
-            continue
-        if isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.DictComp)):
-            stack.append(node.generators[0].iter)
-            count += 1
-            continue
-        if isinstance(node, ast.expr) and not isinstance(node, (ast.Name, ast.Constant)):
-            count += 1
-        stack.extend(ast.iter_child_nodes(node))
-    return count
+        if isinstance(node, _SYNTAX):
+            syntax += 1
+            operations += isinstance(node, (ast.expr, ast.keyword)) and not isinstance(node, _LEAVES)
+            if isinstance(node, ast.Dict):
+                operations += len(node.keys) // 2  # each entry is hashed and inserted
+        stack.extend(_evaluated_here(node))
+    return operations + syntax // _NODES_PER_STEP
+
+
+def _evaluated_here(node: ast.AST) -> list[ast.AST]:
+    """The children of `node` that run when `node` does (not those that charge for themselves when they run)."""
+    if isinstance(node, ast.FunctionDef) or (isinstance(node, ast.Lambda) and _calls(node.body, "_lam_")):
+        return _evaluated_at_definition(node)  # a program's function: its body charges at each call
+    if isinstance(node, ast.For):
+        return [node.iter, node.target, *node.orelse]
+    if isinstance(node, ast.While):
+        return [node.test, *node.orelse]
+    if isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.DictComp)):
+        return [node.generators[0].iter]
+    return list(ast.iter_child_nodes(node))  # including `_chain_`'s lambdas, which are part of the expression
 
 
 def _evaluated_at_definition(node: ast.FunctionDef | ast.Lambda) -> list[ast.AST]:
@@ -287,7 +294,7 @@ def _evaluated_at_definition(node: ast.FunctionDef | ast.Lambda) -> list[ast.AST
 
 
 def _weight(nodes: Iterable[ast.AST]) -> ast.Constant:
-    return _const(1 + _ops_in(nodes) // OPS_PER_STEP)
+    return _const(max(1, _region_cost(nodes)))
 
 
 def _calls(node: ast.AST, name: str) -> bool:

@@ -80,10 +80,13 @@ Flat = Callable[[Any, set[type]], int]  # (elements, their types) -> their total
 
 
 def _by_type(items: Any, types: set[type]) -> dict[type, Any]:
+    """`items` grouped by type, in an order that is the same in every process (a set of types iterates in an
+    order that depends on addresses; it decides which error a mixed container reports)."""
     if len(types) == 1:
         return {next(iter(types)): items}
     charge(len(items) // 4)
-    return {t: [i for i in items if type(i) is t] for t in types}
+    ordered = sorted(types, key=lambda t: (t.__module__, t.__qualname__))
+    return {t: [i for i in items if type(i) is t] for t in ordered}
 
 
 def _number_text(t: type, group: Any) -> int:
@@ -232,8 +235,6 @@ def exception_message(exc: BaseException) -> str:
 
 
 def clip(text: str, limit: int = REASON_BYTES_MAX) -> str:
-    """Cut `text` to at most `limit` UTF-8 bytes without splitting a character."""
-    data = text.encode("utf-8", "replace")
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode("utf-8", "ignore")
+    """Cut `text` to at most `limit` UTF-8 bytes without splitting a character. Lone surrogates (a program can
+    put them in a str) become "?": the result always encodes, so the node can store and send it."""
+    return text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")

@@ -42,7 +42,8 @@ class SessionFailure(Exception):
 class _Session:
     def __init__(self, client_id: bytes, next_nonce: int) -> None:
         self.client_id = client_id
-        self.expected_nonce = next_nonce
+        self.first_nonce = next_nonce
+        self.expected_nonce = next_nonce  # raised by the reader before it hands a frame on
         self._lock = threading.Condition()
         self._commits: list[pb.Commit] = []
         self._received_through = 0
@@ -59,10 +60,15 @@ class _Session:
                 self._lock.notify_all()
 
     def committed(self, outcomes: list[Outcome]) -> None:
+        """Queue the outcomes of nonces this session sent. An older session's entries of the same
+        client may still apply after this one began: their outcomes are not this session's to
+        report (the client will resend those nonces here, and get the same outcomes)."""
         with self._lock:
             if not self.open:
                 return
             for o in outcomes:
+                if not self.first_nonce <= o.nonce < self.expected_nonce:
+                    continue
                 self._commits.append(
                     pb.Commit(
                         nonce=o.nonce,

@@ -40,6 +40,11 @@ for i in range(60000):
     t = (t,)
 """
 
+# Long constructs whose work grows with their length, run in a loop: each must cost steps by its size.
+_BIG_DISPLAY = "{" + ", ".join(f"'k{j}': i" for j in range(2000)) + "}"
+_MANY_ARGUMENTS = "f(" + "i, " * 4000 + ")"
+_LONG_CHAIN = " < ".join(["(i + 1)"] * 2000)
+
 HOSTILE: dict[str, Hostile] = {
     # --- Dunder walks and introspection: refused by name at compile time ------------------------------------
     "subclasses_walk": _refused(
@@ -222,6 +227,17 @@ HOSTILE: dict[str, Hostile] = {
     "range_materialize": _error("l = list(range(10 ** 10))", "PROGRAM_VALUE_BYTES_MAX"),
     "range_contains_scan": _error("x = 'a' in range(10 ** 12)", "a linear scan of a huge range"),
     "all_of_huge_range": _error("x = all(range(1, 10 ** 12))", "any() and all() consume lazily, item by item"),
+    "big_display_in_loop": _error(f"for i in range(10 ** 6):\n    d = {_BIG_DISPLAY}", "displays cost by size"),
+    "many_arguments_in_loop": _error(
+        f"def f(*a):\n    pass\nfor i in range(10 ** 6):\n    {_MANY_ARGUMENTS}", "calls cost by their arguments"
+    ),
+    "long_chain_in_loop": _error(f"for i in range(10 ** 6):\n    x = {_LONG_CHAIN}", "lazy comparison chains"),
+    "isinstance_many_types": _error(
+        "types = (int,) * 5000\nfor i in range(10 ** 6):\n    isinstance(i, types)", "isinstance walks a tuple"
+    ),
+    "zip_many_iterables": _error(
+        "its = [range(10 ** 6)] * 5000\nfor t in zip(*its):\n    pass", "zip builds a tuple per item"
+    ),
     "annotations_in_loop": _error(
         "for i in range(10 ** 6):\n    def f(a: [j for j in range(9)] = 1):\n        pass", "annotations run per def"
     ),

@@ -198,6 +198,8 @@ def test_state_bytes_are_deterministic_across_processes_and_hash_seeds() -> None
         if len(words) % 3 == 0 and value.endswith(b"5"):
             while True:
                 pass
+        if value.endswith(b"7"):
+            ctx.put("mixed", str([ctx.put, len, ctx, 1.5]))  # which bad type is reported must not vary
         """
     )
     path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"sandbox_determinism_{os.getpid()}.py")
@@ -362,3 +364,24 @@ def test_outcomes_are_values_the_state_machine_can_rely_on() -> None:
     with pytest.raises(AttributeError):
         outcome.ok = False  # type: ignore[misc]
     assert json.dumps([e.kind for e in outcome.events]) == '["PUT"]'
+
+
+def test_reasons_always_encode_as_utf8() -> None:
+    # A program can build str with lone surrogates; the node must still be able to store and send the reason.
+    for body in (r'ctx.reject("bad \udc80 x")', r'raise ValueError("\ud800")', r'ctx.put("\ud800", "x")'):
+        outcome = run_put(body)
+        assert not outcome.ok
+        outcome.reason.encode("utf-8")
+
+
+def test_describing_a_failure_never_fails() -> None:
+    from laminar.node.sandbox._runtime import describe
+
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert describe(Weird()) == "Weird"
+    assert describe(ValueError(object())).startswith("ValueError: <object>")
+    assert describe(KeyError("x" * 100000)).startswith("KeyError: 'xxx")
+    assert len(describe(ValueError("é" * 5000)).encode()) <= 1024

@@ -1,0 +1,1 @@
+"""Client-side patterns for the example topic programs in programs/ (read them, copy them)."""
