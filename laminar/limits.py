@@ -42,8 +42,8 @@ ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiti
 RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
 # The Raft journal is compacted (a store checkpoint becomes the snapshot) past either bound, so a
 # restart replays at most this much and the journal's in-memory index stays bounded.
-RAFT_LOG_ENTRIES_MAX = 5000
-RAFT_LOG_BYTES_MAX = 256 * MIB
+RAFT_LOG_ENTRIES_MAX = 2000
+RAFT_LOG_BYTES_MAX = 64 * MIB
 SNAPSHOT_CHUNK_BYTES = 1 * MIB  # a snapshot travels to a lagging follower in chunks of this size
 
 # --- Client library ------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ class Node:
                 if item is None:
                     return
                 self._apply_now(*item)
-            except BaseException:  # noqa: BLE001 - fail-stop: never diverge, never skip an entry
+            except BaseException:
                 log.critical("applying raft entry %s failed; stopping this node", item and item[0], exc_info=True)
                 logging.shutdown()
                 os._exit(70)

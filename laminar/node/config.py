@@ -3,7 +3,7 @@
     data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N
     # durability = "fsync"              # default; "none" keeps the journal in the page cache only
     # raft_password = "..."             # optional: encrypts and authenticates Raft traffic
-    # raft_log_entries_max = 5000       # compact the Raft journal (snapshot) past this many entries
+    # raft_log_entries_max = 2000       # compact the Raft journal (snapshot) past this many entries
 
     [[nodes]]
     id = 1

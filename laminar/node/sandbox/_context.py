@@ -69,7 +69,7 @@ class Context:
         self._check_open()
         if type(reason) is not str:
             raise TypeError(f"ctx.reject() needs a str reason, not {type_name(reason)}")
-        fail(Rejected(reason))
+        fail(Rejected(reason or "rejected"))  # a failed outcome always says something
 
     def args_json(self) -> Any:
         """`ctx.args_json()`: the creation arguments parsed as JSON (None when there are none)."""

@@ -297,6 +297,11 @@ def _weight(nodes: Iterable[ast.AST]) -> ast.Constant:
     return _const(max(1, _region_cost(nodes)))
 
 
+def _unpacking(target: ast.expr) -> list[ast.expr]:
+    """A loop target's cost: nothing for a plain name, the target itself when it unpacks or subscripts."""
+    return [] if isinstance(target, ast.Name) else [target]
+
+
 def _calls(node: ast.AST, name: str) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
 
@@ -424,7 +429,7 @@ class Instrument(ast.NodeTransformer):
     def visit_For(self, node: ast.For) -> ast.AST:
         self.generic_visit(node)
         node.iter = _placed(_plain_unpack(node.iter, node.target, "_iter_unpack_sequence_"), node)
-        node.body.insert(0, _placed(ast.Expr(_call("_step_", _weight([node.target, *node.body]))), node))
+        node.body.insert(0, _placed(ast.Expr(_call("_step_", _weight([*_unpacking(node.target), *node.body]))), node))
         return node
 
     def visit_While(self, node: ast.While) -> ast.AST:
@@ -437,7 +442,7 @@ class Instrument(ast.NodeTransformer):
         for i, gen in enumerate(generators):
             gen.iter = _placed(_plain_unpack(gen.iter, gen.target, "_iter_unpack_sequence_"), node)
             then = [generators[i + 1].iter] if i + 1 < len(generators) else result
-            gen.ifs.insert(0, _placed(_call("_step_", _weight([gen.target, *gen.ifs, *then])), node))
+            gen.ifs.insert(0, _placed(_call("_step_", _weight([*_unpacking(gen.target), *gen.ifs, *then])), node))
 
     def visit_ListComp(self, node: ast.ListComp) -> ast.AST:
         self.generic_visit(node)
