@@ -139,9 +139,7 @@ def measure(messages: int, root: str) -> Result:
         sync_s = time.monotonic() - start
         with open(os.path.join(root, "node-4.log")) as f:
             installed = "installed a snapshot" in f.read()
-        return Result(
-            messages, write_s, status_s, serving_s, caught_up_s, rss, journal, snapshot, sync_s, installed
-        )
+        return Result(messages, write_s, status_s, serving_s, caught_up_s, rss, journal, snapshot, sync_s, installed)
     finally:
         if extra is not None:
             extra.stop_all()
@@ -153,8 +151,8 @@ def _report(results: list[Result], command: str) -> str:
         "# Recovery: restart and sync from scratch",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        "3 nodes and the writers on one machine, durability fsync.",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; 3 nodes and the writers on one machine, durability fsync.",
         "",
         "| messages | write s | restart: answers s | restart: serves tail s | restart: caught up s "
         "| RSS after restart MiB | journal bytes | snapshot bytes | sync from scratch s | via snapshot |",

@@ -127,7 +127,7 @@ def test_unique_refuses_a_second_put_of_a_key(cluster) -> None:
 def test_balance_conserves_money_under_concurrent_cas_transfers(cluster) -> None:
     """balance.py: concurrent clients with the CAS loop; stale views are refused and retried, money
     is conserved, and no balance is ever negative in the stream, on every node."""
-    nodes, addresses = cluster
+    _, addresses = cluster
     accounts = [f"a{n}" for n in range(4)]
     with laminar.Client(addresses) as client:
         created = client.create_topic("bank", program=program("balance.py"), args=json.dumps({"cache_size": 6}))
