@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 NODES ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: install cluster demo test lint proto proto-check unit integration clean-data clean
+.PHONY: install cluster demo test lint proto proto-check unit integration torture clean-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## Long fault-injection run with the Jepsen-style checker (history and summary in bench/results/).
+SECONDS ?= 600
+SEED ?=
+torture: $(STAMP)
+	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
 
 ## Wipe the data of `make cluster` (var/).
 clean-data:

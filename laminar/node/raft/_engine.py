@@ -89,6 +89,8 @@ class _SyncingTransport(TCPTransport):  # type: ignore[misc]
         pass
 
     def send(self, node: Any, message: dict[str, Any]) -> Any:
+        if str(node.address) in self._syncObj.partitioned_from:
+            return False  # fault injection: the link to this peer is cut
         if message.get("type") == "next_node_idx" and message.get("success"):
             self._syncObj._journal.sync()
         return super().send(node, message)
@@ -122,6 +124,9 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             connectionTimeout=settings.leader_fallback_s,
             journalFile=self._journal,
             password=settings.password or None,
+            # pysyncobj binds 0.0.0.0 unless told otherwise; its traffic is pickle, so listen only
+            # on the address the config names.
+            bindAddress=settings.self_address,
             logCompactionMinEntries=settings.log_entries_max,
             logCompactionMinTime=_NEVER,
             logCompactionBatchSize=limits.SNAPSHOT_CHUNK_BYTES,
@@ -138,6 +143,9 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             appendEntriesBatchSizeBytes=limits.BATCH_BYTES_MAX + 1024,
         )
         self._in_tick: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=TICK_TASKS_MAX)
+        # Fault injection (tests only, like etcd's failpoints): Raft addresses whose traffic this
+        # node drops, both ways. Replaced whole, never mutated, so the tick thread reads it safely.
+        self.partitioned_from: frozenset[str] = frozenset()
         super().__init__(settings.self_address, list(settings.peer_addresses), conf, transportClass=_SyncingTransport)
         self.addOnTickCallback(self._run_tick_tasks)
 
@@ -251,6 +259,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
                 callback(None, FAIL_REASON.NOT_LEADER)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
+        if str(node.address) in self.partitioned_from:
+            return  # fault injection: the link to this peer is cut
         kind = message.get("type")
         if kind == "append_entries" and self._is_stale_append(message):
             return
