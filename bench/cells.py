@@ -79,11 +79,7 @@ def _first_line(error: Exception) -> str:
 
 
 def _create_topic(cluster: BenchCluster, cell: Cell) -> None:
-    path = cell.kind.program_path()
-    program = None
-    if path is not None:
-        with open(path, encoding="utf-8") as f:
-            program = f.read()
+    program = cell.kind.program_source()
     with laminar.Client(cluster.addresses) as client:
         pending = client.create_topic(
             TOPIC, program=program, args=cell.kind.create_args(cell.clients, cell.balance_pairs)

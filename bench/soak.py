@@ -78,8 +78,7 @@ def run_soak(plan: SoakPlan) -> SoakResult:
 
 
 def _create_topic(cluster: BenchCluster, plan: SoakPlan) -> None:
-    path = TOPIC_KINDS[plan.topic_kind].program_path()
-    program = None if path is None else open(path, encoding="utf-8").read()  # noqa: SIM115 - small file
+    program = TOPIC_KINDS[plan.topic_kind].program_source()
     with laminar.Client(cluster.addresses) as client:
         commit = client.create_topic(TOPIC, program=program).committed(timeout=CREATE_TIMEOUT_S)
     if not commit.ok:

@@ -30,6 +30,13 @@ class TopicKind:
     def program_path(self) -> str | None:
         return None if self.program_file is None else os.path.join(PROGRAMS_DIR, self.program_file)
 
+    def program_source(self) -> str | None:
+        path = self.program_path()
+        if path is None:
+            return None
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
     def missing(self) -> str | None:
         """Why this kind cannot run in this tree, or None if it can."""
         path = self.program_path()

@@ -8,7 +8,7 @@ for event in laminar.Listener(addresses, "chat", from_offset=0):
     print(event.kind, event.key, event.value, event.consequence_offset)
 """
 
-from laminar.client import Client, Commit, Effect, Event, Kind, Listener, Pending, cluster_status
+from laminar.client import TLS, Client, Commit, Effect, Event, Kind, Listener, Pending, Value, cluster_status
 from laminar.errors import (
     ClientClosed,
     ConfigError,
@@ -20,6 +20,7 @@ from laminar.errors import (
 )
 
 __all__ = [
+    "TLS",
     "Client",
     "ClientClosed",
     "Commit",
@@ -34,5 +35,6 @@ __all__ = [
     "ProtocolError",
     "Timeout",
     "Unavailable",
+    "Value",
     "cluster_status",
 ]

@@ -7,12 +7,14 @@ LAMINAR_ADDRESSES environment variable override them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import sys
 from typing import Any
 
-from laminar.client import Client, Listener, change_membership, cluster_status
+from laminar.client import TLS, Client, Listener, change_membership, cluster_status
 from laminar.errors import LaminarError
 
 COMMAND_TIMEOUT_S = 30.0
@@ -42,7 +44,7 @@ def _cmd_cluster_change(args: argparse.Namespace) -> int:
     action = args.cluster_command
     raft = getattr(args, "raft", "") or ""
     client = getattr(args, "client", "") or ""
-    peers = change_membership(args.addresses, action, str(args.id), raft, client)
+    peers = change_membership(args.addresses, action, str(args.id), raft, client, tls=_tls(args))
     for peer in peers:
         print(f"{peer.get('node_id', '?')}\t{peer.get('client_address', '')}\t{peer.get('raft_address', '')}")
     return 0
@@ -50,6 +52,19 @@ def _cmd_cluster_change(args: argparse.Namespace) -> int:
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--addresses", help="comma-separated node addresses (default: $LAMINAR_ADDRESSES or local)")
+    parser.add_argument("--tls-ca", help="TLS: CA certificate(s) of the nodes, PEM (default: $LAMINAR_TLS_CA)")
+    parser.add_argument("--tls-cert", help="TLS: this client's certificate, PEM (default: $LAMINAR_TLS_CERT)")
+    parser.add_argument("--tls-key", help="TLS: this client's private key, PEM (default: $LAMINAR_TLS_KEY)")
+
+
+def _tls(args: argparse.Namespace) -> TLS | None:
+    """TLS settings from flags or the environment; None (plaintext) when none is given."""
+    ca = args.tls_ca or os.environ.get("LAMINAR_TLS_CA")
+    cert = args.tls_cert or os.environ.get("LAMINAR_TLS_CERT")
+    key = args.tls_key or os.environ.get("LAMINAR_TLS_KEY")
+    if not (ca or cert or key):
+        return None
+    return TLS.from_files(ca, cert, key)
 
 
 def _print_commit(commit: Any) -> int:
@@ -58,20 +73,48 @@ def _print_commit(commit: Any) -> int:
     return 0 if commit.effect == "VALID" else 1
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: {"time", "level", "logger", "node", "message"[, "exc"]}.
+
+    The standard library is enough for this (a dozen lines), so the node needs no logging
+    dependency; the field names follow what log shippers (Loki, Elasticsearch, Vector) map by default.
+    """
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__()
+        self._node_id = node_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "node": self._node_id,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def _cmd_node(args: argparse.Namespace) -> int:
     from laminar.node import load_config, run_node
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format=f"%(asctime)s node-{args.id} %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    run_node(load_config(args.config, args.id, args.durability))
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(JsonLogFormatter(args.id))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s node-{args.id} %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), handlers=[handler])
+    config = load_config(args.config, args.id, args.durability)
+    if args.fault_injection:
+        config = dataclasses.replace(config, fault_injection=True)
+    run_node(config)
     return 0
 
 
 def _cmd_topic(args: argparse.Namespace) -> int:
-    with Client(args.addresses) as client:
+    with Client(args.addresses, tls=_tls(args)) as client:
         if args.action == "create":
             program = None
             if args.program:
@@ -84,13 +127,34 @@ def _cmd_topic(args: argparse.Namespace) -> int:
 
 
 def _cmd_put(args: argparse.Namespace) -> int:
-    with Client(args.addresses) as client:
+    with Client(args.addresses, tls=_tls(args)) as client:
         return _print_commit(client.put(args.topic, args.key, args.value).committed(timeout=COMMAND_TIMEOUT_S))
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    with Client(args.addresses) as client:
+    with Client(args.addresses, tls=_tls(args)) as client:
         return _print_commit(client.delete(args.topic, args.key).committed(timeout=COMMAND_TIMEOUT_S))
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    with Client(args.addresses, tls=_tls(args)) as client:
+        value = client.get(args.topic, args.key, stale_ok=args.stale, timeout=COMMAND_TIMEOUT_S)
+    if args.json:
+        record = {
+            "found": value.found,
+            "value": _text(value.value),
+            "value_offset": value.value_offset,
+            "topic_offset": value.topic_offset,
+            "intention_offset": value.intention_offset,
+        }
+        print(json.dumps(record))
+    elif value.found:
+        print(_text(value.value))
+    else:
+        print(
+            f"laminar: {args.key!r} is not set in {args.topic!r} (as of offset {value.topic_offset})", file=sys.stderr
+        )
+    return 0 if value.found else 1
 
 
 def _text(data: bytes) -> str:
@@ -98,7 +162,10 @@ def _text(data: bytes) -> str:
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:
-    with Listener(args.addresses, args.topic, from_offset=args.from_offset) as listener:
+    listener = Listener(
+        args.addresses, args.topic, from_offset=args.from_offset, snapshot=args.snapshot, tls=_tls(args)
+    )
+    with listener:
         for count, event in enumerate(listener, start=1):
             if args.json:
                 record = {
@@ -108,9 +175,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     "key": _text(event.key),
                     "value": _text(event.value),
                 }
+                if event.snapshot:
+                    record["snapshot"] = True
                 print(json.dumps(record), flush=True)
             else:
-                print(f"{event.consequence_offset}\t{event.kind}\t{_text(event.key)}\t{_text(event.value)}", flush=True)
+                kind = "SNAPSHOT" if event.snapshot else str(event.kind)
+                print(f"{event.consequence_offset}\t{kind}\t{_text(event.key)}\t{_text(event.value)}", flush=True)
             if args.count and count >= args.count:
                 return 0
     return 0
@@ -123,23 +193,26 @@ _STATUS_COLUMNS = (
     "term",
     "commit_index",
     "applied_index",
+    "lag",
+    "health",
     "intention_offset",
-    "durability",
     "topics",
 )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    nodes = cluster_status(args.addresses)
+    nodes = cluster_status(args.addresses, tls=_tls(args))
     if args.json:
         print(json.dumps({"nodes": nodes}, indent=2))
     else:
         rows: list[tuple[str, ...]] = [_STATUS_COLUMNS]
         for node in nodes:
             if "error" in node:
-                rows.append(("?", node["address"], "unreachable", "", "", "", "", "", node["error"][:40]))
+                blank = ("",) * (len(_STATUS_COLUMNS) - 4)
+                rows.append(("?", node["address"], "unreachable", *blank, node["error"][:40]))
                 continue
             values = [node.get(c, "") for c in _STATUS_COLUMNS]
+            values[6] = "?" if node.get("lag") is None else node["lag"]
             values[-1] = ",".join(node.get("topics", [])) or "-"
             rows.append(tuple(str(v) for v in values))
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(_STATUS_COLUMNS))]
@@ -160,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fsync", "none"],
         help="fsync (default): the journal is synced before entries are acknowledged; none: page cache only",
     )
+    node.add_argument("--fault-injection", action="store_true", help="tests only: accept InjectFault calls")
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    node.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     node.set_defaults(func=_cmd_node)
 
     cluster = sub.add_parser("cluster", help="run a whole cluster on this machine")
@@ -205,8 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--from", dest="from_offset", type=int, default=0, help="start after this offset")
     listen.add_argument("--count", type=int, default=0, help="stop after this many events (0: never)")
     listen.add_argument("--json", action="store_true", help="one JSON object per line")
+    listen.add_argument("--snapshot", action="store_true", help="start with every live key's current value")
     _client_args(listen)
     listen.set_defaults(func=_cmd_listen)
+
+    get = sub.add_parser("get", help="print the current value of a key (exit 1 if it is not set)")
+    get.add_argument("topic")
+    get.add_argument("key")
+    get.add_argument("--stale", action="store_true", help="read any node's applied state (no read barrier)")
+    get.add_argument("--json", action="store_true", help="value and offsets as one JSON object")
+    _client_args(get)
+    get.set_defaults(func=_cmd_get)
 
     status = sub.add_parser("status", help="show every node's role, term, indexes and topics")
     status.add_argument("--json", action="store_true", help='print {"nodes": [...]} for scripts')

@@ -42,14 +42,24 @@ def free_port_block(count: int, host: str = "127.0.0.1") -> int:
 
 
 def write_config(
-    path: str, node_count: int, base_port: int, data_dir: str, host: str = "127.0.0.1", extra: str = ""
+    path: str,
+    node_count: int,
+    base_port: int,
+    data_dir: str,
+    host: str = "127.0.0.1",
+    extra: str = "",
+    metrics_base_port: int | None = None,
 ) -> None:
     """A cluster TOML: node N has client port base+N and Raft port base+count+N; `extra` is
-    appended to the top-level settings (e.g. 'raft_log_entries_max = 50')."""
+    appended to the top-level settings (e.g. 'raft_log_entries_max = 50'). With
+    `metrics_base_port`, node N serves Prometheus metrics on metrics_base_port+N."""
     lines = [f'data_dir = "{data_dir}"', extra, ""]
     for n in range(1, node_count + 1):
         client, raft = base_port + n, base_port + node_count + n
-        lines += ["[[nodes]]", f"id = {n}", f'client = "{host}:{client}"', f'raft = "{host}:{raft}"', ""]
+        lines += ["[[nodes]]", f"id = {n}", f'client = "{host}:{client}"', f'raft = "{host}:{raft}"']
+        if metrics_base_port is not None:
+            lines.append(f'metrics = "{host}:{metrics_base_port + n}"')
+        lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
 

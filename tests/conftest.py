@@ -21,6 +21,7 @@ class TestCluster:
     addresses: list[str]
     data_dir: str
     log_dir: str
+    metrics_addresses: list[str] | None = None
 
     def address_of(self, node_id: int) -> str:
         return self.addresses[node_id - 1]
@@ -82,18 +83,23 @@ def make_cluster(tmp_path, request) -> Iterator[Callable[..., TestCluster]]:  # 
     """Start a cluster of real nodes: make_cluster(nodes=3). Stopped at the end of the test."""
     started: list[TestCluster] = []
 
-    def start(nodes: int = 3, extra_config: str = "", extra_args: tuple[str, ...] = ()) -> TestCluster:
+    def start(
+        nodes: int = 3, extra_config: str = "", extra_args: tuple[str, ...] = (), metrics: bool = False
+    ) -> TestCluster:
         root = tmp_path / f"cluster-{len(started)}"
         root.mkdir()
         (root / "logs").mkdir()
         base = free_port_block(nodes)
         config = root / "cluster.toml"
-        write_config(str(config), nodes, base, str(root / "data"), extra=extra_config)
+        metrics_base = free_port_block((nodes + 1) // 2) if metrics else None
+        write_config(str(config), nodes, base, str(root / "data"), extra=extra_config, metrics_base_port=metrics_base)
         cluster = LocalCluster(
             str(config), list(range(1, nodes + 1)), log_dir=str(root / "logs"), extra_args=extra_args
         )
         addresses = [f"127.0.0.1:{base + n}" for n in range(1, nodes + 1)]
         test_cluster = TestCluster(cluster, addresses, str(root / "data"), str(root / "logs"))
+        if metrics_base is not None:
+            test_cluster.metrics_addresses = [f"127.0.0.1:{metrics_base + n}" for n in range(1, nodes + 1)]
         started.append(test_cluster)
         cluster.start_all()
         test_cluster.leader_id()

@@ -2,10 +2,12 @@
 
 from laminar.client._admin import change_membership, cluster_digests, cluster_status
 from laminar.client._client import Client, Pending
+from laminar.client._connect import TLS
 from laminar.client._listener import Listener
-from laminar.client._types import Commit, Effect, Event, Kind
+from laminar.client._types import Commit, Effect, Event, Kind, Value
 
 __all__ = [
+    "TLS",
     "Client",
     "Commit",
     "Effect",
@@ -13,6 +15,7 @@ __all__ = [
     "Kind",
     "Listener",
     "Pending",
+    "Value",
     "change_membership",
     "cluster_digests",
     "cluster_status",

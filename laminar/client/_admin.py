@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from laminar.client._connect import Nodes, leader_hint, map_error
+from laminar.client._connect import TLS, Nodes, leader_hint, map_error
 from laminar.errors import Unavailable
 from laminar.v1 import laminar_pb2 as pb
 
@@ -17,10 +17,10 @@ STATUS_TIMEOUT_S = 2.0
 
 
 def cluster_status(
-    addresses: Sequence[str] | str | None = None, timeout_s: float = STATUS_TIMEOUT_S
+    addresses: Sequence[str] | str | None = None, timeout_s: float = STATUS_TIMEOUT_S, tls: TLS | None = None
 ) -> list[dict[str, Any]]:
     """One dict per address: the node's status, or {"address", "error"} if it did not answer."""
-    nodes = Nodes(addresses)
+    nodes = Nodes(addresses, tls)
     results: list[dict[str, Any]] = []
     try:
         for address in nodes.addresses:
@@ -41,12 +41,30 @@ def cluster_status(
             results.append(status)
     finally:
         nodes.close()
+    _add_lag_and_health(results)
     return results
 
 
-def cluster_digests(addresses: Sequence[str] | str | None = None, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+def _add_lag_and_health(statuses: list[dict[str, Any]]) -> None:
+    """lag: the leader's commit index minus this node's applied index (None when no leader
+    answered); health: "serving" when the node knows a leader (the rule of its grpc.health.v1
+    service), else "not_serving"; "unreachable" for a node that did not answer."""
+    leaders = [s for s in statuses if "error" not in s and s.get("role") == "leader"]
+    leader_commit = max((int(s.get("commit_index", 0)) for s in leaders), default=None)
+    for s in statuses:
+        if "error" in s:
+            s["health"] = "unreachable"
+            continue
+        applied = int(s.get("applied_index", 0))
+        s["lag"] = None if leader_commit is None else max(0, leader_commit - applied)
+        s["health"] = "serving" if s.get("leader_id") else "not_serving"
+
+
+def cluster_digests(
+    addresses: Sequence[str] | str | None = None, timeout_s: float = 30.0, tls: TLS | None = None
+) -> list[dict[str, Any]]:
     """Each node's replicated-state digest: {"address", "intention_offset", "sha256", "keys"}."""
-    nodes = Nodes(addresses)
+    nodes = Nodes(addresses, tls)
     results: list[dict[str, Any]] = []
     try:
         for address in nodes.addresses:
@@ -84,6 +102,7 @@ def change_membership(
     raft_address: str = "",
     client_address: str = "",
     timeout_s: float = MEMBERSHIP_TIMEOUT_S,
+    tls: TLS | None = None,
 ) -> list[dict[str, Any]]:
     """Add or remove one node ("add" / "remove"), following the leader. Returns the new members."""
     request = pb.MembershipChange(
@@ -92,7 +111,7 @@ def change_membership(
         raft_address=raft_address,
         client_address=client_address,
     )
-    nodes = Nodes(addresses)
+    nodes = Nodes(addresses, tls)
     deadline = time.monotonic() + timeout_s
     hint: str | None = None
     last_error = "no node answered"

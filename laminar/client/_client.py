@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 
 from laminar import _rules, limits
-from laminar.client._connect import Nodes, leader_hint, map_error
-from laminar.client._types import Commit, Effect
+from laminar.client._connect import TLS, Nodes, leader_hint, map_error
+from laminar.client._types import Commit, Effect, Value
 from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unavailable
 from laminar.v1 import laminar_pb2 as pb
 
@@ -33,6 +33,8 @@ CLIENT_PROGRESS_TIMEOUT_S = 5.0  # no ack for this long while messages wait: try
 CLIENT_CONNECT_BACKOFF_S_MIN = 0.05
 CLIENT_CONNECT_BACKOFF_S_MAX = limits.CLIENT_RECONNECT_BACKOFF_MS_MAX / 1000
 CLIENT_SENDER_POLL_S = 0.5
+CLIENT_GET_TIMEOUT_S = 10.0
+CLIENT_GET_RETRY_S = 0.1
 
 
 def _as_bytes(value: bytes | str, what: str) -> bytes:
@@ -99,11 +101,12 @@ class Client:
         *,
         client_id: uuid.UUID | None = None,
         inflight_max: int = limits.CLIENT_INFLIGHT_MAX,
+        tls: TLS | None = None,
     ) -> None:
         if not 1 <= inflight_max <= limits.CLIENT_INFLIGHT_MAX:
             raise InvalidRequest(f"inflight_max must be in 1..{limits.CLIENT_INFLIGHT_MAX}")
         self.client_id = client_id or uuid.uuid4()
-        self._nodes = Nodes(addresses)
+        self._nodes = Nodes(addresses, tls)
         self._inflight_max = inflight_max
         self._cond = threading.Condition()
         self._next_nonce = 1
@@ -136,6 +139,40 @@ class Client:
 
     def delete(self, topic: str, key: bytes | str) -> Pending:
         return self._send(pb.Mutation(kind=pb.DELETE, topic=topic, key=_as_bytes(key, "key")))
+
+    def get(
+        self, topic: str, key: bytes | str, *, stale_ok: bool = False, timeout: float = CLIENT_GET_TIMEOUT_S
+    ) -> Value:
+        """The current value of `key` in `topic`.
+
+        Linearizable by default: the leader answers after a read barrier through the log, so the
+        value reflects every mutation committed before this call began (it follows the leader
+        like a session does). With `stale_ok=True` any node answers at once from what it has
+        applied, which may be behind the leader."""
+        request = pb.GetRequest(topic=topic, key=_as_bytes(key, "key"), stale_ok=stale_ok)
+        deadline = time.monotonic() + timeout
+        hint: str | None = None if stale_ok else self.leader
+        last_error = "no node answered"
+        while time.monotonic() < deadline:
+            address = self._nodes.pick(hint)
+            method = self._nodes.channel(address).unary_unary(
+                "/laminar.v1.Laminar/Get",
+                request_serializer=pb.GetRequest.SerializeToString,
+                response_deserializer=pb.GetResponse.FromString,
+            )
+            try:
+                r = method(request, timeout=max(0.05, deadline - time.monotonic()))
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else None
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise map_error(error) from None
+                hint = leader_hint(error)
+                last_error = error.details() or "unavailable"  # type: ignore[attr-defined]
+                if hint is None:
+                    time.sleep(CLIENT_GET_RETRY_S)
+                continue
+            return Value(topic, request.key, r.found, r.value, r.value_offset, r.topic_offset, r.intention_offset)
+        raise Unavailable(f"get {topic!r} not answered within {timeout} s: {last_error}")
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything sent so far is committed."""

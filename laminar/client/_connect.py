@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import grpc
 
@@ -36,10 +37,42 @@ def resolve_addresses(addresses: Sequence[str] | str | None) -> list[str]:
     return result
 
 
+@dataclass(frozen=True)
+class TLS:
+    """TLS to the nodes' client ports. All PEM bytes; see `TLS.from_files`.
+
+    root_certificates: the CA(s) that signed the nodes' certificates (None: the system's roots);
+    certificate_chain and private_key: this client's certificate, for nodes that require one.
+    """
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+
+    @staticmethod
+    def from_files(ca: str | None = None, cert: str | None = None, key: str | None = None) -> TLS:
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise InvalidRequest(f"cannot read {path}: {e}") from e
+
+        return TLS(read(ca), read(cert), read(key))
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise InvalidRequest("a client certificate needs both certificate_chain and private_key")
+        return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
+
+
 class Nodes:
     """The cluster's addresses, a channel per address, and where to try next."""
 
-    def __init__(self, addresses: Sequence[str] | str | None) -> None:
+    def __init__(self, addresses: Sequence[str] | str | None, tls: TLS | None = None) -> None:
+        self._credentials = tls.credentials() if tls is not None else None
         self._addresses = resolve_addresses(addresses)
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
@@ -53,7 +86,10 @@ class Nodes:
         with self._lock:
             channel = self._channels.get(address)
             if channel is None:
-                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                if self._credentials is not None:
+                    channel = grpc.secure_channel(address, self._credentials, options=CHANNEL_OPTIONS)
+                else:
+                    channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
                 self._channels[address] = channel
             return channel
 

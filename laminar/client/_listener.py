@@ -4,6 +4,12 @@ A background thread reads frames from a node into a bounded buffer; iteration ta
 buffer. When the buffer is full the thread stops reading, gRPC flow control stops the node, and
 nothing grows. After a disconnect it resumes from the last offset it delivered, trying the next
 node. A topic that does not exist yet is simply waited for.
+
+With `snapshot=True` the listener starts from the topic's current state: it first yields every
+live key with its current value (events with `snapshot=True`, in key order), then the events after
+the offset the snapshot reflects, with no gap. If the connection breaks before the snapshot is
+complete, the next node sends a fresh snapshot: some keys may then come twice (treat snapshot
+events as upserts).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from laminar.client._connect import Nodes, map_error
+from laminar.client._connect import TLS, Nodes, map_error
 from laminar.client._types import Event, Kind
 from laminar.errors import InvalidRequest, LaminarError, Timeout
 from laminar.v1 import laminar_pb2 as pb
@@ -27,11 +33,21 @@ _END = object()
 
 
 class Listener:
-    def __init__(self, addresses: Sequence[str] | str | None, topic: str, from_offset: int = 0) -> None:
+    def __init__(
+        self,
+        addresses: Sequence[str] | str | None,
+        topic: str,
+        from_offset: int = 0,
+        *,
+        snapshot: bool = False,
+        tls: TLS | None = None,
+    ) -> None:
         if from_offset < 0:
             raise InvalidRequest(f"from_offset must be >= 0, got {from_offset}")
         self.topic = topic
-        self._nodes = Nodes(addresses)
+        self._snapshot_pending = snapshot  # until a snapshot_end frame arrives
+        self.snapshot_offset: int | None = None  # the offset the snapshot reflected, once complete
+        self._nodes = Nodes(addresses, tls)
         self._after = from_offset  # last offset handed to the buffer
         self._buffer: queue.Queue[Any] = queue.Queue(maxsize=LISTENER_BUFFER_FRAMES_MAX)
         self._pending: list[Event] = []
@@ -103,9 +119,19 @@ class Listener:
             request_serializer=pb.ListenRequest.SerializeToString,
             response_deserializer=pb.ListenFrame.FromString,
         )
-        self._call = method(pb.ListenRequest(topic=self.topic, from_offset=self._after))
+        request = pb.ListenRequest(topic=self.topic, from_offset=self._after, snapshot=self._snapshot_pending)
+        self._call = method(request)
         for frame in self._call:
             events = []
+            if self._snapshot_pending:
+                events = [
+                    Event(self.topic, Kind.PUT, e.key, e.value, e.intention_offset, e.consequence_offset, snapshot=True)
+                    for e in frame.snapshot
+                ]
+                if frame.snapshot_end:
+                    self._after = frame.snapshot_offset
+                    self.snapshot_offset = frame.snapshot_offset
+                    self._snapshot_pending = False
             for e in frame.events:
                 if e.consequence_offset <= self._after:
                     continue  # never deliver twice, whatever a node sends

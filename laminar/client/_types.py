@@ -52,3 +52,19 @@ class Event:
     value: bytes
     intention_offset: int
     consequence_offset: int  # per topic, 1-based, gapless, never reset
+    # True for the live keys a snapshot listener receives first: each is the key's current value,
+    # with the offsets of the event that set it (so snapshot offsets are neither ordered nor gapless).
+    snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class Value:
+    """What `Client.get` read: the current value of one key, and how far the read reflects."""
+
+    topic: str
+    key: bytes
+    found: bool  # False: the key is not set now (never put, deleted, or the topic does not exist)
+    value: bytes  # b"" when not found
+    value_offset: int  # consequence offset of the event that set the value (0 when not found)
+    topic_offset: int  # the read reflects every event of the topic through this consequence offset
+    intention_offset: int  # and every intention through this global offset

@@ -43,8 +43,17 @@ class _Waiter:
 
 
 class Membership:
-    def __init__(self, config: NodeConfig, engine_ref: Callable[[], RaftEngine], store: Store) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        engine_ref: Callable[[], RaftEngine],
+        store: Store,
+        wait_applied: Callable[[float], bool] | None = None,
+    ) -> None:
         self._config = config
+        # pysyncobj reports an entry done once it is handed to the apply thread, not once it is
+        # stored: wait for the store before answering with the address book.
+        self._wait_applied = wait_applied
         self._engine = engine_ref
         self._store = store
         self._lock = threading.Lock()
@@ -133,6 +142,8 @@ class Membership:
         waiter = _Waiter(threading.Event())
         self._engine().propose(batch.SerializeToString(), lambda ok: waiter.done(ok))
         self._wait(waiter, "recording the address book")
+        if self._wait_applied is not None and not self._wait_applied(MEMBERSHIP_CHANGE_TIMEOUT_S):
+            raise MembershipRefused("unavailable", "the address book entry committed but was not applied in time")
 
     def _raft_change(self, add: bool, raft_address: str) -> None:
         waiter = _Waiter(threading.Event())

@@ -15,14 +15,25 @@ import queue
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 import grpc
 
 from laminar.errors import ConfigError
 from laminar.node._membership import Membership, MembershipRefused
-from laminar.node.config import NodeConfig
+from laminar.node._metrics import NodeMetrics, Sample
+from laminar.node.config import NodeConfig, read_pem
 from laminar.node.raft import Proposer, RaftEngine, RaftSettings, SnapshotHooks
-from laminar.node.service import EventFeed, LaminarServicer, ListenService, SessionRouter, build_server
+from laminar.node.service import (
+    EventFeed,
+    LaminarServicer,
+    ListenService,
+    SessionRouter,
+    build_health,
+    build_server,
+    set_health,
+)
 from laminar.node.state_machine import StateMachine
 from laminar.node.store import ClientRecord, Keys, Store, WriteSet
 from laminar.v1 import laminar_pb2 as pb
@@ -32,6 +43,8 @@ log = logging.getLogger("laminar.node")
 SHUTDOWN_GRACE_S = 1.0
 APPLY_QUEUE_ENTRIES_MAX = 8  # committed entries waiting for the apply thread; the tick thread waits past this
 NODE_GIL_SWITCH_INTERVAL_S = 0.0005
+APPLY_SLOW_MS = 200  # an entry that takes longer than this to apply and store is logged
+WATCH_INTERVAL_S = 0.25  # how often health and leader knowledge are re-checked
 
 
 def _claim_data_dir(data_dir: str, node_id: int) -> None:
@@ -51,6 +64,18 @@ def _claim_data_dir(data_dir: str, node_id: int) -> None:
     os.replace(marker + ".tmp", marker)
 
 
+def _server_credentials(config: NodeConfig) -> grpc.ServerCredentials | None:
+    """TLS for the client port when the node has a certificate; client certificates when a CA is set."""
+    me = config.me
+    if me.tls_cert is None or me.tls_key is None:
+        return None
+    chain, key = read_pem(me.tls_cert, "tls_cert"), read_pem(me.tls_key, "tls_key")
+    client_ca = read_pem(config.tls_client_ca, "tls_client_ca") if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -58,15 +83,23 @@ class Node:
         self.store = Store(os.path.join(config.data_dir, "store"))
         self.machine = StateMachine(self.store)
         self.feed = EventFeed()
+        self.metrics = NodeMetrics(self._sample)
         self.sessions = SessionRouter(
             lambda proposal, timeout_s: self.proposer.offer(proposal, timeout_s),
             self._nonce_max,
             self._is_leader,
             self._welcome,
+            on_commit_latency=self.metrics.commit_latency.observe,
         )
         self.listens = ListenService(self.store, self.feed)
-        self.membership = Membership(config, lambda: self.engine, self.store)
+        self.membership = Membership(config, lambda: self.engine, self.store, self._wait_applied)
         self._role = "follower"
+        # Health state exists before the engine: its tick thread may report a role change at once.
+        self.health = build_health()
+        self._leader_seen: str | None = None
+        self._serving = False
+        self._health_lock = threading.Lock()  # the watcher and the tick thread (role changes) both refresh
+        self._stopping = threading.Event()
         settings = RaftSettings(
             self_address=config.me.raft,
             peer_addresses=tuple(n.raft for n in config.peers),
@@ -76,7 +109,11 @@ class Node:
             log_entries_max=config.raft_log_entries_max,
             password=config.raft_password,
         )
-        self._apply_queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=APPLY_QUEUE_ENTRIES_MAX)
+        # Items: an entry to apply, a callable to run once everything queued before it is applied
+        # (read barriers), or None to stop.
+        self._apply_queue: queue.Queue[tuple[int, bytes] | Callable[[], None] | None] = queue.Queue(
+            maxsize=APPLY_QUEUE_ENTRIES_MAX
+        )
         self._applier = threading.Thread(target=self._apply_loop, name="apply", daemon=True)
         self._applier.start()
         hooks = SnapshotHooks(
@@ -87,19 +124,36 @@ class Node:
         self.engine = RaftEngine(settings, on_apply=self._apply, on_role=self._role_changed, snapshot_hooks=hooks)
         self.proposer = Proposer(self.engine)
         servicer = LaminarServicer(
-            self.sessions, self.listens, self._status, self._digest, self._change_membership, self._leader_hint
+            self.sessions,
+            self.listens,
+            self._status,
+            self._digest,
+            self._change_membership,
+            self._leader_hint,
+            get=self._get,
+            on_session_failure=self._session_failed,
         )
-        self.server = build_server(servicer, config.me.client)
+        if config.fault_injection:
+            servicer._inject_fault = self._inject_fault
+        self.server = build_server(servicer, config.me.client, self.health, _server_credentials(config))
+        self._watcher = threading.Thread(target=self._watch_loop, name="watch", daemon=True)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self.server.start()
+        if self.config.me.metrics:
+            self.metrics.serve(self.config.me.metrics)
+            log.info("node %d: metrics on http://%s/metrics", self.config.node_id, self.config.me.metrics)
+        self._watcher.start()
         log.info(
             "node %d serving clients on %s, raft on %s", self.config.node_id, self.config.me.client, self.config.me.raft
         )
 
     def stop(self) -> None:
+        self._stopping.set()
+        set_health(self.health, False)
+        self.metrics.stop()
         self.sessions.close_all(grpc.StatusCode.UNAVAILABLE, "node is shutting down")
         self.server.stop(SHUTDOWN_GRACE_S).wait()
         self.proposer.stop()
@@ -117,21 +171,46 @@ class Node:
             try:
                 if item is None:
                     return
-                self._apply_now(*item)
+                if isinstance(item, tuple):
+                    self._apply_now(*item)
+                else:
+                    item()
             except BaseException:
-                log.critical("applying raft entry %s failed; stopping this node", item and item[0], exc_info=True)
+                where = item[0] if isinstance(item, tuple) else "(read barrier)"
+                log.critical("applying raft entry %s failed; stopping this node", where, exc_info=True)
                 logging.shutdown()
                 os._exit(70)
             finally:
                 self._apply_queue.task_done()
 
     def _apply_now(self, raft_index: int, payload: bytes) -> None:
+        started = time.perf_counter()
         applied = self.machine.apply(raft_index, payload)
         if applied is None:
             return
         self.store.commit(applied.writes, applied.mark)
         self.feed.publish(applied.topic_offsets)
         self.sessions.deliver(applied.outcomes)
+        elapsed_s = time.perf_counter() - started
+        metrics = self.metrics
+        metrics.apply_latency.observe(elapsed_s)
+        if applied.outcomes:
+            metrics.batch_intentions.observe(len(applied.outcomes))
+            metrics.intentions.inc(len(applied.outcomes))
+        if applied.events:
+            metrics.events.inc(applied.events)
+        if applied.program_errors:
+            metrics.observe_program_errors(applied.program_errors)
+        if elapsed_s * 1000 > APPLY_SLOW_MS:
+            log.warning(
+                "node %d: slow apply: raft entry %d (%d intentions, %d events) took %.0f ms (threshold %d ms)",
+                self.config.node_id,
+                raft_index,
+                len(applied.outcomes),
+                applied.events,
+                elapsed_s * 1000,
+                APPLY_SLOW_MS,
+            )
 
     # ---- callbacks from the tick thread ---------------------------------------------------------
 
@@ -161,8 +240,114 @@ class Node:
             return
         log.info("node %d: %s -> %s (term %d)", self.config.node_id, self._role, role, self.engine.raftCurrentTerm)
         self._role = role
+        self._refresh_health()
         if role != "leader":
             self.sessions.close_all(grpc.StatusCode.UNAVAILABLE, "this node lost leadership")
+
+    # ---- health, leader changes and client errors ------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        """Leader knowledge can change without a role change (a follower learns a new leader)."""
+        while not self._stopping.wait(WATCH_INTERVAL_S):
+            self._refresh_health()
+
+    def _refresh_health(self) -> None:
+        with self._health_lock:
+            self._refresh_health_locked()
+
+    def _refresh_health_locked(self) -> None:
+        if not hasattr(self, "engine"):
+            return  # a role change reported while the engine is still being built; the watcher follows up
+        leader = self.engine.leader_address()
+        if leader != self._leader_seen:
+            self._leader_seen = leader
+            if leader is None:
+                log.warning("node %d: no known leader (term %d)", self.config.node_id, self.engine.raftCurrentTerm)
+            else:
+                log.info(
+                    "node %d: leader is now %s (term %d)", self.config.node_id, leader, self.engine.raftCurrentTerm
+                )
+        serving = leader is not None and not self._stopping.is_set()
+        if serving != self._serving:
+            self._serving = serving
+            set_health(self.health, serving)
+            log.info("node %d: health %s", self.config.node_id, "SERVING" if serving else "NOT_SERVING")
+
+    def _session_failed(self, code: grpc.StatusCode, message: str) -> None:
+        self.metrics.session_failures.labels(code.name).inc()
+        quiet = code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED)
+        log.log(logging.INFO if quiet else logging.WARNING, "client session failed: %s: %s", code.name, message)
+
+    # ---- reads ----------------------------------------------------------------------------------
+
+    def _get(self, request: pb.GetRequest, timeout_s: float) -> pb.GetResponse | None:
+        """The key's value; unless stale_ok, after a read barrier (None if it did not pass in time)."""
+        if not request.stale_ok and not self._read_barrier(timeout_s):
+            return None
+        topic, view, mark = self.store.read_view(request.topic, bytes(request.key))
+        response = pb.GetResponse(
+            topic_exists=topic is not None and topic.live,
+            topic_offset=topic.next_offset - 1 if topic is not None else 0,
+            intention_offset=mark.intention_offset,
+        )
+        if view is not None:
+            response.found = True
+            response.value = view.value
+            response.value_offset = view.consequence_offset
+        return response
+
+    def _read_barrier(self, timeout_s: float) -> bool:
+        """Linearizable reads go through the log: an empty entry, proposed now and applied here,
+        orders this read after every write committed before it began (and proves we still lead)."""
+        deadline = time.monotonic() + timeout_s
+        committed = threading.Event()
+        outcome: list[bool] = []
+
+        def on_result(ok: bool) -> None:
+            outcome.append(ok)
+            committed.set()
+
+        self.engine.propose(b"", on_result)
+        if not committed.wait(timeout_s) or not outcome[0]:
+            return False
+        return self._wait_applied(max(0.0, deadline - time.monotonic()))
+
+    def _wait_applied(self, timeout_s: float) -> bool:
+        """Wait until everything handed to the apply thread so far is applied and stored. pysyncobj
+        reports an entry done once it is in the apply queue, so a marker queued now runs after it."""
+        deadline = time.monotonic() + timeout_s
+        applied = threading.Event()
+        try:
+            self._apply_queue.put(applied.set, timeout=timeout_s)
+        except queue.Full:
+            return False
+        return applied.wait(max(0.0, deadline - time.monotonic()))
+
+    # ---- metrics --------------------------------------------------------------------------------
+
+    def _sample(self) -> Sample:
+        raw = self.engine.status()
+        mark = self.machine.applied_mark
+        lag = 0
+        for topic, after in self.listens.positions():
+            lag = max(lag, self.machine.topic_offset(topic) - after)
+        proposer = getattr(self, "proposer", None)
+        return Sample(
+            node_id=str(self.config.node_id),
+            role=self.engine.role(),
+            term=int(raw.get("raft_term", 0)),
+            commit_index=int(raw.get("commit_idx", 0)),
+            applied_index=mark.raft_index,
+            intention_offset=mark.intention_offset,
+            sessions=self.sessions.count(),
+            listeners=self.listens.count(),
+            listener_lag_events_max=lag,
+            # The proposer (laminar/node/raft) has no public depth accessor yet; read its counter.
+            proposal_queue_intentions=int(getattr(proposer, "_pending_intentions", 0)),
+            apply_queue_entries=self._apply_queue.qsize(),
+            journal_syncs=int(self.engine.journal_syncs),
+            leader_known=self.engine.leader_address() is not None,
+        )
 
     # ---- queries (any thread) -------------------------------------------------------------------
 
@@ -185,6 +370,12 @@ class Node:
             return refused.code, refused.message, []
         log.info("node %d: membership is now %s", self.config.node_id, [p.node_id for p in peers])
         return "", "", peers
+
+    def _inject_fault(self, request: pb.FaultRequest) -> None:
+        self.engine.partitioned_from = frozenset(request.partitioned_from)
+        log.warning(
+            "node %d: fault injection: partitioned from %s", self.config.node_id, sorted(request.partitioned_from)
+        )
 
     def _welcome(self) -> pb.Welcome:
         return pb.Welcome(

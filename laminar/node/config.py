@@ -4,11 +4,15 @@
     # durability = "fsync"              # default; "none" keeps the journal in the page cache only
     # raft_password = "..."             # optional: encrypts and authenticates Raft traffic
     # raft_log_entries_max = 2000       # compact the Raft journal (snapshot) past this many entries
+    # tls_cert = "certs/node.pem"       # optional: serve the client port over TLS with this chain (PEM)
+    # tls_key = "certs/node.key"        #   and this private key; both may also be set per node
+    # tls_client_ca = "certs/ca.pem"    # optional: require client certificates signed by this CA
 
     [[nodes]]
     id = 1
     client = "127.0.0.1:7101"           # gRPC for clients and listeners
     raft = "127.0.0.1:7201"             # Raft between nodes; binds only to this address
+    # metrics = "127.0.0.1:9101"        # optional: Prometheus metrics over HTTP (absent: disabled)
 
 Relative paths are relative to the directory the node is started from.
 """
@@ -28,6 +32,9 @@ class NodeAddress:
     id: int
     client: str
     raft: str
+    metrics: str | None = None  # Prometheus HTTP endpoint, host:port; None: no metrics server
+    tls_cert: str | None = None  # PEM certificate chain of the client port; None: plaintext
+    tls_key: str | None = None  # PEM private key of that certificate
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,8 @@ class NodeConfig:
     raft_password: str | None
     durability: str = "fsync"
     raft_log_entries_max: int = limits.RAFT_LOG_ENTRIES_MAX
+    tls_client_ca: str | None = None  # PEM CA bundle; set: clients must present a certificate it signed
+    fault_injection: bool = False  # tests only: answer InjectFault (cut Raft links on request)
 
     @property
     def me(self) -> NodeAddress:
@@ -73,6 +82,9 @@ def load_config(path: str, node_id: int, durability: str | None = None) -> NodeC
                 entry["id"],
                 _address(entry.get("client"), f"{path}: nodes[{i}].client"),
                 _address(entry.get("raft"), f"{path}: nodes[{i}].raft"),
+                _address(entry["metrics"], f"{path}: nodes[{i}].metrics") if "metrics" in entry else None,
+                _path(entry.get("tls_cert", raw.get("tls_cert")), f"{path}: tls_cert"),
+                _path(entry.get("tls_key", raw.get("tls_key")), f"{path}: tls_key"),
             )
         )
     if not nodes:
@@ -90,7 +102,27 @@ def load_config(path: str, node_id: int, durability: str | None = None) -> NodeC
     entries_max = raw.get("raft_log_entries_max", limits.RAFT_LOG_ENTRIES_MAX)
     if not isinstance(entries_max, int) or not 2 <= entries_max <= limits.RAFT_LOG_ENTRIES_MAX:
         raise ConfigError(f"{path}: raft_log_entries_max must be an integer in 2..{limits.RAFT_LOG_ENTRIES_MAX}")
-    return NodeConfig(node_id, tuple(nodes), data_dir, password, durability, entries_max)
+    for n in nodes:
+        if (n.tls_cert is None) != (n.tls_key is None):
+            raise ConfigError(f"{path}: node {n.id} needs both tls_cert and tls_key, or neither")
+    client_ca = _path(raw.get("tls_client_ca"), f"{path}: tls_client_ca")
+    return NodeConfig(node_id, tuple(nodes), data_dir, password, durability, entries_max, tls_client_ca=client_ca)
+
+
+def _path(value: object, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a file path, got {value!r}")
+    return value
+
+
+def read_pem(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e}") from e
 
 
 def node_ids(path: str) -> list[int]:

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18laminar/v1/laminar.proto\x12\nlaminar.v1\".\n\x05Hello\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x12\n\nnext_nonce\x18\x02 \x01(\x04\"\x83\x01\n\x08Mutation\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.laminar.v1.Kind\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\x0f\n\x07program\x18\x06 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x07 \x01(\x0c\"8\n\rMutationFrame\x12\'\n\tmutations\x18\x01 \x03(\x0b\x32\x14.laminar.v1.Mutation\"i\n\x0b\x43lientFrame\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.laminar.v1.HelloH\x00\x12.\n\tmutations\x18\x02 \x01(\x0b\x32\x19.laminar.v1.MutationFrameH\x00\x42\x06\n\x04\x62ody\"I\n\x07Welcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x1f\n\x05peers\x18\x03 \x03(\x0b\x32\x10.laminar.v1.Peer\"e\n\x06\x43ommit\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\"\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32\x12.laminar.v1.Effect\x12\x18\n\x10intention_offset\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"E\n\x04\x41\x63ks\x12\x18\n\x10received_through\x18\x01 \x01(\x04\x12#\n\x07\x63ommits\x18\x02 \x03(\x0b\x32\x12.laminar.v1.Commit\"_\n\x0bServerFrame\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.laminar.v1.WelcomeH\x00\x12 \n\x04\x61\x63ks\x18\x02 \x01(\x0b\x32\x10.laminar.v1.AcksH\x00\x42\x06\n\x04\x62ody\"3\n\rListenRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\"y\n\x05\x45vent\x12\x1e\n\x04kind\x18\x01 \x01(\x0e\x32\x10.laminar.v1.Kind\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x18\n\x10intention_offset\x18\x04 \x01(\x04\x12\x1a\n\x12\x63onsequence_offset\x18\x05 \x01(\x04\"0\n\x0bListenFrame\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.laminar.v1.Event\"\x0f\n\rStatusRequest\"\xf4\x01\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x18\n\x10intention_offset\x18\x06 \x01(\x04\x12\x11\n\tleader_id\x18\x07 \x01(\t\x12\x16\n\x0eleader_address\x18\x08 \x01(\t\x12\x0e\n\x06topics\x18\t \x03(\t\x12\x12\n\ndurability\x18\n \x01(\t\x12\x1f\n\x05peers\x18\x0b \x03(\x0b\x32\x10.laminar.v1.Peer\"\x0f\n\rDigestRequest\"H\n\x0e\x44igestResponse\x12\x18\n\x10intention_offset\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x01(\x04\"\xbd\x01\n\x10MembershipChange\x12\x33\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32#.laminar.v1.MembershipChange.Action\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"5\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x07\n\x03\x41\x44\x44\x10\x01\x12\n\n\x06REMOVE\x10\x02\"3\n\x10MembershipResult\x12\x1f\n\x05peers\x18\x01 \x03(\x0b\x32\x10.laminar.v1.Peer\"E\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\"G\n\tClientRun\x12\'\n\tmutations\x18\x01 \x03(\x0b\x32\x14.laminar.v1.Mutation\x12\x11\n\tclient_id\x18\x02 \x01(\x0c\"t\n\x0eIntentionBatch\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.laminar.v1.ClientRun\x12&\n\x0cpeer_upserts\x18\x02 \x03(\x0b\x32\x10.laminar.v1.Peer\x12\x15\n\rpeer_removals\x18\x03 \x03(\t*V\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43REATE_TOPIC\x10\x01\x12\x11\n\rDESTROY_TOPIC\x10\x02\x12\x07\n\x03PUT\x10\x03\x12\n\n\x06\x44\x45LETE\x10\x04*C\n\x06\x45\x66\x66\x65\x63t\x12\x16\n\x12\x45\x46\x46\x45\x43T_UNSPECIFIED\x10\x00\x12\t\n\x05VALID\x10\x01\x12\x0b\n\x07INVALID\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x32\xdc\x02\n\x07Laminar\x12?\n\x07Session\x12\x17.laminar.v1.ClientFrame\x1a\x17.laminar.v1.ServerFrame(\x01\x30\x01\x12>\n\x06Listen\x12\x19.laminar.v1.ListenRequest\x1a\x17.laminar.v1.ListenFrame0\x01\x12?\n\x06Status\x12\x19.laminar.v1.StatusRequest\x1a\x1a.laminar.v1.StatusResponse\x12?\n\x06\x44igest\x12\x19.laminar.v1.DigestRequest\x1a\x1a.laminar.v1.DigestResponse\x12N\n\x10\x43hangeMembership\x12\x1c.laminar.v1.MembershipChange\x1a\x1c.laminar.v1.MembershipResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18laminar/v1/laminar.proto\x12\nlaminar.v1\".\n\x05Hello\x12\x11\n\tclient_id\x18\x01 \x01(\x0c\x12\x12\n\nnext_nonce\x18\x02 \x01(\x04\"\x83\x01\n\x08Mutation\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\x1e\n\x04kind\x18\x02 \x01(\x0e\x32\x10.laminar.v1.Kind\x12\r\n\x05topic\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\x0f\n\x07program\x18\x06 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x07 \x01(\x0c\"8\n\rMutationFrame\x12\'\n\tmutations\x18\x01 \x03(\x0b\x32\x14.laminar.v1.Mutation\"i\n\x0b\x43lientFrame\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.laminar.v1.HelloH\x00\x12.\n\tmutations\x18\x02 \x01(\x0b\x32\x19.laminar.v1.MutationFrameH\x00\x42\x06\n\x04\x62ody\"I\n\x07Welcome\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x1f\n\x05peers\x18\x03 \x03(\x0b\x32\x10.laminar.v1.Peer\"e\n\x06\x43ommit\x12\r\n\x05nonce\x18\x01 \x01(\x04\x12\"\n\x06\x65\x66\x66\x65\x63t\x18\x02 \x01(\x0e\x32\x12.laminar.v1.Effect\x12\x18\n\x10intention_offset\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"E\n\x04\x41\x63ks\x12\x18\n\x10received_through\x18\x01 \x01(\x04\x12#\n\x07\x63ommits\x18\x02 \x03(\x0b\x32\x12.laminar.v1.Commit\"_\n\x0bServerFrame\x12&\n\x07welcome\x18\x01 \x01(\x0b\x32\x13.laminar.v1.WelcomeH\x00\x12 \n\x04\x61\x63ks\x18\x02 \x01(\x0b\x32\x10.laminar.v1.AcksH\x00\x42\x06\n\x04\x62ody\"E\n\rListenRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x13\n\x0b\x66rom_offset\x18\x02 \x01(\x04\x12\x10\n\x08snapshot\x18\x03 \x01(\x08\"y\n\x05\x45vent\x12\x1e\n\x04kind\x18\x01 \x01(\x0e\x32\x10.laminar.v1.Kind\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x18\n\x10intention_offset\x18\x04 \x01(\x04\x12\x1a\n\x12\x63onsequence_offset\x18\x05 \x01(\x04\"\x84\x01\n\x0bListenFrame\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.laminar.v1.Event\x12#\n\x08snapshot\x18\x02 \x03(\x0b\x32\x11.laminar.v1.Event\x12\x17\n\x0fsnapshot_offset\x18\x03 \x01(\x04\x12\x14\n\x0csnapshot_end\x18\x04 \x01(\x08\":\n\nGetRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x10\n\x08stale_ok\x18\x03 \x01(\x08\"\x87\x01\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x14\n\x0cvalue_offset\x18\x03 \x01(\x04\x12\x14\n\x0ctopic_offset\x18\x04 \x01(\x04\x12\x18\n\x10intention_offset\x18\x05 \x01(\x04\x12\x14\n\x0ctopic_exists\x18\x06 \x01(\x08\"\x0f\n\rStatusRequest\"\xf4\x01\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x04 \x01(\x04\x12\x15\n\rapplied_index\x18\x05 \x01(\x04\x12\x18\n\x10intention_offset\x18\x06 \x01(\x04\x12\x11\n\tleader_id\x18\x07 \x01(\t\x12\x16\n\x0eleader_address\x18\x08 \x01(\t\x12\x0e\n\x06topics\x18\t \x03(\t\x12\x12\n\ndurability\x18\n \x01(\t\x12\x1f\n\x05peers\x18\x0b \x03(\x0b\x32\x10.laminar.v1.Peer\"\x0f\n\rDigestRequest\"H\n\x0e\x44igestResponse\x12\x18\n\x10intention_offset\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04keys\x18\x03 \x01(\x04\"\xbd\x01\n\x10MembershipChange\x12\x33\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32#.laminar.v1.MembershipChange.Action\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"5\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x07\n\x03\x41\x44\x44\x10\x01\x12\n\n\x06REMOVE\x10\x02\"3\n\x10MembershipResult\x12\x1f\n\x05peers\x18\x01 \x03(\x0b\x32\x10.laminar.v1.Peer\"(\n\x0c\x46\x61ultRequest\x12\x18\n\x10partitioned_from\x18\x01 \x03(\t\"\x0f\n\rFaultResponse\"E\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x02 \x01(\t\x12\x14\n\x0craft_address\x18\x03 \x01(\t\"G\n\tClientRun\x12\'\n\tmutations\x18\x01 \x03(\x0b\x32\x14.laminar.v1.Mutation\x12\x11\n\tclient_id\x18\x02 \x01(\x0c\"t\n\x0eIntentionBatch\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.laminar.v1.ClientRun\x12&\n\x0cpeer_upserts\x18\x02 \x03(\x0b\x32\x10.laminar.v1.Peer\x12\x15\n\rpeer_removals\x18\x03 \x03(\t*V\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x43REATE_TOPIC\x10\x01\x12\x11\n\rDESTROY_TOPIC\x10\x02\x12\x07\n\x03PUT\x10\x03\x12\n\n\x06\x44\x45LETE\x10\x04*C\n\x06\x45\x66\x66\x65\x63t\x12\x16\n\x12\x45\x46\x46\x45\x43T_UNSPECIFIED\x10\x00\x12\t\n\x05VALID\x10\x01\x12\x0b\n\x07INVALID\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x32\xd8\x03\n\x07Laminar\x12?\n\x07Session\x12\x17.laminar.v1.ClientFrame\x1a\x17.laminar.v1.ServerFrame(\x01\x30\x01\x12>\n\x06Listen\x12\x19.laminar.v1.ListenRequest\x1a\x17.laminar.v1.ListenFrame0\x01\x12\x36\n\x03Get\x12\x16.laminar.v1.GetRequest\x1a\x17.laminar.v1.GetResponse\x12?\n\x06Status\x12\x19.laminar.v1.StatusRequest\x1a\x1a.laminar.v1.StatusResponse\x12?\n\x06\x44igest\x12\x19.laminar.v1.DigestRequest\x1a\x1a.laminar.v1.DigestResponse\x12N\n\x10\x43hangeMembership\x12\x1c.laminar.v1.MembershipChange\x1a\x1c.laminar.v1.MembershipResult\x12\x42\n\x0bInjectFault\x12\x18.laminar.v1.FaultRequest\x1a\x19.laminar.v1.FaultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'laminar.v1.laminar_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KIND']._serialized_start=1821
-  _globals['_KIND']._serialized_end=1907
-  _globals['_EFFECT']._serialized_start=1909
-  _globals['_EFFECT']._serialized_end=1976
+  _globals['_KIND']._serialized_start=2181
+  _globals['_KIND']._serialized_end=2267
+  _globals['_EFFECT']._serialized_start=2269
+  _globals['_EFFECT']._serialized_end=2336
   _globals['_HELLO']._serialized_start=40
   _globals['_HELLO']._serialized_end=86
   _globals['_MUTATION']._serialized_start=89
@@ -52,31 +52,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVERFRAME']._serialized_start=636
   _globals['_SERVERFRAME']._serialized_end=731
   _globals['_LISTENREQUEST']._serialized_start=733
-  _globals['_LISTENREQUEST']._serialized_end=784
-  _globals['_EVENT']._serialized_start=786
-  _globals['_EVENT']._serialized_end=907
-  _globals['_LISTENFRAME']._serialized_start=909
-  _globals['_LISTENFRAME']._serialized_end=957
-  _globals['_STATUSREQUEST']._serialized_start=959
-  _globals['_STATUSREQUEST']._serialized_end=974
-  _globals['_STATUSRESPONSE']._serialized_start=977
-  _globals['_STATUSRESPONSE']._serialized_end=1221
-  _globals['_DIGESTREQUEST']._serialized_start=1223
-  _globals['_DIGESTREQUEST']._serialized_end=1238
-  _globals['_DIGESTRESPONSE']._serialized_start=1240
-  _globals['_DIGESTRESPONSE']._serialized_end=1312
-  _globals['_MEMBERSHIPCHANGE']._serialized_start=1315
-  _globals['_MEMBERSHIPCHANGE']._serialized_end=1504
-  _globals['_MEMBERSHIPCHANGE_ACTION']._serialized_start=1451
-  _globals['_MEMBERSHIPCHANGE_ACTION']._serialized_end=1504
-  _globals['_MEMBERSHIPRESULT']._serialized_start=1506
-  _globals['_MEMBERSHIPRESULT']._serialized_end=1557
-  _globals['_PEER']._serialized_start=1559
-  _globals['_PEER']._serialized_end=1628
-  _globals['_CLIENTRUN']._serialized_start=1630
-  _globals['_CLIENTRUN']._serialized_end=1701
-  _globals['_INTENTIONBATCH']._serialized_start=1703
-  _globals['_INTENTIONBATCH']._serialized_end=1819
-  _globals['_LAMINAR']._serialized_start=1979
-  _globals['_LAMINAR']._serialized_end=2327
+  _globals['_LISTENREQUEST']._serialized_end=802
+  _globals['_EVENT']._serialized_start=804
+  _globals['_EVENT']._serialized_end=925
+  _globals['_LISTENFRAME']._serialized_start=928
+  _globals['_LISTENFRAME']._serialized_end=1060
+  _globals['_GETREQUEST']._serialized_start=1062
+  _globals['_GETREQUEST']._serialized_end=1120
+  _globals['_GETRESPONSE']._serialized_start=1123
+  _globals['_GETRESPONSE']._serialized_end=1258
+  _globals['_STATUSREQUEST']._serialized_start=1260
+  _globals['_STATUSREQUEST']._serialized_end=1275
+  _globals['_STATUSRESPONSE']._serialized_start=1278
+  _globals['_STATUSRESPONSE']._serialized_end=1522
+  _globals['_DIGESTREQUEST']._serialized_start=1524
+  _globals['_DIGESTREQUEST']._serialized_end=1539
+  _globals['_DIGESTRESPONSE']._serialized_start=1541
+  _globals['_DIGESTRESPONSE']._serialized_end=1613
+  _globals['_MEMBERSHIPCHANGE']._serialized_start=1616
+  _globals['_MEMBERSHIPCHANGE']._serialized_end=1805
+  _globals['_MEMBERSHIPCHANGE_ACTION']._serialized_start=1752
+  _globals['_MEMBERSHIPCHANGE_ACTION']._serialized_end=1805
+  _globals['_MEMBERSHIPRESULT']._serialized_start=1807
+  _globals['_MEMBERSHIPRESULT']._serialized_end=1858
+  _globals['_FAULTREQUEST']._serialized_start=1860
+  _globals['_FAULTREQUEST']._serialized_end=1900
+  _globals['_FAULTRESPONSE']._serialized_start=1902
+  _globals['_FAULTRESPONSE']._serialized_end=1917
+  _globals['_PEER']._serialized_start=1919
+  _globals['_PEER']._serialized_end=1988
+  _globals['_CLIENTRUN']._serialized_start=1990
+  _globals['_CLIENTRUN']._serialized_end=2061
+  _globals['_INTENTIONBATCH']._serialized_start=2063
+  _globals['_INTENTIONBATCH']._serialized_end=2179
+  _globals['_LAMINAR']._serialized_start=2339
+  _globals['_LAMINAR']._serialized_end=2811
 # @@protoc_insertion_point(module_scope)

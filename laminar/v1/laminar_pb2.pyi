@@ -110,12 +110,14 @@ class ServerFrame(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., acks: _Optional[_Union[Acks, _Mapping]] = ...) -> None: ...
 
 class ListenRequest(_message.Message):
-    __slots__ = ("topic", "from_offset")
+    __slots__ = ("topic", "from_offset", "snapshot")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     topic: str
     from_offset: int
-    def __init__(self, topic: _Optional[str] = ..., from_offset: _Optional[int] = ...) -> None: ...
+    snapshot: bool
+    def __init__(self, topic: _Optional[str] = ..., from_offset: _Optional[int] = ..., snapshot: _Optional[bool] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("kind", "key", "value", "intention_offset", "consequence_offset")
@@ -132,10 +134,42 @@ class Event(_message.Message):
     def __init__(self, kind: _Optional[_Union[Kind, str]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., intention_offset: _Optional[int] = ..., consequence_offset: _Optional[int] = ...) -> None: ...
 
 class ListenFrame(_message.Message):
-    __slots__ = ("events",)
+    __slots__ = ("events", "snapshot", "snapshot_offset", "snapshot_end")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_END_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[Event]
-    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+    snapshot: _containers.RepeatedCompositeFieldContainer[Event]
+    snapshot_offset: int
+    snapshot_end: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., snapshot: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., snapshot_offset: _Optional[int] = ..., snapshot_end: _Optional[bool] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("topic", "key", "stale_ok")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    key: bytes
+    stale_ok: bool
+    def __init__(self, topic: _Optional[str] = ..., key: _Optional[bytes] = ..., stale_ok: _Optional[bool] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("found", "value", "value_offset", "topic_offset", "intention_offset", "topic_exists")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    value: bytes
+    value_offset: int
+    topic_offset: int
+    intention_offset: int
+    topic_exists: bool
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., value_offset: _Optional[int] = ..., topic_offset: _Optional[int] = ..., intention_offset: _Optional[int] = ..., topic_exists: _Optional[bool] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
@@ -206,6 +240,16 @@ class MembershipResult(_message.Message):
     PEERS_FIELD_NUMBER: _ClassVar[int]
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
     def __init__(self, peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
+
+class FaultRequest(_message.Message):
+    __slots__ = ("partitioned_from",)
+    PARTITIONED_FROM_FIELD_NUMBER: _ClassVar[int]
+    partitioned_from: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, partitioned_from: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FaultResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class Peer(_message.Message):
     __slots__ = ("node_id", "client_address", "raft_address")

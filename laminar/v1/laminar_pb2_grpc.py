@@ -44,6 +44,11 @@ class LaminarStub:
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.ListenRequest.SerializeToString,
                 response_deserializer=laminar_dot_v1_dot_laminar__pb2.ListenFrame.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/laminar.v1.Laminar/Get',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.GetRequest.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.GetResponse.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/laminar.v1.Laminar/Status',
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.StatusRequest.SerializeToString,
@@ -59,6 +64,11 @@ class LaminarStub:
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.MembershipChange.SerializeToString,
                 response_deserializer=laminar_dot_v1_dot_laminar__pb2.MembershipResult.FromString,
                 _registered_method=True)
+        self.InjectFault = channel.unary_unary(
+                '/laminar.v1.Laminar/InjectFault',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.FaultRequest.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.FaultResponse.FromString,
+                _registered_method=True)
 
 
 class LaminarServicer:
@@ -72,6 +82,15 @@ class LaminarServicer:
 
     def Listen(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Get(self, request, context):
+        """The current value of one key of a topic. Linearizable by default (leader only: a read barrier
+        goes through the log first; a follower answers UNAVAILABLE with `laminar-leader`); with
+        stale_ok any node answers from what it has applied.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -98,6 +117,14 @@ class LaminarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InjectFault(self, request, context):
+        """Test-only fault injection (like etcd's failpoints): answered only by a node started with
+        --fault-injection; every other node says UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LaminarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +137,11 @@ def add_LaminarServicer_to_server(servicer, server):
                     servicer.Listen,
                     request_deserializer=laminar_dot_v1_dot_laminar__pb2.ListenRequest.FromString,
                     response_serializer=laminar_dot_v1_dot_laminar__pb2.ListenFrame.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.GetRequest.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.GetResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -125,6 +157,11 @@ def add_LaminarServicer_to_server(servicer, server):
                     servicer.ChangeMembership,
                     request_deserializer=laminar_dot_v1_dot_laminar__pb2.MembershipChange.FromString,
                     response_serializer=laminar_dot_v1_dot_laminar__pb2.MembershipResult.SerializeToString,
+            ),
+            'InjectFault': grpc.unary_unary_rpc_method_handler(
+                    servicer.InjectFault,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.FaultRequest.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.FaultResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +218,33 @@ class Laminar:
             '/laminar.v1.Laminar/Listen',
             laminar_dot_v1_dot_laminar__pb2.ListenRequest.SerializeToString,
             laminar_dot_v1_dot_laminar__pb2.ListenFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laminar.v1.Laminar/Get',
+            laminar_dot_v1_dot_laminar__pb2.GetRequest.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -262,6 +326,33 @@ class Laminar:
             '/laminar.v1.Laminar/ChangeMembership',
             laminar_dot_v1_dot_laminar__pb2.MembershipChange.SerializeToString,
             laminar_dot_v1_dot_laminar__pb2.MembershipResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InjectFault(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laminar.v1.Laminar/InjectFault',
+            laminar_dot_v1_dot_laminar__pb2.FaultRequest.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.FaultResponse.FromString,
             options,
             channel_credentials,
             insecure,

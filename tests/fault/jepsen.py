@@ -69,7 +69,8 @@ class History:
         self._start = time.monotonic()
 
     def record(self, process: str, kind: str, f: str, value: Any, **extra: Any) -> None:
-        op = {"process": process, "type": kind, "f": f, "value": value, "time": round(time.monotonic() - self._start, 4)}
+        elapsed_s = round(time.monotonic() - self._start, 4)
+        op = {"process": process, "type": kind, "f": f, "value": value, "time": elapsed_s}
         op.update(extra)
         with self._lock:
             self.ops.append(op)
@@ -214,7 +215,9 @@ class Run:
                     value = {"from": source, "to": target, "amount": rng.randint(1, 100)}
                     self.history.record(process, "invoke", "transfer", value)
                     try:
-                        result = transfer(client, view, BANK_TOPIC, source, target, value["amount"], timeout=OP_TIMEOUT_S)
+                        result = transfer(
+                            client, view, BANK_TOPIC, source, target, value["amount"], timeout=OP_TIMEOUT_S
+                        )
                     except laminar.LaminarError as e:
                         self.history.record(process, "info", "transfer", value, error=str(e))
                         continue
@@ -253,7 +256,8 @@ class Run:
                     self.listener_anomalies.append(f"listener on {topic} failed: {e}")
                     return
                 if event.consequence_offset != after + 1:
-                    self.listener_anomalies.append(f"listener on {topic}: offset {after} then {event.consequence_offset}")
+                    gap = f"listener on {topic}: offset {after} then {event.consequence_offset}"
+                    self.listener_anomalies.append(gap)
                 after = event.consequence_offset
 
     # ---- nemesis ----------------------------------------------------------------------------
@@ -280,7 +284,7 @@ class Run:
         target = leader if fault.endswith("leader") and leader is not None else self.rng.choice(live)
         if fault.startswith("kill"):
             count = {"kill_majority": len(self.ids) // 2 + 1, "kill_all": len(self.ids)}.get(fault, 1)
-            victims = [target] + self.rng.sample([n for n in self.ids if n != target], count - 1)
+            victims = [target, *self.rng.sample([n for n in self.ids if n != target], count - 1)]
             for node in victims:
                 self.cluster.kill(node)
             return lambda: [self.cluster.start(node) for node in victims if not self.cluster.alive(node)] and None

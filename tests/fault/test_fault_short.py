@@ -7,7 +7,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jepsen import Run  # noqa: E402 - the harness lives beside this test
+from jepsen import Run
 
 FAULT_SEED = int(os.environ.get("LAMINAR_FAULT_SEED", "20261121"))
 FAULT_SECONDS = float(os.environ.get("LAMINAR_FAULT_SECONDS", "45"))

@@ -60,7 +60,8 @@ def _call(channel: grpc.Channel, method: str, kind: str, payload: object) -> grp
                 pass
         else:
             call = channel.stream_stream(method, request_serializer=identity, response_deserializer=identity)(
-                iter(payload), timeout=CALL_TIMEOUT_S  # type: ignore[call-overload]
+                iter(payload),
+                timeout=CALL_TIMEOUT_S,  # type: ignore[call-overload]
             )
             for _ in call:
                 pass
@@ -107,7 +108,7 @@ def _mutated(data: bytes, flips: list[int]) -> bytes:
 @given(sequence=st.lists(frames, min_size=0, max_size=6), start_with_hello=st.booleans())
 def test_fuzzed_sessions_get_clear_statuses(node, sequence: list[bytes], start_with_hello: bool) -> None:  # type: ignore[no-untyped-def]
     """Any sequence of frames (hello or not, nonces skipping, repeating or huge) gets a clear status."""
-    _, address, channel = node
+    _, _address, channel = node
     if start_with_hello:
         hello = pb.Hello(client_id=uuid.uuid4().bytes, next_nonce=1)
         sequence = [pb.ClientFrame(hello=hello).SerializeToString(), *sequence]

@@ -15,7 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jepsen import ROOT, Run  # noqa: E402 - the harness lives beside this script
+from jepsen import ROOT, Run
 
 
 def main() -> int:

@@ -124,3 +124,24 @@ def test_cluster_run_starts_every_node_and_ctrl_c_stops_them(tmp_path) -> None:
     while time.monotonic() < deadline and any("error" not in s for s in laminar.cluster_status(addresses, 0.5)):
         time.sleep(0.2)
     assert all("error" in s for s in laminar.cluster_status(addresses, 0.5)), "every node stopped"
+
+
+def test_get_and_snapshot_listen_commands(make_cluster) -> None:
+    """`laminar get` prints the current value (exit 1 when unset); `listen --snapshot` starts from the state."""
+    c = make_cluster(1)
+    laminar_cli(c, "topic", "create", "kv")
+    laminar_cli(c, "put", "kv", "a", "1")
+    laminar_cli(c, "put", "kv", "a", "2")
+    laminar_cli(c, "put", "kv", "b", "3")
+    assert laminar_cli(c, "get", "kv", "a").stdout == "2\n"
+    assert json.loads(laminar_cli(c, "get", "kv", "b", "--stale", "--json").stdout) == {
+        "found": True,
+        "value": "3",
+        "value_offset": 4,
+        "topic_offset": 4,
+        "intention_offset": 4,
+    }
+    missing = laminar_cli(c, "get", "kv", "zz", check=False)
+    assert missing.returncode == 1 and "not set" in missing.stderr
+    lines = laminar_cli(c, "listen", "kv", "--snapshot", "--count", "2").stdout.splitlines()
+    assert lines == ["3\tSNAPSHOT\ta\t2", "4\tSNAPSHOT\tb\t3"]

@@ -198,3 +198,38 @@ def test_a_mass_resend_decodes_each_stored_result_run_once(sm: Harness, monkeypa
     out = sm.apply(entry((ALICE, [m(n, pb.PUT, "t", b"k", b"v") for n in range(2, 3002)])))
     assert [o[2] for o in out] == list(range(2, 3002)), "each resend reports its original offset"
     assert len(decoded) == 3
+
+
+def view(sm: Harness, topic: str) -> dict[bytes, tuple[bytes, int]]:
+    _, items = sm.store.view_snapshot(topic)
+    return {key: (record.value, record.consequence_offset) for key, record in items}
+
+
+def test_view_holds_current_value_per_live_key(sm: Harness) -> None:
+    """PUT sets a key's current value (with the offset that set it), DELETE removes it, in the same batch."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"a", b"1"), m(3, pb.PUT, "t", b"b", b"2")])))
+    sm.apply(entry((ALICE, [m(4, pb.PUT, "t", b"a", b"3"), m(5, pb.DELETE, "t", b"b"), m(6, pb.DELETE, "t", b"zz")])))
+    assert view(sm, "t") == {b"a": (b"3", 4)}
+    topic, record, mark = sm.store.read_view("t", b"a")
+    assert topic is not None and topic.live and record is not None
+    assert (record.value, record.consequence_offset, record.intention_offset) == (b"3", 4, 4)
+    assert mark.intention_offset == 6
+    assert sm.store.read_view("t", b"b")[1] is None
+    assert sm.store.view_snapshot("t")[0] == 6  # every event through consequence offset 6
+
+
+def test_view_is_cleared_on_destroy_and_starts_empty_on_recreate(sm: Harness) -> None:
+    """DESTROY_TOPIC range-deletes the topic's keys (and only its keys); a re-created topic starts empty."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.CREATE_TOPIC, "t2"), m(3, pb.PUT, "t", b"a", b"1")])))
+    sm.apply(entry((ALICE, [m(4, pb.PUT, "t2", b"a", b"x"), m(5, pb.DESTROY_TOPIC, "t"), m(6, pb.CREATE_TOPIC, "t")])))
+    assert view(sm, "t") == {}
+    assert view(sm, "t2") == {b"a": (b"x", 2)}
+    sm.apply(entry((ALICE, [m(7, pb.PUT, "t", b"b", b"2"), m(8, pb.DESTROY_TOPIC, "t")])))
+    assert view(sm, "t") == {}
+    assert sm.store.read_view("t", b"b")[0] is not None and not sm.store.read_view("t", b"b")[0].live  # type: ignore[union-attr]
+
+
+def test_view_of_a_put_then_destroy_in_one_entry_is_empty(sm: Harness) -> None:
+    """Writes in one entry keep their order: a PUT before a DESTROY in the same batch leaves nothing."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"a", b"1"), m(3, pb.DESTROY_TOPIC, "t")])))
+    assert view(sm, "t") == {}

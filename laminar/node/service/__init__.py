@@ -1,7 +1,22 @@
 """gRPC servicers: decode, validate, hand to the log, stream to listeners."""
 
 from laminar.node.service._listen import EventFeed, ListenService
-from laminar.node.service._server import LEADER_METADATA_KEY, LaminarServicer, build_server
+from laminar.node.service._server import (
+    LEADER_METADATA_KEY,
+    LaminarServicer,
+    build_health,
+    build_server,
+    set_health,
+)
 from laminar.node.service._sessions import SessionRouter
 
-__all__ = ["LEADER_METADATA_KEY", "EventFeed", "LaminarServicer", "ListenService", "SessionRouter", "build_server"]
+__all__ = [
+    "LEADER_METADATA_KEY",
+    "EventFeed",
+    "LaminarServicer",
+    "ListenService",
+    "SessionRouter",
+    "build_health",
+    "build_server",
+    "set_health",
+]

@@ -11,14 +11,17 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
-from laminar import limits
+from laminar import _rules, limits
 from laminar.node.service._listen import ListenService
 from laminar.node.service._sessions import SessionFailure, SessionRouter
 from laminar.v1 import laminar_pb2 as pb
 
 LEADER_METADATA_KEY = "laminar-leader"
 SERVICE_NAME = "laminar.v1.Laminar"
+GET_BARRIER_TIMEOUT_S = 5.0  # a linearizable read waits this long at most for its barrier to commit
 
 
 class LaminarServicer:
@@ -30,13 +33,21 @@ class LaminarServicer:
         digest: Callable[[], pb.DigestResponse],
         change_membership: Callable[[pb.MembershipChange], tuple[str, str, list[pb.Peer]]],
         leader_hint: Callable[[], tuple[bool, str]],
+        *,
+        get: Callable[[pb.GetRequest, float], pb.GetResponse | None] | None = None,
+        on_session_failure: Callable[[grpc.StatusCode, str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._listens = listens
         self._status = status
         self._digest = digest
         self._change_membership = change_membership
-        self._leader_hint = leader_hint  # (this node leads, client address of the leader or "")
+        self._leader_hint = leader_hint
+        self._inject_fault: Callable[[pb.FaultRequest], None] | None = (
+            None  # (this node leads, client address of the leader or "")
+        )
+        self._get = get  # (request, timeout s) -> response, or None if the read barrier did not pass in time
+        self._on_session_failure = on_session_failure
 
     def Session(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:  # noqa: N802
         is_leader, _ = self._leader_hint()
@@ -45,12 +56,33 @@ class LaminarServicer:
         try:
             yield from self._sessions.run(requests, context)
         except SessionFailure as failure:
+            if self._on_session_failure is not None:
+                self._on_session_failure(failure.code, failure.message)
             if failure.code == grpc.StatusCode.UNAVAILABLE:
                 self._redirect(context, failure.message)
             context.abort(failure.code, failure.message)
 
     def Listen(self, request: pb.ListenRequest, context: grpc.ServicerContext) -> Iterator[bytes]:  # noqa: N802
-        yield from self._listens.run(request.topic, request.from_offset, context)
+        yield from self._listens.run(request.topic, request.from_offset, context, snapshot=request.snapshot)
+
+    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:  # noqa: N802
+        problem = _rules.topic_problem(request.topic)
+        if not problem and len(request.key) > limits.KEY_BYTES_MAX:
+            problem = f"key is {len(request.key)} bytes; the limit is {limits.KEY_BYTES_MAX}"
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        if self._get is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not serve reads")
+            raise AssertionError("abort raises")
+        if not request.stale_ok and not self._leader_hint()[0]:
+            self._redirect(context, "linearizable reads go to the leader (or set stale_ok)")
+        remaining = context.time_remaining()
+        timeout_s = GET_BARRIER_TIMEOUT_S if remaining is None else min(GET_BARRIER_TIMEOUT_S, max(0.0, remaining))
+        response = self._get(request, timeout_s)
+        if response is None:
+            self._redirect(context, "the read barrier did not commit in time (leadership may have changed)")
+            raise AssertionError("abort raises")
+        return response
 
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:  # noqa: N802
         return self._status()
@@ -69,6 +101,15 @@ class LaminarServicer:
             context.abort(grpc.StatusCode[code.upper()], message)
         return pb.MembershipResult(peers=peers)
 
+    def InjectFault(self, request: pb.FaultRequest, context: grpc.ServicerContext) -> pb.FaultResponse:  # noqa: N802
+        if self._inject_fault is None:
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, "fault injection is off (start the node with --fault-injection)"
+            )
+            raise AssertionError("abort raises")
+        self._inject_fault(request)
+        return pb.FaultResponse()
+
     def _redirect(self, context: grpc.ServicerContext, why: str) -> None:
         _, leader = self._leader_hint()
         context.set_trailing_metadata(((LEADER_METADATA_KEY, leader),))
@@ -76,11 +117,45 @@ class LaminarServicer:
         context.abort(grpc.StatusCode.UNAVAILABLE, why + where)
 
 
+def _parsing(
+    message: Any, handler: Callable[[Any, grpc.ServicerContext], Any]
+) -> Callable[[bytes, grpc.ServicerContext], Any]:
+    """Parse the request ourselves: a malformed one gets INVALID_ARGUMENT with a reason, where
+    gRPC's own deserializer failure would be an opaque INTERNAL."""
+
+    def parse_then_handle(raw: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            request = message.FromString(raw)
+        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, and others on odd input
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request is not a {message.__name__}: {e}")
+        return handler(request, context)
+
+    return parse_then_handle
+
+
 def _identity(data: bytes) -> bytes:
     return data
 
 
-def build_server(servicer: LaminarServicer, address: str) -> grpc.Server:
+def build_health() -> health.HealthServicer:
+    """The standard grpc.health.v1 service; the node sets SERVING / NOT_SERVING as it learns."""
+    servicer = health.HealthServicer(experimental_non_blocking=True)
+    set_health(servicer, False)
+    return servicer
+
+
+def set_health(servicer: health.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", SERVICE_NAME):  # "" is the whole server, as generic checkers ask
+        servicer.set(name, status)
+
+
+def build_server(
+    servicer: LaminarServicer,
+    address: str,
+    health_servicer: health.HealthServicer | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+) -> grpc.Server:
     handlers: dict[str, Any] = {
         "Session": grpc.stream_stream_rpc_method_handler(
             servicer.Session,
@@ -88,22 +163,32 @@ def build_server(servicer: LaminarServicer, address: str) -> grpc.Server:
             response_serializer=pb.ServerFrame.SerializeToString,
         ),
         "Listen": grpc.unary_stream_rpc_method_handler(
-            servicer.Listen, request_deserializer=pb.ListenRequest.FromString, response_serializer=_identity
+            _parsing(pb.ListenRequest, servicer.Listen), request_deserializer=_identity, response_serializer=_identity
+        ),
+        "Get": grpc.unary_unary_rpc_method_handler(
+            _parsing(pb.GetRequest, servicer.Get),
+            request_deserializer=_identity,
+            response_serializer=pb.GetResponse.SerializeToString,
         ),
         "Status": grpc.unary_unary_rpc_method_handler(
-            servicer.Status,
-            request_deserializer=pb.StatusRequest.FromString,
+            _parsing(pb.StatusRequest, servicer.Status),
+            request_deserializer=_identity,
             response_serializer=pb.StatusResponse.SerializeToString,
         ),
         "Digest": grpc.unary_unary_rpc_method_handler(
-            servicer.Digest,
-            request_deserializer=pb.DigestRequest.FromString,
+            _parsing(pb.DigestRequest, servicer.Digest),
+            request_deserializer=_identity,
             response_serializer=pb.DigestResponse.SerializeToString,
         ),
         "ChangeMembership": grpc.unary_unary_rpc_method_handler(
-            servicer.ChangeMembership,
-            request_deserializer=pb.MembershipChange.FromString,
+            _parsing(pb.MembershipChange, servicer.ChangeMembership),
+            request_deserializer=_identity,
             response_serializer=pb.MembershipResult.SerializeToString,
+        ),
+        "InjectFault": grpc.unary_unary_rpc_method_handler(
+            _parsing(pb.FaultRequest, servicer.InjectFault),
+            request_deserializer=_identity,
+            response_serializer=pb.FaultResponse.SerializeToString,
         ),
     }
     server = grpc.server(
@@ -116,6 +201,13 @@ def build_server(servicer: LaminarServicer, address: str) -> grpc.Server:
             ("grpc.so_reuseport", 0),
         ],
     )
-    if server.add_insecure_port(address) == 0:
+    names = [SERVICE_NAME, reflection.SERVICE_NAME]
+    if health_servicer is not None:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names.append(health.SERVICE_NAME)
+    # Reflection serves the descriptors of the default pool, where laminar_pb2 registered itself.
+    reflection.enable_server_reflection(names, server)
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if bound == 0:
         raise OSError(f"cannot bind the client port {address}")
     return server

@@ -8,7 +8,9 @@ many acks pile up (a client that does not read) is cut with RESOURCE_EXHAUSTED.
 
 from __future__ import annotations
 
+import collections
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,8 +42,10 @@ class SessionFailure(Exception):
 
 
 class _Session:
-    def __init__(self, client_id: bytes, next_nonce: int) -> None:
+    def __init__(self, client_id: bytes, next_nonce: int, on_latency: Callable[[float], None] | None = None) -> None:
         self.client_id = client_id
+        self._on_latency = on_latency
+        self._proposed: collections.deque[tuple[int, float]] = collections.deque()  # (last nonce, time)
         self.first_nonce = next_nonce
         self.expected_nonce = next_nonce  # raised by the reader before it hands a frame on
         self._lock = threading.Condition()
@@ -66,9 +70,11 @@ class _Session:
         with self._lock:
             if not self.open:
                 return
+            newest = 0
             for o in outcomes:
                 if not self.first_nonce <= o.nonce < self.expected_nonce:
                     continue
+                newest = max(newest, o.nonce)
                 self._commits.append(
                     pb.Commit(
                         nonce=o.nonce,
@@ -77,9 +83,23 @@ class _Session:
                         reason=o.reason,
                     )
                 )
+            self._observe_latency(newest)
             if len(self._commits) > SESSION_ACKS_PENDING_MAX:
                 self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
             self._lock.notify_all()
+
+    def proposed(self, last_nonce: int) -> None:
+        if self._on_latency is not None:
+            with self._lock:
+                self._proposed.append((last_nonce, time.monotonic()))
+
+    def _observe_latency(self, newest_nonce: int) -> None:
+        """Commit latency of each frame whose last nonce is now applied (under the lock)."""
+        if self._on_latency is None:
+            return
+        now = time.monotonic()
+        while self._proposed and self._proposed[0][0] <= newest_nonce:
+            self._on_latency(now - self._proposed.popleft()[1])
 
     def fail(self, code: grpc.StatusCode, message: str) -> None:
         with self._lock:
@@ -119,6 +139,32 @@ def _decoded(raw_frames: Iterator[bytes]) -> Iterator[pb.ClientFrame]:
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, f"frame is not a ClientFrame: {e}") from e
 
 
+def _first_frame(requests: Iterator[pb.ClientFrame]) -> pb.ClientFrame | None:
+    """The first frame, or DEADLINE_EXCEEDED after HELLO_TIMEOUT_S: a client that connects and says
+    nothing must not hold a handler thread forever. A helper thread waits for it (it ends with
+    the RPC at the latest); the reader thread takes the iterator over afterwards."""
+    box: queue.Queue[tuple[pb.ClientFrame | None, BaseException | None]] = queue.Queue(maxsize=1)
+
+    def pull() -> None:
+        try:
+            box.put((next(requests, None), None))
+        except BaseException as e:  # noqa: BLE001 - handed to the handler thread
+            box.put((None, e))
+
+    threading.Thread(target=pull, name="session-hello", daemon=True).start()
+    try:
+        frame, error = box.get(timeout=HELLO_TIMEOUT_S)
+    except queue.Empty:
+        raise SessionFailure(
+            grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {HELLO_TIMEOUT_S:.0f} s of opening the session"
+        ) from None
+    if isinstance(error, SessionFailure):
+        raise error
+    if error is not None:
+        raise SessionFailure(grpc.StatusCode.CANCELLED, f"client went away before its Hello: {error}")
+    return frame
+
+
 class SessionRouter:
     """Owns every session on this node and routes applied outcomes to them by client id."""
 
@@ -128,7 +174,9 @@ class SessionRouter:
         nonce_max: Callable[[bytes], int | None],
         is_leader: Callable[[], bool],
         welcome: Callable[[], pb.Welcome],
+        on_commit_latency: Callable[[float], None] | None = None,
     ) -> None:
+        self._on_commit_latency = on_commit_latency
         self._offer = proposer_offer
         self._nonce_max = nonce_max
         self._is_leader = is_leader
@@ -173,7 +221,7 @@ class SessionRouter:
             self._unregister(session)
 
     def _hello(self, requests: Iterator[pb.ClientFrame]) -> pb.Hello:
-        frame = next(requests, None)
+        frame = _first_frame(requests)
         if frame is None or frame.WhichOneof("body") != "hello":
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "the first frame of a session must be a Hello")
         hello = frame.hello
@@ -200,7 +248,7 @@ class SessionRouter:
             time.sleep(0.05)
 
     def _register(self, hello: pb.Hello) -> _Session:
-        session = _Session(bytes(hello.client_id), hello.next_nonce)
+        session = _Session(bytes(hello.client_id), hello.next_nonce, self._on_commit_latency)
         with self._lock:
             if len(self._sessions) >= limits.SESSIONS_MAX and session.client_id not in self._sessions:
                 raise SessionFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many sessions ({limits.SESSIONS_MAX})")
@@ -254,6 +302,7 @@ class SessionRouter:
             raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node is no longer the leader")
         session.expected_nonce = expected
         last = expected - 1
+        session.proposed(last)
         proposal = Proposal(
             run=encode_run(session.client_id, frame.mutations.SerializeToString()),
             intentions=len(mutations),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from laminar import limits
-from laminar.node.store import AppliedMark, ClientRecord, Keys, ResultRecord, Store, TopicRecord, WriteSet
+from laminar.node.store import AppliedMark, ClientRecord, Keys, ResultRecord, Store, TopicRecord, ViewRecord, WriteSet
 from laminar.node.store._keys import from_u64, u64
 from laminar.v1 import laminar_pb2 as pb
 
@@ -46,6 +46,8 @@ class Applied:
     mark: AppliedMark
     outcomes: list[Outcome]
     topic_offsets: dict[str, int]  # topic -> its last consequence offset, for topics that got events
+    events: int = 0  # events appended by this entry, over all topics (for metrics)
+    program_errors: list[tuple[str, str]] = field(default_factory=list)  # (topic, reason) of ERROR effects of programs
 
 
 @dataclass
@@ -62,6 +64,8 @@ class _Batch:
     offset: int  # last intention offset assigned
     outcomes: list[Outcome] = field(default_factory=list)
     topic_offsets: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    program_errors: list[tuple[str, str]] = field(default_factory=list)
     dirty_topics: set[str] = field(default_factory=set)
     dirty_states: set[str] = field(default_factory=set)
     new_results: dict[bytes, list[tuple[int, list[ResultRecord]]]] = field(default_factory=dict)
@@ -105,6 +109,11 @@ class StateMachine:
     def applied_mark(self) -> AppliedMark:
         return AppliedMark(self._raft_index, self._offset)
 
+    def topic_offset(self, name: str) -> int:
+        """The last consequence offset of a topic (0 if it never had an event)."""
+        topic = self._topics.get(name)
+        return 0 if topic is None else topic.record.next_offset - 1
+
     def live_topics(self) -> list[str]:
         return sorted(name for name, topic in list(self._topics.items()) if topic.record.live)
 
@@ -129,7 +138,7 @@ class StateMachine:
         self._raft_index = raft_index
         self._offset = batch.offset
         mark = AppliedMark(raft_index, batch.offset)
-        return Applied(batch.writes, mark, batch.outcomes, batch.topic_offsets)
+        return Applied(batch.writes, mark, batch.outcomes, batch.topic_offsets, batch.events, batch.program_errors)
 
     def skip(self, raft_index: int) -> AppliedMark:
         """Advance over an entry that carries no intentions (Raft no-ops, membership changes)."""
@@ -235,6 +244,7 @@ class StateMachine:
                 return ERROR, f"program refused: {refused.reason}"
             outcome = runtime.on_create(self._context(batch, client_id, m), bytes(m.args))
             if not outcome.ok:
+                batch.program_errors.append((m.topic, outcome.reason))
                 return ERROR, outcome.reason
             emitted = self._events_of(outcome)
         next_offset = topic.record.next_offset if topic is not None else 1
@@ -272,6 +282,7 @@ class StateMachine:
         ctx = self._context(batch, client_id, m)
         outcome = runtime.on_put(ctx, key, value) if m.kind == pb.PUT else runtime.on_delete(ctx, key)
         if not outcome.ok:
+            batch.program_errors.append((m.topic, outcome.reason))
             return ERROR, outcome.reason
         for kind, event_key, event_value in self._events_of(outcome):
             self._append(batch, m.topic, kind, event_key, event_value)
@@ -299,10 +310,18 @@ class StateMachine:
             kind=_as_enum(kind), key=key, value=value, intention_offset=batch.offset, consequence_offset=offset
         )
         batch.writes.put(Keys.event(name, offset), event.SerializeToString())
+        # The view (current value per live key) changes in the same write batch as the stream.
+        if kind == pb.PUT:
+            batch.writes.put(Keys.view(name, key), ViewRecord(offset, batch.offset, value).encode())
+        elif kind == pb.DELETE:
+            batch.writes.delete(Keys.view(name, key))
+        elif kind == pb.DESTROY_TOPIC:
+            batch.writes.delete_range(Keys.views_of(name), Keys.views_end(name))
         record = topic.record
         topic.record = TopicRecord(record.live, offset + 1, record.created_at, record.program, record.args)
         batch.dirty_topics.add(name)
         batch.topic_offsets[name] = offset
+        batch.events += 1
 
     # ---- end of entry -----------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ nor re-applies an entry.
 """
 
 from laminar.node.store._keys import Keys
-from laminar.node.store._records import AppliedMark, ClientRecord, ResultRecord, TopicRecord
+from laminar.node.store._records import AppliedMark, ClientRecord, ResultRecord, TopicRecord, ViewRecord
 from laminar.node.store._store import Store, WriteSet
 
-__all__ = ["AppliedMark", "ClientRecord", "Keys", "ResultRecord", "Store", "TopicRecord", "WriteSet"]
+__all__ = ["AppliedMark", "ClientRecord", "Keys", "ResultRecord", "Store", "TopicRecord", "ViewRecord", "WriteSet"]

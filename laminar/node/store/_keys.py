@@ -8,9 +8,10 @@
     r/<client_id:16><nonce:8>      -> ResultRecord run: outcomes of consecutive nonces from <nonce>
     x/<offset:8><client_id:16>     -> b"" (expiry index: clients by last intention offset)
     n/<node_id>                    -> serialized laminar.v1.Peer (the cluster's address book)
+    v/<topic>\\x00<key>            -> ViewRecord (current value of a live key, and the offsets that set it)
 
 Topic names never contain NUL (they match [A-Za-z0-9._-]), so `e/<topic>\\x00` is a prefix that
-holds exactly one topic's events, in offset order.
+holds exactly one topic's events, in offset order; likewise `v/<topic>\\x00` holds its live keys.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ class Keys:
     RESULT_PREFIX = b"r/"
     EXPIRY_PREFIX = b"x/"
     PEER_PREFIX = b"n/"
+    VIEW_PREFIX = b"v/"
+
+    @staticmethod
+    def views_of(topic: str) -> bytes:
+        return Keys.VIEW_PREFIX + topic.encode() + b"\x00"
+
+    @staticmethod
+    def views_end(topic: str) -> bytes:
+        """The first key after every view key of `topic` (for a range delete)."""
+        return Keys.VIEW_PREFIX + topic.encode() + b"\x01"
+
+    @staticmethod
+    def view(topic: str, key: bytes) -> bytes:
+        return Keys.views_of(topic) + key
 
     @staticmethod
     def peer(node_id: str) -> bytes:

@@ -9,6 +9,7 @@ _APPLIED = struct.Struct(">QQ")
 _TOPIC_HEAD = struct.Struct(">BQQII")
 _CLIENT = struct.Struct(">QQ")
 _RESULT_HEAD = struct.Struct(">BQH")
+_VIEW_HEAD = struct.Struct(">QQ")
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,20 @@ class ResultRecord:
             position += reason_len
             results.append(ResultRecord(effect, offset, reason))
         return results
+
+
+@dataclass(frozen=True)
+class ViewRecord:
+    """The current value of one live key of a topic, and the event that set it."""
+
+    consequence_offset: int
+    intention_offset: int
+    value: bytes
+
+    def encode(self) -> bytes:
+        return _VIEW_HEAD.pack(self.consequence_offset, self.intention_offset) + self.value
+
+    @staticmethod
+    def decode(data: bytes) -> ViewRecord:
+        consequence_offset, intention_offset = _VIEW_HEAD.unpack_from(data)
+        return ViewRecord(consequence_offset, intention_offset, bytes(data[_VIEW_HEAD.size :]))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from rocksdict import Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from laminar.node.store._keys import Keys
-from laminar.node.store._records import AppliedMark
+from laminar.node.store._records import AppliedMark, TopicRecord, ViewRecord
 
 
 class WriteSet:
@@ -197,3 +197,50 @@ class Store:
                 events.append(value)
                 size += len(value)
         return events
+
+    # ---- views: the current value of each live key --------------------------------------------
+
+    def read_view(self, topic: str, key: bytes) -> tuple[TopicRecord | None, ViewRecord | None, AppliedMark]:
+        """The topic, the key's current value and the applied mark, from one consistent view."""
+        with self._lock:
+            snapshot = self._db.snapshot()
+        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
+        view_data = _snapshot_get(snapshot, Keys.view(topic, key))
+        applied = _snapshot_get(snapshot, Keys.APPLIED)
+        return (
+            TopicRecord.decode(topic_data) if topic_data is not None else None,
+            ViewRecord.decode(view_data) if view_data is not None else None,
+            AppliedMark.decode(applied) if applied is not None else AppliedMark(0, 0),
+        )
+
+    def view_snapshot(self, topic: str) -> tuple[int, Iterator[tuple[bytes, ViewRecord]]]:
+        """(N, live keys with values) of `topic` from one RocksDB snapshot: the values reflect every
+        event of the topic through consequence offset N, and no later one. The snapshot pins the
+        files it reads, so it stays valid even if a snapshot install swaps the store meanwhile."""
+        with self._lock:
+            snapshot = self._db.snapshot()
+        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
+        through = TopicRecord.decode(topic_data).next_offset - 1 if topic_data is not None else 0
+        prefix = Keys.views_of(topic)
+
+        def items() -> Iterator[tuple[bytes, ViewRecord]]:
+            it = snapshot.iter()
+            it.seek(prefix)
+            while it.valid():
+                key = it.key()
+                if not key.startswith(prefix):
+                    return
+                yield key[len(prefix) :], ViewRecord.decode(it.value())
+                it.next()
+
+        return through, items()
+
+
+def _snapshot_get(snapshot: object, key: bytes) -> bytes | None:
+    it = snapshot.iter()  # type: ignore[attr-defined]
+    it.seek(key)
+    if it.valid() and it.key() == key:
+        value = it.value()
+        assert isinstance(value, bytes)
+        return value
+    return None
