@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 NODES ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: install cluster demo test lint proto proto-check unit integration torture clean-data clean
+.PHONY: install cluster demo test lint proto proto-check unit integration torture bench bench-quick bench-soak \
+	bench-recovery clean-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,23 @@ SECONDS ?= 600
 SEED ?=
 torture: $(STAMP)
 	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
+
+## Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
+## Full matrix (fsync and none), sequential commits and the raw Raft ceiling: 20-40 minutes.
+bench: $(STAMP)
+	$(BIN)/python -m bench run --durability default,none
+
+## A reduced matrix in under two minutes.
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench quick
+
+## 1,000,000 messages through 3 nodes: throughput and each node's RSS over time.
+bench-soak: $(STAMP)
+	$(BIN)/python -m bench soak
+
+## Restart time after 10K and 1M messages, and a new node's sync from scratch.
+bench-recovery: $(STAMP)
+	$(BIN)/python -m bench.recovery --messages 10000 1000000
 
 ## Wipe the data of `make cluster` (var/).
 clean-data:

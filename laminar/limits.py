@@ -45,6 +45,11 @@ RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
 RAFT_LOG_ENTRIES_MAX = 2000
 RAFT_LOG_BYTES_MAX = 64 * MIB
 SNAPSHOT_CHUNK_BYTES = 1 * MIB  # a snapshot travels to a lagging follower in chunks of this size
+# RocksDB's memory: its defaults (64 MiB memtables, two of them) let a node grow by ~130 MiB before
+# the first flush. Smaller memtables keep RSS flat early and cost little: flushes are sequential.
+STORE_WRITE_BUFFER_BYTES = 16 * MIB  # one memtable
+STORE_WRITE_BUFFERS_MAX = 2  # memtables in memory at once (one filling, one flushing)
+STORE_BLOCK_CACHE_BYTES = 32 * MIB  # cache of read blocks (listeners reading history, gets)
 
 # --- Client library ------------------------------------------------------------------------------
 CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this

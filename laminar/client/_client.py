@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from laminar import _rules, limits
+from laminar._wire import length_delimited
 from laminar.client._connect import TLS, Nodes, leader_hint, map_error
 from laminar.client._types import Commit, Effect, Value
 from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unavailable
@@ -35,6 +36,13 @@ CLIENT_CONNECT_BACKOFF_S_MAX = limits.CLIENT_RECONNECT_BACKOFF_MS_MAX / 1000
 CLIENT_SENDER_POLL_S = 0.5
 CLIENT_GET_TIMEOUT_S = 10.0
 CLIENT_GET_RETRY_S = 0.1
+_FRAME_MUTATION_TAG = b"\x0a"  # MutationFrame.mutations, field 1, length-delimited
+_CLIENT_FRAME_MUTATIONS_TAG = b"\x12"  # ClientFrame.mutations, field 2, length-delimited
+_EFFECTS: dict[int, Effect] = {pb.VALID: Effect.VALID, pb.INVALID: Effect.INVALID, pb.ERROR: Effect.ERROR}
+
+
+def _identity(data: bytes) -> bytes:
+    return data
 
 
 def _as_bytes(value: bytes | str, what: str) -> bytes:
@@ -48,16 +56,18 @@ def _as_bytes(value: bytes | str, what: str) -> bytes:
 class Pending:
     """A mutation on its way: wait for `received()` (the leader has it) or `committed()`."""
 
-    __slots__ = ("_client", "_commit", "_error", "nonce")
+    __slots__ = ("_client", "_error", "_outcome", "nonce")
 
     def __init__(self, client: Client, nonce: int) -> None:
         self._client = client
         self.nonce = nonce
-        self._commit: Commit | None = None
+        # (effect, intention offset, reason) from the wire; the Commit is built when asked for,
+        # so a pipelined burst that nobody inspects costs no object per message.
+        self._outcome: tuple[int, int, str] | None = None
         self._error: LaminarError | None = None
 
     def done(self) -> bool:
-        return self._commit is not None or self._error is not None
+        return self._outcome is not None or self._error is not None
 
     def received(self, timeout: float | None = None) -> None:
         """Block until the leader has accepted this mutation into its log (or it committed)."""
@@ -70,8 +80,9 @@ class Pending:
         self._client._wait(self.done, timeout, self)
         if self._error is not None:
             raise self._error
-        assert self._commit is not None
-        return self._commit
+        assert self._outcome is not None
+        effect, intention_offset, reason = self._outcome
+        return Commit(_EFFECTS[effect], intention_offset, reason)
 
 
 class _Connection:
@@ -83,8 +94,8 @@ class _Connection:
         self.closed = False
         self.call: Any = None
 
-    def requests(self) -> Iterator[pb.ClientFrame]:
-        yield pb.ClientFrame(hello=self.hello)
+    def requests(self) -> Iterator[bytes]:
+        yield pb.ClientFrame(hello=self.hello).SerializeToString()
         while True:
             frame = self.client._next_frame(self)
             if frame is None:
@@ -108,12 +119,14 @@ class Client:
         self.client_id = client_id or uuid.uuid4()
         self._nodes = Nodes(addresses, tls)
         self._inflight_max = inflight_max
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # acks, errors, closing: what callers wait for
+        self._sendable = threading.Condition(lock)  # new mutations: what the sender waits for
         self._next_nonce = 1
         self._oldest = 1  # oldest uncommitted nonce
         self._sent_through = 0  # on the current connection
         self._received_through = 0
-        self._unacked: dict[int, tuple[pb.Mutation, Pending]] = {}
+        self._unacked: dict[int, tuple[bytes, Pending]] = {}  # nonce -> (serialized Mutation, its Pending)
         self._closed = False
         self._fatal: LaminarError | None = None
         self._connection: _Connection | None = None
@@ -190,6 +203,7 @@ class Client:
                 if not pending.done():
                     pending._error = ClientClosed("the client was closed before this mutation committed")
             self._cond.notify_all()
+            self._sendable.notify_all()
         if connection is not None and connection.call is not None:
             connection.call.cancel()
         self._thread.join(timeout=5)
@@ -208,7 +222,8 @@ class Client:
         if problem:
             raise InvalidRequest(problem)
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or self._fatal or len(self._unacked) < self._inflight_max)
+            if len(self._unacked) >= self._inflight_max:
+                self._cond.wait_for(lambda: self._closed or self._fatal or len(self._unacked) < self._inflight_max)
             if self._closed:
                 raise ClientClosed("the client is closed")
             if self._fatal:
@@ -219,36 +234,38 @@ class Client:
             pending = Pending(self, nonce)
             if not self._unacked:
                 self._last_progress = time.monotonic()
-            self._unacked[nonce] = (mutation, pending)
-            self._cond.notify_all()
+            # Serialized once: a resend after a fail-over sends the same bytes.
+            self._unacked[nonce] = (mutation.SerializeToString(), pending)
+            self._sendable.notify_all()
             return pending
 
-    def _next_frame(self, connection: _Connection) -> pb.ClientFrame | None:
-        """The next frame of unsent mutations, blocking until there is one; None ends the stream."""
+    def _next_frame(self, connection: _Connection) -> bytes | None:
+        """The next serialized ClientFrame of unsent mutations, blocking until there is one; None
+        ends the stream. Frames are spliced from the serialized mutations, never re-encoded."""
         with self._cond:
             while True:
                 if connection.closed or self._closed:
                     return None
                 if self._sent_through + 1 < self._next_nonce:
                     break
-                self._cond.wait(CLIENT_SENDER_POLL_S)
-            frame = pb.ClientFrame()
-            mutations = frame.mutations.mutations
+                self._sendable.wait(CLIENT_SENDER_POLL_S)
+            parts: list[bytes] = []
             size = 0
             nonce = max(self._sent_through + 1, self._oldest)
-            while nonce < self._next_nonce and len(mutations) < limits.FRAME_MUTATIONS_MAX:
-                entry = self._unacked.get(nonce)
+            unacked = self._unacked
+            while nonce < self._next_nonce and len(parts) < limits.FRAME_MUTATIONS_MAX:
+                entry = unacked.get(nonce)
                 if entry is None:
                     nonce += 1
                     continue
-                mutation = entry[0]
-                size += mutation.ByteSize()
-                if mutations and size > limits.FRAME_BYTES_MAX:
+                part = length_delimited(_FRAME_MUTATION_TAG, entry[0])
+                size += len(part)
+                if parts and size > limits.FRAME_BYTES_MAX:
                     break
-                mutations.append(mutation)
+                parts.append(part)
                 nonce += 1
             self._sent_through = nonce - 1
-            return frame
+            return length_delimited(_CLIENT_FRAME_MUTATIONS_TAG, b"".join(parts))
 
     # ---- the session loop ---------------------------------------------------------------------
 
@@ -257,7 +274,7 @@ class Client:
         backoff = CLIENT_CONNECT_BACKOFF_S_MIN
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._closed or self._unacked)
+                self._sendable.wait_for(lambda: self._closed or self._unacked)
                 if self._closed or self._fatal:
                     return
             address = self._nodes.pick(hint)
@@ -284,7 +301,7 @@ class Client:
             self._last_progress = time.monotonic()
         stub_call = self._nodes.channel(address).stream_stream(
             "/laminar.v1.Laminar/Session",
-            request_serializer=pb.ClientFrame.SerializeToString,
+            request_serializer=_identity,
             response_deserializer=pb.ServerFrame.FromString,
         )
         watchdog = threading.Thread(target=self._watch, args=(connection,), name="laminar-watchdog", daemon=True)
@@ -297,6 +314,7 @@ class Client:
             with self._cond:
                 connection.closed = True
                 self._cond.notify_all()
+                self._sendable.notify_all()
             connection.call.cancel() if connection.call is not None else None
 
     def _watch(self, connection: _Connection) -> None:
@@ -322,11 +340,14 @@ class Client:
             acks = frame.acks
             if acks.received_through > self._received_through:
                 self._received_through = acks.received_through
+            unacked = self._unacked
             for c in acks.commits:
-                entry = self._unacked.pop(c.nonce, None)
-                if entry is not None:
-                    entry[1]._commit = Commit(Effect.from_wire(c.effect), c.intention_offset, c.reason)
-            while self._oldest < self._next_nonce and self._oldest not in self._unacked:
+                effect, offset, reason = c.effect, c.intention_offset, c.reason
+                for i in range(max(1, c.count)):
+                    entry = unacked.pop(c.nonce + i, None)
+                    if entry is not None:
+                        entry[1]._outcome = (effect, offset + i if offset else 0, reason)
+            while self._oldest < self._next_nonce and self._oldest not in unacked:
                 self._oldest += 1
             self._cond.notify_all()
 

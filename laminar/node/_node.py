@@ -194,9 +194,10 @@ class Node:
         elapsed_s = time.perf_counter() - started
         metrics = self.metrics
         metrics.apply_latency.observe(elapsed_s)
-        if applied.outcomes:
-            metrics.batch_intentions.observe(len(applied.outcomes))
-            metrics.intentions.inc(len(applied.outcomes))
+        intentions = applied.intentions
+        if intentions:
+            metrics.batch_intentions.observe(intentions)
+            metrics.intentions.inc(intentions)
         if applied.events:
             metrics.events.inc(applied.events)
         if applied.program_errors:
@@ -206,7 +207,7 @@ class Node:
                 "node %d: slow apply: raft entry %d (%d intentions, %d events) took %.0f ms (threshold %d ms)",
                 self.config.node_id,
                 raft_index,
-                len(applied.outcomes),
+                intentions,
                 applied.events,
                 elapsed_s * 1000,
                 APPLY_SLOW_MS,

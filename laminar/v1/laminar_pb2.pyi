@@ -82,16 +82,18 @@ class Welcome(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., term: _Optional[int] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
 
 class Commit(_message.Message):
-    __slots__ = ("nonce", "effect", "intention_offset", "reason")
+    __slots__ = ("nonce", "effect", "intention_offset", "reason", "count")
     NONCE_FIELD_NUMBER: _ClassVar[int]
     EFFECT_FIELD_NUMBER: _ClassVar[int]
     INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     nonce: int
     effect: Effect
     intention_offset: int
     reason: str
-    def __init__(self, nonce: _Optional[int] = ..., effect: _Optional[_Union[Effect, str]] = ..., intention_offset: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    count: int
+    def __init__(self, nonce: _Optional[int] = ..., effect: _Optional[_Union[Effect, str]] = ..., intention_offset: _Optional[int] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Acks(_message.Message):
     __slots__ = ("received_through", "commits")

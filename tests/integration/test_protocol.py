@@ -46,9 +46,14 @@ class Session:
             if frame.acks.received_through:
                 assert frame.acks.received_through >= self.received_through, "received_through is cumulative"
                 self.received_through = frame.acks.received_through
-            for commit in frame.acks.commits:
-                assert commit.nonce not in self.commits and all(commit.nonce > n for n in self.commits), "in order"
-                self.commits[commit.nonce] = commit
+            for run in frame.acks.commits:
+                # One Commit covers `count` consecutive nonces (0 reads as 1); spread it out.
+                assert all(run.nonce > n for n in self.commits), "in nonce order, never overlapping"
+                for i in range(max(1, run.count)):
+                    offset = run.intention_offset + i if run.intention_offset else 0
+                    self.commits[run.nonce + i] = pb.Commit(
+                        nonce=run.nonce + i, effect=run.effect, intention_offset=offset, reason=run.reason
+                    )
 
     def close(self) -> None:
         self.outbox.put(None)

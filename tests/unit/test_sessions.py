@@ -31,3 +31,13 @@ def test_received_is_cumulative() -> None:
     session.received(3)
     acks = session.next_acks()
     assert acks is not None and acks.received_through == 5
+
+
+def test_a_run_outcome_is_clipped_to_the_nonces_this_session_sent() -> None:
+    """One Outcome covering nonces 5..19 is acknowledged as one Commit for 10..12, offsets shifted."""
+    session = _Session(CLIENT, next_nonce=10)
+    session.expected_nonce = 13
+    session.committed([Outcome(CLIENT, 5, pb.VALID, 105, "", count=15)])
+    acks = session.next_acks()
+    assert acks is not None
+    assert [(c.nonce, c.count, c.intention_offset) for c in acks.commits] == [(10, 3, 110)]

@@ -39,7 +39,12 @@ class Harness:
         applied = self.machine.apply(self.index, payload)
         assert applied is not None
         self.store.commit(applied.writes, applied.mark)
-        return [(o.nonce, o.effect, o.intention_offset, o.reason) for o in applied.outcomes]
+        # An Outcome covers a run of nonces: spread it back out, one tuple per nonce.
+        return [
+            (o.nonce + i, o.effect, o.intention_offset + i if o.intention_offset else 0, o.reason)
+            for o in applied.outcomes
+            for i in range(o.count)
+        ]
 
     def events(self, topic: str) -> list[pb.Event]:
         return [pb.Event.FromString(e) for e in self.store.read_events(topic, 0, 10_000, 1 << 30)]
@@ -194,7 +199,7 @@ def test_a_mass_resend_decodes_each_stored_result_run_once(sm: Harness, monkeypa
         sm.apply(entry((ALICE, [m(n, pb.PUT, "t", b"k", b"v") for n in range(first, first + 1000)])))
     decoded = []
     original = ResultRecord.decode_run
-    monkeypatch.setattr(ResultRecord, "decode_run", staticmethod(lambda data: decoded.append(1) or original(data)))
+    monkeypatch.setattr(ResultRecord, "decode_run", staticmethod(lambda *a: decoded.append(1) or original(*a)))
     out = sm.apply(entry((ALICE, [m(n, pb.PUT, "t", b"k", b"v") for n in range(2, 3002)])))
     assert [o[2] for o in out] == list(range(2, 3002)), "each resend reports its original offset"
     assert len(decoded) == 3
@@ -233,3 +238,102 @@ def test_view_of_a_put_then_destroy_in_one_entry_is_empty(sm: Harness) -> None:
     """Writes in one entry keep their order: a PUT before a DESTROY in the same batch leaves nothing."""
     sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"a", b"1"), m(3, pb.DESTROY_TOPIC, "t")])))
     assert view(sm, "t") == {}
+
+
+def test_a_frame_of_valid_puts_is_one_outcome_and_one_small_result_record(sm: Harness) -> None:
+    """Outcomes and kept results are run-length encoded: 1,000 successful puts are one Outcome and
+    one result segment; an ERROR in the middle splits them, and resends still get exact outcomes."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
+    puts = [m(n, pb.PUT, "t", b"k", b"v") for n in range(2, 1002)]
+    sm.index += 1
+    applied = sm.machine.apply(sm.index, entry((ALICE, puts)))
+    assert applied is not None
+    sm.store.commit(applied.writes, applied.mark)
+    assert [(o.nonce, o.count, o.intention_offset) for o in applied.outcomes] == [(2, 1000, 2)]
+    [(_, stored)] = [kv for kv in sm.store.scan(Keys.results_of(ALICE)) if kv[0][-8:] == (2).to_bytes(8, "big")]
+    assert len(stored) < 32
+    mixed = [m(1002, pb.PUT, "t", b"k", b"v"), m(1003, pb.PUT, "missing", b"k", b"v"), m(1004, pb.PUT, "t", b"k")]
+    out = sm.apply(entry((ALICE, mixed)))
+    assert [e for _, e, _, _ in out] == [pb.VALID, pb.ERROR, pb.VALID]
+    resent = sm.apply(entry((ALICE, [*puts[-2:], *mixed])))
+    assert resent == [(1000, pb.VALID, 1000, ""), (1001, pb.VALID, 1001, ""), *out]
+
+
+class Model:
+    """A deliberately naive model of apply for plain topics: one step per nonce, no batching."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, bool] = {}
+        self.next_offset: dict[str, int] = {}
+        self.offset = 0
+        self.nonce_max: dict[bytes, int] = {}
+        self.results: dict[tuple[bytes, int], tuple[int, int]] = {}
+        self.events: dict[str, list[tuple[int, int, int]]] = {}
+
+    def apply(self, client: bytes, ms: list[pb.Mutation]) -> list[tuple[int, int, int]]:
+        out = []
+        for mu in ms:
+            known = self.nonce_max.get(client)
+            if known is not None and mu.nonce <= known:
+                # A nonce below the client's first one was never applied: nothing is kept for it.
+                out.append((mu.nonce, *self.results.get((client, mu.nonce), (pb.ERROR, 0))))
+                continue
+            if known is not None and mu.nonce > known + 1:
+                continue
+            self.offset += 1
+            effect = self._effect(mu)
+            self.results[(client, mu.nonce)] = (effect, self.offset)
+            self.nonce_max[client] = mu.nonce
+            out.append((mu.nonce, effect, self.offset))
+        return out
+
+    def _effect(self, mu: pb.Mutation) -> int:
+        live = self.live.get(mu.topic, False)
+        if (mu.kind == pb.CREATE_TOPIC and live) or (mu.kind == pb.DESTROY_TOPIC and not live):
+            return pb.INVALID
+        if mu.kind in (pb.PUT, pb.DELETE) and not live:
+            return pb.ERROR
+        consequence = self.next_offset.get(mu.topic, 1)
+        self.next_offset[mu.topic] = consequence + 1
+        self.events.setdefault(mu.topic, []).append((mu.kind, consequence, self.offset))
+        self.live[mu.topic] = mu.kind != pb.DESTROY_TOPIC
+        return pb.VALID
+
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from([ALICE, BOB]),
+        st.lists(
+            st.tuples(
+                st.sampled_from([pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.PUT, pb.DELETE]),
+                st.sampled_from(["a", "b"]),
+            ),
+            min_size=1,
+            max_size=12,
+        ),
+        st.integers(min_value=-3, max_value=1),  # where the frame starts relative to the next nonce
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(script=steps, split=st.integers(min_value=1, max_value=4))
+def test_outcomes_and_events_match_a_naive_model(tmp_path_factory: pytest.TempPathFactory, script, split) -> None:  # type: ignore[no-untyped-def]
+    """Batched apply (streaks, run-length outcomes and results) gives, per nonce, exactly the outcome
+    and events of a one-step-per-nonce model, including resends, stale frames and several clients."""
+    sm, model = Harness(tmp_path_factory.mktemp("sm")), Model()
+    next_nonce = {ALICE: 1, BOB: 1}
+    runs = []
+    for client, kinds, shift in script:
+        first = max(1, next_nonce[client] + shift)
+        ms = [m(first + i, kind, topic, b"k", b"v") for i, (kind, topic) in enumerate(kinds)]
+        next_nonce[client] = max(next_nonce[client], first + len(ms))
+        runs.append((client, ms))
+    for i in range(0, len(runs), split):
+        group = runs[i : i + split]
+        expected = [(n, e, o) for client, ms in group for n, e, o in model.apply(client, ms)]
+        assert [(n, e, o) for n, e, o, _ in sm.apply(entry(*group))] == expected
+    for topic, events in model.events.items():
+        assert [(e.kind, e.consequence_offset, e.intention_offset) for e in sm.events(topic)] == events

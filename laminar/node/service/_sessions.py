@@ -72,16 +72,14 @@ class _Session:
                 return
             newest = 0
             for o in outcomes:
-                if not self.first_nonce <= o.nonce < self.expected_nonce:
+                first = max(o.nonce, self.first_nonce)
+                end = min(o.nonce + o.count, self.expected_nonce)
+                if first >= end:
                     continue
-                newest = max(newest, o.nonce)
+                newest = max(newest, end - 1)
+                offset = o.intention_offset + (first - o.nonce) if o.intention_offset else 0
                 self._commits.append(
-                    pb.Commit(
-                        nonce=o.nonce,
-                        effect=pb.Effect.Name(o.effect),
-                        intention_offset=o.intention_offset,
-                        reason=o.reason,
-                    )
+                    pb.Commit(nonce=first, effect=o.effect, intention_offset=offset, reason=o.reason, count=end - first)  # type: ignore[arg-type]
                 )
             self._observe_latency(newest)
             if len(self._commits) > SESSION_ACKS_PENDING_MAX:

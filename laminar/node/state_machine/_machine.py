@@ -12,30 +12,45 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from laminar import limits
-from laminar.node.store import AppliedMark, ClientRecord, Keys, ResultRecord, Store, TopicRecord, ViewRecord, WriteSet
+from laminar.node.store import (
+    AppliedMark,
+    ClientRecord,
+    Keys,
+    ResultRecord,
+    ResultRun,
+    Store,
+    TopicRecord,
+    WriteSet,
+)
 from laminar.node.store._keys import from_u64, u64
+from laminar.node.store._records import VIEW_HEAD
 from laminar.v1 import laminar_pb2 as pb
 
 if TYPE_CHECKING:
     from laminar.node.sandbox import CallContext, CallOutcome, TopicRuntime
 
 VALID, INVALID, ERROR = pb.VALID, pb.INVALID, pb.ERROR
+PUT, DELETE = pb.PUT, pb.DELETE
 _TOPIC_NAME = re.compile(limits.TOPIC_NAME_PATTERN)
 _CLIENT_ID_BYTES = 16
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
-    """What one intention of a client did; routed to that client's session if it is here."""
+    """What `count` consecutive intentions of a client did; routed to that client's session if it
+    is here. One Outcome stands for nonces nonce .. nonce+count-1, which all got the same effect
+    and reason, at intention offsets intention_offset .. intention_offset+count-1 (or all 0): a
+    frame of successful puts is one Outcome, not thousands."""
 
     client_id: bytes
     nonce: int
     effect: int
     intention_offset: int
     reason: str
+    count: int = 1
 
 
 @dataclass
@@ -44,16 +59,35 @@ class Applied:
 
     writes: WriteSet
     mark: AppliedMark
-    outcomes: list[Outcome]
+    outcomes: list[Outcome]  # in apply order; each stands for Outcome.count intentions
     topic_offsets: dict[str, int]  # topic -> its last consequence offset, for topics that got events
     events: int = 0  # events appended by this entry, over all topics (for metrics)
     program_errors: list[tuple[str, str]] = field(default_factory=list)  # (topic, reason) of ERROR effects of programs
 
+    @property
+    def intentions(self) -> int:
+        """Intentions this entry carried (applied now or answered as resends)."""
+        return sum(o.count for o in self.outcomes)
 
-@dataclass
+
+@dataclass(slots=True)
 class _Topic:
-    record: TopicRecord
+    record: TopicRecord  # as stored; next_offset below is the live value while entries apply
+    next_offset: int  # consequence offset of this topic's next event
+    events_prefix: bytes  # Keys.events_of(name): the hot path appends events under it
+    views_prefix: bytes  # Keys.views_of(name)
     runtime: TopicRuntime | None = None  # started lazily for programmable topics
+
+    @staticmethod
+    def of(name: str, record: TopicRecord, runtime: TopicRuntime | None = None) -> _Topic:
+        return _Topic(record, record.next_offset, Keys.events_of(name), Keys.views_of(name), runtime)
+
+    def stored(self) -> TopicRecord:
+        """The record to write: the stored one with the live next offset."""
+        r = self.record
+        if r.next_offset != self.next_offset:
+            self.record = r = TopicRecord(r.live, self.next_offset, r.created_at, r.program, r.args)
+        return r
 
 
 @dataclass
@@ -68,16 +102,30 @@ class _Batch:
     program_errors: list[tuple[str, str]] = field(default_factory=list)
     dirty_topics: set[str] = field(default_factory=set)
     dirty_states: set[str] = field(default_factory=set)
-    new_results: dict[bytes, list[tuple[int, list[ResultRecord]]]] = field(default_factory=dict)
+    new_results: dict[bytes, list[ResultRun]] = field(default_factory=dict)
     touched_clients: dict[bytes, ClientRecord | None] = field(default_factory=dict)  # id -> record before
     # Result runs read from the store for resends in this entry: a client resending thousands of
     # messages after a fail-over hits the same few runs, which must be decoded once, not per nonce.
-    stored_results: dict[bytes, list[tuple[int, list[ResultRecord]]]] = field(default_factory=dict)
+    stored_results: dict[bytes, list[ResultRun]] = field(default_factory=dict)
 
-
-def _as_enum(value: int) -> Any:
-    """Enum fields accept plain ints at run time; the generated stubs only say so for the enum type."""
-    return value
+    def outcome(
+        self, client_id: bytes, nonce: int, effect: int, intention_offset: int, reason: str, count: int = 1
+    ) -> None:
+        """Record the outcome of `count` consecutive intentions, extending the last Outcome when
+        they continue it."""
+        outcomes = self.outcomes
+        if outcomes and intention_offset:
+            last = outcomes[-1]
+            if (
+                last.nonce + last.count == nonce
+                and last.intention_offset + last.count == intention_offset
+                and last.effect == effect
+                and last.client_id == client_id
+                and last.reason == reason
+            ):
+                last.count += count
+                return
+        outcomes.append(Outcome(client_id, nonce, effect, intention_offset, reason, count))
 
 
 def _cut(reason: str) -> str:
@@ -90,6 +138,7 @@ def _cut(reason: str) -> str:
 class StateMachine:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._event = pb.Event()  # reused for every event: the apply thread is the only user
         self.reload()
 
     def reload(self) -> None:
@@ -100,7 +149,8 @@ class StateMachine:
         self._offset = mark.intention_offset
         self._topics: dict[str, _Topic] = {}
         for key, value in store.scan(Keys.TOPIC_PREFIX):
-            self._topics[key[len(Keys.TOPIC_PREFIX) :].decode()] = _Topic(TopicRecord.decode(value))
+            name = key[len(Keys.TOPIC_PREFIX) :].decode()
+            self._topics[name] = _Topic.of(name, TopicRecord.decode(value))
         self._clients: dict[bytes, ClientRecord] = {}
 
     # ---- queries (any thread; values may be one entry old) ----------------------------------
@@ -112,7 +162,7 @@ class StateMachine:
     def topic_offset(self, name: str) -> int:
         """The last consequence offset of a topic (0 if it never had an event)."""
         topic = self._topics.get(name)
-        return 0 if topic is None else topic.record.next_offset - 1
+        return 0 if topic is None else topic.next_offset - 1
 
     def live_topics(self) -> list[str]:
         return sorted(name for name, topic in list(self._topics.items()) if topic.record.live)
@@ -150,23 +200,51 @@ class StateMachine:
         if len(client_id) != _CLIENT_ID_BYTES:
             return  # the leader never proposes this; applying nothing is the same on every node
         record = self._client(batch, client_id)
+        nonce_max = None if record is None else record.nonce_max
+        topics = self._topics
+        streak = 0  # writes to plain topics just applied (all VALID, consecutive nonces and offsets)
         for mutation in run.mutations:
             nonce = mutation.nonce
-            if record is not None and nonce <= record.nonce_max:
-                batch.outcomes.append(self._duplicate(batch, client_id, nonce))
+            if nonce_max is not None:
+                if nonce <= nonce_max:
+                    streak = self._settle(batch, client_id, nonce_max, streak)
+                    self._duplicate(batch, client_id, nonce)
+                    continue
+                if nonce > nonce_max + 1:
+                    # Out of order: a stale entry from a session that is gone, whose earlier nonces
+                    # never committed. Applying it would make those look like duplicates later; the
+                    # client resends everything from its oldest uncommitted nonce instead.
+                    continue
+            nonce_max = nonce
+            kind = mutation.kind
+            topic = topics.get(mutation.topic) if kind in (PUT, DELETE) else None
+            if topic is not None and topic.record.live and not topic.record.program:
+                # The hot path: a write to a plain topic always succeeds with one event. Its
+                # outcome is recorded with the rest of the streak, in one step.
+                batch.offset += 1
+                value = mutation.value if kind == PUT else b""
+                self._append(batch, mutation.topic, topic, kind, mutation.key, value)
+                streak += 1
                 continue
-            if record is not None and nonce > record.nonce_max + 1:
-                # Out of order: a stale entry from a session that is gone, whose earlier nonces
-                # never committed. Applying it would make those look like duplicates later; the
-                # client resends everything from its oldest uncommitted nonce instead.
-                continue
+            streak = self._settle(batch, client_id, nonce - 1, streak)
             batch.offset += 1
             effect, reason = self._execute(batch, client_id, mutation)
             reason = _cut(reason)
-            batch.outcomes.append(Outcome(client_id, nonce, effect, batch.offset, reason))
-            self._remember(batch, client_id, nonce, ResultRecord(effect, batch.offset, reason))
-            record = ClientRecord(nonce, batch.offset)
-            self._clients[client_id] = record
+            batch.outcome(client_id, nonce, effect, batch.offset, reason)
+            self._remember(batch, client_id, nonce, effect, batch.offset, reason)
+        if nonce_max is not None:
+            self._settle(batch, client_id, nonce_max, streak)
+            if record is None or nonce_max != record.nonce_max:
+                self._clients[client_id] = ClientRecord(nonce_max, batch.offset)
+
+    def _settle(self, batch: _Batch, client_id: bytes, last_nonce: int, streak: int) -> int:
+        """Record the VALID outcomes of the `streak` writes that ended with `last_nonce` (applied
+        last, so their offsets end at batch.offset). Returns the new streak length: 0."""
+        if streak:
+            first_nonce, first_offset = last_nonce - streak + 1, batch.offset - streak + 1
+            batch.outcome(client_id, first_nonce, VALID, first_offset, "", streak)
+            self._remember(batch, client_id, first_nonce, VALID, first_offset, "", streak)
+        return 0
 
     # ---- dedupe -----------------------------------------------------------------------------
 
@@ -183,31 +261,37 @@ class StateMachine:
             batch.touched_clients[client_id] = record
         return record
 
-    def _remember(self, batch: _Batch, client_id: bytes, nonce: int, result: ResultRecord) -> None:
-        runs = batch.new_results.setdefault(client_id, [])
-        if runs and runs[-1][0] + len(runs[-1][1]) == nonce:
-            runs[-1][1].append(result)
-        else:
-            runs.append((nonce, [result]))
+    @staticmethod
+    def _remember(
+        batch: _Batch, client_id: bytes, nonce: int, effect: int, offset: int, reason: str, count: int = 1
+    ) -> None:
+        """Keep the outcomes of `count` intentions from `nonce` for answering resends."""
+        runs = batch.new_results.get(client_id)
+        if runs is None:
+            runs = batch.new_results[client_id] = []
+        if not runs or runs[-1].first_nonce + runs[-1].count != nonce:
+            runs.append(ResultRun(nonce))
+        runs[-1].add(effect, offset, reason, count)
 
-    def _duplicate(self, batch: _Batch, client_id: bytes, nonce: int) -> Outcome:
-        runs = batch.new_results.get(client_id, []) + batch.stored_results.get(client_id, [])
-        for first, results in runs:
-            if first <= nonce < first + len(results):
-                return self._resend_outcome(client_id, nonce, results[nonce - first])
+    def _duplicate(self, batch: _Batch, client_id: bytes, nonce: int) -> None:
+        """Report the original outcome of a nonce applied before (a resend), applying nothing."""
+        for run in batch.new_results.get(client_id, []) + batch.stored_results.get(client_id, []):
+            if run.covers(nonce):
+                self._resend_outcome(batch, client_id, nonce, run.at(nonce))
+                return
         found = self._store.get_floor(Keys.result(client_id, nonce), Keys.results_of(client_id))
         if found is not None:
-            first = from_u64(found[0][-8:])
-            results = ResultRecord.decode_run(found[1])
-            batch.stored_results.setdefault(client_id, []).append((first, results))
-            if first <= nonce < first + len(results):
-                return self._resend_outcome(client_id, nonce, results[nonce - first])
+            run = ResultRecord.decode_run(from_u64(found[0][-8:]), found[1])
+            batch.stored_results.setdefault(client_id, []).append(run)
+            if run.covers(nonce):
+                self._resend_outcome(batch, client_id, nonce, run.at(nonce))
+                return
         reason = f"duplicate of nonce {nonce}, applied long ago; its outcome is no longer kept"
-        return Outcome(client_id, nonce, ERROR, 0, reason)
+        batch.outcome(client_id, nonce, ERROR, 0, reason)
 
     @staticmethod
-    def _resend_outcome(client_id: bytes, nonce: int, result: ResultRecord) -> Outcome:
-        return Outcome(client_id, nonce, result.effect, result.intention_offset, result.reason)
+    def _resend_outcome(batch: _Batch, client_id: bytes, nonce: int, result: ResultRecord) -> None:
+        batch.outcome(client_id, nonce, result.effect, result.intention_offset, result.reason)
 
     # ---- intentions -------------------------------------------------------------------------
 
@@ -218,7 +302,7 @@ class StateMachine:
             return self._create(batch, client_id, m)
         if m.kind == pb.DESTROY_TOPIC:
             return self._destroy(batch, m.topic)
-        if m.kind in (pb.PUT, pb.DELETE):
+        if m.kind in (PUT, DELETE):
             return self._write(batch, client_id, m)
         return ERROR, f"unknown intention kind {m.kind}"
 
@@ -247,12 +331,12 @@ class StateMachine:
                 batch.program_errors.append((m.topic, outcome.reason))
                 return ERROR, outcome.reason
             emitted = self._events_of(outcome)
-        next_offset = topic.record.next_offset if topic is not None else 1
+        next_offset = topic.next_offset if topic is not None else 1
         record = TopicRecord(True, next_offset, batch.offset, m.program, bytes(m.args))
-        self._topics[m.topic] = _Topic(record, runtime)
-        self._append(batch, m.topic, pb.CREATE_TOPIC, b"", bytes(m.args))
+        created = self._topics[m.topic] = _Topic.of(m.topic, record, runtime)
+        self._append(batch, m.topic, created, pb.CREATE_TOPIC, b"", bytes(m.args))
         for kind, key, value in emitted:
-            self._append(batch, m.topic, kind, key, value)
+            self._append(batch, m.topic, created, kind, key, value)
         if runtime is not None:
             batch.dirty_states.add(m.topic)
         return VALID, ""
@@ -261,9 +345,9 @@ class StateMachine:
         topic = self._topics.get(name)
         if topic is None or not topic.record.live:
             return INVALID, f"topic {name!r} does not exist"
-        self._append(batch, name, pb.DESTROY_TOPIC, b"", b"")
+        self._append(batch, name, topic, pb.DESTROY_TOPIC, b"", b"")
         record = topic.record
-        self._topics[name] = _Topic(TopicRecord(False, record.next_offset, record.created_at, "", b""))
+        self._topics[name] = _Topic.of(name, TopicRecord(False, topic.next_offset, record.created_at, "", b""))
         batch.dirty_states.discard(name)
         batch.writes.delete(Keys.state(name))
         return VALID, ""
@@ -272,20 +356,20 @@ class StateMachine:
         topic = self._topics.get(m.topic)
         if topic is None or not topic.record.live:
             return ERROR, f"topic {m.topic!r} does not exist"
-        key, value = bytes(m.key), bytes(m.value) if m.kind == pb.PUT else b""
+        key, value = bytes(m.key), bytes(m.value) if m.kind == PUT else b""
         if not topic.record.program:
-            self._append(batch, m.topic, m.kind, key, value)
+            self._append(batch, m.topic, topic, m.kind, key, value)
             return VALID, ""
         runtime = self._runtime(m.topic, topic)
         if runtime is None:
             return ERROR, "topic program cannot start on this node"  # never: it started at create
         ctx = self._context(batch, client_id, m)
-        outcome = runtime.on_put(ctx, key, value) if m.kind == pb.PUT else runtime.on_delete(ctx, key)
+        outcome = runtime.on_put(ctx, key, value) if m.kind == PUT else runtime.on_delete(ctx, key)
         if not outcome.ok:
             batch.program_errors.append((m.topic, outcome.reason))
             return ERROR, outcome.reason
         for kind, event_key, event_value in self._events_of(outcome):
-            self._append(batch, m.topic, kind, event_key, event_value)
+            self._append(batch, m.topic, topic, kind, event_key, event_value)
         batch.dirty_states.add(m.topic)
         return VALID, ""
 
@@ -301,24 +385,28 @@ class StateMachine:
 
     @staticmethod
     def _events_of(outcome: CallOutcome) -> tuple[tuple[int, bytes, bytes], ...]:
-        return tuple((pb.PUT if e.kind == "PUT" else pb.DELETE, e.key, e.value) for e in outcome.events)
+        return tuple((PUT if e.kind == "PUT" else DELETE, e.key, e.value) for e in outcome.events)
 
-    def _append(self, batch: _Batch, name: str, kind: int, key: bytes, value: bytes) -> None:
-        topic = self._topics[name]
-        offset = topic.record.next_offset
-        event = pb.Event(
-            kind=_as_enum(kind), key=key, value=value, intention_offset=batch.offset, consequence_offset=offset
-        )
-        batch.writes.put(Keys.event(name, offset), event.SerializeToString())
-        # The view (current value per live key) changes in the same write batch as the stream.
-        if kind == pb.PUT:
-            batch.writes.put(Keys.view(name, key), ViewRecord(offset, batch.offset, value).encode())
-        elif kind == pb.DELETE:
-            batch.writes.delete(Keys.view(name, key))
+    def _append(self, batch: _Batch, name: str, topic: _Topic, kind: int, key: bytes, value: bytes) -> None:
+        """Append one event to `topic`'s stream, and keep its view (current value per live key) in
+        the same write batch. Runs once per event: keep it lean."""
+        offset = topic.next_offset
+        topic.next_offset = offset + 1
+        event = self._event
+        event.Clear()
+        event.kind = kind  # type: ignore[assignment]
+        event.key = key
+        event.value = value
+        event.intention_offset = batch.offset
+        event.consequence_offset = offset
+        writes = batch.writes
+        writes.put_blind(topic.events_prefix + offset.to_bytes(8, "big"), event.SerializeToString())
+        if kind == PUT:
+            writes.put_blind(topic.views_prefix + key, VIEW_HEAD.pack(offset, batch.offset) + value)
+        elif kind == DELETE:
+            writes.delete(topic.views_prefix + key)
         elif kind == pb.DESTROY_TOPIC:
-            batch.writes.delete_range(Keys.views_of(name), Keys.views_end(name))
-        record = topic.record
-        topic.record = TopicRecord(record.live, offset + 1, record.created_at, record.program, record.args)
+            writes.delete_range(topic.views_prefix, Keys.views_end(name))
         batch.dirty_topics.add(name)
         batch.topic_offsets[name] = offset
         batch.events += 1
@@ -328,7 +416,7 @@ class StateMachine:
     def _finish(self, batch: _Batch) -> None:
         writes = batch.writes
         for name in sorted(batch.dirty_topics):
-            writes.put(Keys.topic(name), self._topics[name].record.encode())
+            writes.put(Keys.topic(name), self._topics[name].stored().encode())
         for name in sorted(batch.dirty_states):
             runtime = self._topics[name].runtime
             assert runtime is not None
@@ -346,8 +434,8 @@ class StateMachine:
         if before is not None:
             writes.delete(Keys.expiry(before.last_offset, client_id))
         writes.put(Keys.expiry(after.last_offset, client_id), b"")
-        for first, results in batch.new_results.get(client_id, []):
-            writes.put(Keys.result(client_id, first), ResultRecord.encode_run(results))
+        for run in batch.new_results.get(client_id, []):
+            writes.put_blind(Keys.result(client_id, run.first_nonce), run.encode())
         # Keep outcomes of the last DEDUPE_RESULTS_PER_CLIENT_MAX nonces at least: a run holds at
         # most BATCH_INTENTIONS_MAX results, so runs starting below this horizon are all older.
         horizon = after.nonce_max - limits.DEDUPE_RESULTS_PER_CLIENT_MAX - limits.BATCH_INTENTIONS_MAX

@@ -6,7 +6,17 @@ nor re-applies an entry.
 """
 
 from laminar.node.store._keys import Keys
-from laminar.node.store._records import AppliedMark, ClientRecord, ResultRecord, TopicRecord, ViewRecord
+from laminar.node.store._records import AppliedMark, ClientRecord, ResultRecord, ResultRun, TopicRecord, ViewRecord
 from laminar.node.store._store import Store, WriteSet
 
-__all__ = ["AppliedMark", "ClientRecord", "Keys", "ResultRecord", "Store", "TopicRecord", "ViewRecord", "WriteSet"]
+__all__ = [
+    "AppliedMark",
+    "ClientRecord",
+    "Keys",
+    "ResultRecord",
+    "ResultRun",
+    "Store",
+    "TopicRecord",
+    "ViewRecord",
+    "WriteSet",
+]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 _APPLIED = struct.Struct(">QQ")
 _TOPIC_HEAD = struct.Struct(">BQQII")
 _CLIENT = struct.Struct(">QQ")
-_RESULT_HEAD = struct.Struct(">BQH")
-_VIEW_HEAD = struct.Struct(">QQ")
+_SEGMENT_HEAD = struct.Struct(">BQIH")  # effect, first intention offset, count, reason bytes
+VIEW_HEAD = struct.Struct(">QQ")  # ViewRecord: consequence offset, intention offset; then the value
 
 
 @dataclass(frozen=True)
@@ -73,24 +75,71 @@ class ResultRecord:
     reason: str
 
     @staticmethod
-    def encode_run(results: list[ResultRecord]) -> bytes:
-        parts = []
-        for result in results:
-            reason = result.reason.encode()
-            parts.append(_RESULT_HEAD.pack(result.effect, result.intention_offset, len(reason)) + reason)
-        return b"".join(parts)
-
-    @staticmethod
-    def decode_run(data: bytes) -> list[ResultRecord]:
-        results = []
+    def decode_run(first_nonce: int, data: bytes) -> ResultRun:
+        """A stored run (see ResultRun.encode)."""
+        run = ResultRun(first_nonce)
         position = 0
         while position < len(data):
-            effect, offset, reason_len = _RESULT_HEAD.unpack_from(data, position)
-            position += _RESULT_HEAD.size
+            effect, offset, count, reason_len = _SEGMENT_HEAD.unpack_from(data, position)
+            position += _SEGMENT_HEAD.size
             reason = data[position : position + reason_len].decode()
             position += reason_len
-            results.append(ResultRecord(effect, offset, reason))
-        return results
+            run.segments.append([effect, offset, count, reason])
+            run.count += count
+        return run
+
+
+class ResultRun:
+    """The outcomes of `count` consecutive nonces from `first_nonce`, in segments.
+
+    A segment [effect, first offset, count, reason] covers consecutive nonces that got the same
+    effect and reason at consecutive intention offsets, so a run of successful puts is one
+    segment of 21 bytes however long it is (one record per nonce cost a write per message).
+    """
+
+    __slots__ = ("_starts", "count", "first_nonce", "segments")
+
+    def __init__(self, first_nonce: int) -> None:
+        self.first_nonce = first_nonce
+        self.segments: list[list[Any]] = []
+        self.count = 0
+        self._starts: list[int] | None = None  # index of each segment's first nonce, built on lookup
+
+    def add(self, effect: int, intention_offset: int, reason: str, count: int = 1) -> None:
+        """Append the outcomes of the next `count` nonces (from first_nonce + self.count), which
+        got `effect` and `reason` at offsets intention_offset, intention_offset + 1, ..."""
+        segments = self.segments
+        self.count += count
+        if segments:
+            last = segments[-1]
+            if last[0] == effect and last[1] + last[2] == intention_offset and last[3] == reason:
+                last[2] += count
+                return
+        segments.append([effect, intention_offset, count, reason])
+        self._starts = None
+
+    def covers(self, nonce: int) -> bool:
+        return self.first_nonce <= nonce < self.first_nonce + self.count
+
+    def at(self, nonce: int) -> ResultRecord:
+        """The outcome of `nonce` (which covers() must hold for)."""
+        if self._starts is None:
+            starts, total = [], 0
+            for segment in self.segments:
+                starts.append(total)
+                total += segment[2]
+            self._starts = starts
+        index = nonce - self.first_nonce
+        where = bisect.bisect_right(self._starts, index) - 1
+        effect, first_offset, _, reason = self.segments[where]
+        return ResultRecord(effect, first_offset + index - self._starts[where], reason)
+
+    def encode(self) -> bytes:
+        parts = []
+        for effect, offset, count, reason in self.segments:
+            data = reason.encode()
+            parts.append(_SEGMENT_HEAD.pack(effect, offset, count, len(data)) + data)
+        return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -102,9 +151,9 @@ class ViewRecord:
     value: bytes
 
     def encode(self) -> bytes:
-        return _VIEW_HEAD.pack(self.consequence_offset, self.intention_offset) + self.value
+        return VIEW_HEAD.pack(self.consequence_offset, self.intention_offset) + self.value
 
     @staticmethod
     def decode(data: bytes) -> ViewRecord:
-        consequence_offset, intention_offset = _VIEW_HEAD.unpack_from(data)
-        return ViewRecord(consequence_offset, intention_offset, bytes(data[_VIEW_HEAD.size :]))
+        consequence_offset, intention_offset = VIEW_HEAD.unpack_from(data)
+        return ViewRecord(consequence_offset, intention_offset, bytes(data[VIEW_HEAD.size :]))

@@ -7,8 +7,9 @@ import shutil
 import threading
 from collections.abc import Iterator
 
-from rocksdict import Checkpoint, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
+from laminar import limits
 from laminar.node.store._keys import Keys
 from laminar.node.store._records import AppliedMark, TopicRecord, ViewRecord
 
@@ -17,49 +18,49 @@ class WriteSet:
     """Ordered writes produced by applying one entry, with read-your-writes for the applier.
 
     The state machine records what it would write here; the node commits it in one atomic batch.
+    Writes go straight into a RocksDB write batch (in order: a put followed by a range delete of
+    the same key leaves nothing). `lookup` sees what `put` and `delete` wrote; `put_blind` skips
+    that bookkeeping for the bulk of an entry (events and views), which nothing reads back.
     """
 
-    __slots__ = ("_ops", "_overlay")
+    __slots__ = ("_batch", "_count", "_overlay")
 
     def __init__(self) -> None:
-        self._ops: list[tuple[int, bytes, bytes | None]] = []
+        self._batch = WriteBatch(raw_mode=True)
         self._overlay: dict[bytes, bytes | None] = {}
-
-    _PUT, _DELETE, _DELETE_RANGE = 0, 1, 2
+        self._count = 0
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._ops.append((self._PUT, key, value))
+        self._batch.put(key, value)
         self._overlay[key] = value
+        self._count += 1
+
+    def put_blind(self, key: bytes, value: bytes) -> None:
+        """A put that lookup() will not report (for keys no later read of this entry asks for)."""
+        self._batch.put(key, value)
+        self._count += 1
 
     def delete(self, key: bytes) -> None:
-        self._ops.append((self._DELETE, key, None))
+        self._batch.delete(key)
         self._overlay[key] = None
+        self._count += 1
 
     def delete_range(self, begin: bytes, end: bytes) -> None:
         """Delete keys in [begin, end). Not reflected in reads through the overlay."""
-        self._ops.append((self._DELETE_RANGE, begin, end))
+        self._batch.delete_range(begin, end)
+        self._count += 1
 
     def lookup(self, key: bytes) -> tuple[bool, bytes | None]:
-        """(True, value) if this write set decides the key, else (False, None)."""
+        """(True, value) if this write set decides the key through put or delete, else (False, None)."""
         if key in self._overlay:
             return True, self._overlay[key]
         return False, None
 
     def __len__(self) -> int:
-        return len(self._ops)
+        return self._count
 
     def to_batch(self) -> WriteBatch:
-        batch = WriteBatch(raw_mode=True)
-        for op, key, value in self._ops:
-            if op == self._PUT:
-                assert value is not None
-                batch.put(key, value)
-            elif op == self._DELETE:
-                batch.delete(key)
-            else:
-                assert value is not None
-                batch.delete_range(key, value)
-        return batch
+        return self._batch
 
 
 class Store:
@@ -79,6 +80,11 @@ class Store:
     def _open(self) -> Rdict:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        options.set_write_buffer_size(limits.STORE_WRITE_BUFFER_BYTES)
+        options.set_max_write_buffer_number(limits.STORE_WRITE_BUFFERS_MAX)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(limits.STORE_BLOCK_CACHE_BYTES))
+        options.set_block_based_table_factory(table)
         return Rdict(self._path, options)
 
     @property
