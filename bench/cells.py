@@ -30,7 +30,7 @@ class Cell:
     messages: int  # per client
     durability: str = "default"
     sequential: bool = False
-    balance_pairs: int = DEFAULT_PAIRS  # balance only: transfers in flight per client
+    balance_pairs: int = DEFAULT_PAIRS  # balance only: account pairs per client (cache 2 x pairs x clients)
 
     @property
     def kind(self) -> TopicKind:

@@ -67,7 +67,7 @@ def _matrix_parser(sub: Any, name: str, defaults: Plan, help_text: str) -> None:
         "--balance-pairs",
         type=int,
         default=defaults.balance_pairs,
-        help="account pairs per balance client = transfers in flight per client (1: cache of 2 x clients)",
+        help="account pairs per balance client (1: a cache of 2 x clients, as the benchmark defines it)",
     )
 
 

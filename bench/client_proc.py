@@ -32,7 +32,7 @@ class ClientJob:
     messages: int
     timeout_s: float  # for the timed part; the client gives up and reports an error past it
     sequential: bool = False  # send, wait for the commit, repeat
-    balance_pairs: int = 1  # for the balance workload: transfers in flight per client
+    balance_pairs: int = 1  # for the balance workload: account pairs per client
 
 
 @dataclass

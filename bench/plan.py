@@ -36,7 +36,7 @@ class Plan:
     sequential_commits: int = 2_000  # 0: skip
     raft_commands: int = 20_000  # 0: skip the ceiling
     raft_settings: tuple[str, ...] = field(default=("laminar", "defaults"))
-    balance_pairs: int = DEFAULT_PAIRS  # transfers in flight per balance client
+    balance_pairs: int = DEFAULT_PAIRS  # account pairs per balance client
 
 
 def steps(plan: Plan) -> list[Step]:

@@ -46,6 +46,8 @@ def _identity(data: bytes) -> bytes:
 
 
 def _as_bytes(value: bytes | str, what: str) -> bytes:
+    if type(value) is bytes:
+        return value
     if isinstance(value, str):
         return value.encode()
     if isinstance(value, bytes | bytearray | memoryview):
@@ -122,6 +124,7 @@ class Client:
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # acks, errors, closing: what callers wait for
         self._sendable = threading.Condition(lock)  # new mutations: what the sender waits for
+        self._send_waiters = 0  # threads waiting on _sendable: put() notifies only when there are
         self._next_nonce = 1
         self._oldest = 1  # oldest uncommitted nonce
         self._sent_through = 0  # on the current connection
@@ -146,9 +149,11 @@ class Client:
         return self._send(pb.Mutation(kind=pb.DESTROY_TOPIC, topic=topic))
 
     def put(self, topic: str, key: bytes | str, value: bytes | str) -> Pending:
-        return self._send(
-            pb.Mutation(kind=pb.PUT, topic=topic, key=_as_bytes(key, "key"), value=_as_bytes(value, "value"))
-        )
+        key, value = _as_bytes(key, "key"), _as_bytes(value, "value")
+        problem = _rules.topic_problem(topic) or _rules.write_problem(key, value)
+        if problem:
+            raise InvalidRequest(problem)
+        return self._send(pb.Mutation(kind=pb.PUT, topic=topic, key=key, value=value), checked=True)
 
     def delete(self, topic: str, key: bytes | str) -> Pending:
         return self._send(pb.Mutation(kind=pb.DELETE, topic=topic, key=_as_bytes(key, "key")))
@@ -217,8 +222,9 @@ class Client:
 
     # ---- sending ------------------------------------------------------------------------------
 
-    def _send(self, mutation: pb.Mutation) -> Pending:
-        problem = _rules.mutation_problem(mutation)
+    def _send(self, mutation: pb.Mutation, checked: bool = False) -> Pending:
+        """Queue `mutation` for the sender (checked: the caller has applied the rules already)."""
+        problem = None if checked else _rules.mutation_problem(mutation)
         if problem:
             raise InvalidRequest(problem)
         with self._cond:
@@ -236,7 +242,8 @@ class Client:
                 self._last_progress = time.monotonic()
             # Serialized once: a resend after a fail-over sends the same bytes.
             self._unacked[nonce] = (mutation.SerializeToString(), pending)
-            self._sendable.notify_all()
+            if self._send_waiters:
+                self._sendable.notify_all()
             return pending
 
     def _next_frame(self, connection: _Connection) -> bytes | None:
@@ -248,7 +255,7 @@ class Client:
                     return None
                 if self._sent_through + 1 < self._next_nonce:
                     break
-                self._sendable.wait(CLIENT_SENDER_POLL_S)
+                self._wait_sendable(lambda: self._sent_through + 1 < self._next_nonce or connection.closed)
             parts: list[bytes] = []
             size = 0
             nonce = max(self._sent_through + 1, self._oldest)
@@ -274,7 +281,8 @@ class Client:
         backoff = CLIENT_CONNECT_BACKOFF_S_MIN
         while True:
             with self._cond:
-                self._sendable.wait_for(lambda: self._closed or self._unacked)
+                while not (self._closed or self._unacked):
+                    self._wait_sendable(lambda: self._closed or bool(self._unacked))
                 if self._closed or self._fatal:
                     return
             address = self._nodes.pick(hint)
@@ -357,6 +365,14 @@ class Client:
             for _, pending in self._unacked.values():
                 pending._error = error
             self._cond.notify_all()
+
+    def _wait_sendable(self, predicate: Any) -> None:
+        """Wait (holding the lock) until `predicate` holds or a poll interval passes."""
+        self._send_waiters += 1
+        try:
+            self._sendable.wait_for(lambda: predicate() or self._closed, CLIENT_SENDER_POLL_S)
+        finally:
+            self._send_waiters -= 1
 
     def _wait(self, predicate: Any, timeout: float | None, pending: Pending | None) -> None:
         with self._cond:
