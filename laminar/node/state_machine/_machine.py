@@ -138,7 +138,6 @@ def _cut(reason: str) -> str:
 class StateMachine:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._event = pb.Event()  # reused for every event: the apply thread is the only user
         self.reload()
 
     def reload(self) -> None:
@@ -392,13 +391,8 @@ class StateMachine:
         the same write batch. Runs once per event: keep it lean."""
         offset = topic.next_offset
         topic.next_offset = offset + 1
-        event = self._event
-        event.Clear()
-        event.kind = kind  # type: ignore[assignment]
-        event.key = key
-        event.value = value
-        event.intention_offset = batch.offset
-        event.consequence_offset = offset
+        # A new message per event: a reused one would keep every value ever set in its arena.
+        event = pb.Event(kind=kind, key=key, value=value, intention_offset=batch.offset, consequence_offset=offset)  # type: ignore[arg-type]
         writes = batch.writes
         writes.put_blind(topic.events_prefix + offset.to_bytes(8, "big"), event.SerializeToString())
         if kind == PUT:
