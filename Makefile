@@ -50,10 +50,12 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## Long fault-injection run with the Jepsen-style checker (history and summary in bench/results/).
+## NETWORK: netns (partitions and delays on real links, needs root), hook (in-process), or auto.
 SECONDS ?= 600
 SEED ?=
+NETWORK ?= auto
 torture: $(STAMP)
-	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) $(if $(SEED),--seed $(SEED))
+	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) --network $(NETWORK) $(if $(SEED),--seed $(SEED))
 
 ## Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
 ## Full matrix (fsync and none), sequential commits and the raw Raft ceiling: 20-40 minutes.

@@ -3,7 +3,10 @@
 A transfer carries the balances the client observed and `seen`, the newest intention offset it
 observed on the topic. The topic's program accepts it only if that view is provably current; a
 client whose view is stale gets `stale:` / `unproven:` / `mismatch:` and retries once its listener
-has moved on. That is a compare-and-swap loop, with the listener as the "read":
+has moved on. That is a compare-and-swap loop, with the listener as the "read". (The program also
+counts a client's own transfers as observed: a client that tracks the balances its transfers
+produce may send the next one on the same accounts before it observes the first commit; this
+recipe keeps it simple and waits, `transfer` reading its own writes before it returns.)
 
     view = BalanceView(addresses, "bank")
     with laminar.Client(addresses) as client:
@@ -115,7 +118,7 @@ def transfer(
                 view.wait_until_seen(commit.intention_offset, timeout)  # read your own writes
             return TransferResult(commit, attempt, stale)
         stale += 1
-        # An account changed after `seen` (before this attempt committed): wait for the view to
-        # move past the snapshot we used, then try again with fresher balances.
+        # Another client changed an account after `seen` (before this attempt committed): wait for
+        # the view to move past the snapshot we used, then try again with fresher balances.
         view.wait_until_seen(seen + 1, timeout)
     return TransferResult(commit, attempts_max, stale)

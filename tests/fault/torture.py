@@ -2,6 +2,11 @@
 
 Writes the history and a summary under bench/results/torture-<seed>/ and exits non-zero if the
 checker found any anomaly. The seed is printed first, so any run can be replayed.
+
+--network netns puts each node in its own network namespace (needs root) and partitions or delays
+a node on its link; --network hook keeps the nodes on loopback and partitions them through their
+in-process fault hook; auto (the default) uses netns where it can. SIGTERM and Ctrl-C stop the run
+cleanly: nodes are stopped and namespaces deleted.
 """
 
 from __future__ import annotations
@@ -10,12 +15,20 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jepsen import ROOT, Run
+from jepsen import NETWORK_MODES, ROOT, Run
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so Run.execute's cleanup runs; a second
+    SIGTERM is ignored so that it cannot cut that cleanup short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(128 + signum)
 
 
 def main() -> int:
@@ -23,18 +36,23 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--nodes", type=int, default=3, choices=[3, 5])
+    parser.add_argument("--network", default="auto", choices=NETWORK_MODES, help="how to partition and delay nodes")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     seed = args.seed if args.seed is not None else random.randrange(1, 2**31)
-    print(f"torture: seed {seed}, {args.seconds:.0f} s, {args.nodes} nodes", flush=True)
+    print(f"torture: seed {seed}, {args.seconds:.0f} s, {args.nodes} nodes, {args.network} network", flush=True)
     out = os.path.join(ROOT, "bench", "results", f"torture-{seed}")
     os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="laminar-torture-") as root:
-        summary = Run(seed=seed, seconds=args.seconds, root=root, nodes=args.nodes).execute()
+        summary = Run(seed=seed, seconds=args.seconds, root=root, nodes=args.nodes, network=args.network).execute()
         shutil.copy(os.path.join(root, "history.jsonl"), os.path.join(out, "history.jsonl"))
         for name in os.listdir(root):
             if name.endswith(".log"):
                 shutil.copy(os.path.join(root, name), os.path.join(out, name))
-    text = summary.as_text() + f"\ncommand: make torture SECONDS={args.seconds:.0f} SEED={seed}\n"
+    command = f"make torture SECONDS={args.seconds:.0f} SEED={seed}"
+    if args.network != "auto":  # the Makefile's target always runs with auto
+        command = f"python tests/fault/torture.py --seconds {args.seconds:.0f} --seed {seed} --network {args.network}"
+    text = summary.as_text() + f"\ncommand: {command}\n"
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write(text)
     print(text)

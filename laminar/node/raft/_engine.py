@@ -265,6 +265,9 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         if kind == "append_entries" and self._is_stale_append(message):
             return
         if kind == "append_entries" and message.get("serialized") is not None:
+            # Before pysyncobj writes the incoming snapshot to the file a local one may be packed
+            # for: that local one must not land on top of it, nor truncate the journal (_snapshot.py).
+            self._snapshots.supersede()
             SyncObj._SyncObj__onMessageReceived(self, node, message)
             # Installing a snapshot can take a while; time spent on it is not the leader's silence.
             self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
@@ -286,5 +289,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             return False  # pysyncobj ignores it anyway
         prev_index = message["prevLogIdx"]
         journal = self._SyncObj__raftLog
+        if len(journal) == 0:
+            return False  # never after start (pysyncobj keeps at least the last applied entry)
         last_index = journal[-1][1]
         return bool(prev_index is not None and prev_index < last_index and prev_index + 1 <= self.raftLastApplied)

@@ -17,6 +17,12 @@ of the previous snapshot there, so the file on disk is always a complete snapsho
 Installing (`deserialize`): a node whose store is already at or past the snapshot's index (every
 normal restart) keeps its store and only reads `meta`; a node behind it (a new or lagging node)
 replaces its store with the checkpoint.
+
+A snapshot from the leader can arrive while a local one is still being packed. The local one is
+then stale: it must neither replace the file pysyncobj just received nor report SUCCESS, because
+pysyncobj answers SUCCESS by deleting journal entries up to the local snapshot's index, which would
+empty the journal it has just rebuilt around the received snapshot. A generation number, bumped by
+every install, tells the packing thread that its snapshot was superseded.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class Snapshotter:
         self._hooks = hooks
         self._state = SERIALIZER_STATE.NOT_SERIALIZING
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by every install: a local snapshot begun before it is stale
         os.makedirs(work_dir, exist_ok=True)
         self.snapshots_built = 0
         self.snapshots_installed = 0
@@ -83,8 +90,12 @@ class Snapshotter:
             open(tmp_file, "wb").close()
         with self._lock:
             self._state = SERIALIZER_STATE.SERIALIZING
+            generation = self._generation
         threading.Thread(
-            target=self._build, args=(final_file, checkpoint_dir, meta), name="snapshot-build", daemon=True
+            target=self._build,
+            args=(final_file, checkpoint_dir, meta, generation),
+            name="snapshot-build",
+            daemon=True,
         ).start()
 
     def check(self) -> int:
@@ -94,7 +105,7 @@ class Snapshotter:
                 self._state = SERIALIZER_STATE.NOT_SERIALIZING
             return int(state)
 
-    def _build(self, final_file: str, checkpoint_dir: str, meta: bytes) -> None:
+    def _build(self, final_file: str, checkpoint_dir: str, meta: bytes, generation: int) -> None:
         building = final_file + ".building"
         try:
             with tarfile.open(building, "w") as tar:
@@ -104,11 +115,7 @@ class Snapshotter:
                 for name in sorted(os.listdir(checkpoint_dir)):
                     tar.add(os.path.join(checkpoint_dir, name), arcname=_STORE_PREFIX + name)
             _fsync_path(building)
-            os.replace(building, final_file)
-            _fsync_path(os.path.dirname(os.path.abspath(final_file)), directory=True)
-            state = SERIALIZER_STATE.SUCCESS
-            self.snapshots_built += 1
-            log.info("snapshot written: %s (%d bytes)", final_file, os.path.getsize(final_file))
+            state = self._publish(building, final_file, generation)
         except Exception:
             log.exception("snapshot failed")
             state = SERIALIZER_STATE.FAILED
@@ -117,9 +124,28 @@ class Snapshotter:
         with self._lock:
             self._state = state
 
+    def _publish(self, building: str, final_file: str, generation: int) -> int:
+        """Move a packed snapshot into place, unless an installed one superseded it meanwhile."""
+        with self._lock:  # an install cannot start between the check and the rename
+            if generation != self._generation:
+                os.unlink(building)
+                log.info("a local snapshot was superseded by one installed from the leader; dropped")
+                return int(SERIALIZER_STATE.FAILED)
+            os.replace(building, final_file)
+        _fsync_path(os.path.dirname(os.path.abspath(final_file)), directory=True)
+        self.snapshots_built += 1
+        log.info("snapshot written: %s (%d bytes)", final_file, os.path.getsize(final_file))
+        return int(SERIALIZER_STATE.SUCCESS)
+
     # ---- installing (pysyncobj's deserializer) ---------------------------------------------
 
+    def supersede(self) -> None:
+        """A snapshot is arriving from the leader: whatever is being packed now is older than it."""
+        with self._lock:
+            self._generation += 1
+
     def deserialize(self, file_name: str) -> tuple[Any, ...]:
+        self.supersede()
         with tarfile.open(file_name, "r") as tar:
             meta_member = tar.next()
             if meta_member is None or meta_member.name != _META:

@@ -17,6 +17,7 @@ from laminar.node.sandbox._meter import charge, charge_bytes, charge_chars, char
 from laminar.node.sandbox._methods import codec, pairs_to_dict, register
 from laminar.node.sandbox._ops import MISSING, divmod_, extreme, materialize, sort_items
 from laminar.node.sandbox._values import (
+    CHEAP,
     INT_BITS_MAX,
     INTS,
     NUMBERS,
@@ -84,10 +85,11 @@ def _decode(data: Any, encoding: Any = "utf-8", errors: Any = "strict") -> str:
 
 
 def _str(*args: Any, **kwargs: Any) -> str:
+    if len(args) == 1 and not kwargs:
+        x = args[0]
+        return str(x) if type(x) in CHEAP else to_text(x)  # numbers first: what to_text does with them
     if not args and not kwargs:
         return ""
-    if len(args) == 1 and not kwargs:
-        return to_text(args[0])
     return _decode(*args, **kwargs)
 
 
@@ -294,18 +296,43 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"JSON constant {name} is not supported")
 
 
+# What json.loads(text, parse_constant=..., ...) builds for each call, built once (decoders keep no state).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_BIG_NUMBER_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
+_SPACE = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
+
+
 def json_loads(text: Any) -> Any:
     """`json.loads`: str or bytes in, plain data out (dicts with str keys, lists, str, int, float, bool, None)."""
     t = type(text)
-    if t is not str and t is not bytes:
+    if t is str:
+        separators = text.count(",") + text.count(":")
+    elif t is bytes:
+        separators = text.count(b",") + text.count(b":")
+    else:
         raise TypeError(f"the JSON object must be str or bytes, not {type_name(text)}")
     # Scanning is charged by length, building by the values it can create (one per comma or colon, about).
-    separators = text.count("," if t is str else b",") + text.count(":" if t is str else b":")
     charge_chars(len(text))
     charge(1 + separators // _JSON_VALUES_PER_STEP)
-    if (_LONG_NUMBER if t is str else _LONG_NUMBER_BYTES).search(text) is None:
-        return json.loads(text, parse_constant=_no_constant)  # no number can reach the int budget: all C speed
-    return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
+    # What json.loads does before it decodes, then its decoder (no number can reach the int budget unless a long
+    # digit run is there: then every number is parsed by our checking functions; else all at C speed).
+    big = (_LONG_NUMBER if t is str else _LONG_NUMBER_BYTES).search(text) is not None
+    if t is bytes:
+        # json.detect_encoding says utf-8 whenever the text starts with a printable ASCII character that is not
+        # followed by a zero byte (every BOM and UTF-16/32 pattern starts otherwise); else ask it.
+        plain = 0x20 <= text[0] < 0x7F and (len(text) == 1 or text[1] != 0) if text else True
+        text = text.decode("utf-8" if plain else json.detect_encoding(text), "surrogatepass")
+    elif text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    # JSONDecoder.decode and raw_decode, written out (two calls fewer, the same results and errors)
+    try:
+        obj, end = (_BIG_NUMBER_DECODER if big else _DECODER).scan_once(text, _SPACE(text, 0).end())  # type: ignore[attr-defined]
+    except StopIteration as err:
+        raise json.JSONDecodeError("Expecting value", text, err.value) from None
+    end = _SPACE(text, end).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return obj
 
 
 def json_dumps(obj: Any, *, sort_keys: Any = False) -> str:

@@ -17,7 +17,7 @@ from laminar.node.sandbox import _meter, _ops
 from laminar.node.sandbox._api import ProgramRefused
 from laminar.node.sandbox._builtins import BUILTINS, SHARED_OBJECTS
 from laminar.node.sandbox._context import Context, context_writer
-from laminar.node.sandbox._methods import getattr_
+from laminar.node.sandbox._methods import getattr_, method_
 from laminar.node.sandbox._transform import instrument, policy_errors, restrict, rewrite_augmented
 from laminar.node.sandbox._values import NoneType, type_name
 
@@ -29,6 +29,7 @@ HANDLERS = {"on_create": ("ctx",), "on_put": ("ctx", "key", "value"), "on_delete
 
 GUARDS: dict[str, Any] = {
     "_getattr_": getattr_,
+    "_m_": method_,
     "_getitem_": _ops.getitem,
     "_getiter_": iter,
     "_write_": _ops.make_write_guard(Context, context_writer),
@@ -60,6 +61,8 @@ GUARDS: dict[str, Any] = {
     "_ge_": _ops.ge,
     "_in_": _ops.in_,
     "_not_in_": _ops.not_in,
+    "_is_": _ops.is_,
+    "_is_not_": _ops.is_not,
     "_chain_": _ops.compare_chain,
     "_fstr_": _ops.join_fstring,
     "_fmt_": _ops.format_value,

@@ -6,7 +6,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from laminar.limits import KEY_BYTES_MAX, PROGRAM_EMITTED_BYTES_MAX, PROGRAM_EVENTS_MAX, VALUE_BYTES_MAX
-from laminar.node.sandbox._api import CallContext, Emitted
+from laminar.node.sandbox._api import CallContext, Emitted, emitted
 from laminar.node.sandbox._builtins import json_loads
 from laminar.node.sandbox._meter import Abort, Rejected, charge_chars, exhausted, fail
 from laminar.node.sandbox._methods import register
@@ -46,15 +46,20 @@ class Context:
             fail(Abort("ctx used after its handler call ended"))
 
     def _emit(self, kind: str, key: Any, value: Any) -> None:
-        self._check_open()
-        key_bytes = _as_bytes(key, "key", KEY_BYTES_MAX)
-        value_bytes = _as_bytes(value, "value", VALUE_BYTES_MAX)
-        if len(self._events) >= PROGRAM_EVENTS_MAX:
+        if not self._open:
+            self._check_open()
+        # bytes within the limit are used as they are; everything else is converted or refused by _as_bytes
+        key_bytes = key if type(key) is bytes and len(key) <= KEY_BYTES_MAX else _as_bytes(key, "key", KEY_BYTES_MAX)
+        value_bytes = value if type(value) is bytes else _as_bytes(value, "value", VALUE_BYTES_MAX)
+        if len(value_bytes) > VALUE_BYTES_MAX:
+            _as_bytes(value_bytes, "value", VALUE_BYTES_MAX)  # raises
+        events = self._events
+        if len(events) >= PROGRAM_EVENTS_MAX:
             exhausted(f"event budget exhausted ({PROGRAM_EVENTS_MAX} events)")
-        self._emitted_bytes += len(key_bytes) + len(value_bytes)
-        if self._emitted_bytes > PROGRAM_EMITTED_BYTES_MAX:
+        emitted_bytes = self._emitted_bytes = self._emitted_bytes + len(key_bytes) + len(value_bytes)
+        if emitted_bytes > PROGRAM_EMITTED_BYTES_MAX:
             exhausted(f"emitted-bytes budget exhausted ({PROGRAM_EMITTED_BYTES_MAX} bytes of keys and values)")
-        self._events.append(Emitted(kind, key_bytes, value_bytes))
+        events.append(emitted(kind, key_bytes, value_bytes))
 
     def put(self, key: Any, value: Any) -> None:
         """`ctx.put(key, value)`: emit PUT(key, value) in this topic."""
@@ -127,9 +132,6 @@ register(
         "nonce": attrgetter("_call.nonce"),
         "args": attrgetter("_args"),
         "state": Context.get_state,
-        "put": attrgetter("put"),
-        "delete": attrgetter("delete"),
-        "reject": attrgetter("reject"),
-        "args_json": attrgetter("args_json"),
     },
+    natives=("put", "delete", "reject", "args_json"),
 )

@@ -46,14 +46,26 @@ class Exhausted(Abort):
 
 
 class Meter:
-    """The budget of one handler call (or of one module body run at start)."""
+    """The budget of one handler call (or of one module body run at start).
 
-    __slots__ = ("abort", "depth", "left")
+    `mutated` becomes True when the call changed a list or dict, any (every guard and method that can change one
+    says so before it does); a call that fails without having changed any cannot have changed the state, so the
+    runtime need not roll it back. `aliased` becomes True when the call stored into a container a value that
+    could make the state differ from a fresh load of its bytes (see `_values.stored`): the runtime then reloads
+    the state instead of keeping the call's objects for the next call. `grown` and `added` bound how many bytes
+    and objects the values the call stored can add to the state's encoding (see TopicRuntime).
+    """
+
+    __slots__ = ("abort", "added", "aliased", "depth", "grown", "left", "mutated")
 
     def __init__(self, steps: int = PROGRAM_STEPS_MAX) -> None:
         self.left = steps
         self.depth = 0
         self.abort: Abort | None = None
+        self.aliased = False
+        self.mutated = False
+        self.grown = 0
+        self.added = 0
 
 
 def _idle_meter() -> Meter:
@@ -75,6 +87,17 @@ def activate(meter: Meter) -> None:
 def deactivate() -> None:
     global _active
     _active = _IDLE
+
+
+def mark_aliased() -> None:
+    """The running call stored something the state must not keep as a live object (see Meter)."""
+    _active.aliased = True
+    _active.mutated = True
+
+
+def mutating() -> None:
+    """The running call is about to change a list or a dict (see Meter)."""
+    _active.mutated = True
 
 
 def fail(abort: Abort) -> NoReturn:
@@ -103,24 +126,42 @@ def charge(steps: int) -> None:
         _out_of_steps(meter)
 
 
+# charge(1 + n // RATE), each written out: they run for most operations, and a call less is a good part of them.
+
+
 def charge_bytes(n: int) -> None:
-    charge(1 + n // BYTES_PER_STEP)
+    meter = _active
+    meter.left -= 1 + n // BYTES_PER_STEP
+    if meter.left < 0:
+        _out_of_steps(meter)
 
 
 def charge_chars(n: int) -> None:
-    charge(1 + n // CHARS_PER_STEP)
+    meter = _active
+    meter.left -= 1 + n // CHARS_PER_STEP
+    if meter.left < 0:
+        _out_of_steps(meter)
 
 
 def charge_items(n: int) -> None:
-    charge(1 + n // ITEMS_PER_STEP)
+    meter = _active
+    meter.left -= 1 + n // ITEMS_PER_STEP
+    if meter.left < 0:
+        _out_of_steps(meter)
 
 
 def charge_objects(n: int) -> None:
-    charge(1 + n // OBJECTS_PER_STEP)
+    meter = _active
+    meter.left -= 1 + n // OBJECTS_PER_STEP
+    if meter.left < 0:
+        _out_of_steps(meter)
 
 
 def charge_compares(n: int) -> None:
-    charge(1 + n // COMPARES_PER_STEP)
+    meter = _active
+    meter.left -= 1 + n // COMPARES_PER_STEP
+    if meter.left < 0:
+        _out_of_steps(meter)
 
 
 # --- Hooks the compiler inserts into program code (see _transform.py) -------------------------------------

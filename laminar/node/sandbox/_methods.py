@@ -1,17 +1,23 @@
-"""`_getattr_`: the attributes a program may read, per type. Everything not listed here does not exist.
+"""`_getattr_` and `_m_`: the attributes a program may read, per type. Everything not listed here does not exist.
 
 Deny by default is what closes the dunder walks, frame and generator attributes (gi_frame, f_globals, ...),
 exception internals (__traceback__, args), str.format's field lookups, and anything a future Python adds.
 Methods whose work or result grows with their input are wrapped to charge steps and check sizes first.
+
+Each method is written once, unbound: a function of (the object, the call's arguments). A program's `x.m(a)`,
+with `x` a plain name, compiles to `_m_(x, "m")(x, a)` (see _transform.FuseMethodCalls): the method is looked up
+(and refused) where Python would, before the arguments are evaluated, and called without building a bound
+method first. Any other `obj.m` goes through `_getattr_`, which binds the same function to the object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
-from laminar.node.sandbox._meter import charge_bytes, charge_chars, charge_items, charge_objects
+from laminar.node.sandbox._meter import charge_bytes, charge_chars, charge_items, charge_objects, mutating
 from laminar.node.sandbox._ops import charge_search, extend_list, materialize, sort_items
 from laminar.node.sandbox._values import (
     INTS,
@@ -21,11 +27,20 @@ from laminar.node.sandbox._values import (
     check_size,
     check_sized,
     size_exhausted,
+    stored,
+    stored_all,
     type_name,
 )
 
 Maker = Callable[[Any], Any]  # object -> the attribute's value
 ATTRIBUTES: dict[type, dict[str, Maker]] = {}
+METHODS: dict[type, dict[str, Callable[..., Any]]] = {}  # the same attributes, as functions of (object, *args)
+
+
+def _no_attribute(obj: Any, name: str) -> Any:
+    if type(obj) is str and name in ("format", "format_map"):
+        raise AttributeError("str.format is not available to programs: use an f-string or %")
+    raise AttributeError(f"'{type_name(obj)}' object has no attribute '{name}' available to programs")
 
 
 def getattr_(obj: Any, name: str) -> Any:
@@ -35,26 +50,61 @@ def getattr_(obj: Any, name: str) -> Any:
         make = table.get(name)
         if make is not None:
             return make(obj)
-    if type(obj) is str and name in ("format", "format_map"):
-        raise AttributeError("str.format is not available to programs: use an f-string or %")
-    raise AttributeError(f"'{type_name(obj)}' object has no attribute '{name}' available to programs")
+    return _no_attribute(obj, name)
+
+
+def method_(obj: Any, name: str) -> Callable[..., Any]:
+    """`_m_(obj, name)`: the attribute `obj.name` as a function to call with (obj, *args); same refusals."""
+    table = METHODS.get(type(obj))
+    if table is not None:
+        fn = table.get(name)
+        if fn is not None:
+            return fn
+    return _no_attribute(obj, name)  # type: ignore[no-any-return]
+
+
+def _via_getattr(make: Maker) -> Callable[..., Any]:
+    """An attribute that is not one of our methods (`ctx.offset`, `json.loads`), called: what `_getattr_` gives."""
+
+    def call(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return make(obj)(*args, **kwargs)
+
+    return call
+
+
+def register(
+    kind: type,
+    values: dict[str, Maker] | None = None,
+    methods: dict[str, Callable[..., Any]] | None = None,
+    natives: Iterable[str] = (),
+) -> None:
+    """Publish the attributes of `kind`: `values` made by a function of the object, `methods` (unbound: called
+    with the object first, bound by _getattr_), and `natives`, methods of `kind` itself that are O(1) (or linear
+    in an input that was charged when it was built)."""
+    makers: dict[str, Maker] = {}
+    unbound: dict[str, Callable[..., Any]] = {}
+    for name, make in (values or {}).items():
+        makers[name], unbound[name] = make, _via_getattr(make)
+    for name, fn in (methods or {}).items():
+        makers[name], unbound[name] = partial(partial, fn), fn  # partial(fn, obj), built at C speed
+    for name in natives:
+        makers[name], unbound[name] = attrgetter(name), getattr(kind, name)
+    ATTRIBUTES[kind] = makers
+    METHODS[kind] = unbound
 
 
 def _texts_len(args: tuple[Any, ...]) -> int:
     return sum(len(a) for a in args if type(a) is str or type(a) is bytes)
 
 
-def linear(fn: Callable[..., Any]) -> Maker:
+def linear(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Work linear in the input; a result within a small factor of it (checked after)."""
 
-    def make(obj: Any) -> Callable[..., Any]:
-        def method(*args: Any, **kwargs: Any) -> Any:
-            charge_chars(len(obj) + _texts_len(args))
-            return check_sized(fn(obj, *args, **kwargs))
+    def method(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        charge_chars(len(obj) + _texts_len(args))
+        return check_sized(fn(obj, *args, **kwargs))
 
-        return method
-
-    return make
+    return method
 
 
 def _pieces(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
@@ -71,86 +121,68 @@ def _pieces(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     return pieces
 
 
-def splitting(fn: Callable[..., Any]) -> Maker:
+def splitting(fn: Callable[..., Any]) -> Callable[..., Any]:
     """split and rsplit: charged for the pieces they create, counted (or bounded) first."""
 
-    def make(obj: Any) -> Callable[..., Any]:
-        def method(*args: Any, **kwargs: Any) -> Any:
-            charge_chars(len(obj))
-            charge_objects(_pieces(obj, args, kwargs))
-            return fn(obj, *args, **kwargs)
+    def method(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        charge_chars(len(obj))
+        charge_objects(_pieces(obj, args, kwargs))
+        return fn(obj, *args, **kwargs)
 
-        return method
-
-    return make
+    return method
 
 
 _LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 
 
-def _splitlines(obj: Any) -> Callable[..., Any]:
-    def method(*args: Any, **kwargs: Any) -> Any:
-        charge_chars(len(obj))
-        breaks = _LINE_BREAKS if type(obj) is str else (b"\n", b"\r")
-        charge_objects(sum(obj.count(b) for b in breaks) + 1)
-        return obj.splitlines(*args, **kwargs)
-
-    return method
+def _splitlines(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+    charge_chars(len(obj))
+    breaks = _LINE_BREAKS if type(obj) is str else (b"\n", b"\r")
+    charge_objects(sum(obj.count(b) for b in breaks) + 1)
+    return obj.splitlines(*args, **kwargs)
 
 
-def widening(fn: Callable[..., Any]) -> Maker:
+def widening(fn: Callable[..., Any]) -> Callable[..., Any]:
     """center, ljust, rjust, zfill: the result is as long as the width asked for."""
 
-    def make(obj: Any) -> Callable[..., Any]:
-        def method(width: Any, *args: Any) -> Any:
-            if type(width) in INTS and width > VALUE_MAX:
-                size_exhausted(width, type_name(obj))
-            charge_bytes(max(len(obj), width if type(width) in INTS else 0))
-            return fn(obj, width, *args)
-
-        return method
-
-    return make
-
-
-def _expandtabs(obj: Any) -> Callable[..., Any]:
-    def method(tabsize: Any = 8) -> Any:
-        tab = "\t" if type(obj) is str else b"\t"
-        bound = len(obj) + obj.count(tab) * (max(tabsize, 0) if type(tabsize) in INTS else 0)
-        check_size(bound, type_name(obj))
-        charge_bytes(bound)
-        return obj.expandtabs(tabsize)
+    def method(obj: Any, /, width: Any, *args: Any) -> Any:
+        if type(width) in INTS and width > VALUE_MAX:
+            size_exhausted(width, type_name(obj))
+        charge_bytes(max(len(obj), width if type(width) in INTS else 0))
+        return fn(obj, width, *args)
 
     return method
 
 
-def _join(obj: Any) -> Callable[..., Any]:
-    def method(iterable: Any) -> Any:
-        items = materialize(iterable)
-        if not set(map(type, items)) <= {type(obj)}:
-            return obj.join(items)  # raises Python's own TypeError, after a linear scan at most
-        total = sum(map(len, items)) + len(obj) * max(len(items) - 1, 0)
-        check_size(total, type_name(obj))
-        charge_bytes(total)
-        return obj.join(items)
-
-    return method
+def _expandtabs(obj: Any, /, tabsize: Any = 8) -> Any:
+    tab = "\t" if type(obj) is str else b"\t"
+    bound = len(obj) + obj.count(tab) * (max(tabsize, 0) if type(tabsize) in INTS else 0)
+    check_size(bound, type_name(obj))
+    charge_bytes(bound)
+    return obj.expandtabs(tabsize)
 
 
-def _replace(obj: Any) -> Callable[..., Any]:
-    def method(old: Any, new: Any, count: Any = -1) -> Any:
-        if type(old) is not type(obj) or type(new) is not type(obj) or type(count) not in INTS:
-            return obj.replace(old, new, count)  # Python's own TypeError
-        charge_chars(len(obj))
-        n = obj.count(old) if old else len(obj) + 1
-        if 0 <= count < n:
-            n = count
-        size = len(obj) + n * (len(new) - len(old))
-        check_size(size, type_name(obj))
-        charge_bytes(size)
-        return obj.replace(old, new, count)
+def _join(obj: Any, /, iterable: Any) -> Any:
+    items = materialize(iterable)
+    if not set(map(type, items)) <= {type(obj)}:
+        return obj.join(items)  # raises Python's own TypeError, after a linear scan at most
+    total = sum(map(len, items)) + len(obj) * max(len(items) - 1, 0)
+    check_size(total, type_name(obj))
+    charge_bytes(total)
+    return obj.join(items)
 
-    return method
+
+def _replace(obj: Any, /, old: Any, new: Any, count: Any = -1) -> Any:
+    if type(old) is not type(obj) or type(new) is not type(obj) or type(count) not in INTS:
+        return obj.replace(old, new, count)  # Python's own TypeError
+    charge_chars(len(obj))
+    n = obj.count(old) if old else len(obj) + 1
+    if 0 <= count < n:
+        n = count
+    size = len(obj) + n * (len(new) - len(old))
+    check_size(size, type_name(obj))
+    charge_bytes(size)
+    return obj.replace(old, new, count)
 
 
 # Codecs are limited to the exact, fast, import-free ones; `latin-1` maps any bytes to a str and back.
@@ -160,7 +192,9 @@ _CODEC_ERRORS = frozenset({"strict", "ignore", "replace"})
 
 
 def codec(encoding: Any, errors: Any) -> tuple[str, str]:
-    name = _CODECS.get(encoding.lower().replace("_", "-")) if type(encoding) is str else None
+    name = None
+    if type(encoding) is str:
+        name = _CODECS.get(encoding) or _CODECS.get(encoding.lower().replace("_", "-"))  # usual spelling first
     if name is None:
         raise LookupError(f"encoding {encoding!r} is not available to programs (use utf-8, ascii or latin-1)")
     if errors not in _CODEC_ERRORS:
@@ -168,21 +202,22 @@ def codec(encoding: Any, errors: Any) -> tuple[str, str]:
     return name, errors
 
 
-def _coding(method_name: str) -> Maker:
-    def make(obj: Any) -> Callable[..., Any]:
-        def method(encoding: Any = "utf-8", errors: Any = "strict") -> Any:
-            name, handler = codec(encoding, errors)
-            charge_chars(len(obj))
-            return check_sized(getattr(obj, method_name)(name, handler))
-
-        return method
-
-    return make
+def _encode(obj: str, /, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    """str.encode: at most 4 bytes per character, checked against the value budget after."""
+    name, handler = codec(encoding, errors)
+    charge_chars(len(obj))
+    converted = obj.encode(name, handler)
+    check_size(len(converted), "bytes")
+    return converted
 
 
-def _bound(attribute: str) -> Maker:
-    """A method that is O(1), or linear in an input that was already charged when it was built."""
-    return attrgetter(attribute)
+def _decode(obj: bytes, /, encoding: Any = "utf-8", errors: Any = "strict") -> str:
+    """bytes.decode: at most 1 character per byte, checked against the value budget after."""
+    name, handler = codec(encoding, errors)
+    charge_chars(len(obj))
+    converted = obj.decode(name, handler)
+    check_size(len(converted), "str")
+    return converted
 
 
 _TEXT_LINEAR = [
@@ -217,7 +252,7 @@ _TEXT_LINEAR = [
 _STR_ONLY_LINEAR = ["casefold", "isdecimal", "isidentifier", "isnumeric", "isprintable"]
 
 
-def _text_table(kind: Any) -> dict[str, Maker]:
+def _text_methods(kind: Any) -> dict[str, Callable[..., Any]]:
     names = _TEXT_LINEAR + (_STR_ONLY_LINEAR if kind is str else ["hex"])
     table = {name: linear(getattr(kind, name)) for name in names}
     table.update(
@@ -232,80 +267,71 @@ def _text_table(kind: Any) -> dict[str, Maker]:
         join=_join,
         replace=_replace,
     )
-    table["encode" if kind is str else "decode"] = _coding("encode" if kind is str else "decode")
+    if kind is str:
+        table["encode"] = _encode
+    else:
+        table["decode"] = _decode
     return table
 
 
 # --- list, dict, tuple ----------------------------------------------------------------------------------------
 
 
-def _append(items: list[Any]) -> Callable[[Any], None]:
-    def append(value: Any) -> None:
-        if len(items) >= VALUE_MAX:
-            size_exhausted(len(items) + 1, "list")
-        items.append(value)
-
-    return append
+def _append(items: list[Any], /, value: Any) -> None:
+    if len(items) >= VALUE_MAX:
+        size_exhausted(len(items) + 1, "list")
+    stored(value)
+    items.append(value)
 
 
-def _insert(items: list[Any]) -> Callable[[Any, Any], None]:
-    def insert(index: Any, value: Any) -> None:
-        check_size(len(items) + 1, "list")
+def _insert(items: list[Any], /, index: Any, value: Any) -> None:
+    check_size(len(items) + 1, "list")
+    charge_items(len(items))
+    stored(value)
+    items.insert(index, value)
+
+
+def _pop(items: list[Any], /, *index: Any) -> Any:
+    if index:
         charge_items(len(items))
-        items.insert(index, value)
-
-    return insert
-
-
-def _pop(items: list[Any]) -> Callable[..., Any]:
-    def pop(*index: Any) -> Any:
-        if index:
-            charge_items(len(items))
-        return items.pop(*index)
-
-    return pop
+    mutating()
+    return items.pop(*index)
 
 
-def _searching(method_name: str) -> Maker:
+def _searching(method_name: str) -> Callable[..., Any]:
     """index, count, remove: one comparison per element."""
 
-    def make(obj: Any) -> Callable[..., Any]:
-        def method(value: Any, *args: Any) -> Any:
-            charge_search(obj, value)
-            if method_name == "remove":
-                charge_items(len(obj))
-            return getattr(obj, method_name)(value, *args)
-
-        return method
-
-    return make
-
-
-def _copying(method_name: str) -> Maker:
-    """copy, clear, reverse: linear in the container."""
-
-    def make(obj: Any) -> Callable[[], Any]:
-        def method() -> Any:
+    def method(obj: Any, /, value: Any, *args: Any) -> Any:
+        charge_search(obj, value)
+        if method_name == "remove":
             charge_items(len(obj))
-            return getattr(obj, method_name)()
+            mutating()
+        return getattr(obj, method_name)(value, *args)
 
-        return method
-
-    return make
-
-
-def _sort(items: list[Any]) -> Callable[..., None]:
-    def sort(*, key: Any = None, reverse: Any = False) -> None:
-        items[:] = sort_items(items, key, reverse)
-
-    return sort
+    return method
 
 
-def _extend(items: list[Any]) -> Callable[[Any], None]:
-    def extend(values: Any) -> None:
-        extend_list(items, values)
+def _copying(method_name: str) -> Callable[..., Any]:
+    """copy, clear, reverse: linear in the container."""
+    changes = method_name != "copy"
 
-    return extend
+    def method(obj: Any, /) -> Any:
+        charge_items(len(obj))
+        if changes:
+            mutating()
+        return getattr(obj, method_name)()
+
+    return method
+
+
+def _sort(items: list[Any], /, *, key: Any = None, reverse: Any = False) -> None:
+    ordered = sort_items(items, key, reverse)
+    mutating()
+    items[:] = ordered
+
+
+def _extend(items: list[Any], /, values: Any) -> None:
+    extend_list(items, values)
 
 
 def pairs_to_dict(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -329,87 +355,79 @@ def pairs_to_dict(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, An
     return result
 
 
-def _update(d: dict[str, Any]) -> Callable[..., None]:
-    def update(*args: Any, **kwargs: Any) -> None:
-        other = pairs_to_dict(args, kwargs)
-        check_size(len(d) + len(other), "dict")
-        charge_items(len(other))
-        d.update(other)
-
-    return update
+def _update(d: dict[str, Any], /, *args: Any, **kwargs: Any) -> None:
+    other = pairs_to_dict(args, kwargs)
+    check_size(len(d) + len(other), "dict")
+    charge_items(len(other))
+    stored_all(other.values())
+    d.update(other)
 
 
-def _get(d: Any) -> Callable[..., Any]:
-    def get(k: Any, default: Any = None) -> Any:
-        return d.get(check_key(k), default)
-
-    return get
+def _get(d: Any, /, k: Any, default: Any = None) -> Any:
+    return d.get(check_key(k), default)
 
 
-def _dict_pop(d: dict[str, Any]) -> Callable[..., Any]:
-    def pop(k: Any, *default: Any) -> Any:
-        return d.pop(check_key(k), *default)
+def _dict_pop(d: dict[str, Any], /, k: Any, *default: Any) -> Any:
+    k = check_key(k)
+    mutating()
+    return d.pop(k, *default)
 
-    return pop
+
+def _popitem(d: dict[str, Any], /) -> Any:
+    mutating()
+    return d.popitem()
 
 
-def _setdefault(d: dict[str, Any]) -> Callable[..., Any]:
-    def setdefault(k: Any, default: Any = None) -> Any:
-        k = check_key(k)
-        if k not in d and len(d) >= VALUE_MAX:
+def _setdefault(d: dict[str, Any], /, k: Any, default: Any = None) -> Any:
+    k = check_key(k)
+    if k not in d:
+        if len(d) >= VALUE_MAX:
             size_exhausted(len(d) + 1, "dict")
-        return d.setdefault(k, default)
-
-    return setdefault
-
-
-def _to_bytes(n: int) -> Callable[..., bytes]:
-    def to_bytes(length: Any = 1, byteorder: Any = "big", *, signed: Any = False) -> bytes:
-        if type(length) in INTS:
-            check_size(length, "bytes")
-            charge_bytes(length)
-        return n.to_bytes(length, byteorder, signed=signed)
-
-    return to_bytes
+        stored(default, k)
+    return d.setdefault(k, default)
 
 
-_VIEWING = {"keys": _bound("keys"), "values": _bound("values"), "items": _bound("items"), "get": _get}
+def _to_bytes(n: int, /, length: Any = 1, byteorder: Any = "big", *, signed: Any = False) -> bytes:
+    if type(length) in INTS:
+        check_size(length, "bytes")
+        charge_bytes(length)
+    return n.to_bytes(length, byteorder, signed=signed)
 
-ATTRIBUTES.update(
-    {
-        str: _text_table(str),
-        bytes: _text_table(bytes),
-        list: {
-            "append": _append,
-            "extend": _extend,
-            "insert": _insert,
-            "pop": _pop,
-            "remove": _searching("remove"),
-            "index": _searching("index"),
-            "count": _searching("count"),
-            "sort": _sort,
-            "reverse": _copying("reverse"),
-            "copy": _copying("copy"),
-            "clear": _copying("clear"),
-        },
-        tuple: {"index": _searching("index"), "count": _searching("count")},
-        dict: {
-            **_VIEWING,
-            "pop": _dict_pop,
-            "popitem": _bound("popitem"),
-            "setdefault": _setdefault,
-            "update": _update,
-            "copy": _copying("copy"),
-            "clear": _copying("clear"),
-        },
-        MappingProxy: {**_VIEWING, "copy": _copying("copy")},
-        int: {"bit_length": _bound("bit_length"), "to_bytes": _to_bytes},
-        bool: {"bit_length": _bound("bit_length")},
-        float: {"is_integer": _bound("is_integer")},
-    }
+
+register(str, methods=_text_methods(str))
+register(bytes, methods=_text_methods(bytes))
+register(
+    list,
+    methods={
+        "append": _append,
+        "extend": _extend,
+        "insert": _insert,
+        "pop": _pop,
+        "remove": _searching("remove"),
+        "index": _searching("index"),
+        "count": _searching("count"),
+        "sort": _sort,
+        "reverse": _copying("reverse"),
+        "copy": _copying("copy"),
+        "clear": _copying("clear"),
+    },
 )
-
-
-def register(kind: type, table: dict[str, Maker]) -> None:
-    """Let other modules (ctx, json, builtins) publish their attributes."""
-    ATTRIBUTES[kind] = table
+register(tuple, methods={"index": _searching("index"), "count": _searching("count")})
+_VIEWING = ("keys", "values", "items")  # O(1): a view
+register(
+    dict,
+    methods={
+        "get": _get,
+        "pop": _dict_pop,
+        "popitem": _popitem,
+        "setdefault": _setdefault,
+        "update": _update,
+        "copy": _copying("copy"),
+        "clear": _copying("clear"),
+    },
+    natives=_VIEWING,
+)
+register(MappingProxy, methods={"get": _get, "copy": _copying("copy")}, natives=_VIEWING)
+register(int, methods={"to_bytes": _to_bytes}, natives=("bit_length",))
+register(bool, natives=("bit_length",))
+register(float, natives=("is_integer",))

@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from laminar.node.sandbox import _meter
 from laminar.node.sandbox._meter import (
+    BYTES_PER_STEP,
     charge,
     charge_bytes,
     charge_chars,
@@ -21,9 +23,11 @@ from laminar.node.sandbox._meter import (
     charge_items,
     charge_objects,
     exhausted,
+    mutating,
 )
 from laminar.node.sandbox._values import (
     CHEAP,
+    IDENTITYLESS,
     INT_BITS_MAX,
     INTS,
     SEQUENCES,
@@ -41,6 +45,8 @@ from laminar.node.sandbox._values import (
     int_exhausted,
     measure,
     size_exhausted,
+    stored,
+    stored_all,
     text_flat,
     to_text,
     type_name,
@@ -67,6 +73,8 @@ def _no_set_ops(a: object, b: object) -> None:
 def add(a: Any, b: Any) -> Any:
     """`_add_`: concatenation is charged by the result's length and refused over the value budget."""
     ta = type(a)
+    if ta is int and type(b) is int:  # the common case, first
+        return check_int(a + b)
     if ta is type(b) and ta in SEQUENCES:
         n = len(a) + len(b)
         check_size(n, ta.__name__)
@@ -77,7 +85,8 @@ def add(a: Any, b: Any) -> Any:
 
 def sub(a: Any, b: Any) -> Any:
     """`_sub_`"""
-    _no_set_ops(a, b)
+    if type(a) is not int or type(b) is not int:
+        _no_set_ops(a, b)
     return check_int(a - b)
 
 
@@ -176,6 +185,7 @@ def extend_list(target: list[Any], items: Any) -> list[Any]:
     new = materialize(items)
     check_size(len(target) + len(new), "list")
     charge_items(len(new))
+    stored_all(new)
     target.extend(new)
     return target
 
@@ -185,12 +195,15 @@ def update_dict(target: dict[str, Any], other: Any) -> dict[str, Any]:
         raise TypeError(f"|= needs a dict, not {type_name(other)}")
     check_size(len(target) + len(other), "dict")
     charge_items(len(other))
+    stored_all(other.values())
     target.update(other)
     return target
 
 
 def _repeat_list(target: list[Any], count: Any) -> list[Any]:
-    target[:] = repeat(target, count)
+    repeated = repeat(target, count)
+    stored_all(target)  # each element will be there `count` times
+    target[:] = repeated
     return target
 
 
@@ -234,8 +247,8 @@ _COMPARE: tuple[Callable[[Any, Any], Any], ...] = (
     operator.ge,
     lambda a, b: contains(b, a),
     lambda a, b: not contains(b, a),
-    operator.is_,
-    operator.is_not,
+    lambda a, b: is_(a, b),
+    lambda a, b: is_not(a, b),
 )
 _CONTAINERS = frozenset({list, tuple, dict, MappingProxy})
 
@@ -243,8 +256,11 @@ _CONTAINERS = frozenset({list, tuple, dict, MappingProxy})
 def _charge_comparison(a: Any, b: Any) -> None:
     ta, tb = type(a), type(b)
     if ta is str or ta is bytes:
-        if ta is tb:
-            charge_bytes(min(len(a), len(b)))
+        if ta is tb:  # charge_bytes(min(len(a), len(b))), written out: the common case
+            meter = _meter._active
+            meter.left -= 1 + min(len(a), len(b)) // BYTES_PER_STEP
+            if meter.left < 0:
+                _meter.charge(0)  # raises the step budget's abort
     elif ta in _CONTAINERS and tb in _CONTAINERS:
         charge_compare(a if len(a) <= len(b) else b)
     elif ta in VIEWS and tb in VIEWS:
@@ -307,6 +323,31 @@ def in_(a: Any, b: Any) -> bool:
     return contains(b, a)
 
 
+def _identityless(a: Any, b: Any) -> None:
+    raise TypeError(
+        f"'is' cannot compare a {type_name(a)} with a {type_name(b)}: whether two equal ints, floats, str, bytes or "
+        "tuples are one object differs between nodes (a node that reloaded ctx.state holds copies); use =="
+    )
+
+
+def is_(a: Any, b: Any) -> bool:
+    """`_is_(a, b)`: identity, except between values whose identity is not part of the language (see IDENTITYLESS).
+
+    The state's objects are kept from call to call, while a restarted node loads equal copies: `s["a"] is s["b"]`
+    on two ints or str would differ between them. `x is None` (and True, False) compiles to a native `is`.
+    """
+    if type(a) in IDENTITYLESS and type(b) in IDENTITYLESS:
+        _identityless(a, b)
+    return a is b
+
+
+def is_not(a: Any, b: Any) -> bool:
+    """`_is_not_(a, b)`"""
+    if type(a) in IDENTITYLESS and type(b) in IDENTITYLESS:
+        _identityless(a, b)
+    return a is not b
+
+
 def not_in(a: Any, b: Any) -> bool:
     return not contains(b, a)
 
@@ -320,6 +361,8 @@ COMPARE_GUARDS = {
     GE: "_ge_",
     IN: "_in_",
     NOT_IN: "_not_in_",
+    IS: "_is_",
+    IS_NOT: "_is_not_",
 }
 
 
@@ -438,8 +481,10 @@ def setitem(value: Any, obj: Any, key: Any) -> None:
         key = check_key(key)  # before any hashing
         if len(obj) >= VALUE_MAX and key not in obj:
             size_exhausted(len(obj) + 1, "dict")
+        stored(value, key)
         obj[key] = value
     elif type(obj) is list and type(key) is not slice:
+        stored(value)
         obj[key] = value
     else:
         _write_guard_fallback(obj)[key] = value
@@ -464,10 +509,13 @@ class _DictWriter:
         key = check_key(key)  # before any hashing
         if len(d) >= VALUE_MAX and key not in d:
             size_exhausted(len(d) + 1, "dict")
+        stored(value, key)
         d[key] = value
 
     def __delitem__(self, key: Any) -> None:
-        del self._d[check_key(key)]
+        key = check_key(key)
+        mutating()
+        del self._d[key]
 
 
 class _ListWriter:
@@ -485,12 +533,16 @@ class _ListWriter:
             removed = len(range(len(items))[index])
             check_size(len(items) - removed + len(value), "list")
             charge_items(len(items) + len(value))
+            stored_all(value)
+        else:
+            stored(value)
         items[index] = value
 
     def __delitem__(self, index: Any) -> None:
         items = self._l
         if type(index) is slice:
             charge_items(len(items))
+        mutating()
         del items[index]
 
 

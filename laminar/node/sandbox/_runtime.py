@@ -1,5 +1,14 @@
 """TopicRuntime: one loaded program and its state; runs handler calls and turns every failure into an outcome.
 
+The state between calls. After each successful call that changed ctx.state, the state is encoded (which checks
+its bounds, deterministically), now or when state_bytes() is asked for (see TopicRuntime), and those bytes are
+what a failed call rolls back to. The live objects are kept too, so the next call need not decode them, but
+only when nothing can tell them apart from a fresh decoding of the bytes, which is what every node that
+restarted holds: the call stored no container, no NaN and no tuple of those anywhere (so no object is reachable
+twice, see _values.stored) and did not replace ctx.state; `is` refuses to compare the values whose identity
+could differ (_ops.is_). Otherwise the next call decodes the bytes again. A failed call rolls back the same way,
+by dropping the live objects, unless it changed no list or dict at all (see Meter.mutated): then they are intact.
+
 Determinism of Python's own recursion limit: a RecursionError raised by a deep structure (comparing, printing or
 pickling one nested a thousand levels) depends on how deep the *caller* already is, which differs between nodes.
 So every sandbox entry point pins the limit at (current depth + _HEADROOM) for its duration: inside the sandbox the
@@ -16,15 +25,23 @@ from collections.abc import Callable
 from types import CodeType, TracebackType
 from typing import Any, TypeVar
 
-from laminar.limits import PROGRAM_STEPS_MAX
-from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused
+from laminar.limits import PROGRAM_STATE_BYTES_MAX, PROGRAM_STATE_OBJECTS_MAX, PROGRAM_STEPS_MAX
+from laminar.node.sandbox._api import CallContext, CallOutcome, ProgramRefused, emitted, outcome
 from laminar.node.sandbox._compile import FILENAME, build_program, load_module, parse_program, remember
 from laminar.node.sandbox._context import Context
-from laminar.node.sandbox._meter import Abort, Meter, activate, deactivate
-from laminar.node.sandbox._state import EMPTY_STATE, StateProblem, dump_state, load_state
+from laminar.node.sandbox._meter import Abort, Meter, activate, deactivate, mark_aliased
+from laminar.node.sandbox._state import EMPTY_STATE, StateProblem, dump_bounded, encode_state, load_state
 from laminar.node.sandbox._values import clip, exception_message
 
 _HEADROOM = 1000
+# TopicRuntime._call measures the depth one frame closer to the handler than pinned(_run) did: the same headroom.
+_CALL_HEADROOM = _HEADROOM - 1
+_DEFERRED_CALLS_MAX = 256  # calls remembered at most (to run again after a rollback) before encoding anyway
+# Encoding first tries with this many levels of recursion fewer than a call has: a state that encodes then is
+# less than ~400 levels deep, and stays far from the limit with two more.
+_SHALLOW_SLACK = 600
+_Pending = tuple[Callable[..., Any], CallContext, "bytes | None", tuple[bytes, ...]]
+_NOTHING = CallOutcome(True, "", ())  # a missing on_create: immutable, so one will do
 _LOCK = threading.Lock()
 _T = TypeVar("_T")
 
@@ -141,14 +158,32 @@ def check_program(source: str) -> None:
 
 
 class TopicRuntime:
-    """One programmable topic: its loaded program and its state, kept in memory by the state machine."""
+    """One programmable topic: its loaded program and its state, kept in memory by the state machine.
 
-    __slots__ = ("_handlers", "_state", "_state_bytes", "_touched")
+    Encoding the state is deferred when it is safe to: a successful call that changed the state only by storing
+    atoms and flat tuples of them (see _values.stored) cannot make it unencodable, if the bytes and objects it can
+    add keep the state within its budgets (`_bound`, `_objects`: what it had when last encoded, plus what the
+    calls since stored) and the state was found shallow when last encoded (new leaves add at most two levels
+    under containers that were there then; no container can have been added). Such a
+    call is remembered in `_pending` instead of being encoded; state_bytes() encodes once for all of them (once
+    per log entry, in the state machine). Should a later call fail after changing the state, the live objects
+    are dropped as always, and `_restore` rebuilds the state from the last bytes by running the pending calls
+    again (deterministic: same program, same inputs, same state, same recursion headroom). Whether a call is
+    deferred never changes an outcome or the bytes: it is a matter of when they are computed.
+    """
+
+    __slots__ = ("_bound", "_handlers", "_objects", "_pending", "_shallow", "_state", "_state_bytes", "_touched")
 
     def __init__(self, handlers: dict[str, Callable[..., Any]], state_bytes: bytes, state: Any = None) -> None:
         self._handlers = handlers
-        self._state_bytes = state_bytes
-        self._state = state  # None: to be loaded from _state_bytes when a call first reads ctx.state
+        self._state_bytes = state_bytes  # the state after the last call that was encoded
+        # The live objects: None, or exactly what load_state(_state_bytes) gives, after the _pending calls (see
+        # the module docstring). None: to be loaded when a call first reads ctx.state, after _restore.
+        self._state = state
+        self._pending: list[_Pending] = []  # successful calls since _state_bytes, not encoded yet
+        self._bound = len(state_bytes)  # at least the size of the current state's encoding
+        self._objects = len(state_bytes)  # at least its objects, as encode_state counts them (each costs a byte)
+        self._shallow = False  # the state encoded with _SHALLOW_SLACK levels of recursion fewer (see _encode)
         self._touched = False
 
     @classmethod
@@ -165,16 +200,28 @@ class TopicRuntime:
 
     def state_bytes(self) -> bytes:
         """The canonical serialization of the current state: equal states give equal bytes on every node."""
+        if self._pending:
+            self._restore()
+            self._flush()
         return self._state_bytes
 
     def on_create(self, ctx: CallContext, args: bytes) -> CallOutcome:
-        return self._call("on_create", ctx, args, (), ())
+        handler = self._handlers.get("on_create")
+        if handler is None:
+            return _NOTHING
+        return self._call(handler, ctx, args, ())
 
     def on_put(self, ctx: CallContext, key: bytes, value: bytes) -> CallOutcome:
-        return self._call("on_put", ctx, None, (key, value), (Emitted("PUT", key, value),))
+        handler = self._handlers.get("on_put")
+        if handler is None:
+            return outcome(True, "", (emitted("PUT", key, value),))
+        return self._call(handler, ctx, None, (key, value))
 
     def on_delete(self, ctx: CallContext, key: bytes) -> CallOutcome:
-        return self._call("on_delete", ctx, None, (key,), (Emitted("DELETE", key, b""),))
+        handler = self._handlers.get("on_delete")
+        if handler is None:
+            return outcome(True, "", (emitted("DELETE", key, b""),))
+        return self._call(handler, ctx, None, (key,))
 
     # --- StateOwner, for ctx.state --------------------------------------------------------------------------
 
@@ -185,39 +232,81 @@ class TopicRuntime:
         return self._state
 
     def replace_state(self, value: Any) -> None:
+        mark_aliased()  # the new state may share objects with anything, and the old one must come back on failure
         self._state = value
         self._touched = True
 
     # --- Calls ----------------------------------------------------------------------------------------------
 
-    def _call(
-        self, name: str, call: CallContext, args: bytes | None, params: tuple[bytes, ...], default: tuple[Emitted, ...]
-    ) -> CallOutcome:
-        handler = self._handlers.get(name)
-        if handler is None:
-            return CallOutcome(True, "", default)
-        return pinned(self._run, handler, Context(call, args, self), params)
+    def _restore(self) -> None:
+        """After a rollback while calls were pending: the state they made, from the last bytes and the calls."""
+        if self._state is not None:
+            return
+        pending, self._pending = self._pending, []
+        for done, (handler, call, args, params) in enumerate(pending):
+            try:
+                redone = self._call(handler, call, args, params)
+            except BaseException:  # the node is being stopped: what is left to run again stays pending
+                self._state = None
+                self._pending.extend(pending[done:])
+                raise
+            assert redone.ok, f"a call that succeeded failed when run again: {redone.reason}"
+        self._flush()  # now: a rollback then costs each call at most one run again
 
-    def _run(self, handler: Callable[..., Any], ctx: Context, params: tuple[bytes, ...]) -> CallOutcome:
-        meter = Meter(PROGRAM_STEPS_MAX)
-        self._touched = False
-        activate(meter)
+    def _flush(self) -> None:
+        """Encode the state the pending calls made. Within the budgets they were checked against, this cannot fail
+        (see the class docstring), given the recursion headroom: a caller deep in the stack may not have it, so it
+        takes `pinned` then."""
+        if not self._pending:
+            return
         try:
-            failure = self._invoke(handler, ctx, params, meter)
-        except BaseException:
-            self._state = None  # the node is being stopped mid-call: drop whatever the call changed
-            raise
+            self._state_bytes = dump_bounded(self._state)
+        except StateProblem:
+            self._state_bytes = pinned(dump_bounded, self._state)
+        self._bound = len(self._state_bytes)
+        self._objects = min(self._objects, self._bound)  # (every object costs a byte)
+        self._pending.clear()
+
+    def _call(
+        self, handler: Callable[..., Any], call: CallContext, args: bytes | None, params: tuple[bytes, ...]
+    ) -> CallOutcome:
+        """Run one handler call: what `pinned` does (written out here, it runs for every mutation), under a fresh
+        meter; every failure becomes the outcome."""
+        if self._pending and self._state is None:
+            self._restore()
+        ctx = Context(call, args, self)
+        meter = Meter(PROGRAM_STEPS_MAX)
+        _LOCK.acquire()
+        try:
+            saved = sys.getrecursionlimit()
+            collecting = gc.isenabled()
+            sys.setrecursionlimit(_frame_depth() + _CALL_HEADROOM)
+            gc.disable()
+            self._touched = False
+            activate(meter)
+            try:
+                failure = self._invoke(handler, ctx, params, meter)
+                if failure is None and self._touched and meter.mutated:
+                    failure = self._keep(meter, (handler, call, args, params))
+            except BaseException:
+                self._state = None  # the node is being stopped mid-call: drop whatever the call changed
+                raise
+            finally:
+                deactivate()
+                if collecting:
+                    gc.enable()
+                sys.setrecursionlimit(saved)
         finally:
-            deactivate()
-            events = ctx.close()
+            _LOCK.release()
+        events = ctx.close()
         if failure is not None:
-            if self._touched:
-                self._state = None  # roll back: the next read loads the bytes of the last good state
-            return CallOutcome(False, failure, ())
-        return CallOutcome(True, "", events)
+            if self._touched and meter.mutated:
+                self._state = None  # roll back: to the last bytes, and the pending calls (see _restore)
+            return outcome(False, failure, ())
+        return outcome(True, "", events)
 
     def _invoke(self, handler: Callable[..., Any], ctx: Context, params: tuple[bytes, ...], meter: Meter) -> str | None:
-        """Run the handler and keep its state; the reason it failed, or None."""
+        """Run the handler; the reason it failed, or None."""
         try:
             handler(ctx, *params)
         except (KeyboardInterrupt, SystemExit):
@@ -226,13 +315,46 @@ class TopicRuntime:
             return describe(meter.abort or exc)
         if meter.abort is not None:  # a `finally: return` swallowed an abort
             return describe(meter.abort)
-        if not self._touched:
+        return None
+
+    def _keep(self, meter: Meter, redo: _Pending) -> str | None:
+        """Keep the state a successful call changed: encode it now or later (see the class docstring); the reason
+        it cannot be kept, or None."""
+        if (
+            not meter.aliased
+            and self._shallow
+            and len(self._pending) < _DEFERRED_CALLS_MAX
+            and self._bound + meter.grown <= PROGRAM_STATE_BYTES_MAX
+            and self._objects + meter.added <= PROGRAM_STATE_OBJECTS_MAX
+        ):
+            self._pending.append(redo)
+            self._bound += meter.grown
+            self._objects += meter.added
             return None
         try:
-            self._state_bytes = dump_state(self._state)
+            self._encode()
         except StateProblem as problem:
             return problem.reason
         except Exception as exc:  # noqa: BLE001 -- a handler call never raises; this is deterministic too
             return f"ctx.state cannot be kept: {type(exc).__name__}"
-        self._state = None  # the next call reads fresh objects: what a restarted node would load
+        if meter.aliased:
+            self._state = None  # the next call reads fresh objects: what a restarted node would load
         return None
+
+    def _encode(self) -> None:
+        """Encode the state now (StateProblem if it cannot be kept), and learn whether it is shallow: a first try
+        has _SHALLOW_SLACK fewer levels of recursion; if that is not enough, the verdict is the full limit's."""
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit - _SHALLOW_SLACK)
+        try:
+            encoded: tuple[bytes, int] | None = encode_state(self._state)
+        except StateProblem:
+            encoded = None
+        finally:
+            sys.setrecursionlimit(limit)
+        self._shallow = encoded is not None
+        if encoded is None:
+            encoded = encode_state(self._state)
+        self._state_bytes, self._objects = encoded
+        self._bound = len(self._state_bytes)
+        self._pending.clear()

@@ -36,9 +36,14 @@ class _TooBig(Exception):
 class _Writer:
     __slots__ = ("cap", "parts", "size")
 
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
+    def __init__(self) -> None:
+        self.cap = 0
         self.parts: list[bytes] = []
+        self.size = 0
+
+    def reset(self, cap: int) -> None:
+        self.cap = cap
+        self.parts = []
         self.size = 0
 
     def write(self, data: bytes) -> int:
@@ -63,32 +68,50 @@ _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict}
 _DEPTH_MAX = 500  # pickling recurses per level; a cycle would otherwise read as endless nesting
 
 
-def _census(state: dict[str, Any]) -> str | None:
-    """Why `state` cannot be kept (a type, too many objects, too deep), or None. Walks level by level at C speed
-    and counts a shared object once per use, as the memo-less encoding writes it; stops as soon as a limit is
-    passed, so neither a cycle nor a million references to one list costs more than the limits."""
+def _census(state: dict[str, Any]) -> tuple[str | None, int]:
+    """Why `state` cannot be kept (a type, too many objects, too deep), or None; and its objects. Walks level by
+    level at C speed and counts a shared object once per use, as the memo-less encoding writes it; stops as soon
+    as a limit is passed, so neither a cycle nor a million references to one list costs more than the limits."""
     count, depth = 1, 0
     level: list[Any] = [state]
     while level:
         types = set(map(type, level))
         if not types <= _PLAIN:
             bad = min(t.__name__ for t in types - _PLAIN)
-            return f"ctx.state cannot hold a {bad}: only None, bool, int, float, str, bytes, list, tuple and dict"
+            return (
+                f"ctx.state cannot hold a {bad}: only None, bool, int, float, str, bytes, list, tuple and dict",
+                count,
+            )
         depth += 1
         if depth > _DEPTH_MAX:
-            return f"ctx.state is nested more than {_DEPTH_MAX} levels deep (or contains a cycle)"
+            return f"ctx.state is nested more than {_DEPTH_MAX} levels deep (or contains a cycle)", count
         level = gc.get_referents(*level)  # elements of lists and tuples, keys and values of dicts; none of scalars
         count += len(level)
         if count > PROGRAM_STATE_OBJECTS_MAX:
-            return f"state budget exhausted (more than {PROGRAM_STATE_OBJECTS_MAX} objects)"
-    return None
+            return f"state budget exhausted (more than {PROGRAM_STATE_OBJECTS_MAX} objects)", count
+    return None, count
+
+
+# Picklers ready for reuse (building one costs more than encoding a small state). Only one that finished a dump
+# cleanly goes back: one that raised may keep a half-counted nesting level and ids of dead objects in its cycle
+# check, which could then refuse a state that is fine. A list: pop() and append() are atomic.
+_IDLE_PICKLERS: list[tuple[_PlainPickler, _Writer]] = []
+
+
+def _pickler() -> tuple[_PlainPickler, _Writer]:
+    try:
+        return _IDLE_PICKLERS.pop()
+    except IndexError:
+        writer = _Writer()
+        pickler = _PlainPickler(writer, protocol=_PROTOCOL)
+        pickler.fast = True  # no memo: the bytes must not depend on which objects happen to be shared
+        return pickler, writer
 
 
 def _encode(state: dict[str, Any], cap: int) -> bytes | None:
     """The canonical bytes of `state`, None if they would pass `cap`, or StateProblem."""
-    writer = _Writer(cap)
-    pickler = _PlainPickler(writer, protocol=_PROTOCOL)
-    pickler.fast = True  # no memo: the bytes must not depend on which objects happen to be shared
+    pickler, writer = _pickler()
+    writer.reset(cap)
     try:
         pickler.dump(state)
     except _TooBig:
@@ -99,11 +122,15 @@ def _encode(state: dict[str, Any], cap: int) -> bytes | None:
         raise StateProblem("ctx.state contains a cycle") from None
     except RecursionError:
         raise StateProblem("ctx.state is nested too deeply") from None
-    return b"".join(writer.parts)
+    data = b"".join(writer.parts)
+    writer.reset(0)
+    _IDLE_PICKLERS.append((pickler, writer))
+    return data
 
 
-def dump_state(state: Any) -> bytes:
-    """The canonical bytes of `state`, or StateProblem.
+def encode_state(state: Any) -> tuple[bytes, int]:
+    """The canonical bytes of `state` and how many objects they encode at most (as _census counts them), or
+    StateProblem.
 
     Every object costs at least one byte, so bytes within PROGRAM_STATE_OBJECTS_MAX prove the object bound: the
     common, small state is encoded once. A bigger one is counted first (cheaply, stopping at the limit), so a
@@ -113,10 +140,24 @@ def dump_state(state: Any) -> bytes:
         raise StateProblem(f"ctx.state must be a dict, not {type(state).__name__}")
     data = _encode(state, PROGRAM_STATE_OBJECTS_MAX)
     if data is not None:
-        return data
-    problem = _census(state)
+        return data, len(data)
+    problem, objects = _census(state)
     if problem:
         raise StateProblem(problem)
+    data = _encode(state, PROGRAM_STATE_BYTES_MAX)
+    if data is None:
+        raise StateProblem(f"state budget exhausted (more than {PROGRAM_STATE_BYTES_MAX} bytes)")
+    return data, objects
+
+
+def dump_state(state: Any) -> bytes:
+    """The canonical bytes of `state`, or StateProblem (see encode_state)."""
+    return encode_state(state)[0]
+
+
+def dump_bounded(state: dict[str, Any]) -> bytes:
+    """dump_state(state) for a state known to be within every bound (see TopicRuntime): the same bytes, without
+    counting its objects first. A StateProblem here means the state was not."""
     data = _encode(state, PROGRAM_STATE_BYTES_MAX)
     if data is None:
         raise StateProblem(f"state budget exhausted (more than {PROGRAM_STATE_BYTES_MAX} bytes)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import operator
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -353,24 +354,94 @@ def _scalar_constant(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant) and not isinstance(node.value, tuple)
 
 
-def _cheap_binop(node: ast.BinOp) -> bool:
+def _singleton(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and (node.value is None or node.value is True or node.value is False)
+
+
+def _constant_tuple(node: ast.expr) -> bool:
+    return isinstance(node, (ast.Tuple, ast.List)) and all(_scalar_constant(e) for e in node.elts)
+
+
+Constants = dict[str, ast.expr]  # module-level names that always hold a constant (see module_constants)
+_NAMED_TEXT_MAX = 256  # longest str or bytes constant a name may stand for in a native comparison
+
+
+def _small_constant(node: ast.expr) -> bool:
+    if not _scalar_constant(node):
+        return False
+    value = node.value  # type: ignore[attr-defined]
+    return not isinstance(value, (str, bytes)) or len(value) <= _NAMED_TEXT_MAX
+
+
+_FOLDED_BITS_MAX = 64
+_FOLDABLE = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
+
+
+def _folded(node: ast.expr) -> ast.expr:
+    """`10**18`, `384 * 1024`: an arithmetic of small int literals as the constant it is (Python's compiler folds
+    it too), when the result fits in 64 bits; anything else as it is."""
+    if not (isinstance(node, ast.BinOp) and type(node.op) in _FOLDABLE):
+        return node
+    left, right = _folded(node.left), _folded(node.right)
+    if not all(isinstance(x, ast.Constant) and type(x.value) is int for x in (left, right)):
+        return node
+    a, b = left.value, right.value  # type: ignore[attr-defined]
+    if a.bit_length() > _FOLDED_BITS_MAX or b.bit_length() > _FOLDED_BITS_MAX:
+        return node
+    if isinstance(node.op, ast.Pow) and (b < 0 or b > _FOLDED_BITS_MAX):
+        return node
+    value = _FOLDABLE[type(node.op)](a, b)
+    return ast.Constant(value=value) if value.bit_length() <= _FOLDED_BITS_MAX else node
+
+
+def module_constants(tree: ast.Module) -> Constants:
+    """Names bound exactly once in the whole program, by a module-level `NAME = constant` (a number, None, a
+    bool, or a short str or bytes). Nothing else can rebind them (no `global`, and any other binding of the name
+    anywhere, a parameter, a local, a loop target, an import, counts), so wherever such a name is read it is
+    that constant (or not yet bound: NameError either way), and comparing with it costs what comparing with the
+    literal does. Short, because a name costs less syntax than the literal it stands for (see _region_cost)."""
+    bindings: dict[str, int] = {}
+    for node in ast.walk(tree):
+        name = _bound_name(node)
+        if name:
+            bindings[name] = bindings.get(name, 0) + 1
+    constants: Constants = {}
+    for statement in tree.body:
+        if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1):
+            continue
+        target, value = statement.targets[0], _folded(statement.value)
+        if isinstance(target, ast.Name) and bindings.get(target.id) == 1 and _small_constant(value):
+            constants[target.id] = value
+    return constants
+
+
+def _resolved(node: ast.expr, constants: Constants) -> ast.expr:
+    """The constant a module-level constant name stands for, or `node` itself."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        return constants.get(node.id, node)
+    return node
+
+
+def _cheap_binop(node: ast.BinOp, constants: Constants) -> bool:
     """Adding or subtracting a small int constant, or dividing by one, costs O(1) whatever the other side is."""
+    left, right = _resolved(node.left, constants), _resolved(node.right, constants)
     if isinstance(node.op, (ast.Add, ast.Sub)):
-        return _small_int(node.left) or _small_int(node.right)
-    return isinstance(node.op, ast.FloorDiv) and _small_int(node.right) and node.right.value != 0  # type: ignore[attr-defined]
+        return _small_int(left) or _small_int(right)
+    return isinstance(node.op, ast.FloorDiv) and _small_int(right) and right.value != 0  # type: ignore[attr-defined]
 
 
-def _cheap_compare(node: ast.Compare) -> bool:
-    """One comparison with a constant costs at most the constant's length, whatever the other side is."""
+def _cheap_compare(node: ast.Compare, constants: Constants) -> bool:
+    """One comparison with a constant costs at most the constant's length, whatever the other side is. `is`
+    needs no guard against None, True or False (singletons everywhere); otherwise see _ops.is_."""
     if len(node.ops) != 1:
         return False
-    op, right = node.ops[0], node.comparators[0]
+    op = node.ops[0]
+    left, right = _resolved(node.left, constants), _resolved(node.comparators[0], constants)
     if isinstance(op, (ast.Is, ast.IsNot)):
-        return True
+        return _singleton(left) or _singleton(right)
     if isinstance(op, (ast.In, ast.NotIn)):
-        literal = isinstance(right, (ast.Tuple, ast.List)) and all(_scalar_constant(e) for e in right.elts)
-        return literal or (isinstance(right, ast.Constant) and type(right.value) in (str, bytes))
-    return _scalar_constant(node.left) or _scalar_constant(right)
+        return _constant_tuple(right) or (isinstance(right, ast.Constant) and type(right.value) in (str, bytes))
+    return _scalar_constant(left) or _scalar_constant(right)
 
 
 _N = TypeVar("_N", bound=ast.AST)
@@ -401,8 +472,9 @@ def _locate(root: ast.AST, ref: ast.AST) -> None:
 class Instrument(ast.NodeTransformer):
     """Insert budget hooks and operator guards (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, constants: Constants | None = None) -> None:
         self._functions = 0
+        self._constants = constants or {}
 
     def visit_Module(self, node: ast.Module) -> ast.AST:
         self.generic_visit(node)
@@ -484,13 +556,13 @@ class Instrument(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         guard = _BINARY_GUARDS.get(type(node.op))
-        if guard is None or _cheap_binop(node):
+        if guard is None or _cheap_binop(node, self._constants):
             return node
         return _placed(_call(guard, node.left, node.right), node)
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         self.generic_visit(node)
-        if _cheap_compare(node):
+        if _cheap_compare(node, self._constants):
             return node
         codes = [_COMPARE_CODES[type(op)] for op in node.ops]
         if len(codes) == 1:
@@ -533,11 +605,34 @@ class Instrument(ast.NodeTransformer):
         return node
 
 
+class FuseMethodCalls(ast.NodeTransformer):
+    """`_getattr_(x, "m")(args)` -> `_m_(x, "m")(x, args)` when `x` is a plain name (see _methods.method_).
+
+    Python evaluates `x`, then looks `m` up (AttributeError here), then evaluates the arguments, then calls: so
+    does the fused form, since reading a name twice in a row gives the same object. It runs after Instrument, so
+    the step weights are those of the program as written."""
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        lookup = node.func
+        if not (isinstance(lookup, ast.Call) and _calls(lookup, "_getattr_") and not lookup.keywords):
+            return node
+        if len(lookup.args) != 2:
+            return node
+        receiver, name = lookup.args
+        if not (isinstance(receiver, ast.Name) and isinstance(name, ast.Constant) and type(name.value) is str):
+            return node
+        again = _placed(ast.Name(id=receiver.id, ctx=ast.Load()), receiver)
+        node.func = _placed(_call("_m_", receiver, name), lookup)
+        node.args.insert(0, again)
+        return node
+
+
 def _no_args() -> ast.arguments:
     return ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
 
 
 def instrument(tree: ast.Module) -> ast.Module:
-    result = Instrument().visit(tree)
+    result = FuseMethodCalls().visit(Instrument(module_constants(tree)).visit(tree))
     assert isinstance(result, ast.Module)
     return result

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from laminar.limits import PROGRAM_INT_BITS_MAX, PROGRAM_VALUE_BYTES_MAX, REASON_BYTES_MAX
+from laminar.node.sandbox import _meter
 from laminar.node.sandbox._meter import charge, charge_bytes, charge_chars, exhausted
 
 NoneType = type(None)
@@ -32,6 +33,14 @@ TEXT_FLOAT_MAX = 330  # characters of the longest float text ("%f" of 1e308)
 
 VALUE_MAX = PROGRAM_VALUE_BYTES_MAX
 INT_BITS_MAX = PROGRAM_INT_BITS_MAX
+
+# Values a container may hold as a live object between calls: programs cannot tell one of these from an equal
+# copy (`is` refuses to compare them, and their `==` is reflexive), so it does not matter that the state's
+# objects are shared with each other or with constants while a node that reloaded the state has fresh ones.
+# Not floats as such (NaN != NaN, so `[x] == [x]` depends on identity) and not containers (sharing is mutable).
+ATOMS = frozenset({NoneType, bool, int, str, bytes})
+IDENTITYLESS = frozenset({int, float, str, bytes, tuple})  # `a is b` on two of these is refused (see _ops.is_)
+_STORED_SCAN_MAX = 16  # elements of a tuple or a bulk write examined one by one; a longer one is not kept live
 
 
 def type_name(x: object) -> str:
@@ -66,6 +75,72 @@ def check_sized(value: Any) -> Any:
     if type(value) in SEQUENCES or type(value) is dict:
         check_size(len(value), type_name(value))
     return value
+
+
+def _atom(value: Any) -> bool:
+    t = type(value)
+    return t in ATOMS or (t is float and value == value)
+
+
+# What storing a value into a list or dict can add to the state's encoding (pickle protocol 4, no memo), at most:
+# its own opcodes (str: 9 bytes of header and up to 4 bytes a character, int: 8 and its bytes, float: 9), the key's
+# for a dict, and more than enough for the container's batch marks and a frame header (9 bytes; a str or bytes
+# over 64 KiB is written between two frames). See TopicRuntime.
+_STORE_OVERHEAD = 32
+_UNBOUNDED = 1 << 62  # "could add any amount": the runtime encodes the state after the call
+
+
+def stored(value: Any, key: str | None = None) -> None:
+    """`value` is about to be stored into a list, or into a dict under `key`, maybe in the state: tell the meter.
+
+    The call changes a container (`mutated`). Keeping the state's objects between calls is only sound if a
+    restarted node, which loads fresh objects from the state's bytes, cannot tell them apart: so a container
+    (which may now be reachable twice), a NaN, or a tuple holding either makes the call `aliased`, and the
+    runtime reloads the state after it. Otherwise `grown` and `added` count what the value (and the key) can add
+    to the encoding, in bytes and objects. (Written for speed: it runs for every item a program stores.)
+    """
+    meter = _meter._active
+    meter.mutated = True
+    if key is None:
+        size = _STORE_OVERHEAD
+        meter.added += 1
+    else:
+        size = _STORE_OVERHEAD + 9 + 4 * len(key)
+        meter.added += 2
+    t = type(value)
+    if t is str or t is bytes:
+        size += 9 + 4 * len(value)
+    elif t is int:
+        size += 8 + value.bit_length() // 8
+    elif t is NoneType or t is bool or (t is float and value == value):
+        size += 9
+    elif t is tuple and len(value) <= _STORED_SCAN_MAX:
+        size += 2
+        meter.added += len(value)
+        for item in value:
+            t = type(item)
+            if t is str or t is bytes:
+                size += 9 + 4 * len(item)
+            elif t is int:
+                size += 8 + item.bit_length() // 8
+            elif t is NoneType or t is bool or (t is float and item == item):
+                size += 9
+            else:
+                meter.aliased = True
+                return
+    else:
+        meter.aliased = True
+        return
+    meter.grown += size
+
+
+def stored_all(values: Any) -> None:
+    """`stored` for many values at once (a sized collection), at C speed; their size is not counted."""
+    meter = _meter._active
+    meter.mutated = True
+    meter.grown = _UNBOUNDED
+    if len(values) > _STORED_SCAN_MAX or not all(map(_atom, values)):
+        meter.aliased = True
 
 
 def check_key(key: object) -> str:

@@ -175,7 +175,7 @@ def test_balance_issues_and_transfers() -> None:
 
 def test_balance_rejects_bad_transfers() -> None:
     bank = _start("balance", b'{"cache_size": 8}')
-    bank.on_put(context(2), b"mint", _transfer("mint", "alice", 100, 0, 0, 1))
+    bank.on_put(context(2, OTHER_CLIENT), b"mint", _transfer("mint", "alice", 100, 0, 0, 1))
     cases = [
         (b"alice", b"not json", "malformed:"),
         (b"alice", b"[1, 2]", "malformed:"),
@@ -189,7 +189,7 @@ def test_balance_rejects_bad_transfers() -> None:
         (b"alice", _transfer("alice", "bob", 0, 100, 0, 2), "invalid:"),
         (b"alice", _transfer("alice", "alice", 1, 100, 100, 2), "invalid:"),
         (b"alice", _transfer("alice", "mint", 1, 100, 0, 2), "invalid:"),
-        (b"alice", _transfer("alice", "bob", 1, 100, 0, 1), "stale:"),  # alice changed at 2, seen 1
+        (b"alice", _transfer("alice", "bob", 1, 100, 0, 1), "stale:"),  # alice changed at 2 by another client
         (b"alice", _transfer("alice", "bob", 1, 99, 0, 2), "mismatch:"),
         (b"alice", _transfer("alice", "bob", 101, 100, 0, 2), "insufficient:"),
     ]
@@ -210,6 +210,61 @@ def test_balance_cannot_prove_views_older_than_an_eviction() -> None:
     assert bank.on_put(context(5), b"a", _transfer("a", "c", 1, 10, 10, 4)).ok
 
 
+def test_balance_accepts_pipelined_transfers_on_the_clients_own_accounts() -> None:
+    # The client saw offset 3 and sends three transfers without observing their commits: each claims the
+    # balances its own earlier transfers produced.
+    bank = _start("balance", b'{"cache_size": 8}')
+    assert bank.on_put(context(2), b"mint", _transfer("mint", "a", 100, 0, 0, 1)).ok
+    assert bank.on_put(context(3), b"mint", _transfer("mint", "b", 100, 0, 0, 2)).ok
+    assert bank.on_put(context(4), b"a", _transfer("a", "b", 10, 100, 100, 3)).events == (
+        Emitted("PUT", b"a", b"90"),
+        Emitted("PUT", b"b", b"110"),
+    )
+    assert bank.on_put(context(5), b"b", _transfer("b", "a", 30, 110, 90, 3)).events == (
+        Emitted("PUT", b"b", b"80"),
+        Emitted("PUT", b"a", b"120"),
+    )
+    assert bank.on_put(context(7), b"a", _transfer("a", "c", 5, 120, 0, 3)).ok  # c is new: never changed
+
+
+def test_balance_still_refuses_a_change_by_another_client_after_seen() -> None:
+    bank = _start("balance", b'{"cache_size": 8}')
+    bank.on_put(context(2), b"mint", _transfer("mint", "a", 100, 0, 0, 1))
+    bank.on_put(context(3, OTHER_CLIENT), b"mint", _transfer("mint", "b", 50, 0, 0, 2))
+    # b changed at 3, by another client: stale, even with b's right balance (the check is on versions)
+    assert _rejected(bank.on_put(context(4), b"a", _transfer("a", "b", 10, 100, 50, 2)), "stale:")
+    assert bank.on_put(context(4), b"a", _transfer("a", "b", 10, 100, 50, 3)).ok  # once it has seen 3
+    # ... and another client's change to an account this client changed before is stale too.
+    bank.on_put(context(5, OTHER_CLIENT), b"mint", _transfer("mint", "a", 1, 0, 90, 4))
+    assert _rejected(bank.on_put(context(6), b"a", _transfer("a", "b", 1, 91, 60, 4)), "stale:")
+
+
+def test_balance_refuses_a_pipelined_claim_that_differs_from_the_cache() -> None:
+    # The client's own change makes the account's change after `seen` acceptable, not its claim: the cached
+    # balance is the truth, so a client that forgot one of its transfers (or lies) is refused.
+    bank = _start("balance", b'{"cache_size": 8}')
+    bank.on_put(context(2), b"mint", _transfer("mint", "a", 100, 0, 0, 1))
+    bank.on_put(context(3), b"a", _transfer("a", "b", 10, 100, 0, 2))
+    before = bank.state_bytes()
+    assert _rejected(bank.on_put(context(4), b"a", _transfer("a", "b", 10, 100, 10, 2)), "mismatch:")  # a is 90
+    assert _rejected(bank.on_put(context(4), b"a", _transfer("a", "b", 10, 90, 0, 2)), "mismatch:")  # b is 10
+    assert _rejected(bank.on_put(context(4), b"a", _transfer("a", "b", 95, 90, 10, 2)), "insufficient:")
+    assert bank.state_bytes() == before
+    assert bank.on_put(context(4), b"a", _transfer("a", "b", 90, 90, 10, 2)).ok
+
+
+def test_balance_horizon_rule_is_unchanged_for_the_clients_own_evicted_changes() -> None:
+    # An account the client itself changed after `seen` but that left the cache cannot be proven either.
+    bank = _start("balance", b'{"cache_size": 2}')
+    bank.on_put(context(2), b"mint", _transfer("mint", "a", 10, 0, 0, 1))
+    bank.on_put(context(3), b"mint", _transfer("mint", "b", 10, 0, 0, 1))
+    bank.on_put(context(4), b"mint", _transfer("mint", "c", 10, 0, 0, 1))  # evicts a (changed at 2): horizon 2
+    assert _rejected(bank.on_put(context(5), b"a", _transfer("a", "b", 1, 10, 10, 1)), "unproven:")
+    assert bank.on_put(context(5), b"a", _transfer("a", "b", 1, 10, 10, 2)).ok  # a: 9, b: 11; c evicted
+    assert _rejected(bank.on_put(context(6), b"c", _transfer("c", "a", 1, 10, 9, 2)), "unproven:")  # horizon 4
+    assert bank.on_put(context(6), b"c", _transfer("c", "a", 1, 10, 9, 4)).ok
+
+
 def test_balance_state_stays_bounded_by_the_cache() -> None:
     bank = _start("balance", b'{"cache_size": 4}')
     sizes = []
@@ -224,25 +279,27 @@ def test_balance_state_stays_bounded_by_the_cache() -> None:
 class Ledger:
     """The truth, kept by the test: every balance event in order, and what mint issued."""
 
-    events: list[tuple[int, str, int]] = field(default_factory=list)  # (offset, account, balance)
+    events: list[tuple[int, str, int, str]] = field(default_factory=list)  # (offset, account, balance, client)
     issued: int = 0
 
-    def balance(self, account: str, at: int | None = None) -> int:
+    def balance(self, account: str, at: int | None = None, client: str | None = None) -> int:
+        """The balance of `account` at offset `at`, as `client` sees it: plus its own changes since."""
         found = 0
-        for offset, name, value in self.events:
-            if name == account and (at is None or offset <= at):
+        for offset, name, value, by in self.events:
+            if name == account and (at is None or offset <= at or by == client):
                 found = value
         return found
 
-    def last_change(self, account: str) -> int:
-        return max((offset for offset, name, _ in self.events if name == account), default=0)
+    def changers_after(self, account: str, seen: int) -> set[str]:
+        return {by for offset, name, _, by in self.events if name == account and offset > seen}
 
     def accounts(self) -> set[str]:
-        return {name for _, name, _ in self.events}
+        return {name for _, name, _, _ in self.events}
 
 
 ACCOUNTS = ("mint", "a", "b", "c", "d", "e")
-Step = tuple[str, str, int, float, int]
+CLIENTS = (CLIENT, OTHER_CLIENT)
+Step = tuple[str, str, int, float, int, str]
 transfer_steps = st.lists(
     st.tuples(
         st.sampled_from(("mint", *ACCOUNTS)),  # from (mint twice as likely, so there is money to move)
@@ -250,6 +307,7 @@ transfer_steps = st.lists(
         st.integers(min_value=-1, max_value=20),  # amount
         st.one_of(st.just(0.0), st.floats(min_value=0, max_value=1)),  # how old the client's view is (0: fresh)
         st.integers(min_value=1, max_value=3),  # offsets taken by other topics' intentions before this one
+        st.sampled_from(CLIENTS),  # who sends it
     ),
     min_size=1,
     max_size=60,
@@ -257,15 +315,20 @@ transfer_steps = st.lists(
 
 
 def simulate(cache_size: int, steps: list[Step]) -> Counter[str]:
-    """Run `steps` through balance.py against the ledger; check the invariant after each; count outcomes."""
+    """Run `steps` through balance.py against the ledger; check the invariant after each; count outcomes.
+
+    Clients are honest: a client's view is the stream up to its `seen` (which only grows, per client) plus the
+    transfers it made since, as a client that pipelines its own transfers keeps it."""
     bank = _start("balance", json.dumps({"cache_size": cache_size}).encode())
     ledger, offset, history, seen_outcomes = Ledger(), 1, [1], Counter[str]()
-    for source, to, amount, age, gap in steps:
+    last_seen = dict.fromkeys(CLIENTS, 1)
+    for source, to, amount, age, gap, client in steps:
         offset += gap
-        seen = history[int((len(history) - 1) * (1 - age))]  # an honest client, with a view of some age
-        claims = (ledger.balance(source, seen), ledger.balance(to, seen))
+        seen = max(last_seen[client], history[int((len(history) - 1) * (1 - age))])  # a view of some age
+        last_seen[client] = seen
+        claims = (ledger.balance(source, seen, client), ledger.balance(to, seen, client))
         before = bank.state_bytes()
-        outcome = bank.on_put(context(offset), source.encode(), _transfer(source, to, amount, *claims, seen))
+        outcome = bank.on_put(context(offset, client), source.encode(), _transfer(source, to, amount, *claims, seen))
         seen_outcomes["ok" if outcome.ok else outcome.reason.split(":")[0]] += 1
         if not outcome.ok:
             assert outcome.events == () and bank.state_bytes() == before
@@ -275,10 +338,11 @@ def simulate(cache_size: int, steps: list[Step]) -> Counter[str]:
                 pytest.fail(f"a valid transfer from a fresh view was refused: {outcome.reason}")
             continue
         touched = [a for a in (source, to) if a != "mint"]
-        assert all(ledger.last_change(a) <= seen for a in touched), "a stale view was accepted"
+        assert all(ledger.changers_after(a, seen) <= {client} for a in touched), "a stale view was accepted"
+        seen_outcomes["pipelined"] += any(ledger.changers_after(a, seen) for a in touched)
         assert claims[1] == ledger.balance(to) and (source == "mint" or claims[0] == ledger.balance(source))
         for event in outcome.events:
-            ledger.events.append((offset, event.key.decode(), int(event.value)))
+            ledger.events.append((offset, event.key.decode(), int(event.value), client))
         ledger.issued += amount if source == "mint" else 0
         history.append(offset)
         balances = {a: ledger.balance(a) for a in ledger.accounts()}
@@ -298,9 +362,9 @@ def test_balance_simulation_reaches_every_outcome() -> None:
     # The property test above checks whatever happens; this makes sure "whatever" includes every path.
     rng = random.Random(20240521)
     steps = [
-        (rng.choice(("mint", *ACCOUNTS)), rng.choice(ACCOUNTS[1:]), rng.randint(-1, 20), age, 1)
+        (rng.choice(("mint", *ACCOUNTS)), rng.choice(ACCOUNTS[1:]), rng.randint(-1, 20), age, 1, rng.choice(CLIENTS))
         for age in [0.0 if rng.random() < 0.6 else rng.random() for _ in range(400)]
     ]
     counts = simulate(2, steps)
-    assert {"ok", "invalid", "stale", "unproven", "insufficient"} <= set(counts), counts
+    assert {"ok", "pipelined", "invalid", "stale", "unproven", "insufficient"} <= set(counts), counts
     assert counts["ok"] > 100, counts
