@@ -107,6 +107,7 @@ class _Batch:
     # Result runs read from the store for resends in this entry: a client resending thousands of
     # messages after a fail-over hits the same few runs, which must be decoded once, not per nonce.
     stored_results: dict[bytes, list[ResultRun]] = field(default_factory=dict)
+    client_names: dict[bytes, str] = field(default_factory=dict)  # client id -> its UUID string, for ctx.client_id
 
     def outcome(
         self, client_id: bytes, nonce: int, effect: int, intention_offset: int, reason: str, count: int = 1
@@ -308,7 +309,10 @@ class StateMachine:
     def _context(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> CallContext:
         from laminar.node.sandbox import CallContext
 
-        return CallContext(topic=m.topic, offset=batch.offset, client_id=str(uuid.UUID(bytes=client_id)), nonce=m.nonce)
+        name = batch.client_names.get(client_id)
+        if name is None:
+            name = batch.client_names[client_id] = str(uuid.UUID(bytes=client_id))
+        return CallContext(topic=m.topic, offset=batch.offset, client_id=name, nonce=m.nonce)
 
     def _create(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
         topic = self._topics.get(m.topic)
