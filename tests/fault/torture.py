@@ -12,6 +12,7 @@ cleanly: nodes are stopped and namespaces deleted.
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import random
 import shutil
@@ -45,13 +46,15 @@ def main() -> int:
     os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="laminar-torture-") as root:
         summary = Run(seed=seed, seconds=args.seconds, root=root, nodes=args.nodes, network=args.network).execute()
-        shutil.copy(os.path.join(root, "history.jsonl"), os.path.join(out, "history.jsonl"))
+        # Compressed: a ten-minute history is hundreds of thousands of operations.
         for name in os.listdir(root):
-            if name.endswith(".log"):
-                shutil.copy(os.path.join(root, name), os.path.join(out, name))
-    command = f"make torture SECONDS={args.seconds:.0f} SEED={seed}"
-    if args.network != "auto":  # the Makefile's target always runs with auto
-        command = f"python tests/fault/torture.py --seconds {args.seconds:.0f} --seed {seed} --network {args.network}"
+            if name == "history.jsonl" or name.endswith(".log"):
+                with (
+                    open(os.path.join(root, name), "rb") as src,
+                    gzip.open(os.path.join(out, name + ".gz"), "wb") as dst,
+                ):
+                    shutil.copyfileobj(src, dst)
+    command = f"make torture SECONDS={args.seconds:.0f} SEED={seed} NETWORK={args.network}"
     text = summary.as_text() + f"\ncommand: {command}\n"
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write(text)

@@ -47,3 +47,18 @@ def test_chat_members_see_each_others_messages_and_latecomers_see_the_last_of_ea
         if bob.poll() is None:
             bob.kill()
             bob.wait()
+
+
+def test_bank_demo_conserves_money_across_concurrent_cas_transfers(make_cluster) -> None:
+    """`make demo`'s script runs against a cluster: clients transfer through balance.py with the
+    CAS retry loop, and its own replay of the stream finds money conserved and no negative balance."""
+    c = make_cluster(3)
+    bank = os.path.join(ROOT, "examples", "bank.py")
+    result = subprocess.run(
+        [sys.executable, bank, "--clients", "3", "--transfers", "15", "--addresses", ",".join(c.addresses)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S * 2,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "money conserved" in result.stdout and "no balance ever negative" in result.stdout, result.stdout
