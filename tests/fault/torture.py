@@ -49,10 +49,8 @@ def main() -> int:
         # Compressed: a ten-minute history is hundreds of thousands of operations.
         for name in os.listdir(root):
             if name == "history.jsonl" or name.endswith(".log"):
-                with (
-                    open(os.path.join(root, name), "rb") as src,
-                    gzip.open(os.path.join(out, name + ".gz"), "wb") as dst,
-                ):
+                source, target = os.path.join(root, name), os.path.join(out, name + ".gz")
+                with open(source, "rb") as src, gzip.open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
     command = f"make torture SECONDS={args.seconds:.0f} SEED={seed} NETWORK={args.network}"
     text = summary.as_text() + f"\ncommand: {command}\n"
