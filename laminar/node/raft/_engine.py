@@ -25,6 +25,7 @@ What we change and why:
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
@@ -67,7 +68,9 @@ class RaftSettings:
 
 
 DURABILITY_MODES = ("fsync", "none")
-TICK_TASKS_MAX = 16  # operations waiting to run in the tick thread (leadership transfers)
+# Operations waiting to run in the tick thread: `received` acks (one per entry in flight, so at most
+# ENTRIES_INFLIGHT_MAX) and leadership transfers.
+TICK_TASKS_MAX = 16
 
 _create_pysyncobj_journal = _pysyncobj_module.createJournal
 
@@ -142,7 +145,13 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             # splitting into pysyncobj's slow chunked "transmission" mode.
             appendEntriesBatchSizeBytes=limits.BATCH_BYTES_MAX + 1024,
         )
-        self._in_tick: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=TICK_TASKS_MAX)
+        # (tick count when queued, task): a task runs at the end of the first tick that began after
+        # it was queued, so that tick has taken in every command proposed before it.
+        self._in_tick: queue.Queue[tuple[int, Callable[[], None]]] = queue.Queue(maxsize=TICK_TASKS_MAX)
+        # Tasks taken from the queue, waiting for their tick (tick thread only): at most the
+        # TICK_TASKS_MAX queued during one tick, since older ones run at the end of each tick.
+        self._held: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
+        self._ticks = 0  # ticks begun; written by the tick thread only
         # Fault injection (tests only, like etcd's failpoints): Raft addresses whose traffic this
         # node drops, both ways. Replaced whole, never mutated, so the tick thread reads it safely.
         self.partitioned_from: frozenset[str] = frozenset()
@@ -206,17 +215,24 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         else:
             self.removeNodeFromCluster(raft_address, callback=callback)
 
+    def after_tick(self, task: Callable[[], None]) -> None:
+        """Run `task` in the tick thread at the end of the next tick that begins after this call:
+        by then the leader has appended what was proposed before it to its log and sent it to the
+        followers. Blocks while TICK_TASKS_MAX tasks wait."""
+        self._in_tick.put((self._ticks, task))
+
     def transfer_leadership(self) -> None:
         """Hand leadership to the most caught-up follower (runs in the tick thread: it sends)."""
-        self._in_tick.put(lambda: self.transferLeadership(None))
+        self.after_tick(lambda: self.transferLeadership(None))
 
     def _run_tick_tasks(self) -> None:
         while True:
             try:
-                task = self._in_tick.get_nowait()
+                self._held.append(self._in_tick.get_nowait())
             except queue.Empty:
-                return
-            task()
+                break
+        while self._held and self._held[0][0] < self._ticks:
+            self._held.popleft()[1]()
 
     @property
     def journal_syncs(self) -> int:
@@ -229,6 +245,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
     # ---- corrections to pysyncobj (tick thread) ---------------------------------------------
 
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 - pysyncobj's names
+        self._ticks += 1
         # Entries appended since the last tick become durable before this tick counts the
         # leader's own copy toward a commit.
         self._journal.sync()

@@ -107,8 +107,15 @@ class Proposer:
         with self._lock:
             self._inflight_entries += 1
         self._engine.propose(payload, self._entry_done)
-        for proposal in batch:
-            proposal.on_received()
+
+        def received() -> None:
+            for proposal in batch:
+                proposal.on_received()
+
+        # The `received` acks go out from the tick thread once it has taken the entry into the log
+        # (and sent it to the followers). Sent from here, they woke the session writers at the very
+        # moment the tick thread needed the interpreter: 0.1-0.15 ms more per lone commit.
+        self._engine.after_tick(received)
 
     def _entry_done(self, applied: bool) -> None:
         if not applied:
