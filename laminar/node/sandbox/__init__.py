@@ -13,7 +13,15 @@ timed; every failure inside a handler becomes a CallOutcome, never an exception.
 
 from __future__ import annotations
 
-from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused
+from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused, call_context
 from laminar.node.sandbox._runtime import TopicRuntime, check_program
 
-__all__ = ["CallContext", "CallOutcome", "Emitted", "ProgramRefused", "TopicRuntime", "check_program"]
+__all__ = [
+    "CallContext",
+    "CallOutcome",
+    "Emitted",
+    "ProgramRefused",
+    "TopicRuntime",
+    "call_context",
+    "check_program",
+]

@@ -44,6 +44,17 @@ class CallOutcome:
 _new = object.__new__
 
 
+def call_context(topic: str, offset: int, client_id: str, nonce: int) -> CallContext:
+    """CallContext(...), built like `emitted` below: once per program call."""
+    call = _new(CallContext)
+    fields = call.__dict__
+    fields["topic"] = topic
+    fields["offset"] = offset
+    fields["client_id"] = client_id
+    fields["nonce"] = nonce
+    return call
+
+
 def emitted(kind: str, key: bytes, value: bytes) -> Emitted:
     """Emitted(kind, key, value), built the way its (frozen) __init__ would, in half the time: once per event."""
     event = _new(Emitted)

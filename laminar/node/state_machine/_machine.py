@@ -296,7 +296,7 @@ class StateMachine:
     # ---- intentions -------------------------------------------------------------------------
 
     def _execute(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
-        if not _TOPIC_NAME.fullmatch(m.topic):
+        if m.topic not in self._topics and not _TOPIC_NAME.fullmatch(m.topic):  # known names are valid
             return ERROR, f"invalid topic name {m.topic[:64]!r}"
         if m.kind == pb.CREATE_TOPIC:
             return self._create(batch, client_id, m)
@@ -307,12 +307,12 @@ class StateMachine:
         return ERROR, f"unknown intention kind {m.kind}"
 
     def _context(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> CallContext:
-        from laminar.node.sandbox import CallContext
+        from laminar.node.sandbox import call_context
 
         name = batch.client_names.get(client_id)
         if name is None:
             name = batch.client_names[client_id] = str(uuid.UUID(bytes=client_id))
-        return CallContext(topic=m.topic, offset=batch.offset, client_id=name, nonce=m.nonce)
+        return call_context(m.topic, batch.offset, name, m.nonce)
 
     def _create(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
         topic = self._topics.get(m.topic)
@@ -371,8 +371,9 @@ class StateMachine:
         if not outcome.ok:
             batch.program_errors.append((m.topic, outcome.reason))
             return ERROR, outcome.reason
-        for kind, event_key, event_value in self._events_of(outcome):
-            self._append(batch, m.topic, topic, kind, event_key, event_value)
+        for event in outcome.events:
+            kind = PUT if event.kind == "PUT" else DELETE
+            self._append(batch, m.topic, topic, kind, event.key, event.value)
         batch.dirty_states.add(m.topic)
         return VALID, ""
 
