@@ -31,6 +31,16 @@ def _wait_done(snapshotter: Snapshotter) -> int:
     raise AssertionError("the snapshot never finished")
 
 
+def _snapshotter(store: Store, tmp_path: Path) -> Snapshotter:
+    """A snapshotter over `store`, which has applied through Raft index 10."""
+    hooks = SnapshotHooks(
+        checkpoint=lambda directory, _index: store.checkpoint(directory),
+        applied_index=lambda: 10,
+        install=lambda _directory: None,
+    )
+    return Snapshotter(str(tmp_path / "work"), hooks)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     store = Store(str(tmp_path / "store"))
@@ -46,12 +56,7 @@ def test_a_local_snapshot_superseded_by_an_installed_one_is_dropped(
     """A snapshot from the leader arriving while a local one is packed wins: the local one neither
     replaces the received file nor reports SUCCESS (which would make pysyncobj cut its journal)."""
     gate = threading.Event()
-    hooks = SnapshotHooks(
-        checkpoint=lambda directory, _index: store.checkpoint(directory),
-        applied_index=lambda: 10,
-        install=lambda _directory: None,
-    )
-    snapshotter = Snapshotter(str(tmp_path / "work"), hooks)
+    snapshotter = _snapshotter(store, tmp_path)
     final = tmp_path / "snapshot"
     original_publish = snapshotter._publish
 
@@ -72,12 +77,7 @@ def test_a_local_snapshot_superseded_by_an_installed_one_is_dropped(
 
 def test_a_local_snapshot_is_published_and_reads_back(store: Store, tmp_path: Path) -> None:
     """Without an install in between, the packed snapshot replaces the file and reports SUCCESS."""
-    hooks = SnapshotHooks(
-        checkpoint=lambda directory, _index: store.checkpoint(directory),
-        applied_index=lambda: 10,
-        install=lambda _directory: None,
-    )
-    snapshotter = Snapshotter(str(tmp_path / "work"), hooks)
+    snapshotter = _snapshotter(store, tmp_path)
     final = tmp_path / "snapshot"
     snapshotter.serialize(str(final) + ".tmp", _meta(10)[1:])
     assert _wait_done(snapshotter) == SERIALIZER_STATE.SUCCESS
