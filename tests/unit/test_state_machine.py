@@ -192,14 +192,14 @@ def test_same_entries_give_byte_identical_stores(tmp_path_factory: pytest.TempPa
 def test_a_mass_resend_decodes_each_stored_result_run_once(sm: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a fail-over a client resends thousands of nonces: each stored run is decoded once,
     not once per nonce (that was quadratic and stalled the apply thread for minutes)."""
-    from laminar.node.store import ResultRecord
+    from laminar.node.store import ResultRun
 
     sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
     for first in range(2, 3002, 1000):
         sm.apply(entry((ALICE, [m(n, pb.PUT, "t", b"k", b"v") for n in range(first, first + 1000)])))
     decoded = []
-    original = ResultRecord.decode_run
-    monkeypatch.setattr(ResultRecord, "decode_run", staticmethod(lambda *a: decoded.append(1) or original(*a)))
+    original = ResultRun.decode
+    monkeypatch.setattr(ResultRun, "decode", staticmethod(lambda *a: decoded.append(1) or original(*a)))
     out = sm.apply(entry((ALICE, [m(n, pb.PUT, "t", b"k", b"v") for n in range(2, 3002)])))
     assert [o[2] for o in out] == list(range(2, 3002)), "each resend reports its original offset"
     assert len(decoded) == 3

@@ -30,10 +30,11 @@ from laminar.node.store._records import VIEW_HEAD
 from laminar.v1 import laminar_pb2 as pb
 
 if TYPE_CHECKING:
-    from laminar.node.sandbox import CallContext, CallOutcome, TopicRuntime
+    from laminar.node.sandbox import CallContext, Emitted, TopicRuntime
 
 VALID, INVALID, ERROR = pb.VALID, pb.INVALID, pb.ERROR
 PUT, DELETE = pb.PUT, pb.DELETE
+_EVENT_KINDS = {"PUT": PUT, "DELETE": DELETE}  # what a program emits -> the event's Kind
 _TOPIC_NAME = re.compile(limits.TOPIC_NAME_PATTERN)
 _CLIENT_ID_BYTES = 16
 
@@ -281,7 +282,7 @@ class StateMachine:
                 return
         found = self._store.get_floor(Keys.result(client_id, nonce), Keys.results_of(client_id))
         if found is not None:
-            run = ResultRecord.decode_run(from_u64(found[0][-8:]), found[1])
+            run = ResultRun.decode(from_u64(found[0][-8:]), found[1])
             batch.stored_results.setdefault(client_id, []).append(run)
             if run.covers(nonce):
                 self._resend_outcome(batch, client_id, nonce, run.at(nonce))
@@ -321,7 +322,7 @@ class StateMachine:
         if sum(1 for t in self._topics.values() if t.record.live) >= limits.TOPICS_LIVE_MAX:
             return ERROR, f"too many topics (limit {limits.TOPICS_LIVE_MAX})"
         runtime = None
-        emitted: tuple[tuple[int, bytes, bytes], ...] = ()
+        emitted: tuple[Emitted, ...] = ()
         if m.program:
             from laminar.node.sandbox import ProgramRefused, TopicRuntime
 
@@ -333,13 +334,13 @@ class StateMachine:
             if not outcome.ok:
                 batch.program_errors.append((m.topic, outcome.reason))
                 return ERROR, outcome.reason
-            emitted = self._events_of(outcome)
+            emitted = outcome.events
         next_offset = topic.next_offset if topic is not None else 1
         record = TopicRecord(True, next_offset, batch.offset, m.program, bytes(m.args))
         created = self._topics[m.topic] = _Topic.of(m.topic, record, runtime)
         self._append(batch, m.topic, created, pb.CREATE_TOPIC, b"", bytes(m.args))
-        for kind, key, value in emitted:
-            self._append(batch, m.topic, created, kind, key, value)
+        for event in emitted:
+            self._append(batch, m.topic, created, _EVENT_KINDS[event.kind], event.key, event.value)
         if runtime is not None:
             batch.dirty_states.add(m.topic)
         return VALID, ""
@@ -372,8 +373,7 @@ class StateMachine:
             batch.program_errors.append((m.topic, outcome.reason))
             return ERROR, outcome.reason
         for event in outcome.events:
-            kind = PUT if event.kind == "PUT" else DELETE
-            self._append(batch, m.topic, topic, kind, event.key, event.value)
+            self._append(batch, m.topic, topic, _EVENT_KINDS[event.kind], event.key, event.value)
         batch.dirty_states.add(m.topic)
         return VALID, ""
 
@@ -386,10 +386,6 @@ class StateMachine:
             except ProgramRefused:
                 return None
         return topic.runtime
-
-    @staticmethod
-    def _events_of(outcome: CallOutcome) -> tuple[tuple[int, bytes, bytes], ...]:
-        return tuple((PUT if e.kind == "PUT" else DELETE, e.key, e.value) for e in outcome.events)
 
     def _append(self, batch: _Batch, name: str, topic: _Topic, kind: int, key: bytes, value: bytes) -> None:
         """Append one event to `topic`'s stream, and keep its view (current value per live key) in

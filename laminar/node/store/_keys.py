@@ -5,7 +5,7 @@
     e/<topic>\\x00<offset:8>        -> serialized laminar.v1.Event
     s/<topic>                      -> program state bytes
     c/<client_id:16>               -> ClientRecord (highest applied nonce, last intention offset)
-    r/<client_id:16><nonce:8>      -> ResultRecord run: outcomes of consecutive nonces from <nonce>
+    r/<client_id:16><nonce:8>      -> ResultRun: outcomes of consecutive nonces from <nonce>, in segments
     x/<offset:8><client_id:16>     -> b"" (expiry index: clients by last intention offset)
     n/<node_id>                    -> serialized laminar.v1.Peer (the cluster's address book)
     v/<topic>\\x00<key>            -> ViewRecord (current value of a live key, and the offsets that set it)

@@ -74,20 +74,6 @@ class ResultRecord:
     intention_offset: int  # 0 for a duplicate that has no offset of its own
     reason: str
 
-    @staticmethod
-    def decode_run(first_nonce: int, data: bytes) -> ResultRun:
-        """A stored run (see ResultRun.encode)."""
-        run = ResultRun(first_nonce)
-        position = 0
-        while position < len(data):
-            effect, offset, count, reason_len = _SEGMENT_HEAD.unpack_from(data, position)
-            position += _SEGMENT_HEAD.size
-            reason = data[position : position + reason_len].decode()
-            position += reason_len
-            run.segments.append([effect, offset, count, reason])
-            run.count += count
-        return run
-
 
 class ResultRun:
     """The outcomes of `count` consecutive nonces from `first_nonce`, in segments.
@@ -140,6 +126,18 @@ class ResultRun:
             data = reason.encode()
             parts.append(_SEGMENT_HEAD.pack(effect, offset, count, len(data)) + data)
         return b"".join(parts)
+
+    @staticmethod
+    def decode(first_nonce: int, data: bytes) -> ResultRun:
+        """The run stored under `first_nonce` (what encode() wrote)."""
+        run = ResultRun(first_nonce)
+        position = 0
+        while position < len(data):
+            effect, offset, count, reason_len = _SEGMENT_HEAD.unpack_from(data, position)
+            position += _SEGMENT_HEAD.size
+            run.add(effect, offset, data[position : position + reason_len].decode(), count)
+            position += reason_len
+        return run
 
 
 @dataclass(frozen=True)

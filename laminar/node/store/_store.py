@@ -23,41 +23,33 @@ class WriteSet:
     that bookkeeping for the bulk of an entry (events and views), which nothing reads back.
     """
 
-    __slots__ = ("_batch", "_count", "_overlay")
+    __slots__ = ("_batch", "_overlay")
 
     def __init__(self) -> None:
         self._batch = WriteBatch(raw_mode=True)
         self._overlay: dict[bytes, bytes | None] = {}
-        self._count = 0
 
     def put(self, key: bytes, value: bytes) -> None:
         self._batch.put(key, value)
         self._overlay[key] = value
-        self._count += 1
 
     def put_blind(self, key: bytes, value: bytes) -> None:
         """A put that lookup() will not report (for keys no later read of this entry asks for)."""
         self._batch.put(key, value)
-        self._count += 1
 
     def delete(self, key: bytes) -> None:
         self._batch.delete(key)
         self._overlay[key] = None
-        self._count += 1
 
     def delete_range(self, begin: bytes, end: bytes) -> None:
         """Delete keys in [begin, end). Not reflected in reads through the overlay."""
         self._batch.delete_range(begin, end)
-        self._count += 1
 
     def lookup(self, key: bytes) -> tuple[bool, bytes | None]:
         """(True, value) if this write set decides the key through put or delete, else (False, None)."""
         if key in self._overlay:
             return True, self._overlay[key]
         return False, None
-
-    def __len__(self) -> int:
-        return self._count
 
     def to_batch(self) -> WriteBatch:
         return self._batch
