@@ -43,7 +43,7 @@ class Cell:
     def empty_row(self) -> Row:
         section = SEQUENTIAL if self.sequential else MATRIX
         row = Row(section, self.topic_kind, self.nodes, self.clients, self.messages, self.durability)
-        row.window_per_client = 1 if self.sequential else self.kind.window_per_client(self.clients, self.balance_pairs)
+        row.window_per_client = 1 if self.sequential else None  # every matrix cell pipelines all its messages
         if not self.sequential:
             row.java_us_per_message = java_us(self.kind.java_row, self.nodes, self.clients)
         return row

@@ -90,13 +90,6 @@ def _matrix(topic: str, durability: str, mine: dict[tuple[int, int], Row]) -> li
     clients = sorted({c for _, c in mine})
     java_row = TOPIC_KINDS[topic].java_row
     lines = [f"## {topic} topic (durability: {durability}; compared with Java's {java_row} row)", ""]
-    windows = sorted({r.window_per_client for r in mine.values() if r.window_per_client is not None})
-    if windows:
-        lines += [
-            f"Each client keeps at most {'/'.join(map(str, windows))} messages in flight here (see "
-            "docs/benchmarks.md), where the other topics pipeline all of them.",
-            "",
-        ]
     table = [
         [str(n), *[_cell_text(mine.get((n, c)), java_us(java_row, n, c)) for c in clients]]
         for n in sorted({n for n, _ in mine})

@@ -51,10 +51,6 @@ class TopicKind:
 
         return balance.create_args(clients, balance_pairs)
 
-    def window_per_client(self, clients: int, balance_pairs: int) -> int | None:
-        """Messages one client may have in flight; None when it pipelines all of them (every kind)."""
-        return None
-
 
 TOPIC_KINDS = {
     kind.name: kind
