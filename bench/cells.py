@@ -9,7 +9,7 @@ from tqdm import tqdm
 import laminar
 from bench.balance import DEFAULT_PAIRS
 from bench.client_proc import ClientJob, ClientReport
-from bench.cluster import BenchCluster, RssSampler, mib
+from bench.cluster import BenchCluster, CpuMeter, RssSampler, mib
 from bench.processes import ClientsFailed, run_clients
 from bench.reference import java_us
 from bench.rows import MATRIX, SEQUENTIAL, Row
@@ -60,11 +60,14 @@ def run_cell(cell: Cell) -> Row:
         with BenchCluster(cell.nodes, cell.durability) as cluster, RssSampler(cluster.pids) as rss:
             _create_topic(cluster, cell)
             row.node_durability = cluster.node_durability
+            cpu = CpuMeter(cluster.pids)
             try:
-                reports = run_clients(_jobs(cluster, cell))
+                reports = run_clients(_jobs(cluster, cell), started=cpu.start)
             except ClientsFailed as failed:  # the nodes' logs explain it, and vanish with the cluster
                 raise ClientsFailed(f"{failed}\n{cluster.log_tail()}") from failed
+            cpu.stop()
         _fill(row, reports)
+        _fill_cpu(row, reports, cpu.spent_s)
         row.rss_mib_peak_per_node = mib(list(rss.peak_bytes.values()))
         row.rss_mib_peak_max = max(row.rss_mib_peak_per_node)
     except Exception as error:  # noqa: BLE001 - one failed cell must not lose the others
@@ -104,6 +107,13 @@ def _jobs(cluster: BenchCluster, cell: Cell) -> list[ClientJob]:
         )
         for index in range(cell.clients)
     ]
+
+
+def _fill_cpu(row: Row, reports: list[ClientReport], node_cpu_s: dict[int, float]) -> None:
+    """CPU time per message: where the machine's cores went, which wall time alone does not tell."""
+    total = row.clients * row.messages_per_client
+    row.cpu_us_per_message_per_node = [round(node_cpu_s[n] / total * 1e6, 1) for n in sorted(node_cpu_s)]
+    row.client_cpu_us_per_message = rounded(sum(r.cpu_s for r in reports) / total * 1e6)
 
 
 def _fill(row: Row, reports: list[ClientReport]) -> None:

@@ -40,6 +40,7 @@ class ClientReport:
     client_index: int
     wall_s: float = 0.0  # barrier release to the last commit
     latencies_s: list[float] = field(default_factory=list)  # per message, send to committed ack
+    cpu_s: float = 0.0  # this process's CPU time (user + system, every thread) over the timed part
     not_valid: int = 0  # commits whose effect was not VALID
     first_reason: str = ""  # the reason of the first one, to explain it
     error: str = ""  # non-empty when the client failed
@@ -54,7 +55,9 @@ def client_main(job: ClientJob, barrier: Any, results: Any) -> None:
             workload.prepare(client)
             barrier.wait(BARRIER_TIMEOUT_S)
             run = _sequential if job.sequential else _pipelined
+            cpu_start_s = time.process_time()
             run(client, workload, job, report)
+            report.cpu_s = time.process_time() - cpu_start_s
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which decides
         report.error = f"client {job.client_index}: {error!r}\n{traceback.format_exc(limit=4)}"
     results.put(report)

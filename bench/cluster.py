@@ -142,5 +142,31 @@ class RssSampler:
         return dict(self.last_bytes)
 
 
+class CpuMeter:
+    """CPU time (user + system) some processes spend between `start()` and `stop()`, in seconds, per process."""
+
+    def __init__(self, pids: dict[int, int]) -> None:
+        self._processes = {key: psutil.Process(pid) for key, pid in pids.items()}
+        self._start_s: dict[int, float] = {}
+        self.spent_s: dict[int, float] = {}
+
+    def _now_s(self) -> dict[int, float]:
+        times = {}
+        for key, process in self._processes.items():
+            try:
+                cpu = process.cpu_times()
+            except psutil.Error:
+                continue  # the process has exited: its figure stays missing rather than wrong
+            times[key] = cpu.user + cpu.system
+        return times
+
+    def start(self) -> None:
+        self._start_s = self._now_s()
+
+    def stop(self) -> None:
+        end_s = self._now_s()
+        self.spent_s = {key: end_s[key] - self._start_s[key] for key in end_s if key in self._start_s}
+
+
 def mib(values: Sequence[int]) -> list[float]:
     return [round(v / 2**20, 1) for v in values]

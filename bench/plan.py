@@ -94,6 +94,9 @@ def _summary(row: Row) -> str:
         parts.append(f"p50 {row.latency_ms_p50} ms, p99 {row.latency_ms_p99} ms")
     if row.ratio_vs_java is not None:
         parts.append(f"{row.ratio_vs_java}x Java")
+    if row.cpu_us_per_message_per_node:
+        nodes = " + ".join(f"{v:g}" for v in row.cpu_us_per_message_per_node)
+        parts.append(f"CPU µs/msg: nodes {nodes}, clients {row.client_cpu_us_per_message:g}")
     return ", ".join(parts)
 
 

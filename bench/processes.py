@@ -12,7 +12,7 @@ import multiprocessing.queues
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 
 from bench.client_proc import BARRIER_TIMEOUT_S, ClientJob, ClientReport, client_main
@@ -25,8 +25,9 @@ class ClientsFailed(RuntimeError):
     pass
 
 
-def run_clients(jobs: Sequence[ClientJob]) -> list[ClientReport]:
-    """Run one process per job, started together; their reports, in job order."""
+def run_clients(jobs: Sequence[ClientJob], started: Callable[[], None] = lambda: None) -> list[ClientReport]:
+    """Run one process per job, started together; their reports, in job order. `started` is called as the
+    timed part begins (when the barrier releases the clients)."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(len(jobs) + 1)
     results = context.Queue()
@@ -41,6 +42,7 @@ def run_clients(jobs: Sequence[ClientJob]) -> list[ClientReport]:
             barrier.wait(BARRIER_TIMEOUT_S)
         except threading.BrokenBarrierError:
             pass  # a client failed before the start; its report says why
+        started()
         reports = _collect(results, len(jobs), max(job.timeout_s for job in jobs) + REPORT_GRACE_S)
     finally:
         stop_processes(processes)

@@ -109,7 +109,8 @@ def _cell_text(row: Row | None, java: float | None) -> str:
 def _detail(rows: Sequence[Row]) -> list[str]:
     header = [
         "topic", "durability", "nodes", "clients", "msgs/client", "in flight/client", "µs/msg", "msgs/s",
-        "p50 ms", "p99 ms", "max ms", "peak RSS MiB per node", "share of raft ceiling", "not VALID", "status",
+        "p50 ms", "p99 ms", "max ms", "CPU µs/msg per node", "client CPU µs/msg",
+        "peak RSS MiB per node", "share of raft ceiling", "not VALID", "status",
     ]  # fmt: skip
     lines = [_detail_line(r) for r in rows if r.section == MATRIX]
     return ["## Every cell", "", *_table(header, lines)] if lines else []
@@ -123,6 +124,8 @@ def _detail_line(r: Row) -> list[str]:
         _fmt(r.latency_ms_p50, 2),
         _fmt(r.latency_ms_p99, 2),
         _fmt(r.latency_ms_max, 2),
+        ", ".join(f"{v:.1f}" for v in r.cpu_us_per_message_per_node),
+        _fmt(r.client_cpu_us_per_message),
         ", ".join(f"{v:.0f}" for v in r.rss_mib_peak_per_node),
         _fmt(r.share_of_raft_ceiling, 2),
         "" if r.not_valid is None else str(r.not_valid),

@@ -28,6 +28,8 @@ class Row:
     wall_s: float | None = None  # the slowest client's
     rss_mib_peak_max: float | None = None  # the largest of the nodes' peaks
     rss_mib_peak_per_node: list[float] = field(default_factory=list)
+    cpu_us_per_message_per_node: list[float] = field(default_factory=list)  # each node's CPU over the timed part
+    client_cpu_us_per_message: float | None = None  # every client process's CPU, summed
     java_us_per_message: float | None = None  # the original Laminar's figure for this cell
     ratio_vs_java: float | None = None  # ours / theirs: below 1 is faster than Java Laminar
     share_of_raft_ceiling: float | None = None  # messages_per_s / raw pysyncobj commits/s
@@ -43,4 +45,5 @@ CSV_COLUMNS = [f.name for f in dataclasses.fields(Row)]
 def csv_record(row: Row) -> dict[str, object]:
     record = dataclasses.asdict(row)
     record["rss_mib_peak_per_node"] = ";".join(f"{v:.1f}" for v in row.rss_mib_peak_per_node)
+    record["cpu_us_per_message_per_node"] = ";".join(f"{v:.1f}" for v in row.cpu_us_per_message_per_node)
     return {k: "" if v is None else v for k, v in record.items()}

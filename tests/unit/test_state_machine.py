@@ -259,8 +259,21 @@ def test_a_frame_of_valid_puts_is_one_outcome_and_one_small_result_record(sm: Ha
     assert resent == [(1000, pb.VALID, 1000, ""), (1001, pb.VALID, 1001, ""), *out]
 
 
+# Topic "p" of the model test runs this program: it refuses the value b"bad" and passes everything else on.
+PICKY = """
+def on_put(ctx, key, value):
+    if value == b"bad":
+        ctx.reject("refused: bad")
+    ctx.put(key, value)
+
+def on_delete(ctx, key):
+    ctx.delete(key)
+"""
+
+
 class Model:
-    """A deliberately naive model of apply for plain topics: one step per nonce, no batching."""
+    """A deliberately naive model of apply: one step per nonce, no batching. Topics "a" and "b" are
+    plain; "p" has the PICKY program."""
 
     def __init__(self) -> None:
         self.live: dict[str, bool] = {}
@@ -293,6 +306,8 @@ class Model:
             return pb.INVALID
         if mu.kind in (pb.PUT, pb.DELETE) and not live:
             return pb.ERROR
+        if mu.topic == "p" and mu.kind == pb.PUT and mu.value == b"bad":
+            return pb.ERROR
         consequence = self.next_offset.get(mu.topic, 1)
         self.next_offset[mu.topic] = consequence + 1
         self.events.setdefault(mu.topic, []).append((mu.kind, consequence, self.offset))
@@ -306,7 +321,8 @@ steps = st.lists(
         st.lists(
             st.tuples(
                 st.sampled_from([pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.PUT, pb.DELETE]),
-                st.sampled_from(["a", "b"]),
+                st.sampled_from(["a", "b", "p"]),
+                st.sampled_from([b"v", b"v", b"bad"]),
             ),
             min_size=1,
             max_size=12,
@@ -322,13 +338,17 @@ steps = st.lists(
 @given(script=steps, split=st.integers(min_value=1, max_value=4))
 def test_outcomes_and_events_match_a_naive_model(tmp_path_factory: pytest.TempPathFactory, script, split) -> None:  # type: ignore[no-untyped-def]
     """Batched apply (streaks, run-length outcomes and results) gives, per nonce, exactly the outcome
-    and events of a one-step-per-nonce model, including resends, stale frames and several clients."""
+    and events of a one-step-per-nonce model, including resends, stale frames, several clients and a
+    program that refuses some writes in the middle of a streak."""
     sm, model = Harness(tmp_path_factory.mktemp("sm")), Model()
     next_nonce = {ALICE: 1, BOB: 1}
     runs = []
     for client, kinds, shift in script:
         first = max(1, next_nonce[client] + shift)
-        ms = [m(first + i, kind, topic, b"k", b"v") for i, (kind, topic) in enumerate(kinds)]
+        ms = [m(first + i, kind, topic, b"k", value) for i, (kind, topic, value) in enumerate(kinds)]
+        for mu in ms:
+            if mu.topic == "p" and mu.kind == pb.CREATE_TOPIC:
+                mu.program, mu.value = PICKY, b""
         next_nonce[client] = max(next_nonce[client], first + len(ms))
         runs.append((client, ms))
     for i in range(0, len(runs), split):

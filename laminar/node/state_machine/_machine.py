@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from laminar import limits
+from laminar.node.sandbox import CallContext, ProgramRefused, TopicRuntime, call_context
 from laminar.node.store import (
     AppliedMark,
     ClientRecord,
@@ -30,7 +31,7 @@ from laminar.node.store._records import VIEW_HEAD
 from laminar.v1 import laminar_pb2 as pb
 
 if TYPE_CHECKING:
-    from laminar.node.sandbox import CallContext, Emitted, TopicRuntime
+    from laminar.node.sandbox import Emitted
 
 VALID, INVALID, ERROR = pb.VALID, pb.INVALID, pb.ERROR
 PUT, DELETE = pb.PUT, pb.DELETE
@@ -203,12 +204,12 @@ class StateMachine:
         record = self._client(batch, client_id)
         nonce_max = None if record is None else record.nonce_max
         topics = self._topics
-        streak = 0  # writes to plain topics just applied (all VALID, consecutive nonces and offsets)
+        streak = 0  # writes just applied that succeeded (all VALID, consecutive nonces and offsets)
         for mutation in run.mutations:
             nonce = mutation.nonce
             if nonce_max is not None:
                 if nonce <= nonce_max:
-                    streak = self._settle(batch, client_id, nonce_max, streak)
+                    streak = self._settle(batch, client_id, nonce_max, batch.offset, streak)
                     self._duplicate(batch, client_id, nonce)
                     continue
                 if nonce > nonce_max + 1:
@@ -218,31 +219,39 @@ class StateMachine:
                     continue
             nonce_max = nonce
             kind = mutation.kind
-            topic = topics.get(mutation.topic) if kind in (PUT, DELETE) else None
-            if topic is not None and topic.record.live and not topic.record.program:
-                # The hot path: a write to a plain topic always succeeds with one event. Its
-                # outcome is recorded with the rest of the streak, in one step.
+            name = mutation.topic if kind in (PUT, DELETE) else ""
+            topic = topics.get(name) if name else None
+            if topic is not None and topic.record.live:
+                # The hot paths: writes to a live topic. Those that succeed (a write to a plain topic
+                # always does) are recorded with the rest of the streak, in one step.
                 batch.offset += 1
-                value = mutation.value if kind == PUT else b""
-                self._append(batch, mutation.topic, topic, kind, mutation.key, value)
-                streak += 1
-                continue
-            streak = self._settle(batch, client_id, nonce - 1, streak)
-            batch.offset += 1
-            effect, reason = self._execute(batch, client_id, mutation)
+                if not topic.record.program:
+                    value = mutation.value if kind == PUT else b""
+                    self._append(batch, name, topic, kind, mutation.key, value)
+                    streak += 1
+                    continue
+                effect, reason = self._run_program(batch, client_id, name, topic, kind, mutation)
+                if effect == VALID:
+                    streak += 1
+                    continue
+                streak = self._settle(batch, client_id, nonce - 1, batch.offset - 1, streak)
+            else:
+                streak = self._settle(batch, client_id, nonce - 1, batch.offset, streak)
+                batch.offset += 1
+                effect, reason = self._execute(batch, client_id, mutation)
             reason = _cut(reason)
             batch.outcome(client_id, nonce, effect, batch.offset, reason)
             self._remember(batch, client_id, nonce, effect, batch.offset, reason)
         if nonce_max is not None:
-            self._settle(batch, client_id, nonce_max, streak)
+            self._settle(batch, client_id, nonce_max, batch.offset, streak)
             if record is None or nonce_max != record.nonce_max:
                 self._clients[client_id] = ClientRecord(nonce_max, batch.offset)
 
-    def _settle(self, batch: _Batch, client_id: bytes, last_nonce: int, streak: int) -> int:
-        """Record the VALID outcomes of the `streak` writes that ended with `last_nonce` (applied
-        last, so their offsets end at batch.offset). Returns the new streak length: 0."""
+    def _settle(self, batch: _Batch, client_id: bytes, last_nonce: int, last_offset: int, streak: int) -> int:
+        """Record the VALID outcomes of the `streak` writes that ended with `last_nonce`, at intention
+        offset `last_offset`. Returns the new streak length: 0."""
         if streak:
-            first_nonce, first_offset = last_nonce - streak + 1, batch.offset - streak + 1
+            first_nonce, first_offset = last_nonce - streak + 1, last_offset - streak + 1
             batch.outcome(client_id, first_nonce, VALID, first_offset, "", streak)
             self._remember(batch, client_id, first_nonce, VALID, first_offset, "", streak)
         return 0
@@ -308,12 +317,14 @@ class StateMachine:
         return ERROR, f"unknown intention kind {m.kind}"
 
     def _context(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> CallContext:
-        from laminar.node.sandbox import call_context
+        client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
+        return call_context(m.topic, batch.offset, client, m.nonce)
 
-        name = batch.client_names.get(client_id)
-        if name is None:
-            name = batch.client_names[client_id] = str(uuid.UUID(bytes=client_id))
-        return call_context(m.topic, batch.offset, name, m.nonce)
+    @staticmethod
+    def _client_name(batch: _Batch, client_id: bytes) -> str:
+        """`ctx.client_id`: the client's UUID as a string, made once per client and entry."""
+        name = batch.client_names[client_id] = str(uuid.UUID(bytes=client_id))
+        return name
 
     def _create(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
         topic = self._topics.get(m.topic)
@@ -324,8 +335,6 @@ class StateMachine:
         runtime = None
         emitted: tuple[Emitted, ...] = ()
         if m.program:
-            from laminar.node.sandbox import ProgramRefused, TopicRuntime
-
             try:
                 runtime = TopicRuntime.start(m.program, None)
             except ProgramRefused as refused:
@@ -357,30 +366,35 @@ class StateMachine:
         return VALID, ""
 
     def _write(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
+        """A write that missed the hot paths in _apply_run: to a topic that is not live."""
         topic = self._topics.get(m.topic)
         if topic is None or not topic.record.live:
             return ERROR, f"topic {m.topic!r} does not exist"
-        key, value = bytes(m.key), bytes(m.value) if m.kind == PUT else b""
         if not topic.record.program:
-            self._append(batch, m.topic, topic, m.kind, key, value)
+            self._append(batch, m.topic, topic, m.kind, m.key, m.value if m.kind == PUT else b"")
             return VALID, ""
-        runtime = self._runtime(m.topic, topic)
+        return self._run_program(batch, client_id, m.topic, topic, m.kind, m)
+
+    def _run_program(
+        self, batch: _Batch, client_id: bytes, name: str, topic: _Topic, kind: int, m: pb.Mutation
+    ) -> tuple[int, str]:
+        """A write to a live programmable topic: its program decides. Runs once per such write."""
+        runtime = topic.runtime or self._runtime(name, topic)
         if runtime is None:
             return ERROR, "topic program cannot start on this node"  # never: it started at create
-        ctx = self._context(batch, client_id, m)
-        outcome = runtime.on_put(ctx, key, value) if m.kind == PUT else runtime.on_delete(ctx, key)
+        client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
+        ctx = call_context(name, batch.offset, client, m.nonce)
+        outcome = runtime.on_put(ctx, m.key, m.value) if kind == PUT else runtime.on_delete(ctx, m.key)
         if not outcome.ok:
-            batch.program_errors.append((m.topic, outcome.reason))
+            batch.program_errors.append((name, outcome.reason))
             return ERROR, outcome.reason
         for event in outcome.events:
-            self._append(batch, m.topic, topic, _EVENT_KINDS[event.kind], event.key, event.value)
-        batch.dirty_states.add(m.topic)
+            self._append(batch, name, topic, _EVENT_KINDS[event.kind], event.key, event.value)
+        batch.dirty_states.add(name)
         return VALID, ""
 
     def _runtime(self, name: str, topic: _Topic) -> TopicRuntime | None:
         if topic.runtime is None:
-            from laminar.node.sandbox import ProgramRefused, TopicRuntime
-
             try:
                 topic.runtime = TopicRuntime.start(topic.record.program, self._store.get(Keys.state(name)))
             except ProgramRefused:
