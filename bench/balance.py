@@ -61,16 +61,17 @@ class TransferWorkload:
     def message(self, index: int) -> tuple[bytes, bytes]:
         """Transfer number `index`: 1 unit inside pair index % pairs, balances predicted."""
         source, target = self.pairs[index % len(self.pairs)]
-        transfer = {
-            "to": target,
-            "amount": TRANSFER_AMOUNT,
-            "from_balance": self.balances[source],
-            "to_balance": self.balances[target],
-            "seen": self.seen,
-        }
-        self.balances[source] -= TRANSFER_AMOUNT
-        self.balances[target] += TRANSFER_AMOUNT
-        return source.encode(), json.dumps(transfer).encode()
+        balances = self.balances
+        from_balance, to_balance = balances[source], balances[target]
+        balances[source] = from_balance - TRANSFER_AMOUNT
+        balances[target] = to_balance + TRANSFER_AMOUNT
+        # The JSON json.dumps would write for these fields, formatted directly (3 times cheaper: the
+        # client's CPU shares the machine with the nodes). The account names need no escaping.
+        value = (
+            f'{{"to": "{target}", "amount": {TRANSFER_AMOUNT}, "from_balance": {from_balance}, '
+            f'"to_balance": {to_balance}, "seen": {self.seen}}}'
+        )
+        return source.encode(), value.encode()
 
     def committed(self, index: int, commit: laminar.Commit) -> None:
         pass  # the harness counts a refused transfer as not VALID; nothing to track here

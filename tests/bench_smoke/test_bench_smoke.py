@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 
+from bench.balance import TransferWorkload
 from bench.plan import Plan, run_plan
 from bench.rows import CSV_COLUMNS
 from bench.soak import SoakPlan, run_soak
@@ -57,6 +59,8 @@ def test_one_tiny_cell_writes_csv_markdown_and_chart_with_sane_numbers(tmp_path:
     assert 0 < us < 100_000 and rate == pytest.approx(1e6 / us, rel=0.05)
     assert 0 < float(cell["latency_ms_p50"]) <= float(cell["latency_ms_p99"]) < 30_000
     assert 10 < float(cell["rss_mib_peak_per_node"]) < 4096  # one node: one value, in MiB
+    assert 0 < float(cell["cpu_us_per_message_per_node"]) < 100_000  # one node: one value
+    assert 0 < float(cell["client_cpu_us_per_message"]) < 100_000
     assert float(cell["java_us_per_message"]) == 55 and float(cell["ratio_vs_java"]) > 0
     assert float(cell["share_of_raft_ceiling"]) > 0
     assert float(by_section["sequential"]["latency_ms_p50"]) > 0
@@ -82,3 +86,14 @@ def test_soak_stops_by_itself_and_reports_memory_per_node(tmp_path: Path) -> Non
     assert int(samples[-1]["committed"]) == 600 and float(samples[-1]["rss_mib_node1"]) > 10
     assert "| 1 |" in (tmp_path / "soak.md").read_text(encoding="utf-8")
     assert (tmp_path / "soak.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_balance_transfer_is_the_json_json_dumps_would_write() -> None:
+    """The workload formats its transfers by hand, for speed: the bytes must be json.dumps's."""
+    workload = TransferWorkload("t", 3, 5, 2)
+    workload.balances = {account: 1_000 for pair in workload.pairs for account in pair}
+    workload.seen = 17
+    key, value = workload.message(1)
+    expected = {"to": "c3-b1", "amount": 1, "from_balance": 1_000, "to_balance": 1_000, "seen": 17}
+    assert (key, value) == (b"c3-a1", json.dumps(expected).encode())
+    assert workload.balances["c3-a1"] == 999 and workload.balances["c3-b1"] == 1_001

@@ -300,6 +300,14 @@ def _no_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 _BIG_NUMBER_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant)
 _SPACE = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
+_SPACE_CHARS = " \t\n\r"  # what WHITESPACE matches: most texts start and end without any
+
+
+def _skip_space(text: str, index: int) -> int:
+    """`_SPACE(text, index).end()`, without the regex call when there is no space at `index`."""
+    if index < len(text) and text[index] not in _SPACE_CHARS:
+        return index
+    return _SPACE(text, index).end()  # type: ignore[no-any-return]
 
 
 def json_loads(text: Any) -> Any:
@@ -326,10 +334,11 @@ def json_loads(text: Any) -> Any:
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     # JSONDecoder.decode and raw_decode, written out (two calls fewer, the same results and errors)
     try:
-        obj, end = (_BIG_NUMBER_DECODER if big else _DECODER).scan_once(text, _SPACE(text, 0).end())  # type: ignore[attr-defined]
+        obj, end = (_BIG_NUMBER_DECODER if big else _DECODER).scan_once(text, _skip_space(text, 0))  # type: ignore[attr-defined]
     except StopIteration as err:
         raise json.JSONDecodeError("Expecting value", text, err.value) from None
-    end = _SPACE(text, end).end()
+    if end != len(text):
+        end = _SPACE(text, end).end()
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
     return obj
