@@ -282,6 +282,7 @@ class Model:
         self.nonce_max: dict[bytes, int] = {}
         self.results: dict[tuple[bytes, int], tuple[int, int]] = {}
         self.events: dict[str, list[tuple[int, int, int]]] = {}
+        self.views: dict[str, dict[bytes, tuple[bytes, int]]] = {}  # topic -> key -> (value, consequence offset)
 
     def apply(self, client: bytes, ms: list[pb.Mutation]) -> list[tuple[int, int, int]]:
         out = []
@@ -312,6 +313,13 @@ class Model:
         self.next_offset[mu.topic] = consequence + 1
         self.events.setdefault(mu.topic, []).append((mu.kind, consequence, self.offset))
         self.live[mu.topic] = mu.kind != pb.DESTROY_TOPIC
+        views = self.views.setdefault(mu.topic, {})
+        if mu.kind == pb.PUT:
+            views[mu.key] = (mu.value, consequence)
+        elif mu.kind == pb.DELETE:
+            views.pop(mu.key, None)
+        else:
+            views.clear()
         return pb.VALID
 
 
@@ -322,7 +330,8 @@ steps = st.lists(
             st.tuples(
                 st.sampled_from([pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.PUT, pb.DELETE]),
                 st.sampled_from(["a", "b", "p"]),
-                st.sampled_from([b"v", b"v", b"bad"]),
+                st.sampled_from([b"k", b"j"]),
+                st.sampled_from([b"v", b"w", b"bad"]),
             ),
             min_size=1,
             max_size=12,
@@ -338,14 +347,14 @@ steps = st.lists(
 @given(script=steps, split=st.integers(min_value=1, max_value=4))
 def test_outcomes_and_events_match_a_naive_model(tmp_path_factory: pytest.TempPathFactory, script, split) -> None:  # type: ignore[no-untyped-def]
     """Batched apply (streaks, run-length outcomes and results) gives, per nonce, exactly the outcome
-    and events of a one-step-per-nonce model, including resends, stale frames, several clients and a
-    program that refuses some writes in the middle of a streak."""
+    and events of a one-step-per-nonce model, and the same views after every entry, including resends,
+    stale frames, several clients and a program that refuses some writes in the middle of a streak."""
     sm, model = Harness(tmp_path_factory.mktemp("sm")), Model()
     next_nonce = {ALICE: 1, BOB: 1}
     runs = []
     for client, kinds, shift in script:
         first = max(1, next_nonce[client] + shift)
-        ms = [m(first + i, kind, topic, b"k", value) for i, (kind, topic, value) in enumerate(kinds)]
+        ms = [m(first + i, kind, topic, key, value) for i, (kind, topic, key, value) in enumerate(kinds)]
         for mu in ms:
             if mu.topic == "p" and mu.kind == pb.CREATE_TOPIC:
                 mu.program, mu.value = PICKY, b""
@@ -355,5 +364,7 @@ def test_outcomes_and_events_match_a_naive_model(tmp_path_factory: pytest.TempPa
         group = runs[i : i + split]
         expected = [(n, e, o) for client, ms in group for n, e, o in model.apply(client, ms)]
         assert [(n, e, o) for n, e, o, _ in sm.apply(entry(*group))] == expected
+        for topic, views in model.views.items():
+            assert view(sm, topic) == views
     for topic, events in model.events.items():
         assert [(e.kind, e.consequence_offset, e.intention_offset) for e in sm.events(topic)] == events

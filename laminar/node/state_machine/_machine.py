@@ -79,10 +79,25 @@ class _Topic:
     events_prefix: bytes  # Keys.events_of(name): the hot path appends events under it
     views_prefix: bytes  # Keys.views_of(name)
     runtime: TopicRuntime | None = None  # started lazily for programmable topics
+    # The view changes of the entry being applied, written once per key when it ends: key -> (consequence offset,
+    # intention offset, value) of its last PUT, or None after a DELETE. A hot key (an account, a counter) is
+    # written many times in one entry, and only the last write survives anyway.
+    views: dict[bytes, tuple[int, int, bytes] | None] = field(default_factory=dict)
 
     @staticmethod
     def of(name: str, record: TopicRecord, runtime: TopicRuntime | None = None) -> _Topic:
         return _Topic(record, record.next_offset, Keys.events_of(name), Keys.views_of(name), runtime)
+
+    def write_views(self, writes: WriteSet) -> None:
+        """Write the view changes of this entry, in the order their keys were first changed, and forget them."""
+        prefix = self.views_prefix
+        for key, view in self.views.items():
+            if view is None:
+                writes.delete(prefix + key)
+            else:
+                offset, intention_offset, value = view
+                writes.put_blind(prefix + key, VIEW_HEAD.pack(offset, intention_offset) + value)
+        self.views.clear()
 
     def stored(self) -> TopicRecord:
         """The record to write: the stored one with the live next offset."""
@@ -408,14 +423,14 @@ class StateMachine:
         topic.next_offset = offset + 1
         # A new message per event: a reused one would keep every value ever set in its arena.
         event = pb.Event(kind=kind, key=key, value=value, intention_offset=batch.offset, consequence_offset=offset)  # type: ignore[arg-type]
-        writes = batch.writes
-        writes.put_blind(topic.events_prefix + offset.to_bytes(8, "big"), event.SerializeToString())
+        batch.writes.put_blind(topic.events_prefix + offset.to_bytes(8, "big"), event.SerializeToString())
         if kind == PUT:
-            writes.put_blind(topic.views_prefix + key, VIEW_HEAD.pack(offset, batch.offset) + value)
+            topic.views[key] = (offset, batch.offset, value)
         elif kind == DELETE:
-            writes.delete(topic.views_prefix + key)
+            topic.views[key] = None
         elif kind == pb.DESTROY_TOPIC:
-            writes.delete_range(topic.views_prefix, Keys.views_end(name))
+            topic.views.clear()  # this _Topic is being replaced; a new one starts with no view
+            batch.writes.delete_range(topic.views_prefix, Keys.views_end(name))
         batch.dirty_topics.add(name)
         batch.topic_offsets[name] = offset
         batch.events += 1
@@ -425,7 +440,9 @@ class StateMachine:
     def _finish(self, batch: _Batch) -> None:
         writes = batch.writes
         for name in sorted(batch.dirty_topics):
-            writes.put(Keys.topic(name), self._topics[name].stored().encode())
+            topic = self._topics[name]
+            writes.put(Keys.topic(name), topic.stored().encode())
+            topic.write_views(writes)
         for name in sorted(batch.dirty_states):
             runtime = self._topics[name].runtime
             assert runtime is not None
