@@ -73,7 +73,14 @@ class Pending:
 
     def received(self, timeout: float | None = None) -> None:
         """Block until the leader has accepted this mutation into its log (or it committed)."""
-        self._client._wait(lambda: self.done() or self._client._received_through >= self.nonce, timeout, self)
+        client = self._client
+        with client._cond:
+            client._received_waiters += 1
+        try:
+            client._wait(lambda: self.done() or client._received_through >= self.nonce, timeout, self)
+        finally:
+            with client._cond:
+                client._received_waiters -= 1
         if self._error is not None:
             raise self._error
 
@@ -124,7 +131,11 @@ class Client:
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # acks, errors, closing: what callers wait for
         self._sendable = threading.Condition(lock)  # new mutations: what the sender waits for
+        # A session ending or the client closing: what the watchdog waits for. Not _cond, which every
+        # ack notifies: a watchdog woken twice per commit competes with the threads that matter.
+        self._ended = threading.Condition(lock)
         self._send_waiters = 0  # threads waiting on _sendable: put() notifies only when there are
+        self._received_waiters = 0  # threads in Pending.received(): a `received` ack wakes waiters only then
         self._next_nonce = 1
         self._oldest = 1  # oldest uncommitted nonce
         self._sent_through = 0  # on the current connection
@@ -209,6 +220,7 @@ class Client:
                     pending._error = ClientClosed("the client was closed before this mutation committed")
             self._cond.notify_all()
             self._sendable.notify_all()
+            self._ended.notify_all()
         if connection is not None and connection.call is not None:
             connection.call.cancel()
         self._thread.join(timeout=5)
@@ -323,13 +335,14 @@ class Client:
                 connection.closed = True
                 self._cond.notify_all()
                 self._sendable.notify_all()
+                self._ended.notify_all()
             connection.call.cancel() if connection.call is not None else None
 
     def _watch(self, connection: _Connection) -> None:
         """Cancel a session that makes no progress (a partitioned or stuck leader)."""
         while True:
             with self._cond:
-                self._cond.wait(CLIENT_SENDER_POLL_S)
+                self._ended.wait(CLIENT_SENDER_POLL_S)
                 if connection.closed or self._closed:
                     return
                 stalled = self._unacked and time.monotonic() - self._last_progress > CLIENT_PROGRESS_TIMEOUT_S
@@ -346,8 +359,12 @@ class Client:
                 self._nodes.learn([p.client_address for p in frame.welcome.peers])
                 return
             acks = frame.acks
+            wake = bool(acks.commits)
             if acks.received_through > self._received_through:
                 self._received_through = acks.received_through
+                wake = wake or self._received_waiters > 0
+            if not wake:
+                return  # nobody waits for what this frame says: waking them would only cost the others time
             unacked = self._unacked
             for c in acks.commits:
                 effect, offset, reason = c.effect, c.intention_offset, c.reason
