@@ -42,6 +42,7 @@ log = logging.getLogger("laminar.node")
 
 SHUTDOWN_GRACE_S = 1.0
 APPLY_QUEUE_ENTRIES_MAX = 8  # committed entries waiting for the apply thread; the tick thread waits past this
+APPLY_INLINE_BYTES_MAX = 4096  # a committed entry of one intention, this small, may be applied by the tick thread
 NODE_GIL_SWITCH_INTERVAL_S = 0.0005
 APPLY_SLOW_MS = 200  # an entry that takes longer than this to apply and store is logged
 WATCH_INTERVAL_S = 0.25  # how often health and leader knowledge are re-checked
@@ -74,6 +75,17 @@ def _server_credentials(config: NodeConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def _one_intention_at_most(payload: bytes) -> bool:
+    """Whether a log entry holds no more than one intention (read cheaply: small entries only)."""
+    if len(payload) > APPLY_INLINE_BYTES_MAX:
+        return False
+    try:
+        entry = pb.IntentionBatch.FromString(payload)
+    except Exception:  # noqa: BLE001 - the state machine decides what a corrupt entry does, in the apply thread
+        return False
+    return sum(len(run.mutations) for run in entry.runs) <= 1
 
 
 class Node:
@@ -172,16 +184,23 @@ class Node:
                 if item is None:
                     return
                 if isinstance(item, tuple):
-                    self._apply_now(*item)
+                    self._apply_or_stop(*item)
                 else:
                     item()
             except BaseException:
-                where = item[0] if isinstance(item, tuple) else "(read barrier)"
-                log.critical("applying raft entry %s failed; stopping this node", where, exc_info=True)
+                log.critical("a read barrier failed; stopping this node", exc_info=True)
                 logging.shutdown()
                 os._exit(70)
             finally:
                 self._apply_queue.task_done()
+
+    def _apply_or_stop(self, raft_index: int, payload: bytes) -> None:
+        try:
+            self._apply_now(raft_index, payload)
+        except BaseException:
+            log.critical("applying raft entry %s failed; stopping this node", raft_index, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
 
     def _apply_now(self, raft_index: int, payload: bytes) -> None:
         started = time.perf_counter()
@@ -216,6 +235,13 @@ class Node:
     # ---- callbacks from the tick thread ---------------------------------------------------------
 
     def _apply(self, raft_index: int, payload: bytes) -> None:
+        if self._apply_queue.unfinished_tasks == 0 and _one_intention_at_most(payload):
+            # Nothing is queued or being applied (only this thread queues entries), so applying
+            # here keeps the order, and a lone commit skips a thread handoff: about 0.1 ms of a
+            # sequential commit on 3 nodes and 2 cores. One intention only, so the tick thread
+            # stalls for at most one program call's budget (pysyncobj would apply everything here).
+            self._apply_or_stop(raft_index, payload)
+            return
         self._apply_queue.put((raft_index, payload))  # blocks only when the apply thread is far behind
 
     def _drained_applied_index(self) -> int:

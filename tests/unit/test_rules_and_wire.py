@@ -8,6 +8,7 @@ import pytest
 
 import laminar
 from laminar import _rules, limits
+from laminar.node._node import APPLY_INLINE_BYTES_MAX, _one_intention_at_most
 from laminar.node.raft._proposer import encode_run
 from laminar.node.service._listen import encode_listen_frame
 from laminar.v1 import laminar_pb2 as pb
@@ -87,3 +88,18 @@ def test_public_api_is_small_and_explicit() -> None:
     for name in ("InvalidRequest", "Unavailable", "Timeout", "ClientClosed", "ProtocolError", "ConfigError"):
         assert issubclass(getattr(laminar, name), laminar.LaminarError)
     assert laminar.Kind.PUT == "PUT" and laminar.Effect.VALID == "VALID"
+
+
+def test_only_small_entries_of_at_most_one_intention_are_applied_by_the_tick_thread() -> None:
+    """The tick thread applies an entry itself only when it holds at most one intention (its stall is
+    then bounded by one program call); anything else, or anything it cannot read, goes to the apply thread."""
+
+    def entry(*puts: bytes) -> bytes:
+        mutations = [pb.Mutation(nonce=n + 1, kind=pb.PUT, topic="t", key=b"k", value=v) for n, v in enumerate(puts)]
+        return encode_run(b"c" * 16, pb.MutationFrame(mutations=mutations).SerializeToString())
+
+    assert _one_intention_at_most(b"")  # a read barrier or a no-op
+    assert _one_intention_at_most(entry(b"v"))
+    assert not _one_intention_at_most(entry(b"v", b"w"))
+    assert not _one_intention_at_most(entry(b"x" * APPLY_INLINE_BYTES_MAX))  # one, but large
+    assert not _one_intention_at_most(b"\xff\xff\xff")  # unreadable: the state machine decides, elsewhere
