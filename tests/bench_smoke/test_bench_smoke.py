@@ -59,7 +59,8 @@ def test_one_tiny_cell_writes_csv_markdown_and_chart_with_sane_numbers(tmp_path:
     assert 0 < us < 100_000 and rate == pytest.approx(1e6 / us, rel=0.05)
     assert 0 < float(cell["latency_ms_p50"]) <= float(cell["latency_ms_p99"]) < 30_000
     assert 10 < float(cell["rss_mib_peak_per_node"]) < 4096  # one node: one value, in MiB
-    assert 0 < float(cell["cpu_us_per_message_per_node"]) < 100_000  # one node: one value
+    # One node: one value. The kernel counts a process's CPU in 10 ms ticks, and this cell is shorter than a few.
+    assert 0 <= float(cell["cpu_us_per_message_per_node"]) < 100_000
     assert 0 < float(cell["client_cpu_us_per_message"]) < 100_000
     assert float(cell["java_us_per_message"]) == 55 and float(cell["ratio_vs_java"]) > 0
     assert float(cell["share_of_raft_ceiling"]) > 0
