@@ -4,6 +4,9 @@ Sessions hand over whole validated frames. One thread takes everything pending (
 bound) and proposes it as one entry without waiting for a timer, so a lone message goes out
 immediately while a busy leader builds bigger entries. At most ENTRIES_INFLIGHT_MAX entries are
 proposed and not yet applied: waiting for one is what lets the next batch grow (group commit).
+When nothing is in flight and nobody is proposing, the session's own thread proposes what it
+offers, which saves a lone commit the handoff to the proposer thread. Either way one proposal at
+a time takes from the queue and proposes (`_proposing`), so entries keep the queue's order.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Proposer:
         self._pending: collections.deque[Proposal] = collections.deque()
         self._pending_intentions = 0
         self._inflight_entries = 0
+        self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
         self._lock = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="proposer", daemon=True)
@@ -62,8 +66,13 @@ class Proposer:
                 return False
             self._pending.append(proposal)
             self._pending_intentions += proposal.intentions
-            self._lock.notify_all()
-            return True
+            if self._proposing or self._inflight_entries:
+                self._lock.notify_all()  # the proposer thread takes it, batched with what follows
+                return True
+            batch = self._take()
+            self._proposing = True
+        self._propose_and_release(batch)
+        return True
 
     def stop(self) -> None:
         with self._lock:
@@ -74,14 +83,30 @@ class Proposer:
         while True:
             with self._lock:
                 self._lock.wait_for(
-                    lambda: self._stopped or (self._pending and self._inflight_entries < limits.ENTRIES_INFLIGHT_MAX)
+                    lambda: (
+                        self._stopped
+                        or (
+                            self._pending
+                            and not self._proposing
+                            and self._inflight_entries < limits.ENTRIES_INFLIGHT_MAX
+                        )
+                    )
                 )
                 if self._stopped:
                     return
                 batch = self._take()
+                self._proposing = True
                 self._lock.notify_all()
+            self._propose_and_release(batch)
+
+    def _propose_and_release(self, batch: list[Proposal]) -> None:
+        try:
             if batch:
                 self._propose(batch)
+        finally:
+            with self._lock:
+                self._proposing = False
+                self._lock.notify_all()
 
     def _take(self) -> list[Proposal]:
         batch: list[Proposal] = []
