@@ -3,8 +3,11 @@
 Threads: pysyncobj's tick thread runs Raft and hands each committed entry to the apply thread,
 which runs the state machine, writes one RocksDB batch, then sends acks and wakes listeners. Apply
 has its own thread so that a big batch (or a costly topic program) never delays heartbeats and
-votes: a node busy applying must not look dead to its peers. The proposer thread packs client
-frames into entries; gRPC threads serve sessions, listeners and status calls.
+votes: a node busy applying must not look dead to its peers. An entry of one intention, when the
+apply thread is idle, is applied by the tick thread itself: its stall is one program call at most,
+and a lone commit saves a thread handoff. The proposer thread packs client frames into entries
+(a frame that arrives when nothing is in flight is proposed by its session's thread); gRPC threads
+serve sessions, listeners and status calls.
 """
 
 from __future__ import annotations
