@@ -327,13 +327,13 @@ class StateMachine:
             return self._create(batch, client_id, m)
         if m.kind == pb.DESTROY_TOPIC:
             return self._destroy(batch, m.topic)
-        if m.kind in (PUT, DELETE):
-            return self._write(batch, client_id, m)
+        if m.kind in (PUT, DELETE):  # writes to a live topic take the hot paths in _apply_run
+            return ERROR, f"topic {m.topic!r} does not exist"
         return ERROR, f"unknown intention kind {m.kind}"
 
-    def _context(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> CallContext:
+    def _context(self, batch: _Batch, client_id: bytes, topic: str, nonce: int) -> CallContext:
         client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
-        return call_context(m.topic, batch.offset, client, m.nonce)
+        return call_context(topic, batch.offset, client, nonce)
 
     @staticmethod
     def _client_name(batch: _Batch, client_id: bytes) -> str:
@@ -354,7 +354,7 @@ class StateMachine:
                 runtime = TopicRuntime.start(m.program, None)
             except ProgramRefused as refused:
                 return ERROR, f"program refused: {refused.reason}"
-            outcome = runtime.on_create(self._context(batch, client_id, m), bytes(m.args))
+            outcome = runtime.on_create(self._context(batch, client_id, m.topic, m.nonce), bytes(m.args))
             if not outcome.ok:
                 batch.program_errors.append((m.topic, outcome.reason))
                 return ERROR, outcome.reason
@@ -380,16 +380,6 @@ class StateMachine:
         batch.writes.delete(Keys.state(name))
         return VALID, ""
 
-    def _write(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
-        """A write that missed the hot paths in _apply_run: to a topic that is not live."""
-        topic = self._topics.get(m.topic)
-        if topic is None or not topic.record.live:
-            return ERROR, f"topic {m.topic!r} does not exist"
-        if not topic.record.program:
-            self._append(batch, m.topic, topic, m.kind, m.key, m.value if m.kind == PUT else b"")
-            return VALID, ""
-        return self._run_program(batch, client_id, m.topic, topic, m.kind, m)
-
     def _run_program(
         self, batch: _Batch, client_id: bytes, name: str, topic: _Topic, kind: int, m: pb.Mutation
     ) -> tuple[int, str]:
@@ -397,8 +387,7 @@ class StateMachine:
         runtime = topic.runtime or self._runtime(name, topic)
         if runtime is None:
             return ERROR, "topic program cannot start on this node"  # never: it started at create
-        client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
-        ctx = call_context(name, batch.offset, client, m.nonce)
+        ctx = self._context(batch, client_id, name, m.nonce)
         outcome = runtime.on_put(ctx, m.key, m.value) if kind == PUT else runtime.on_delete(ctx, m.key)
         if not outcome.ok:
             batch.program_errors.append((name, outcome.reason))
