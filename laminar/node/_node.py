@@ -187,23 +187,16 @@ class Node:
                 if item is None:
                     return
                 if isinstance(item, tuple):
-                    self._apply_or_stop(*item)
+                    self._apply_now(*item)
                 else:
                     item()
             except BaseException:
-                log.critical("a read barrier failed; stopping this node", exc_info=True)
+                where = item[0] if isinstance(item, tuple) else "(read barrier)"
+                log.critical("applying raft entry %s failed; stopping this node", where, exc_info=True)
                 logging.shutdown()
                 os._exit(70)
             finally:
                 self._apply_queue.task_done()
-
-    def _apply_or_stop(self, raft_index: int, payload: bytes) -> None:
-        try:
-            self._apply_now(raft_index, payload)
-        except BaseException:
-            log.critical("applying raft entry %s failed; stopping this node", raft_index, exc_info=True)
-            logging.shutdown()
-            os._exit(70)
 
     def _apply_now(self, raft_index: int, payload: bytes) -> None:
         started = time.perf_counter()
@@ -243,7 +236,8 @@ class Node:
             # here keeps the order, and a lone commit skips a thread handoff: about 0.1 ms of a
             # sequential commit on 3 nodes and 2 cores. One intention only, so the tick thread
             # stalls for at most one program call's budget (pysyncobj would apply everything here).
-            self._apply_or_stop(raft_index, payload)
+            # A failure stops the node, as in the apply thread (RaftEngine._apply_entry sees to it).
+            self._apply_now(raft_index, payload)
             return
         self._apply_queue.put((raft_index, payload))  # blocks only when the apply thread is far behind
 
