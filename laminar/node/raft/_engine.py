@@ -14,6 +14,12 @@ What we change and why:
   that no longer has it. We keep `nextIndex` from going backwards on success, and a follower
   ignores an append that would delete entries it has already applied (committed entries never
   conflict, so such an append is stale by construction).
+- Replies know their term: a follower's `next_node_idx` carries the term it answers in, and the
+  leader drops one from another term. pysyncobj's carry none, so a reply to an append of an older
+  term (delayed, or arriving after this node was elected again) could raise `matchIndex` to an
+  index this follower's log no longer holds, and the leader would commit and acknowledge entries
+  a majority does not have. (A fault run lost acknowledged appends after leader changes; this is
+  one way that happens. See bench/results/torture-20261130-lost-appends.)
 - A durable journal (see _journal.py): the leader syncs its appended entries before it counts
   itself toward a commit (at the start of each tick), and a follower syncs before it acknowledges
   entries (in the transport, before any `next_node_idx` reply), so `committed` means durable on a
@@ -94,8 +100,11 @@ class _SyncingTransport(TCPTransport):  # type: ignore[misc]
     def send(self, node: Any, message: dict[str, Any]) -> Any:
         if str(node.address) in self._syncObj.partitioned_from:
             return False  # fault injection: the link to this peer is cut
-        if message.get("type") == "next_node_idx" and message.get("success"):
-            self._syncObj._journal.sync()
+        if message.get("type") == "next_node_idx":
+            if message.get("success"):
+                self._syncObj._journal.sync()
+            # The term of the append it answers (see RaftEngine._SyncObj__onMessageReceived).
+            message = {**message, "term": self._syncObj.raftCurrentTerm}
         return super().send(node, message)
 
 
@@ -288,6 +297,11 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             SyncObj._SyncObj__onMessageReceived(self, node, message)
             # Installing a snapshot can take a while; time spent on it is not the leader's silence.
             self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
+            return
+        if kind == "next_node_idx" and message.get("term", self.raftCurrentTerm) != self.raftCurrentTerm:
+            # A reply to an append of another term: pysyncobj's replies carry no term, and a late one
+            # (a delayed link, a leader elected again) would set matchIndex from a log this follower
+            # may no longer hold, letting the leader commit what a majority does not have.
             return
         if kind == "next_node_idx" and message.get("success") and self._isLeader():
             next_before = self._SyncObj__raftNextIndex.get(node)
