@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pysyncobj.config import SERIALIZER_STATE
 
-from laminar.node.raft._snapshot import SnapshotHooks, Snapshotter
+from laminar.node.raft._journal import DurableJournal
+from laminar.node.raft._snapshot import SnapshotHooks, Snapshotter, snapshot_entries
 from laminar.node.store import Store, WriteSet
 from laminar.node.store._records import AppliedMark
 
@@ -84,3 +85,41 @@ def test_a_local_snapshot_is_published_and_reads_back(store: Store, tmp_path: Pa
     assert snapshotter.snapshots_built == 1
     meta = snapshotter.deserialize(str(final))  # the store is at the snapshot: only meta is read
     assert meta[0][1] == 10
+
+
+def test_a_crash_between_publishing_a_snapshot_and_compacting_the_journal_loses_no_entry(
+    store: Store, tmp_path: Path
+) -> None:
+    """Killed after the snapshot file is in place but before pysyncobj cut the journal, a node restarts with
+    a journal that begins before the snapshot. pysyncobj keeps a journal only if it begins with the
+    snapshot's last two entries, and clears it otherwise: every entry after the snapshot, acknowledged ones
+    included, would be gone. The engine first drops what the snapshot covers, as compaction would have."""
+    entries = [(b"cmd-%d" % i, i, 1) for i in range(1, 31)]
+    journal = DurableJournal(str(tmp_path / "journal"), sync=True)
+    for entry in entries:
+        journal.add(*entry)
+    snapshotter = _snapshotter(store, tmp_path)
+    final = tmp_path / "snapshot"
+    snapshotter.serialize(str(final) + ".tmp", (entries[9], entries[8], set()))  # applied through index 10
+    assert _wait_done(snapshotter) == SERIALIZER_STATE.SUCCESS
+    # ... and the process is killed here: the journal still begins at index 1.
+
+    before, last = snapshot_entries(str(final)) or (None, None)
+    assert (before, last) == (entries[8], entries[9])
+    assert journal.drop_through_snapshot(before, last) == 8
+    assert list(journal[:2]) == [entries[8], entries[9]]  # what pysyncobj checks before keeping the journal
+    journal._destroy()
+    assert list(DurableJournal(str(tmp_path / "journal"), sync=True)[:]) == entries[8:]  # nothing after lost
+
+
+def test_a_journal_that_does_not_continue_the_snapshot_is_left_to_pysyncobj(tmp_path: Path) -> None:
+    """Entries of another history (another term at the snapshot's index), or a journal entirely before
+    the snapshot, are not touched: pysyncobj replaces such a journal with the snapshot's entries."""
+    journal = DurableJournal(str(tmp_path / "journal"), sync=True)
+    for i in range(1, 11):
+        journal.add(b"cmd-%d" % i, i, 1)
+    assert journal.drop_through_snapshot((b"cmd-5", 5, 2), (b"cmd-6", 6, 2)) == 0  # another term
+    assert journal.drop_through_snapshot((b"cmd-20", 20, 1), (b"cmd-21", 21, 1)) == 0  # past the journal
+    assert journal.drop_through_snapshot((b"cmd-10", 10, 1), (b"cmd-11", 11, 1)) == 0  # last one missing
+    assert len(journal) == 10
+    assert snapshot_entries(str(tmp_path / "no-such-snapshot")) is None

@@ -47,7 +47,7 @@ from pysyncobj.transport import TCPTransport
 
 from laminar import limits
 from laminar.node.raft._journal import DurableJournal
-from laminar.node.raft._snapshot import SnapshotHooks, Snapshotter
+from laminar.node.raft._snapshot import SnapshotHooks, Snapshotter, snapshot_entries
 
 log = logging.getLogger("laminar.raft")
 
@@ -124,6 +124,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         if settings.durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {DURABILITY_MODES}, not {settings.durability!r}")
         self._journal = DurableJournal(settings.journal_path, sync=settings.durability == "fsync")
+        self._snapshot_path = settings.snapshot_path
         self._snapshots = Snapshotter(settings.snapshot_path + ".work", snapshot_hooks)
         conf = SyncObjConf(
             appendEntriesUseBatch=False,
@@ -283,6 +284,19 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
                 return
             if callable(callback):
                 callback(None, FAIL_REASON.NOT_LEADER)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803 - pysyncobj's names
+        # At start pysyncobj keeps the journal only if it begins with the snapshot's last two entries,
+        # as compaction leaves it. A crash after a snapshot was published but before the journal was
+        # compacted leaves it beginning earlier, and pysyncobj would then clear it, losing every entry
+        # after the snapshot, acknowledged ones included. Compact it first, as pysyncobj would have.
+        if not clearJournal:
+            entries = snapshot_entries(self._snapshot_path)
+            if entries is not None:
+                dropped = self._journal.drop_through_snapshot(*entries)
+                if dropped:
+                    log.info("journal compacted at start to the snapshot at raft index %d", entries[1][1])
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
         if str(node.address) in self.partitioned_from:

@@ -107,6 +107,21 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._entries, self._ends, self._dirty = [], [], False
         self._load()
 
+    def drop_through_snapshot(self, before: Entry, last: Entry) -> int:
+        """Drop the entries a snapshot ending with `before`, `last` covers, as pysyncobj's compaction would
+        (it keeps both); how many were dropped. Only if the journal holds those two entries exactly: else it
+        does not continue that snapshot's history, and pysyncobj replaces it (see RaftEngine)."""
+        if not self._entries:
+            return 0
+        position = before[1] - self._entries[0][1]
+        if position < 0 or position + 1 >= len(self._entries):
+            return 0
+        if self._entries[position] != tuple(before) or self._entries[position + 1] != tuple(last):
+            return 0
+        if position:
+            self.deleteEntriesTo(position)
+        return position
+
     def __getitem__(self, item: Any) -> Any:
         return self._entries[item]
 

@@ -63,6 +63,27 @@ def _fsync_path(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
+def _read_meta(tar: tarfile.TarFile, file_name: str) -> tuple[Any, ...]:
+    """pysyncobj's metadata, the first member: (last applied entry, the entry before it, membership)."""
+    member = tar.next()
+    if member is None or member.name != _META:
+        raise ValueError(f"{file_name} is not a Laminar snapshot")
+    extracted = tar.extractfile(member)
+    assert extracted is not None
+    return tuple(pickle.loads(extracted.read()))
+
+
+def snapshot_entries(file_name: str) -> tuple[Any, Any] | None:
+    """The (entry before the last applied one, last applied entry) a snapshot file ends with, or None if
+    there is no readable snapshot. Entries as the journal holds them: (command, raft index, term)."""
+    try:
+        with tarfile.open(file_name, "r") as tar:
+            meta = _read_meta(tar, file_name)
+    except (OSError, ValueError, tarfile.TarError, pickle.UnpicklingError, EOFError):
+        return None
+    return meta[1], meta[0]
+
+
 class Snapshotter:
     def __init__(self, work_dir: str, hooks: SnapshotHooks) -> None:
         self._work_dir = work_dir
@@ -147,12 +168,7 @@ class Snapshotter:
     def deserialize(self, file_name: str) -> tuple[Any, ...]:
         self.supersede()
         with tarfile.open(file_name, "r") as tar:
-            meta_member = tar.next()
-            if meta_member is None or meta_member.name != _META:
-                raise ValueError(f"{file_name} is not a Laminar snapshot")
-            extracted = tar.extractfile(meta_member)
-            assert extracted is not None
-            meta = pickle.loads(extracted.read())
+            meta = _read_meta(tar, file_name)
             last_applied_index = meta[0][1]
             if self._hooks.applied_index() >= last_applied_index:
                 return tuple(meta)  # a restart: the store is already at or past the snapshot
