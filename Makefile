@@ -1,52 +1,70 @@
-# Laminar. `make cluster` runs a local cluster; `make test` runs the test suite.
-# Both create the virtual environment in .venv and install the project first if needed.
+# Laminar. `make cluster` runs a local cluster; `make test` runs the test suite; `make help` lists
+# every target. Each creates the virtual environment in .venv and installs what it needs first:
+# `make cluster` only the runtime dependencies, everything else also the dev extras.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 NODES ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: install cluster demo test lint proto proto-check unit integration torture bench bench-quick bench-soak \
+.DEFAULT_GOAL := help
+.PHONY: help install cluster demo test lint proto proto-check unit integration torture bench bench-quick bench-soak \
 	bench-recovery clean-data clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
 
-install: $(STAMP)
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## List the targets with what each does.
+help:
+	@awk '/^## /{doc = doc (doc == "" ? "" : " ") substr($$0, 4); next} \
+		/^[a-z][a-z-]*:/{if (doc != "") printf "  %-15s %s\n", substr($$0, 1, index($$0, ":") - 1), doc; doc = ""; next} \
+		/\?=/{next} {doc = ""}' $(firstword $(MAKEFILE_LIST))
+
+## Create .venv with the project and its dev tools (tests, lint, benchmarks).
+install: $(DEV_STAMP)
 
 ## Run a local cluster in the foreground (NODES=1, 3 or 5); Ctrl-C stops it.
-cluster: $(STAMP)
+cluster: $(RUNTIME_STAMP)
 	$(BIN)/laminar cluster run --config cluster/local-$(NODES).toml
 
 ## Bank demo: concurrent CAS transfers through programs/balance.py (uses `make cluster` if it runs).
-demo: $(STAMP)
+demo: $(DEV_STAMP)
 	$(BIN)/python examples/bank.py
 
 ## Lint, type-check, check generated code is current, then run the default test suite.
 test: lint proto-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+## ruff (lint and format check) and mypy.
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check laminar tests bench programs
 	$(BIN)/ruff format --check laminar tests bench
 	$(BIN)/mypy
 
 ## Regenerate laminar/v1 from proto/ with the pinned grpcio-tools.
-proto: $(STAMP)
+proto: $(DEV_STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/laminar/v1/laminar.proto
 
-proto-check: $(STAMP)
+## Check that laminar/v1 is what `make proto` generates from proto/.
+proto-check: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q tests/unit/test_proto_current.py
 
-unit: $(STAMP)
+## Unit tests only (no node processes).
+unit: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(STAMP)
+## Integration tests only (real nodes on loopback).
+integration: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## Long fault-injection run with the Jepsen-style checker (history and summary in bench/results/).
@@ -54,29 +72,30 @@ integration: $(STAMP)
 SECONDS ?= 600
 SEED ?=
 NETWORK ?= auto
-torture: $(STAMP)
+torture: $(DEV_STAMP)
 	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) --network $(NETWORK) $(if $(SEED),--seed $(SEED))
 
-## Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
+# Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
 ## Full matrix (fsync and none), sequential commits and the raw Raft ceiling: about 3 minutes on 2 cores.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench run --durability default,none
 
 ## A reduced matrix in under two minutes.
-bench-quick: $(STAMP)
+bench-quick: $(DEV_STAMP)
 	$(BIN)/python -m bench quick
 
 ## 1,000,000 messages through 3 nodes: throughput and each node's RSS over time.
-bench-soak: $(STAMP)
+bench-soak: $(DEV_STAMP)
 	$(BIN)/python -m bench soak
 
 ## Restart time after 10K and 1M messages, and a new node's sync from scratch.
-bench-recovery: $(STAMP)
+bench-recovery: $(DEV_STAMP)
 	$(BIN)/python -m bench.recovery --messages 10000 1000000
 
 ## Wipe the data of `make cluster` (var/).
 clean-data:
 	rm -rf var
 
+## Wipe var/ and the virtual environment and tool caches.
 clean: clean-data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
