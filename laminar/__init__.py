@@ -16,6 +16,7 @@ from laminar.errors import (
     LaminarError,
     ProtocolError,
     Timeout,
+    Unacknowledged,
     Unavailable,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "Pending",
     "ProtocolError",
     "Timeout",
+    "Unacknowledged",
     "Unavailable",
     "Value",
     "cluster_status",

@@ -6,6 +6,7 @@
     │                          raised before anything is sent, or mapped from INVALID_ARGUMENT
     ├── Unavailable            no node answered, or no leader could be found in time
     ├── Timeout                an ack or event did not arrive within the given timeout
+    │   └── Unacknowledged     close() gave up on mutations that never committed; `.nonces` names them
     ├── ClientClosed           the client was closed while the call waited
     └── ProtocolError          a node answered something this library does not understand
 
@@ -35,6 +36,17 @@ class Unavailable(LaminarError):
 
 class Timeout(LaminarError):
     pass
+
+
+class Unacknowledged(Timeout):
+    """`Client.close()` (or leaving `with`) ended with mutations that had not committed.
+
+    They may still commit (the cluster may have them in its log) or may never: the client cannot
+    tell. `nonces` lists them in order, so a caller can log, compare or resend them."""
+
+    def __init__(self, message: str, nonces: list[int]) -> None:
+        super().__init__(message)
+        self.nonces = nonces
 
 
 class ClientClosed(LaminarError):

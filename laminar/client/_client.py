@@ -25,7 +25,7 @@ from laminar import _rules, limits
 from laminar._wire import length_delimited
 from laminar.client._connect import TLS, Nodes, leader_hint, map_error
 from laminar.client._types import Commit, Effect, Value
-from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unavailable
+from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unacknowledged, Unavailable
 from laminar.v1 import laminar_pb2 as pb
 
 log = logging.getLogger("laminar.client")
@@ -36,9 +36,19 @@ CLIENT_CONNECT_BACKOFF_S_MAX = limits.CLIENT_RECONNECT_BACKOFF_MS_MAX / 1000
 CLIENT_SENDER_POLL_S = 0.5
 CLIENT_GET_TIMEOUT_S = 10.0
 CLIENT_GET_RETRY_S = 0.1
+# close() waits this long by default for what is in flight to commit: long enough for a fail-over
+# (an election and a resend of a full window), short enough that a lost cluster is reported.
+CLIENT_CLOSE_TIMEOUT_S = 30.0
 _FRAME_MUTATION_TAG = b"\x0a"  # MutationFrame.mutations, field 1, length-delimited
 _CLIENT_FRAME_MUTATIONS_TAG = b"\x12"  # ClientFrame.mutations, field 2, length-delimited
 _EFFECTS: dict[int, Effect] = {pb.VALID: Effect.VALID, pb.INVALID: Effect.INVALID, pb.ERROR: Effect.ERROR}
+
+
+class _Default:
+    """The type of a parameter left out, where None has a meaning of its own (no limit)."""
+
+
+_DEFAULT = _Default()
 
 
 def _identity(data: bytes) -> bytes:
@@ -122,12 +132,16 @@ class Client:
         client_id: uuid.UUID | None = None,
         inflight_max: int = limits.CLIENT_INFLIGHT_MAX,
         tls: TLS | None = None,
+        close_timeout: float | None = CLIENT_CLOSE_TIMEOUT_S,
     ) -> None:
+        """`close_timeout`: how long close() and leaving `with` wait for what is in flight to commit
+        (None: no limit) before they raise `Unacknowledged`."""
         if not 1 <= inflight_max <= limits.CLIENT_INFLIGHT_MAX:
             raise InvalidRequest(f"inflight_max must be in 1..{limits.CLIENT_INFLIGHT_MAX}")
         self.client_id = client_id or uuid.uuid4()
         self._nodes = Nodes(addresses, tls)
         self._inflight_max = inflight_max
+        self._close_timeout = close_timeout
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # acks, errors, closing: what callers wait for
         self._sendable = threading.Condition(lock)  # new mutations: what the sender waits for
@@ -142,6 +156,7 @@ class Client:
         self._received_through = 0
         self._unacked: dict[int, tuple[bytes, Pending]] = {}  # nonce -> (serialized Mutation, its Pending)
         self._closed = False
+        self._closing = False  # close() has begun: no new mutations, the session runs on until _closed
         self._fatal: LaminarError | None = None
         self._connection: _Connection | None = None
         self._last_progress = time.monotonic()
@@ -209,10 +224,23 @@ class Client:
             last = self._next_nonce - 1
         self._wait(lambda: self._oldest > last, timeout, None)
 
-    def close(self) -> None:
+    def close(self, timeout: float | _Default | None = _DEFAULT) -> None:
+        """Wait up to `timeout` seconds (default: the client's `close_timeout`; None: no limit) for
+        every mutation sent so far to commit,
+        then end the session. New mutations are refused from the moment close() begins.
+
+        Raises `Unacknowledged`, naming the nonces, when some never committed: a write is never
+        dropped silently. `close(timeout=0)` gives up on whatever is in flight at once (and still
+        says what it gave up on)."""
+        if isinstance(timeout, _Default):
+            timeout = self._close_timeout
         with self._cond:
-            if self._closed:
+            if self._closed or self._closing:
                 return
+            self._closing = True
+            last = self._next_nonce - 1
+            self._cond.wait_for(lambda: self._oldest > last or self._fatal is not None, timeout)
+            unacked = sorted(self._unacked)
             self._closed = True
             connection = self._connection
             for _, pending in self._unacked.values():
@@ -225,12 +253,32 @@ class Client:
             connection.call.cancel()
         self._thread.join(timeout=5)
         self._nodes.close()
+        if unacked:
+            raise self._unacknowledged(unacked, timeout)
+
+    def _unacknowledged(self, nonces: list[int], timeout: float | None) -> Unacknowledged:
+        why = f"failed: {self._fatal}" if self._fatal is not None else f"not committed within {timeout} s"
+        tried = ", ".join(self._nodes.addresses)
+        where = f"session with {self.leader}" if self.leader else f"no node reached of {tried}"
+        return Unacknowledged(
+            f"close(): {len(nonces)} mutation(s) {why} ({where}); they may or may not take effect: "
+            f"nonces {_ranges(nonces)}",
+            nonces,
+        )
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        """Leaving `with` closes the client, waiting for what is in flight. When the block raised,
+        its exception is what propagates; mutations left unacknowledged are logged as a warning."""
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Unacknowledged as error:
+            log.warning("%s", error)
 
     # ---- sending ------------------------------------------------------------------------------
 
@@ -242,7 +290,7 @@ class Client:
         with self._cond:
             if len(self._unacked) >= self._inflight_max:
                 self._cond.wait_for(lambda: self._closed or self._fatal or len(self._unacked) < self._inflight_max)
-            if self._closed:
+            if self._closed or self._closing:
                 raise ClientClosed("the client is closed")
             if self._fatal:
                 raise self._fatal
@@ -396,6 +444,18 @@ class Client:
             if not self._cond.wait_for(predicate, timeout):
                 what = f"mutation {pending.nonce}" if pending is not None else "flush"
                 raise Timeout(f"{what} not acknowledged within {timeout} s (session with {self.leader or 'no node'})")
+
+
+def _ranges(nonces: list[int]) -> str:
+    """`[1, 2, 3, 7]` as `1-3, 7`: a window of thousands stays one readable line."""
+    runs: list[str] = []
+    start = previous = nonces[0]
+    for nonce in [*nonces[1:], 0]:
+        if nonce != previous + 1:
+            runs.append(f"{start}-{previous}" if previous > start else str(start))
+            start = nonce
+        previous = nonce
+    return ", ".join(runs)
 
 
 __all__ = ["Client", "Pending", "Unavailable"]
