@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from laminar.node._entry import encode_peer_removal, encode_peer_upsert
 from laminar.node.config import NodeConfig
-from laminar.node.raft import RaftEngine
+from laminar.node.raft import RaftPort
 from laminar.node.store import Store
 from laminar.v1 import laminar_pb2 as pb
 
@@ -46,7 +47,7 @@ class Membership:
     def __init__(
         self,
         config: NodeConfig,
-        engine_ref: Callable[[], RaftEngine],
+        engine_ref: Callable[[], RaftPort],
         store: Store,
         wait_applied: Callable[[float], bool] | None = None,
     ) -> None:
@@ -108,7 +109,7 @@ class Membership:
         peer = pb.Peer(
             node_id=request.node_id, client_address=request.client_address, raft_address=request.raft_address
         )
-        self._propose(pb.IntentionBatch(peer_upserts=[peer]))
+        self._propose(encode_peer_upsert(peer))
         self._raft_change(add=True, raft_address=request.raft_address)
 
     def _remove(self, node_id: str) -> None:
@@ -122,7 +123,7 @@ class Membership:
             raise MembershipRefused("unavailable", f"node {node_id} leads: leadership is being handed over; retry")
         self._check_quorum_after([m for m in members if m != target.raft_address])
         self._raft_change(add=False, raft_address=target.raft_address)
-        self._propose(pb.IntentionBatch(peer_removals=[node_id]))
+        self._propose(encode_peer_removal(node_id))
 
     def _check_quorum_after(self, members: list[str]) -> None:
         engine = self._engine()
@@ -138,9 +139,9 @@ class Membership:
                 f"the change would leave {live} of {len(members)} members reachable: no quorum",
             )
 
-    def _propose(self, batch: pb.IntentionBatch) -> None:
+    def _propose(self, payload: bytes) -> None:
         waiter = _Waiter(threading.Event())
-        self._engine().propose(batch.SerializeToString(), lambda ok: waiter.done(ok))
+        self._engine().propose(payload, lambda ok: waiter.done(ok))
         self._wait(waiter, "recording the address book")
         if self._wait_applied is not None and not self._wait_applied(MEMBERSHIP_CHANGE_TIMEOUT_S):
             raise MembershipRefused("unavailable", "the address book entry committed but was not applied in time")

@@ -8,8 +8,8 @@ import pytest
 
 import laminar
 from laminar import _rules, limits
-from laminar.node._node import APPLY_INLINE_BYTES_MAX, _one_intention_at_most
-from laminar.node.raft._proposer import encode_run
+from laminar.node._entry import encode_run, one_intention_at_most
+from laminar.node._node import APPLY_INLINE_BYTES_MAX
 from laminar.node.service._listen import encode_listen_frame
 from laminar.v1 import laminar_pb2 as pb
 
@@ -98,8 +98,10 @@ def test_only_small_entries_of_at_most_one_intention_are_applied_by_the_tick_thr
         mutations = [pb.Mutation(nonce=n + 1, kind=pb.PUT, topic="t", key=b"k", value=v) for n, v in enumerate(puts)]
         return encode_run(b"c" * 16, pb.MutationFrame(mutations=mutations).SerializeToString())
 
-    assert _one_intention_at_most(b"")  # a read barrier or a no-op
-    assert _one_intention_at_most(entry(b"v"))
-    assert not _one_intention_at_most(entry(b"v", b"w"))
-    assert not _one_intention_at_most(entry(b"x" * APPLY_INLINE_BYTES_MAX))  # one, but large
-    assert not _one_intention_at_most(b"\xff\xff\xff")  # unreadable: the state machine decides, elsewhere
+    assert one_intention_at_most(b"", APPLY_INLINE_BYTES_MAX)  # a read barrier or a no-op
+    assert one_intention_at_most(entry(b"v"), APPLY_INLINE_BYTES_MAX)
+    assert not one_intention_at_most(entry(b"v", b"w"), APPLY_INLINE_BYTES_MAX)
+    assert not one_intention_at_most(entry(b"x" * APPLY_INLINE_BYTES_MAX), APPLY_INLINE_BYTES_MAX)  # one, but large
+    assert not one_intention_at_most(
+        b"\xff\xff\xff", APPLY_INLINE_BYTES_MAX
+    )  # unreadable: the state machine decides, elsewhere

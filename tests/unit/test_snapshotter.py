@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pysyncobj.config import SERIALIZER_STATE
 
+from laminar.node.raft import SnapshotHooks
 from laminar.node.raft._journal import DurableJournal
-from laminar.node.raft._snapshot import SnapshotHooks, Snapshotter, snapshot_entries
+from laminar.node.raft._snapshot import Snapshotter, snapshot_entries
 from laminar.node.store import Store, WriteSet
 from laminar.node.store._records import AppliedMark
 

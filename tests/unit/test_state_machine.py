@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from laminar import limits
-from laminar.node.raft._proposer import encode_run
+from laminar.node._entry import encode_run
 from laminar.node.state_machine import StateMachine
 from laminar.node.store import Keys, Store
 from laminar.v1 import laminar_pb2 as pb

@@ -1,7 +1,39 @@
-"""The Raft log: pysyncobj carries it; this package is the only place that imports pysyncobj."""
+"""The Raft log, as a port of our own. The only package that imports pysyncobj.
 
-from laminar.node.raft._engine import RaftEngine, RaftSettings
-from laminar.node.raft._proposer import Proposer
-from laminar.node.raft._snapshot import SnapshotHooks
+- `RaftPort` (_port.py): what the node may ask of the log (propose, role, leader, term, membership,
+  status), in our own types (`Role`, `RaftStatus`), and the callbacks it gets (`ApplyFn`,
+  `SnapshotHooks`).
+- `RaftAdapter` (_adapter.py): the port over pysyncobj; it owns `RaftEngine` (_engine.py), the
+  SyncObj subclass that carries our corrections, with the durable journal (_journal.py) and log
+  compaction by store checkpoint (_snapshot.py).
+- `Proposer` (_proposer.py): packs client frames into entries and proposes them through the port.
+"""
 
-__all__ = ["Proposer", "RaftEngine", "RaftSettings", "SnapshotHooks"]
+from laminar.node.raft._adapter import RaftAdapter
+from laminar.node.raft._engine import RaftSettings
+from laminar.node.raft._port import (
+    ApplyFn,
+    MembershipDoneFn,
+    RaftPort,
+    RaftStatus,
+    ResultFn,
+    Role,
+    RoleFn,
+    SnapshotHooks,
+)
+from laminar.node.raft._proposer import Proposal, Proposer
+
+__all__ = [
+    "ApplyFn",
+    "MembershipDoneFn",
+    "Proposal",
+    "Proposer",
+    "RaftAdapter",
+    "RaftPort",
+    "RaftSettings",
+    "RaftStatus",
+    "ResultFn",
+    "Role",
+    "RoleFn",
+    "SnapshotHooks",
+]

@@ -47,13 +47,12 @@ from pysyncobj.transport import TCPTransport
 
 from laminar import limits
 from laminar.node.raft._journal import DurableJournal
-from laminar.node.raft._snapshot import SnapshotHooks, Snapshotter, snapshot_entries
+from laminar.node.raft._port import ApplyFn, ResultFn, SnapshotHooks
+from laminar.node.raft._snapshot import Snapshotter, snapshot_entries
 
 log = logging.getLogger("laminar.raft")
 
 _NEVER = 2**62
-ApplyFn = Callable[[int, bytes], None]
-ResultFn = Callable[[bool], None]
 
 
 @dataclass(frozen=True)

@@ -18,30 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from laminar import limits
-from laminar._wire import length_delimited
-from laminar.node.raft._engine import RaftEngine
+from laminar.node._entry import encode_entry
+from laminar.node.raft._port import RaftPort
 
 log = logging.getLogger("laminar.proposer")
-
-_RUN_TAG = b"\x0a"  # IntentionBatch.runs, field 1, length-delimited
-_CLIENT_ID_TAG = b"\x12"  # ClientRun.client_id, field 2, length-delimited
-
-
-def encode_run(client_id: bytes, frame_bytes: bytes) -> bytes:
-    """An IntentionBatch field holding one ClientRun, built from a serialized MutationFrame."""
-    return length_delimited(_RUN_TAG, frame_bytes + length_delimited(_CLIENT_ID_TAG, client_id))
 
 
 @dataclass
 class Proposal:
-    run: bytes  # encode_run(...) output
+    run: bytes  # laminar.node._entry.encode_run(...) output
     intentions: int
     is_current: Callable[[], bool]  # False once its session is gone: it is dropped, not proposed
     on_received: Callable[[], None]  # called once the entry holding it is handed to the log
 
 
 class Proposer:
-    def __init__(self, engine: RaftEngine) -> None:
+    def __init__(self, engine: RaftPort) -> None:
         self._engine = engine
         self._pending: collections.deque[Proposal] = collections.deque()
         self._pending_intentions = 0
@@ -128,7 +120,7 @@ class Proposer:
         return batch
 
     def _propose(self, batch: list[Proposal]) -> None:
-        payload = b"".join(p.run for p in batch)
+        payload = encode_entry([p.run for p in batch])
         with self._lock:
             self._inflight_entries += 1
         self._engine.propose(payload, self._entry_done)

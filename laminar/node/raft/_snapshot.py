@@ -34,25 +34,16 @@ import pickle
 import shutil
 import tarfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
+
+from laminar.node.raft._port import SnapshotHooks
 
 log = logging.getLogger("laminar.snapshot")
 
 _META = "meta"
 _STORE_PREFIX = "store/"
-
-
-@dataclass(frozen=True)
-class SnapshotHooks:
-    """What the snapshot code needs from the node, which owns the store."""
-
-    checkpoint: Callable[[str, int], None]  # checkpoint the store, as applied through index, into a dir
-    applied_index: Callable[[], int]  # the Raft index the store has applied
-    install: Callable[[str], None]  # replace the store with the checkpoint in this directory
 
 
 def _fsync_path(path: str, directory: bool = False) -> None:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import grpc
 
 from laminar import _rules, limits
-from laminar.node.raft._proposer import Proposal, encode_run
+from laminar.node._entry import encode_run
+from laminar.node.raft import Proposal
 from laminar.v1 import laminar_pb2 as pb
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from laminar import limits
+from laminar.node._entry import decode_entry
 from laminar.node.sandbox import CallContext, ProgramRefused, TopicRuntime, call_context
 from laminar.node.store import (
     AppliedMark,
@@ -191,10 +192,7 @@ class StateMachine:
         if raft_index <= self._raft_index:
             return None
         batch = _Batch(WriteSet(), self._offset)
-        try:
-            entry = pb.IntentionBatch.FromString(payload)
-        except Exception:  # noqa: BLE001 - a corrupt entry applies nothing, the same way everywhere
-            entry = pb.IntentionBatch()
+        entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
         for run in entry.runs:
             self._apply_run(batch, run)
         for peer in entry.peer_upserts:

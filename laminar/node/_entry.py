@@ -1,0 +1,62 @@
+"""The log-entry format: how intentions become one Raft entry and how an entry is read back.
+
+The only module that builds or parses entry payloads. A payload is a serialized `IntentionBatch`
+(proto/laminar/v1/laminar.proto): client runs (each a client id and one client frame's mutations,
+in nonce order), address-book changes, or nothing at all (a read barrier). The proposer splices
+runs from bytes it already holds (a client frame as received), so the hot path never re-encodes a
+mutation; protobuf concatenation of repeated fields makes the splice a valid message.
+
+Layer: a leaf (it imports only the generated protobuf code and the splice helper), so the Raft
+port that builds entries and the state machine that parses them both sit above it.
+"""
+
+from __future__ import annotations
+
+from laminar._wire import length_delimited
+from laminar.v1 import laminar_pb2 as pb
+
+_RUN_TAG = b"\x0a"  # IntentionBatch.runs, field 1, length-delimited
+_CLIENT_ID_TAG = b"\x12"  # ClientRun.client_id, field 2, length-delimited
+
+READ_BARRIER = b""  # an entry with no intentions: once applied, every write committed before it is too
+
+
+def encode_run(client_id: bytes, frame_bytes: bytes) -> bytes:
+    """An IntentionBatch field holding one ClientRun, built from a serialized MutationFrame."""
+    return length_delimited(_RUN_TAG, frame_bytes + length_delimited(_CLIENT_ID_TAG, client_id))
+
+
+def encode_entry(runs: list[bytes]) -> bytes:
+    """One entry from runs made by encode_run: they apply in this order."""
+    return b"".join(runs)
+
+
+def encode_peer_upsert(peer: pb.Peer) -> bytes:
+    """An entry that records (or updates) one node's addresses in the replicated address book."""
+    return pb.IntentionBatch(peer_upserts=[peer]).SerializeToString()
+
+
+def encode_peer_removal(node_id: str) -> bytes:
+    """An entry that drops one node from the replicated address book."""
+    return pb.IntentionBatch(peer_removals=[node_id]).SerializeToString()
+
+
+def decode_entry(payload: bytes) -> pb.IntentionBatch:
+    """The batch an entry carries; a corrupt payload reads as an empty batch, the same on every node
+    (apply must never raise: pysyncobj would retry the entry forever)."""
+    try:
+        return pb.IntentionBatch.FromString(payload)
+    except Exception:  # noqa: BLE001 - protobuf raises DecodeError, and others on odd input
+        return pb.IntentionBatch()
+
+
+def one_intention_at_most(payload: bytes, bytes_max: int) -> bool:
+    """Whether an entry of at most bytes_max bytes holds no more than one intention (read cheaply:
+    larger entries answer False without being parsed, and so does a corrupt one)."""
+    if len(payload) > bytes_max:
+        return False
+    try:
+        entry = pb.IntentionBatch.FromString(payload)
+    except Exception:  # noqa: BLE001 - the state machine decides what a corrupt entry does, in the apply thread
+        return False
+    return sum(len(run.mutations) for run in entry.runs) <= 1
