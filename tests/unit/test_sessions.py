@@ -41,3 +41,43 @@ def test_a_run_outcome_is_clipped_to_the_nonces_this_session_sent() -> None:
     acks = session.next_acks()
     assert acks is not None
     assert [(c.nonce, c.count, c.intention_offset) for c in acks.commits] == [(10, 3, 110)]
+
+
+def test_a_nonce_is_reported_once_when_an_old_entry_and_its_resend_both_apply() -> None:
+    """After a fail-over the new leader applies the old leader's entry (nonces 10..12) and then the
+    client's resend of the same nonces (answered from the dedupe table): one Commit, not two."""
+    session = _Session(CLIENT, next_nonce=10)
+    session.expected_nonce = 13  # the client resent 10, 11, 12
+    session.committed([Outcome(CLIENT, 10, pb.VALID, 110, "", count=3)])  # the old leader's entry
+    session.committed([Outcome(CLIENT, 10, pb.VALID, 110, "", count=3)])  # the resend, a duplicate
+    first = session.next_acks()
+    assert first is not None
+    assert [(c.nonce, c.count) for c in first.commits] == [(10, 3)]
+    session.expected_nonce = 15
+    session.committed([Outcome(CLIENT, 11, pb.VALID, 111, "", count=4)])  # overlaps 11, 12; new 13, 14
+    second = session.next_acks()
+    assert second is not None
+    assert [(c.nonce, c.count, c.intention_offset) for c in second.commits] == [(13, 2, 113)]
+
+
+def test_commits_are_reported_in_nonce_order_without_gaps() -> None:
+    """An old entry's outcome for nonces past a gap (12..13 while 10..11 are not reported yet) is not
+    reported out of order: the session's own resend of 12..13 applies after 10..11, and reports it."""
+    session = _Session(CLIENT, next_nonce=10)
+    session.expected_nonce = 14
+    session.committed([Outcome(CLIENT, 12, pb.VALID, 112, "", count=2)])
+    session.committed([Outcome(CLIENT, 10, pb.VALID, 110, "", count=4)])
+    acks = session.next_acks()
+    assert acks is not None
+    assert [(c.nonce, c.count) for c in acks.commits] == [(10, 4)]
+
+
+def test_a_commit_never_arrives_before_its_received() -> None:
+    """An entry can apply before the tick thread reports it received (a lone commit on one node, or
+    an old leader's entry after a fail-over): the frame with its Commit says it is received too."""
+    session = _Session(CLIENT, next_nonce=1)
+    session.expected_nonce = 4
+    session.committed([Outcome(CLIENT, 1, pb.VALID, 1, "", count=3)])
+    acks = session.next_acks()
+    assert acks is not None
+    assert acks.received_through >= 3

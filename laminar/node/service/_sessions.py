@@ -49,6 +49,7 @@ class _Session:
         self._proposed: collections.deque[tuple[int, float]] = collections.deque()  # (last nonce, time)
         self.first_nonce = next_nonce
         self.expected_nonce = next_nonce  # raised by the reader before it hands a frame on
+        self._committed_through = next_nonce - 1  # every nonce of this session up to it has its Commit queued
         self._lock = threading.Condition()
         self._commits: list[pb.Commit] = []
         self._received_through = 0
@@ -65,24 +66,37 @@ class _Session:
                 self._lock.notify_all()
 
     def committed(self, outcomes: list[Outcome]) -> None:
-        """Queue the outcomes of nonces this session sent. An older session's entries of the same
-        client may still apply after this one began: their outcomes are not this session's to
-        report (the client will resend those nonces here, and get the same outcomes)."""
+        """Queue the outcomes of nonces this session sent, each nonce once, in nonce order.
+
+        After a fail-over the log can hold a nonce twice: in the old leader's entry, and in this
+        session's resend, which the dedupe table answers with the same outcome. An older session's
+        entries may also apply after this one began, for nonces it has not resent yet, or past a
+        gap. Only the outcome that continues what this session reported is reported: this
+        session's own entries follow in the log and give every nonce it sent an outcome, in order,
+        so whatever is skipped here is reported from them."""
         with self._lock:
             if not self.open:
                 return
-            newest = 0
+            through = self._committed_through
             for o in outcomes:
-                first = max(o.nonce, self.first_nonce)
+                if o.nonce > through + 1:
+                    continue  # past a gap: reported when this session's resend of it applies
+                first = through + 1
                 end = min(o.nonce + o.count, self.expected_nonce)
                 if first >= end:
                     continue
-                newest = max(newest, end - 1)
                 offset = o.intention_offset + (first - o.nonce) if o.intention_offset else 0
                 self._commits.append(
                     pb.Commit(nonce=first, effect=o.effect, intention_offset=offset, reason=o.reason, count=end - first)  # type: ignore[arg-type]
                 )
-            self._observe_latency(newest)
+                through = end - 1
+            if through == self._committed_through:
+                return
+            self._committed_through = through
+            # A committed nonce is in the log: it is received, even if the tick thread has not said so
+            # yet (an entry can apply first). A Commit never arrives before its `received`.
+            self._received_through = max(self._received_through, through)
+            self._observe_latency(through)
             if len(self._commits) > SESSION_ACKS_PENDING_MAX:
                 self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
             self._lock.notify_all()
