@@ -67,7 +67,7 @@ unit: $(DEV_STAMP)
 integration: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
-## Long fault-injection run with the Jepsen-style checker (history and summary in bench/results/).
+## Long fault-injection run with the Jepsen-style checker (summary in bench/results/, history and node logs in var/).
 ## NETWORK: netns (partitions and delays on real links, needs root), hook (in-process), or auto.
 SECONDS ?= 600
 SEED ?=
