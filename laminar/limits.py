@@ -45,6 +45,9 @@ RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
 RAFT_LOG_ENTRIES_MAX = 2000
 RAFT_LOG_BYTES_MAX = 64 * MIB
 SNAPSHOT_CHUNK_BYTES = 1 * MIB  # a snapshot travels to a lagging follower in chunks of this size
+# A snapshot received from the leader larger than this is refused (a hostile or broken peer must not
+# fill the disk); far above any store this project targets.
+SNAPSHOT_RECEIVED_BYTES_MAX = 64 * 1024 * MIB
 # RocksDB's memory: its defaults (64 MiB memtables, two of them) let a node grow by ~130 MiB before
 # the first flush. Smaller memtables keep RSS flat early and cost little: flushes are sequential.
 STORE_WRITE_BUFFER_BYTES = 16 * MIB  # one memtable

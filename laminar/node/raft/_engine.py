@@ -48,7 +48,13 @@ from pysyncobj.transport import TCPTransport
 from laminar import limits
 from laminar.node.raft._journal import DurableJournal
 from laminar.node.raft._port import ApplyFn, ResultFn, SnapshotHooks
-from laminar.node.raft._snapshot import Snapshotter, snapshot_entries
+from laminar.node.raft._snapshot import (
+    SnapshotCorrupt,
+    SnapshotReceiver,
+    Snapshotter,
+    snapshot_entries,
+    verify,
+)
 
 log = logging.getLogger("laminar.raft")
 
@@ -70,6 +76,7 @@ class RaftSettings:
     election_timeout_s_max: float = 2.0
     heartbeat_s: float = 0.1
     leader_fallback_s: float = 4.0  # a leader that hears from no majority for this long steps down
+    auto_tick: bool = True  # False: no tick thread; the caller drives the engine with doTick() (tests)
 
 
 DURABILITY_MODES = ("fsync", "none")
@@ -93,6 +100,10 @@ class _SyncingTransport(TCPTransport):  # type: ignore[misc]
     "utility" commands: pysyncobj accepts those (add/remove node, transfer leadership, status)
     from any connection to the Raft port, before the peer identifies itself."""
 
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803 - pysyncobj's names
+        self._snapshot_offsets: dict[str, int] = {}  # peer address -> bytes of its snapshot transfer sent
+        super().__init__(syncObj, selfNode, otherNodes)
+
     def setOnUtilityMessageCallback(self, message: str, callback: Any) -> None:  # noqa: N802
         pass
 
@@ -104,7 +115,21 @@ class _SyncingTransport(TCPTransport):  # type: ignore[misc]
                 self._syncObj._journal.sync()
             # The term of the append it answers (see RaftEngine._SyncObj__onMessageReceived).
             message = {**message, "term": self._syncObj.raftCurrentTerm}
+        elif message.get("serialized") is not None:
+            message = self._tag_snapshot_chunk(node, message)
         return super().send(node, message)
+
+    def _tag_snapshot_chunk(self, node: Any, message: dict[str, Any]) -> dict[str, Any]:
+        """Each snapshot chunk carries its offset in the transfer (see SnapshotReceiver): the
+        receiver refuses one that does not continue exactly where the previous one ended."""
+        offsets = self._snapshot_offsets
+        chunk = message["serialized"]
+        if not isinstance(chunk, tuple):
+            return message
+        data, first, _last = chunk
+        offset = 0 if first else offsets.get(str(node.address), -1)
+        offsets[str(node.address)] = offset + len(data) if offset >= 0 else -1
+        return {**message, "snapshot_offset": offset}
 
 
 ROLE_NAMES = {_RAFT_STATE.FOLLOWER: "follower", _RAFT_STATE.CANDIDATE: "candidate", _RAFT_STATE.LEADER: "leader"}
@@ -125,7 +150,9 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self._journal = DurableJournal(settings.journal_path, sync=settings.durability == "fsync")
         self._snapshot_path = settings.snapshot_path
         self._snapshots = Snapshotter(settings.snapshot_path + ".work", snapshot_hooks)
+        self._receiver = SnapshotReceiver(settings.snapshot_path + ".incoming")
         conf = SyncObjConf(
+            autoTick=settings.auto_tick,
             appendEntriesUseBatch=False,
             commandsQueueSize=limits.RAFT_COMMANDS_QUEUE_MAX,
             commandsWaitLeader=False,
@@ -303,13 +330,10 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         kind = message.get("type")
         if kind == "append_entries" and self._is_stale_append(message):
             return
-        if kind == "append_entries" and message.get("serialized") is not None:
-            # Before pysyncobj writes the incoming snapshot to the file a local one may be packed
-            # for: that local one must not land on top of it, nor truncate the journal (_snapshot.py).
-            self._snapshots.supersede()
-            SyncObj._SyncObj__onMessageReceived(self, node, message)
-            # Installing a snapshot can take a while; time spent on it is not the leader's silence.
-            self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
+        if kind == "append_entries" and "prevLogIdx" not in message and message["term"] >= self.raftCurrentTerm:
+            self._receive_snapshot_chunk(node, message)
+            return
+        if kind == "append_entries" and self._append_keeping_matches(node, message):
             return
         if kind == "next_node_idx" and message.get("term", self.raftCurrentTerm) != self.raftCurrentTerm:
             # A reply to an append of another term: pysyncobj's replies carry no term, and a late one
@@ -324,6 +348,115 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
                 next_index[node] = next_before
             return
         SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+    def _follow(self, node: Any, message: dict[str, Any]) -> None:
+        """pysyncobj's handling of an append's term and leader (step down, reset the election timer,
+        record the leader), without touching the log or the commit index: the caller does those."""
+        SyncObj._SyncObj__onMessageReceived(
+            self, node, {"type": "append_entries", "term": message["term"], "commit_index": -1}
+        )
+        self._SyncObj__leaderCommitIndex = message["commit_index"]
+
+    def _advance_commit(self, leader_commit: int, verified_through: int) -> None:
+        """Raft: commitIndex = min(leaderCommit, the last entry known to match the leader's log)."""
+        commit = min(leader_commit, verified_through)
+        if commit > self.raftCommitIndex:
+            self._SyncObj__raftCommitIndex = commit
+            self._journal.setRaftCommitIndex(commit)
+
+    # ---- correction: appends delete only from the first conflicting entry (Raft §5.3) ---------
+
+    def _append_keeping_matches(self, node: Any, message: dict[str, Any]) -> bool:
+        """pysyncobj deletes every entry after prevLogIdx on each append, even entries that match
+        the leader's, and re-adds what the message carries: a follower that acknowledged entries can
+        lose them (to a crash between the truncation and the next sync, or to an append carrying
+        fewer entries than it holds, as after a snapshot install that kept the log's tail). Raft
+        deletes only from the first entry that conflicts. Entries the follower already holds are
+        skipped; the rest go to pysyncobj as an append after the last matching entry. True if the
+        message was handled here."""
+        prev = message.get("prevLogIdx")
+        if message["term"] < self.raftCurrentTerm or message.get("transmission") is not None or prev is None:
+            return False
+        journal = self._SyncObj__raftLog
+        first, last = journal[0][1], journal[-1][1]
+        if not first <= prev <= last or journal[prev - first][2] != message["prevLogTerm"]:
+            return False  # pysyncobj answers: the leader must go back
+        entries = message.get("entries", [])
+        matched = 0
+        for entry in entries:
+            index = entry[1]
+            if index > last or journal[index - first][2] != entry[2]:
+                break
+            matched += 1
+        if matched < len(entries):
+            if matched:
+                message = {
+                    **message,
+                    "prevLogIdx": entries[matched - 1][1],
+                    "prevLogTerm": entries[matched - 1][2],
+                    "entries": entries[matched:],
+                }
+            SyncObj._SyncObj__onMessageReceived(self, node, message)
+            return True
+        if not entries and last == prev:
+            return False  # a heartbeat at the end of the log: pysyncobj deletes nothing
+        verified_through = prev + len(entries)
+        self._follow(node, message)
+        self._advance_commit(message["commit_index"], verified_through)
+        self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified_through + 1, success=True)
+        return True
+
+    # ---- correction: a snapshot from the leader is whole, and keeps a matching log (Raft §7) --
+
+    def _receive_snapshot_chunk(self, node: Any, message: dict[str, Any]) -> None:
+        """pysyncobj writes chunks of any transfer into one file and installs whatever it holds at a
+        last chunk; we take only chunks that continue one transfer, and install a verified file."""
+        self._follow(node, message)
+        chunk = message.get("serialized")
+        if chunk is None:
+            return  # the leader's snapshot is still being written
+        path = self._receiver.take(str(node.address), message["term"], message.get("snapshot_offset"), chunk)
+        if path is None:
+            return
+        self._install_received_snapshot(node, path)
+        # Installing a snapshot can take a while; time spent on it is not the leader's silence.
+        self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
+
+    def _install_received_snapshot(self, node: Any, path: str) -> None:
+        """Raft §7. A snapshot whose last entry this node's log holds keeps the entries after it; one
+        whose last entry it does not hold replaces the log; one this node has already applied changes
+        nothing. The reply counts this node at the snapshot's last index: the entries after it are
+        the follower's own, not yet checked against the leader's log, and the next append checks them."""
+        try:
+            meta = verify(path)
+        except SnapshotCorrupt:
+            log.exception("a received snapshot failed verification")
+            return
+        last_entry = meta[0]
+        index, term = last_entry[1], last_entry[2]
+        journal = self._SyncObj__raftLog
+        first = journal[0][1]
+        if self.raftLastApplied >= index:
+            os.unlink(path)  # committed entries are the same everywhere: nothing to install
+        else:
+            position = index - first
+            matches = 0 < position < len(journal) and journal[position][2] == term
+            self._snapshots.publish_received(path, self._snapshot_path)
+            log.info(
+                "installing a snapshot at raft index %d (term %d); this log ends at %d: %s",
+                index,
+                term,
+                journal[-1][1],
+                "keeping the entries after it" if matches else "replaced",
+            )
+            self._SyncObj__loadDumpFile(clearJournal=not matches)
+            if len(journal) < 2 or journal[1][1] != index or self.raftLastApplied != index:
+                log.error("installing the snapshot at raft index %d failed; the leader will resend", index)
+                return
+        if self.raftCommitIndex < index:
+            self._SyncObj__raftCommitIndex = index  # the snapshot holds committed entries only
+            self._journal.setRaftCommitIndex(index)
+        self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=index + 1, success=True)
 
     def _is_stale_append(self, message: dict[str, Any]) -> bool:
         """True for an append that would delete entries this node has already applied."""

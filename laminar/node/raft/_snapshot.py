@@ -23,6 +23,17 @@ then stale: it must neither replace the file pysyncobj just received nor report 
 pysyncobj answers SUCCESS by deleting journal entries up to the local snapshot's index, which would
 empty the journal it has just rebuilt around the received snapshot. A generation number, bumped by
 every install, tells the packing thread that its snapshot was superseded.
+
+Integrity. Every snapshot file ends with a trailer after the tar (tar readers ignore it): a magic,
+the tar's length, the snapshot's last (index, term) and a CRC-32 of the tar. A snapshot from the
+leader arrives in chunks (pysyncobj's transfer has no notion of which leader, term or file a chunk
+belongs to, and two transfers can interleave into one file: a leader that loses and regains
+leadership resumes its old transfer mid-file, a chunk lost with a dropped connection leaves a gap).
+`SnapshotReceiver` accepts a chunk only if it continues the transfer it holds: same sender, same
+leader term, at exactly the offset received so far (the sender's transport tags each chunk); the
+first chunk of a transfer starts a new one. A complete file is installed only if its trailer and
+checksum verify (`verify`); anything else is refused, and the leader, finding the follower still
+behind, sends the snapshot again from its start.
 """
 
 from __future__ import annotations
@@ -32,18 +43,29 @@ import logging
 import os
 import pickle
 import shutil
+import struct
 import tarfile
 import threading
+import zlib
 from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
 
+from laminar import limits
 from laminar.node.raft._port import SnapshotHooks
 
 log = logging.getLogger("laminar.snapshot")
 
 _META = "meta"
 _STORE_PREFIX = "store/"
+# magic, tar length, last index, last term, crc32 of the tar
+_TRAILER = struct.Struct(">8sQQQI")
+_TRAILER_MAGIC = b"LAMSNAP1"
+_READ_CHUNK_BYTES = 1 << 20
+
+
+class SnapshotCorrupt(ValueError):
+    """A snapshot file that is incomplete, mixed or damaged: it must not be installed."""
 
 
 def _fsync_path(path: str, directory: bool = False) -> None:
@@ -64,6 +86,59 @@ def _read_meta(tar: tarfile.TarFile, file_name: str) -> tuple[Any, ...]:
     return tuple(pickle.loads(extracted.read()))
 
 
+def _crc_of(file_name: str, length: int) -> int:
+    crc = 0
+    with open(file_name, "rb") as f:
+        remaining = length
+        while remaining:
+            block = f.read(min(_READ_CHUNK_BYTES, remaining))
+            if not block:
+                raise SnapshotCorrupt(f"{file_name}: shorter than its trailer says")
+            crc = zlib.crc32(block, crc)
+            remaining -= len(block)
+    return crc
+
+
+def _trailer(file_name: str) -> tuple[int, int, int, int] | None:
+    """(tar length, last index, last term, crc32) from the file's trailer, or None if it has none."""
+    size = os.path.getsize(file_name)
+    if size < _TRAILER.size:
+        return None
+    with open(file_name, "rb") as f:
+        f.seek(size - _TRAILER.size)
+        magic, length, index, term, crc = _TRAILER.unpack(f.read(_TRAILER.size))
+    if magic != _TRAILER_MAGIC:
+        return None
+    return length, index, term, crc
+
+
+def verify(file_name: str, require_trailer: bool = True) -> tuple[Any, ...]:
+    """pysyncobj's metadata of a snapshot file that is whole: the trailer is present, the tar has exactly
+    the length it names and its checksum, and the metadata inside ends at the (index, term) it names.
+    Raises SnapshotCorrupt otherwise. `require_trailer=False` accepts a file written before trailers
+    existed (a local file only: it was synced and renamed into place whole)."""
+    try:
+        trailer = _trailer(file_name)
+        if trailer is None:
+            if require_trailer:
+                raise SnapshotCorrupt(f"{file_name}: no snapshot trailer (incomplete or not a snapshot)")
+        else:
+            length, _index, _term, crc = trailer
+            if os.path.getsize(file_name) != length + _TRAILER.size:
+                raise SnapshotCorrupt(f"{file_name}: size does not match its trailer")
+            if _crc_of(file_name, length) != crc:
+                raise SnapshotCorrupt(f"{file_name}: checksum mismatch")
+        with tarfile.open(file_name, "r") as tar:
+            meta = _read_meta(tar, file_name)
+        if trailer is not None and (meta[0][1], meta[0][2]) != (trailer[1], trailer[2]):
+            raise SnapshotCorrupt(f"{file_name}: metadata does not end at the entry its trailer names")
+        return meta
+    except SnapshotCorrupt:
+        raise
+    except (OSError, ValueError, tarfile.TarError, pickle.UnpicklingError, EOFError, IndexError, TypeError) as e:
+        raise SnapshotCorrupt(f"{file_name}: {e}") from e
+
+
 def snapshot_entries(file_name: str) -> tuple[Any, Any] | None:
     """The (entry before the last applied one, last applied entry) a snapshot file ends with, or None if
     there is no readable snapshot. Entries as the journal holds them: (command, raft index, term)."""
@@ -73,6 +148,79 @@ def snapshot_entries(file_name: str) -> tuple[Any, Any] | None:
     except (OSError, ValueError, tarfile.TarError, pickle.UnpicklingError, EOFError):
         return None
     return meta[1], meta[0]
+
+
+def _append_trailer(file_name: str, last_entry: Any) -> None:
+    length = os.path.getsize(file_name)
+    crc = _crc_of(file_name, length)
+    with open(file_name, "ab") as f:
+        f.write(_TRAILER.pack(_TRAILER_MAGIC, length, last_entry[1], last_entry[2], crc))
+
+
+class SnapshotReceiver:
+    """Reassembles a snapshot sent in chunks, refusing any chunk that does not continue the transfer
+    it holds (tick thread only). A transfer is (sender, leader term); each chunk carries its offset."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._file: io.BufferedWriter | None = None
+        self._source: tuple[str, int] | None = None
+        self._received_bytes = 0
+        self.refused = 0  # chunks or whole transfers refused, for tests and logs
+
+    def take(self, sender: str, term: int, offset: Any, chunk: Any) -> str | None:
+        """Write one chunk; the path of the complete, verified file after the last one, else None."""
+        if not (isinstance(chunk, tuple) and len(chunk) == 3 and isinstance(chunk[0], bytes)):
+            self._refuse(f"malformed chunk from {sender}")
+            return None
+        data, first, last = chunk
+        if first:
+            self._start(sender, term)
+        elif self._source != (sender, term):
+            self._refuse(f"chunk from {sender} (term {term}) does not continue the transfer held")
+            return None
+        if offset != self._received_bytes:
+            self._refuse(f"chunk from {sender} at offset {offset!r}, expected {self._received_bytes}")
+            return None
+        if self._received_bytes + len(data) > limits.SNAPSHOT_RECEIVED_BYTES_MAX:
+            self._refuse(f"snapshot from {sender} exceeds SNAPSHOT_RECEIVED_BYTES_MAX")
+            return None
+        assert self._file is not None
+        self._file.write(data)
+        self._received_bytes += len(data)
+        if not last:
+            return None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._close()
+        try:
+            verify(self._path)
+        except SnapshotCorrupt as e:
+            self._refuse(str(e))
+            return None
+        return self._path
+
+    def _start(self, sender: str, term: int) -> None:
+        self._close()
+        self._file = open(self._path, "wb")  # noqa: SIM115 - held across chunks
+        self._source = (sender, term)
+        self._received_bytes = 0
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+        self._source = None
+
+    def _refuse(self, why: str) -> None:
+        if self._source is not None or os.path.exists(self._path):
+            log.warning("snapshot transfer refused: %s", why)
+        self._close()
+        self._received_bytes = 0
+        if os.path.exists(self._path):
+            os.unlink(self._path)
+        self.refused += 1
+        return None
 
 
 class Snapshotter:
@@ -126,6 +274,7 @@ class Snapshotter:
                 tar.addfile(info, io.BytesIO(meta))
                 for name in sorted(os.listdir(checkpoint_dir)):
                     tar.add(os.path.join(checkpoint_dir, name), arcname=_STORE_PREFIX + name)
+            _append_trailer(building, pickle.loads(meta)[0])
             _fsync_path(building)
             state = self._publish(building, final_file, generation)
         except Exception:
@@ -156,8 +305,16 @@ class Snapshotter:
         with self._lock:
             self._generation += 1
 
+    def publish_received(self, received: str, final_file: str) -> None:
+        """Move a verified snapshot from the leader into place; a local one being packed is stale."""
+        with self._lock:
+            self._generation += 1
+            os.replace(received, final_file)
+        _fsync_path(os.path.dirname(os.path.abspath(final_file)), directory=True)
+
     def deserialize(self, file_name: str) -> tuple[Any, ...]:
         self.supersede()
+        verify(file_name, require_trailer=False)
         with tarfile.open(file_name, "r") as tar:
             meta = _read_meta(tar, file_name)
             last_applied_index = meta[0][1]
