@@ -1,0 +1,239 @@
+"""Tripwires on every correction we make to pysyncobj: each lives in an override of a private or
+name-mangled method, or reads a private attribute. If pysyncobj renamed one, the correction would
+silently stop being called. These tests pin the version, check each name exists, and drive real
+engines (autoTick=False, doTick()) to show each correction still fires."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pysyncobj.syncobj as pysyncobj_module
+import pytest
+from pysyncobj import SyncObj
+from pysyncobj.transport import TCPTransport
+from raft_harness import Cluster, compact, deliver
+
+from laminar.node.raft._engine import RaftEngine
+
+PINNED_PYSYNCOBJ = "0.3.17"
+PAYLOADS = [b"p%02d" % i for i in range(1, 21)]
+
+# pysyncobj methods RaftEngine overrides (or calls by their mangled names).
+OVERRIDDEN = ["_onTick", "_checkCommandsToApply", "_SyncObj__loadDumpFile", "_SyncObj__onMessageReceived"]
+CALLED = ["_SyncObj__sendNextNodeIdx", "_SyncObj__generateRaftTimeout", "_isLeader", "_getLeader", "doTick"]
+# Instance attributes RaftEngine reads or writes.
+ATTRIBUTES = [
+    "_SyncObj__raftLog",
+    "_SyncObj__pipeNotifier",
+    "_SyncObj__commandsQueue",
+    "_SyncObj__raftNextIndex",
+    "_SyncObj__raftMatchIndex",
+    "_SyncObj__raftElectionDeadline",
+    "_SyncObj__leaderCommitIndex",
+    "_SyncObj__raftCommitIndex",
+    "_SyncObj__transport",
+]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path)
+    yield cluster
+    cluster.close()
+
+
+def _isolate(cluster: Cluster, i: int) -> None:
+    cut = cluster[i].address
+    for n, node in enumerate(cluster.nodes):
+        others = {p.address for p in cluster.nodes if p is not node}
+        node.engine.partitioned_from = frozenset(others if n == i else {cut})
+
+
+def test_pysyncobj_is_the_pinned_version() -> None:
+    """The corrections were written against, and are tested with, exactly this pysyncobj."""
+    assert importlib.metadata.version("pysyncobj") == PINNED_PYSYNCOBJ
+
+
+def test_every_overridden_or_called_private_name_exists(cluster: Cluster) -> None:
+    """Each pysyncobj name we override, call or read exists where we expect it."""
+    for name in OVERRIDDEN + CALLED:
+        assert callable(getattr(SyncObj, name, None)), name
+    for name in OVERRIDDEN:
+        assert name in vars(RaftEngine), name
+    engine = cluster[0].engine
+    for name in ATTRIBUTES:
+        assert hasattr(engine, name), name
+    assert callable(pysyncobj_module.createJournal)
+    assert callable(getattr(TCPTransport, "setOnUtilityMessageCallback", None)) and "send" in vars(TCPTransport)
+    # The message keys our corrections read are those pysyncobj writes.
+    source = inspect.getsource(SyncObj)
+    for key in (
+        "'prevLogIdx'",
+        "'prevLogTerm'",
+        "'entries'",
+        "'serialized'",
+        "'commit_index'",
+        "'next_node_idx'",
+        "'transmission'",
+        "'success'",
+        "'reset'",
+    ):
+        assert key in source, key
+
+
+def test_our_journal_replaces_pysyncobjs_and_utility_commands_are_not_served(cluster: Cluster) -> None:
+    """createJournal hands pysyncobj our durable journal; the transport registers no utility commands."""
+    engine = cluster[0].engine
+    assert engine._SyncObj__raftLog is engine._journal
+    assert engine._SyncObj__transport._onUtilityMessageCallbacks == {}
+
+
+def test_a_reply_of_another_term_is_dropped(cluster: Cluster) -> None:
+    """A next_node_idx reply carrying an older term leaves the leader's matchIndex alone."""
+    a, b = cluster[0], cluster[1]
+    cluster.elect(0)
+    assert all(cluster.propose(0, PAYLOADS[:3]))
+    peer = a.peer(b.address)
+    a.engine._SyncObj__raftMatchIndex[peer] = 1
+    stale = {
+        "type": "next_node_idx",
+        "next_node_idx": 1000,
+        "reset": False,
+        "success": True,
+        "term": a.engine.raftCurrentTerm - 1,
+    }
+    deliver(a, b, stale)
+    assert a.engine._SyncObj__raftMatchIndex[peer] == 1
+
+
+def test_a_late_success_reply_does_not_move_next_index_back(cluster: Cluster) -> None:
+    """A success reply older than the last send leaves nextIndex where the last send put it."""
+    a, b = cluster[0], cluster[1]
+    cluster.elect(0)
+    assert all(cluster.propose(0, PAYLOADS[:10]))
+    peer = a.peer(b.address)
+    next_index = a.engine._SyncObj__raftNextIndex[peer]
+    a.engine._SyncObj__raftMatchIndex[peer] = 2
+    deliver(
+        a,
+        b,
+        {
+            "type": "next_node_idx",
+            "next_node_idx": 5,
+            "reset": False,
+            "success": True,
+            "term": a.engine.raftCurrentTerm,
+        },
+    )
+    assert a.engine._SyncObj__raftMatchIndex[peer] == 4
+    assert a.engine._SyncObj__raftNextIndex[peer] == next_index
+
+
+def test_a_stale_append_that_would_cut_applied_entries_is_ignored(cluster: Cluster) -> None:
+    """An append whose entries conflict with entries this follower has applied changes nothing."""
+    a, b = cluster[0], cluster[1]
+    cluster.elect(0)
+    assert all(cluster.propose(0, PAYLOADS[:10]))
+    cluster.until(lambda: b.engine.raftLastApplied == a.log_end(), "the follower to apply")
+    before = list(b.journal[:])
+    term = a.engine.raftCurrentTerm
+    deliver(
+        b,
+        a,
+        {
+            "type": "append_entries",
+            "term": term,
+            "commit_index": 1,
+            "prevLogIdx": 2,
+            "prevLogTerm": b.journal[1][2],
+            "entries": [(b"\x00", 3, term + 7)],
+        },
+    )
+    assert list(b.journal[:]) == before
+
+
+def test_the_journal_is_compacted_at_start_not_cleared(cluster: Cluster) -> None:
+    """A node killed after publishing a snapshot but before compacting its journal restarts with every
+    entry after the snapshot (pysyncobj would clear a journal that does not begin at the snapshot)."""
+    b = cluster[1]
+    cluster.elect(0)
+    assert all(cluster.propose(0, PAYLOADS[:10]))
+    snapshot_index = compact(cluster, 0)
+    assert all(cluster.propose(0, PAYLOADS[10:]))
+    end = cluster[0].log_end()
+    cluster.until(lambda: b.engine.raftLastApplied == end, "the follower to apply")
+    cluster.stop(1)
+    shutil.copy(cluster[0].root / "raft.snapshot", b.root / "raft.snapshot")  # published, journal not compacted
+    assert b.journal[0][1] < snapshot_index - 1
+    cluster.restart(1)
+    b.engine.partitioned_from = frozenset({cluster[0].address, cluster[2].address})  # nothing to repair it
+    cluster.tick(3)
+    assert b.journal[0][1] == snapshot_index - 1
+    assert b.log_end() == end
+
+
+def test_a_follower_syncs_before_it_acknowledges(cluster: Cluster) -> None:
+    """The journal is fsynced before a success reply leaves: no tick runs between the append and the check."""
+    a, b = cluster[0], cluster[1]
+    _isolate(cluster, 1)
+    cluster.elect(0)
+    assert all(cluster.propose(0, PAYLOADS[:3]))
+    b.engine.partitioned_from = frozenset()
+    syncs = b.journal.syncs
+    deliver(
+        b,
+        a,
+        {
+            "type": "append_entries",
+            "term": a.engine.raftCurrentTerm,
+            "commit_index": 1,
+            "prevLogIdx": 1,
+            "prevLogTerm": 0,
+            "entries": list(a.journal[1:]),
+        },
+    )
+    assert b.log_end() == a.log_end()
+    assert b.journal.syncs == syncs + 1 and not b.journal._dirty
+
+
+def test_the_leader_syncs_at_the_start_of_each_tick(cluster: Cluster) -> None:
+    """_onTick runs: it counts ticks and makes the leader's appended entries durable."""
+    a = cluster[0]
+    cluster.elect(0)
+    ticks = a.engine._ticks
+    a.engine.propose(b"x", lambda _ok: None)
+    cluster.tick(3)
+    assert a.engine._ticks > ticks
+    assert not a.journal._dirty
+
+
+def test_a_follower_fails_commands_instead_of_forwarding_them(cluster: Cluster) -> None:
+    """_checkCommandsToApply runs on a follower: a proposal there fails at once (no forwarding)."""
+    cluster.elect(0)
+    results: list[bool] = []
+    cluster[1].engine.propose(b"x", results.append)
+    cluster.tick(3)
+    assert results == [False]
+
+
+def test_snapshot_chunks_go_through_the_receiver(cluster: Cluster) -> None:
+    """A chunk that continues no transfer reaches our receiver, which refuses it."""
+    a, b = cluster[0], cluster[1]
+    cluster.elect(0)
+    refused = b.engine._receiver.refused
+    deliver(
+        b,
+        a,
+        {
+            "type": "append_entries",
+            "term": a.engine.raftCurrentTerm,
+            "commit_index": 0,
+            "serialized": (b"junk", False, True),
+            "snapshot_offset": 99,
+        },
+    )
+    assert b.engine._receiver.refused == refused + 1
