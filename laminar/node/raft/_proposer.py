@@ -30,6 +30,10 @@ class Proposal:
     intentions: int
     is_current: Callable[[], bool]  # False once its session is gone: it is dropped, not proposed
     on_received: Callable[[], None]  # called once the entry holding it is handed to the log
+    # Called instead of on_received when the log refused the entry (pysyncobj's command queue was
+    # full, or this node was no longer the leader when its tick took the command): nothing of it
+    # is in the log, so its client must not be told `received`; it must resend.
+    on_dropped: Callable[[], None] = lambda: None
 
 
 class Proposer:
@@ -123,9 +127,26 @@ class Proposer:
         payload = encode_entry([p.run for p in batch])
         with self._lock:
             self._inflight_entries += 1
-        self._engine.propose(payload, self._entry_done)
+        # A refusal reaches on_result before the `received` acks would go out: at once when
+        # pysyncobj's queue is full, or in the tick that takes the command, before that tick runs
+        # the after_tick task. An entry the log took gets its result only when it applies, later.
+        fate = {"acked": False, "refused": False}  # written and read in that order: see above
+
+        def on_result(applied: bool) -> None:
+            if not applied and not fate["acked"]:
+                fate["refused"] = True
+            self._entry_done(applied)
+
+        self._engine.propose(payload, on_result)
+        if fate["refused"]:
+            self._drop(batch)
+            return
 
         def received() -> None:
+            fate["acked"] = True
+            if fate["refused"]:
+                self._drop(batch)
+                return
             for proposal in batch:
                 proposal.on_received()
 
@@ -133,6 +154,11 @@ class Proposer:
         # (and sent it to the followers). Sent from here, they woke the session writers at the very
         # moment the tick thread needed the interpreter: 0.1-0.15 ms more per lone commit.
         self._engine.after_tick(received)
+
+    def _drop(self, batch: list[Proposal]) -> None:
+        log.warning("the log refused an entry of %d client runs (command queue full or leadership lost)", len(batch))
+        for proposal in batch:
+            proposal.on_dropped()
 
     def _entry_done(self, applied: bool) -> None:
         if not applied:

@@ -321,6 +321,9 @@ class SessionRouter:
             intentions=len(mutations),
             is_current=lambda: session.open,
             on_received=lambda: session.received(last),
+            on_dropped=lambda: session.fail(
+                grpc.StatusCode.UNAVAILABLE, f"the leader's log did not take nonces through {last}: resend them"
+            ),
         )
         if not self._offer(proposal, SESSION_OFFER_TIMEOUT_S):
             raise SessionFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "the leader's proposal queue stayed full")
