@@ -24,8 +24,15 @@ REASON_BYTES_MAX = 1 * KIB  # reasons longer than this are cut, so a program can
 
 # --- Wire ----------------------------------------------------------------------------------------
 # A frame holds a value, a program and its arguments at most, plus framing: 4 MiB leaves room.
-GRPC_MESSAGE_BYTES_MAX = 4 * MIB
+GRPC_MESSAGE_BYTES_MAX = 4 * MIB  # a frame either way; a larger client frame is INVALID_ARGUMENT
+# What a node's gRPC transport takes in before it refuses a message itself (with RESOURCE_EXHAUSTED,
+# "Received message larger than max"): above the frame limit, so a frame somewhat over it reaches the
+# node and gets INVALID_ARGUMENT with the reason, which a client must not retry, where gRPC's own
+# RESOURCE_EXHAUSTED reads as "back off, retry". It bounds the memory one stream can make a node buffer.
+GRPC_RECEIVE_BYTES_MAX = 2 * GRPC_MESSAGE_BYTES_MAX
 FRAME_MUTATIONS_MAX = 4096  # mutations a client packs into one frame
+# Commits a node packs into one Acks frame: a Commit with the longest reason still fits 4 MiB this many times.
+ACKS_FRAME_COMMITS_MAX = GRPC_MESSAGE_BYTES_MAX // (REASON_BYTES_MAX + 64)
 FRAME_BYTES_MAX = 2 * MIB  # a client starts a new frame past this many payload bytes
 LISTEN_FRAME_EVENTS_MAX = 1024  # events a node packs into one listener frame
 LISTEN_FRAME_BYTES_MAX = 1 * MIB

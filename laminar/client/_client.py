@@ -23,7 +23,7 @@ import grpc
 
 from laminar import _rules, limits
 from laminar._wire import length_delimited
-from laminar.client._connect import TLS, Nodes, leader_hint, map_error
+from laminar.client._connect import TLS, Nodes, is_fatal, leader_hint, map_error
 from laminar.client._types import Commit, Effect, Value
 from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unacknowledged, Unavailable
 from laminar.v1 import laminar_pb2 as pb
@@ -352,8 +352,7 @@ class Client:
                 backoff = CLIENT_CONNECT_BACKOFF_S_MIN
             except grpc.RpcError as error:
                 hint = leader_hint(error)
-                code = error.code() if hasattr(error, "code") else None
-                if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED):
+                if is_fatal(error):
                     self._fail_all(map_error(error))
                     return
                 if hint is None:

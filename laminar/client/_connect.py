@@ -147,10 +147,24 @@ def leader_hint(error: grpc.RpcError) -> str | None:
     return None
 
 
+def is_oversized(error: grpc.RpcError) -> bool:
+    """gRPC's own refusal of a message over a size limit (RESOURCE_EXHAUSTED, "... message larger than
+    max ..."), on either side: the same message would be refused again, so it is not retried."""
+    code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
+    details = (error.details() if hasattr(error, "details") else "") or ""  # type: ignore[attr-defined]
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in details
+
+
+def is_fatal(error: grpc.RpcError) -> bool:
+    """A session error that a retry of the same frames would meet again (docs/protocol.md)."""
+    code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
+    return code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED) or is_oversized(error)
+
+
 def map_error(error: grpc.RpcError) -> LaminarError:
     code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
     details = error.details() if hasattr(error, "details") else str(error)  # type: ignore[attr-defined]
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION) or is_oversized(error):
         return InvalidRequest(details)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return Unavailable(details)

@@ -50,6 +50,9 @@ APPLY_INLINE_BYTES_MAX = 4096  # a committed entry of one intention, this small,
 NODE_GIL_SWITCH_INTERVAL_S = 0.0005
 APPLY_SLOW_MS = 200  # an entry that takes longer than this to apply and store is logged
 WATCH_INTERVAL_S = 0.25  # how often health and leader knowledge are re-checked
+# A follower stops naming a leader it has not heard from for this long (5 heartbeats; half the shortest
+# election timeout): a redirect then says "no leader known" rather than naming a dead node.
+LEADER_HINT_SILENCE_S_MAX = 0.5
 
 
 def _claim_data_dir(data_dir: str, node_id: int) -> None:
@@ -95,6 +98,7 @@ class Node:
             self._is_leader,
             self._welcome,
             on_commit_latency=self.metrics.commit_latency.observe,
+            read_barrier=self._read_barrier,
         )
         self.listens = ListenService(self.store, self.feed)
         self.membership = Membership(config, lambda: self.raft, self.store, self._wait_applied)
@@ -372,8 +376,13 @@ class Node:
         return None if data is None else ClientRecord.decode(data).nonce_max
 
     def _leader_hint(self) -> tuple[bool, str]:
+        """(this node leads, the client address a redirect names). A follower names only a leader it
+        heard from within LEADER_HINT_SILENCE_S_MAX: pysyncobj keeps a dead leader for its whole election
+        timeout, and clients that followed that hint bounced between the dead node and the followers."""
         leader = self.raft.leader()
-        return self._is_leader(), self.membership.client_address(leader) if leader else ""
+        if not leader or self.raft.leader_silence_s() > LEADER_HINT_SILENCE_S_MAX:
+            return self._is_leader(), ""
+        return self._is_leader(), self.membership.client_address(leader)
 
     def _change_membership(self, request: pb.MembershipChange) -> tuple[str, str, list[pb.Peer]]:
         """(status code name or "", message, peers after)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from laminar import limits
 from laminar.node.service._sessions import _Session
 from laminar.node.state_machine import Outcome
 from laminar.v1 import laminar_pb2 as pb
@@ -81,3 +82,21 @@ def test_a_commit_never_arrives_before_its_received() -> None:
     acks = session.next_acks()
     assert acks is not None
     assert acks.received_through >= 3
+
+
+def test_acks_frames_stay_under_the_message_limit_when_reasons_are_long() -> None:
+    """10,000 Commits with 1 KiB reasons each (a program rejecting every message its own way) go out
+    in several Acks frames, each within the 4 MiB message limit, in nonce order."""
+    session = _Session(CLIENT, next_nonce=1)
+    session.expected_nonce = 10_001
+    reason = "r" * limits.REASON_BYTES_MAX
+    session.committed(
+        [Outcome(CLIENT, n, pb.ERROR, n, f"{n:05d}{reason}"[: limits.REASON_BYTES_MAX]) for n in range(1, 10_001)]
+    )
+    nonces: list[int] = []
+    while len(nonces) < 10_000:
+        acks = session.next_acks()
+        assert acks is not None
+        assert acks.ByteSize() <= limits.GRPC_MESSAGE_BYTES_MAX
+        nonces.extend(c.nonce for c in acks.commits)
+    assert nonces == list(range(1, 10_001))

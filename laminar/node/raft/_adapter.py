@@ -64,6 +64,10 @@ class RaftAdapter:
         engine = self._engine
         return None if engine is None else engine.leader_address()
 
+    def leader_silence_s(self) -> float:
+        engine = self._engine
+        return float("inf") if engine is None else engine.leader_silence_s()
+
     def status(self) -> RaftStatus:
         engine = self._engine
         if engine is None:

@@ -191,6 +191,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         # Fault injection (tests only, like etcd's failpoints): Raft addresses whose traffic this
         # node drops, both ways. Replaced whole, never mutated, so the tick thread reads it safely.
         self.partitioned_from: frozenset[str] = frozenset()
+        self._leader_heard_at = monotonic()  # when an append of the current term last arrived (tick thread)
         super().__init__(settings.self_address, list(settings.peer_addresses), conf, transportClass=_SyncingTransport)
         self.addOnTickCallback(self._run_tick_tasks)
 
@@ -219,6 +220,11 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
 
     def role(self) -> str:
         return "leader" if self._isLeader() else ("follower" if self._getLeader() is not None else "candidate")
+
+    def leader_silence_s(self) -> float:
+        """Seconds since a follower last heard from its leader (0 on the leader). pysyncobj keeps
+        naming a leader until its election timeout fires (1-2 s), a dead one included."""
+        return 0.0 if self._isLeader() else monotonic() - self._leader_heard_at
 
     def leader_address(self) -> str | None:
         leader = self._getLeader()
@@ -330,6 +336,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         kind = message.get("type")
         if kind == "append_entries" and self._is_stale_append(message):
             return
+        if kind == "append_entries" and message.get("term", 0) >= self.raftCurrentTerm:
+            self._leader_heard_at = monotonic()  # the leader's appends and heartbeats
         if kind == "append_entries" and "prevLogIdx" not in message and message["term"] >= self.raftCurrentTerm:
             self._receive_snapshot_chunk(node, message)
             return

@@ -70,6 +70,9 @@ class RaftPort(Protocol):
     def leader(self) -> str | None:
         """Raft address of the leader this node knows, or None."""
 
+    def leader_silence_s(self) -> float:
+        """Seconds since this node last heard from the leader it names (0 on the leader)."""
+
     def status(self) -> RaftStatus: ...
 
     def members(self) -> list[str]:

@@ -196,7 +196,7 @@ def build_server(
         handlers=[grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)],
         maximum_concurrent_rpcs=limits.SESSIONS_MAX + limits.LISTENERS_MAX + 8,
         options=[
-            ("grpc.max_receive_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
+            ("grpc.max_receive_message_length", limits.GRPC_RECEIVE_BYTES_MAX),
             ("grpc.max_send_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
             ("grpc.so_reuseport", 0),
         ],

@@ -32,7 +32,7 @@ SESSION_ACKS_PENDING_MAX = 4 * limits.CLIENT_INFLIGHT_MAX  # outcomes waiting to
 SESSION_OFFER_TIMEOUT_S = 30.0  # how long a frame may wait for room in the proposal queue
 SESSION_WRITER_POLL_S = 1.0  # the writer re-checks that the RPC is alive this often
 HELLO_TIMEOUT_S = 10.0  # a client must say hello within this time
-HELLO_CATCH_UP_WAIT_S = 3.0  # how long a new leader may take to apply what it committed
+HELLO_CATCH_UP_WAIT_S = 3.0  # how long a Hello ahead of the applied nonces waits for a read barrier
 
 
 class SessionFailure(Exception):
@@ -134,8 +134,10 @@ class _Session:
                 SESSION_WRITER_POLL_S,
             )
             if self._commits or self._received_through > self._received_sent:
-                acks = pb.Acks(received_through=self._received_through, commits=self._commits)
-                self._commits = []
+                # Commits with long reasons (a program's, one per message) could outgrow a 4 MiB frame.
+                commits = self._commits[: limits.ACKS_FRAME_COMMITS_MAX]
+                acks = pb.Acks(received_through=self._received_through, commits=commits)
+                del self._commits[: len(commits)]
                 self._received_sent = self._received_through
                 return acks
             if self._failure is not None:
@@ -144,8 +146,18 @@ class _Session:
 
 
 def _decoded(raw_frames: Iterator[bytes]) -> Iterator[pb.ClientFrame]:
-    """Parse frames ourselves so a malformed one gets INVALID_ARGUMENT with a reason."""
+    """Parse frames ourselves so a malformed or oversized one gets INVALID_ARGUMENT with a reason."""
     for raw in raw_frames:
+        if len(raw) > limits.GRPC_MESSAGE_BYTES_MAX:
+            raise SessionFailure(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a frame is {len(raw)} bytes; the limit is {limits.GRPC_MESSAGE_BYTES_MAX} bytes (4 MiB): "
+                "send fewer mutations per frame",
+            )
+        if not raw:
+            raise SessionFailure(
+                grpc.StatusCode.INVALID_ARGUMENT, "an empty ClientFrame: a frame holds a Hello or mutations"
+            )
         try:
             yield pb.ClientFrame.FromString(raw)
         except Exception as e:
@@ -188,8 +200,11 @@ class SessionRouter:
         is_leader: Callable[[], bool],
         welcome: Callable[[], pb.Welcome],
         on_commit_latency: Callable[[float], None] | None = None,
+        read_barrier: Callable[[float], bool] | None = None,
     ) -> None:
         self._on_commit_latency = on_commit_latency
+        # (timeout s) -> True once everything committed before the call is applied here
+        self._read_barrier = read_barrier
         self._offer = proposer_offer
         self._nonce_max = nonce_max
         self._is_leader = is_leader
@@ -246,19 +261,38 @@ class SessionRouter:
         return hello
 
     def _check_nonce_not_ahead(self, hello: pb.Hello) -> None:
-        """A known client may not start past its last applied nonce + 1: those would never apply."""
-        deadline = time.monotonic() + HELLO_CATCH_UP_WAIT_S
-        while True:
-            nonce_max = self._nonce_max(bytes(hello.client_id))
-            if nonce_max is None or hello.next_nonce <= nonce_max + 1:
-                return
-            if time.monotonic() > deadline:
-                raise SessionFailure(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"Hello.next_nonce {hello.next_nonce} is ahead of this client's last applied nonce "
-                    f"{nonce_max}: resend from {nonce_max + 1}",
-                )
-            time.sleep(0.05)
+        """A client may not start past its last applied nonce + 1: those would never apply. A client
+        the cluster does not know has applied nothing, so it starts at 1. What this node applied may
+        be behind what is committed (a new leader catching up): a read barrier settles it before
+        the Hello is refused."""
+        if hello.next_nonce <= self._applied_nonce_max(hello) + 1:
+            return
+        if self._read_barrier is not None:
+            if not self._read_barrier(HELLO_CATCH_UP_WAIT_S):
+                raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node could not commit a read barrier")
+        else:
+            deadline = time.monotonic() + HELLO_CATCH_UP_WAIT_S
+            while hello.next_nonce > self._applied_nonce_max(hello) + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        known = self._nonce_max(bytes(hello.client_id))
+        nonce_max = 0 if known is None else known
+        if hello.next_nonce <= nonce_max + 1:
+            return
+        if known is None:
+            raise SessionFailure(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Hello.next_nonce {hello.next_nonce} for a client id the cluster does not know: a new "
+                f"client starts at nonce 1 (a client not heard from for "
+                f"{limits.DEDUPE_CLIENT_EXPIRY_INTENTIONS:,} intentions is forgotten: take a new client id)",
+            )
+        raise SessionFailure(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"Hello.next_nonce {hello.next_nonce} is ahead of this client's last applied nonce "
+            f"{nonce_max}: resend from {nonce_max + 1}",
+        )
+
+    def _applied_nonce_max(self, hello: pb.Hello) -> int:
+        return self._nonce_max(bytes(hello.client_id)) or 0
 
     def _register(self, hello: pb.Hello) -> _Session:
         session = _Session(bytes(hello.client_id), hello.next_nonce, self._on_commit_latency)
@@ -291,11 +325,13 @@ class SessionRouter:
             session.fail(grpc.StatusCode.INTERNAL, f"session failed: {e}")
 
     def _accept(self, session: _Session, frame: pb.ClientFrame) -> None:
-        if frame.WhichOneof("body") != "mutations":
-            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "only one Hello per session")
+        body = frame.WhichOneof("body")
+        if body != "mutations":
+            why = "only one Hello per session" if body == "hello" else "a ClientFrame holds a Hello or mutations"
+            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, why)
         mutations = frame.mutations.mutations
         if not mutations:
-            return
+            return  # an empty MutationFrame is a no-op (docs/protocol.md)
         if len(mutations) > limits.FRAME_MUTATIONS_MAX:
             raise SessionFailure(
                 grpc.StatusCode.INVALID_ARGUMENT,
