@@ -40,6 +40,10 @@ for i in range(60000):
     t = (t,)
 """
 
+# Reverse searches in CPython are O(n*m): 'ab' then a's is the worst case for a haystack of a's.
+_QUADRATIC = "s = 'a' * 100000\np = 'ab' + 'a' * 49998\n"
+_WIDE_TABLE = "T = {str(i): i for i in range(20000)}\n"
+
 # Long constructs whose work grows with their length, run in a loop: each must cost steps by its size.
 _BIG_DISPLAY = "{" + ", ".join(f"'k{j}': i" for j in range(2000)) + "}"
 _MANY_ARGUMENTS = "f(" + "i, " * 4000 + ")"
@@ -261,4 +265,59 @@ HOSTILE: dict[str, Hostile] = {
     "unknown_codec": _error("x = b'abc'.decode('idna')", "codecs beyond utf-8/ascii/latin-1 import modules"),
     "iterate_ctx": _error("for x in ctx:\n    pass", "ctx is not iterable"),
     "dict_view_set_ops": _error("x = {'a': 1}.keys() - {'b': 2}.keys()", "set results"),
+    # --- Cost model (issue 12): work charged at its worst case, sizes checked before allocation -----------------
+    "rfind_quadratic": _error(_QUADRATIC + "x = s.rfind(p)", "reverse search is O(n*m) in CPython"),
+    "rindex_quadratic": _error(_QUADRATIC + "try:\n    s.rindex(p)\nexcept ValueError:\n    pass", "rindex"),
+    "rpartition_quadratic": _error(_QUADRATIC + "x = s.rpartition(p)", "rpartition searches in reverse"),
+    "rsplit_quadratic": _error(_QUADRATIC + "x = s.rsplit(p)", "rsplit searches in reverse"),
+    "strip_chars_quadratic": _error(
+        "s = '\\u0100' * 60000\nc = 'b' * 60000 + '\\u0100'\nx = s.strip(c)", "strip(chars) is O(n*m)"
+    ),
+    "rstrip_chars_quadratic": _error(
+        "s = '\\u0100' * 60000\nc = 'b' * 60000 + '\\u0100'\nx = s.rstrip(c)", "rstrip(chars) is O(n*m)"
+    ),
+    "in_literal_unguarded": _error(
+        "n = 'a' * 49 + 'b' + 'a' * 49\nfor i in range(3000):\n    x = n in '" + "a" * 29999 + "'",
+        "`x in '<long literal>'` compiled with no guard",
+    ),
+    "in_str_quadratic": _error(
+        "s = 'a' * 29999\nn = 'a' * 49 + 'b' + 'a' * 49\nfor i in range(3000):\n    x = n in s",
+        "a short needle in a short haystack is O(n*m) in CPython",
+    ),
+    "percent_key_backtracking": _error(
+        "f = '%(' * 30000\nfor i in range(2):\n    try:\n        x = f % {}\n    except ValueError:\n        pass\n"
+        "ctx.reject('done')",
+        "the guard's own %-format regex backtracked quadratically before charging",
+    ),
+    "percent_nested_paren_width": _error(
+        "x = '%((x))300000000s' % {'(x)': 1}", "a width hidden behind a nested-paren key built 300 MB"
+    ),
+    "dict_from_mapping": _error(
+        "for i in range(280):\n    d = dict(T)", "dict(mapping) was charged a step per 64 entries", _WIDE_TABLE
+    ),
+    "dict_double_star": _error("for i in range(280):\n    d = {**T}", "{**mapping} too", _WIDE_TABLE),
+    "dict_update_mapping": _error(
+        "for i in range(280):\n    d = {'a': 1}\n    d.update(T)", "dict.update(mapping) too", _WIDE_TABLE
+    ),
+    "from_bytes_list_bigint": _error(
+        "x = int.from_bytes([255] * 1000000, 'big')\nfor i in range(1000):\n    y = x // 7\n    z = x >> 1\n"
+        "    w = x & x",
+        "int.from_bytes(list) skipped the int budget; >>, //, & then ran unguarded",
+    ),
+    "value_bytes_not_chars": _error(
+        "s = '\\U0010ffff' * (1 << 20)", "1M characters of 4 bytes each is 4 MiB: the value budget counts bytes"
+    ),
+    "deep_tuple_isinstance": _error(_DEEP_TUPLE + "x = isinstance(1, (t,))", "isinstance hashed its spec natively"),
+    "deep_tuple_codec_errors": _error(_DEEP_TUPLE + "x = b'x'.decode('utf-8', t)", "codec errors were hashed"),
+    "module_constants_huge": Hostile(
+        "A = 'x' * (1 << 20)\nB = 'y' * (1 << 20)\nC = 'z' * (1 << 20)\nD = 'w' * (1 << 20)\n" + _put("pass"),
+        "refused",
+        "module-level constants are kept for the topic's life",
+    ),
+    "compile_long_chain": Hostile(
+        "X = " + " < ".join(["1"] * 16000) + "\n", "refused", "a 64 KiB chained comparison took seconds to compile"
+    ),
+    "compile_long_chain_in_function": Hostile(
+        "def f(x):\n    return " + " < ".join(["x"] * 16000) + "\n", "refused", "compile work is bounded at create"
+    ),
 }

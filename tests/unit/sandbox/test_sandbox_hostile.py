@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from hostile_programs import HOSTILE
-from sandbox_helpers import context
+from sandbox_helpers import context, timed
 
 from laminar import limits
 from laminar.node.sandbox import ProgramRefused, TopicRuntime, check_program
 from laminar.node.sandbox import _builtins as sandbox_builtins
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+# CPU time a hostile program may take to be refused or to fail. The cost model bounds a whole call to a few tens of
+# milliseconds; this is a generous guard against work charged below its cost (the review's cases took seconds).
+HOSTILE_CPU_MS_MAX = 1000.0
 
 
 def _snapshot() -> dict[str, object]:
@@ -30,20 +34,25 @@ def _snapshot() -> dict[str, object]:
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_program(name: str) -> None:
+    """Each hostile program is refused at create or fails its call, fast, and leaves nothing behind."""
     hostile = HOSTILE[name]
     before = _snapshot()
     if hostile.verdict == "refused":
+        start = time.process_time()
         with pytest.raises(ProgramRefused) as refused:
             check_program(hostile.source)
         assert refused.value.reason
         with pytest.raises(ProgramRefused):
             TopicRuntime.start(hostile.source, None)
+        ms = (time.process_time() - start) * 1000
+        assert ms < 2 * HOSTILE_CPU_MS_MAX, f"{name} took {ms:.0f} ms of CPU to refuse twice"
     else:
         assert hostile.verdict == "error"
         check_program(hostile.source)
         runtime = TopicRuntime.start(hostile.source, None)
         state = runtime.state_bytes()
-        outcome = runtime.on_put(context(), b"k", b"v")
+        outcome, ms = timed(runtime.on_put, context(), b"k", b"v")
+        assert ms < HOSTILE_CPU_MS_MAX, f"{name} took {ms:.0f} ms of CPU"
         assert not outcome.ok, f"{name} ran to completion: {outcome}"
         assert outcome.events == ()
         assert outcome.reason
