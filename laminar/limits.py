@@ -92,3 +92,12 @@ PROGRAM_EMITTED_BYTES_MAX = 4 * MIB
 # and re-loads it (see laminar/node/sandbox/_state.py); this keeps that under ~10 ms even when the state is all
 # tiny objects, which PROGRAM_STATE_BYTES_MAX alone allows a million of.
 PROGRAM_STATE_OBJECTS_MAX = 100_000
+
+# --- Sandbox cost model (issue 12; see docs/programs.md, "Cost model") ------------------------------------------
+# Syntax nodes of a program (its parsed tree). Compiling costs up to ~30 us a node (policy, RestrictedPython, our
+# instrumentation, CPython's compiler), at create and again at every restart: 8192 nodes keep that under a quarter
+# of a second. The biggest example program (programs/balance.py) has 852.
+PROGRAM_SYNTAX_NODES_MAX = 8192
+# Bytes module-level values may hold (str at 1 byte a character if ASCII, else 4; 8 bytes a reference; 32 a scalar):
+# they live as long as the topic, on every node, and the module body's step budget alone would allow ~400 MB.
+PROGRAM_MODULE_BYTES_MAX = 1 * MIB

@@ -25,6 +25,7 @@ from laminar.node.sandbox._values import (
     check_int,
     check_size,
     check_sized,
+    check_text,
     json_flat,
     measure,
     to_text,
@@ -60,7 +61,11 @@ def _int(x: Any = 0, base: Any = MISSING) -> int:
 
 
 def _from_bytes(data: Any, byteorder: Any = "big", *, signed: Any = False) -> int:
-    if type(data) is bytes and len(data) * 8 > INT_BITS_MAX:
+    """int.from_bytes: of bytes, or of anything bytes() accepts (converted first, charged), within the int budget
+    before the int is built."""
+    if type(data) is not bytes:
+        data = _bytes(data)
+    if len(data) * 8 > INT_BITS_MAX:
         raise ValueError(f"int.from_bytes(): more than {INT_BITS_MAX} bits")
     return int.from_bytes(data, byteorder, signed=signed)
 
@@ -81,7 +86,7 @@ def _decode(data: Any, encoding: Any = "utf-8", errors: Any = "strict") -> str:
         raise TypeError(f"decoding to str: need a bytes object, not {type_name(data)}")
     name, handler = codec(encoding, errors)
     charge_chars(len(data))
-    return str(data, name, handler)
+    return check_text(str(data, name, handler))  # type: ignore[no-any-return]
 
 
 def _str(*args: Any, **kwargs: Any) -> str:
@@ -264,14 +269,24 @@ EXCEPTIONS: tuple[type[BaseException], ...] = (
 _CLASSES: dict[Any, type] = {**CONSTRUCTORS, bool: bool, range: range, **{e: e for e in EXCEPTIONS}}
 
 
+_CLASS_TYPES = (FunctionType, type)  # what the keys of _CLASSES are: hashing one is O(1)
+
+
+def _class(spec: Any) -> type:
+    # The type is checked before the lookup hashes `spec`: a tuple nested 100,000 deep hashes recursively in C,
+    # with no recursion check, and would overflow the thread's stack.
+    if type(spec) in _CLASS_TYPES:
+        found = _CLASSES.get(spec)
+        if found is not None:
+            return found
+    raise TypeError("isinstance() arg 2 must be a type, or a tuple of types")
+
+
 def _isinstance(obj: Any, spec: Any) -> bool:
-    try:
-        if type(spec) is tuple:
-            charge_objects(len(spec))
-            return isinstance(obj, tuple(map(_CLASSES.__getitem__, spec)))
-        return isinstance(obj, _CLASSES[spec])
-    except (KeyError, TypeError):  # not one of the types above (or unhashable): Python's own message
-        raise TypeError("isinstance() arg 2 must be a type, or a tuple of types") from None
+    if type(spec) is tuple:
+        charge_objects(len(spec))
+        return isinstance(obj, tuple(map(_class, spec)))
+    return isinstance(obj, _class(spec))
 
 
 # --- json -----------------------------------------------------------------------------------------------------
@@ -350,7 +365,8 @@ def json_dumps(obj: Any, *, sort_keys: Any = False) -> str:
     if bound > VALUE_MAX:
         exhausted(f"value budget exhausted (JSON text that could exceed {VALUE_MAX} characters)")
     charge_chars(bound)
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=bool(sort_keys))
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=bool(sort_keys))
+    return check_text(text)  # type: ignore[no-any-return]
 
 
 class JsonModule:

@@ -12,14 +12,14 @@ from io import StringIO
 from types import CodeType, FunctionType, MappingProxyType
 from typing import Any
 
-from laminar.limits import PROGRAM_SOURCE_BYTES_MAX
+from laminar.limits import PROGRAM_MODULE_BYTES_MAX, PROGRAM_SOURCE_BYTES_MAX
 from laminar.node.sandbox import _meter, _ops
 from laminar.node.sandbox._api import ProgramRefused
 from laminar.node.sandbox._builtins import BUILTINS, SHARED_OBJECTS
 from laminar.node.sandbox._context import Context, context_writer
 from laminar.node.sandbox._methods import getattr_, method_
 from laminar.node.sandbox._transform import instrument, policy_errors, restrict, rewrite_augmented
-from laminar.node.sandbox._values import NoneType, type_name
+from laminar.node.sandbox._values import TEXT_WIDE_BYTES, NoneType, type_name
 
 FILENAME = "<program>"
 _CACHE_MAX = 64  # compiled programs kept, by source: many topics share a handful of programs
@@ -150,40 +150,73 @@ class _NotFrozen(Exception):
 
 
 _IMMUTABLE = frozenset({NoneType, bool, int, float, str, bytes, range, MappingProxyType})
+_REFERENCE_BYTES = 8  # a tuple's or dict's slot for one value
+_SCALAR_BYTES = 32  # an int, float or the header of a str or bytes, about
+_MODULE_DEPTH_MAX = 100  # nesting of module-level tuples and dicts (freezing walks them recursively)
 
 
-def _freeze(value: Any, where: str, seen: set[int]) -> Any:
-    """`value` made read-only, or _NotFrozen: module-level values are shared by every call, and a mutable one
-    would carry data from call to call that is neither persisted nor rolled back (and differs after a restart)."""
-    t = type(value)
-    if t in _IMMUTABLE or id(value) in SHARED_OBJECTS:
-        return value
-    if t is tuple:
-        return tuple(_freeze(v, where, seen) for v in value)
-    if t is dict:
-        return MappingProxyType({k: _freeze(v, where, seen) for k, v in value.items()})
-    if t is FunctionType and value.__code__.co_filename == FILENAME:
-        _freeze_function(value, seen)
-        return value
-    if t is list:
-        raise _NotFrozen(f"{where} is a list, but module-level values must be immutable (use a tuple)")
-    raise _NotFrozen(f"{where} is a {t.__name__}, but module-level values must be constants or functions")
+class _Freezer:
+    """Makes module-level values read-only (see _freeze), counting the bytes they hold against
+    PROGRAM_MODULE_BYTES_MAX: they are kept for the topic's life, on every node. A value reachable several times is
+    counted each time, so a walk never visits more than the limit allows, however much the values share."""
 
+    def __init__(self) -> None:
+        self.left = PROGRAM_MODULE_BYTES_MAX
+        self.seen: set[int] = set()
 
-def _freeze_function(fn: FunctionType, seen: set[int]) -> None:
-    if id(fn) in seen:
-        return
-    seen.add(id(fn))
-    if fn.__defaults__:
-        fn.__defaults__ = _freeze(fn.__defaults__, f"a default value of {fn.__name__}()", seen)
-    if fn.__kwdefaults__:
-        fn.__kwdefaults__ = {k: _freeze(v, f"a default of {fn.__name__}()", seen) for k, v in fn.__kwdefaults__.items()}
-    for cell in fn.__closure__ or ():
-        try:
-            contents = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        cell.cell_contents = _freeze(contents, f"a variable {fn.__name__}() closes over", seen)
+    def spend(self, n: int, where: str) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise _NotFrozen(
+                f"module-level values hold more than {PROGRAM_MODULE_BYTES_MAX} bytes (at {where}); "
+                "compute big values in the handlers, or keep them in ctx.state"
+            )
+
+    def freeze(self, value: Any, where: str, depth: int = 0) -> Any:
+        """`value` made read-only, or _NotFrozen: module-level values are shared by every call, and a mutable one
+        would carry data from call to call that is neither persisted nor rolled back (and differs after a
+        restart)."""
+        if depth > _MODULE_DEPTH_MAX:
+            raise _NotFrozen(f"{where} is nested more than {_MODULE_DEPTH_MAX} levels deep")
+        t = type(value)
+        if t is str:
+            self.spend(_SCALAR_BYTES + len(value) * (1 if value.isascii() else TEXT_WIDE_BYTES), where)
+            return value
+        if t is bytes:
+            self.spend(_SCALAR_BYTES + len(value), where)
+            return value
+        if t in _IMMUTABLE or id(value) in SHARED_OBJECTS:
+            self.spend(_SCALAR_BYTES, where)
+            return value
+        if t is tuple:
+            self.spend(_SCALAR_BYTES + _REFERENCE_BYTES * len(value), where)
+            return tuple(self.freeze(v, where, depth + 1) for v in value)
+        if t is dict:
+            self.spend(_SCALAR_BYTES + 3 * _REFERENCE_BYTES * len(value), where)
+            return MappingProxyType({self.freeze(k, where): self.freeze(v, where, depth + 1) for k, v in value.items()})
+        if t is FunctionType and value.__code__.co_filename == FILENAME:
+            self.function(value, depth)
+            return value
+        if t is list:
+            raise _NotFrozen(f"{where} is a list, but module-level values must be immutable (use a tuple)")
+        raise _NotFrozen(f"{where} is a {t.__name__}, but module-level values must be constants or functions")
+
+    def function(self, fn: FunctionType, depth: int) -> None:
+        if id(fn) in self.seen:
+            return
+        self.seen.add(id(fn))
+        if fn.__defaults__:
+            fn.__defaults__ = self.freeze(fn.__defaults__, f"a default value of {fn.__name__}()", depth + 1)
+        if fn.__kwdefaults__:
+            fn.__kwdefaults__ = {
+                k: self.freeze(v, f"a default of {fn.__name__}()", depth + 1) for k, v in fn.__kwdefaults__.items()
+            }
+        for cell in fn.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            cell.cell_contents = self.freeze(contents, f"a variable {fn.__name__}() closes over", depth + 1)
 
 
 def _handler(namespace: dict[str, Any], name: str) -> Callable[..., Any] | None:
@@ -204,10 +237,10 @@ def load_module(code: CodeType) -> dict[str, Callable[..., Any]]:
     """Run the module body (under the caller's meter) and return its handlers, by name."""
     namespace: dict[str, Any] = {"__builtins__": BUILTINS, "__name__": "program", **GUARDS}
     exec(code, namespace)
-    seen: set[int] = set()
+    freezer = _Freezer()
     try:
         for name in [n for n in namespace if n not in GUARDS and not n.startswith("__")]:
-            namespace[name] = _freeze(namespace[name], f"module-level name {name!r}", seen)
+            namespace[name] = freezer.freeze(namespace[name], f"module-level name {name!r}")
     except _NotFrozen as exc:
         raise ProgramRefused(str(exc)) from None
     handlers = {name: _handler(namespace, name) for name in HANDLERS}

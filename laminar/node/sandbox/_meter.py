@@ -21,6 +21,17 @@ CHARS_PER_STEP = 128  # characters or bytes examined one by one per step (case m
 ITEMS_PER_STEP = 64  # references copied per step (list copies, concatenation, repetition)
 COMPARES_PER_STEP = 16  # element comparisons per step
 OBJECTS_PER_STEP = 4  # new objects (ints, strs, tuples) created per step, or elements walked in Python
+ENTRIES_PER_STEP = 16  # dict entries hashed and inserted per step (a dict built from or merged with a dict)
+
+# CPython 3.11's substring search (Objects/stringlib/fastsearch.h), in the worst case of its input sizes. A forward
+# search (find, index, count, partition, split, replace, `in`) uses its simple loop, O(n*m), when the haystack is
+# short, the needle tiny, or both small; otherwise the two-way algorithm, O(n + m). A reverse search (rfind, rindex,
+# rpartition, rsplit) always uses the simple loop: O(n*m). Charged before the native call, from the sizes alone.
+_SIMPLE_FIND_HAYSTACK_MAX = 2500
+_SIMPLE_FIND_NEEDLE_MAX = 100
+_SIMPLE_FIND_MEDIUM_HAYSTACK_MAX = 30000
+_TINY_NEEDLE_MAX = 6
+_TWO_WAY_FACTOR = 4  # two-way compares each character at most a few times (and preprocesses the needle)
 
 _T = TypeVar("_T")
 
@@ -162,6 +173,33 @@ def charge_compares(n: int) -> None:
     meter.left -= 1 + n // COMPARES_PER_STEP
     if meter.left < 0:
         _out_of_steps(meter)
+
+
+def charge_entries(n: int) -> None:
+    charge(1 + n // ENTRIES_PER_STEP)
+
+
+def search_compares(n: int, m: int, reverse: bool = False) -> int:
+    """Character comparisons a search for a needle of length m in a haystack of length n may make, at worst."""
+    if m > n:
+        return 1  # answered from the lengths
+    if m <= 1:
+        return n + 1  # one character: memchr or a plain scan
+    positions = n - m + 1
+    if reverse:
+        return positions * m
+    if (
+        n < _SIMPLE_FIND_HAYSTACK_MAX
+        or m < _TINY_NEEDLE_MAX
+        or (m < _SIMPLE_FIND_NEEDLE_MAX and n < _SIMPLE_FIND_MEDIUM_HAYSTACK_MAX)
+    ):
+        return positions * m
+    return _TWO_WAY_FACTOR * (n + m)
+
+
+def charge_search(n: int, m: int, reverse: bool = False) -> None:
+    """Charge a substring search (see search_compares) at CHARS_PER_STEP comparisons a step."""
+    charge(1 + search_compares(n, m, reverse) // CHARS_PER_STEP)
 
 
 # --- Hooks the compiler inserts into program code (see _transform.py) -------------------------------------

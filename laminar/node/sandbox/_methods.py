@@ -17,15 +17,26 @@ from functools import partial
 from operator import attrgetter
 from typing import Any
 
-from laminar.node.sandbox._meter import charge_bytes, charge_chars, charge_items, charge_objects, mutating
-from laminar.node.sandbox._ops import charge_search, extend_list, materialize, sort_items
+from laminar.node.sandbox._meter import (
+    charge_bytes,
+    charge_chars,
+    charge_entries,
+    charge_items,
+    charge_objects,
+    charge_search,
+    mutating,
+)
+from laminar.node.sandbox._ops import charge_element_search, extend_list, materialize, sort_items
 from laminar.node.sandbox._values import (
     INTS,
     VALUE_MAX,
     MappingProxy,
+    as_dict,
+    brief,
     check_key,
     check_size,
     check_sized,
+    check_text,
     size_exhausted,
     stored,
     stored_all,
@@ -94,7 +105,15 @@ def register(
 
 
 def _texts_len(args: tuple[Any, ...]) -> int:
-    return sum(len(a) for a in args if type(a) is str or type(a) is bytes)
+    """The characters a method may compare in its arguments (startswith takes a tuple of prefixes)."""
+    total = 0
+    for a in args:
+        if type(a) is str or type(a) is bytes:
+            total += len(a)
+        elif type(a) is tuple:
+            charge_items(len(a))
+            total += len(a) + sum(len(x) for x in a if type(x) is str or type(x) is bytes)
+    return total
 
 
 def linear(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,12 +126,40 @@ def linear(fn: Callable[..., Any]) -> Callable[..., Any]:
     return method
 
 
-def _pieces(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+def _needle(obj: Any, sub: Any) -> int:
+    """The length of what a search looks for: a str in a str, bytes in bytes (or one byte, as an int)."""
+    return len(sub) if type(sub) is type(obj) else 1
+
+
+def searching(fn: Callable[..., Any], reverse: bool) -> Callable[..., Any]:
+    """find, index, count, partition and their reverse forms: charged at the worst case of CPython's search."""
+
+    def method(obj: Any, /, *args: Any) -> Any:
+        charge_search(len(obj), _needle(obj, args[0]) if args else 1, reverse)
+        return fn(obj, *args)
+
+    return method
+
+
+def stripping(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """strip, lstrip, rstrip: each character stripped is looked up in `chars`, so O(n*m)."""
+
+    def method(obj: Any, /, chars: Any = None) -> Any:
+        m = len(chars) if type(chars) is type(obj) else 1
+        charge_chars(len(obj) * max(m, 1))
+        return fn(obj, chars)
+
+    return method
+
+
+def _pieces(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any], reverse: bool) -> int:
     sep = args[0] if args else kwargs.get("sep")
     maxsplit = args[1] if len(args) > 1 else kwargs.get("maxsplit", -1)
     if sep is None:
         pieces = len(obj) // 2 + 1
     elif type(sep) is type(obj) and sep:
+        charge_search(len(obj), len(sep))  # counting them
+        charge_search(len(obj), len(sep), reverse)  # then the split itself
         pieces = obj.count(sep) + 1
     else:
         pieces = 1
@@ -121,12 +168,12 @@ def _pieces(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     return pieces
 
 
-def splitting(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """split and rsplit: charged for the pieces they create, counted (or bounded) first."""
+def splitting(fn: Callable[..., Any], reverse: bool) -> Callable[..., Any]:
+    """split and rsplit: charged for their searches and the pieces they create, counted (or bounded) first."""
 
     def method(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         charge_chars(len(obj))
-        charge_objects(_pieces(obj, args, kwargs))
+        charge_objects(_pieces(obj, args, kwargs, reverse))
         return fn(obj, *args, **kwargs)
 
     return method
@@ -176,6 +223,8 @@ def _replace(obj: Any, /, old: Any, new: Any, count: Any = -1) -> Any:
     if type(old) is not type(obj) or type(new) is not type(obj) or type(count) not in INTS:
         return obj.replace(old, new, count)  # Python's own TypeError
     charge_chars(len(obj))
+    charge_search(len(obj), len(old))  # counting the matches
+    charge_search(len(obj), len(old))  # and finding them again to replace them
     n = obj.count(old) if old else len(obj) + 1
     if 0 <= count < n:
         n = count
@@ -196,9 +245,9 @@ def codec(encoding: Any, errors: Any) -> tuple[str, str]:
     if type(encoding) is str:
         name = _CODECS.get(encoding) or _CODECS.get(encoding.lower().replace("_", "-"))  # usual spelling first
     if name is None:
-        raise LookupError(f"encoding {encoding!r} is not available to programs (use utf-8, ascii or latin-1)")
-    if errors not in _CODEC_ERRORS:
-        raise LookupError(f"error handler {errors!r} is not available to programs (use strict, ignore or replace)")
+        raise LookupError(f"encoding {brief(encoding)} is not available to programs (use utf-8, ascii or latin-1)")
+    if type(errors) is not str or errors not in _CODEC_ERRORS:  # the type first: hashing a deep tuple overflows
+        raise LookupError(f"error handler {brief(errors)} is not available to programs (use strict, ignore or replace)")
     return name, errors
 
 
@@ -216,16 +265,13 @@ def _decode(obj: bytes, /, encoding: Any = "utf-8", errors: Any = "strict") -> s
     name, handler = codec(encoding, errors)
     charge_chars(len(obj))
     converted = obj.decode(name, handler)
-    check_size(len(converted), "str")
+    check_text(converted)
     return converted
 
 
 _TEXT_LINEAR = [
     "capitalize",
-    "count",
     "endswith",
-    "find",
-    "index",
     "isalnum",
     "isalpha",
     "isascii",
@@ -235,29 +281,27 @@ _TEXT_LINEAR = [
     "istitle",
     "isupper",
     "lower",
-    "lstrip",
-    "partition",
     "removeprefix",
     "removesuffix",
-    "rfind",
-    "rindex",
-    "rpartition",
-    "rstrip",
     "startswith",
-    "strip",
     "swapcase",
     "title",
     "upper",
 ]
+_FORWARD_SEARCHES = ["count", "find", "index", "partition"]
+_REVERSE_SEARCHES = ["rfind", "rindex", "rpartition"]
 _STR_ONLY_LINEAR = ["casefold", "isdecimal", "isidentifier", "isnumeric", "isprintable"]
 
 
 def _text_methods(kind: Any) -> dict[str, Callable[..., Any]]:
     names = _TEXT_LINEAR + (_STR_ONLY_LINEAR if kind is str else ["hex"])
     table = {name: linear(getattr(kind, name)) for name in names}
+    table.update({name: searching(getattr(kind, name), False) for name in _FORWARD_SEARCHES})
+    table.update({name: searching(getattr(kind, name), True) for name in _REVERSE_SEARCHES})
+    table.update({name: stripping(getattr(kind, name)) for name in ("strip", "lstrip", "rstrip")})
     table.update(
-        split=splitting(kind.split),
-        rsplit=splitting(kind.rsplit),
+        split=splitting(kind.split, False),
+        rsplit=splitting(kind.rsplit, True),
         splitlines=_splitlines,
         center=widening(kind.center),
         ljust=widening(kind.ljust),
@@ -302,7 +346,7 @@ def _searching(method_name: str) -> Callable[..., Any]:
     """index, count, remove: one comparison per element."""
 
     def method(obj: Any, /, value: Any, *args: Any) -> Any:
-        charge_search(obj, value)
+        charge_element_search(obj, value)
         if method_name == "remove":
             charge_items(len(obj))
             mutating()
@@ -312,11 +356,11 @@ def _searching(method_name: str) -> Callable[..., Any]:
 
 
 def _copying(method_name: str) -> Callable[..., Any]:
-    """copy, clear, reverse: linear in the container."""
+    """copy, clear, reverse: linear in the container (a dict's copy may insert every entry again)."""
     changes = method_name != "copy"
 
     def method(obj: Any, /) -> Any:
-        charge_items(len(obj))
+        charge_items(len(obj)) if type(obj) is list else charge_entries(len(obj))
         if changes:
             mutating()
         return getattr(obj, method_name)()
@@ -342,15 +386,15 @@ def pairs_to_dict(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, An
     if args:
         source = args[0]
         if type(source) is dict or type(source) is MappingProxy:
-            charge_items(len(source))
-            result.update(source)
+            charge_entries(len(source))
+            result.update(as_dict(source))
         else:
             items = materialize(source)
             charge_objects(len(items))
             for pair in items:
                 k, v = pair
                 result[check_key(k)] = v
-    charge_objects(len(kwargs))
+    charge_entries(len(kwargs))
     result.update(kwargs)
     return result
 
@@ -358,7 +402,7 @@ def pairs_to_dict(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, An
 def _update(d: dict[str, Any], /, *args: Any, **kwargs: Any) -> None:
     other = pairs_to_dict(args, kwargs)
     check_size(len(d) + len(other), "dict")
-    charge_items(len(other))
+    charge_entries(len(other))
     stored_all(other.values())
     d.update(other)
 

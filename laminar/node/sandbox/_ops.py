@@ -20,6 +20,7 @@ from laminar.node.sandbox._meter import (
     charge_bytes,
     charge_chars,
     charge_compares,
+    charge_entries,
     charge_items,
     charge_objects,
     exhausted,
@@ -37,10 +38,14 @@ from laminar.node.sandbox._values import (
     DictItems,
     DictKeys,
     MappingProxy,
+    as_dict,
     charge_compare,
     check_int,
     check_key,
     check_size,
+    check_sized,
+    check_text,
+    check_text_size,
     compare_flat,
     int_exhausted,
     measure,
@@ -77,8 +82,13 @@ def add(a: Any, b: Any) -> Any:
         return check_int(a + b)
     if ta is type(b) and ta in SEQUENCES:
         n = len(a) + len(b)
+        if ta is str:
+            wide = not (a.isascii() and b.isascii())  # O(1): a flag of the str
+            check_text_size(n, wide)
+            charge_bytes(4 * n if wide else n)
+            return a + b
         check_size(n, ta.__name__)
-        charge_bytes(n) if ta is str or ta is bytes else charge_items(n)
+        charge_bytes(n) if ta is bytes else charge_items(n)
         return a + b
     return check_int(a + b)
 
@@ -92,8 +102,13 @@ def sub(a: Any, b: Any) -> Any:
 
 def repeat(seq: Any, count: Any) -> Any:
     n = len(seq) * max(count, 0)
+    if type(seq) is str:
+        wide = not seq.isascii()
+        check_text_size(n, wide)
+        charge_bytes(4 * n if wide else n)
+        return seq * count
     check_size(n, type_name(seq))
-    charge_bytes(n) if type(seq) is str or type(seq) is bytes else charge_items(n)
+    charge_bytes(n) if type(seq) is bytes else charge_items(n)
     return seq * count
 
 
@@ -174,7 +189,8 @@ def bitor(a: Any, b: Any) -> Any:
     if type(a) is dict and type(b) in (dict, MappingProxy):
         n = len(a) + len(b)
         check_size(n, "dict")
-        charge_items(n)
+        charge_entries(n)
+        return a | as_dict(b)
     return a | b
 
 
@@ -194,9 +210,9 @@ def update_dict(target: dict[str, Any], other: Any) -> dict[str, Any]:
     if type(other) is not dict and type(other) is not MappingProxy:
         raise TypeError(f"|= needs a dict, not {type_name(other)}")
     check_size(len(target) + len(other), "dict")
-    charge_items(len(other))
+    charge_entries(len(other))
     stored_all(other.values())
-    target.update(other)
+    target.update(as_dict(other))
     return target
 
 
@@ -384,11 +400,12 @@ def _contains_mapping(container: Any, item: Any) -> bool:
     return False  # keys are always str, so nothing else can be there: no need to hash it
 
 
-def charge_search(container: Any, item: Any) -> None:
-    """Charge for looking for `item` in a sequence: one comparison per element, each as deep as `item`."""
+def charge_element_search(container: Any, item: Any) -> None:
+    """Charge for looking for `item` in a sequence: one comparison per element, each as deep as `item`; in str
+    or bytes, a substring search (see _meter.search_compares)."""
     tc, ti = type(container), type(item)
     if tc is str or tc is bytes:
-        charge_bytes(len(container) + (len(item) if ti is tc else 0))
+        _meter.charge_search(len(container), len(item) if ti is tc else 1)
     elif tc is range:
         if ti not in INTS:
             charge_compares(len(container))
@@ -411,7 +428,7 @@ def contains(container: Any, item: Any) -> bool:
             return False
         charge_compare(item[1])
         return item in container
-    charge_search(container, item)
+    charge_element_search(container, item)
     return item in container
 
 
@@ -591,9 +608,11 @@ def star(value: Any) -> Any:
 
 
 def double_star(value: Any) -> Any:
-    """`_dstar_(x)` for `**x` in calls and dict displays."""
+    """`_dstar_(x)` for `**x` in calls and dict displays: a proxy is unpacked from a plain copy (a dict merges at
+    C speed; a proxy goes key by key, several times slower)."""
     if type(value) is dict or type(value) is MappingProxy:
-        charge_items(len(value))
+        charge_entries(len(value))
+        return as_dict(value)
     return value
 
 
@@ -625,7 +644,13 @@ def key(value: Any) -> str:
 # --- Formatting ---------------------------------------------------------------------------------------------
 
 _SPEC_NUMBER = re.compile(r"\d+")
-_PERCENT = re.compile(rb"%(\([^)]*\))?([-#0 +]*)(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.)", re.DOTALL)
+
+
+_NUMBER_DIGITS_MAX = 18  # a longer width or precision is over every budget (and int() of it would be env-bound)
+
+
+def _number(digits: str) -> int:
+    return int(digits) if len(digits) <= _NUMBER_DIGITS_MAX else 1 << 62
 
 
 def format_value(value: Any, conversion: int, spec: str) -> str:
@@ -643,11 +668,12 @@ def format_value(value: Any, conversion: int, spec: str) -> str:
         return value if type(value) is str else to_text(value)
     if spec.endswith("n"):
         raise ValueError("format type 'n' is not supported: it depends on the node's locale")
-    widths = [int(n) for n in _SPEC_NUMBER.findall(spec)]
+    charge_chars(len(spec))
+    widths = [_number(n) for n in _SPEC_NUMBER.findall(spec)]
     if widths and max(widths) > VALUE_MAX:
         exhausted(f"value budget exhausted (a format width or precision of {max(widths)}; the limit is {VALUE_MAX})")
     charge_chars(sum(widths))
-    return format(value, spec)
+    return check_text(format(value, spec))
 
 
 def join_fstring(parts: tuple[str, ...]) -> str:
@@ -655,7 +681,7 @@ def join_fstring(parts: tuple[str, ...]) -> str:
     n = sum(len(p) for p in parts)
     check_size(n, "str")
     charge_bytes(n)
-    return "".join(parts)
+    return check_text("".join(parts))
 
 
 def _percent_args(args: Any) -> list[Any]:
@@ -664,18 +690,75 @@ def _percent_args(args: Any) -> list[Any]:
     return [args]
 
 
+_LENGTH_MODIFIERS = "hlL"
+
+
+_FLAG_RUN = re.compile("[-+ #0]*")  # runs of one character class: linear, no backtracking
+_DIGIT_RUN = re.compile("[0-9]*")  # ASCII digits only, as CPython reads them (not \\d)
+
+
+def _digits(fmt: str, pos: int) -> tuple[int, int]:
+    """The number written at fmt[pos:] (0 if none) and the position after it (see _number)."""
+    end = _DIGIT_RUN.match(fmt, pos).end()  # type: ignore[union-attr]
+    return (_number(fmt[pos:end]) if end > pos else 0), end
+
+
+def _percent_key_end(fmt: str, pos: int) -> int:
+    """After `%(` at pos: the position after the matching `)` (parentheses nest, as CPython counts them), or -1.
+    Each round scans a stretch no other round scans: linear in the key."""
+    depth, i = 1, pos
+    while depth:
+        close = fmt.find(")", i)
+        if close < 0:
+            return -1
+        depth += fmt.count("(", i, close) - 1
+        i = close + 1
+    return i
+
+
+def percent_conversions(fmt: str) -> tuple[int, int]:
+    """(conversions, sum of their widths and precisions) of a %-format, parsed as CPython 3.11 does
+    (Objects/unicodeobject.c, unicode_format_arg_parse): `%`, an optional `(key)` with nested parentheses, flags,
+    a width, a `.precision`, a length modifier, a type. Linear, and charged by the caller before it runs."""
+    conversions = widths = 0
+    pos = fmt.find("%")
+    while pos >= 0:
+        pos += 1
+        if pos < len(fmt) and fmt[pos] == "%":
+            pos = fmt.find("%", pos + 1)
+            continue
+        if pos < len(fmt) and fmt[pos] == "(":
+            pos = _percent_key_end(fmt, pos + 1)
+            if pos < 0:
+                break  # "incomplete format key": CPython raises before formatting anything
+        pos = _FLAG_RUN.match(fmt, pos).end()  # type: ignore[union-attr]
+        if pos < len(fmt) and fmt[pos] == "*":
+            raise ValueError("'*' widths in % formatting are not supported")
+        width, pos = _digits(fmt, pos)
+        precision = 0
+        if pos < len(fmt) and fmt[pos] == ".":
+            if pos + 1 < len(fmt) and fmt[pos + 1] == "*":
+                raise ValueError("'*' precisions in % formatting are not supported")
+            precision, pos = _digits(fmt, pos + 1)
+        if pos < len(fmt) and fmt[pos] in _LENGTH_MODIFIERS:
+            pos += 1
+        conversions += 1
+        widths += width + precision
+        pos = fmt.find("%", pos + 1)
+    return conversions, widths
+
+
 def percent_format(fmt: Any, args: Any) -> Any:
     """`fmt % args` for str and bytes: the result is bounded before it is built (widths, arguments)."""
-    pattern = fmt.encode("utf-8", "surrogatepass") if type(fmt) is str else fmt
-    conversions = _PERCENT.findall(pattern)
-    if any(width == b"*" or precision == b"*" for _, _, width, precision, _ in conversions):
-        raise ValueError("'*' widths in % formatting are not supported")
-    widths = sum(int(w or 0) + int(p or 0) for _, _, w, p, _ in conversions)
+    charge_chars(len(fmt))
+    text = fmt if type(fmt) is str else fmt.decode("latin-1")  # the same grammar for bytes, a byte a character
+    charge(1 + 2 * (text.count("%") + text.count(")")))  # the parser's rounds, in Python: a few a step
+    conversions, widths = percent_conversions(text)
     # Positional arguments are used once each; a mapping's values may be used by every conversion.
     arguments = measure(args if type(args) is tuple else _percent_args(args), text_flat, VALUE_MAX)
-    uses = 1 if type(args) is tuple else len(conversions)
-    bound = len(fmt) + widths + uses * arguments + len(conversions) * TEXT_FLOAT_MAX
+    uses = 1 if type(args) is tuple else conversions
+    bound = len(fmt) + widths + uses * arguments + conversions * TEXT_FLOAT_MAX
     if bound > VALUE_MAX:
         exhausted(f"value budget exhausted (a % format that could build {bound} characters; the limit is {VALUE_MAX})")
     charge_chars(bound)
-    return fmt % args
+    return check_sized(fmt % args)

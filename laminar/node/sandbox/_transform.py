@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
+from laminar.limits import PROGRAM_SYNTAX_NODES_MAX
 from laminar.node.sandbox._builtins import BUILTINS, IMPORTABLE
 from laminar.node.sandbox._ops import COMPARE_GUARDS, EQ, GE, GT, IN, IS, IS_NOT, LE, LT, NE, NOT_IN
 from laminar.node.sandbox._values import INT_BITS_MAX
@@ -77,14 +78,18 @@ def _line(node: ast.AST) -> int:
     return getattr(node, "lineno", 0)
 
 
-def _tree_too_deep(tree: ast.AST) -> int | None:
-    """The line where the tree nests deeper than TREE_DEPTH_MAX, or None. Iterative: the tree may be deep."""
+def _tree_problem(tree: ast.AST) -> str | None:
+    """Why the tree is too big or too deep to compile, or None. Iterative: the tree may be deep."""
     stack: list[tuple[ast.AST, int, int]] = [(tree, 0, 1)]
+    nodes = 0
     while stack:
         node, depth, line = stack.pop()
         line = getattr(node, "lineno", line)
         if depth > TREE_DEPTH_MAX:
-            return line
+            return f"line {line}: the program is nested more than {TREE_DEPTH_MAX} levels deep"
+        nodes += 1
+        if nodes > PROGRAM_SYNTAX_NODES_MAX:
+            return f"the program has more than {PROGRAM_SYNTAX_NODES_MAX} syntax nodes (it would compile too slowly)"
         stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
     return None
 
@@ -152,9 +157,9 @@ def _unavailable(name: str) -> str | None:
 
 def policy_errors(tree: ast.Module) -> list[str]:
     """What the sandbox refuses in `tree`, one message per problem, in source order."""
-    deep = _tree_too_deep(tree)
-    if deep is not None:
-        return [f"line {deep}: the program is nested more than {TREE_DEPTH_MAX} levels deep"]
+    problem = _tree_problem(tree)
+    if problem is not None:
+        return [problem]
     bound: set[str] = set()
     loaded: list[ast.Name] = []  # names a builtin may stand for, checked once every binding is known
     found = []
@@ -192,6 +197,24 @@ def _simple(node: ast.expr) -> bool:
     return False
 
 
+def _copy_simple(node: ast.expr) -> ast.expr:
+    """A copy of a `_simple` expression, built directly: copy.deepcopy costs ~20 us a node, which a long chain
+    of comparisons would multiply at every create and restart."""
+    if isinstance(node, ast.Name):
+        new: ast.expr = ast.Name(id=node.id, ctx=node.ctx)
+    elif isinstance(node, ast.Constant):
+        new = ast.Constant(value=node.value, kind=node.kind)
+    elif isinstance(node, ast.Attribute):
+        new = ast.Attribute(value=_copy_simple(node.value), attr=node.attr, ctx=node.ctx)
+    elif isinstance(node, ast.Subscript):
+        new = ast.Subscript(value=_copy_simple(node.value), slice=_copy_simple(node.slice), ctx=node.ctx)
+    elif isinstance(node, ast.UnaryOp):
+        new = ast.UnaryOp(op=node.op, operand=_copy_simple(node.operand))
+    else:
+        return copy.deepcopy(node)
+    return ast.copy_location(new, node)
+
+
 class _Rewrite(ast.NodeTransformer):
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
         """`a < b <= c` is `a < b and b <= c` when evaluating `b` twice changes nothing: two single comparisons
@@ -201,7 +224,7 @@ class _Rewrite(ast.NodeTransformer):
             return node
         lefts = [node.left, *node.comparators[:-1]]
         parts: list[ast.expr] = [
-            ast.Compare(left=copy.deepcopy(left), ops=[op], comparators=[copy.deepcopy(right)])
+            ast.Compare(left=_copy_simple(left), ops=[op], comparators=[_copy_simple(right)])
             for left, op, right in zip(lefts, node.ops, node.comparators, strict=True)
         ]
         return _placed(ast.BoolOp(op=ast.And(), values=parts), node)
@@ -216,8 +239,8 @@ class _Rewrite(ast.NodeTransformer):
             return _placed(ast.Assign(targets=[target], value=ast.BinOp(load, node.op, node.value)), node)
         if not (isinstance(target, ast.Subscript) and _simple(target.value) and _simple(target.slice)):
             return node
-        subscript = copy.deepcopy(target)
-        subscript.ctx = ast.Load()
+        subscript = _copy_simple(target)
+        subscript.ctx = ast.Load()  # type: ignore[attr-defined]
         value = ast.BinOp(left=subscript, op=node.op, right=node.value)
         assign = ast.Assign(targets=[target], value=value)
         return _placed(assign, node)
@@ -359,11 +382,12 @@ def _singleton(node: ast.expr) -> bool:
 
 
 def _constant_tuple(node: ast.expr) -> bool:
-    return isinstance(node, (ast.Tuple, ast.List)) and all(_scalar_constant(e) for e in node.elts)
+    return isinstance(node, (ast.Tuple, ast.List)) and all(_comparable_constant(e) for e in node.elts)
 
 
 Constants = dict[str, ast.expr]  # module-level names that always hold a constant (see module_constants)
-_NAMED_TEXT_MAX = 256  # longest str or bytes constant a name may stand for in a native comparison
+_NAMED_TEXT_MAX = 256  # longest str or bytes constant a native comparison may hold (a memcmp of 1 KiB at most)
+_IN_TEXT_MAX = 16  # longest str or bytes literal a native `in` may search: 16 * 16 character comparisons at most
 
 
 def _small_constant(node: ast.expr) -> bool:
@@ -440,8 +464,21 @@ def _cheap_compare(node: ast.Compare, constants: Constants) -> bool:
     if isinstance(op, (ast.Is, ast.IsNot)):
         return _singleton(left) or _singleton(right)
     if isinstance(op, (ast.In, ast.NotIn)):
-        return _constant_tuple(right) or (isinstance(right, ast.Constant) and type(right.value) in (str, bytes))
-    return _scalar_constant(left) or _scalar_constant(right)
+        # `x in 'abc'` searches the literal for x: O(n*m) in CPython's simple search, so only a short literal
+        # may compile to a native `in` (a longer one goes through the guard, which charges the search).
+        return _constant_tuple(right) or _short_text(right, _IN_TEXT_MAX)
+    return _comparable_constant(left) or _comparable_constant(right)
+
+
+def _short_text(node: ast.expr, limit: int) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) in (str, bytes) and len(node.value) <= limit  # type: ignore[arg-type]
+
+
+def _comparable_constant(node: ast.expr) -> bool:
+    """A constant whose comparison with anything costs O(its length), which is at most _NAMED_TEXT_MAX."""
+    if not _scalar_constant(node):
+        return False
+    return type(node.value) not in (str, bytes) or len(node.value) <= _NAMED_TEXT_MAX  # type: ignore[attr-defined]
 
 
 _N = TypeVar("_N", bound=ast.AST)

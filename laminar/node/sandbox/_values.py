@@ -70,11 +70,48 @@ def check_size(n: int, what: str) -> None:
         size_exhausted(n, what)
 
 
+# A str's memory is its length times the width of its widest character (1, 2 or 4 bytes). Python offers no O(1)
+# way to read the width but `isascii()`, so the value budget counts an ASCII str at 1 byte a character and any
+# other at 4: an upper bound, the same on every node (it depends on the characters only). Sizes are checked in
+# characters before a str is built (bounding what is allocated to 4 * VALUE_MAX) and in bytes after.
+TEXT_WIDE_BYTES = 4
+
+
+def check_text_size(n: int, wide: bool) -> None:
+    """Abort before building a str of `n` characters if it may be over the value budget (`wide`: not ASCII)."""
+    if n > VALUE_MAX or (wide and n * TEXT_WIDE_BYTES > VALUE_MAX):
+        text_exhausted(n, wide)
+
+
+def text_exhausted(n: int, wide: bool) -> NoReturn:
+    if not wide:
+        size_exhausted(n, "str")
+    exhausted(
+        f"value budget exhausted (a non-ASCII str of {n} characters counts {n * TEXT_WIDE_BYTES} bytes; "
+        f"the limit is {VALUE_MAX})"
+    )
+
+
+def check_text(text: Any) -> Any:
+    """Pass a str just built through, aborting if its bytes are over the value budget (see TEXT_WIDE_BYTES)."""
+    n = len(text)
+    if n * TEXT_WIDE_BYTES > VALUE_MAX and (n > VALUE_MAX or not text.isascii()):
+        text_exhausted(n, not text.isascii())
+    return text
+
+
 def check_sized(value: Any) -> Any:
     """Pass `value` through, aborting if it is a str, bytes or container over the value budget."""
+    if type(value) is str:
+        return check_text(value)
     if type(value) in SEQUENCES or type(value) is dict:
         check_size(len(value), type_name(value))
     return value
+
+
+def as_dict(mapping: Any) -> dict[str, Any]:
+    """A dict to merge from: a proxy's own dict copied (at C speed; merging from a proxy goes key by key)."""
+    return mapping if type(mapping) is dict else mapping.copy()  # type: ignore[no-any-return]
 
 
 def _atom(value: Any) -> bool:
@@ -269,7 +306,7 @@ def to_text(x: Any, as_repr: bool = False) -> str:
             exhausted(f"value budget exhausted (the text of a {type_name(x)} could exceed {VALUE_MAX} characters)")
         charge_bytes(bound)
         text = repr(x) if as_repr else str(x)
-    check_size(len(text), "str")
+    check_text(text)
     charge_bytes(len(text))
     return text
 

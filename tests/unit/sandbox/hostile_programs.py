@@ -42,12 +42,12 @@ for i in range(60000):
 
 # Reverse searches in CPython are O(n*m): 'ab' then a's is the worst case for a haystack of a's.
 _QUADRATIC = "s = 'a' * 100000\np = 'ab' + 'a' * 49998\n"
-_WIDE_TABLE = "T = {str(i): i for i in range(20000)}\n"
+_WIDE_TABLE = "T = {str(i): i for i in range(10000)}\n"
 
 # Long constructs whose work grows with their length, run in a loop: each must cost steps by its size.
 _BIG_DISPLAY = "{" + ", ".join(f"'k{j}': i" for j in range(2000)) + "}"
 _MANY_ARGUMENTS = "f(" + "i, " * 4000 + ")"
-_LONG_CHAIN = " < ".join(["(i + 1)"] * 2000)
+_LONG_CHAIN = " < ".join(["(i + 1)"] * 1000)  # (PROGRAM_SYNTAX_NODES_MAX)
 
 HOSTILE: dict[str, Hostile] = {
     # --- Dunder walks and introspection: refused by name at compile time ------------------------------------
@@ -293,11 +293,11 @@ HOSTILE: dict[str, Hostile] = {
         "x = '%((x))300000000s' % {'(x)': 1}", "a width hidden behind a nested-paren key built 300 MB"
     ),
     "dict_from_mapping": _error(
-        "for i in range(280):\n    d = dict(T)", "dict(mapping) was charged a step per 64 entries", _WIDE_TABLE
+        "for i in range(560):\n    d = dict(T)", "dict(mapping) was charged a step per 64 entries", _WIDE_TABLE
     ),
-    "dict_double_star": _error("for i in range(280):\n    d = {**T}", "{**mapping} too", _WIDE_TABLE),
-    "dict_update_mapping": _error(
-        "for i in range(280):\n    d = {'a': 1}\n    d.update(T)", "dict.update(mapping) too", _WIDE_TABLE
+    "dict_double_star": _error("for i in range(560):\n    d = {**T}", "{**mapping} too", _WIDE_TABLE),
+    "dict_merge_mapping": _error(
+        "for i in range(560):\n    d = {'a': 1}\n    d |= T", "dict |= mapping too", _WIDE_TABLE
     ),
     "from_bytes_list_bigint": _error(
         "x = int.from_bytes([255] * 1000000, 'big')\nfor i in range(1000):\n    y = x // 7\n    z = x >> 1\n"

@@ -72,7 +72,10 @@ EXHAUSTING = {
     "int: big shift": ("x = 1 << (10 ** 9)", "int budget exhausted"),
     "events: flood": ("while True:\n    ctx.put('k', 'v')", "event budget exhausted (1024 events)"),
     "emitted bytes: big values": ("v = b'x' * 1000000\nwhile True:\n    ctx.put('k', v)", "emitted-bytes budget"),
-    "state: too many bytes": ("ctx.state['x'] = 'y' * 600000 + 'é' * 300000", "state budget exhausted"),
+    # (two values: one non-ASCII str of 300000 characters would be over the value budget, counted at 4 bytes each)
+    "state: too many bytes": ("ctx.state['x'] = 'y' * 600000\nctx.state['z'] = 'é' * 240000", "state budget exhausted"),
+    "value: non-ASCII str counts bytes": ("x = 'é' * 300000", "value budget exhausted (a non-ASCII str of 300000"),
+    "value: non-ASCII concatenation": ("x = 'é' * 200000\ny = x + x", "value budget exhausted (a non-ASCII str"),
     "state: too many objects": ("ctx.state['x'] = list(range(200000))", "state budget exhausted (more than 100000"),
     "state: shared blowup": ("ctx.state['x'] = ['y' * 1000] * 100000", "state budget exhausted"),
 }
