@@ -101,3 +101,7 @@ PROGRAM_SYNTAX_NODES_MAX = 8192
 # Bytes module-level values may hold (str at 1 byte a character if ASCII, else 4; 8 bytes a reference; 32 a scalar):
 # they live as long as the topic, on every node, and the module body's step budget alone would allow ~400 MB.
 PROGRAM_MODULE_BYTES_MAX = 1 * MIB
+# Stack of the threads that run programs (set for every thread the node starts): a call may recurse natively (compare,
+# repr, json, pickle of nested data) up to its recursion headroom of 1000 levels, which needs well under 1 MiB
+# (measured: see tests/unit/sandbox/test_sandbox_environment.py); 8 MiB is Linux's usual default, made explicit.
+PROGRAM_THREAD_STACK_BYTES = 8 * MIB

@@ -12,20 +12,34 @@ by dropping the live objects, unless it changed no list or dict at all (see Mete
 Determinism of Python's own recursion limit: a RecursionError raised by a deep structure (comparing, printing or
 pickling one nested a thousand levels) depends on how deep the *caller* already is, which differs between nodes.
 So every sandbox entry point pins the limit at (current depth + _HEADROOM) for its duration: inside the sandbox the
-same program always has the same headroom. Pinning is process-wide, hence the lock (which also makes the active
-meter a plain global); the headroom keeps the limit at or above Python's default for every other thread.
+same program always has the same headroom. The depth is the interpreter's own count (Python frames and C-level
+calls alike: a caller that reached us through map() or a C callback is one deeper than its frames say), read
+exactly by _recursion_depth. Pinning is process-wide, hence the lock (which also makes the active meter a plain
+global); the headroom keeps the limit at or above Python's default for every other thread.
+
+Other interpreter settings a program could observe are set here too, whatever the node's environment says: the
+int<->str conversion limit (PYTHONINTMAXSTRDIGITS; programs' ints stay below its floor anyway) at every entry, and
+the stack size of threads created after this module is imported (the node's apply thread among them), which must
+hold _HEADROOM levels of native recursion: PROGRAM_THREAD_STACK_BYTES. The hash seed is not observable: programs
+cannot hash, sets are refused, dicts keep insertion order.
 """
 
 from __future__ import annotations
 
 import gc
+import re
 import sys
 import threading
 from collections.abc import Callable
 from types import CodeType, TracebackType
 from typing import Any, TypeVar
 
-from laminar.limits import PROGRAM_STATE_BYTES_MAX, PROGRAM_STATE_OBJECTS_MAX, PROGRAM_STEPS_MAX
+from laminar.limits import (
+    PROGRAM_STATE_BYTES_MAX,
+    PROGRAM_STATE_OBJECTS_MAX,
+    PROGRAM_STEPS_MAX,
+    PROGRAM_THREAD_STACK_BYTES,
+)
 from laminar.node.sandbox._api import CallContext, CallOutcome, ProgramRefused, emitted, outcome
 from laminar.node.sandbox._compile import FILENAME, build_program, load_module, parse_program, remember
 from laminar.node.sandbox._context import Context
@@ -55,6 +69,40 @@ def _frame_depth() -> int:
     return depth
 
 
+_DEPTH_IN_MESSAGE = re.compile(r"at the recursion depth (\d+)")
+
+
+def _probe_depth() -> int | None:
+    """The interpreter's recursion depth, as CPython 3.11 counts it against the limit (tstate's limit minus
+    remaining): sys.setrecursionlimit refuses a limit below it and says what it is. None if it does not."""
+    try:
+        sys.setrecursionlimit(1)
+    except RecursionError as exc:
+        found = _DEPTH_IN_MESSAGE.search(str(exc))
+        return int(found.group(1)) if found else None
+    return None  # never: the depth is at least 1 here
+
+
+_PROBED = _probe_depth() is not None
+
+
+def _recursion_depth() -> int:
+    """The current recursion depth in the units of the recursion limit (see the module docstring)."""
+    if _PROBED:
+        return _probe_depth()  # type: ignore[return-value]
+    return _frame_depth()  # an interpreter that does not say: Python frames only
+
+
+def _set_interpreter() -> None:
+    """The settings a program could observe, made the node's own (see the module docstring)."""
+    if sys.get_int_max_str_digits() != _INT_MAX_STR_DIGITS:
+        sys.set_int_max_str_digits(_INT_MAX_STR_DIGITS)
+
+
+_INT_MAX_STR_DIGITS = 4300  # CPython's default
+threading.stack_size(PROGRAM_THREAD_STACK_BYTES)
+
+
 def pinned(fn: Callable[..., _T], *args: Any) -> _T:
     """Run `fn(*args)` alone, with the recursion limit pinned relative to the current depth.
 
@@ -65,7 +113,8 @@ def pinned(fn: Callable[..., _T], *args: Any) -> _T:
     with _LOCK:
         saved = sys.getrecursionlimit()
         collecting = gc.isenabled()
-        sys.setrecursionlimit(_frame_depth() + _HEADROOM)
+        sys.setrecursionlimit(_recursion_depth() + _HEADROOM)
+        _set_interpreter()
         gc.disable()
         try:
             return fn(*args)
@@ -280,7 +329,8 @@ class TopicRuntime:
         try:
             saved = sys.getrecursionlimit()
             collecting = gc.isenabled()
-            sys.setrecursionlimit(_frame_depth() + _CALL_HEADROOM)
+            sys.setrecursionlimit(_recursion_depth() + _CALL_HEADROOM)
+            _set_interpreter()
             gc.disable()
             self._touched = False
             activate(meter)
