@@ -105,3 +105,10 @@ PROGRAM_MODULE_BYTES_MAX = 1 * MIB
 # repr, json, pickle of nested data) up to its recursion headroom of 1000 levels, which needs well under 1 MiB
 # (measured: see tests/unit/sandbox/test_sandbox_environment.py); 8 MiB is Linux's usual default, made explicit.
 PROGRAM_THREAD_STACK_BYTES = 8 * MIB
+# What the program calls of one log entry may emit, over all of them: key and value bytes plus
+# PROGRAM_EVENT_OVERHEAD_BYTES per event (what an event costs a node to hold while the entry is applied: its
+# serialized record, the view's entry, the write batch's). Past it, the call that would cross it ends ERROR, on every
+# node alike (the entry and its order are the same everywhere), so applying one entry holds at most ~2x this much.
+# Without it, 8192 one-byte puts could emit PROGRAM_EMITTED_BYTES_MAX each: 32 GiB for one entry.
+PROGRAM_ENTRY_EMITTED_BYTES_MAX = 32 * MIB
+PROGRAM_EVENT_OVERHEAD_BYTES = 256

@@ -368,3 +368,26 @@ def test_outcomes_and_events_match_a_naive_model(tmp_path_factory: pytest.TempPa
             assert view(sm, topic) == views
     for topic, events in model.events.items():
         assert [(e.kind, e.consequence_offset, e.intention_offset) for e in sm.events(topic)] == events
+
+
+# Emits four 1 MB values per put: just under PROGRAM_EMITTED_BYTES_MAX for one call.
+FLOOD = (
+    "def on_put(ctx, key, value):\n    v = b'x' * 1000000\n    for k in (b'a', b'b', b'c', b'd'):\n        ctx.put(k, v)\n"
+)
+
+
+def test_program_events_of_one_entry_are_bounded(sm: Harness) -> None:
+    """Past PROGRAM_ENTRY_EMITTED_BYTES_MAX in one entry, program calls end ERROR (state and events untouched);
+    the next entry has a budget of its own."""
+    per_call = 4 * (1 + 1_000_000 + limits.PROGRAM_EVENT_OVERHEAD_BYTES)
+    fit = limits.PROGRAM_ENTRY_EMITTED_BYTES_MAX // per_call
+    create = pb.Mutation(nonce=1, kind=pb.CREATE_TOPIC, topic="flood", program=FLOOD)
+    sm.apply(entry((ALICE, [create])))
+    puts = [m(2 + i, pb.PUT, "flood", b"k", b"v") for i in range(fit + 4)]
+    out = sm.apply(entry((ALICE, puts)))
+    effects = [e for _, e, _, _ in out]
+    assert effects == [pb.VALID] * fit + [pb.ERROR] * 4
+    assert all("entry emitted-bytes budget exhausted" in reason for _, _, _, reason in out[fit:])
+    assert len(sm.events("flood")) == 1 + 4 * fit  # the create, then only the calls that fit
+    out = sm.apply(entry((ALICE, [m(2 + len(puts), pb.PUT, "flood", b"k", b"v")])))
+    assert [e for _, e, _, _ in out] == [pb.VALID]

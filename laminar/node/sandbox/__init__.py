@@ -13,7 +13,7 @@ timed; every failure inside a handler becomes a CallOutcome, never an exception.
 
 from __future__ import annotations
 
-from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused, call_context
+from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused, call_context, emitted_cost
 from laminar.node.sandbox._runtime import TopicRuntime, check_program
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "TopicRuntime",
     "call_context",
     "check_program",
+    "emitted_cost",
 ]

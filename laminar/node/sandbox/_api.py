@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from laminar.limits import PROGRAM_ENTRY_EMITTED_BYTES_MAX, PROGRAM_EVENT_OVERHEAD_BYTES
+
 
 class ProgramRefused(Exception):
     """A program cannot run. Raised only by `check_program` and `TopicRuntime.start`, never by a handler call."""
@@ -21,6 +23,8 @@ class CallContext:
     offset: int  # the intention's global offset
     client_id: str  # UUID string
     nonce: int
+    # What the calls of the log entry may still emit (see PROGRAM_ENTRY_EMITTED_BYTES_MAX and emitted_cost).
+    entry_emit_bytes: int = PROGRAM_ENTRY_EMITTED_BYTES_MAX
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,9 @@ class CallOutcome:
 _new = object.__new__
 
 
-def call_context(topic: str, offset: int, client_id: str, nonce: int) -> CallContext:
+def call_context(
+    topic: str, offset: int, client_id: str, nonce: int, entry_emit_bytes: int = PROGRAM_ENTRY_EMITTED_BYTES_MAX
+) -> CallContext:
     """CallContext(...), built like `emitted` below: once per program call."""
     call = _new(CallContext)
     fields = call.__dict__
@@ -52,7 +58,13 @@ def call_context(topic: str, offset: int, client_id: str, nonce: int) -> CallCon
     fields["offset"] = offset
     fields["client_id"] = client_id
     fields["nonce"] = nonce
+    fields["entry_emit_bytes"] = entry_emit_bytes
     return call
+
+
+def emitted_cost(key: bytes, value: bytes) -> int:
+    """What one emitted event costs against the entry's budget (see PROGRAM_ENTRY_EMITTED_BYTES_MAX)."""
+    return len(key) + len(value) + PROGRAM_EVENT_OVERHEAD_BYTES
 
 
 def emitted(kind: str, key: bytes, value: bytes) -> Emitted:

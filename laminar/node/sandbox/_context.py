@@ -5,8 +5,14 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import Any, Protocol
 
-from laminar.limits import KEY_BYTES_MAX, PROGRAM_EMITTED_BYTES_MAX, PROGRAM_EVENTS_MAX, VALUE_BYTES_MAX
-from laminar.node.sandbox._api import CallContext, Emitted, emitted
+from laminar.limits import (
+    KEY_BYTES_MAX,
+    PROGRAM_EMITTED_BYTES_MAX,
+    PROGRAM_ENTRY_EMITTED_BYTES_MAX,
+    PROGRAM_EVENTS_MAX,
+    VALUE_BYTES_MAX,
+)
+from laminar.node.sandbox._api import CallContext, Emitted, emitted, emitted_cost
 from laminar.node.sandbox._builtins import json_loads
 from laminar.node.sandbox._meter import Abort, Rejected, charge_chars, exhausted, fail
 from laminar.node.sandbox._methods import register
@@ -24,7 +30,7 @@ class StateOwner(Protocol):
 class Context:
     """The `ctx` argument of a handler. Programs read its attributes through `_getattr_` (see ATTRIBUTES)."""
 
-    __slots__ = ("_args", "_call", "_emitted_bytes", "_events", "_open", "_owner")
+    __slots__ = ("_args", "_call", "_emitted_bytes", "_entry_cost", "_events", "_open", "_owner")
 
     def __init__(self, call: CallContext, args: bytes | None, owner: StateOwner) -> None:
         self._call = call
@@ -32,6 +38,7 @@ class Context:
         self._owner = owner
         self._events: list[Emitted] = []
         self._emitted_bytes = 0
+        self._entry_cost = 0
         self._open = True
 
     def __repr__(self) -> str:
@@ -59,6 +66,12 @@ class Context:
         emitted_bytes = self._emitted_bytes = self._emitted_bytes + len(key_bytes) + len(value_bytes)
         if emitted_bytes > PROGRAM_EMITTED_BYTES_MAX:
             exhausted(f"emitted-bytes budget exhausted ({PROGRAM_EMITTED_BYTES_MAX} bytes of keys and values)")
+        entry_cost = self._entry_cost = self._entry_cost + emitted_cost(key_bytes, value_bytes)
+        if entry_cost > self._call.entry_emit_bytes:
+            exhausted(
+                f"entry emitted-bytes budget exhausted ({PROGRAM_ENTRY_EMITTED_BYTES_MAX} bytes of events per log "
+                "entry, over all its program calls)"
+            )
         events.append(emitted(kind, key_bytes, value_bytes))
 
     def put(self, key: Any, value: Any) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from laminar import limits
 from laminar.node._entry import decode_entry
-from laminar.node.sandbox import CallContext, ProgramRefused, TopicRuntime, call_context
+from laminar.node.sandbox import CallContext, ProgramRefused, TopicRuntime, call_context, emitted_cost
 from laminar.node.store import (
     AppliedMark,
     ClientRecord,
@@ -126,6 +126,9 @@ class _Batch:
     # messages after a fail-over hits the same few runs, which must be decoded once, not per nonce.
     stored_results: dict[bytes, list[ResultRun]] = field(default_factory=dict)
     client_names: dict[bytes, str] = field(default_factory=dict)  # client id -> its UUID string, for ctx.client_id
+    # What this entry's program calls emitted, as PROGRAM_ENTRY_EMITTED_BYTES_MAX counts it: each call gets what is
+    # left, so the entry's events stay bounded however many calls it holds.
+    program_emitted: int = 0
 
     def outcome(
         self, client_id: bytes, nonce: int, effect: int, intention_offset: int, reason: str, count: int = 1
@@ -331,7 +334,9 @@ class StateMachine:
 
     def _context(self, batch: _Batch, client_id: bytes, topic: str, nonce: int) -> CallContext:
         client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
-        return call_context(topic, batch.offset, client, nonce)
+        return call_context(
+            topic, batch.offset, client, nonce, limits.PROGRAM_ENTRY_EMITTED_BYTES_MAX - batch.program_emitted
+        )
 
     @staticmethod
     def _client_name(batch: _Batch, client_id: bytes) -> str:
@@ -357,6 +362,7 @@ class StateMachine:
                 batch.program_errors.append((m.topic, outcome.reason))
                 return ERROR, outcome.reason
             emitted = outcome.events
+            batch.program_emitted += sum(emitted_cost(e.key, e.value) for e in emitted)
         next_offset = topic.next_offset if topic is not None else 1
         record = TopicRecord(True, next_offset, batch.offset, m.program, bytes(m.args))
         created = self._topics[m.topic] = _Topic.of(m.topic, record, runtime)
@@ -392,6 +398,7 @@ class StateMachine:
             return ERROR, outcome.reason
         for event in outcome.events:
             self._append(batch, name, topic, _EVENT_KINDS[event.kind], event.key, event.value)
+            batch.program_emitted += emitted_cost(event.key, event.value)
         batch.dirty_states.add(name)
         return VALID, ""
 
