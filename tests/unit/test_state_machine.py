@@ -372,7 +372,10 @@ def test_outcomes_and_events_match_a_naive_model(tmp_path_factory: pytest.TempPa
 
 # Emits four 1 MB values per put: just under PROGRAM_EMITTED_BYTES_MAX for one call.
 FLOOD = (
-    "def on_put(ctx, key, value):\n    v = b'x' * 1000000\n    for k in (b'a', b'b', b'c', b'd'):\n        ctx.put(k, v)\n"
+    "def on_put(ctx, key, value):\n"
+    "    v = b'x' * 1000000\n"
+    "    for k in (b'a', b'b', b'c', b'd'):\n"
+    "        ctx.put(k, v)\n"
 )
 
 
