@@ -60,6 +60,8 @@ SNAPSHOT_RECEIVED_BYTES_MAX = 64 * 1024 * MIB
 STORE_WRITE_BUFFER_BYTES = 16 * MIB  # one memtable
 STORE_WRITE_BUFFERS_MAX = 2  # memtables in memory at once (one filling, one flushing)
 STORE_BLOCK_CACHE_BYTES = 32 * MIB  # cache of read blocks (listeners reading history, gets)
+APPLY_QUEUE_ENTRIES_MAX = 8  # committed entries waiting for the apply thread; the Raft thread waits past this
+APPLY_INLINE_BYTES_MAX = 4 * KIB  # a committed entry of one intention, this small, may be applied by the Raft thread
 
 # --- Client library ------------------------------------------------------------------------------
 CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this

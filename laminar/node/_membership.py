@@ -47,7 +47,7 @@ class Membership:
     def __init__(
         self,
         config: NodeConfig,
-        engine_ref: Callable[[], RaftPort],
+        raft: RaftPort,
         store: Store,
         wait_applied: Callable[[float], bool] | None = None,
     ) -> None:
@@ -55,7 +55,7 @@ class Membership:
         # pysyncobj reports an entry done once it is handed to the apply thread, not once it is
         # stored: wait for the store before answering with the address book.
         self._wait_applied = wait_applied
-        self._engine = engine_ref
+        self._raft = raft
         self._store = store
         self._lock = threading.Lock()
 
@@ -74,7 +74,7 @@ class Membership:
     def peers(self) -> list[pb.Peer]:
         """The current voting members, this node first."""
         book = self.address_book()
-        return [book.get(raft, pb.Peer(node_id="?", raft_address=raft)) for raft in self._engine().members()]
+        return [book.get(raft, pb.Peer(node_id="?", raft_address=raft)) for raft in self._raft.members()]
 
     def client_address(self, raft_address: str) -> str:
         peer = self.address_book().get(raft_address)
@@ -97,8 +97,8 @@ class Membership:
             self._lock.release()
 
     def _add(self, request: pb.MembershipChange) -> None:
-        engine = self._engine()
-        members = engine.members()
+        raft = self._raft
+        members = raft.members()
         if not request.node_id or not request.raft_address or not request.client_address:
             raise MembershipRefused("invalid_argument", "adding a node needs its id, Raft and client addresses")
         if request.raft_address in members:
@@ -113,23 +113,23 @@ class Membership:
         self._raft_change(add=True, raft_address=request.raft_address)
 
     def _remove(self, node_id: str) -> None:
-        engine = self._engine()
-        members = engine.members()
+        raft = self._raft
+        members = raft.members()
         target = next((p for p in self.peers() if p.node_id == node_id), None)
         if target is None:
             raise MembershipRefused("failed_precondition", f"node {node_id} is not a member")
         if target.raft_address == members[0]:
-            engine.transfer_leadership()
+            raft.transfer_leadership()
             raise MembershipRefused("unavailable", f"node {node_id} leads: leadership is being handed over; retry")
         self._check_quorum_after([m for m in members if m != target.raft_address])
         self._raft_change(add=False, raft_address=target.raft_address)
         self._propose(encode_peer_removal(node_id))
 
     def _check_quorum_after(self, members: list[str]) -> None:
-        engine = self._engine()
+        raft = self._raft
         deadline = time.monotonic() + MEMBERSHIP_QUORUM_WAIT_S
         while True:  # a node that just restarted may take a moment to reconnect
-            live = sum(1 for m in members if m == members[0] or engine.is_connected(m))
+            live = sum(1 for m in members if m == members[0] or raft.is_connected(m))
             if (members and live > len(members) // 2) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -141,14 +141,14 @@ class Membership:
 
     def _propose(self, payload: bytes) -> None:
         waiter = _Waiter(threading.Event())
-        self._engine().propose(payload, lambda ok: waiter.done(ok))
+        self._raft.propose(payload, lambda ok: waiter.done(ok))
         self._wait(waiter, "recording the address book")
         if self._wait_applied is not None and not self._wait_applied(MEMBERSHIP_CHANGE_TIMEOUT_S):
             raise MembershipRefused("unavailable", "the address book entry committed but was not applied in time")
 
     def _raft_change(self, add: bool, raft_address: str) -> None:
         waiter = _Waiter(threading.Event())
-        self._engine().change_membership(add, raft_address, waiter.done)
+        self._raft.change_membership(add, raft_address, waiter.done)
         self._wait(waiter, "changing the Raft membership")
 
     @staticmethod

@@ -9,7 +9,6 @@ import pytest
 import laminar
 from laminar import _rules, limits
 from laminar.node._entry import encode_run, one_intention_at_most
-from laminar.node._node import APPLY_INLINE_BYTES_MAX
 from laminar.node.service._listen import encode_listen_frame
 from laminar.v1 import laminar_pb2 as pb
 
@@ -98,10 +97,12 @@ def test_only_small_entries_of_at_most_one_intention_are_applied_by_the_tick_thr
         mutations = [pb.Mutation(nonce=n + 1, kind=pb.PUT, topic="t", key=b"k", value=v) for n, v in enumerate(puts)]
         return encode_run(b"c" * 16, pb.MutationFrame(mutations=mutations).SerializeToString())
 
-    assert one_intention_at_most(b"", APPLY_INLINE_BYTES_MAX)  # a read barrier or a no-op
-    assert one_intention_at_most(entry(b"v"), APPLY_INLINE_BYTES_MAX)
-    assert not one_intention_at_most(entry(b"v", b"w"), APPLY_INLINE_BYTES_MAX)
-    assert not one_intention_at_most(entry(b"x" * APPLY_INLINE_BYTES_MAX), APPLY_INLINE_BYTES_MAX)  # one, but large
+    assert one_intention_at_most(b"", limits.APPLY_INLINE_BYTES_MAX)  # a read barrier or a no-op
+    assert one_intention_at_most(entry(b"v"), limits.APPLY_INLINE_BYTES_MAX)
+    assert not one_intention_at_most(entry(b"v", b"w"), limits.APPLY_INLINE_BYTES_MAX)
     assert not one_intention_at_most(
-        b"\xff\xff\xff", APPLY_INLINE_BYTES_MAX
+        entry(b"x" * limits.APPLY_INLINE_BYTES_MAX), limits.APPLY_INLINE_BYTES_MAX
+    )  # one, but large
+    assert not one_intention_at_most(
+        b"\xff\xff\xff", limits.APPLY_INLINE_BYTES_MAX
     )  # unreadable: the state machine decides, elsewhere

@@ -70,6 +70,10 @@ class Proposer:
         self._propose_and_release(batch)
         return True
 
+    def pending_intentions(self) -> int:
+        """Intentions offered and not yet proposed (a gauge; read without the lock)."""
+        return self._pending_intentions
+
     def stop(self) -> None:
         with self._lock:
             self._stopped = True

@@ -1,5 +1,6 @@
 """gRPC servicers: decode, validate, hand to the log, stream to listeners."""
 
+from laminar.node.service._api import NodeApi
 from laminar.node.service._listen import EventFeed, ListenService
 from laminar.node.service._server import (
     LEADER_METADATA_KEY,
@@ -15,6 +16,7 @@ __all__ = [
     "EventFeed",
     "LaminarServicer",
     "ListenService",
+    "NodeApi",
     "SessionRouter",
     "build_health",
     "build_server",

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from laminar import _rules, limits
+from laminar.node.service._api import NodeApi
 from laminar.node.service._listen import ListenService
 from laminar.node.service._sessions import SessionFailure, SessionRouter
 from laminar.v1 import laminar_pb2 as pb
@@ -25,39 +26,19 @@ GET_BARRIER_TIMEOUT_S = 5.0  # a linearizable read waits this long at most for i
 
 
 class LaminarServicer:
-    def __init__(
-        self,
-        sessions: SessionRouter,
-        listens: ListenService,
-        status: Callable[[], pb.StatusResponse],
-        digest: Callable[[], pb.DigestResponse],
-        change_membership: Callable[[pb.MembershipChange], tuple[str, str, list[pb.Peer]]],
-        leader_hint: Callable[[], tuple[bool, str]],
-        *,
-        get: Callable[[pb.GetRequest, float], pb.GetResponse | None] | None = None,
-        on_session_failure: Callable[[grpc.StatusCode, str], None] | None = None,
-    ) -> None:
+    def __init__(self, sessions: SessionRouter, listens: ListenService, node: NodeApi) -> None:
         self._sessions = sessions
         self._listens = listens
-        self._status = status
-        self._digest = digest
-        self._change_membership = change_membership
-        self._leader_hint = leader_hint
-        self._inject_fault: Callable[[pb.FaultRequest], None] | None = (
-            None  # (this node leads, client address of the leader or "")
-        )
-        self._get = get  # (request, timeout s) -> response, or None if the read barrier did not pass in time
-        self._on_session_failure = on_session_failure
+        self._node = node
 
     def Session(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:  # noqa: N802
-        is_leader, _ = self._leader_hint()
+        is_leader, _ = self._node.leader_hint()
         if not is_leader:
             self._redirect(context, "this node is not the leader")
         try:
             yield from self._sessions.run(requests, context)
         except SessionFailure as failure:
-            if self._on_session_failure is not None:
-                self._on_session_failure(failure.code, failure.message)
+            self._node.session_failed(failure.code, failure.message)
             if failure.code == grpc.StatusCode.UNAVAILABLE:
                 self._redirect(context, failure.message)
             context.abort(failure.code, failure.message)
@@ -71,30 +52,27 @@ class LaminarServicer:
             problem = f"key is {len(request.key)} bytes; the limit is {limits.KEY_BYTES_MAX}"
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        if self._get is None:
-            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not serve reads")
-            raise AssertionError("abort raises")
-        if not request.stale_ok and not self._leader_hint()[0]:
+        if not request.stale_ok and not self._node.leader_hint()[0]:
             self._redirect(context, "linearizable reads go to the leader (or set stale_ok)")
         remaining = context.time_remaining()
         timeout_s = GET_BARRIER_TIMEOUT_S if remaining is None else min(GET_BARRIER_TIMEOUT_S, max(0.0, remaining))
-        response = self._get(request, timeout_s)
+        response = self._node.get(request, timeout_s)
         if response is None:
             self._redirect(context, "the read barrier did not commit in time (leadership may have changed)")
             raise AssertionError("abort raises")
         return response
 
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:  # noqa: N802
-        return self._status()
+        return self._node.status()
 
     def Digest(self, request: pb.DigestRequest, context: grpc.ServicerContext) -> pb.DigestResponse:  # noqa: N802
-        return self._digest()
+        return self._node.digest()
 
     def ChangeMembership(self, request: pb.MembershipChange, context: grpc.ServicerContext) -> pb.MembershipResult:  # noqa: N802
-        is_leader, _ = self._leader_hint()
+        is_leader, _ = self._node.leader_hint()
         if not is_leader:
             self._redirect(context, "membership changes go to the leader")
-        code, message, peers = self._change_membership(request)
+        code, message, peers = self._node.change_membership(request)
         if code == "unavailable":
             self._redirect(context, message)
         if code:
@@ -102,16 +80,15 @@ class LaminarServicer:
         return pb.MembershipResult(peers=peers)
 
     def InjectFault(self, request: pb.FaultRequest, context: grpc.ServicerContext) -> pb.FaultResponse:  # noqa: N802
-        if self._inject_fault is None:
+        if not self._node.inject_fault(request):
             context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, "fault injection is off (start the node with --fault-injection)"
             )
             raise AssertionError("abort raises")
-        self._inject_fault(request)
         return pb.FaultResponse()
 
     def _redirect(self, context: grpc.ServicerContext, why: str) -> None:
-        _, leader = self._leader_hint()
+        _, leader = self._node.leader_hint()
         context.set_trailing_metadata(((LEADER_METADATA_KEY, leader),))
         where = f"; the leader is at {leader}" if leader else "; no leader is known yet"
         context.abort(grpc.StatusCode.UNAVAILABLE, why + where)

@@ -21,6 +21,7 @@ import grpc
 from laminar import _rules, limits
 from laminar.node._entry import encode_run
 from laminar.node.raft import Proposal
+from laminar.node.service._api import NodeApi
 from laminar.v1 import laminar_pb2 as pb
 
 if TYPE_CHECKING:
@@ -193,22 +194,15 @@ def _first_frame(requests: Iterator[pb.ClientFrame]) -> pb.ClientFrame | None:
 class SessionRouter:
     """Owns every session on this node and routes applied outcomes to them by client id."""
 
-    def __init__(
-        self,
-        proposer_offer: Callable[[Proposal, float], bool],
-        nonce_max: Callable[[bytes], int | None],
-        is_leader: Callable[[], bool],
-        welcome: Callable[[], pb.Welcome],
-        on_commit_latency: Callable[[float], None] | None = None,
-        read_barrier: Callable[[float], bool] | None = None,
-    ) -> None:
-        self._on_commit_latency = on_commit_latency
+    def __init__(self, node: NodeApi) -> None:
+        # Bound once: the reader thread calls offer and is_leader for every frame.
+        self._on_commit_latency = node.observe_commit_latency
+        self._offer = node.offer
+        self._nonce_max = node.nonce_max
+        self._is_leader = node.is_leader
+        self._welcome = node.welcome
         # (timeout s) -> True once everything committed before the call is applied here
-        self._read_barrier = read_barrier
-        self._offer = proposer_offer
-        self._nonce_max = nonce_max
-        self._is_leader = is_leader
-        self._welcome = welcome
+        self._read_barrier = node.read_barrier
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
 
@@ -267,13 +261,8 @@ class SessionRouter:
         the Hello is refused."""
         if hello.next_nonce <= self._applied_nonce_max(hello) + 1:
             return
-        if self._read_barrier is not None:
-            if not self._read_barrier(HELLO_CATCH_UP_WAIT_S):
-                raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node could not commit a read barrier")
-        else:
-            deadline = time.monotonic() + HELLO_CATCH_UP_WAIT_S
-            while hello.next_nonce > self._applied_nonce_max(hello) + 1 and time.monotonic() < deadline:
-                time.sleep(0.05)
+        if not self._read_barrier(HELLO_CATCH_UP_WAIT_S):
+            raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node could not commit a read barrier")
         known = self._nonce_max(bytes(hello.client_id))
         nonce_max = 0 if known is None else known
         if hello.next_nonce <= nonce_max + 1:

@@ -18,6 +18,7 @@ from laminar import limits
 from laminar.node._entry import decode_entry
 from laminar.node.sandbox import CallContext, ProgramRefused, TopicRuntime, call_context, emitted_cost
 from laminar.node.store import (
+    VIEW_HEAD,
     AppliedMark,
     ClientRecord,
     Keys,
@@ -26,9 +27,9 @@ from laminar.node.store import (
     Store,
     TopicRecord,
     WriteSet,
+    from_u64,
+    u64,
 )
-from laminar.node.store._keys import from_u64, u64
-from laminar.node.store._records import VIEW_HEAD
 from laminar.v1 import laminar_pb2 as pb
 
 if TYPE_CHECKING:

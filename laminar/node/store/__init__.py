@@ -5,11 +5,20 @@ is written in one atomic write batch together with the applied index, so a resta
 nor re-applies an entry.
 """
 
-from laminar.node.store._keys import Keys
-from laminar.node.store._records import AppliedMark, ClientRecord, ResultRecord, ResultRun, TopicRecord, ViewRecord
+from laminar.node.store._keys import Keys, from_u64, u64
+from laminar.node.store._records import (
+    VIEW_HEAD,
+    AppliedMark,
+    ClientRecord,
+    ResultRecord,
+    ResultRun,
+    TopicRecord,
+    ViewRecord,
+)
 from laminar.node.store._store import Store, WriteSet
 
 __all__ = [
+    "VIEW_HEAD",
     "AppliedMark",
     "ClientRecord",
     "Keys",
@@ -19,4 +28,6 @@ __all__ = [
     "TopicRecord",
     "ViewRecord",
     "WriteSet",
+    "from_u64",
+    "u64",
 ]
