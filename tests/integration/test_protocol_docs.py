@@ -107,7 +107,8 @@ def _leader(addresses: list[str]) -> str:
 def test_handshake_pipelining_and_each_frame_rule(make_cluster) -> None:
     """Handshake and pipelined frames; the frame byte limit (4 MiB: INVALID_ARGUMENT; past 8 MiB gRPC's
     RESOURCE_EXHAUSTED, which the Python client does not retry); empty frames; Hello.next_nonce for
-    a new client; a Commit never before its received; nothing of a refused frame applies."""
+    a new client; a Commit never before its received; nothing of a refused frame applies; a resend
+    with other contents is an ERROR, not the original outcome."""
     c = make_cluster(3)
     leader = _leader(c.addresses)
     client_id = uuid.uuid4().bytes
@@ -169,6 +170,18 @@ def test_handshake_pipelining_and_each_frame_rule(make_cluster) -> None:
     with grpc.insecure_channel(leader) as channel:
         got = laminar_pb2_grpc.LaminarStub(channel).Get(pb.GetRequest(topic="docs", key=b"k"), timeout=CALL_TIMEOUT_S)
     assert got.topic_offset == 4198  # the create and 4197 puts
+
+    # A resend must repeat the original mutation: nonce 4198 resent with another value gets an ERROR
+    # Commit that says so (intention offset 0), and applies nothing; the original stays.
+    probe = Probe(leader, [_hello(client_id, 4198), _puts(4198, 1, value=b"changed")])
+    next(probe.call)
+    [(_, commit)] = probe.commits_through(4198)
+    probe.close()
+    assert (commit.nonce, commit.effect, commit.intention_offset) == (4198, pb.ERROR, 0)
+    assert "other contents" in commit.reason, commit.reason
+    with grpc.insecure_channel(leader) as channel:
+        got = laminar_pb2_grpc.LaminarStub(channel).Get(pb.GetRequest(topic="docs", key=b"k"), timeout=CALL_TIMEOUT_S)
+    assert got.topic_offset == 4198 and got.value == b"v"
 
 
 def test_redirects_stale_hints_and_resend_after_the_leader_dies(make_cluster) -> None:

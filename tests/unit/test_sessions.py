@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import grpc
+import pytest
+
 from laminar import limits
-from laminar.node.service._sessions import _Session
+from laminar.node.service._sessions import SessionFailure, _Session
 from laminar.node.state_machine import Outcome
 from laminar.v1 import laminar_pb2 as pb
 
@@ -100,3 +103,24 @@ def test_acks_frames_stay_under_the_message_limit_when_reasons_are_long() -> Non
         assert acks.ByteSize() <= limits.GRPC_MESSAGE_BYTES_MAX
         nonces.extend(c.nonce for c in acks.commits)
     assert nonces == list(range(1, 10_001))
+
+
+def test_a_resend_with_other_contents_ends_the_session_if_the_original_was_reported() -> None:
+    """After a fail-over the old entry's outcome for nonce 10 is reported first; the client's resend of
+    10 had other contents (a conflict): the session ends with INVALID_ARGUMENT and the reason, rather
+    than leave the client believing its resend applied. Unreported, a conflict is an ERROR Commit."""
+    session = _Session(CLIENT, next_nonce=10)
+    session.expected_nonce = 12
+    session.committed([Outcome(CLIENT, 10, pb.VALID, 110, "")])
+    session.committed(
+        [Outcome(CLIENT, 11, pb.ERROR, 0, "nonce 11 was applied before with other contents", conflict=True)]
+    )
+    acks = session.next_acks()
+    assert acks is not None
+    assert [(c.nonce, c.effect) for c in acks.commits] == [(10, pb.VALID), (11, pb.ERROR)]
+    session.committed(
+        [Outcome(CLIENT, 10, pb.ERROR, 0, "nonce 10 was applied before with other contents", conflict=True)]
+    )
+    with pytest.raises(SessionFailure) as failure:
+        session.next_acks()
+    assert failure.value.code == grpc.StatusCode.INVALID_ARGUMENT and "other contents" in failure.value.message

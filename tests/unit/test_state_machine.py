@@ -242,7 +242,8 @@ def test_view_of_a_put_then_destroy_in_one_entry_is_empty(sm: Harness) -> None:
 
 def test_a_frame_of_valid_puts_is_one_outcome_and_one_small_result_record(sm: Harness) -> None:
     """Outcomes and kept results are run-length encoded: 1,000 successful puts are one Outcome and
-    one result segment; an ERROR in the middle splits them, and resends still get exact outcomes."""
+    one result segment (plus the 4-byte contents digest of each nonce, which tells a resend with
+    other contents apart); an ERROR in the middle splits them, and resends still get exact outcomes."""
     sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
     puts = [m(n, pb.PUT, "t", b"k", b"v") for n in range(2, 1002)]
     sm.index += 1
@@ -251,7 +252,7 @@ def test_a_frame_of_valid_puts_is_one_outcome_and_one_small_result_record(sm: Ha
     sm.store.commit(applied.writes, applied.mark)
     assert [(o.nonce, o.count, o.intention_offset) for o in applied.outcomes] == [(2, 1000, 2)]
     [(_, stored)] = [kv for kv in sm.store.scan(Keys.results_of(ALICE)) if kv[0][-8:] == (2).to_bytes(8, "big")]
-    assert len(stored) < 32
+    assert len(stored) < 32 + 1 + 4 * 1000
     mixed = [m(1002, pb.PUT, "t", b"k", b"v"), m(1003, pb.PUT, "missing", b"k", b"v"), m(1004, pb.PUT, "t", b"k")]
     out = sm.apply(entry((ALICE, mixed)))
     assert [e for _, e, _, _ in out] == [pb.VALID, pb.ERROR, pb.VALID]
@@ -271,6 +272,17 @@ def on_delete(ctx, key):
 """
 
 
+def _contents(mu: pb.Mutation) -> tuple[object, ...]:
+    """What a mutation asks for: its kind and the fields that kind uses (docs/protocol.md)."""
+    if mu.kind == pb.PUT:
+        return (mu.kind, mu.topic, mu.key, mu.value)
+    if mu.kind == pb.DELETE:
+        return (mu.kind, mu.topic, mu.key)
+    if mu.kind == pb.CREATE_TOPIC:
+        return (mu.kind, mu.topic, mu.program, mu.args)
+    return (mu.kind, mu.topic)
+
+
 class Model:
     """A deliberately naive model of apply: one step per nonce, no batching. Topics "a" and "b" are
     plain; "p" has the PICKY program."""
@@ -281,6 +293,7 @@ class Model:
         self.offset = 0
         self.nonce_max: dict[bytes, int] = {}
         self.results: dict[tuple[bytes, int], tuple[int, int]] = {}
+        self.contents: dict[tuple[bytes, int], tuple[object, ...]] = {}
         self.events: dict[str, list[tuple[int, int, int]]] = {}
         self.views: dict[str, dict[bytes, tuple[bytes, int]]] = {}  # topic -> key -> (value, consequence offset)
 
@@ -289,7 +302,12 @@ class Model:
         for mu in ms:
             known = self.nonce_max.get(client)
             if known is not None and mu.nonce <= known:
-                # A nonce below the client's first one was never applied: nothing is kept for it.
+                # A nonce below the client's first one was never applied: nothing is kept for it. A
+                # resend with other contents than the original's is an ERROR and applies nothing.
+                original = self.contents.get((client, mu.nonce))
+                if original is not None and original != _contents(mu):
+                    out.append((mu.nonce, pb.ERROR, 0))
+                    continue
                 out.append((mu.nonce, *self.results.get((client, mu.nonce), (pb.ERROR, 0))))
                 continue
             if known is not None and mu.nonce > known + 1:
@@ -297,6 +315,7 @@ class Model:
             self.offset += 1
             effect = self._effect(mu)
             self.results[(client, mu.nonce)] = (effect, self.offset)
+            self.contents[(client, mu.nonce)] = _contents(mu)
             self.nonce_max[client] = mu.nonce
             out.append((mu.nonce, effect, self.offset))
         return out
@@ -394,3 +413,46 @@ def test_program_events_of_one_entry_are_bounded(sm: Harness) -> None:
     assert len(sm.events("flood")) == 1 + 4 * fit  # the create, then only the calls that fit
     out = sm.apply(entry((ALICE, [m(2 + len(puts), pb.PUT, "flood", b"k", b"v")])))
     assert [e for _, e, _, _ in out] == [pb.VALID]
+
+
+def test_a_resend_with_other_contents_is_an_error_and_applies_nothing(sm: Harness) -> None:
+    """A resent nonce whose mutation differs from the one applied under it (another value, key, topic
+    or kind) gets ERROR with a reason, offset 0, and a conflict mark; the same contents get the
+    original outcome. Works for nonces applied in the same entry and in earlier ones."""
+    sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t"), m(2, pb.PUT, "t", b"k", b"v"), m(3, pb.DELETE, "t", b"k")])))
+    events_before = len(sm.events("t"))
+    resent = [m(2, pb.PUT, "t", b"k", b"other"), m(3, pb.DELETE, "t", b"k"), m(1, pb.CREATE_TOPIC, "u")]
+    sm.index += 1
+    applied = sm.machine.apply(sm.index, entry((ALICE, resent)))
+    assert applied is not None
+    sm.store.commit(applied.writes, applied.mark)
+    [two, three, one] = applied.outcomes
+    assert (two.nonce, two.effect, two.intention_offset, two.conflict) == (2, pb.ERROR, 0, True)
+    assert "other contents" in two.reason and "intention offset 2" in two.reason
+    assert (three.nonce, three.effect, three.intention_offset, three.conflict) == (3, pb.VALID, 3, False)
+    assert (one.nonce, one.effect, one.conflict) == (1, pb.ERROR, True)
+    assert len(sm.events("t")) == events_before and "u" not in sm.machine.live_topics()
+    # Within one entry: nonce 4 applied, then resent with another key in the same entry.
+    sm.index += 1
+    applied = sm.machine.apply(
+        sm.index, entry((ALICE, [m(4, pb.PUT, "t", b"k", b"v")]), (ALICE, [m(4, pb.PUT, "t", b"j", b"v")]))
+    )
+    assert applied is not None
+    assert [(o.nonce, o.effect, o.conflict) for o in applied.outcomes] == [(4, pb.VALID, False), (4, pb.ERROR, True)]
+
+
+def test_a_key_value_split_is_part_of_the_contents_digest() -> None:
+    """key b"ab" + value b"c" and key b"a" + value b"bc" are different mutations, with different digests,
+    and so are create "a" and destroy "b"; the hot path's digest of a write is contents_digest's."""
+    from laminar.node.state_machine._machine import _digest_seed, _write_digest, contents_digest
+
+    one = pb.Mutation(nonce=1, kind=pb.PUT, topic="t", key=b"ab", value=b"c")
+    two = pb.Mutation(nonce=1, kind=pb.PUT, topic="t", key=b"a", value=b"bc")
+    assert contents_digest(one) != contents_digest(two)
+    assert contents_digest(one) == _write_digest(_digest_seed(pb.PUT, "t"), b"ab", b"c")
+    delete = pb.Mutation(nonce=1, kind=pb.DELETE, topic="t", key=b"ab")
+    assert contents_digest(delete) not in (contents_digest(one), contents_digest(two))
+    # Kinds and topics that differ by the same bits (CRC-32 is linear) still differ.
+    create = pb.Mutation(nonce=1, kind=pb.CREATE_TOPIC, topic="a")
+    destroy = pb.Mutation(nonce=1, kind=pb.DESTROY_TOPIC, topic="b")
+    assert contents_digest(create) != contents_digest(destroy)

@@ -80,6 +80,11 @@ class _Session:
                 return
             through = self._committed_through
             for o in outcomes:
+                if o.conflict and self.first_nonce <= o.nonce <= through:
+                    # This session resent the nonce with other contents, and its original outcome
+                    # was reported already (an old entry applied first): the client must hear of it.
+                    self._fail(grpc.StatusCode.INVALID_ARGUMENT, o.reason)
+                    return
                 if o.nonce > through + 1:
                     continue  # past a gap: reported when this session's resend of it applies
                 first = through + 1

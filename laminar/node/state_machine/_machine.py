@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import uuid
+import zlib
+from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,34 @@ PUT, DELETE = pb.PUT, pb.DELETE
 _EVENT_KINDS = {"PUT": PUT, "DELETE": DELETE}  # what a program emits -> the event's Kind
 _TOPIC_NAME = re.compile(limits.TOPIC_NAME_PATTERN)
 _CLIENT_ID_BYTES = 16
+_crc32 = zlib.crc32
+
+
+def _digest_seed(kind: int, topic: str) -> int:
+    # The kind goes in as data, not as CRC-32's initial value: CRC is linear, so an initial value that
+    # differs by d cancels a last byte that differs by d (create "a" and destroy "b" would agree).
+    return _crc32(topic.encode(), _crc32(bytes((kind,))))
+
+
+def contents_digest(m: pb.Mutation) -> int:
+    """A 32-bit digest of what a mutation asks for (its kind and the fields that kind uses; the
+    nonce and ignored fields aside), kept with its outcome so that a resend with other contents is
+    told apart from the original. CRC-32 of fixed inputs: the same on every node. A write's digest
+    is computed on the hot path as _write_digest with its topic's seed; this must agree with it."""
+    kind = m.kind
+    seed = _digest_seed(kind, m.topic)
+    if kind == PUT:
+        return _write_digest(seed, m.key, m.value)
+    if kind == DELETE:
+        return _write_digest(seed, m.key, b"")
+    if kind == pb.CREATE_TOPIC:
+        return _write_digest(seed, m.program.encode(), m.args)
+    return seed
+
+
+def _write_digest(seed: int, key: bytes, value: bytes) -> int:
+    # The key's length goes into the seed, so the key/value split is part of the digest.
+    return _crc32(value, _crc32(key, seed ^ len(key)))
 
 
 @dataclass(slots=True)
@@ -55,6 +85,7 @@ class Outcome:
     intention_offset: int
     reason: str
     count: int = 1
+    conflict: bool = False  # a resend whose contents differ from what was applied under its nonce
 
 
 @dataclass
@@ -80,6 +111,8 @@ class _Topic:
     next_offset: int  # consequence offset of this topic's next event
     events_prefix: bytes  # Keys.events_of(name): the hot path appends events under it
     views_prefix: bytes  # Keys.views_of(name)
+    put_seed: int  # contents-digest seeds of writes to this topic (see contents_digest)
+    delete_seed: int
     runtime: TopicRuntime | None = None  # started lazily for programmable topics
     # The view changes of the entry being applied, written once per key when it ends: key -> (consequence offset,
     # intention offset, value) of its last PUT, or None after a DELETE. A hot key (an account, a counter) is
@@ -88,7 +121,15 @@ class _Topic:
 
     @staticmethod
     def of(name: str, record: TopicRecord, runtime: TopicRuntime | None = None) -> _Topic:
-        return _Topic(record, record.next_offset, Keys.events_of(name), Keys.views_of(name), runtime)
+        return _Topic(
+            record,
+            record.next_offset,
+            Keys.events_of(name),
+            Keys.views_of(name),
+            _digest_seed(PUT, name),
+            _digest_seed(DELETE, name),
+            runtime,
+        )
 
     def write_views(self, writes: WriteSet) -> None:
         """Write the view changes of this entry, in the order their keys were first changed, and forget them."""
@@ -122,6 +163,9 @@ class _Batch:
     dirty_topics: set[str] = field(default_factory=set)
     dirty_states: set[str] = field(default_factory=set)
     new_results: dict[bytes, list[ResultRun]] = field(default_factory=dict)
+    # The contents digest of each nonce applied in this entry, per client, in nonce order: the nonces
+    # of one client applied in one entry are consecutive, so these line up with its new_results runs.
+    new_digests: dict[bytes, array[int]] = field(default_factory=dict)
     touched_clients: dict[bytes, ClientRecord | None] = field(default_factory=dict)  # id -> record before
     # Result runs read from the store for resends in this entry: a client resending thousands of
     # messages after a fail-over hits the same few runs, which must be decoded once, not per nonce.
@@ -132,7 +176,14 @@ class _Batch:
     program_emitted: int = 0
 
     def outcome(
-        self, client_id: bytes, nonce: int, effect: int, intention_offset: int, reason: str, count: int = 1
+        self,
+        client_id: bytes,
+        nonce: int,
+        effect: int,
+        intention_offset: int,
+        reason: str,
+        count: int = 1,
+        conflict: bool = False,
     ) -> None:
         """Record the outcome of `count` consecutive intentions, extending the last Outcome when
         they continue it."""
@@ -148,7 +199,7 @@ class _Batch:
             ):
                 last.count += count
                 return
-        outcomes.append(Outcome(client_id, nonce, effect, intention_offset, reason, count))
+        outcomes.append(Outcome(client_id, nonce, effect, intention_offset, reason, count, conflict))
 
 
 def _cut(reason: str) -> str:
@@ -221,13 +272,16 @@ class StateMachine:
         record = self._client(batch, client_id)
         nonce_max = None if record is None else record.nonce_max
         topics = self._topics
+        digests = batch.new_digests.get(client_id)
+        if digests is None:
+            digests = batch.new_digests[client_id] = array("I")
         streak = 0  # writes just applied that succeeded (all VALID, consecutive nonces and offsets)
         for mutation in run.mutations:
             nonce = mutation.nonce
             if nonce_max is not None:
                 if nonce <= nonce_max:
                     streak = self._settle(batch, client_id, nonce_max, batch.offset, streak)
-                    self._duplicate(batch, client_id, nonce)
+                    self._duplicate(batch, client_id, mutation)
                     continue
                 if nonce > nonce_max + 1:
                     # Out of order: a stale entry from a session that is gone, whose earlier nonces
@@ -242,9 +296,13 @@ class StateMachine:
                 # The hot paths: writes to a live topic. Those that succeed (a write to a plain topic
                 # always does) are recorded with the rest of the streak, in one step.
                 batch.offset += 1
+                key = mutation.key
+                value = mutation.value if kind == PUT else b""
+                digests.append(
+                    _crc32(value, _crc32(key, (topic.put_seed if kind == PUT else topic.delete_seed) ^ len(key)))
+                )
                 if not topic.record.program:
-                    value = mutation.value if kind == PUT else b""
-                    self._append(batch, name, topic, kind, mutation.key, value)
+                    self._append(batch, name, topic, kind, key, value)
                     streak += 1
                     continue
                 effect, reason = self._run_program(batch, client_id, name, topic, kind, mutation)
@@ -253,6 +311,7 @@ class StateMachine:
                     continue
                 streak = self._settle(batch, client_id, nonce - 1, batch.offset - 1, streak)
             else:
+                digests.append(contents_digest(mutation))
                 streak = self._settle(batch, client_id, nonce - 1, batch.offset, streak)
                 batch.offset += 1
                 effect, reason = self._execute(batch, client_id, mutation)
@@ -300,24 +359,44 @@ class StateMachine:
             runs.append(ResultRun(nonce))
         runs[-1].add(effect, offset, reason, count)
 
-    def _duplicate(self, batch: _Batch, client_id: bytes, nonce: int) -> None:
+    def _duplicate(self, batch: _Batch, client_id: bytes, mutation: pb.Mutation) -> None:
         """Report the original outcome of a nonce applied before (a resend), applying nothing."""
-        for run in batch.new_results.get(client_id, []) + batch.stored_results.get(client_id, []):
+        nonce = mutation.nonce
+        start = 0  # where this run's digests begin in new_digests
+        for run in batch.new_results.get(client_id, []):
             if run.covers(nonce):
-                self._resend_outcome(batch, client_id, nonce, run.at(nonce))
+                digest = batch.new_digests[client_id][start + nonce - run.first_nonce]
+                self._resend_outcome(batch, client_id, mutation, run.at(nonce), digest)
+                return
+            start += run.count
+        for run in batch.stored_results.get(client_id, []):
+            if run.covers(nonce):
+                self._resend_outcome(batch, client_id, mutation, run.at(nonce), run.digest_at(nonce))
                 return
         found = self._store.get_floor(Keys.result(client_id, nonce), Keys.results_of(client_id))
         if found is not None:
             run = ResultRun.decode(from_u64(found[0][-8:]), found[1])
             batch.stored_results.setdefault(client_id, []).append(run)
             if run.covers(nonce):
-                self._resend_outcome(batch, client_id, nonce, run.at(nonce))
+                self._resend_outcome(batch, client_id, mutation, run.at(nonce), run.digest_at(nonce))
                 return
         reason = f"duplicate of nonce {nonce}, applied long ago; its outcome is no longer kept"
         batch.outcome(client_id, nonce, ERROR, 0, reason)
 
     @staticmethod
-    def _resend_outcome(batch: _Batch, client_id: bytes, nonce: int, result: ResultRecord) -> None:
+    def _resend_outcome(
+        batch: _Batch, client_id: bytes, mutation: pb.Mutation, result: ResultRecord, digest: int | None
+    ) -> None:
+        """The original outcome, unless the resent contents are not the original's: then an ERROR
+        that says so (nothing applies; the original stays applied)."""
+        nonce = mutation.nonce
+        if digest is not None and contents_digest(mutation) != digest:
+            reason = (
+                f"nonce {nonce} was applied before with other contents (at intention offset "
+                f"{result.intention_offset}); a resend must repeat the original mutation: this one was not applied"
+            )
+            batch.outcome(client_id, nonce, ERROR, 0, reason, conflict=True)
+            return
         batch.outcome(client_id, nonce, result.effect, result.intention_offset, result.reason)
 
     # ---- intentions -------------------------------------------------------------------------
@@ -455,7 +534,13 @@ class StateMachine:
         if before is not None:
             writes.delete(Keys.expiry(before.last_offset, client_id))
         writes.put(Keys.expiry(after.last_offset, client_id), b"")
-        for run in batch.new_results.get(client_id, []):
+        runs = batch.new_results.get(client_id, [])
+        digests = batch.new_digests.get(client_id)
+        assert digests is not None and len(digests) == sum(run.count for run in runs), "a digest per applied nonce"
+        start = 0
+        for run in runs:
+            run.digests = digests[start : start + run.count]
+            start += run.count
             writes.put_blind(Keys.result(client_id, run.first_nonce), run.encode())
         # Keep outcomes of the last DEDUPE_RESULTS_PER_CLIENT_MAX nonces at least: a run holds at
         # most BATCH_INTENTIONS_MAX results, so runs starting below this horizon are all older.

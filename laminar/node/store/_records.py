@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bisect
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +13,11 @@ _APPLIED = struct.Struct(">QQ")
 _TOPIC_HEAD = struct.Struct(">BQQII")
 _CLIENT = struct.Struct(">QQ")
 _SEGMENT_HEAD = struct.Struct(">BQIH")  # effect, first intention offset, count, reason bytes
+# After the segments: this byte, then a 4-byte big-endian contents digest per nonce. No effect has this
+# value, so runs stored before digests existed (segments only) still decode; they compare nothing.
+_DIGESTS_MARK = 0xFF
+_DIGEST_ITEM = "I"  # array typecode of a 32-bit digest
+assert array(_DIGEST_ITEM).itemsize == 4
 VIEW_HEAD = struct.Struct(">QQ")  # ViewRecord: consequence offset, intention offset; then the value
 
 
@@ -83,13 +90,16 @@ class ResultRun:
     segment of 21 bytes however long it is (one record per nonce cost a write per message).
     """
 
-    __slots__ = ("_starts", "count", "first_nonce", "segments")
+    __slots__ = ("_starts", "count", "digests", "first_nonce", "segments")
 
     def __init__(self, first_nonce: int) -> None:
         self.first_nonce = first_nonce
         self.segments: list[list[Any]] = []
         self.count = 0
         self._starts: list[int] | None = None  # index of each segment's first nonce, built on lookup
+        # The contents digest of each nonce (see state_machine's contents_digest), or None for a run
+        # stored before digests were kept. A resend whose digest differs is not the original mutation.
+        self.digests: array[int] | None = None
 
     def add(self, effect: int, intention_offset: int, reason: str, count: int = 1) -> None:
         """Append the outcomes of the next `count` nonces (from first_nonce + self.count), which
@@ -120,11 +130,22 @@ class ResultRun:
         effect, first_offset, _, reason = self.segments[where]
         return ResultRecord(effect, first_offset + index - self._starts[where], reason)
 
+    def digest_at(self, nonce: int) -> int | None:
+        """The contents digest of `nonce` (covers() must hold), or None if this run kept none."""
+        digests = self.digests
+        return None if digests is None else digests[nonce - self.first_nonce]
+
     def encode(self) -> bytes:
         parts = []
         for effect, offset, count, reason in self.segments:
             data = reason.encode()
             parts.append(_SEGMENT_HEAD.pack(effect, offset, count, len(data)) + data)
+        if self.digests is not None:
+            assert len(self.digests) == self.count, "one digest per nonce of the run"
+            digests = array(_DIGEST_ITEM, self.digests)
+            if sys.byteorder == "little":
+                digests.byteswap()
+            parts.append(bytes((_DIGESTS_MARK,)) + digests.tobytes())
         return b"".join(parts)
 
     @staticmethod
@@ -133,6 +154,12 @@ class ResultRun:
         run = ResultRun(first_nonce)
         position = 0
         while position < len(data):
+            if data[position] == _DIGESTS_MARK:
+                digests = array(_DIGEST_ITEM, bytes(data[position + 1 :]))
+                if sys.byteorder == "little":
+                    digests.byteswap()
+                run.digests = digests
+                break
             effect, offset, count, reason_len = _SEGMENT_HEAD.unpack_from(data, position)
             position += _SEGMENT_HEAD.size
             run.add(effect, offset, data[position : position + reason_len].decode(), count)
