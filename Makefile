@@ -11,7 +11,7 @@ NODES ?= 3
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install cluster demo test lint proto proto-check unit integration torture bench bench-quick bench-soak \
+.PHONY: help install cluster demo test lint proto proto-check unit integration torture sim bench bench-quick bench-soak \
 	bench-recovery clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
@@ -74,6 +74,16 @@ SEED ?=
 NETWORK ?= auto
 torture: $(DEV_STAMP)
 	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) --network $(NETWORK) $(if $(SEED),--seed $(SEED))
+
+## Deterministic simulator (tests/sim/README.md): SEEDS seeds from FIRST_SEED, 3 and 5 nodes in turn.
+## SEED=n NODES=3 replays one seed with its trace; REVERT=reply-term,compact-at-start takes fixes back.
+SEEDS ?= 100
+FIRST_SEED ?= 1
+SIM_NETWORK ?= tcp
+REVERT ?=
+sim: $(DEV_STAMP)
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --first-seed $(FIRST_SEED) --network $(SIM_NETWORK) \
+		$(if $(SEED),--seed $(SEED) --nodes $(NODES)) $(if $(REVERT),--revert $(REVERT))
 
 # Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
 ## Full matrix (fsync and none), sequential commits and the raw Raft ceiling: about 3 minutes on 2 cores.

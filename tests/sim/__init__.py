@@ -1,0 +1,1 @@
+"""A deterministic simulator for Laminar's replicated log (see tests/sim/README.md)."""

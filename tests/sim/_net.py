@@ -1,0 +1,264 @@
+"""An in-memory network for pysyncobj engines, and the transport each engine talks to it through.
+
+The transport is the engine's own transport class (which makes the journal durable before a
+follower acknowledges and stamps replies with their term) with its TCP parts replaced: no server, no
+sockets; each peer gets a `SimConnection` whose `send` hands a pickled copy of the message to the
+`Network`. pysyncobj's own `TCPTransport.send` still runs, so a message to a peer whose connection
+is down is refused the same way.
+
+Two kinds of network, chosen per run:
+- "tcp" (pysyncobj's own assumption): per-connection FIFO and nothing lost or duplicated while a
+  connection lives. A cut link (one way or both) holds what is sent on it; a cut longer than the
+  connection timeout resets the connection: both ends see it drop, everything in flight is lost, and
+  they reconnect once the link is back. Delays keep the order.
+- "datagram": any message may be lost, duplicated, reordered or delayed, and a cut link drops
+  what is sent on it (as the nodes' own fault injection, `partitioned_from`, does).
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj.tcp_connection import CONNECTION_STATE
+
+from tests.sim._world import Scheduler, stream
+
+NETWORKS = ("tcp", "datagram")
+CONNECTION_TIMEOUT_S = 4.0  # RaftSettings.leader_fallback_s, which the engine uses as pysyncobj's connectionTimeout
+LATENCY_S_MIN = 0.0002
+LATENCY_S_MAX = 0.002
+SEND_S = 0.00002  # CPU time a send costs the sender (pickling, a syscall)
+RECONNECT_S_MIN = 0.2  # pysyncobj retries a connection every connectionRetryTime (0.5 s for us)
+RECONNECT_S_MAX = 1.0
+
+
+class SimConnection:
+    """Stands in for pysyncobj's TcpConnection in the transport's `_connections`."""
+
+    def __init__(self, network: Network, src: str, dst: str) -> None:
+        self.network, self.src, self.dst = network, src, dst
+        self.state = CONNECTION_STATE.DISCONNECTED
+
+    def send(self, message: Any) -> None:
+        self.network.send(self.src, self.dst, message)
+
+    def disconnect(self) -> None:
+        self.state = CONNECTION_STATE.DISCONNECTED
+
+    def connect(self, host: str, port: int) -> bool:
+        return False  # the network connects peers itself
+
+
+def make_transport_class(base: type, network: Network) -> type:
+    """The engine's transport class with its TCP parts replaced by `network`."""
+
+    class SimTransport(base):  # type: ignore[misc, valid-type]
+        def _createServer(self) -> None:  # noqa: N802 - pysyncobj's names
+            self._ready = True
+
+        def _maybeBind(self) -> None:  # noqa: N802
+            self._ready = True
+
+        def _connectIfNecessary(self) -> None:  # noqa: N802
+            pass
+
+        def addNode(self, node: Any) -> None:  # noqa: N802
+            self._nodes.add(node)
+            self._nodeAddrToNode[node.address] = node
+            self._connections[node] = SimConnection(network, str(self._selfNode.address), str(node.address))
+            network.node_added(str(self._selfNode.address), str(node.address))
+
+        def dropNode(self, node: Any) -> None:  # noqa: N802
+            self._connections.pop(node, None)
+            self._nodes.discard(node)
+            self._nodeAddrToNode.pop(node.address, None)
+
+        def destroy(self) -> None:
+            self.setOnMessageReceivedCallback(None)
+            self._connections.clear()
+
+    return SimTransport
+
+
+@dataclass
+class LinkFaults:
+    delay_s_max: float = 0.0  # extra delay, uniform in [0, delay_s_max]
+    loss: float = 0.0  # datagram network only: probability a message is lost
+    duplicate: float = 0.0  # datagram network only: probability a message is delivered twice
+    reorder: bool = False  # datagram network only: deliveries on one link may overtake each other
+
+
+class Network:
+    def __init__(self, scheduler: Scheduler, seed: int, kind: str, trace: Callable[[str], None]) -> None:
+        if kind not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, not {kind!r}")
+        self.kind = kind
+        self.scheduler = scheduler
+        self.seed = seed
+        self.trace = trace
+        self.transports: dict[str, Any] = {}  # address -> the live engine's transport (absent: down)
+        # The simulation runs a delivery: at once, or when the node is not paused any more.
+        self.run_on: Callable[[str, Callable[[], None]], None] = lambda address, run: run()
+        self.on_message: Callable[[str, str, Any], None] = lambda src, dst, message: None
+        self.cut_until: dict[tuple[str, str], float] = {}  # (src, dst) -> when this link is back
+        self.faults = LinkFaults()
+        self.message_filter: Callable[[Any], Any] | None = None  # changes every message sent (reverted fixes)
+        self._epoch: dict[frozenset[str], int] = {}  # bumped by every connection reset
+        self._fifo_at: dict[tuple[str, str], float] = {}
+        self._rng: dict[tuple[str, str], random.Random] = {}
+        self.sent = self.delivered = self.dropped = 0
+
+    # ---- nodes coming and going ---------------------------------------------------------------
+
+    def attach(self, address: str, transport: Any) -> None:
+        """A node (re)started: connect it to every live peer after a pause."""
+        self.transports[address] = transport
+        for peer in sorted(self.transports):
+            if peer != address:
+                self._schedule_connect(address, peer)
+
+    def detach(self, address: str) -> None:
+        """A node stopped: its connections drop at its peers, and what is in flight is lost."""
+        self.transports.pop(address, None)
+        for peer in sorted(self.transports):
+            self._disconnect(peer, address)
+            self._bump(address, peer)
+
+    def node_added(self, src: str, dst: str) -> None:
+        if src in self.transports or dst in self.transports:
+            self._schedule_connect(src, dst)
+
+    def is_cut(self, link: tuple[str, str]) -> bool:
+        return self.cut_until.get(link, 0.0) > self.scheduler.clock.now_s
+
+    def cut(self, links: set[tuple[str, str]], duration_s: float) -> None:
+        """Cut these links for a while. On a tcp network a connection whose link stays cut past the
+        connection timeout is reset."""
+        until_s = self.scheduler.clock.now_s + duration_s
+        for link in sorted(links):
+            self.cut_until[link] = max(self.cut_until.get(link, 0.0), until_s)
+        if self.kind == "tcp" and duration_s > CONNECTION_TIMEOUT_S:
+            pairs = sorted({tuple(sorted(link)) for link in links})
+            for a, b in pairs:
+                self.scheduler.after(CONNECTION_TIMEOUT_S, f"link:{a}={b}", lambda a=a, b=b: self._timeout(a, b))
+
+    def heal(self) -> None:
+        self.cut_until.clear()
+        self.faults = LinkFaults()
+
+    def _timeout(self, a: str, b: str) -> None:
+        if self.is_cut((a, b)) or self.is_cut((b, a)):
+            self.trace(f"connection {a} <-> {b} timed out")
+            self.reset(a, b)
+
+    def reset(self, a: str, b: str) -> None:
+        """A connection reset between a and b: both ends see it drop, then reconnect."""
+        self._bump(a, b)
+        self._disconnect(a, b)
+        self._disconnect(b, a)
+        self._schedule_connect(a, b)
+
+    # ---- messages -----------------------------------------------------------------------------
+
+    def send(self, src: str, dst: str, message: Any) -> None:
+        self.sent += 1
+        self.scheduler.clock.spend(SEND_S)
+        if self.message_filter is not None:
+            message = self.message_filter(message)
+        data = pickle.dumps(message)
+        link = (src, dst)
+        rng = self._link_rng(link)
+        faults = self.faults
+        datagram = self.kind == "datagram"
+        now_s = self.scheduler.clock.now_s
+        if datagram and (self.is_cut(link) or rng.random() < faults.loss):
+            self.dropped += 1
+            return
+        copies = 2 if datagram and rng.random() < faults.duplicate else 1
+        epoch = self._epoch.get(frozenset(link), 0)
+        for _ in range(copies):
+            at_s = max(now_s, self.cut_until.get(link, 0.0)) + rng.uniform(LATENCY_S_MIN, LATENCY_S_MAX)
+            if faults.delay_s_max:
+                at_s += rng.uniform(0.0, faults.delay_s_max)
+            if not (datagram and faults.reorder):
+                at_s = max(at_s, self._fifo_at.get(link, 0.0))
+                self._fifo_at[link] = at_s
+            self.scheduler.at(at_s, f"link:{src}>{dst}", lambda d=data: self._deliver(src, dst, epoch, d), "deliver")
+
+    def _deliver(self, src: str, dst: str, epoch: int, data: bytes) -> None:
+        transport = self.transports.get(dst)
+        if (
+            transport is None
+            or src not in self.transports
+            or (self.kind == "datagram" and self.is_cut((src, dst)))
+            or self._epoch.get(frozenset((src, dst)), 0) != epoch
+        ):
+            self.dropped += 1
+            return
+        node = transport._nodeAddrToNode.get(src)
+        connection = transport._connections.get(node)
+        if node is None or connection is None or connection.state != CONNECTION_STATE.CONNECTED:
+            self.dropped += 1
+            return
+        message = pickle.loads(data)
+
+        def receive() -> None:
+            if self.transports.get(dst) is not transport or self._epoch.get(frozenset((src, dst)), 0) != epoch:
+                self.dropped += 1
+                return
+            self.delivered += 1
+            self.on_message(src, dst, message)
+            transport._onMessageReceived(node, message)
+
+        self.run_on(dst, receive)
+
+    # ---- connections --------------------------------------------------------------------------
+
+    def _link_rng(self, link: tuple[str, str]) -> random.Random:
+        rng = self._rng.get(link)
+        if rng is None:
+            rng = self._rng[link] = stream(self.seed, "link", *link)
+        return rng
+
+    def _bump(self, a: str, b: str) -> None:
+        pair = frozenset((a, b))
+        self._epoch[pair] = self._epoch.get(pair, 0) + 1
+
+    def _disconnect(self, at: str, peer: str) -> None:
+        transport = self.transports.get(at)
+        if transport is None:
+            return
+        node = transport._nodeAddrToNode.get(peer)
+        connection = transport._connections.get(node)
+        if connection is not None and connection.state == CONNECTION_STATE.CONNECTED:
+            connection.state = CONNECTION_STATE.DISCONNECTED
+            transport._onNodeDisconnected(node)
+
+    def _schedule_connect(self, a: str, b: str) -> None:
+        low, high = sorted((a, b))
+        delay_s = self._link_rng((low, high)).uniform(RECONNECT_S_MIN, RECONNECT_S_MAX)
+        epoch = self._epoch.get(frozenset((a, b)), 0)
+        self.scheduler.after(delay_s, f"link:{low}={high}", lambda: self._connect(low, high, epoch), "connect")
+
+    def _connect(self, a: str, b: str, epoch: int) -> None:
+        if self._epoch.get(frozenset((a, b)), 0) != epoch:
+            return  # reset again meanwhile; a later connect is scheduled
+        ends = [(a, b), (b, a)]
+        if any(self.transports.get(at) is None for at, _ in ends):
+            return
+        if self.kind == "tcp" and (self.is_cut((a, b)) or self.is_cut((b, a))):
+            self._schedule_connect(a, b)  # the link is still down: try again later
+            return
+        for at, peer in ends:
+            transport = self.transports[at]
+            node = transport._nodeAddrToNode.get(peer)
+            connection = transport._connections.get(node)
+            if connection is None or connection.state == CONNECTION_STATE.CONNECTED:
+                continue
+            connection.state = CONNECTION_STATE.CONNECTED
+            transport._onNodeConnected(node)
+        self.trace(f"connected {a} {b}")

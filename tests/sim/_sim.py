@@ -1,0 +1,544 @@
+"""The simulation: nodes, a client workload and a fault plan, run by one seed in simulated time.
+
+A run has three phases. Faults: for `fault_seconds` the plan crashes, power-cuts, pauses and
+restarts nodes and partitions, degrades and resets the network while a client proposes entries.
+Heal: every fault ends; within `heal_seconds_max` a leader must be elected and a new proposal
+must commit. Converge: every node must apply the same log, and then every acknowledged proposal
+must be in every node's store exactly once, with equal store digests. Safety invariants are checked
+after every event throughout; the first violation ends the run.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from laminar.v1 import laminar_pb2 as pb
+from tests.sim import _checks
+from tests.sim._disk import Disk
+from tests.sim._net import LinkFaults, Network
+from tests.sim._wiring import SimNode, reverted, simulated_runtime
+from tests.sim._world import Clock, Scheduler, stream
+
+TICK_S = 0.05  # pysyncobj's autoTickPeriod: a node with nothing to do ticks this often
+WAKE_S_MAX = 0.001  # a node ticks within this of receiving a message or a proposal
+BACKGROUND_S_MAX = 0.3  # a snapshot is packed within this (the background thread of _snapshot.py)
+STEP_CHECK_S = 0.25  # log matching across nodes, this often
+DIGEST_CHECK_S = 2.0  # store digests, this often
+PROPOSALS_IN_FLIGHT_MAX = 64
+PROBE_S = 0.5  # after healing, a probe proposal this often until one commits
+TOPIC = "sim"
+VIOLATIONS_SHOWN_MAX = 5  # per check: one broken index often breaks the next hundred the same way
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    nodes: int = 3
+    fault_seconds: float = 30.0
+    heal_seconds_max: float = 30.0  # after healing: a leader and a new commit within this
+    converge_seconds_max: float = 60.0  # after that commit: every node applied the same log
+    log_entries_max: int = 30  # compaction past this many journal entries
+    proposals_per_s: float = 10.0
+    faults: bool = True
+    network: str = "tcp"  # or "datagram": see _net.py
+    revert: frozenset[str] = frozenset()  # fixes to take back (_wiring.REVERTIBLE_FIXES)
+    fault_gap_s_mean: float = 1.5
+    trace_lines: int = 200
+
+
+@dataclass
+class Result:
+    seed: int
+    config: SimConfig
+    violations: list[str] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
+    simulated_s: float = 0.0
+    wall_s: float = 0.0
+    events: int = 0
+    proposals: int = 0
+    acknowledged: int = 0
+    faults: int = 0
+    snapshots_installed: int = 0
+    messages: int = 0
+    history: str = ""  # a hash of the whole trace: a seed replayed gives the same one
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        return (
+            f"seed {self.seed}: {'ok' if self.ok else 'VIOLATION'}, {self.config.nodes} nodes, "
+            f"{self.simulated_s:.1f} simulated s in {self.wall_s:.1f} s, {self.events} events, "
+            f"{self.messages} messages, {self.faults} faults, {self.proposals} proposals, "
+            f"{self.acknowledged} acknowledged, {self.snapshots_installed} snapshot installs"
+        )
+
+    def report(self) -> str:
+        lines = [self.summary(), *(f"  violation: {v}" for v in self.violations)]
+        if self.violations:
+            lines.append(f"  last {len(self.trace)} events:")
+            lines.extend(f"    {line}" for line in self.trace)
+            lines.append(f"  reproduce: make sim SEED={self.seed} NODES={self.config.nodes}")
+        return "\n".join(lines)
+
+
+class Violation(Exception):
+    pass
+
+
+class _TraceHandler(logging.Handler):
+    def __init__(self, note: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._note = note
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = f"log {record.name} {record.levelname}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text += f" ({type(error).__name__}: {error})"
+        self._note(text)
+
+
+def describe(message: Any) -> str:
+    if not isinstance(message, dict):
+        return repr(message)[:80]
+    kind = message.get("type")
+    if kind == "append_entries":
+        if message.get("serialized") is not None:
+            data, first, last = message["serialized"]
+            return f"snapshot chunk t{message['term']} {len(data)}B first={first} last={last}"
+        entries = message.get("entries", [])
+        span = f" {entries[0][1]}..{entries[-1][1]}" if entries else ""
+        return (
+            f"append t{message['term']} prev {message.get('prevLogIdx')}/{message.get('prevLogTerm')} "
+            f"{len(entries)} entries{span} commit {message['commit_index']}"
+        )
+    if kind == "next_node_idx":
+        return (
+            f"reply t{message.get('term')} next {message['next_node_idx']} "
+            f"success={message['success']} reset={message['reset']}"
+        )
+    if kind == "request_vote":
+        return f"vote? t{message['term']} last {message['last_log_index']}/{message['last_log_term']}"
+    if kind == "response_vote":
+        return f"vote! t{message['term']}"
+    return str(kind)
+
+
+class Simulation:
+    def __init__(self, seed: int, config: SimConfig, work_dir: str) -> None:
+        self.seed, self.config, self.work_dir = seed, config, work_dir
+        self.clock = Clock()
+        self.scheduler = Scheduler(self.clock)
+        self.plan = stream(seed, "plan")
+        self.workload = stream(seed, "workload")
+        self._trace: collections.deque[tuple[float, str]] = collections.deque(maxlen=config.trace_lines)
+        self.network = Network(self.scheduler, seed, config.network, self.note)
+        self.network.run_on = self._run_delivery
+        self.network.on_message = lambda src, dst, m: self.note(f"{src}>{dst} {describe(m)}")
+        self.disk = Disk()
+        self.checker = _checks.Checker()
+        self.addresses = [f"n{i}:{7000 + i}" for i in range(1, config.nodes + 1)]
+        self.node_random = {a: stream(seed, "node", a) for a in self.addresses}
+        self.nodes: dict[str, SimNode | None] = dict.fromkeys(self.addresses)
+        self.incarnation = dict.fromkeys(self.addresses, 0)
+        self.paused_until = dict.fromkeys(self.addresses, 0.0)
+        self.wake_at: dict[str, float] = {}
+        self.current: str | None = None
+        self.result = Result(seed, config)
+        self.violations: list[str] = []
+        self.found_in_apply: list[str] = []
+        self.next_proposal = 0
+        self.in_flight: dict[str, int] = dict.fromkeys(self.addresses, 0)  # proposals awaiting a result, per node
+        self.acknowledged: set[bytes] = set()
+        self.topic_ready = False
+        self.healed_at: float | None = None
+        self.probe_committed_at: float | None = None
+        self.start_s = self.clock.now_s
+        self._history = hashlib.blake2b(digest_size=16)  # of every trace line: equal runs, equal hashes
+
+    # ---- the trace ----------------------------------------------------------------------------
+
+    def note(self, text: str) -> None:
+        at_s = self.clock.now_s - self.start_s
+        self._trace.append((at_s, text))
+        self._history.update(f"{at_s:.6f} {text}\n".encode())
+
+    def _fail(self, found: list[str]) -> None:
+        if found:
+            shown = found[:VIOLATIONS_SHOWN_MAX]
+            if len(found) > len(shown):
+                shown.append(f"... and {len(found) - len(shown)} more of the same check")
+            self.violations.extend(shown)
+            raise Violation(found[0])
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        started = time.perf_counter()
+        trace_handler = _TraceHandler(self.note)
+        loggers = [logging.getLogger(name) for name in ("pysyncobj", "laminar")]
+        saved = [(lg.level, lg.propagate) for lg in loggers]
+        for lg in loggers:
+            lg.addHandler(trace_handler)
+            lg.setLevel(logging.WARNING)
+            lg.propagate = False
+        try:
+            with (
+                self.disk.installed(),
+                simulated_runtime(self.clock.now, self._random, self._start_thread),
+                reverted(self.config.revert) as message_filter,
+            ):
+                self.network.message_filter = message_filter
+                self._run()
+        except Violation:
+            pass
+        except Exception:  # noqa: BLE001 - a crash of the code under test is a finding too
+            self.violations.append(f"exception at {self.clock.now_s - self.start_s:.4f} s: {traceback.format_exc()}")
+        finally:
+            for lg, (level, propagate) in zip(loggers, saved, strict=True):
+                lg.removeHandler(trace_handler)
+                lg.setLevel(level)
+                lg.propagate = propagate
+            for address, node in self.nodes.items():
+                if node is not None:
+                    with contextlib.suppress(Exception):
+                        node.crash()
+                    self.nodes[address] = None
+        result = self.result
+        result.violations = self.violations
+        result.trace = [f"{t:10.4f} {text}" for t, text in self._trace]
+        result.simulated_s = self.clock.now_s - self.start_s
+        result.wall_s = time.perf_counter() - started
+        result.events = self.scheduler.events_run
+        result.messages = self.network.delivered
+        result.acknowledged = len(self.acknowledged)
+        result.history = self._history.hexdigest()
+        return result
+
+    def _run(self) -> None:
+        for address in self.addresses:
+            self._start(address)
+        self.scheduler.after(0.5, "client", self._propose_next, "propose")
+        if self.config.faults:
+            self._schedule_fault()
+        self.scheduler.after(STEP_CHECK_S, "check", self._periodic_logs)
+        self.scheduler.after(DIGEST_CHECK_S, "check", self._periodic_digests)
+        heal_at = self.start_s + self.config.fault_seconds
+        self.scheduler.at(heal_at, "heal", self._heal, "heal")
+        while self.probe_committed_at is None:
+            self._step()
+            if self.healed_at is not None and self.clock.now_s > self.healed_at + self.config.heal_seconds_max:
+                self._fail([f"no new proposal committed within {self.config.heal_seconds_max} s after healing"])
+        deadline = self.probe_committed_at + self.config.converge_seconds_max
+        while not self._converged():
+            self._step()
+            if self.clock.now_s > deadline:
+                self._fail([f"nodes did not converge within {self.config.converge_seconds_max} s: {self._positions()}"])
+        self._final_checks()
+
+    def _step(self) -> None:
+        if self.scheduler.run_next() is None:
+            self._fail(["nothing left to run"])
+
+    # ---- nodes --------------------------------------------------------------------------------
+
+    def _random(self) -> float:
+        assert self.current is not None, "pysyncobj drew a random number outside any node"
+        return self.node_random[self.current].random()
+
+    def _start_thread(self, run: Callable[[], None]) -> None:
+        address = self.current
+        assert address is not None
+        incarnation = self.incarnation[address]
+        delay_s = self.node_random[address].uniform(0.0, BACKGROUND_S_MAX)
+
+        def background() -> None:
+            if self.incarnation[address] == incarnation:  # the process is gone, and its threads with it
+                self._on(address, run)
+
+        self.scheduler.after(delay_s, f"node:{address}:background", background, "background")
+
+    def _on(self, address: str, run: Callable[[], None]) -> None:
+        """Run a node's code as that node, then check what it may have changed."""
+        self.current = address
+        try:
+            run()
+        finally:
+            self.current = None
+        self._fail(self.found_in_apply)
+        node = self.nodes[address]
+        if node is not None:
+            self._fail(self.checker.leader(node))
+            self._fail(self.checker.commits(node, node.log()))
+
+    def _start(self, address: str) -> None:
+        self.incarnation[address] += 1
+        data_dir = os.path.join(self.work_dir, address.replace(":", "-"))
+        os.makedirs(data_dir, exist_ok=True)
+        self.disk.track(os.path.join(data_dir, "raft.journal"), journal=True)
+        self.disk.track(os.path.join(data_dir, "raft.journal.meta"))
+        self.disk.track(os.path.join(data_dir, "raft.snapshot"))
+        peers = [a for a in self.addresses if a != address]
+
+        def build() -> None:
+            node = SimNode(address, peers, data_dir, self.network, self.config.log_entries_max, self._applied)
+            self.nodes[address] = node
+            self.network.attach(address, node.transport)
+
+        self._on(address, build)
+        self.note(f"{address} started")
+        self._schedule_tick(address, self.node_random[address].uniform(0.0, TICK_S))
+
+    def _schedule_tick(self, address: str, delay_s: float) -> None:
+        incarnation = self.incarnation[address]
+
+        def tick() -> None:
+            if self.incarnation[address] != incarnation or self.nodes[address] is None:
+                return
+            if self.paused_until[address] > self.clock.now_s:
+                self.scheduler.at(self.paused_until[address], f"node:{address}", tick, "tick")
+                return
+            node = self.nodes[address]
+            assert node is not None
+            self._on(address, node.tick)
+            self._schedule_tick(address, TICK_S)
+
+        self.scheduler.after(delay_s, f"node:{address}", tick, "tick")
+
+    def _wake(self, address: str) -> None:
+        """An extra tick soon: pysyncobj's poll returns when a message or a proposal arrives."""
+        at_s = self.clock.now_s + self.node_random[address].uniform(0.0, WAKE_S_MAX)
+        if self.wake_at.get(address, -1.0) >= self.clock.now_s:
+            return
+        self.wake_at[address] = at_s
+        incarnation = self.incarnation[address]
+
+        def wake() -> None:
+            node = self.nodes[address]
+            running = self.incarnation[address] == incarnation and node is not None
+            if running and node is not None and self.paused_until[address] <= self.clock.now_s:
+                self._on(address, node.tick)
+
+        self.scheduler.at(at_s, f"node:{address}:wake", wake, "wake")
+
+    def _run_delivery(self, address: str, receive: Callable[[], None]) -> None:
+        paused_until = self.paused_until[address]
+        if paused_until > self.clock.now_s:
+            self.scheduler.at(paused_until, f"node:{address}:inbox", lambda: self._run_delivery(address, receive))
+            return
+        self._on(address, receive)
+        self._wake(address)
+
+    def _crash(self, address: str, power_loss: bool) -> None:
+        node = self.nodes[address]
+        if node is None:
+            return
+        node.crash()
+        self.nodes[address] = None
+        self.incarnation[address] += 1
+        self.paused_until[address] = 0.0
+        self.in_flight[address] = 0  # their results died with the process
+        self.network.detach(address)
+        self.result.snapshots_installed += node.engine.snapshots.snapshots_installed
+        if not power_loss:
+            self.note(f"{address} crashed (process)")
+            return
+        notes = self.disk.power_loss(node.data_dir, self.plan)
+        if self.plan.random() < 0.5:
+            node.lose_unsynced_store()
+            notes.append("store: back to its last durable checkpoint")
+        self.note(f"{address} lost power: {'; '.join(notes) or 'nothing unsynced'}")
+
+    def _applied(self, node: SimNode, index: int, payload: bytes) -> None:
+        # Called inside the engine, which stops the process on any exception: note it, raise later.
+        self.found_in_apply += self.checker.apply(node.address, index, payload)
+
+    # ---- the client ---------------------------------------------------------------------------
+
+    def _leader(self) -> SimNode | None:
+        leaders = [n for n in self.nodes.values() if n is not None and n.is_leader]
+        return max(leaders, key=lambda n: n.term) if leaders else None
+
+    def _propose_next(self) -> None:
+        rng = self.workload
+        if self.healed_at is None:
+            self.scheduler.after(rng.expovariate(self.config.proposals_per_s), "client", self._propose_next, "propose")
+        if sum(self.in_flight.values()) < PROPOSALS_IN_FLIGHT_MAX:
+            self._propose()
+
+    def _propose(self, probe: bool = False) -> None:
+        rng = self.workload
+        live = [n for n in self.nodes.values() if n is not None]
+        target = self._leader() or (rng.choice(live) if live else None)
+        if target is None:
+            return
+        client_id = rng.randbytes(16)
+        if self.topic_ready:
+            self.next_proposal += 1
+            name = f"p{self.next_proposal}"
+            mutation = pb.Mutation(nonce=1, kind=pb.PUT, topic=TOPIC, key=name.encode(), value=name.encode())
+        else:
+            name = "create"
+            mutation = pb.Mutation(nonce=1, kind=pb.CREATE_TOPIC, topic=TOPIC)
+        payload = pb.IntentionBatch(runs=[pb.ClientRun(client_id=client_id, mutations=[mutation])]).SerializeToString()
+        self.result.proposals += 1
+        address = target.address
+        self.in_flight[address] += 1
+        incarnation = self.incarnation[address]
+        self.note(f"client: propose {name} to {address}")
+
+        def on_result(ok: bool) -> None:
+            self.in_flight[address] -= 1
+            self.note(f"client: {name} {'acknowledged' if ok else 'refused'} by {address}")
+            if not ok or self.incarnation[address] != incarnation:
+                return
+            if name == "create":
+                self.topic_ready = True
+            else:
+                self.acknowledged.add(name.encode())
+            if probe and self.probe_committed_at is None:
+                self.probe_committed_at = self.clock.now_s
+
+        self._on(address, lambda: target.propose(payload, on_result))
+        self._wake(address)
+
+    def _probe(self) -> None:
+        if self.probe_committed_at is not None:
+            return
+        if self.topic_ready:
+            self._propose(probe=True)
+        else:
+            self._propose()
+        self.scheduler.after(PROBE_S, "client", self._probe, "probe")
+
+    # ---- faults -------------------------------------------------------------------------------
+
+    def _schedule_fault(self) -> None:
+        self.scheduler.after(self.plan.expovariate(1.0 / self.config.fault_gap_s_mean), "plan", self._fault, "fault")
+
+    def _fault(self) -> None:
+        if self.healed_at is not None:
+            return
+        self._schedule_fault()
+        rng = self.plan
+        kinds = ["crash", "power", "pause", "partition", "one-way", "degrade", "reset"]
+        kind = rng.choices(kinds, weights=[3, 3, 2, 3, 2, 2, 2])[0]
+        up = [a for a in self.addresses if self.nodes[a] is not None]
+        down = len(self.addresses) - len(up)
+        majority = len(self.addresses) // 2 + 1
+        self.result.faults += 1
+        if kind in ("crash", "power", "pause"):
+            if not up or (len(up) <= majority and rng.random() < 0.8):
+                return  # keep a majority up most of the time, so the run makes progress
+            address = rng.choice(up)
+            if kind == "pause":
+                duration_s = rng.uniform(0.2, 6.0)
+                self.paused_until[address] = self.clock.now_s + duration_s
+                self.note(f"fault: {address} paused for {duration_s:.2f} s")
+                return
+            self._crash(address, power_loss=kind == "power")
+            self.scheduler.after(rng.uniform(0.2, 5.0), "plan", lambda: self._restart(address), "restart")
+        elif kind == "partition":
+            group = set(rng.sample(self.addresses, rng.randrange(1, len(self.addresses))))
+            cut = {(a, b) for a in self.addresses for b in self.addresses if (a in group) != (b in group)}
+            self._cut(cut, rng.uniform(0.5, 10.0), f"partition {sorted(group)} | rest")
+        elif kind == "one-way":
+            a, b = rng.sample(self.addresses, 2)
+            self._cut({(a, b)}, rng.uniform(0.5, 10.0), f"one-way cut {a} -> {b}")
+        elif kind == "degrade":
+            faults = LinkFaults(delay_s_max=rng.choice([0.01, 0.05, 0.5]))
+            if self.network.kind == "datagram":
+                faults.loss = rng.choice([0.0, 0.05, 0.2])
+                faults.duplicate = rng.choice([0.0, 0.05, 0.2])
+                faults.reorder = rng.random() < 0.5
+            self.network.faults = faults
+            duration_s = rng.uniform(1.0, 10.0)
+            self.note(f"fault: network degraded for {duration_s:.2f} s: {faults}")
+            self.scheduler.after(duration_s, "plan", self._restore_network, "restore network")
+        elif kind == "reset":
+            a, b = rng.sample(self.addresses, 2)
+            self.note(f"fault: connection reset {a} <-> {b}")
+            self.network.reset(a, b)
+        del down
+
+    def _cut(self, links: set[tuple[str, str]], duration_s: float, text: str) -> None:
+        self.note(f"fault: {text} for {duration_s:.2f} s")
+        self.network.cut(links, duration_s)
+
+    def _restore_network(self) -> None:
+        self.network.faults = LinkFaults()
+        self.note("network restored")
+
+    def _restart(self, address: str) -> None:
+        if self.nodes[address] is None:
+            self._start(address)
+
+    def _heal(self) -> None:
+        self.healed_at = self.clock.now_s
+        self.note("heal: every fault ends")
+        self.network.heal()
+        for address in self.addresses:
+            self.paused_until[address] = 0.0
+            if self.nodes[address] is None:
+                self._start(address)
+        self._probe()
+
+    # ---- checks -------------------------------------------------------------------------------
+
+    def _live(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n is not None]
+
+    def _periodic_logs(self) -> None:
+        logs = {n.address: n.log() for n in self._live()}
+        self._fail(_checks.log_matching(logs))
+        for node in self._live():
+            self._fail(self.checker.commits(node, logs[node.address], full=True))
+        self.scheduler.after(STEP_CHECK_S, "check", self._periodic_logs)
+
+    def _periodic_digests(self) -> None:
+        for node in self._live():
+            self._fail(self.checker.digest(node.address, *node.digest()))
+        self.scheduler.after(DIGEST_CHECK_S, "check", self._periodic_digests)
+
+    def _positions(self) -> str:
+        return ", ".join(
+            f"{n.address} term {n.term} commit {n.commit_index} applied {n.last_applied}" for n in self._live()
+        )
+
+    def _converged(self) -> bool:
+        live = self._live()
+        if len(live) != len(self.addresses):
+            return False
+        ends = {(n.log()[-1][1], n.commit_index, n.last_applied) for n in live}
+        return len(ends) == 1 and len(set(next(iter(ends)))) == 1
+
+    def _final_checks(self) -> None:
+        found = []
+        for node in self._live():
+            found += self.checker.digest(node.address, *node.digest())
+            found += _checks.exactly_once(node.address, node.events(TOPIC), self.acknowledged)
+        digests = {n.digest() for n in self._live()}
+        if len(digests) > 1:
+            found.append(f"converged nodes hold different stores: {sorted(digests)}")
+        self._fail(found)
+
+
+def run_seed(seed: int, config: SimConfig, work_root: str) -> Result:
+    work_dir = os.path.join(work_root, f"seed-{seed}")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    os.makedirs(work_dir)
+    try:
+        return Simulation(seed, config, work_dir).run()
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,0 +1,247 @@
+"""One simulated node: the real Raft adapter and engine, journal, snapshotter, state machine and store, wired
+as laminar/node/_node.py wires them, but applied inline in the one simulation thread.
+
+This is the only file of the simulator that knows how the engine is constructed and how applied
+entries reach the store: a change to either costs an edit here and nowhere else.
+
+The store under a power loss: RocksDB writes with the WAL unsynced (Store.commit), so after a power
+loss it holds some prefix of what was applied. The simulator takes one of the two ends at random:
+everything applied survived (the kernel had written it back), or only what the last durable point
+held: the last snapshot checkpoint this node took or installed (a checkpoint flushes the memtable to
+synced files). A store that went back behind the snapshot reinstalls it at start, and the journal
+replays the rest; the checks then tell whether anything acknowledged went missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pysyncobj.syncobj
+import pysyncobj.transport
+from pysyncobj.config import SyncObjConf
+
+import laminar.node.raft._engine as engine_module
+import laminar.node.raft._journal as journal_module
+import laminar.node.raft._snapshot as snapshot_module
+from laminar import limits
+from laminar.node.raft import RaftAdapter, RaftSettings, Role, SnapshotHooks
+from laminar.node.state_machine import StateMachine
+from laminar.node.store import Store, WriteSet
+from tests.sim._net import Network, make_transport_class
+
+PYSYNCOBJ_MODULE = pysyncobj.syncobj
+ENGINE_MODULE = engine_module
+SNAPSHOT_CHUNK_BYTES = 4096  # small, so a snapshot travels in several chunks, as a large one would
+
+
+@contextmanager
+def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
+    saved = getattr(target, name)
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, saved)
+
+
+def _conf_without_tick_thread(**kwargs: Any) -> SyncObjConf:
+    return SyncObjConf(autoTick=False, **kwargs)
+
+
+class SimNode:
+    """One incarnation of a node process: `crash()` ends it; a restart builds a new one on the same files."""
+
+    def __init__(
+        self,
+        address: str,
+        peers: list[str],
+        data_dir: str,
+        network: Network,
+        log_entries_max: int,
+        on_apply: Callable[[SimNode, int, bytes], None],
+    ) -> None:
+        self.address = address
+        self.data_dir = data_dir
+        self.journal_path = os.path.join(data_dir, "raft.journal")
+        self.snapshot_path = os.path.join(data_dir, "raft.snapshot")
+        self.durable_store_dir = data_dir + ".store-durable"  # outside data_dir: the sim's, not the node's
+        self._on_apply = on_apply
+        self.store = Store(os.path.join(data_dir, "store"))
+        self.machine = StateMachine(self.store)
+        hooks = SnapshotHooks(checkpoint=self._checkpoint, applied_index=self._applied_index, install=self._install)
+        settings = RaftSettings(
+            self_address=address,
+            peer_addresses=tuple(peers),
+            journal_path=self.journal_path,
+            snapshot_path=self.snapshot_path,
+            durability="fsync",
+            log_entries_max=log_entries_max,
+        )
+        transport_class = make_transport_class(engine_module._SyncingTransport, network)
+        with (
+            _patched(engine_module, "_SyncingTransport", transport_class),
+            _patched(engine_module, "SyncObjConf", _conf_without_tick_thread),
+            _patched(limits, "SNAPSHOT_CHUNK_BYTES", SNAPSHOT_CHUNK_BYTES),
+        ):
+            self.raft = RaftAdapter(settings, on_apply=self._apply, on_role=self._role_changed, snapshot_hooks=hooks)
+        self.engine = self.raft._engine  # the SyncObj subclass: ticked here, and read by the checks
+        assert self.engine is not None
+        self.transport = self.engine._SyncObj__transport
+        self.role = self.raft.role()
+
+    # ---- driving it -----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.engine.doTick(0.0)
+
+    def propose(self, payload: bytes, on_result: Callable[[bool], None]) -> None:
+        self.raft.propose(payload, on_result)
+
+    def _role_changed(self, role: Role) -> None:
+        self.role = role
+
+    def crash(self) -> None:
+        """The process dies: nothing is synced or flushed; open files are just closed."""
+        engine = self.engine
+        os.close(engine._journal._fd)
+        notifier = getattr(engine, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            os.close(notifier._PipeNotifier__pipeR)
+            os.close(notifier._PipeNotifier__pipeW)
+        self.store.close()
+
+    def lose_unsynced_store(self) -> None:
+        """Power loss, pessimistic end: the store goes back to its last durable point (after crash())."""
+        store_dir = os.path.join(self.data_dir, "store")
+        shutil.rmtree(store_dir, ignore_errors=True)
+        if os.path.isdir(self.durable_store_dir):
+            shutil.copytree(self.durable_store_dir, store_dir)
+
+    # ---- what the checks read -------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.is_leader()
+
+    @property
+    def term(self) -> int:
+        return self.raft.term()
+
+    @property
+    def commit_index(self) -> int:
+        return int(self.engine.raftCommitIndex)
+
+    @property
+    def last_applied(self) -> int:
+        return int(self.engine.raftLastApplied)
+
+    def log(self) -> list[tuple[bytes, int, int]]:
+        """The journal as the engine holds it: (command, index, term) per entry."""
+        journal = self.engine._journal
+        return [journal[i] for i in range(len(journal))]
+
+    def digest(self) -> tuple[int, str]:
+        offset, sha256, _keys = self.store.digest()
+        return offset, sha256
+
+    def events(self, topic: str) -> list[bytes]:
+        return self.store.read_events(topic, 0, 1 << 30, 1 << 40)
+
+    # ---- the apply pipeline and snapshot hooks (as in _node.py, inline) -------------------------
+
+    def _apply(self, raft_index: int, payload: bytes) -> None:
+        applied = self.machine.apply(raft_index, payload)
+        if applied is not None:
+            self.store.commit(applied.writes, applied.mark)
+        self._on_apply(self, raft_index, payload)
+
+    def _applied_index(self) -> int:
+        return self.machine.applied_mark.raft_index
+
+    def _checkpoint(self, target_dir: str, raft_index: int) -> None:
+        self.store.commit(WriteSet(), self.machine.skip(raft_index))
+        self.store.checkpoint(target_dir)
+        fresh = self.durable_store_dir + ".new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        self.store.checkpoint(fresh)
+        shutil.rmtree(self.durable_store_dir, ignore_errors=True)
+        os.replace(fresh, self.durable_store_dir)
+
+    def _install(self, checkpoint_dir: str) -> None:
+        shutil.rmtree(self.durable_store_dir, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, self.durable_store_dir)
+        self.store.replace_with(checkpoint_dir)
+        self.machine.reload()
+
+
+class _ThreadShim:
+    """Stands in for the `threading` module inside _snapshot.py: a "thread" runs later, as an event."""
+
+    def __init__(self, start_thread: Callable[[Callable[[], None]], None]) -> None:
+        self._start_thread = start_thread
+        self.Lock = threading.Lock
+
+    def Thread(self, target: Callable[..., None], args: tuple[Any, ...] = (), **_: Any) -> Any:  # noqa: N802
+        start_thread = self._start_thread
+
+        class _Thread:
+            def start(self) -> None:
+                start_thread(lambda: target(*args))
+
+        return _Thread()
+
+
+@contextmanager
+def simulated_runtime(
+    now: Callable[[], float],
+    random_value: Callable[[], float],
+    start_thread: Callable[[Callable[[], None]], None],
+) -> Iterator[None]:
+    """Point every clock, random source and thread the engine code reads at the simulation."""
+
+    class _Random:
+        @staticmethod
+        def random() -> float:
+            return random_value()
+
+    with (
+        _patched(PYSYNCOBJ_MODULE, "monotonicTime", now),
+        _patched(pysyncobj.transport, "monotonicTime", now),
+        _patched(PYSYNCOBJ_MODULE, "random", _Random()),
+        _patched(engine_module, "monotonic", now),
+        _patched(snapshot_module, "threading", _ThreadShim(start_thread)),
+    ):
+        yield
+
+
+# ---- fixes the simulator can take back, to show it finds what each one prevents ----------------
+
+REVERTIBLE_FIXES = {
+    "reply-term": "6354a97: a follower's next_node_idx reply carries its term; the leader drops other terms",
+    "compact-at-start": "2cf98a9: at start the journal is compacted to a snapshot published before a crash",
+}
+
+
+def _without_reply_term(message: Any) -> Any:
+    if isinstance(message, dict) and message.get("type") == "next_node_idx":
+        return {k: v for k, v in message.items() if k != "term"}
+    return message
+
+
+@contextmanager
+def reverted(fixes: frozenset[str]) -> Iterator[Callable[[Any], Any] | None]:
+    """Take the named fixes back while the block runs. Yields a filter for every message sent
+    (None: none needed)."""
+    unknown = fixes - REVERTIBLE_FIXES.keys()
+    if unknown:
+        raise ValueError(f"no such fix to revert: {sorted(unknown)}; known: {sorted(REVERTIBLE_FIXES)}")
+    with contextlib.ExitStack() as stack:
+        if "compact-at-start" in fixes:
+            stack.enter_context(_patched(journal_module.DurableJournal, "drop_through_snapshot", lambda *_: 0))
+        yield _without_reply_term if "reply-term" in fixes else None

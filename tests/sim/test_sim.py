@@ -1,0 +1,55 @@
+"""The deterministic simulator: a short batch for `make test`; `make sim SEEDS=N` runs many more."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sim._sim import Result, SimConfig, run_seed
+
+# The batch of `make test`: a few seeds of each cluster size, short fault phases.
+BATCH_SEEDS = (1, 2, 3, 4, 5, 6)
+BATCH_FAULT_S = 20.0
+
+
+def _run(tmp_path: object, seed: int, **config: object) -> Result:
+    return run_seed(seed, SimConfig(**config), str(tmp_path))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("nodes", [3, 5])
+def test_engines_elect_a_leader_and_commit_under_the_simulated_clock(tmp_path: object, nodes: int) -> None:
+    """With no faults, real engines in one thread elect one leader and commit and apply every proposal."""
+    result = _run(tmp_path, 1, nodes=nodes, faults=False, fault_seconds=10.0)
+    assert result.ok, result.report()
+    assert result.acknowledged >= 0.8 * result.proposals > 0
+
+
+def test_a_seed_replays_exactly(tmp_path: object) -> None:
+    """The same seed gives the same run, event for event (the hash of its whole trace)."""
+    first = _run(tmp_path, 7, fault_seconds=8.0)
+    second = _run(tmp_path, 7, fault_seconds=8.0)
+    assert first.faults > 0 and first.events > 1000
+    assert (first.history, first.events, first.acknowledged) == (second.history, second.events, second.acknowledged)
+    other = _run(tmp_path, 8, fault_seconds=8.0)
+    assert other.history != first.history
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open finding (docs/durability.md): a snapshot message commits a follower's unverified log",
+)
+def test_no_invariant_breaks_under_faults(tmp_path: object) -> None:
+    """Crashes, power loss, pauses, partitions (one-way too), slow links, connection resets and
+    frequent compaction break no invariant, and the healed cluster commits again and converges."""
+    results = [
+        _run(tmp_path, seed, nodes=5 if seed % 3 == 0 else 3, fault_seconds=BATCH_FAULT_S) for seed in BATCH_SEEDS
+    ]
+    failed = [r for r in results if not r.ok]
+    assert not failed, "\n\n".join(r.report() for r in failed)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("seed", range(100, 120))
+def test_no_invariant_breaks_under_faults_long(tmp_path: object, seed: int) -> None:
+    """As the batch, over more seeds and longer fault phases (`pytest -m sim`)."""
+    result = _run(tmp_path, seed, nodes=5 if seed % 2 else 3, fault_seconds=60.0)
+    assert result.ok, result.report()
