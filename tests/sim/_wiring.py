@@ -24,15 +24,16 @@ from typing import Any
 
 import pysyncobj.syncobj
 import pysyncobj.transport
-from pysyncobj.config import SyncObjConf
 
 import laminar.node.raft._engine as engine_module
 import laminar.node.raft._journal as journal_module
 import laminar.node.raft._snapshot as snapshot_module
 from laminar import limits
+from laminar.node._applier import Applier
+from laminar.node._metrics import NodeMetrics, Sample
 from laminar.node.raft import RaftAdapter, RaftSettings, Role, SnapshotHooks
 from laminar.node.state_machine import StateMachine
-from laminar.node.store import Store, WriteSet
+from laminar.node.store import Store
 from tests.sim._net import Network, make_transport_class
 
 PYSYNCOBJ_MODULE = pysyncobj.syncobj
@@ -50,8 +51,12 @@ def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
         setattr(target, name, saved)
 
 
-def _conf_without_tick_thread(**kwargs: Any) -> SyncObjConf:
-    return SyncObjConf(autoTick=False, **kwargs)
+def _no_sample() -> Sample:
+    raise AssertionError("the simulation serves no metrics")
+
+
+def _ignore(_: Any) -> None:
+    pass
 
 
 class SimNode:
@@ -74,7 +79,10 @@ class SimNode:
         self._on_apply = on_apply
         self.store = Store(os.path.join(data_dir, "store"))
         self.machine = StateMachine(self.store)
-        hooks = SnapshotHooks(checkpoint=self._checkpoint, applied_index=self._applied_index, install=self._install)
+        self.applier = Applier(0, self.store, self.machine, NodeMetrics(_no_sample), _ignore, _ignore)
+        hooks = SnapshotHooks(
+            checkpoint=self._checkpoint, applied_index=self.applier.drained_applied_index, install=self._install
+        )
         settings = RaftSettings(
             self_address=address,
             peer_addresses=tuple(peers),
@@ -82,11 +90,11 @@ class SimNode:
             snapshot_path=self.snapshot_path,
             durability="fsync",
             log_entries_max=log_entries_max,
+            auto_tick=False,
         )
         transport_class = make_transport_class(engine_module._SyncingTransport, network)
         with (
             _patched(engine_module, "_SyncingTransport", transport_class),
-            _patched(engine_module, "SyncObjConf", _conf_without_tick_thread),
             _patched(limits, "SNAPSHOT_CHUNK_BYTES", SNAPSHOT_CHUNK_BYTES),
         ):
             self.raft = RaftAdapter(settings, on_apply=self._apply, on_role=self._role_changed, snapshot_hooks=hooks)
@@ -114,6 +122,7 @@ class SimNode:
         if notifier is not None:
             os.close(notifier._PipeNotifier__pipeR)
             os.close(notifier._PipeNotifier__pipeW)
+        self.applier.stop()  # its thread is idle: every entry was applied inline (see _apply)
         self.store.close()
 
     def lose_unsynced_store(self) -> None:
@@ -153,20 +162,17 @@ class SimNode:
     def events(self, topic: str) -> list[bytes]:
         return self.store.read_events(topic, 0, 1 << 30, 1 << 40)
 
-    # ---- the apply pipeline and snapshot hooks (as in _node.py, inline) -------------------------
+    # ---- the apply pipeline and snapshot hooks (the node's Applier) -------------------------------
 
     def _apply(self, raft_index: int, payload: bytes) -> None:
-        applied = self.machine.apply(raft_index, payload)
-        if applied is not None:
-            self.store.commit(applied.writes, applied.mark)
+        self.applier.on_commit(raft_index, payload)
+        # The Applier applies an entry of one intention in the calling thread when its own thread is
+        # idle: every entry the simulation proposes is one, so nothing runs outside this thread.
+        assert self.machine.applied_mark.raft_index >= raft_index, "an entry went to the apply thread"
         self._on_apply(self, raft_index, payload)
 
-    def _applied_index(self) -> int:
-        return self.machine.applied_mark.raft_index
-
     def _checkpoint(self, target_dir: str, raft_index: int) -> None:
-        self.store.commit(WriteSet(), self.machine.skip(raft_index))
-        self.store.checkpoint(target_dir)
+        self.applier.checkpoint(target_dir, raft_index)
         fresh = self.durable_store_dir + ".new"
         shutil.rmtree(fresh, ignore_errors=True)
         self.store.checkpoint(fresh)
@@ -176,8 +182,7 @@ class SimNode:
     def _install(self, checkpoint_dir: str) -> None:
         shutil.rmtree(self.durable_store_dir, ignore_errors=True)
         shutil.copytree(checkpoint_dir, self.durable_store_dir)
-        self.store.replace_with(checkpoint_dir)
-        self.machine.reload()
+        self.applier.install_snapshot(checkpoint_dir)
 
 
 class _ThreadShim:

@@ -33,10 +33,6 @@ def test_a_seed_replays_exactly(tmp_path: object) -> None:
     assert other.history != first.history
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open finding (docs/durability.md): a snapshot message commits a follower's unverified log",
-)
 def test_no_invariant_breaks_under_faults(tmp_path: object) -> None:
     """Crashes, power loss, pauses, partitions (one-way too), slow links, connection resets and
     frequent compaction break no invariant, and the healed cluster commits again and converges."""
