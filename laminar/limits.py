@@ -36,6 +36,7 @@ ACKS_FRAME_COMMITS_MAX = GRPC_MESSAGE_BYTES_MAX // (REASON_BYTES_MAX + 64)
 FRAME_BYTES_MAX = 2 * MIB  # a client starts a new frame past this many payload bytes
 LISTEN_FRAME_EVENTS_MAX = 1024  # events a node packs into one listener frame
 LISTEN_FRAME_BYTES_MAX = 1 * MIB
+DESCRIBE_KEYS_COUNTED_MAX = 100_000  # live keys a DescribeTopic answer counts (a bounded scan)
 
 # --- Node ----------------------------------------------------------------------------------------
 SESSIONS_MAX = 256  # concurrent client sessions per node

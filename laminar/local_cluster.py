@@ -53,7 +53,7 @@ def write_config(
     """A cluster TOML: node N has client port base+N and Raft port base+count+N; `extra` is
     appended to the top-level settings (e.g. 'raft_log_entries_max = 50'). With
     `metrics_base_port`, node N serves Prometheus metrics on metrics_base_port+N."""
-    lines = [f'data_dir = "{data_dir}"', extra, ""]
+    lines = [f'data_dir = "{os.path.abspath(data_dir)}"', extra, ""]
     for n in range(1, node_count + 1):
         client, raft = base_port + n, base_port + node_count + n
         lines += ["[[nodes]]", f"id = {n}", f'client = "{host}:{client}"', f'raft = "{host}:{raft}"']
@@ -68,7 +68,8 @@ def write_config(
 class LocalCluster:
     config_path: str
     node_ids: Sequence[int]
-    log_dir: str | None = None  # None: nodes inherit our stdout/stderr
+    log_dir: str | None = None  # None: nodes inherit our stdout/stderr (or pipe it, with capture)
+    capture: bool = False  # without log_dir: pipe each node's output to processes[id].stdout
     extra_args: Sequence[str] = ()
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: dict[int, IO[bytes]] = field(default_factory=dict)
@@ -76,12 +77,12 @@ class LocalCluster:
     def start(self, node_id: int) -> None:
         assert node_id not in self.processes or self.processes[node_id].poll() is not None, f"node {node_id} runs"
         command = [sys.executable, "-m", "laminar", "node", "--config", self.config_path, "--id", str(node_id)]
-        output: IO[bytes] | None = None
+        output: IO[bytes] | int | None = subprocess.PIPE if self.capture else None
         if self.log_dir is not None:
             output = open(os.path.join(self.log_dir, f"node-{node_id}.log"), "ab")  # noqa: SIM115 - kept open
             self._logs[node_id] = output
         self.processes[node_id] = subprocess.Popen(
-            [*command, *self.extra_args], stdout=output, stderr=subprocess.STDOUT if output else None
+            [*command, *self.extra_args], stdout=output, stderr=subprocess.STDOUT if output is not None else None
         )
 
     def start_all(self) -> None:

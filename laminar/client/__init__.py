@@ -1,10 +1,10 @@
 """The client side: Client, Listener and the values they return. Never imports node code."""
 
-from laminar.client._admin import change_membership, cluster_digests, cluster_status
+from laminar.client._admin import change_membership, cluster_digests, cluster_status, describe_topic
 from laminar.client._client import Client, Pending
-from laminar.client._connect import TLS
+from laminar.client._connect import TLS, resolve_addresses
 from laminar.client._listener import Listener
-from laminar.client._types import Commit, Effect, Event, Kind, Value
+from laminar.client._types import Commit, Effect, Event, Kind, TopicInfo, Value
 
 __all__ = [
     "TLS",
@@ -15,8 +15,11 @@ __all__ = [
     "Kind",
     "Listener",
     "Pending",
+    "TopicInfo",
     "Value",
     "change_membership",
     "cluster_digests",
     "cluster_status",
+    "describe_topic",
+    "resolve_addresses",
 ]

@@ -215,7 +215,9 @@ class Client:
                 if hint is None:
                     time.sleep(CLIENT_GET_RETRY_S)
                 continue
-            return Value(topic, request.key, r.found, r.value, r.value_offset, r.topic_offset, r.intention_offset)
+            return Value(
+                topic, request.key, r.found, r.value, r.value_offset, r.topic_offset, r.intention_offset, r.topic_exists
+            )
         raise Unavailable(f"get {topic!r} not answered within {timeout} s: {last_error}")
 
     def flush(self, timeout: float | None = None) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -41,7 +41,10 @@ class Listener:
         *,
         snapshot: bool = False,
         tls: TLS | None = None,
+        on_retry: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_retry(address, why)`, if given, is called (from the listener's thread) each time a
+        stream from `address` breaks or cannot start and the listener is about to try again."""
         if from_offset < 0:
             raise InvalidRequest(f"from_offset must be >= 0, got {from_offset}")
         self.topic = topic
@@ -54,6 +57,7 @@ class Listener:
         self._closed = threading.Event()
         self._call: Any = None
         self._error: LaminarError | None = None
+        self._on_retry = on_retry
         self._thread = threading.Thread(target=self._run, name=f"laminar-listen-{topic}", daemon=True)
         self._thread.start()
 
@@ -102,12 +106,15 @@ class Listener:
     def _run(self) -> None:
         try:
             while not self._closed.is_set():
+                address = self._nodes.pick()
                 try:
-                    self._stream(self._nodes.pick())
+                    self._stream(address)
                 except grpc.RpcError as error:
                     if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
                         self._error = map_error(error)
                         return
+                    if self._on_retry is not None and not self._closed.is_set():
+                        self._on_retry(address, error.details() or str(error.code()))  # type: ignore[attr-defined]
                     self._closed.wait(LISTENER_RETRY_S)
                     self._nodes.refresh()  # the membership may have changed
         finally:

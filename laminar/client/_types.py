@@ -68,3 +68,20 @@ class Value:
     value_offset: int  # consequence offset of the event that set the value (0 when not found)
     topic_offset: int  # the read reflects every event of the topic through this consequence offset
     intention_offset: int  # and every intention through this global offset
+    topic_exists: bool = True  # False: the topic does not exist (so `found` is False too)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """What `describe_topic` read: one topic as the answering node has applied it."""
+
+    topic: str
+    exists: bool  # the topic is live now
+    program: str  # its program's source; "" for a plain topic
+    args: bytes  # the arguments its program's on_create received
+    created_at: int  # intention offset of the create of this incarnation (0: never created)
+    last_offset: int  # newest consequence offset (0: no event yet)
+    keys: int  # live keys (a lower bound when keys_capped)
+    value_bytes: int  # bytes of their current values
+    keys_capped: bool  # counting stopped at limits.DESCRIBE_KEYS_COUNTED_MAX
+    intention_offset: int  # the answer reflects every intention through this offset

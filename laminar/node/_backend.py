@@ -13,6 +13,7 @@ import time
 
 import grpc
 
+from laminar import limits
 from laminar.node._applier import Applier
 from laminar.node._entry import READ_BARRIER
 from laminar.node._membership import Membership, MembershipRefused
@@ -91,6 +92,23 @@ class NodeBackend:
             response.value = view.value
             response.value_offset = view.consequence_offset
         return response
+
+    def describe_topic(self, topic: str) -> pb.DescribeTopicResponse:
+        """A topic as this node has applied it (no barrier: like a stale Get)."""
+        record, keys, value_bytes, capped, mark = self._store.describe(topic, limits.DESCRIBE_KEYS_COUNTED_MAX)
+        if record is None:
+            return pb.DescribeTopicResponse(intention_offset=mark.intention_offset)
+        return pb.DescribeTopicResponse(
+            exists=record.live,
+            program=record.program,
+            args=record.args,
+            created_at=record.created_at,
+            last_offset=record.next_offset - 1,
+            keys=keys,
+            value_bytes=value_bytes,
+            keys_capped=capped,
+            intention_offset=mark.intention_offset,
+        )
 
     def read_barrier(self, timeout_s: float) -> bool:
         """Linearizable reads go through the log: an empty entry, proposed now and applied here,

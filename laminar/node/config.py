@@ -1,6 +1,6 @@
 """Node configuration: a TOML file naming every node of the cluster, and which one this is.
 
-    data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N
+    data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N (relative: to this file)
     # durability = "fsync"              # default; "none" keeps the journal in the page cache only
     # raft_password = "..."             # optional: encrypts and authenticates Raft traffic
     # raft_log_entries_max = 2000       # compact the Raft journal (snapshot) past this many entries
@@ -14,11 +14,14 @@
     raft = "127.0.0.1:7201"             # Raft between nodes; binds only to this address
     # metrics = "127.0.0.1:9101"        # optional: Prometheus metrics over HTTP (absent: disabled)
 
-Relative paths are relative to the directory the node is started from.
+Relative paths (data_dir, TLS files) are relative to the directory of the config file, so a node
+finds the same data whatever directory it is started from. Unknown keys are refused, naming the
+closest known one: a misspelt `raft_pasword` must not run the Raft port unencrypted.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass
@@ -64,6 +67,30 @@ def _address(value: object, what: str) -> str:
 
 
 DURABILITY_MODES = ("fsync", "none")
+TOP_LEVEL_KEYS = (
+    "data_dir",
+    "durability",
+    "raft_password",
+    "raft_log_entries_max",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "nodes",
+)
+NODE_KEYS = ("id", "client", "raft", "metrics", "tls_cert", "tls_key")
+
+
+def _refuse_unknown_keys(table: dict[str, object], known: tuple[str, ...], where: str) -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    """`path` as written if absolute, else relative to the config file's directory."""
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
 
 
 def load_config(path: str, node_id: int, durability: str | None = None) -> NodeConfig:
@@ -73,18 +100,23 @@ def load_config(path: str, node_id: int, durability: str | None = None) -> NodeC
             raw = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"cannot read config {path}: {e}") from e
+    base_dir = os.path.dirname(os.path.abspath(path))
+    _refuse_unknown_keys(raw, TOP_LEVEL_KEYS, path)
+    if not isinstance(raw.get("nodes", []), list):
+        raise ConfigError(f"{path}: nodes must be a list of [[nodes]] tables")
     nodes = []
     for i, entry in enumerate(raw.get("nodes", [])):
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
             raise ConfigError(f"{path}: nodes[{i}] needs an integer id")
+        _refuse_unknown_keys(entry, NODE_KEYS, f"{path}: nodes[{i}]")
         nodes.append(
             NodeAddress(
                 entry["id"],
                 _address(entry.get("client"), f"{path}: nodes[{i}].client"),
                 _address(entry.get("raft"), f"{path}: nodes[{i}].raft"),
                 _address(entry["metrics"], f"{path}: nodes[{i}].metrics") if "metrics" in entry else None,
-                _path(entry.get("tls_cert", raw.get("tls_cert")), f"{path}: tls_cert"),
-                _path(entry.get("tls_key", raw.get("tls_key")), f"{path}: tls_key"),
+                _path(entry.get("tls_cert", raw.get("tls_cert")), f"{path}: tls_cert", base_dir),
+                _path(entry.get("tls_key", raw.get("tls_key")), f"{path}: tls_key", base_dir),
             )
         )
     if not nodes:
@@ -94,27 +126,29 @@ def load_config(path: str, node_id: int, durability: str | None = None) -> NodeC
     if node_id not in {n.id for n in nodes}:
         raise ConfigError(f"{path}: no node with id {node_id}")
     data_root = raw.get("data_dir", "var")
+    if not isinstance(data_root, str) or not data_root:
+        raise ConfigError(f"{path}: data_dir must be a directory path, got {data_root!r}")
     password = raw.get("raft_password") or None
     durability = durability or str(raw.get("durability", "fsync"))
     if durability not in DURABILITY_MODES:
         raise ConfigError(f"{path}: durability must be one of {DURABILITY_MODES}, not {durability!r}")
-    data_dir = os.path.join(str(data_root), f"node-{node_id}")
+    data_dir = os.path.join(_resolve(data_root, base_dir), f"node-{node_id}")
     entries_max = raw.get("raft_log_entries_max", limits.RAFT_LOG_ENTRIES_MAX)
     if not isinstance(entries_max, int) or not 2 <= entries_max <= limits.RAFT_LOG_ENTRIES_MAX:
         raise ConfigError(f"{path}: raft_log_entries_max must be an integer in 2..{limits.RAFT_LOG_ENTRIES_MAX}")
     for n in nodes:
         if (n.tls_cert is None) != (n.tls_key is None):
             raise ConfigError(f"{path}: node {n.id} needs both tls_cert and tls_key, or neither")
-    client_ca = _path(raw.get("tls_client_ca"), f"{path}: tls_client_ca")
+    client_ca = _path(raw.get("tls_client_ca"), f"{path}: tls_client_ca", base_dir)
     return NodeConfig(node_id, tuple(nodes), data_dir, password, durability, entries_max, tls_client_ca=client_ca)
 
 
-def _path(value: object, what: str) -> str | None:
+def _path(value: object, what: str, base_dir: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{what} must be a file path, got {value!r}")
-    return value
+    return _resolve(value, base_dir)
 
 
 def read_pem(path: str, what: str) -> bytes:
@@ -126,7 +160,16 @@ def read_pem(path: str, what: str) -> bytes:
 
 
 def node_ids(path: str) -> list[int]:
-    """The ids of every node a config names."""
-    with open(path, "rb") as f:
-        raw = tomllib.load(f)
-    return [int(entry["id"]) for entry in raw.get("nodes", [])]
+    """The ids of every node a config names (the whole config is checked first)."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from e
+    entries = raw.get("nodes", [])
+    if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+        raise ConfigError(f"{path}: no [[nodes]]")
+    first = entries[0].get("id")
+    if not isinstance(first, int):
+        raise ConfigError(f"{path}: nodes[0] needs an integer id")
+    return [n.id for n in load_config(path, first).nodes]

@@ -203,6 +203,34 @@ class StatusResponse(_message.Message):
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., intention_offset: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., durability: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
 
+class DescribeTopicRequest(_message.Message):
+    __slots__ = ("topic",)
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    def __init__(self, topic: _Optional[str] = ...) -> None: ...
+
+class DescribeTopicResponse(_message.Message):
+    __slots__ = ("exists", "program", "args", "created_at", "last_offset", "keys", "value_bytes", "keys_capped", "intention_offset")
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_CAPPED_FIELD_NUMBER: _ClassVar[int]
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    exists: bool
+    program: str
+    args: bytes
+    created_at: int
+    last_offset: int
+    keys: int
+    value_bytes: int
+    keys_capped: bool
+    intention_offset: int
+    def __init__(self, exists: _Optional[bool] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., created_at: _Optional[int] = ..., last_offset: _Optional[int] = ..., keys: _Optional[int] = ..., value_bytes: _Optional[int] = ..., keys_capped: _Optional[bool] = ..., intention_offset: _Optional[int] = ...) -> None: ...
+
 class DigestRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -54,6 +54,11 @@ class LaminarStub:
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.StatusRequest.SerializeToString,
                 response_deserializer=laminar_dot_v1_dot_laminar__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.DescribeTopic = channel.unary_unary(
+                '/laminar.v1.Laminar/DescribeTopic',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.DescribeTopicRequest.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.DescribeTopicResponse.FromString,
+                _registered_method=True)
         self.Digest = channel.unary_unary(
                 '/laminar.v1.Laminar/Digest',
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.DigestRequest.SerializeToString,
@@ -97,6 +102,14 @@ class LaminarServicer:
 
     def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeTopic(self, request, context):
+        """One topic as this node has applied it: program, offsets and size. Any node answers (like a
+        Get with stale_ok); a missing topic is an answer with exists = false, not an error.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -147,6 +160,11 @@ def add_LaminarServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=laminar_dot_v1_dot_laminar__pb2.StatusRequest.FromString,
                     response_serializer=laminar_dot_v1_dot_laminar__pb2.StatusResponse.SerializeToString,
+            ),
+            'DescribeTopic': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeTopic,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.DescribeTopicRequest.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.DescribeTopicResponse.SerializeToString,
             ),
             'Digest': grpc.unary_unary_rpc_method_handler(
                     servicer.Digest,
@@ -272,6 +290,33 @@ class Laminar:
             '/laminar.v1.Laminar/Status',
             laminar_dot_v1_dot_laminar__pb2.StatusRequest.SerializeToString,
             laminar_dot_v1_dot_laminar__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeTopic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laminar.v1.Laminar/DescribeTopic',
+            laminar_dot_v1_dot_laminar__pb2.DescribeTopicRequest.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.DescribeTopicResponse.FromString,
             options,
             channel_credentials,
             insecure,

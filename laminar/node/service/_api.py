@@ -46,6 +46,9 @@ class NodeApi(Protocol):
 
     def status(self) -> pb.StatusResponse: ...
 
+    def describe_topic(self, topic: str) -> pb.DescribeTopicResponse:
+        """The topic as this node has applied it (no barrier); exists = false when it is missing."""
+
     def digest(self) -> pb.DigestResponse: ...
 
     def change_membership(self, request: pb.MembershipChange) -> tuple[str, str, list[pb.Peer]]:

@@ -65,6 +65,14 @@ class LaminarServicer:
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:  # noqa: N802
         return self._node.status()
 
+    def DescribeTopic(  # noqa: N802
+        self, request: pb.DescribeTopicRequest, context: grpc.ServicerContext
+    ) -> pb.DescribeTopicResponse:
+        problem = _rules.topic_problem(request.topic)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return self._node.describe_topic(request.topic)
+
     def Digest(self, request: pb.DigestRequest, context: grpc.ServicerContext) -> pb.DigestResponse:  # noqa: N802
         return self._node.digest()
 
@@ -151,6 +159,11 @@ def build_server(
             _parsing(pb.StatusRequest, servicer.Status),
             request_deserializer=_identity,
             response_serializer=pb.StatusResponse.SerializeToString,
+        ),
+        "DescribeTopic": grpc.unary_unary_rpc_method_handler(
+            _parsing(pb.DescribeTopicRequest, servicer.DescribeTopic),
+            request_deserializer=_identity,
+            response_serializer=pb.DescribeTopicResponse.SerializeToString,
         ),
         "Digest": grpc.unary_unary_rpc_method_handler(
             _parsing(pb.DigestRequest, servicer.Digest),

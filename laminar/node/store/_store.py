@@ -11,7 +11,7 @@ from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, Writ
 
 from laminar import limits
 from laminar.node.store._keys import Keys
-from laminar.node.store._records import AppliedMark, TopicRecord, ViewRecord
+from laminar.node.store._records import VIEW_HEAD, AppliedMark, TopicRecord, ViewRecord
 
 
 class WriteSet:
@@ -208,6 +208,30 @@ class Store:
         return (
             TopicRecord.decode(topic_data) if topic_data is not None else None,
             ViewRecord.decode(view_data) if view_data is not None else None,
+            AppliedMark.decode(applied) if applied is not None else AppliedMark(0, 0),
+        )
+
+    def describe(self, topic: str, keys_max: int) -> tuple[TopicRecord | None, int, int, bool, AppliedMark]:
+        """(topic record, live keys, their value bytes, whether counting stopped at `keys_max`,
+        applied mark), from one consistent view. Any thread."""
+        with self._lock:
+            snapshot = self._db.snapshot()
+        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
+        applied = _snapshot_get(snapshot, Keys.APPLIED)
+        prefix = Keys.views_of(topic)
+        keys = value_bytes = 0
+        it = snapshot.iter()
+        it.seek(prefix)
+        while it.valid() and it.key().startswith(prefix) and keys < keys_max:
+            keys += 1
+            value_bytes += len(it.value()) - VIEW_HEAD.size
+            it.next()
+        capped = keys == keys_max and it.valid() and it.key().startswith(prefix)
+        return (
+            TopicRecord.decode(topic_data) if topic_data is not None else None,
+            keys,
+            value_bytes,
+            capped,
             AppliedMark.decode(applied) if applied is not None else AppliedMark(0, 0),
         )
 

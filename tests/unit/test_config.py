@@ -1,0 +1,54 @@
+"""The cluster config: unknown keys are refused with the closest known one; paths are relative to the file."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+from laminar.errors import ConfigError
+from laminar.node.config import load_config, node_ids
+
+NODES = '[[nodes]]\nid = 1\nclient = "127.0.0.1:7101"\nraft = "127.0.0.1:7201"\n'
+
+
+def _write(path: pathlib.Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_misspelt_top_level_key_is_refused_naming_the_right_one(tmp_path: pathlib.Path) -> None:
+    """`raft_pasword` would have run the Raft port unencrypted: it is an error that names raft_password."""
+    config = _write(tmp_path / "c.toml", 'data_dir = "d"\nraft_pasword = "secret"\n' + NODES)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, 1)
+    assert str(caught.value) == f"{config}: unknown key 'raft_pasword'; did you mean 'raft_password'?"
+    with pytest.raises(ConfigError, match="raft_pasword"):
+        node_ids(config)  # what `laminar cluster run` reads first
+
+
+def test_an_unknown_node_key_is_refused_and_a_key_like_no_other_lists_the_known_ones(tmp_path: pathlib.Path) -> None:
+    """A typo inside [[nodes]] names the closest node key; a key like nothing known lists them all."""
+    config = _write(tmp_path / "c.toml", NODES.replace("raft =", "rafts ="))
+    with pytest.raises(ConfigError, match=r"nodes\[0\]: unknown key 'rafts'; did you mean 'raft'\?"):
+        load_config(config, 1)
+    config = _write(tmp_path / "d.toml", "zzz = 1\n" + NODES)
+    with pytest.raises(ConfigError, match="unknown key 'zzz'; known keys: data_dir, durability"):
+        load_config(config, 1)
+
+
+def test_relative_paths_are_relative_to_the_config_file_not_the_working_directory(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data_dir and TLS files resolve against the config's directory, from whatever directory the node starts."""
+    (tmp_path / "etc").mkdir()
+    config = _write(
+        tmp_path / "etc" / "c.toml", 'data_dir = "../data"\ntls_cert = "n.pem"\ntls_key = "/abs/n.key"\n' + NODES
+    )
+    for cwd in (tmp_path, tmp_path / "etc", pathlib.Path("/")):
+        monkeypatch.chdir(cwd)
+        loaded = load_config(os.path.relpath(config) if cwd != pathlib.Path("/") else config, 1)
+        assert loaded.data_dir == str(tmp_path / "data" / "node-1")
+        assert loaded.me.tls_cert == str(tmp_path / "etc" / "n.pem")
+        assert loaded.me.tls_key == "/abs/n.key"
