@@ -242,3 +242,26 @@ def test_status_of_a_one_node_cluster_shows_no_phantoms(make_cluster) -> None:
     rows = result.stdout.splitlines()
     assert len(rows) == 3 and rows[1].split()[:3] == ["1", c.addresses[0], "leader"]
     assert "quorum: 1 of 1 members up, 1 needed" in rows[2] and rows[2].endswith("healthy")
+
+
+def test_the_readme_command_block_runs_as_written(make_cluster) -> None:
+    """Every line of README.md's `laminar` block succeeds, in order, against a 3-node cluster."""
+    import re
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    block = re.search(r"## Use it\n.*?```sh\n(.*?)```", readme, re.DOTALL)
+    assert block, "README.md has no sh block under 'Use it'"
+    c = make_cluster(3)
+    env = dict(
+        os.environ,
+        LAMINAR_ADDRESSES=",".join(c.addresses),
+        PATH=os.path.dirname(sys.executable) + ":" + os.environ["PATH"],
+    )
+    outputs = []
+    for line in block.group(1).splitlines():
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT_S)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+        outputs.append(result.stdout)
+    assert outputs[3] == "hello\n"
+    assert outputs[4].splitlines()[2].split("\t") == ["3", "PUT", "bob", "a longer value"]
