@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install cluster demo test lint proto proto-check unit integration torture sim bench bench-quick bench-soak \
-	bench-recovery clean-data clean
+	bench-recovery fuzz-sandbox clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -101,6 +101,10 @@ bench-soak: $(DEV_STAMP)
 ## Restart time after 10K and 1M messages, and a new node's sync from scratch.
 bench-recovery: $(DEV_STAMP)
 	$(BIN)/python -m bench.recovery --messages 10000 1000000
+
+## The sandbox cost model's calibration fuzzer, long: worst CPU per charged step per operation, and peak memory.
+fuzz-sandbox: $(DEV_STAMP)
+	$(BIN)/python -m bench.sandbox_fuzz --extra 6 --memory
 
 ## Wipe the data of `make cluster` (var/).
 clean-data:

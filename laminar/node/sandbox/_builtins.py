@@ -13,7 +13,15 @@ from operator import attrgetter
 from types import FunctionType
 from typing import Any
 
-from laminar.node.sandbox._meter import charge, charge_bytes, charge_chars, charge_items, charge_objects, exhausted
+from laminar.node.sandbox._meter import (
+    charge,
+    charge_bytes,
+    charge_chars,
+    charge_int_text,
+    charge_items,
+    charge_objects,
+    exhausted,
+)
 from laminar.node.sandbox._methods import codec, pairs_to_dict, register
 from laminar.node.sandbox._ops import MISSING, divmod_, extreme, materialize, sort_items
 from laminar.node.sandbox._values import (
@@ -21,6 +29,7 @@ from laminar.node.sandbox._values import (
     INT_BITS_MAX,
     INTS,
     NUMBERS,
+    SMALL_INT_BITS,
     VALUE_MAX,
     check_int,
     check_size,
@@ -31,6 +40,19 @@ from laminar.node.sandbox._values import (
     to_text,
     type_name,
 )
+
+
+def _radix(convert: Callable[[Any], str]) -> Callable[[Any], str]:
+    """bin, oct, hex: linear in the int's bits (at most PROGRAM_INT_BITS_MAX and a few more)."""
+
+    def text(x: Any) -> str:
+        if type(x) is int:
+            charge_chars(x.bit_length() // 2)
+        return convert(x)
+
+    text.__name__ = convert.__name__
+    return text
+
 
 # int() and JSON parse at most this many characters: below Python's smallest int_max_str_digits setting (640),
 # so the node's interpreter configuration can never decide an outcome. PROGRAM_INT_BITS_MAX needs 617 digits.
@@ -49,6 +71,7 @@ def _int(x: Any = 0, base: Any = MISSING) -> int:
         limit = _INT_TEXT_MAX_POW2 if pow2 else _INT_TEXT_MAX
         if len(x) > limit:
             raise ValueError(f"int(): a string of {len(x)} characters is too long (programs convert at most {limit})")
+        charge_int_text(len(x) * 4)  # about 3.3 bits a decimal digit; linear in powers of two, charged alike
         n = int(x) if base is MISSING else int(x, base)
         if n.bit_length() > INT_BITS_MAX:
             raise ValueError(f"int(): the value has more than {INT_BITS_MAX} bits")
@@ -92,7 +115,9 @@ def _decode(data: Any, encoding: Any = "utf-8", errors: Any = "strict") -> str:
 def _str(*args: Any, **kwargs: Any) -> str:
     if len(args) == 1 and not kwargs:
         x = args[0]
-        return str(x) if type(x) in CHEAP else to_text(x)  # numbers first: what to_text does with them
+        if type(x) in CHEAP and (type(x) is not int or x.bit_length() <= SMALL_INT_BITS):
+            return str(x)  # small numbers first: what to_text does with them
+        return to_text(x)
     if not args and not kwargs:
         return ""
     return _decode(*args, **kwargs)
@@ -295,6 +320,7 @@ def _isinstance(obj: Any, spec: Any) -> bool:
 def _parse_int(text: str) -> int:
     if len(text) > _INT_TEXT_MAX:
         raise ValueError(f"JSON integer of {len(text)} digits is too long (at most {_INT_TEXT_MAX})")
+    charge_int_text(len(text) * 4)
     n = int(text)
     if n.bit_length() > INT_BITS_MAX:
         raise ValueError(f"JSON integer has more than {INT_BITS_MAX} bits")
@@ -328,10 +354,11 @@ def _skip_space(text: str, index: int) -> int:
 def json_loads(text: Any) -> Any:
     """`json.loads`: str or bytes in, plain data out (dicts with str keys, lists, str, int, float, bool, None)."""
     t = type(text)
+    # Values created: about one per comma or colon, and a container per bracket.
     if t is str:
-        separators = text.count(",") + text.count(":")
+        separators = text.count(",") + text.count(":") + text.count("[") + text.count("{")
     elif t is bytes:
-        separators = text.count(b",") + text.count(b":")
+        separators = text.count(b",") + text.count(b":") + text.count(b"[") + text.count(b"{")
     else:
         raise TypeError(f"the JSON object must be str or bytes, not {type_name(text)}")
     # Scanning is charged by length, building by the values it can create (one per comma or colon, about).
@@ -398,7 +425,7 @@ BUILTINS: dict[str, Any] = {
     "abs": abs,
     "all": _truth(all),
     "any": _truth(any),
-    "bin": bin,
+    "bin": _radix(bin),
     "bool": bool,
     "bytes": _bytes,
     "chr": chr,
@@ -407,7 +434,7 @@ BUILTINS: dict[str, Any] = {
     "enumerate": _enumerate,
     "filter": _filter,
     "float": _float,
-    "hex": hex,
+    "hex": _radix(hex),
     "int": _int,
     "isinstance": _isinstance,
     "len": len,
@@ -416,7 +443,7 @@ BUILTINS: dict[str, Any] = {
     "max": _max,
     "min": _min,
     "next": next,
-    "oct": oct,
+    "oct": _radix(oct),
     "ord": ord,
     "range": range,
     "repr": _repr,

@@ -203,20 +203,22 @@ def widening(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _expandtabs(obj: Any, /, tabsize: Any = 8) -> Any:
     tab = "\t" if type(obj) is str else b"\t"
+    charge_chars(len(obj))
     bound = len(obj) + obj.count(tab) * (max(tabsize, 0) if type(tabsize) in INTS else 0)
     check_size(bound, type_name(obj))
-    charge_bytes(bound)
+    charge_chars(bound)  # written a character at a time
     return obj.expandtabs(tabsize)
 
 
 def _join(obj: Any, /, iterable: Any) -> Any:
     items = materialize(iterable)
+    charge_objects(len(items))  # each item's type and length are read, then it is copied
     if not set(map(type, items)) <= {type(obj)}:
         return obj.join(items)  # raises Python's own TypeError, after a linear scan at most
     total = sum(map(len, items)) + len(obj) * max(len(items) - 1, 0)
     check_size(total, type_name(obj))
     charge_bytes(total)
-    return obj.join(items)
+    return check_sized(obj.join(items))
 
 
 def _replace(obj: Any, /, old: Any, new: Any, count: Any = -1) -> Any:

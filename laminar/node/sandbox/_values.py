@@ -15,7 +15,14 @@ from typing import Any, NoReturn
 
 from laminar.limits import PROGRAM_INT_BITS_MAX, PROGRAM_VALUE_BYTES_MAX, REASON_BYTES_MAX
 from laminar.node.sandbox import _meter
-from laminar.node.sandbox._meter import charge, charge_bytes, charge_chars, exhausted
+from laminar.node.sandbox._meter import (
+    INT_TEXT_COST_SHIFT,
+    charge,
+    charge_bytes,
+    charge_chars,
+    charge_int_text,
+    exhausted,
+)
 
 NoneType = type(None)
 MappingProxy = MappingProxyType
@@ -30,6 +37,8 @@ SEQUENCES = frozenset({str, bytes, list, tuple})
 MAPPINGS = frozenset({dict, MappingProxy})
 VIEWS = frozenset({DictKeys, DictValues, DictItems})
 TEXT_FLOAT_MAX = 330  # characters of the longest float text ("%f" of 1e308)
+SMALL_INT_BITS = 128  # an int this small converts to text in well under a step
+_TEXT_CHARS_PER_OBJECT = 8  # the shortest text of an element in a container's repr, with its separator, about
 
 VALUE_MAX = PROGRAM_VALUE_BYTES_MAX
 INT_BITS_MAX = PROGRAM_INT_BITS_MAX
@@ -188,6 +197,7 @@ def check_key(key: object) -> str:
 
 
 _CONTAINER_TYPES = frozenset({list, tuple, dict, MappingProxy})
+_CONTAINER_STEPS = 8  # walking into a container, and what the native operation then does there (a repr recursion)
 Flat = Callable[[Any, set[type]], int]  # (elements, their types) -> their total size; none is a container
 
 
@@ -203,7 +213,10 @@ def _by_type(items: Any, types: set[type]) -> dict[type, Any]:
 
 def _number_text(t: type, group: Any) -> int:
     if t is int or t is bool:
-        return len(group) * (max(map(int.bit_length, group)) * 30103 // 100000 + 4)
+        bits = max(map(int.bit_length, group))
+        if bits > SMALL_INT_BITS:
+            charge(len(group) * (1 + ((bits * bits) >> INT_TEXT_COST_SHIFT)))  # decimal conversion is quadratic
+        return len(group) * (bits * 30103 // 100000 + 4)
     if t is float:
         return 34 * len(group)
     if t is NoneType:
@@ -249,7 +262,7 @@ def compare_flat(items: Any, types: set[type]) -> int:
 def _elements(items: Any, flat: Flat, stack: list[Any]) -> int:
     """Size of a container's elements: flat ones at C speed, nested containers pushed for later."""
     n = len(items)
-    charge(4 + n // 8)
+    charge(_CONTAINER_STEPS + n // 8)
     types = set(map(type, items))
     if types.isdisjoint(_CONTAINER_TYPES):
         return flat(items, types) if n else 0
@@ -291,7 +304,9 @@ def to_text(x: Any, as_repr: bool = False) -> str:
     """str(x) or repr(x) for plain data, refusing objects whose text would leak an address or be too big."""
     t = type(x)
     if t in CHEAP:
-        return repr(x) if as_repr else str(x)  # ints are bounded: at most ~630 digits
+        if t is int and x.bit_length() > SMALL_INT_BITS:
+            charge_int_text(x.bit_length())  # ints are bounded (at most ~620 digits), but converting is quadratic
+        return repr(x) if as_repr else str(x)
     if t is str and not as_repr:
         return x  # type: ignore[no-any-return]
     if isinstance(x, BaseException):
@@ -305,6 +320,7 @@ def to_text(x: Any, as_repr: bool = False) -> str:
         if bound > VALUE_MAX:
             exhausted(f"value budget exhausted (the text of a {type_name(x)} could exceed {VALUE_MAX} characters)")
         charge_bytes(bound)
+        charge(1 + bound // _TEXT_CHARS_PER_OBJECT // _meter.OBJECTS_PER_STEP)  # a new str per element, about
         text = repr(x) if as_repr else str(x)
     check_text(text)
     charge_bytes(len(text))
