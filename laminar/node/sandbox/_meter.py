@@ -35,6 +35,43 @@ _TWO_WAY_FACTOR = 4  # two-way compares each character at most a few times (and 
 
 _T = TypeVar("_T")
 
+# The cost model: every operation a program can reach, and what it is charged, in steps, from the sizes of its inputs
+# known before the native call runs (n, m: lengths; k: items; b, c: bit lengths; S(n, m): search_compares). The
+# rates are the constants above; docs/programs.md ("Cost model") explains them, and bench/sandbox_fuzz.py measures
+# each row's CPU time per charged step. Sizes are checked against the budgets before the value is built.
+COST_MODEL: dict[str, str] = {
+    "loop, comprehension iteration, call of a program function": "w = operations in the body + syntax nodes/8 (>= 1)",
+    "str/bytes +, *, slice, f-string, str()": "1 + bytes/BYTES_PER_STEP (a non-ASCII str: 4 bytes a character)",
+    "list/tuple +, *, slice, copy, extend, list(), tuple(), *x": "1 + k/ITEMS_PER_STEP",
+    "in, find, index, count, partition, split(sep) on str/bytes": "1 + S(n, m)/CHARS_PER_STEP",
+    "replace": "1 + n/CHARS_PER_STEP + 2 S(n, m)/CHARS_PER_STEP + result bytes/BYTES_PER_STEP",
+    "rfind, rindex, rpartition, rsplit(sep)": "1 + (n - m + 1) m/CHARS_PER_STEP (CPython's reverse search)",
+    "strip, lstrip, rstrip (chars)": "1 + n max(m, 1)/CHARS_PER_STEP",
+    "upper, lower, title, is*, startswith, encode, decode, hex, ...": "1 + (n + arguments' lengths)/CHARS_PER_STEP",
+    "split(), splitlines()": "1 + n/CHARS_PER_STEP + pieces/OBJECTS_PER_STEP",
+    "join": "1 + k/ITEMS_PER_STEP + k/OBJECTS_PER_STEP + result bytes/BYTES_PER_STEP",
+    "center, ljust, rjust, zfill; expandtabs": "1 + width/BYTES_PER_STEP; 1 + (n + result)/CHARS_PER_STEP",
+    "% formatting": "1 + n/CHARS + 2 (%s + )s) + text(args) + bound/CHARS, bound = n + widths + args + 330/conv",
+    "f-string {x:spec}": "1 + (len(spec) + widths)/CHARS_PER_STEP, then text(x)",
+    "repr/str/json.dumps of containers (text(x))": "walk + bound/BYTES_PER_STEP + bound/8/OBJECTS_PER_STEP",
+    "walk of nested data (text, ==, <, in, sort keys)": "8 + k/8 per container + flat elements by size",
+    "int <-> decimal text (str, repr, f-string, %, json, int())": "1 + b^2/2^INT_TEXT_COST_SHIFT when b > 128",
+    "bin, oct, hex": "1 + b/2/CHARS_PER_STEP",
+    "int *, //, %, divmod": "1 + b c/2^17 (result size checked first: PROGRAM_INT_BITS_MAX)",
+    "int **, <<": "1 + bits(c) 2048^2/2^21; result size checked first",
+    "int.from_bytes, int.to_bytes, bytes(n)": "as bytes(); at most PROGRAM_INT_BITS_MAX bits, checked first",
+    "==, <, ... of str/bytes": "1 + min(n, m)/BYTES_PER_STEP (literals of <= 256 characters: native, O(1))",
+    "x in list/tuple, index, count, remove": "1 + k/COMPARES_PER_STEP (times the item's walk if it nests)",
+    "sort, sorted": "1 + k/ITEMS_PER_STEP + walk(keys) log2(k)/COMPARES_PER_STEP",
+    "min, max": "2 + walk(keys)/COMPARES_PER_STEP",
+    "dict(), update, |, |=, {**d}, copy of a dict": "1 + entries/ENTRIES_PER_STEP",
+    "dict(pairs), isinstance(x, tuple), sum": "1 + k/OBJECTS_PER_STEP (and the copy)",
+    "json.loads": "1 + n/CHARS_PER_STEP + (count of , : [ {)/4",
+    "zip, map, enumerate, filter, reversed, any, all (lazy)": "1 per item (per iterable)",
+    "ctx.put, ctx.delete": "events, emitted bytes per call and per log entry (limits.py), not steps",
+    "compile and module body (create, restart)": "refused over PROGRAM_SYNTAX_NODES_MAX / PROGRAM_MODULE_BYTES_MAX",
+}
+
 
 class Abort(BaseException):
     """Ends a handler call with `reason`.
