@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 import time
 import tracemalloc
@@ -182,7 +183,16 @@ class Sample:
     peak_mib: float = 0.0
 
 
-def measure(name: str, n: int, m: int, memory: bool = False) -> Sample | None:
+class _Capped(Exception):
+    """A sample ran past --cap-s of CPU (only for measuring code whose charges are far too low): the call ends
+    there, and its CPU per step so far is a lower bound of the operation's."""
+
+
+def _cap(signum: int, frame: object) -> None:
+    raise _Capped
+
+
+def measure(name: str, n: int, m: int, memory: bool = False, cap_s: float = 0.0) -> Sample | None:
     """Run OPERATIONS[name] at sizes (n, m): its CPU per charged step and its call's CPU (and peak memory)."""
     source = _program(OPERATIONS[name], n, m)
     try:
@@ -199,8 +209,13 @@ def measure(name: str, n: int, m: int, memory: bool = False) -> Sample | None:
             return None  # the operands cost most of the budget: too few steps left to measure the operation
         if memory:
             tracemalloc.start()
+        if cap_s:
+            signal.setitimer(signal.ITIMER_PROF, cap_s)
         start = time.process_time()
-        outcome = runtime.on_put(_CONTEXT, b"k", b"run")
+        try:
+            outcome = runtime.on_put(_CONTEXT, b"k", b"run")
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
         call_s, steps = time.process_time() - start, _steps_used()
         peak = 0.0
         if memory:
@@ -222,13 +237,15 @@ def _sizes(operation: Operation, rng: random.Random, extra: int) -> list[tuple[i
     return sizes
 
 
-def run(names: list[str], extra: int, seed: int, memory: bool, out: bool = True) -> dict[str, Sample]:
+def run(
+    names: list[str], extra: int, seed: int, memory: bool, out: bool = True, cap_s: float = 0.0
+) -> dict[str, Sample]:
     """The worst sample (by CPU per step) of each operation, and, under the name "<op> (call)", its slowest call."""
     rng = random.Random(seed)
     worst: dict[str, Sample] = {}
     for name in names:
         for n, m in _sizes(OPERATIONS[name], rng, extra):
-            sample = measure(name, n, m, memory)
+            sample = measure(name, n, m, memory, cap_s)
             if sample is None:
                 continue
             if name not in worst or sample.step_us > worst[name].step_us:
@@ -252,11 +269,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--memory", action="store_true", help="also measure each call's peak allocation")
     parser.add_argument("--only", nargs="*", choices=sorted(OPERATIONS))
+    parser.add_argument("--cap-s", type=float, default=0.0, help="end a call after this much CPU (lower bounds)")
     args = parser.parse_args(argv)
     names = args.only or list(OPERATIONS)
     mib = "  peak MiB" if args.memory else ""
     print(f"{'operation':<24}{'us/step':>9}  {'at sizes':<19}{'call ms':>9}{mib}  how the slowest call ended")
-    worst = run(names, args.extra, args.seed, args.memory)
+    signal.signal(signal.SIGPROF, _cap)
+    worst = run(names, args.extra, args.seed, args.memory, cap_s=args.cap_s)
     step = max((s for k, s in worst.items() if not k.endswith("(call)")), key=lambda s: s.step_us)
     call = max(worst.values(), key=lambda s: s.call_ms)
     print(f"\nworst: {step.step_us:.3f} us/step ({step.name}, bound {STEP_US_MAX}); ", end="")
