@@ -111,6 +111,7 @@ OPERATIONS: dict[str, Operation] = {
     "int >>": Operation(_INTS, "z = x >> 7", _BIG),
     "str(int)": Operation(_INTS, "z = str(x)", _BIG),
     "int(str)": Operation("s = '9' * {n}\n", "z = int(s)", ((10, 0), (600, 0))),
+    "bytes(list)": Operation("l = [255] * {n}\n", "z = bytes(l)", _ITEMS),
     "int.from_bytes": Operation("b = b'\\xff' * {n}\n", "z = int.from_bytes(b, 'big')", ((8, 0), (256, 0))),
     "int.to_bytes": Operation(_INTS, "z = x.to_bytes(256, 'big')", _BIG),
     "hex(int)": Operation(_INTS, "z = hex(x)", _BIG),

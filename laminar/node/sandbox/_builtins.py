@@ -17,6 +17,7 @@ from laminar.node.sandbox._meter import (
     charge,
     charge_bytes,
     charge_chars,
+    charge_compares,
     charge_int_text,
     charge_items,
     charge_objects,
@@ -145,7 +146,9 @@ def _bytes(source: Any = MISSING, encoding: Any = MISSING, errors: Any = "strict
         return bytes(source)
     if t is bytes:
         return source  # type: ignore[no-any-return]
-    return bytes(materialize(source))
+    items = materialize(source)
+    charge_compares(len(items))  # each item is checked to be an int in range(256)
+    return bytes(items)
 
 
 def _fromhex(text: Any) -> bytes:
