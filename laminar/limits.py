@@ -44,8 +44,20 @@ LISTENERS_MAX = 256  # concurrent listener streams per node
 GRPC_WORKER_THREADS_MAX = SESSIONS_MAX + LISTENERS_MAX + 16  # one thread per stream, and unary calls
 SESSION_OUTBOX_FRAMES_MAX = 1024  # ack frames queued for one client before its session is cut
 PROPOSAL_QUEUE_INTENTIONS_MAX = 65536  # intentions validated and waiting to be proposed
+# Bytes of frames validated and waiting to be proposed: sessions wait (gRPC flow control then holds
+# the clients) instead of parsing megabytes ahead of the log on threads that share the tick thread's GIL.
+PROPOSAL_QUEUE_BYTES_MAX = 16 * MIB
 BATCH_INTENTIONS_MAX = 8192  # intentions packed into one Raft log entry
-BATCH_BYTES_MAX = 8 * MIB  # payload bytes packed into one Raft log entry
+# Payload bytes the proposer packs into one Raft log entry. pysyncobj serializes and sends entries
+# in its tick thread, heartbeats included: entries of several MiB made heartbeats late enough for
+# followers to elect (8 MiB entries: term 1 -> 115 under 8 sessions of 1 MiB puts). A frame larger
+# than this goes alone in its entry, so no entry exceeds RAFT_ENTRY_BYTES_MAX.
+BATCH_BYTES_MAX = 1 * MIB
+# No Raft log entry is larger: one frame (bounded by gRPC) with its client id and framing.
+RAFT_ENTRY_BYTES_MAX = GRPC_MESSAGE_BYTES_MAX + 64 * KIB
+# Raft messages larger than this are sent stored, not compressed: pysyncobj compresses each message
+# in its tick thread (zlib level 3: ~45 ms per MiB here, once per follower), which delays heartbeats.
+RAFT_MESSAGE_COMPRESS_BYTES_MAX = 64 * KIB
 ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiting means bigger batches
 RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
 # The Raft journal is compacted (a store checkpoint becomes the snapshot) past either bound, so a

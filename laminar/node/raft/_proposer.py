@@ -41,6 +41,7 @@ class Proposer:
         self._engine = engine
         self._pending: collections.deque[Proposal] = collections.deque()
         self._pending_intentions = 0
+        self._pending_bytes = 0
         self._inflight_entries = 0
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
         self._lock = threading.Condition()
@@ -54,7 +55,14 @@ class Proposer:
             fits = self._lock.wait_for(
                 lambda: (
                     self._stopped
-                    or self._pending_intentions + proposal.intentions <= limits.PROPOSAL_QUEUE_INTENTIONS_MAX
+                    or (
+                        self._pending_intentions + proposal.intentions <= limits.PROPOSAL_QUEUE_INTENTIONS_MAX
+                        # A frame larger than the bound still goes in alone, once the queue is empty.
+                        and (
+                            not self._pending
+                            or self._pending_bytes + len(proposal.run) <= limits.PROPOSAL_QUEUE_BYTES_MAX
+                        )
+                    )
                 ),
                 timeout_s,
             )
@@ -62,6 +70,7 @@ class Proposer:
                 return False
             self._pending.append(proposal)
             self._pending_intentions += proposal.intentions
+            self._pending_bytes += len(proposal.run)
             if self._proposing or self._inflight_entries:
                 self._lock.notify_all()  # the proposer thread takes it, batched with what follows
                 return True
@@ -120,6 +129,7 @@ class Proposer:
                 break
             self._pending.popleft()
             self._pending_intentions -= head.intentions
+            self._pending_bytes -= len(head.run)
             if not head.is_current():
                 continue
             batch.append(head)
@@ -129,6 +139,8 @@ class Proposer:
 
     def _propose(self, batch: list[Proposal]) -> None:
         payload = encode_entry([p.run for p in batch])
+        # _take packs at most BATCH_BYTES_MAX, or one frame that gRPC bounded: larger would stall heartbeats.
+        assert len(payload) <= limits.RAFT_ENTRY_BYTES_MAX, len(payload)
         with self._lock:
             self._inflight_entries += 1
         # A refusal reaches on_result before the `received` acks would go out: at once when

@@ -230,6 +230,7 @@ class Snapshotter:
         self._state = SERIALIZER_STATE.NOT_SERIALIZING
         self._lock = threading.Lock()
         self._generation = 0  # bumped by every install: a local snapshot begun before it is stale
+        self._build_pending: threading.Thread | None = None  # tick thread only
         os.makedirs(work_dir, exist_ok=True)
         self.snapshots_built = 0
         self.snapshots_installed = 0
@@ -251,14 +252,21 @@ class Snapshotter:
         with self._lock:
             self._state = SERIALIZER_STATE.SERIALIZING
             generation = self._generation
-        threading.Thread(
+        # The packing thread starts from the next check(), not here: pysyncobj renames `tmp_file` onto
+        # the final file only after this returns, and a thread started here could publish the new
+        # snapshot first, to be overwritten by that rename (seen in tests: the old or an empty file in
+        # place, and the journal compacted as if the new one were there).
+        self._build_pending = threading.Thread(
             target=self._build,
             args=(final_file, checkpoint_dir, meta, generation),
             name="snapshot-build",
             daemon=True,
-        ).start()
+        )
 
     def check(self) -> int:
+        pending, self._build_pending = self._build_pending, None
+        if pending is not None:
+            pending.start()  # pysyncobj calls check() in a later tick than serialize(): its rename is done
         with self._lock:
             state = self._state
             if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
