@@ -5,16 +5,22 @@ Rules:
 - only laminar/node/raft imports pysyncobj;
 - a node layer imports only lower layers (service -> raft / applier -> state machine -> sandbox / store);
 - a private module (`_name`) is imported only from inside its own package: other packages go
-  through the package's `__init__`.
+  through the package's `__init__`;
+- no pysyncobj attribute (`raftCurrentTerm`, `_isLeader()`, `getStatus()`, ...) and no getStatus()
+  key is used outside laminar/node/raft: the rest of the node sees the port's own types only.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import inspect
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import pysyncobj.syncobj
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGE_DIR = os.path.join(ROOT, "laminar")
@@ -37,6 +43,11 @@ NODE_LAYERS: dict[str, int] = {
     "laminar.node.config": 2,
 }
 PYSYNCOBJ_HOME = "laminar.node.raft"
+# Keys of pysyncobj's getStatus() dict that only its callers would spell ("leader" and "state" are
+# too common a word to flag).
+PYSYNCOBJ_STATUS_KEYS = frozenset(
+    {"raft_term", "commit_idx", "last_applied", "leader_commit_idx", "log_len", "has_quorum"}
+)
 CLIENT = "laminar.client"
 NODE = "laminar.node"
 
@@ -139,6 +150,39 @@ def check(imports: list[Import]) -> list[str]:
 
 def all_imports(sources: tuple[tuple[str, str, bool], ...]) -> list[Import]:
     return [imp for name, source, package in sources for imp in imports_of(name, source, package)]
+
+
+@functools.cache
+def pysyncobj_names() -> frozenset[str]:
+    """SyncObj's methods and attributes, in pysyncobj's camelCase (ours are snake_case, so a camelCase
+    name that SyncObj has is one of its names), with private ones as their mangled spelling too."""
+    source = inspect.getsource(pysyncobj.syncobj.SyncObj)
+    names = {n for n in dir(pysyncobj.syncobj.SyncObj) if not n.startswith("__")}
+    for name in re.findall(r"self\.(\w+)\s*=", source):
+        names.add("_SyncObj" + name if name.startswith("__") else name)
+    return frozenset(n for n in names if re.search("[A-Z]", n.removeprefix("_SyncObj__")))
+
+
+def pysyncobj_uses(name: str, source: str) -> Iterator[str]:
+    """Uses of pysyncobj's attributes or status keys in a module outside laminar/node/raft."""
+    if within(name, PYSYNCOBJ_HOME):
+        return
+    names = pysyncobj_names()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in names:
+            yield f"{name}:{node.lineno} uses pysyncobj's .{node.attr}: ask the Raft port"
+        elif isinstance(node, ast.Constant) and node.value in PYSYNCOBJ_STATUS_KEYS:
+            yield f"{name}:{node.lineno} reads pysyncobj's status key {node.value!r}: use RaftStatus"
+
+
+def test_no_pysyncobj_attribute_or_status_key_outside_the_raft_package() -> None:
+    """Outside laminar/node/raft nothing reads a SyncObj attribute or a getStatus() key; planted uses are caught."""
+    names = pysyncobj_names()
+    assert {"raftCurrentTerm", "_isLeader", "getStatus", "_SyncObj__raftLog"} <= names, "pysyncobj's names are read"
+    assert [u for name, source, _ in package_sources() for u in pysyncobj_uses(name, source)] == []
+    for planted in ("term = engine.raftCurrentTerm\n", "ok = engine._isLeader()\n", 'n = raw["commit_idx"]\n'):
+        assert len(list(pysyncobj_uses("laminar.node._node", planted))) == 1, planted
+    assert list(pysyncobj_uses("laminar.node.raft._adapter", "ok = engine._isLeader()\n")) == []
 
 
 def test_every_import_in_the_package_points_down() -> None:
