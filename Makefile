@@ -11,8 +11,8 @@ NODES ?= 3
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install cluster demo test lint proto proto-check unit integration torture sim bench bench-quick bench-soak \
-	bench-recovery fuzz-sandbox clean-data clean
+.PHONY: help install cluster demo test lint proto proto-etcd proto-check unit integration torture sim bench bench-quick bench-soak \
+	bench-etcd bench-recovery fuzz-sandbox clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ lint: $(DEV_STAMP)
 proto: $(DEV_STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/laminar/v1/laminar.proto
 
+## Regenerate bench/etcdv3 (the benchmark's etcd v3 client messages) from bench/etcdv3/rpc.proto.
+proto-etcd: $(DEV_STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. bench/etcdv3/rpc.proto
+
 ## Check that laminar/v1 is what `make proto` generates from proto/.
 proto-check: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q tests/unit/test_proto_current.py
@@ -86,9 +90,14 @@ sim: $(DEV_STAMP)
 		$(if $(SEED),--seed $(SEED) --nodes $(NODES)) $(if $(REVERT),--revert $(REVERT))
 
 # Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
-## Full matrix (fsync and none), sequential commits and the raw Raft ceiling: about 3 minutes on 2 cores.
+## Full matrix (fsync and none), sequential commits, the raw Raft ceiling, then the etcd comparison: about 6 minutes.
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench run --durability default,none
+	$(BIN)/python -m bench.etcd_compare
+
+## Laminar beside 3 etcd members, same workloads in alternating rounds (installs Debian's etcd-server if missing).
+bench-etcd: $(DEV_STAMP)
+	$(BIN)/python -m bench.etcd_compare
 
 ## A reduced matrix in under two minutes.
 bench-quick: $(DEV_STAMP)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from bench.client_proc import BARRIER_TIMEOUT_S, ClientJob, ClientReport, client_main
 
@@ -25,14 +26,19 @@ class ClientsFailed(RuntimeError):
     pass
 
 
-def run_clients(jobs: Sequence[ClientJob], started: Callable[[], None] = lambda: None) -> list[ClientReport]:
+def run_clients(
+    jobs: Sequence[ClientJob] | Sequence[Any],
+    started: Callable[[], None] = lambda: None,
+    target: Callable[[Any, Any, Any], None] = client_main,
+) -> list[ClientReport]:
     """Run one process per job, started together; their reports, in job order. `started` is called as the
-    timed part begins (when the barrier releases the clients)."""
+    timed part begins (when the barrier releases the clients). `target(job, barrier, results)` is the body
+    of each process (Laminar's client by default); a job needs `client_index` and `timeout_s`."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(len(jobs) + 1)
     results = context.Queue()
     processes = [
-        context.Process(target=client_main, args=(job, barrier, results), name=f"bench-client-{job.client_index}")
+        context.Process(target=target, args=(job, barrier, results), name=f"bench-client-{job.client_index}")
         for job in jobs
     ]
     try:
