@@ -218,7 +218,7 @@ class Client:
             return Value(
                 topic, request.key, r.found, r.value, r.value_offset, r.topic_offset, r.intention_offset, r.topic_exists
             )
-        raise Unavailable(f"get {topic!r} not answered within {timeout} s: {last_error}")
+        raise Unavailable(f"get {topic!r} not answered within {timeout:.1f} s: {last_error}")
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything sent so far is committed."""

@@ -85,6 +85,10 @@ def _refuse_unknown_keys(table: dict[str, object], known: tuple[str, ...], where
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            if not close and known is NODE_KEYS:
+                top = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
+                if top:  # TOML puts every key after a [[nodes]] header into that node
+                    hint = f"; {top[0]!r} is a top-level key: put it before the first [[nodes]]"
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
 
 

@@ -52,3 +52,14 @@ def test_relative_paths_are_relative_to_the_config_file_not_the_working_director
         assert loaded.data_dir == str(tmp_path / "data" / "node-1")
         assert loaded.me.tls_cert == str(tmp_path / "etc" / "n.pem")
         assert loaded.me.tls_key == "/abs/n.key"
+
+
+def test_a_top_level_key_written_after_the_nodes_is_explained(tmp_path: pathlib.Path) -> None:
+    """TOML puts a key written below a [[nodes]] table into that node: the error says to move it up."""
+    config = _write(tmp_path / "c.toml", NODES + 'raft_pasword = "secret"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, 1)
+    assert str(caught.value) == (
+        f"{config}: nodes[0]: unknown key 'raft_pasword'; 'raft_password' is a top-level key: "
+        "put it before the first [[nodes]]"
+    )
