@@ -58,6 +58,9 @@ RAFT_ENTRY_BYTES_MAX = GRPC_MESSAGE_BYTES_MAX + 64 * KIB
 # Raft messages larger than this are sent stored, not compressed: pysyncobj compresses each message
 # in its tick thread (zlib level 3: ~45 ms per MiB here, once per follower), which delays heartbeats.
 RAFT_MESSAGE_COMPRESS_BYTES_MAX = 64 * KIB
+# No Raft message a node accepts is larger, framed or inflated: a batch of entries of up to
+# appendEntriesBatchSizeBytes plus the one that crosses it, or a snapshot chunk. Larger closes the link.
+RAFT_MESSAGE_BYTES_MAX = 2 * RAFT_ENTRY_BYTES_MAX + 1 * MIB
 ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiting means bigger batches
 RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
 # The Raft journal is compacted (a store checkpoint becomes the snapshot) past either bound, so a

@@ -12,6 +12,8 @@ hostile-client probe):
 - a `bytes` send buffer rebuilt by slicing after every partial socket send: quadratic in the backlog
   (0.9 s of one tick for 31 sends). Ours is a bytearray consumed from the front (amortized O(1)).
 - a send buffer drained only by the next send once the socket was full (see `_drain_when_writable`).
+Incoming frames are bounded (RAFT_MESSAGE_BYTES_MAX, before and after inflating): pysyncobj would
+buffer up to 2 GiB for one length header, and inflate a zlib bomb whole.
 
 Installed by replacing the class name in the two pysyncobj modules that construct connections (as
 _engine.py replaces `createJournal`); tests/unit/raft/test_tripwires.py checks it is in place.
@@ -43,6 +45,8 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
     _TcpConnection__socket: Any
     _TcpConnection__fileno: Any
     _TcpConnection__poller: Any
+    _TcpConnection__readBuffer: Any
+    recvLastTimestamp: Any  # noqa: N815 - pysyncobj's name
 
     def send(self, message: Any) -> None:
         if self.sendRandKey:
@@ -77,6 +81,42 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
                 self._TcpConnection__processConnection,
                 POLL_EVENT_TYPE.READ | POLL_EVENT_TYPE.WRITE | POLL_EVENT_TYPE.ERROR,
             )
+
+    def _TcpConnection__processParseMessage(self) -> Any:  # noqa: N802 - pysyncobj's (mangled) name
+        """pysyncobj's, with bounds: a frame longer than RAFT_MESSAGE_BYTES_MAX (the length is a signed
+        32-bit header: up to 2 GiB buffered) or one that inflates past it (a zlib bomb) closes the
+        connection instead of filling memory."""
+        buffer = self._TcpConnection__readBuffer
+        if len(buffer) < _LENGTH.size:
+            return None
+        (length,) = _LENGTH.unpack_from(buffer)
+        if not 0 <= length <= limits.RAFT_MESSAGE_BYTES_MAX:
+            self.disconnect()
+            return None
+        if len(buffer) - _LENGTH.size < length:
+            return None
+        data = bytes(buffer[_LENGTH.size : _LENGTH.size + length])
+        try:
+            if self.encryptor:
+                timestamp = self.encryptor.extract_timestamp(data)
+                if timestamp < self.recvLastTimestamp:
+                    raise ValueError("replayed message")
+                self.recvLastTimestamp = timestamp
+                data = self.encryptor.decrypt(data)
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(data, limits.RAFT_MESSAGE_BYTES_MAX)
+            if inflater.unconsumed_tail or not inflater.eof:
+                raise ValueError("message inflates past RAFT_MESSAGE_BYTES_MAX, or is cut")
+            message = pickle.loads(raw)
+            if self.recvRandKey:
+                rand_key, message = message
+                if rand_key != self.recvRandKey:
+                    raise ValueError("wrong session key")
+        except Exception:  # noqa: BLE001 - anything a peer sends that does not decode closes its connection
+            self.disconnect()
+            return None
+        self._TcpConnection__readBuffer = buffer[_LENGTH.size + length :]
+        return message
 
     def _TcpConnection__processSend(self) -> bool:  # noqa: N802 - pysyncobj's (mangled) name
         buffer: Any = self._TcpConnection__writeBuffer

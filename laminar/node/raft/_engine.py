@@ -49,6 +49,7 @@ from pysyncobj.transport import TCPTransport
 from laminar import limits
 from laminar.node.raft._connection import PICKLE_PROTOCOL  # importing it installs our TCP connection
 from laminar.node.raft._journal import DurableJournal
+from laminar.node.raft._messages import problem as message_problem
 from laminar.node.raft._port import ApplyFn, ResultFn, SnapshotHooks
 from laminar.node.raft._snapshot import (
     SnapshotCorrupt,
@@ -82,6 +83,7 @@ class RaftSettings:
 
 
 DURABILITY_MODES = ("fsync", "none")
+BAD_MESSAGES_LOGGED_MAX = 10  # malformed Raft messages logged one by one; past this, one in a thousand
 # Operations waiting to run in the tick thread: `received` acks (one per entry in flight, so at most
 # ENTRIES_INFLIGHT_MAX) and leadership transfers.
 TICK_TASKS_MAX = 16
@@ -108,6 +110,15 @@ class _SyncingTransport(TCPTransport):  # type: ignore[misc]
 
     def setOnUtilityMessageCallback(self, message: str, callback: Any) -> None:  # noqa: N802
         pass
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:  # noqa: N802 - pysyncobj's name
+        # pysyncobj lets any connection that says 'readonly' follow the log: the leader would stream it
+        # every entry and snapshot. Laminar has no read-only members; such a connection is closed.
+        if message == "readonly" and not (self._syncObj.encryptor and not conn.sendRandKey):
+            conn.disconnect()
+            self._unknownConnections.discard(conn)
+            return
+        super()._onIncomingMessageReceived(conn, message)
 
     def send(self, node: Any, message: dict[str, Any]) -> Any:
         if str(node.address) in self._syncObj.partitioned_from:
@@ -193,6 +204,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         # Fault injection (tests only, like etcd's failpoints): Raft addresses whose traffic this
         # node drops, both ways. Replaced whole, never mutated, so the tick thread reads it safely.
         self.partitioned_from: frozenset[str] = frozenset()
+        self.bad_messages = 0  # malformed messages dropped (tick thread only)
         self._leader_heard_at = monotonic()  # when an append of the current term last arrived (tick thread)
         super().__init__(settings.self_address, list(settings.peer_addresses), conf, transportClass=_SyncingTransport)
         self.addOnTickCallback(self._run_tick_tasks)
@@ -341,6 +353,26 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
         if str(node.address) in self.partitioned_from:
             return  # fault injection: the link to this peer is cut
+        why = message_problem(message)
+        if why is not None:
+            self._drop_bad_message(node, why)
+            return
+        try:
+            self._dispatch(node, message)
+        except Exception:
+            # pysyncobj would let it end this tick's processing of every connection; one peer's
+            # message that fails must not hold up the others.
+            log.exception("a %s message from %s failed; dropped", message.get("type"), node.address)
+
+    def _drop_bad_message(self, node: Any, why: str) -> None:
+        """Bad input on the Raft port (see _messages.py): dropped, counted, logged (first ones only)."""
+        self.bad_messages += 1
+        if self.bad_messages <= BAD_MESSAGES_LOGGED_MAX or self.bad_messages % 1000 == 0:
+            log.warning(
+                "dropped a malformed Raft message from %s (%d so far): %s", node.address, self.bad_messages, why
+            )
+
+    def _dispatch(self, node: Any, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "append_entries" and self._is_stale_append(message):
             return

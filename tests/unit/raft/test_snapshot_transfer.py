@@ -105,7 +105,9 @@ def test_the_leader_sends_the_snapshot_again_after_a_refused_transfer(cluster: C
     for node in cluster.nodes:
         node.engine.partitioned_from = frozenset()
     cluster.until(lambda: set(b.ledger.applied.values()) >= set(PAYLOADS), "the follower to catch up")
-    assert dropped and b.engine._receiver.refused >= 1
+    # The chunk after the lost one is refused: by the receiver, or (its sender knowing no start for it,
+    # offset -1) already as a malformed message.
+    assert dropped and b.engine._receiver.refused + b.engine.bad_messages >= 1
 
 
 def _receiver_file(tmp_path: Path, data: bytes) -> str:
