@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import math
 import os
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +40,7 @@ from bench.client_proc import ClientJob, ClientReport
 from bench.cluster import BenchCluster, CpuMeter
 from bench.compare_proc import ETCD, LAMINAR, PIPELINED, READ_BACK, SEQUENTIAL, CompareJob, compare_client_main
 from bench.etcd_cluster import EtcdCluster
+from bench.open_loop import DRAIN_S, LISTENER, SENDER, OpenLoopJob, OpenLoopReport, open_loop_main
 from bench.processes import run_clients
 from bench.stats import percentile, rounded
 from bench.workloads import REPO_ROOT
@@ -61,6 +64,9 @@ class ComparePlan:
     messages: int = 10_000  # per client, pipelined
     sequential: int = 2_000  # commits, one client; 0 skips
     txn_batch: int = 100  # etcd's extra pipelined run: puts per Txn; 0 skips it
+    open_loop_fractions: tuple[float, ...] = (0.1, 0.5, 0.8)  # of Laminar's measured pipelined maximum
+    open_loop_seconds: float = 5.0  # of schedule per rate; 0 skips the open-loop part
+    open_loop_senders: int = 2  # processes sharing the offered rate
 
 
 @dataclass
@@ -81,6 +87,15 @@ class Run:
     latency_ms_max: float | None = None
     server_cpu_us_per_message_per_node: list[float] = field(default_factory=list)
     client_cpu_us_per_message: float | None = None
+    # open loop only (workload "open_loop"): the offered rate, and what the schedule-based latencies show
+    offered_fraction: float | None = None  # of the measured maximum (Laminar's pipelined messages/s)
+    offered_per_s: float | None = None
+    latency_ms_p999: float | None = None
+    delivery_ms_p50: float | None = None  # put (its due time) to a listener's receipt
+    delivery_ms_p99: float | None = None
+    delivery_ms_p999: float | None = None
+    lost: int | None = None  # not committed (or not delivered) by the end of the drain period
+    send_lag_ms_max: float | None = None  # the generator's worst lateness against its own schedule
 
     @property
     def ok(self) -> bool:
@@ -173,6 +188,89 @@ class Systems:
         return self.measure(run, [job], pids, target=compare_client_main)
 
 
+OPEN_LOOP = "open_loop"
+OPEN_LOOP_FRACTIONS_MAX = 10
+
+
+def open_loop(systems: Systems, system: str, fraction: float, max_per_s: float) -> Run:
+    """`fraction` of `max_per_s` offered for `open_loop_seconds` by the senders; Laminar with a listener too."""
+    plan = systems.plan
+    rate = fraction * max_per_s
+    per_sender = max(1, round(rate / plan.open_loop_senders * plan.open_loop_seconds))
+    run = Run(0, system, OPEN_LOOP, plan.open_loop_senders, per_sender, offered_fraction=fraction)
+    run.offered_per_s = rounded(rate, 0)
+    bound_s = plan.open_loop_seconds + DRAIN_S + 30.0
+    name = f"open-{round(fraction * 100)}"
+    if system == LAMINAR:
+        addresses, pids, topic = tuple(systems.lam.addresses), systems.lam.pids, systems._topic(name)
+    else:
+        addresses, pids, topic = (systems.etcd.leader_address,), systems.etcd.pids, name
+    jobs: list[object] = [
+        OpenLoopJob(
+            system,
+            SENDER,
+            addresses,
+            topic,
+            i,
+            rate / plan.open_loop_senders,
+            per_sender,
+            plan.open_loop_seconds,
+            bound_s,
+        )
+        for i in range(plan.open_loop_senders)
+    ]
+    if system == LAMINAR:
+        total = per_sender * plan.open_loop_senders
+        jobs.append(OpenLoopJob(system, LISTENER, systems._leader_first(), topic, len(jobs), rate, total,
+                                plan.open_loop_seconds, bound_s))  # fmt: skip
+    cpu = CpuMeter(pids)
+    try:
+        reports = run_clients(jobs, started=cpu.start, target=open_loop_main)  # type: ignore[arg-type]
+        cpu.stop()
+        fill_open_loop(run, reports, cpu.spent_s)  # type: ignore[arg-type]
+    except Exception as error:  # noqa: BLE001 - one failed run must not lose the others
+        run.status = f"failed: {str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)}"
+        print(f"{system} open loop at {fraction:.0%} failed:\n{error}", file=sys.stderr)
+    return run
+
+
+def _ms(values: list[float], fraction: float) -> float | None:
+    value = percentile(values, fraction)
+    return None if math.isinf(value) else rounded(value * 1000, 2)
+
+
+def fill_open_loop(run: Run, reports: list[OpenLoopReport], server_cpu_s: dict[int, float]) -> None:
+    """Percentiles over every scheduled message; a lost one is infinitely late (shown as empty)."""
+    commits = [s for r in reports if r.client_index < run.clients for s in r.latencies_s]
+    deliveries = [s for r in reports if r.client_index >= run.clients for s in r.latencies_s]
+    run.latency_ms_p50, run.latency_ms_p99, run.latency_ms_p999 = (_ms(commits, f) for f in (0.5, 0.99, 0.999))
+    run.latency_ms_max = _ms(commits, 1.0)
+    if deliveries:
+        run.delivery_ms_p50, run.delivery_ms_p99, run.delivery_ms_p999 = (
+            _ms(deliveries, f) for f in (0.5, 0.99, 0.999)
+        )
+    run.lost = sum(r.lost for r in reports)
+    run.send_lag_ms_max = rounded(max(r.send_lag_s_max for r in reports) * 1000, 2)
+    total = run.total_messages
+    run.server_cpu_us_per_message_per_node = [round(server_cpu_s[k] / total * 1e6, 1) for k in sorted(server_cpu_s)]
+    run.client_cpu_us_per_message = rounded(sum(r.cpu_s for r in reports) / total * 1e6)
+
+
+def measured_max_per_s(runs: list[Run]) -> float | None:
+    """Laminar's pipelined messages/s, the median over the rounds: the rate the open loop takes fractions of."""
+    rates = [r.messages_per_s for r in runs if r.system == LAMINAR and r.workload == PIPELINED and r.ok]
+    return statistics.median([x for x in rates if x]) if rates else None
+
+
+def open_loop_steps(systems: Systems, max_per_s: float) -> list[Callable[[], Run]]:
+    steps: list[Callable[[], Run]] = []
+    for index, fraction in enumerate(systems.plan.open_loop_fractions):
+        order = (ETCD, LAMINAR) if index % 2 else (LAMINAR, ETCD)
+        for system in order:
+            steps.append(lambda s=system, f=fraction: open_loop(systems, s, f, max_per_s))  # type: ignore[misc]
+    return steps
+
+
 def fill(run: Run, reports: list[ClientReport], server_cpu_s: dict[int, float]) -> None:
     wall_s = max(r.wall_s for r in reports)
     total = run.total_messages
@@ -223,10 +321,24 @@ def summary(run: Run) -> str:
     return ", ".join(parts)
 
 
+def open_loop_summary(run: Run) -> str:
+    if not run.ok:
+        return run.status
+    text = (
+        f"{run.offered_per_s:,.0f}/s offered, commit p50 {run.latency_ms_p50} p99 {run.latency_ms_p99} "
+        f"p99.9 {run.latency_ms_p999} ms"
+    )
+    if run.delivery_ms_p50 is not None or run.system == LAMINAR:
+        text += f", delivery p50 {run.delivery_ms_p50} p99 {run.delivery_ms_p99} ms"
+    return text + f", lost {run.lost}, generator lag max {run.send_lag_ms_max} ms"
+
+
 def run_comparison(plan: ComparePlan) -> list[Run]:
     from bench.etcd_report import CompareInfo, write_results
 
     assert 1 <= plan.rounds <= ROUNDS_MAX, f"rounds must be 1..{ROUNDS_MAX}"
+    assert len(plan.open_loop_fractions) <= OPEN_LOOP_FRACTIONS_MAX
+    assert all(0 < f <= 1 for f in plan.open_loop_fractions), "offer a fraction of the maximum, not more"
     assert plan.txn_batch <= TXN_OPS_MAX, f"etcd refuses a Txn of more than {TXN_OPS_MAX} operations"
     started = datetime.datetime.now().astimezone()
     description = machine.describe(REPO_ROOT)
@@ -241,6 +353,12 @@ def run_comparison(plan: ComparePlan) -> list[Run]:
                 run = step()
                 runs.append(run)
                 print(f"round {round_}, {run.system} {run.workload}: {summary(run)}", flush=True)
+        max_per_s = measured_max_per_s(runs)
+        if plan.open_loop_seconds and max_per_s:
+            for step in open_loop_steps(systems, max_per_s):
+                run = step()
+                runs.append(run)
+                print(f"open loop {run.offered_fraction:.0%}, {run.system}: {open_loop_summary(run)}", flush=True)
     description["load average at end"] = machine.load_average()
     info = CompareInfo(plan, started.isoformat(timespec="seconds"), time.monotonic() - clock, description)
     paths = write_results(info, runs)
@@ -260,6 +378,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--messages", type=int, default=defaults.messages, help="pipelined writes per client")
     parser.add_argument("--sequential", type=int, default=defaults.sequential, help="sequential writes; 0 skips")
     parser.add_argument("--txn-batch", type=int, default=defaults.txn_batch, help="etcd puts per Txn; 0 skips")
+    parser.add_argument("--open-loop-seconds", type=float, default=defaults.open_loop_seconds, help="0 skips")
+    parser.add_argument("--open-loop-senders", type=int, default=defaults.open_loop_senders)
+    parser.add_argument(
+        "--open-loop-fractions",
+        type=lambda text: tuple(float(x) for x in text.split(",") if x),
+        default=defaults.open_loop_fractions,
+        help="of Laminar's measured pipelined maximum, e.g. 0.1,0.5,0.8",
+    )
     parser.add_argument("--out-dir", default=defaults.out_dir)
     parser.add_argument("--name", default=defaults.name)
     return parser
@@ -279,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         messages=args.messages,
         sequential=args.sequential,
         txn_batch=args.txn_batch,
+        open_loop_fractions=args.open_loop_fractions,
+        open_loop_seconds=args.open_loop_seconds,
+        open_loop_senders=args.open_loop_senders,
     )
     _raise_on_sigterm()
     try:
