@@ -314,6 +314,10 @@ def _isinstance(obj: Any, spec: Any) -> bool:
     if type(spec) is tuple:
         charge_objects(len(spec))
         return isinstance(obj, tuple(map(_class, spec)))
+    if type(spec) in _CLASS_TYPES:  # _class(spec), written out: the common case
+        found = _CLASSES.get(spec)
+        if found is not None:
+            return isinstance(obj, found)
     return isinstance(obj, _class(spec))
 
 

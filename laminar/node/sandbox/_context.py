@@ -9,10 +9,11 @@ from laminar.limits import (
     KEY_BYTES_MAX,
     PROGRAM_EMITTED_BYTES_MAX,
     PROGRAM_ENTRY_EMITTED_BYTES_MAX,
+    PROGRAM_EVENT_OVERHEAD_BYTES,
     PROGRAM_EVENTS_MAX,
     VALUE_BYTES_MAX,
 )
-from laminar.node.sandbox._api import CallContext, Emitted, emitted, emitted_cost
+from laminar.node.sandbox._api import CallContext, Emitted, emitted
 from laminar.node.sandbox._builtins import json_loads
 from laminar.node.sandbox._meter import Abort, Rejected, charge_chars, exhausted, fail
 from laminar.node.sandbox._methods import register
@@ -63,10 +64,11 @@ class Context:
         events = self._events
         if len(events) >= PROGRAM_EVENTS_MAX:
             exhausted(f"event budget exhausted ({PROGRAM_EVENTS_MAX} events)")
-        emitted_bytes = self._emitted_bytes = self._emitted_bytes + len(key_bytes) + len(value_bytes)
+        size = len(key_bytes) + len(value_bytes)
+        emitted_bytes = self._emitted_bytes = self._emitted_bytes + size
         if emitted_bytes > PROGRAM_EMITTED_BYTES_MAX:
             exhausted(f"emitted-bytes budget exhausted ({PROGRAM_EMITTED_BYTES_MAX} bytes of keys and values)")
-        entry_cost = self._entry_cost = self._entry_cost + emitted_cost(key_bytes, value_bytes)
+        entry_cost = self._entry_cost = self._entry_cost + size + PROGRAM_EVENT_OVERHEAD_BYTES  # emitted_cost
         if entry_cost > self._call.entry_emit_bytes:
             exhausted(
                 f"entry emitted-bytes budget exhausted ({PROGRAM_ENTRY_EMITTED_BYTES_MAX} bytes of events per log "

@@ -27,7 +27,6 @@ cannot hash, sets are refused, dicts keep insertion order.
 from __future__ import annotations
 
 import gc
-import re
 import sys
 import threading
 from collections.abc import Callable
@@ -69,7 +68,7 @@ def _frame_depth() -> int:
     return depth
 
 
-_DEPTH_IN_MESSAGE = re.compile(r"at the recursion depth (\d+)")
+_DEPTH_IN_MESSAGE = "at the recursion depth "
 
 
 def _probe_depth() -> int | None:
@@ -78,8 +77,11 @@ def _probe_depth() -> int | None:
     try:
         sys.setrecursionlimit(1)
     except RecursionError as exc:
-        found = _DEPTH_IN_MESSAGE.search(str(exc))
-        return int(found.group(1)) if found else None
+        message = exc.args[0] if exc.args else ""
+        start = message.find(_DEPTH_IN_MESSAGE) + len(_DEPTH_IN_MESSAGE)
+        end = message.find(":", start)
+        digits = message[start:end] if start >= len(_DEPTH_IN_MESSAGE) and end > start else ""
+        return int(digits) if digits.isdigit() else None
     return None  # never: the depth is at least 1 here
 
 
