@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from operator import attrgetter
 from types import FunctionType
@@ -22,11 +23,13 @@ from laminar.node.sandbox._meter import (
     charge_items,
     charge_objects,
     exhausted,
+    recursion_depth,
 )
 from laminar.node.sandbox._methods import codec, pairs_to_dict, register
 from laminar.node.sandbox._ops import MISSING, divmod_, extreme, materialize, sort_items
 from laminar.node.sandbox._values import (
     CHEAP,
+    DATA_DEPTH_MAX,
     INT_BITS_MAX,
     INTS,
     NUMBERS,
@@ -358,14 +361,34 @@ def _skip_space(text: str, index: int) -> int:
     return _SPACE(text, index).end()  # type: ignore[no-any-return]
 
 
+_JSON_DEPTH_SLACK = 4  # levels between the probe and the scanner's first nesting level, and a margin
+
+
+def _scan_nested(scan: Callable[[str, int], Any], text: str) -> Any:
+    """scan(text, start) for text that may nest deeper than DATA_DEPTH_MAX (the C scanner recurses once a level),
+    under a recursion limit pinned at the exact depth: how deep it may nest is then the same on every node."""
+    depth = recursion_depth()
+    saved = sys.getrecursionlimit()
+    if depth is not None:
+        sys.setrecursionlimit(depth + DATA_DEPTH_MAX + _JSON_DEPTH_SLACK)
+    try:
+        return scan(text, _skip_space(text, 0))
+    except RecursionError:
+        exhausted(f"nesting budget exhausted (JSON nested more than about {DATA_DEPTH_MAX} levels deep)")
+    finally:
+        sys.setrecursionlimit(saved)
+
+
 def json_loads(text: Any) -> Any:
     """`json.loads`: str or bytes in, plain data out (dicts with str keys, lists, str, int, float, bool, None)."""
     t = type(text)
     # Values created: about one per comma or colon, and a container per bracket.
     if t is str:
-        separators = text.count(",") + text.count(":") + text.count("[") + text.count("{")
+        containers = text.count("[") + text.count("{")
+        separators = text.count(",") + text.count(":") + containers
     elif t is bytes:
-        separators = text.count(b",") + text.count(b":") + text.count(b"[") + text.count(b"{")
+        containers = text.count(b"[") + text.count(b"{")
+        separators = text.count(b",") + text.count(b":") + containers
     else:
         raise TypeError(f"the JSON object must be str or bytes, not {type_name(text)}")
     # Scanning is charged by length, building by the values it can create (one per comma or colon, about).
@@ -382,8 +405,12 @@ def json_loads(text: Any) -> Any:
     elif text.startswith("\ufeff"):
         raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
     # JSONDecoder.decode and raw_decode, written out (two calls fewer, the same results and errors)
+    scan = (_BIG_NUMBER_DECODER if big else _DECODER).scan_once  # type: ignore[attr-defined]
     try:
-        obj, end = (_BIG_NUMBER_DECODER if big else _DECODER).scan_once(text, _skip_space(text, 0))  # type: ignore[attr-defined]
+        if containers > DATA_DEPTH_MAX:
+            obj, end = _scan_nested(scan, text)
+        else:
+            obj, end = scan(text, _skip_space(text, 0))
     except StopIteration as err:
         raise json.JSONDecodeError("Expecting value", text, err.value) from None
     if end != len(text):

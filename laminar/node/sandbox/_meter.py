@@ -249,6 +249,24 @@ def charge_search(n: int, m: int, reverse: bool = False) -> None:
     charge(1 + search_compares(n, m, reverse) // CHARS_PER_STEP)
 
 
+_DEPTH_IN_MESSAGE = "at the recursion depth "
+
+
+def recursion_depth() -> int | None:
+    """The interpreter's exact recursion depth, as CPython 3.11 counts it against the limit (Python frames and
+    C-level calls alike): sys.setrecursionlimit refuses a limit below it and says what it is. None if it does not.
+    ~3 us, so only for the rare operation whose native recursion our own counts cannot bound first."""
+    try:
+        sys.setrecursionlimit(1)
+    except RecursionError as exc:
+        message = exc.args[0] if exc.args else ""
+        start = message.find(_DEPTH_IN_MESSAGE) + len(_DEPTH_IN_MESSAGE)
+        end = message.find(":", start)
+        digits = message[start:end] if start >= len(_DEPTH_IN_MESSAGE) and end > start else ""
+        return int(digits) if digits.isdigit() else None
+    return None  # never: the depth is at least 1 here
+
+
 # --- Hooks the compiler inserts into program code (see _transform.py) -------------------------------------
 
 

@@ -12,10 +12,15 @@ by dropping the live objects, unless it changed no list or dict at all (see Mete
 Determinism of Python's own recursion limit: a RecursionError raised by a deep structure (comparing, printing or
 pickling one nested a thousand levels) depends on how deep the *caller* already is, which differs between nodes.
 So every sandbox entry point pins the limit at (current depth + _HEADROOM) for its duration: inside the sandbox the
-same program always has the same headroom. The depth is the interpreter's own count (Python frames and C-level
-calls alike: a caller that reached us through map() or a C callback is one deeper than its frames say), read
-exactly by _recursion_depth. Pinning is process-wide, hence the lock (which also makes the active meter a plain
-global); the headroom keeps the limit at or above Python's default for every other thread.
+same program always has the same headroom. Pinning is process-wide, hence the lock (which also makes the active
+meter a plain global); the headroom keeps the limit at or above Python's default for every other thread.
+The interpreter counts C-level calls against the limit too (a caller reached through a comparison calling __eq__,
+or a sort key, is deeper than its Python frames say), so the headroom is not exact: instead no RecursionError can
+decide a call. Program functions nest at most PROGRAM_RECURSION_DEPTH_MAX deep (our own count), and every native
+recursion over a program's data is bounded first by our own count too (_values.DATA_DEPTH_MAX for comparing,
+printing and json.dumps, which measure the data before; the state's census, 500 levels, before it is kept; JSON
+text nested deeper than that is parsed under a limit pinned at the exact depth, _meter.recursion_depth): together
+they stay hundreds of levels below the headroom, whatever the caller's C-level calls (a few) take of it.
 
 Other interpreter settings a program could observe are set here too, whatever the node's environment says: the
 int<->str conversion limit (PYTHONINTMAXSTRDIGITS; programs' ints stay below its floor anyway) at every entry, and
@@ -50,8 +55,9 @@ _HEADROOM = 1000
 # TopicRuntime._call measures the depth one frame closer to the handler than pinned(_run) did: the same headroom.
 _CALL_HEADROOM = _HEADROOM - 1
 _DEFERRED_CALLS_MAX = 256  # calls remembered at most (to run again after a rollback) before encoding anyway
-# Encoding first tries with this many levels of recursion fewer than a call has: a state that encodes then is
-# less than ~400 levels deep, and stays far from the limit with two more.
+# Encoding first tries with this many levels of recursion fewer than a call has: a state that encodes then is less
+# than ~200 levels deep (the pickler takes about two a level), inside _state's 300 however the caller's C-level
+# calls took from the headroom, and stays so with a level more. A state that does not is counted first (census).
 _SHALLOW_SLACK = 600
 _Pending = tuple[Callable[..., Any], CallContext, "bytes | None", tuple[bytes, ...]]
 _NOTHING = CallOutcome(True, "", ())  # a missing on_create: immutable, so one will do
@@ -66,33 +72,6 @@ def _frame_depth() -> int:
         depth += 1
         frame = frame.f_back  # type: ignore[assignment]
     return depth
-
-
-_DEPTH_IN_MESSAGE = "at the recursion depth "
-
-
-def _probe_depth() -> int | None:
-    """The interpreter's recursion depth, as CPython 3.11 counts it against the limit (tstate's limit minus
-    remaining): sys.setrecursionlimit refuses a limit below it and says what it is. None if it does not."""
-    try:
-        sys.setrecursionlimit(1)
-    except RecursionError as exc:
-        message = exc.args[0] if exc.args else ""
-        start = message.find(_DEPTH_IN_MESSAGE) + len(_DEPTH_IN_MESSAGE)
-        end = message.find(":", start)
-        digits = message[start:end] if start >= len(_DEPTH_IN_MESSAGE) and end > start else ""
-        return int(digits) if digits.isdigit() else None
-    return None  # never: the depth is at least 1 here
-
-
-_PROBED = _probe_depth() is not None
-
-
-def _recursion_depth() -> int:
-    """The current recursion depth in the units of the recursion limit (see the module docstring)."""
-    if _PROBED:
-        return _probe_depth()  # type: ignore[return-value]
-    return _frame_depth()  # an interpreter that does not say: Python frames only
 
 
 def _set_interpreter() -> None:
@@ -115,7 +94,7 @@ def pinned(fn: Callable[..., _T], *args: Any) -> _T:
     with _LOCK:
         saved = sys.getrecursionlimit()
         collecting = gc.isenabled()
-        sys.setrecursionlimit(_recursion_depth() + _HEADROOM)
+        sys.setrecursionlimit(_frame_depth() + _HEADROOM)
         _set_interpreter()
         gc.disable()
         try:
@@ -331,7 +310,7 @@ class TopicRuntime:
         try:
             saved = sys.getrecursionlimit()
             collecting = gc.isenabled()
-            sys.setrecursionlimit(_recursion_depth() + _CALL_HEADROOM)
+            sys.setrecursionlimit(_frame_depth() + _CALL_HEADROOM)
             _set_interpreter()
             gc.disable()
             self._touched = False
@@ -406,7 +385,7 @@ class TopicRuntime:
             sys.setrecursionlimit(limit)
         self._shallow = encoded is not None
         if encoded is None:
-            encoded = encode_state(self._state)
+            encoded = encode_state(self._state, counted=True)  # not shallow: the census decides its depth
         self._state_bytes, self._objects = encoded
         self._bound = len(self._state_bytes)
         self._pending.clear()

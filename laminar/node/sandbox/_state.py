@@ -33,6 +33,10 @@ class _TooBig(Exception):
     pass
 
 
+class _TooDeep(Exception):
+    """The pickler ran out of recursion: whether it does depends on the caller's depth, so only _census decides."""
+
+
 class _Writer:
     __slots__ = ("cap", "parts", "size")
 
@@ -65,7 +69,10 @@ class _PlainPickler(pickle.Pickler):
 
 
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
-_DEPTH_MAX = 500  # pickling recurses per level; a cycle would otherwise read as endless nesting
+# Pickling recurses about twice per level of nesting (and a cycle would otherwise read as endless nesting): 300 levels
+# stay far inside a call's recursion headroom of 1000 (see _runtime), so a state this deep always encodes, on every
+# node, and a deeper one is always refused, by this count (a RecursionError from the pickler never decides).
+_DEPTH_MAX = 300
 
 
 def _census(state: dict[str, Any]) -> tuple[str | None, int]:
@@ -121,30 +128,40 @@ def _encode(state: dict[str, Any], cap: int) -> bytes | None:
     except ValueError:  # fast mode's cycle detection
         raise StateProblem("ctx.state contains a cycle") from None
     except RecursionError:
-        raise StateProblem("ctx.state is nested too deeply") from None
+        raise _TooDeep from None
     data = b"".join(writer.parts)
     writer.reset(0)
     _IDLE_PICKLERS.append((pickler, writer))
     return data
 
 
-def encode_state(state: Any) -> tuple[bytes, int]:
+def encode_state(state: Any, counted: bool = False) -> tuple[bytes, int]:
     """The canonical bytes of `state` and how many objects they encode at most (as _census counts them), or
     StateProblem.
 
     Every object costs at least one byte, so bytes within PROGRAM_STATE_OBJECTS_MAX prove the object bound: the
-    common, small state is encoded once. A bigger one is counted first (cheaply, stopping at the limit), so a
+    common, small state is encoded once. `counted`: count first (the census decides the depth too): for a state
+    that may be deeper than _DEPTH_MAX, which the pickler alone might or might not encode, depending on the
+    caller's recursion headroom. A bigger one is counted first (cheaply, stopping at the limit), so a
     state of a million tiny objects is refused without encoding them all.
     """
     if type(state) is not dict:
         raise StateProblem(f"ctx.state must be a dict, not {type(state).__name__}")
-    data = _encode(state, PROGRAM_STATE_OBJECTS_MAX)
+    data = None
+    if not counted:
+        try:
+            data = _encode(state, PROGRAM_STATE_OBJECTS_MAX)
+        except _TooDeep:
+            data = None
     if data is not None:
         return data, len(data)
     problem, objects = _census(state)
     if problem:
         raise StateProblem(problem)
-    data = _encode(state, PROGRAM_STATE_BYTES_MAX)
+    try:
+        data = _encode(state, PROGRAM_STATE_BYTES_MAX)
+    except _TooDeep:  # never within _DEPTH_MAX and the call's headroom; say so rather than crash
+        raise StateProblem("ctx.state is nested too deeply") from None
     if data is None:
         raise StateProblem(f"state budget exhausted (more than {PROGRAM_STATE_BYTES_MAX} bytes)")
     return data, objects
@@ -158,7 +175,10 @@ def dump_state(state: Any) -> bytes:
 def dump_bounded(state: dict[str, Any]) -> bytes:
     """dump_state(state) for a state known to be within every bound (see TopicRuntime): the same bytes, without
     counting its objects first. A StateProblem here means the state was not."""
-    data = _encode(state, PROGRAM_STATE_BYTES_MAX)
+    try:
+        data = _encode(state, PROGRAM_STATE_BYTES_MAX)
+    except _TooDeep:
+        raise StateProblem("ctx.state is nested too deeply") from None
     if data is None:
         raise StateProblem(f"state budget exhausted (more than {PROGRAM_STATE_BYTES_MAX} bytes)")
     return data

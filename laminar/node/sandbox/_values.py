@@ -37,6 +37,10 @@ SEQUENCES = frozenset({str, bytes, list, tuple})
 MAPPINGS = frozenset({dict, MappingProxy})
 VIEWS = frozenset({DictKeys, DictValues, DictItems})
 TEXT_FLOAT_MAX = 330  # characters of the longest float text ("%f" of 1e308)
+# Nesting of the data a native operation may recurse over (comparing, printing, json): each level costs the
+# interpreter one level of its recursion count, and a call has _runtime's headroom of 1000, of which program
+# functions use at most ~150 (PROGRAM_RECURSION_DEPTH_MAX calls of a few frames each).
+DATA_DEPTH_MAX = 400
 SMALL_INT_BITS = 128  # an int this small converts to text in well under a step
 _TEXT_CHARS_PER_OBJECT = 8  # the shortest text of an element in a container's repr, with its separator, about
 
@@ -277,20 +281,31 @@ def _elements(items: Any, flat: Flat, stack: list[Any]) -> int:
 def measure(x: Any, flat: Flat, limit: int) -> int:
     """An upper bound of what `x` stands for (its text length, or the work of comparing it).
 
-    Walks containers iteratively, charging as it goes (before copying anything), so a huge, shared or cyclic
-    structure exhausts the step budget instead of hanging. Stops once past `limit`.
+    Walks containers iteratively, level by level, charging as it goes (before copying anything), so a huge, shared
+    or cyclic structure exhausts the step budget instead of hanging. Stops once past `limit`. Every operation that
+    recurses natively over a program's data (comparing, printing, json.dumps, sorting) measures it first, so this
+    is also where nesting is bounded: past DATA_DEPTH_MAX levels the call ends, the same way on every node, before
+    any native recursion could reach the interpreter's limit (see _runtime).
     """
     total = 0
-    stack: list[Any] = [x]
-    while stack and total <= limit:
-        obj = stack.pop()
-        t = type(obj)
-        if t is dict or t is MappingProxy:
-            total += 16 + 2 * len(obj) + _elements(obj.keys(), flat, stack) + _elements(obj.values(), flat, stack)
-        elif t is list or t is tuple:
-            total += 2 + 2 * len(obj) + _elements(obj, flat, stack)
-        else:
-            total += flat((obj,), {t})
+    level: list[Any] = [x]
+    depth = 0
+    while level and total <= limit:
+        depth += 1
+        if depth > DATA_DEPTH_MAX:
+            exhausted(f"nesting budget exhausted (data nested more than {DATA_DEPTH_MAX} levels deep)")
+        nested: list[Any] = []
+        for obj in level:
+            t = type(obj)
+            if t is dict or t is MappingProxy:
+                total += 16 + 2 * len(obj) + _elements(obj.keys(), flat, nested) + _elements(obj.values(), flat, nested)
+            elif t is list or t is tuple:
+                total += 2 + 2 * len(obj) + _elements(obj, flat, nested)
+            else:
+                total += flat((obj,), {t})
+            if total > limit:
+                break
+        level = nested
     return total
 
 

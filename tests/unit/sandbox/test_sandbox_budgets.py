@@ -39,7 +39,9 @@ EXHAUSTING = {
     "steps: json.loads": ("import json\ns = '[' + '0,' * 400000 + '0]'\nx = json.loads(s)", "step budget"),
     "steps: repr of shared data": ("l = ['a' * 1000] * 100000\nx = repr(l)", "step budget exhausted"),
     "steps: dict growth": ("d = {}\ni = 0\nwhile True:\n    d[str(i)] = i\n    i += 1", "step budget exhausted"),
-    "steps: deep data repr": ("a = []\nfor i in range(50000):\n    a = [a]\nx = str(a)", "step budget exhausted"),
+    "nesting: deep data repr": ("a = []\nfor i in range(50000):\n    a = [a]\nx = str(a)", "nesting budget exhausted"),
+    "nesting: deep data compare": ("a = []\nfor i in range(500):\n    a = [a]\nx = a == a", "nesting budget exhausted"),
+    "nesting: deep JSON": ("import json\nx = json.loads('[' * 5000 + ']' * 5000)", "nesting budget exhausted"),
     "steps: dict view compare": (
         "d = {str(i): i for i in range(20000)}\ne = dict(d)\nwhile True:\n    x = d.items() == e.items()",
         "step budget exhausted",
