@@ -105,7 +105,8 @@ class Network:
         self.run_on: Callable[[str, Callable[[], None]], None] = lambda address, run: run()
         self.on_message: Callable[[str, str, Any], None] = lambda src, dst, message: None
         self.cut_until: dict[tuple[str, str], float] = {}  # (src, dst) -> when this link is back
-        self.faults = LinkFaults()
+        self.faults = LinkFaults()  # on every link
+        self.slow_until: dict[tuple[str, str], tuple[float, float]] = {}  # link -> (until, extra delay max)
         self.message_filter: Callable[[Any], Any] | None = None  # changes every message sent (reverted fixes)
         self._epoch: dict[frozenset[str], int] = {}  # bumped by every connection reset
         self._fifo_at: dict[tuple[str, str], float] = {}
@@ -146,8 +147,13 @@ class Network:
             for a, b in pairs:
                 self.scheduler.after(CONNECTION_TIMEOUT_S, f"link:{a}={b}", lambda a=a, b=b: self._timeout(a, b))
 
+    def slow(self, link: tuple[str, str], delay_s_max: float, duration_s: float) -> None:
+        """Delay what is sent on one link by up to delay_s_max, for a while (the order is kept on tcp)."""
+        self.slow_until[link] = (self.scheduler.clock.now_s + duration_s, delay_s_max)
+
     def heal(self) -> None:
         self.cut_until.clear()
+        self.slow_until.clear()
         self.faults = LinkFaults()
 
     def _timeout(self, a: str, b: str) -> None:
@@ -184,6 +190,9 @@ class Network:
             at_s = max(now_s, self.cut_until.get(link, 0.0)) + rng.uniform(LATENCY_S_MIN, LATENCY_S_MAX)
             if faults.delay_s_max:
                 at_s += rng.uniform(0.0, faults.delay_s_max)
+            slow = self.slow_until.get(link)
+            if slow is not None and slow[0] > now_s:
+                at_s += rng.uniform(0.0, slow[1])
             if not (datagram and faults.reorder):
                 at_s = max(at_s, self._fifo_at.get(link, 0.0))
                 self._fifo_at[link] = at_s

@@ -432,8 +432,8 @@ class Simulation:
             return
         self._schedule_fault()
         rng = self.plan
-        kinds = ["crash", "power", "pause", "partition", "one-way", "degrade", "reset"]
-        kind = rng.choices(kinds, weights=[3, 3, 2, 3, 2, 2, 2])[0]
+        kinds = ["crash", "power", "pause", "partition", "one-way", "degrade", "slow", "reset"]
+        kind = rng.choices(kinds, weights=[3, 3, 2, 3, 2, 2, 3, 2])[0]
         up = [a for a in self.addresses if self.nodes[a] is not None]
         down = len(self.addresses) - len(up)
         majority = len(self.addresses) // 2 + 1
@@ -466,6 +466,11 @@ class Simulation:
             duration_s = rng.uniform(1.0, 10.0)
             self.note(f"fault: network degraded for {duration_s:.2f} s: {faults}")
             self.scheduler.after(duration_s, "plan", self._restore_network, "restore network")
+        elif kind == "slow":
+            a, b = rng.sample(self.addresses, 2)
+            delay_s_max, duration_s = rng.uniform(0.1, 3.5), rng.uniform(1.0, 10.0)
+            self.note(f"fault: link {a} -> {b} slow (up to {delay_s_max:.2f} s) for {duration_s:.2f} s")
+            self.network.slow((a, b), delay_s_max, duration_s)
         elif kind == "reset":
             a, b = rng.sample(self.addresses, 2)
             self.note(f"fault: connection reset {a} <-> {b}")

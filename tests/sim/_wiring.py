@@ -230,6 +230,9 @@ def simulated_runtime(
 REVERTIBLE_FIXES = {
     "reply-term": "6354a97: a follower's next_node_idx reply carries its term; the leader drops other terms",
     "compact-at-start": "2cf98a9: at start the journal is compacted to a snapshot published before a crash",
+    "install-keeps-log": "5964024: a snapshot install keeps the entries after a matching last entry (Raft 7)",
+    "chunk-commit": "5964024: a snapshot chunk does not advance the follower's commit index",
+    "append-keeps-matches": "5964024: an append deletes entries only from the first conflict",
 }
 
 
@@ -239,14 +242,50 @@ def _without_reply_term(message: Any) -> Any:
     return message
 
 
+def _install_clearing_the_log(install: Callable[..., None]) -> Callable[..., None]:
+    """pysyncobj's install: the whole journal is replaced by the snapshot, matching or not."""
+
+    def clearing(engine: Any, node: Any, path: str) -> None:
+        load = engine._SyncObj__loadDumpFile
+        engine._SyncObj__loadDumpFile = lambda clearJournal: load(clearJournal=True)  # noqa: N803
+        try:
+            install(engine, node, path)
+        finally:
+            del engine._SyncObj__loadDumpFile
+
+    return clearing
+
+
+def _chunk_committing(receive: Callable[..., None]) -> Callable[..., None]:
+    """pysyncobj's rule on every append, chunks too: commit = min(leader commit, own log end)."""
+
+    def committing(engine: Any, node: Any, message: dict[str, Any]) -> None:
+        receive(engine, node, message)
+        commit = min(message["commit_index"], engine._SyncObj__raftLog[-1][1])
+        if commit > engine._SyncObj__raftCommitIndex:
+            engine._SyncObj__raftCommitIndex = commit
+            engine._journal.setRaftCommitIndex(commit)
+
+    return committing
+
+
 @contextmanager
 def reverted(fixes: frozenset[str]) -> Iterator[Callable[[Any], Any] | None]:
-    """Take the named fixes back while the block runs. Yields a filter for every message sent
-    (None: none needed)."""
+    """Take the named fixes back while the block runs (the code as it was before each). Yields a
+    filter for every message sent (None: none needed)."""
     unknown = fixes - REVERTIBLE_FIXES.keys()
     if unknown:
         raise ValueError(f"no such fix to revert: {sorted(unknown)}; known: {sorted(REVERTIBLE_FIXES)}")
+    engine_class = engine_module.RaftEngine
     with contextlib.ExitStack() as stack:
         if "compact-at-start" in fixes:
             stack.enter_context(_patched(journal_module.DurableJournal, "drop_through_snapshot", lambda *_: 0))
+        if "install-keeps-log" in fixes:
+            clearing = _install_clearing_the_log(engine_class._install_received_snapshot)
+            stack.enter_context(_patched(engine_class, "_install_received_snapshot", clearing))
+        if "chunk-commit" in fixes:
+            committing = _chunk_committing(engine_class._receive_snapshot_chunk)
+            stack.enter_context(_patched(engine_class, "_receive_snapshot_chunk", committing))
+        if "append-keeps-matches" in fixes:
+            stack.enter_context(_patched(engine_class, "_append_keeping_matches", lambda *_: False))
         yield _without_reply_term if "reply-term" in fixes else None
