@@ -11,8 +11,8 @@ NODES ?= 3
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install cluster demo test lint proto proto-etcd proto-check unit integration torture sim bench bench-quick bench-soak \
-	bench-etcd bench-recovery fuzz-sandbox clean-data clean
+.PHONY: help install cluster demo test lint proto proto-etcd proto-check unit integration torture sim sim-proof bench \
+	bench-quick bench-soak bench-etcd bench-recovery fuzz-sandbox clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,14 +80,20 @@ torture: $(DEV_STAMP)
 	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) --network $(NETWORK) $(if $(SEED),--seed $(SEED))
 
 ## Deterministic simulator (tests/sim/README.md): SEEDS seeds from FIRST_SEED, 3 and 5 nodes in turn.
-## SEED=n NODES=3 replays one seed with its trace; REVERT=reply-term,compact-at-start takes fixes back.
+## SEED=n NODES=3 replays one seed with its trace; REVERT=reply-term,... takes fixes back; MEMBERSHIP=1.
 SEEDS ?= 100
 FIRST_SEED ?= 1
 SIM_NETWORK ?= tcp
 REVERT ?=
+MEMBERSHIP ?=
 sim: $(DEV_STAMP)
 	$(BIN)/python -m tests.sim --seeds $(SEEDS) --first-seed $(FIRST_SEED) --network $(SIM_NETWORK) \
-		$(if $(SEED),--seed $(SEED) --nodes $(NODES)) $(if $(REVERT),--revert $(REVERT))
+		$(if $(SEED),--seed $(SEED) --nodes $(NODES)) $(if $(REVERT),--revert $(REVERT)) \
+		$(if $(MEMBERSHIP),--membership)
+
+## The simulator's proof that it finds each fixed bug: every fix taken back in turn must break an invariant.
+sim-proof: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m sim -k finds_the_loss tests/sim $(PYTEST_ARGS)
 
 # Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
 ## Full matrix (fsync and none), sequential commits, the raw Raft ceiling, then the etcd comparison: about 6 minutes.

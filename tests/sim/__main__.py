@@ -25,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", default="3,5", help="cluster sizes, taken in turn: 3, 5 or 3,5")
     parser.add_argument("--network", choices=NETWORKS, default="tcp")
     parser.add_argument("--fault-seconds", type=float, default=SimConfig.fault_seconds)
-    parser.add_argument("--log-entries-max", type=int, default=SimConfig.log_entries_max)
+    parser.add_argument("--log-entries-max", type=int, help="compaction past this many entries (default: per seed)")
     parser.add_argument(
         "--revert", default="", help=f"fixes to take back, comma-separated: {', '.join(REVERTIBLE_FIXES)}"
     )
+    parser.add_argument("--proposals-per-s", type=float, help="client load (default: per seed)")
+    parser.add_argument("--membership", action="store_true", help="also remove members and add them back")
     parser.add_argument("--stop-at-first", action="store_true", help="stop at the first violation")
     parser.add_argument("--work-dir", default=os.path.join("var", "sim"))
     args = parser.parse_args(argv)
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                 network=args.network,
                 log_entries_max=args.log_entries_max,
                 revert=frozenset(f for f in args.revert.split(",") if f),
+                membership=args.membership,
+                proposals_per_s=args.proposals_per_s,
             )
             result = run_seed(seed, config, work_root)
             simulated_s += result.simulated_s

@@ -36,6 +36,13 @@ class Disk:
         if journal:
             self._journals.add(path)
 
+    def forget(self, directory: str) -> None:
+        """The directory was wiped (a node removed from the cluster): nothing in it is durable."""
+        directory = os.path.abspath(directory)
+        for path in self._durable:
+            if os.path.dirname(path) == directory:
+                self._durable[path] = None
+
     def fsync(self, fd: int) -> None:
         self.syncs += 1
         try:

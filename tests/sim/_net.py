@@ -11,8 +11,9 @@ Two kinds of network, chosen per run:
   connection lives. A cut link (one way or both) holds what is sent on it; a cut longer than the
   connection timeout resets the connection: both ends see it drop, everything in flight is lost, and
   they reconnect once the link is back. Delays keep the order.
-- "datagram": any message may be lost, duplicated, reordered or delayed, and a cut link drops
-  what is sent on it (as the nodes' own fault injection, `partitioned_from`, does).
+- "datagram": no order on any link (latencies vary, so messages overtake each other), and any
+  message may be lost, duplicated or delayed; a cut link drops what is sent on it (as the nodes' own
+  fault injection, `partitioned_from`, does).
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ class LinkFaults:
     delay_s_max: float = 0.0  # extra delay, uniform in [0, delay_s_max]
     loss: float = 0.0  # datagram network only: probability a message is lost
     duplicate: float = 0.0  # datagram network only: probability a message is delivered twice
-    reorder: bool = False  # datagram network only: deliveries on one link may overtake each other
 
 
 class Network:
@@ -106,6 +106,7 @@ class Network:
         self.on_message: Callable[[str, str, Any], None] = lambda src, dst, message: None
         self.cut_until: dict[tuple[str, str], float] = {}  # (src, dst) -> when this link is back
         self.faults = LinkFaults()  # on every link
+        self.ordered = kind == "tcp"  # per-link FIFO
         self.slow_until: dict[tuple[str, str], tuple[float, float]] = {}  # link -> (until, extra delay max)
         self.message_filter: Callable[[Any], Any] | None = None  # changes every message sent (reverted fixes)
         self._epoch: dict[frozenset[str], int] = {}  # bumped by every connection reset
@@ -152,6 +153,9 @@ class Network:
         self.slow_until[link] = (self.scheduler.clock.now_s + duration_s, delay_s_max)
 
     def heal(self) -> None:
+        """Every fault ends, and a datagram network keeps order from now on: pysyncobj needs the chunks
+        of a snapshot in order (it runs over TCP), so without it a node could never catch up."""
+        self.ordered = True
         self.cut_until.clear()
         self.slow_until.clear()
         self.faults = LinkFaults()
@@ -193,7 +197,7 @@ class Network:
             slow = self.slow_until.get(link)
             if slow is not None and slow[0] > now_s:
                 at_s += rng.uniform(0.0, slow[1])
-            if not (datagram and faults.reorder):
+            if self.ordered:
                 at_s = max(at_s, self._fifo_at.get(link, 0.0))
                 self._fifo_at[link] = at_s
             self.scheduler.at(at_s, f"link:{src}>{dst}", lambda d=data: self._deliver(src, dst, epoch, d), "deliver")

@@ -37,6 +37,11 @@ DIGEST_CHECK_S = 2.0  # store digests, this often
 PROPOSALS_IN_FLIGHT_MAX = 64
 PROBE_S = 0.5  # after healing, a probe proposal this often until one commits
 TOPIC = "sim"
+SWARM_LOG_ENTRIES_MAX = (8, 16, 30, 60)
+SWARM_PROPOSALS_PER_S = (5.0, 15.0, 40.0)
+SWARM_FAULT_GAP_S_MEAN = (0.7, 1.5, 3.0)
+BUGGIFY_P = 0.2  # how often a node crashes at a moment that matters (see _buggify)
+MEMBERSHIP_ANSWER_S_MAX = 10.0  # a change not answered by then (its leader crashed) is given up
 VIOLATIONS_SHOWN_MAX = 5  # per check: one broken index often breaks the next hundred the same way
 
 
@@ -46,12 +51,14 @@ class SimConfig:
     fault_seconds: float = 30.0
     heal_seconds_max: float = 30.0  # after healing: a leader and a new commit within this
     converge_seconds_max: float = 60.0  # after that commit: every node applied the same log
-    log_entries_max: int = 30  # compaction past this many journal entries
-    proposals_per_s: float = 10.0
+    # None: drawn from the seed (swarm testing: each run stresses its own mix)
+    log_entries_max: int | None = None  # compaction past this many journal entries
+    proposals_per_s: float | None = None
     faults: bool = True
     network: str = "tcp"  # or "datagram": see _net.py
     revert: frozenset[str] = frozenset()  # fixes to take back (_wiring.REVERTIBLE_FIXES)
-    fault_gap_s_mean: float = 1.5
+    membership: bool = False  # also remove members and add them back (fresh) as faults
+    fault_gap_s_mean: float | None = None  # mean time between two faults
     trace_lines: int = 200
 
 
@@ -68,8 +75,11 @@ class Result:
     acknowledged: int = 0
     faults: int = 0
     snapshots_installed: int = 0
+    membership_changes: int = 0
+    refused: int = 0  # proposals refused once the topic existed (a leader had been elected)
     messages: int = 0
     history: str = ""  # a hash of the whole trace: a seed replayed gives the same one
+    mix: str = ""  # the parameters drawn for this seed
 
     @property
     def ok(self) -> bool:
@@ -77,10 +87,11 @@ class Result:
 
     def summary(self) -> str:
         return (
-            f"seed {self.seed}: {'ok' if self.ok else 'VIOLATION'}, {self.config.nodes} nodes, "
+            f"seed {self.seed}: {'ok' if self.ok else 'VIOLATION'}, {self.config.nodes} nodes, {self.mix}, "
             f"{self.simulated_s:.1f} simulated s in {self.wall_s:.1f} s, {self.events} events, "
             f"{self.messages} messages, {self.faults} faults, {self.proposals} proposals, "
             f"{self.acknowledged} acknowledged, {self.snapshots_installed} snapshot installs"
+            + (f", {self.membership_changes} membership changes" if self.config.membership else "")
         )
 
     def report(self) -> str:
@@ -88,7 +99,16 @@ class Result:
         if self.violations:
             lines.append(f"  last {len(self.trace)} events:")
             lines.extend(f"    {line}" for line in self.trace)
-            lines.append(f"  reproduce: make sim SEED={self.seed} NODES={self.config.nodes}")
+            config = self.config
+            command = (
+                f".venv/bin/python -m tests.sim --seed {self.seed} --nodes {config.nodes} --network {config.network} "
+                f"--fault-seconds {config.fault_seconds:g}"
+            )
+            command += f" --revert {','.join(sorted(config.revert))}" if config.revert else ""
+            command += " --membership" if config.membership else ""
+            command += f" --proposals-per-s {config.proposals_per_s:g}" if config.proposals_per_s else ""
+            command += f" --log-entries-max {config.log_entries_max}" if config.log_entries_max else ""
+            lines.append(f"  reproduce: {command}")
         return "\n".join(lines)
 
 
@@ -141,16 +161,23 @@ class Simulation:
         self.clock = Clock()
         self.scheduler = Scheduler(self.clock)
         self.plan = stream(seed, "plan")
+        swarm = stream(seed, "swarm")
+        self.log_entries_max = config.log_entries_max or swarm.choice(SWARM_LOG_ENTRIES_MAX)
+        self.proposals_per_s = config.proposals_per_s or swarm.choice(SWARM_PROPOSALS_PER_S)
+        self.fault_gap_s_mean = config.fault_gap_s_mean or swarm.choice(SWARM_FAULT_GAP_S_MEAN)
         self.workload = stream(seed, "workload")
         self._trace: collections.deque[tuple[float, str]] = collections.deque(maxlen=config.trace_lines)
         self.network = Network(self.scheduler, seed, config.network, self.note)
         self.network.run_on = self._run_delivery
-        self.network.on_message = lambda src, dst, m: self.note(f"{src}>{dst} {describe(m)}")
+        self.network.on_message = self._on_message
         self.disk = Disk()
         self.checker = _checks.Checker()
         self.addresses = [f"n{i}:{7000 + i}" for i in range(1, config.nodes + 1)]
         self.node_random = {a: stream(seed, "node", a) for a in self.addresses}
         self.nodes: dict[str, SimNode | None] = dict.fromkeys(self.addresses)
+        self.members = set(self.addresses)  # the voting members, as the simulation last saw them change
+        self.joining: str | None = None  # a node started fresh, to be added
+        self.changing_until = 0.0  # a membership change is in flight until its answer, or this time
         self.incarnation = dict.fromkeys(self.addresses, 0)
         self.paused_until = dict.fromkeys(self.addresses, 0.0)
         self.wake_at: dict[str, float] = {}
@@ -212,6 +239,7 @@ class Simulation:
                 lg.propagate = propagate
             for address, node in self.nodes.items():
                 if node is not None:
+                    self.result.snapshots_installed += node.engine.snapshots.snapshots_installed
                     with contextlib.suppress(Exception):
                         node.crash()
                     self.nodes[address] = None
@@ -224,6 +252,10 @@ class Simulation:
         result.messages = self.network.delivered
         result.acknowledged = len(self.acknowledged)
         result.history = self._history.hexdigest()
+        result.mix = (
+            f"compaction {self.log_entries_max}, {self.proposals_per_s:g} proposals/s, "
+            f"a fault every {self.fault_gap_s_mean:g} s"
+        )
         return result
 
     def _run(self) -> None:
@@ -266,6 +298,8 @@ class Simulation:
         def background() -> None:
             if self.incarnation[address] == incarnation:  # the process is gone, and its threads with it
                 self._on(address, run)
+                # Buggify: the snapshot is published, the journal not yet compacted (the next tick does it).
+                self._buggify(address, "right after publishing a snapshot")
 
         self.scheduler.after(delay_s, f"node:{address}:background", background, "background")
 
@@ -289,10 +323,10 @@ class Simulation:
         self.disk.track(os.path.join(data_dir, "raft.journal"), journal=True)
         self.disk.track(os.path.join(data_dir, "raft.journal.meta"))
         self.disk.track(os.path.join(data_dir, "raft.snapshot"))
-        peers = [a for a in self.addresses if a != address]
+        peers = [a for a in self.addresses if a != address and (a in self.members or a == self.joining)]
 
         def build() -> None:
-            node = SimNode(address, peers, data_dir, self.network, self.config.log_entries_max, self._applied)
+            node = SimNode(address, peers, data_dir, self.network, self.log_entries_max, self._applied)
             self.nodes[address] = node
             self.network.attach(address, node.transport)
 
@@ -340,6 +374,26 @@ class Simulation:
         self._on(address, receive)
         self._wake(address)
 
+    def _on_message(self, src: str, dst: str, message: Any) -> None:
+        self.note(f"{src}>{dst} {describe(message)}")
+        chunk = message.get("serialized") if isinstance(message, dict) else None
+        if chunk is not None and chunk[2]:
+            # Buggify: the follower is installing the leader's snapshot; the leader may not live to
+            # hear its reply.
+            self.scheduler.after(0.0, "plan", lambda: self._buggify(src, "right after sending a snapshot"))
+
+    def _buggify(self, address: str, when: str) -> None:
+        """Sometimes crash a node at a moment a random plan would rarely hit (FoundationDB's BUGGIFY)."""
+        if not self.config.faults or self.healed_at is not None or self.nodes[address] is None:
+            return
+        if self.plan.random() >= BUGGIFY_P:
+            return
+        power_loss = self.plan.random() < 0.5
+        self.result.faults += 1
+        self.note(f"buggify: {address} {'loses power' if power_loss else 'crashes'} {when}")
+        self._crash(address, power_loss=power_loss)
+        self.scheduler.after(self.plan.uniform(0.2, 5.0), "plan", lambda: self._restart(address), "restart")
+
     def _crash(self, address: str, power_loss: bool) -> None:
         node = self.nodes[address]
         if node is None:
@@ -373,7 +427,7 @@ class Simulation:
     def _propose_next(self) -> None:
         rng = self.workload
         if self.healed_at is None:
-            self.scheduler.after(rng.expovariate(self.config.proposals_per_s), "client", self._propose_next, "propose")
+            self.scheduler.after(rng.expovariate(self.proposals_per_s), "client", self._propose_next, "propose")
         if sum(self.in_flight.values()) < PROPOSALS_IN_FLIGHT_MAX:
             self._propose()
 
@@ -398,9 +452,13 @@ class Simulation:
         incarnation = self.incarnation[address]
         self.note(f"client: propose {name} to {address}")
 
+        proposed_after_topic = self.topic_ready
+
         def on_result(ok: bool) -> None:
             self.in_flight[address] -= 1
             self.note(f"client: {name} {'acknowledged' if ok else 'refused'} by {address}")
+            if not ok and proposed_after_topic:
+                self.result.refused += 1
             if not ok or self.incarnation[address] != incarnation:
                 return
             if name == "create":
@@ -425,7 +483,7 @@ class Simulation:
     # ---- faults -------------------------------------------------------------------------------
 
     def _schedule_fault(self) -> None:
-        self.scheduler.after(self.plan.expovariate(1.0 / self.config.fault_gap_s_mean), "plan", self._fault, "fault")
+        self.scheduler.after(self.plan.expovariate(1.0 / self.fault_gap_s_mean), "plan", self._fault, "fault")
 
     def _fault(self) -> None:
         if self.healed_at is not None:
@@ -433,15 +491,20 @@ class Simulation:
         self._schedule_fault()
         rng = self.plan
         kinds = ["crash", "power", "pause", "partition", "one-way", "degrade", "slow", "reset"]
-        kind = rng.choices(kinds, weights=[3, 3, 2, 3, 2, 2, 3, 2])[0]
+        weights = [3, 3, 2, 3, 2, 2, 3, 2]
+        if self.config.membership:
+            kinds.append("membership")
+            weights.append(3)
+        kind = rng.choices(kinds, weights=weights)[0]
         up = [a for a in self.addresses if self.nodes[a] is not None]
-        down = len(self.addresses) - len(up)
         majority = len(self.addresses) // 2 + 1
         self.result.faults += 1
         if kind in ("crash", "power", "pause"):
             if not up or (len(up) <= majority and rng.random() < 0.8):
                 return  # keep a majority up most of the time, so the run makes progress
-            address = rng.choice(up)
+            leader = self._leader()
+            # Half the time the leader: most of what can go wrong happens around a change of leader.
+            address = leader.address if leader is not None and rng.random() < 0.5 else rng.choice(up)
             if kind == "pause":
                 duration_s = rng.uniform(0.2, 6.0)
                 self.paused_until[address] = self.clock.now_s + duration_s
@@ -461,21 +524,25 @@ class Simulation:
             if self.network.kind == "datagram":
                 faults.loss = rng.choice([0.0, 0.05, 0.2])
                 faults.duplicate = rng.choice([0.0, 0.05, 0.2])
-                faults.reorder = rng.random() < 0.5
             self.network.faults = faults
             duration_s = rng.uniform(1.0, 10.0)
             self.note(f"fault: network degraded for {duration_s:.2f} s: {faults}")
             self.scheduler.after(duration_s, "plan", self._restore_network, "restore network")
         elif kind == "slow":
             a, b = rng.sample(self.addresses, 2)
+            leader = self._leader()
+            if leader is not None and rng.random() < 0.5:  # a follower's replies to the leader come late
+                b = leader.address
+                a = rng.choice([x for x in self.addresses if x != b])
             delay_s_max, duration_s = rng.uniform(0.1, 3.5), rng.uniform(1.0, 10.0)
             self.note(f"fault: link {a} -> {b} slow (up to {delay_s_max:.2f} s) for {duration_s:.2f} s")
             self.network.slow((a, b), delay_s_max, duration_s)
+        elif kind == "membership":
+            self._change_membership()
         elif kind == "reset":
             a, b = rng.sample(self.addresses, 2)
             self.note(f"fault: connection reset {a} <-> {b}")
             self.network.reset(a, b)
-        del down
 
     def _cut(self, links: set[tuple[str, str]], duration_s: float, text: str) -> None:
         self.note(f"fault: {text} for {duration_s:.2f} s")
@@ -486,8 +553,54 @@ class Simulation:
         self.note("network restored")
 
     def _restart(self, address: str) -> None:
-        if self.nodes[address] is None:
+        if self.nodes[address] is None and (address in self.members or address == self.joining):
             self._start(address)
+
+    def _change_membership(self) -> None:
+        """Remove a member that is not the leader, or add a removed one back with empty disks."""
+        leader = self._leader()
+        if self.changing_until > self.clock.now_s or leader is None:
+            return
+        outside = [a for a in self.addresses if a not in self.members]
+        if outside:
+            address, add = outside[0], True
+            self.joining = address
+            if self.nodes[address] is None:
+                self._start(address)
+        else:
+            candidates = sorted(self.members - {leader.address})
+            address, add = self.plan.choice(candidates), False
+        self.changing_until = self.clock.now_s + MEMBERSHIP_ANSWER_S_MAX
+        verb = "add" if add else "remove"
+        self.note(f"membership: {leader.address} asked to {verb} {address}")
+
+        def done(ok: bool, reason: str) -> None:
+            self.changing_until = 0.0
+            self.note(f"membership: {verb} {address}: {'done' if ok else 'refused: ' + reason}")
+            self.result.membership_changes += ok
+            if ok and add:
+                self.members.add(address)
+                self.joining = None
+            elif ok:
+                self.members.discard(address)
+            if not (ok and add):
+                self.scheduler.after(0.0, "plan", lambda: self._retire(address), "retire")
+
+        self._on(leader.address, lambda: leader.raft.change_membership(add, address, done))
+        self._wake(leader.address)
+
+    def _retire(self, address: str) -> None:
+        """A node that is not a member (any more): stopped, its disks wiped."""
+        if address in self.members:
+            return
+        if self.joining == address:
+            self.joining = None
+        self._crash(address, power_loss=False)
+        data_dir = os.path.join(self.work_dir, address.replace(":", "-"))
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(data_dir + ".store-durable", ignore_errors=True)
+        self.disk.forget(data_dir)
+        self.checker.checked_through.pop(address, None)
 
     def _heal(self) -> None:
         self.healed_at = self.clock.now_s
@@ -495,8 +608,7 @@ class Simulation:
         self.network.heal()
         for address in self.addresses:
             self.paused_until[address] = 0.0
-            if self.nodes[address] is None:
-                self._start(address)
+            self._restart(address)
         self._probe()
 
     # ---- checks -------------------------------------------------------------------------------
@@ -521,19 +633,26 @@ class Simulation:
             f"{n.address} term {n.term} commit {n.commit_index} applied {n.last_applied}" for n in self._live()
         )
 
+    def _members(self) -> set[str]:
+        """The voting members as the leader sees them (its answer to a change may never have come)."""
+        leader = self._leader()
+        return set(leader.raft.members()) if leader is not None else set(self.members)
+
     def _converged(self) -> bool:
-        live = self._live()
-        if len(live) != len(self.addresses):
+        members = self._members()
+        if self._leader() is None or any(self.nodes[a] is None for a in members):
             return False
+        live = [n for n in self._live() if n.address in members]
         ends = {(n.log()[-1][1], n.commit_index, n.last_applied) for n in live}
         return len(ends) == 1 and len(set(next(iter(ends)))) == 1
 
     def _final_checks(self) -> None:
         found = []
-        for node in self._live():
+        members = [n for n in self._live() if n.address in self._members()]
+        for node in members:
             found += self.checker.digest(node.address, *node.digest())
             found += _checks.exactly_once(node.address, node.events(TOPIC), self.acknowledged)
-        digests = {n.digest() for n in self._live()}
+        digests = {n.digest() for n in members}
         if len(digests) > 1:
             found.append(f"converged nodes hold different stores: {sorted(digests)}")
         self._fail(found)

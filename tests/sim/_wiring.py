@@ -243,16 +243,20 @@ def _without_reply_term(message: Any) -> Any:
 
 
 def _install_clearing_the_log(install: Callable[..., None]) -> Callable[..., None]:
-    """pysyncobj's install: the whole journal is replaced by the snapshot, matching or not."""
+    """pysyncobj's install, as before 5964024: every verified snapshot is installed, and the journal is
+    replaced by its last two entries, whatever this node's log held or had applied after them; the
+    reply counts the node at the end of that log."""
 
     def clearing(engine: Any, node: Any, path: str) -> None:
-        load = engine._SyncObj__loadDumpFile
-        engine._SyncObj__loadDumpFile = lambda clearJournal: load(clearJournal=True)  # noqa: N803
         try:
-            install(engine, node, path)
-        finally:
-            del engine._SyncObj__loadDumpFile
+            snapshot_module.verify(path)
+        except snapshot_module.SnapshotCorrupt:
+            return
+        engine._snapshots.publish_received(path, engine._snapshot_path)
+        engine._SyncObj__loadDumpFile(clearJournal=True)
+        engine._SyncObj__sendNextNodeIdx(node, success=True)
 
+    del install
     return clearing
 
 

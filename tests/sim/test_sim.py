@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.sim._sim import Result, SimConfig, run_seed
+from tests.sim._wiring import REVERTIBLE_FIXES
 
-# The batch of `make test`: a few seeds of each cluster size, short fault phases.
+# The batch of `make test`: a few seeds of each cluster size, short fault phases, a bounded load.
 BATCH_SEEDS = (1, 2, 3, 4, 5, 6)
 BATCH_FAULT_S = 20.0
+BATCH_PROPOSALS_PER_S = 10.0
 
 
 def _run(tmp_path: object, seed: int, **config: object) -> Result:
@@ -17,10 +19,11 @@ def _run(tmp_path: object, seed: int, **config: object) -> Result:
 
 @pytest.mark.parametrize("nodes", [3, 5])
 def test_engines_elect_a_leader_and_commit_under_the_simulated_clock(tmp_path: object, nodes: int) -> None:
-    """With no faults, real engines in one thread elect one leader and commit and apply every proposal."""
+    """With no faults, real engines in one thread elect one leader, then commit and apply every proposal."""
     result = _run(tmp_path, 1, nodes=nodes, faults=False, fault_seconds=10.0)
     assert result.ok, result.report()
-    assert result.acknowledged >= 0.8 * result.proposals > 0
+    assert result.acknowledged > 50
+    assert result.refused == 0
 
 
 def test_a_seed_replays_exactly(tmp_path: object) -> None:
@@ -34,10 +37,19 @@ def test_a_seed_replays_exactly(tmp_path: object) -> None:
 
 
 def test_no_invariant_breaks_under_faults(tmp_path: object) -> None:
-    """Crashes, power loss, pauses, partitions (one-way too), slow links, connection resets and
-    frequent compaction break no invariant, and the healed cluster commits again and converges."""
+    """Crashes, power loss, pauses, partitions (one-way too), slow links, connection resets,
+    membership changes and frequent compaction break no invariant, and the healed cluster commits
+    again and converges."""
     results = [
-        _run(tmp_path, seed, nodes=5 if seed % 3 == 0 else 3, fault_seconds=BATCH_FAULT_S) for seed in BATCH_SEEDS
+        _run(
+            tmp_path,
+            seed,
+            nodes=5 if seed % 3 == 0 else 3,
+            fault_seconds=BATCH_FAULT_S,
+            proposals_per_s=BATCH_PROPOSALS_PER_S,
+            membership=seed % 2 == 0,
+        )
+        for seed in BATCH_SEEDS
     ]
     failed = [r for r in results if not r.ok]
     assert not failed, "\n\n".join(r.report() for r in failed)
@@ -47,5 +59,39 @@ def test_no_invariant_breaks_under_faults(tmp_path: object) -> None:
 @pytest.mark.parametrize("seed", range(100, 120))
 def test_no_invariant_breaks_under_faults_long(tmp_path: object, seed: int) -> None:
     """As the batch, over more seeds and longer fault phases (`pytest -m sim`)."""
-    result = _run(tmp_path, seed, nodes=5 if seed % 2 else 3, fault_seconds=60.0)
+    result = _run(tmp_path, seed, nodes=5 if seed % 2 else 3, fault_seconds=60.0, membership=seed % 3 == 0)
     assert result.ok, result.report()
+
+
+# Each fix the simulator can take back and has been seen to catch: the network it was hunted on, and
+# how many seeds (from seed 1) it may take: three times what it took when measured (README.md).
+REVERT_HUNTS = {
+    "chunk-commit": ("tcp", 3),
+    "compact-at-start": ("tcp", 18),
+    "append-keeps-matches": ("datagram", 9),
+}
+# Fixes the simulator has not caught yet when taken back, and what was tried (README.md).
+NOT_CAUGHT_YET = {
+    "install-keeps-log": "25 seeds on tcp, 25 on datagram",
+    "reply-term": "25 seeds on datagram",
+}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("fix", sorted(REVERT_HUNTS))
+def test_the_simulator_finds_the_loss_each_fix_prevents(tmp_path: object, fix: str) -> None:
+    """With one correction taken back (as the code was before it), some seed breaks an invariant:
+    the simulator can find each bug we fixed (`make sim-proof`)."""
+    network, seeds_max = REVERT_HUNTS[fix]
+    for seed in range(1, seeds_max + 1):
+        result = _run(tmp_path, seed, nodes=5 if seed % 2 else 3, network=network, revert=frozenset({fix}))
+        if not result.ok:
+            return
+    pytest.fail(f"{seeds_max} seeds on a {network} network with {fix} taken back broke no invariant")
+
+
+def test_every_fix_the_simulator_can_take_back_is_accounted_for() -> None:
+    """A fix added to _wiring.REVERTIBLE_FIXES needs a seed bound here (so its proof runs), or a
+    record of what was tried."""
+    assert set(REVERT_HUNTS) | set(NOT_CAUGHT_YET) == set(REVERTIBLE_FIXES)
+    assert not set(REVERT_HUNTS) & set(NOT_CAUGHT_YET)
