@@ -54,6 +54,14 @@ class SimConnection:
         return False  # the network connects peers itself
 
 
+def _peer(transport: Any, address: str) -> Any:
+    """The transport's Node object for a peer (compared by value: node ids hash their own way)."""
+    for node in transport._nodes:
+        if node.address == address:
+            return node
+    return None
+
+
 def make_transport_class(base: type, network: Network) -> type:
     """The engine's transport class with its TCP parts replaced by `network`."""
 
@@ -212,7 +220,7 @@ class Network:
         ):
             self.dropped += 1
             return
-        node = transport._nodeAddrToNode.get(src)
+        node = _peer(transport, src)
         connection = transport._connections.get(node)
         if node is None or connection is None or connection.state != CONNECTION_STATE.CONNECTED:
             self.dropped += 1
@@ -245,7 +253,7 @@ class Network:
         transport = self.transports.get(at)
         if transport is None:
             return
-        node = transport._nodeAddrToNode.get(peer)
+        node = _peer(transport, peer)
         connection = transport._connections.get(node)
         if connection is not None and connection.state == CONNECTION_STATE.CONNECTED:
             connection.state = CONNECTION_STATE.DISCONNECTED
@@ -268,7 +276,7 @@ class Network:
             return
         for at, peer in ends:
             transport = self.transports[at]
-            node = transport._nodeAddrToNode.get(peer)
+            node = _peer(transport, peer)
             connection = transport._connections.get(node)
             if connection is None or connection.state == CONNECTION_STATE.CONNECTED:
                 continue

@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,6 +50,17 @@ def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
         yield
     finally:
         setattr(target, name, saved)
+
+
+class NodeId(str):
+    """A node address whose hash is the same in every process. pysyncobj keeps peers in sets and
+    iterates them (sending, counting); a str's hash changes between processes, so the order would,
+    and with it the run. Given to the engine only: the simulation keys its own maps by plain str."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return zlib.crc32(self.encode())
 
 
 def _no_sample() -> Sample:
@@ -84,8 +96,8 @@ class SimNode:
             checkpoint=self._checkpoint, applied_index=self.applier.drained_applied_index, install=self._install
         )
         settings = RaftSettings(
-            self_address=address,
-            peer_addresses=tuple(peers),
+            self_address=NodeId(address),
+            peer_addresses=tuple(NodeId(p) for p in peers),
             journal_path=self.journal_path,
             snapshot_path=self.snapshot_path,
             durability="fsync",
@@ -110,6 +122,9 @@ class SimNode:
 
     def propose(self, payload: bytes, on_result: Callable[[bool], None]) -> None:
         self.raft.propose(payload, on_result)
+
+    def change_membership(self, add: bool, address: str, on_done: Callable[[bool, str], None]) -> None:
+        self.raft.change_membership(add, NodeId(address), on_done)
 
     def _role_changed(self, role: Role) -> None:
         self.role = role
