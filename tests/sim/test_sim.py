@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from tests.sim._sim import Result, SimConfig, run_seed
 from tests.sim._wiring import REVERTIBLE_FIXES
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # The batch of `make test`: a few seeds of each cluster size, short fault phases, a bounded load.
 BATCH_SEEDS = (1, 2, 3, 4, 5, 6)
@@ -27,11 +34,21 @@ def test_engines_elect_a_leader_and_commit_under_the_simulated_clock(tmp_path: o
 
 
 def test_a_seed_replays_exactly(tmp_path: object) -> None:
-    """The same seed gives the same run, event for event (the hash of its whole trace)."""
-    first = _run(tmp_path, 7, fault_seconds=8.0)
-    second = _run(tmp_path, 7, fault_seconds=8.0)
+    """The same seed gives the same run, event for event (the hash of its whole trace), in this process
+    and in another one whose string hashes differ; another seed gives another run."""
+    first = _run(tmp_path, 7, fault_seconds=8.0, membership=True)
+    second = _run(tmp_path, 7, fault_seconds=8.0, membership=True)
     assert first.faults > 0 and first.events > 1000
     assert (first.history, first.events, first.acknowledged) == (second.history, second.events, second.acknowledged)
+    script = (
+        "import sys, tempfile; from tests.sim._sim import SimConfig, run_seed; "
+        "r = run_seed(7, SimConfig(fault_seconds=8.0, membership=True), tempfile.mkdtemp()); print(r.history)"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=300
+    )
+    assert elsewhere.stdout.strip() == first.history
     other = _run(tmp_path, 8, fault_seconds=8.0)
     assert other.history != first.history
 
