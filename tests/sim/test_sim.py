@@ -84,7 +84,7 @@ def test_no_invariant_breaks_under_faults_long(tmp_path: object, seed: int) -> N
 # how many seeds (from seed 1) it may take: three times what it took when measured (README.md).
 REVERT_HUNTS = {
     "chunk-commit": ("tcp", 3),
-    "compact-at-start": ("tcp", 18),
+    "compact-at-start": ("tcp", 12),
     "append-keeps-matches": ("datagram", 9),
 }
 # Fixes the simulator has not caught yet when taken back, and what was tried (README.md).
