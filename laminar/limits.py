@@ -130,3 +130,9 @@ PROGRAM_THREAD_STACK_BYTES = 8 * MIB
 # Without it, 8192 one-byte puts could emit PROGRAM_EMITTED_BYTES_MAX each: 32 GiB for one entry.
 PROGRAM_ENTRY_EMITTED_BYTES_MAX = 32 * MIB
 PROGRAM_EVENT_OVERHEAD_BYTES = 256
+# Nesting the sandbox allows before any native recursion over it, by its own count (a RecursionError, whose threshold
+# depends on how deep the node's code called in, must never decide an outcome): data compared, printed, sorted or
+# turned into JSON, and JSON text parsed; and ctx.state (the pickler takes ~2 recursion levels a level). Both stay
+# hundreds of levels inside a call's recursion headroom of 1000, with program functions' 50 levels on top.
+PROGRAM_DATA_DEPTH_MAX = 400
+PROGRAM_STATE_DEPTH_MAX = 300

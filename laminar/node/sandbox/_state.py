@@ -16,7 +16,7 @@ import io
 import pickle
 from typing import Any
 
-from laminar.limits import PROGRAM_STATE_BYTES_MAX, PROGRAM_STATE_OBJECTS_MAX
+from laminar.limits import PROGRAM_STATE_BYTES_MAX, PROGRAM_STATE_DEPTH_MAX, PROGRAM_STATE_OBJECTS_MAX
 
 _PROTOCOL = 4
 
@@ -69,10 +69,7 @@ class _PlainPickler(pickle.Pickler):
 
 
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
-# Pickling recurses about twice per level of nesting (and a cycle would otherwise read as endless nesting): 300 levels
-# stay far inside a call's recursion headroom of 1000 (see _runtime), so a state this deep always encodes, on every
-# node, and a deeper one is always refused, by this count (a RecursionError from the pickler never decides).
-_DEPTH_MAX = 300
+_DEPTH_MAX = PROGRAM_STATE_DEPTH_MAX  # see limits.py: this count decides, never a RecursionError
 
 
 def _census(state: dict[str, Any]) -> tuple[str | None, int]:

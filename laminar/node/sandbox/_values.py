@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from laminar.limits import PROGRAM_INT_BITS_MAX, PROGRAM_VALUE_BYTES_MAX, REASON_BYTES_MAX
+from laminar.limits import PROGRAM_DATA_DEPTH_MAX, PROGRAM_INT_BITS_MAX, PROGRAM_VALUE_BYTES_MAX, REASON_BYTES_MAX
 from laminar.node.sandbox import _meter
 from laminar.node.sandbox._meter import (
     INT_TEXT_COST_SHIFT,
@@ -37,10 +37,7 @@ SEQUENCES = frozenset({str, bytes, list, tuple})
 MAPPINGS = frozenset({dict, MappingProxy})
 VIEWS = frozenset({DictKeys, DictValues, DictItems})
 TEXT_FLOAT_MAX = 330  # characters of the longest float text ("%f" of 1e308)
-# Nesting of the data a native operation may recurse over (comparing, printing, json): each level costs the
-# interpreter one level of its recursion count, and a call has _runtime's headroom of 1000, of which program
-# functions use at most ~150 (PROGRAM_RECURSION_DEPTH_MAX calls of a few frames each).
-DATA_DEPTH_MAX = 400
+DATA_DEPTH_MAX = PROGRAM_DATA_DEPTH_MAX  # see limits.py
 SMALL_INT_BITS = 128  # an int this small converts to text in well under a step
 _TEXT_CHARS_PER_OBJECT = 8  # the shortest text of an element in a container's repr, with its separator, about
 
