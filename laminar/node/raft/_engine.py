@@ -206,6 +206,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self.partitioned_from: frozenset[str] = frozenset()
         self.bad_messages = 0  # malformed messages dropped (tick thread only)
         self._leader_heard_at = monotonic()  # when an append of the current term last arrived (tick thread)
+        self._votes_term = -1  # the term whose votes _voters holds (tick thread only)
+        self._voters: set[str] = set()  # addresses whose vote for this node in _votes_term was counted
         super().__init__(settings.self_address, list(settings.peer_addresses), conf, transportClass=_SyncingTransport)
         self.addOnTickCallback(self._run_tick_tasks)
 
@@ -383,6 +385,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             return
         if kind == "append_entries" and self._append_keeping_matches(node, message):
             return
+        if kind == "response_vote" and not self._first_vote_of(node, message):
+            return
         if kind == "next_node_idx" and message.get("term", self.raftCurrentTerm) != self.raftCurrentTerm:
             # A reply to an append of another term: pysyncobj's replies carry no term, and a late one
             # (a delayed link, a leader elected again) would set matchIndex from a log this follower
@@ -396,6 +400,20 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
                 next_index[node] = next_before
             return
         SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+    def _first_vote_of(self, node: Any, message: dict[str, Any]) -> bool:
+        """pysyncobj counts a candidate's votes with a counter, not by voter: one vote delivered twice
+        (a duplicated message, a request answered twice) counts twice, and a candidate that a minority
+        voted for leads beside the real leader of its term. Found by the simulator (two leaders in one
+        term: seed 2000149, datagram network). Each voter counts once per term; False drops a repeat."""
+        term = message.get("term")
+        if term != self._votes_term:
+            self._votes_term, self._voters = term, set()
+        voter = str(getattr(node, "address", node))
+        if voter in self._voters:
+            return False
+        self._voters.add(voter)
+        return True
 
     def _follow(self, node: Any, message: dict[str, Any]) -> None:
         """pysyncobj's handling of an append's term and leader (step down, reset the election timer,

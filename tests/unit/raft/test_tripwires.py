@@ -16,7 +16,7 @@ import pysyncobj.tcp_server as pysyncobj_tcp_server
 import pysyncobj.transport as pysyncobj_transport
 import pytest
 from pysyncobj import SyncObj
-from pysyncobj.syncobj import _COMMAND_TYPE
+from pysyncobj.syncobj import _COMMAND_TYPE, _RAFT_STATE
 from pysyncobj.tcp_connection import TcpConnection
 from pysyncobj.transport import TCPTransport
 from raft_harness import Cluster, compact, deliver
@@ -116,6 +116,28 @@ def test_our_journal_replaces_pysyncobjs_and_utility_commands_are_not_served(clu
     engine = cluster[0].engine
     assert engine._SyncObj__raftLog is engine._journal
     assert engine._SyncObj__transport._onUtilityMessageCallbacks == {}
+
+
+def test_a_vote_delivered_twice_counts_once(tmp_path: Path) -> None:
+    """A candidate of 5 with its own vote and one other, that other delivered twice, does not lead:
+    pysyncobj counted each response_vote message, so a duplicate made a minority a majority."""
+    five = Cluster(tmp_path, size=5)
+    try:
+        a, b = five[0], five[1]
+        engine = a.engine
+        term = engine.raftCurrentTerm + 1
+        engine._SyncObj__raftCurrentTerm = term
+        engine._SyncObj__raftState = _RAFT_STATE.CANDIDATE
+        engine._SyncObj__votesCount = 1
+        vote = {"type": "response_vote", "term": term}
+        deliver(a, b, vote)
+        deliver(a, b, dict(vote))
+        assert not engine._isLeader()
+        assert engine._SyncObj__votesCount == 2
+        deliver(a, five[2], dict(vote))
+        assert engine._isLeader()  # a third voter is a majority of 5
+    finally:
+        five.close()
 
 
 def test_a_reply_of_another_term_is_dropped(cluster: Cluster) -> None:
