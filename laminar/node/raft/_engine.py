@@ -406,7 +406,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         (a duplicated message, a request answered twice) counts twice, and a candidate that a minority
         voted for leads beside the real leader of its term. Found by the simulator (two leaders in one
         term: seed 2000149, datagram network). Each voter counts once per term; False drops a repeat."""
-        term = message.get("term")
+        term = int(message.get("term", -1))
         if term != self._votes_term:
             self._votes_term, self._voters = term, set()
         voter = str(getattr(node, "address", node))
