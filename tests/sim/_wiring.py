@@ -248,6 +248,7 @@ REVERTIBLE_FIXES = {
     "install-keeps-log": "5964024: a snapshot install keeps the entries after a matching last entry (Raft 7)",
     "chunk-commit": "5964024: a snapshot chunk does not advance the follower's commit index",
     "append-keeps-matches": "5964024: an append deletes entries only from the first conflict",
+    "vote-per-voter": "a candidate counts each member's vote once per term (pysyncobj counts vote messages)",
 }
 
 
@@ -307,4 +308,6 @@ def reverted(fixes: frozenset[str]) -> Iterator[Callable[[Any], Any] | None]:
             stack.enter_context(_patched(engine_class, "_receive_snapshot_chunk", committing))
         if "append-keeps-matches" in fixes:
             stack.enter_context(_patched(engine_class, "_append_keeping_matches", lambda *_: False))
+        if "vote-per-voter" in fixes:
+            stack.enter_context(_patched(engine_class, "_first_vote_of", lambda *_: True))
         yield _without_reply_term if "reply-term" in fixes else None

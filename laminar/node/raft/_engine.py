@@ -20,6 +20,10 @@ What we change and why:
   index this follower's log no longer holds, and the leader would commit and acknowledge entries
   a majority does not have. (A fault run lost acknowledged appends after leader changes; this is
   one way that happens. See bench/results/torture-20261130-lost-appends.)
+- One vote per voter: pysyncobj counts `response_vote` messages, not voters, so a vote delivered
+  twice counts twice and a candidate with a minority of votes becomes leader, one whose log may lack
+  committed entries (Raft's leader completeness), or beside the real leader of its term. We count
+  each member's vote once per term. (Found by the simulator on a network that duplicates.)
 - A durable journal (see _journal.py): the leader syncs its appended entries before it counts
   itself toward a commit (at the start of each tick), and a follower syncs before it acknowledges
   entries (in the transport, before any `next_node_idx` reply), so `committed` means durable on a
@@ -207,7 +211,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self.bad_messages = 0  # malformed messages dropped (tick thread only)
         self._leader_heard_at = monotonic()  # when an append of the current term last arrived (tick thread)
         self._votes_term = -1  # the term whose votes _voters holds (tick thread only)
-        self._voters: set[str] = set()  # addresses whose vote for this node in _votes_term was counted
+        self._voters: set[str] = set()  # addresses of the members whose vote in _votes_term was counted
         super().__init__(settings.self_address, list(settings.peer_addresses), conf, transportClass=_SyncingTransport)
         self.addOnTickCallback(self._run_tick_tasks)
 
@@ -404,13 +408,18 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
     def _first_vote_of(self, node: Any, message: dict[str, Any]) -> bool:
         """pysyncobj counts a candidate's votes with a counter, not by voter: one vote delivered twice
         (a duplicated message, a request answered twice) counts twice, and a candidate that a minority
-        voted for leads beside the real leader of its term. Found by the simulator (two leaders in one
-        term: seed 2000149, datagram network). Each voter counts once per term; False drops a repeat."""
-        term = int(message.get("term", -1))
-        if term != self._votes_term:
-            self._votes_term, self._voters = term, set()
-        voter = str(getattr(node, "address", node))
-        if voter in self._voters:
+        voted for leads beside the real leader of its term, or with a log that lacks committed entries.
+        Found by the simulator (seeds 2000149, 2000111: two leaders in one term; 2000107: a leader
+        without committed entries, then no commit at all). Each member counts once per term; False
+        drops a repeat, or a vote from a node that is not a member. A vote of another term passes
+        (pysyncobj ignores it) and leaves the voters of this term alone: a late one from an older term
+        must not clear them, or a repeat arriving after it would count again."""
+        if int(message["term"]) != self.raftCurrentTerm:
+            return True
+        if self._votes_term != self.raftCurrentTerm:
+            self._votes_term, self._voters = self.raftCurrentTerm, set()
+        voter = str(node.address)
+        if voter in self._voters or all(str(n.address) != voter for n in self.otherNodes):
             return False
         self._voters.add(voter)
         return True

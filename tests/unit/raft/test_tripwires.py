@@ -107,6 +107,7 @@ def test_every_overridden_or_called_private_name_exists(cluster: Cluster) -> Non
         "'transmission'",
         "'success'",
         "'reset'",
+        "'response_vote'",
     ):
         assert key in source, key
 
