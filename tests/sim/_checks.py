@@ -35,6 +35,10 @@ class Checker:
     def __init__(self) -> None:
         self.leaders: dict[int, str] = {}  # term -> the node that led it
         self.committed: dict[int, tuple[int, str, str]] = {}  # index -> (term, fingerprint, first seen at)
+        # index -> the term of the node that first held it committed: the entry was committed in that
+        # term or an earlier one (a node's commit index comes from a leader of its term or older).
+        self.committed_by_term: dict[int, int] = {}
+        self.complete_leaders: set[int] = set()  # terms whose leader's log was checked for completeness
         self.applied: dict[int, tuple[str, str]] = {}  # index -> (payload fingerprint, first applied by)
         self.digests: dict[int, tuple[str, str]] = {}  # intention offset -> (store digest, first seen at)
         self.checked_through: dict[str, int] = {}  # address -> commit index its log was checked through
@@ -66,10 +70,32 @@ class Checker:
             mark = fingerprint(command)
             if seen is None:
                 self.committed[index] = (term, mark, node.address)
+                self.committed_by_term[index] = node.term
             elif seen[:2] != (term, mark):
                 found.append(
                     f"index {index} committed as term {seen[0]} entry {seen[1]} on {seen[2]}, "
                     f"but {node.address} holds term {term} entry {mark} there with commit index {node.commit_index}"
+                )
+        return found
+
+    def completeness(self, node: Observed, log: Sequence[Entry]) -> list[str]:
+        """Leader completeness (Raft 5.4): a leader's log holds every entry committed in an earlier
+        term, as far back as its log reaches (older ones are in its snapshot). Checked once per term,
+        when the leader is first seen."""
+        if not node.is_leader or node.term in self.complete_leaders or not log:
+            return []
+        self.complete_leaders.add(node.term)
+        first = log[0][1]
+        held = {index: (term, fingerprint(command)) for command, index, term in log}
+        found = []
+        for index, by_term in sorted(self.committed_by_term.items()):
+            term, mark, where = self.committed[index]
+            if by_term < node.term and index >= first and held.get(index) != (term, mark):
+                has = held.get(index)
+                found.append(
+                    f"leader {node.address} of term {node.term} lacks index {index} (term {term} entry {mark}, "
+                    f"committed on {where} in term {by_term} or before): its log has "
+                    + ("nothing there" if has is None else f"term {has[0]} entry {has[1]}")
                 )
         return found
 

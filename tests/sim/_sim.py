@@ -315,8 +315,10 @@ class Simulation:
         self._fail(self.found_in_apply)
         node = self.nodes[address]
         if node is not None:
+            log = node.log()
             self._fail(self.checker.leader(node))
-            self._fail(self.checker.commits(node, node.log()))
+            self._fail(self.checker.commits(node, log))
+            self._fail(self.checker.completeness(node, log))
 
     def _start(self, address: str) -> None:
         self.incarnation[address] += 1
