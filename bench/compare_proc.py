@@ -22,6 +22,9 @@ from bench.etcd_client import EtcdClient
 from bench.workloads import VALUE_BYTES
 
 ETCD, LAMINAR = "etcd", "laminar"
+# Requests one etcd client keeps in flight. etcd refuses new requests ("too many requests") once its
+# applied index trails its committed index by 5,000 entries, so 5 clients x 1,000 stay below that.
+ETCD_WINDOW_REQUESTS = 1_000
 PIPELINED, SEQUENTIAL, READ_BACK = "pipelined", "sequential", "read_back"
 
 
@@ -89,12 +92,13 @@ def _etcd_pipelined(client: EtcdClient, job: CompareJob, report: ClientReport) -
     deadline = time.monotonic() + job.timeout_s
     in_flight: queue.SimpleQueue[tuple[float, int, Any]] = queue.SimpleQueue()
     requests = -(-job.messages // job.txn_batch)
-    acker = threading.Thread(target=_ack, args=(in_flight, requests, report, deadline), daemon=True)
+    window = threading.BoundedSemaphore(ETCD_WINDOW_REQUESTS)
+    acker = threading.Thread(target=_ack, args=(in_flight, requests, report, deadline, window), daemon=True)
     acker.start()
     start = time.perf_counter()
     for first in range(0, job.messages, job.txn_batch):
-        if time.monotonic() > deadline:
-            break  # the acker times out and says so
+        if not window.acquire(timeout=max(0.0, deadline - time.monotonic())) or report.first_reason:
+            break  # the acker failed or timed out, and says why
         keys = [
             etcd_key(job.prefix, job.client_index, i) for i in range(first, min(first + job.txn_batch, job.messages))
         ]
@@ -106,12 +110,18 @@ def _etcd_pipelined(client: EtcdClient, job: CompareJob, report: ClientReport) -
         in_flight.put((sent, len(keys), future))
     acker.join(max(0.0, deadline - time.monotonic()) + 1.0)
     if acker.is_alive() or len(report.latencies_s) < job.messages:
-        raise RuntimeError(f"{len(report.latencies_s)} of {job.messages} puts answered within {job.timeout_s} s")
+        raise RuntimeError(
+            f"{len(report.latencies_s)} of {job.messages} puts answered within {job.timeout_s} s: {report.first_reason}"
+        )
     report.wall_s = report.wall_s - start  # the acker left the time of the last answer there
 
 
 def _ack(
-    in_flight: queue.SimpleQueue[tuple[float, int, Any]], requests: int, report: ClientReport, deadline: float
+    in_flight: queue.SimpleQueue[tuple[float, int, Any]],
+    requests: int,
+    report: ClientReport,
+    deadline: float,
+    window: threading.BoundedSemaphore,
 ) -> None:
     try:
         for _ in range(requests):
@@ -120,6 +130,7 @@ def _ack(
             acked = time.perf_counter()
             report.latencies_s.extend([acked - sent] * count)
             report.wall_s = acked
+            window.release()
     except BaseException as error:  # noqa: BLE001 - the sender sees the missing answers and reports
         report.first_reason = repr(error)
 
