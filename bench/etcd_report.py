@@ -165,7 +165,7 @@ def markdown(info: CompareInfo, runs: Sequence[Run], chart: str | None) -> str:
 
 OPEN_LOOP_INTRO = (
     "Writes offered at a fixed rate, a fraction of Laminar's measured pipelined maximum (the median "
-    "messages/s of its pipelined runs above), by {senders} sender processes for {seconds:g} s; the same "
+    "messages/s of its pipelined runs above), by {senders} sender processes for {seconds:.0f} s; the same "
     "absolute rates for etcd. Latency counts from each message's due time on the schedule, not from when it "
     "was sent (no coordinated omission); a message not committed (delivered) within the drain period counts "
     "as infinitely late (an empty cell: that percentile was never reached). Laminar also has a listener on "
