@@ -582,6 +582,12 @@ class Simulation:
             self.changing_until = 0.0
             self.note(f"membership: {verb} {address}: {'done' if ok else 'refused: ' + reason}")
             self.result.membership_changes += ok
+            if not ok and (address in {str(a) for a in leader.raft.members()}) == add:
+                # pysyncobj refuses to add a member or remove a non-member: the change took effect
+                # through an earlier request whose answer was lost (its leader died after appending it).
+                # Retiring the node now would wipe the disks of a voting member.
+                self.note(f"membership: {address} is already {'in' if add else 'out'} as {leader.address} sees it")
+                ok = True
             if ok and add:
                 self.members.add(address)
                 self.joining = None

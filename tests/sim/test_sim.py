@@ -72,6 +72,17 @@ def test_no_invariant_breaks_under_faults(tmp_path: object) -> None:
     assert not failed, "\n\n".join(r.report() for r in failed)
 
 
+def test_a_member_added_by_a_lost_request_is_not_retired(tmp_path: object) -> None:
+    """An add whose leader died before answering still took effect; the retried add is refused (already a
+    member), and the simulator keeps that node as a member instead of wiping its disks (seed 3000071:
+    n1 wiped while a voter, then "did not converge" as the leader still counted it)."""
+    result = _run(
+        tmp_path, 3000071, nodes=5, network="datagram", fault_seconds=30.0, membership=True, trace_lines=50_000
+    )
+    assert result.ok, result.report()
+    assert any("n1:7001 is already in" in line for line in result.trace), "the seed no longer hits the lost answer"
+
+
 @pytest.mark.sim
 @pytest.mark.parametrize("seed", range(100, 120))
 def test_no_invariant_breaks_under_faults_long(tmp_path: object, seed: int) -> None:
