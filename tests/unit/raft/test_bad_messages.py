@@ -7,23 +7,13 @@ from __future__ import annotations
 import socket
 import struct
 import zlib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from raft_harness import Cluster, deliver
 
 from laminar import limits
 
 PAYLOADS = [b"p%02d" % i for i in range(1, 11)]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path)
-    yield cluster
-    cluster.close()
 
 
 def _bad_messages(term: int, last: int) -> list[Any]:

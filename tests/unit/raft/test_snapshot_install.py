@@ -4,20 +4,9 @@ open (seed 7 of the fault run: a follower installed a snapshot at 37450 while it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from raft_harness import Cluster, compact, deliver, snapshot_messages
 
 PAYLOADS = [b"p%02d" % i for i in range(1, 21)]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path)
-    yield cluster
-    cluster.close()
 
 
 def _isolate(cluster: Cluster, i: int) -> None:

@@ -5,7 +5,6 @@ Real engines, journals and snapshot files over loopback, driven by doTick()."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,6 @@ from laminar.node.raft._snapshot import SnapshotCorrupt, SnapshotReceiver, verif
 
 PAYLOADS = [b"p%02d" % i for i in range(1, 21)]
 SMALL_CHUNK_BYTES = 512
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path)
-    yield cluster
-    cluster.close()
 
 
 def _isolate(cluster: Cluster, i: int) -> None:

@@ -8,13 +8,11 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pysyncobj.syncobj as pysyncobj_module
 import pysyncobj.tcp_server as pysyncobj_tcp_server
 import pysyncobj.transport as pysyncobj_transport
-import pytest
 from pysyncobj import SyncObj
 from pysyncobj.syncobj import _COMMAND_TYPE, _RAFT_STATE
 from pysyncobj.tcp_connection import TcpConnection
@@ -63,13 +61,6 @@ ATTRIBUTES = [
     "_SyncObj__transport",
     "_methodToID",
 ]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path)
-    yield cluster
-    cluster.close()
 
 
 def _isolate(cluster: Cluster, i: int) -> None:
