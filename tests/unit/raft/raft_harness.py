@@ -163,6 +163,18 @@ def deliver(to: Node, sender: Node, message: dict[str, Any]) -> None:
     to.engine._SyncObj__onMessageReceived(to.peer(sender.address), message)
 
 
+def append(term: int, prev_index: int, prev_term: int, entries: list[Any], commit_index: int) -> dict[str, Any]:
+    """An append_entries message as a leader of `term` sends it: `entries` after (prev_index, prev_term)."""
+    return {
+        "type": "append_entries",
+        "term": term,
+        "commit_index": commit_index,
+        "prevLogIdx": prev_index,
+        "prevLogTerm": prev_term,
+        "entries": entries,
+    }
+
+
 def snapshot_messages(sender: Node, chunk_bytes: int = 1 << 20) -> list[dict[str, Any]]:
     """The append_entries messages that carry `sender`'s snapshot file, as its leader transport sends them:
     chunks of (data, first, last) read from the file, the last one empty, each tagged with its offset."""

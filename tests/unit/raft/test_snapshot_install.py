@@ -4,7 +4,7 @@ open (seed 7 of the fault run: a follower installed a snapshot at 37450 while it
 
 from __future__ import annotations
 
-from raft_harness import Cluster, compact, deliver, snapshot_messages
+from raft_harness import Cluster, append, compact, deliver, snapshot_messages
 
 PAYLOADS = [b"p%02d" % i for i in range(1, 21)]
 
@@ -70,18 +70,7 @@ def test_a_follower_behind_the_snapshot_installs_it_and_keeps_its_log_after_it(c
     term = a.engine.raftCurrentTerm
     b.engine.partitioned_from = frozenset()  # b hears only what this test hands it
 
-    deliver(
-        b,
-        a,
-        {
-            "type": "append_entries",
-            "term": term,
-            "commit_index": 1,
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-            "entries": entries,
-        },
-    )
+    deliver(b, a, append(term, 1, 0, entries, commit_index=1))
     assert b.log_end() == committed and b.engine.raftLastApplied == 1
     for message in snapshot_messages(a):
         deliver(b, a, message)
@@ -90,18 +79,7 @@ def test_a_follower_behind_the_snapshot_installs_it_and_keeps_its_log_after_it(c
     assert b.log_end() == committed, "the entries after the snapshot were discarded"
     assert b.journal[1][1] == snapshot_index
 
-    deliver(
-        b,
-        a,
-        {
-            "type": "append_entries",
-            "term": term,
-            "commit_index": committed,
-            "prevLogIdx": committed,
-            "prevLogTerm": entries[-1][2],
-            "entries": [],
-        },
-    )
+    deliver(b, a, append(term, committed, entries[-1][2], [], commit_index=committed))
     cluster.tick()
     assert set(b.ledger.applied.values()) == set(PAYLOADS)
 
@@ -117,42 +95,9 @@ def test_an_append_carrying_fewer_entries_than_the_follower_holds_deletes_none(c
     entries = list(a.journal[1:])
     term = a.engine.raftCurrentTerm
     b.engine.partitioned_from = frozenset()
-    deliver(
-        b,
-        a,
-        {
-            "type": "append_entries",
-            "term": term,
-            "commit_index": 1,
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-            "entries": entries,
-        },
-    )
+    deliver(b, a, append(term, 1, 0, entries, commit_index=1))
     end = b.log_end()
-    deliver(
-        b,
-        a,
-        {
-            "type": "append_entries",
-            "term": term,
-            "commit_index": 1,
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-            "entries": entries[:3],
-        },
-    )
+    deliver(b, a, append(term, 1, 0, entries[:3], commit_index=1))
     assert b.log_end() == end
-    deliver(
-        b,
-        a,
-        {
-            "type": "append_entries",
-            "term": term,
-            "commit_index": 1,
-            "prevLogIdx": 5,
-            "prevLogTerm": entries[3][2],
-            "entries": [],
-        },
-    )
+    deliver(b, a, append(term, 5, entries[3][2], [], commit_index=1))
     assert b.log_end() == end
