@@ -443,10 +443,15 @@ def node_addresses(topology: Topology, node_ids: Sequence[int]) -> dict[int, tup
     }
 
 
+NETNS_RAFT_PASSWORD = "netns test cluster"  # the nodes run off loopback: secure by default asks for one
+CLIENT_RISK_ACCEPTED = "accept_risk_client_without_tls = true"
+
+
 def write_cluster_config(path: str, data_dir: str, nodes: dict[int, tuple[str, str]], extra: str = "") -> None:
     """A cluster TOML with a host of its own per node (laminar.local_cluster.write_config gives every
-    node the same host and different ports)."""
-    lines = [f'data_dir = "{data_dir}"', extra, ""]
+    node the same host and different ports). The addresses are off loopback, so the Raft port has a
+    password and the client port (plaintext inside these private namespaces) says it accepts that."""
+    lines = [f'data_dir = "{data_dir}"', f'raft_password = "{NETNS_RAFT_PASSWORD}"', CLIENT_RISK_ACCEPTED, extra, ""]
     for node_id, (client, raft) in sorted(nodes.items()):
         lines += ["[[nodes]]", f"id = {node_id}", f'client = "{client}"', f'raft = "{raft}"', ""]
     with open(path, "w") as f:

@@ -2,11 +2,13 @@
 
     data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N (relative: to this file)
     # durability = "fsync"              # default; "none" keeps the journal in the page cache only
-    # raft_password = "..."             # optional: encrypts and authenticates Raft traffic
+    # raft_password = "..."             # encrypts and authenticates Raft traffic (required off loopback)
     # raft_log_entries_max = 2000       # compact the Raft journal (snapshot) past this many entries
     # tls_cert = "certs/node.pem"       # optional: serve the client port over TLS with this chain (PEM)
     # tls_key = "certs/node.key"        #   and this private key; both may also be set per node
     # tls_client_ca = "certs/ca.pem"    # optional: require client certificates signed by this CA
+    # accept_risk_raft_without_password = true   # run a Raft port off loopback without raft_password
+    # accept_risk_client_without_tls = true      # serve a client port off loopback in plaintext
 
     [[nodes]]
     id = 1
@@ -17,11 +19,18 @@
 Relative paths (data_dir, TLS files) are relative to the directory of the config file, so a node
 finds the same data whatever directory it is started from. Unknown keys are refused, naming the
 closest known one: a misspelt `raft_pasword` must not run the Raft port unencrypted.
+
+Secure by default: the Raft port speaks pickle, so whoever reaches it without `raft_password` can run
+code on the node; a plaintext client port off loopback lets anyone on the network read and forge its
+traffic. A node whose Raft address is off loopback without `raft_password`, or whose client address is
+off loopback without TLS, refuses to start, unless the config accepts that risk in so many words
+(the two `accept_risk_*` keys above). Threat model: docs/security.md.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -49,6 +58,8 @@ class NodeConfig:
     durability: str = "fsync"
     raft_log_entries_max: int = limits.RAFT_LOG_ENTRIES_MAX
     tls_client_ca: str | None = None  # PEM CA bundle; set: clients must present a certificate it signed
+    accept_risk_raft_without_password: bool = False  # the config says so in so many words
+    accept_risk_client_without_tls: bool = False
     fault_injection: bool = False  # tests only: answer InjectFault (cut Raft links on request)
 
     @property
@@ -75,6 +86,8 @@ TOP_LEVEL_KEYS = (
     "tls_cert",
     "tls_key",
     "tls_client_ca",
+    "accept_risk_raft_without_password",
+    "accept_risk_client_without_tls",
     "nodes",
 )
 NODE_KEYS = ("id", "client", "raft", "metrics", "tls_cert", "tls_key")
@@ -144,7 +157,59 @@ def load_config(path: str, node_id: int, durability: str | None = None) -> NodeC
         if (n.tls_cert is None) != (n.tls_key is None):
             raise ConfigError(f"{path}: node {n.id} needs both tls_cert and tls_key, or neither")
     client_ca = _path(raw.get("tls_client_ca"), f"{path}: tls_client_ca", base_dir)
-    return NodeConfig(node_id, tuple(nodes), data_dir, password, durability, entries_max, tls_client_ca=client_ca)
+    config = NodeConfig(
+        node_id,
+        tuple(nodes),
+        data_dir,
+        password,
+        durability,
+        entries_max,
+        tls_client_ca=client_ca,
+        accept_risk_raft_without_password=_flag(raw, "accept_risk_raft_without_password", path),
+        accept_risk_client_without_tls=_flag(raw, "accept_risk_client_without_tls", path),
+    )
+    refusal = exposure_refusal(config)
+    if refusal is not None:
+        raise ConfigError(f"{path}: {refusal}")
+    return config
+
+
+def _flag(raw: dict[str, object], key: str, path: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def on_loopback(address: str) -> bool:
+    """True if `host:port` names a loopback host (127.0.0.0/8 or localhost). A name other than
+    localhost counts as off loopback: what it resolves to may change after the node starts."""
+    host = address.rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_refusal(config: NodeConfig) -> str | None:
+    """Why this node must not start as configured (one line saying how to fix it), or None."""
+    me = config.me
+    if not on_loopback(me.raft) and config.raft_password is None and not config.accept_risk_raft_without_password:
+        return (
+            f"node {me.id} refuses to start: its Raft address {me.raft} is off loopback and raft_password is "
+            "not set, so whoever reaches that port can run code on this node (Raft messages are pickles); "
+            'set raft_password = "<a long random secret, the same on every node>" at the top of the config, '
+            "or write accept_risk_raft_without_password = true to run so anyway"
+        )
+    if not on_loopback(me.client) and me.tls_cert is None and not config.accept_risk_client_without_tls:
+        return (
+            f"node {me.id} refuses to start: its client address {me.client} is off loopback without TLS, so "
+            "anyone on that network can read and forge its clients' traffic; set tls_cert and tls_key "
+            "(docs/security.md), or write accept_risk_client_without_tls = true to serve plaintext anyway"
+        )
+    return None
 
 
 def _path(value: object, what: str, base_dir: str) -> str | None:

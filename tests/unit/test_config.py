@@ -63,3 +63,40 @@ def test_a_top_level_key_written_after_the_nodes_is_explained(tmp_path: pathlib.
         f"{config}: nodes[0]: unknown key 'raft_pasword'; 'raft_password' is a top-level key: "
         "put it before the first [[nodes]]"
     )
+
+
+def _exposed(tmp_path: pathlib.Path, top: str, client: str, raft: str) -> str:
+    node = f'[[nodes]]\nid = 1\nclient = "{client}"\nraft = "{raft}"\n'
+    return _write(tmp_path / "exposed.toml", f'data_dir = "d"\n{top}\n{node}')
+
+
+def test_a_raft_port_off_loopback_needs_a_password_or_the_risk_accepted_in_so_many_words(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Raft off loopback without raft_password is refused in one line naming the fix; either fix lets it load."""
+    config = _exposed(tmp_path, "", "127.0.0.1:7101", "10.1.2.3:7201")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, 1)
+    message = str(caught.value)
+    assert "\n" not in message and "Raft address 10.1.2.3:7201 is off loopback" in message
+    assert "run code on this node" in message and "raft_password =" in message
+    assert "accept_risk_raft_without_password = true" in message
+    assert load_config(_exposed(tmp_path, 'raft_password = "s3cret"', "127.0.0.1:7101", "10.1.2.3:7201"), 1)
+    accepted = load_config(
+        _exposed(tmp_path, "accept_risk_raft_without_password = true", "127.0.0.1:7101", "0.0.0.0:7201"), 1
+    )
+    assert accepted.accept_risk_raft_without_password and accepted.raft_password is None
+    with pytest.raises(ConfigError, match="must be true or false"):
+        load_config(_exposed(tmp_path, 'accept_risk_raft_without_password = "yes"', "127.0.0.1:1", "1.2.3.4:2"), 1)
+
+
+def test_a_client_port_off_loopback_needs_tls_or_the_risk_accepted_in_so_many_words(tmp_path: pathlib.Path) -> None:
+    """A plaintext client port off loopback is refused; TLS or accept_risk_client_without_tls lets it load."""
+    for host in ("0.0.0.0", "node1.example.com", "192.168.1.5"):
+        with pytest.raises(ConfigError, match=f"client address {host}:7101 is off loopback without TLS"):
+            load_config(_exposed(tmp_path, "", f"{host}:7101", "127.0.0.1:7201"), 1)
+    tls = 'tls_cert = "n.pem"\ntls_key = "n.key"'
+    assert load_config(_exposed(tmp_path, tls, "0.0.0.0:7101", "127.0.0.1:7201"), 1).me.tls_cert
+    assert load_config(_exposed(tmp_path, "accept_risk_client_without_tls = true", "0.0.0.0:7101", "127.0.0.1:7201"), 1)
+    for host in ("127.0.0.1", "127.9.9.9", "localhost"):  # loopback needs neither
+        assert load_config(_exposed(tmp_path, "", f"{host}:7101", f"{host}:7201"), 1)
