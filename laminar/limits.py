@@ -119,10 +119,14 @@ PROGRAM_SYNTAX_NODES_MAX = 8192
 # Bytes module-level values may hold (str at 1 byte a character if ASCII, else 4; 8 bytes a reference; 32 a scalar):
 # they live as long as the topic, on every node, and the module body's step budget alone would allow ~400 MB.
 PROGRAM_MODULE_BYTES_MAX = 1 * MIB
-# Stack of the threads that run programs (set for every thread the node starts): a call may recurse natively (compare,
-# repr, json, pickle of nested data) up to its recursion headroom of 1000 levels, which needs well under 1 MiB
-# (measured: see tests/unit/sandbox/test_sandbox_environment.py); 8 MiB is Linux's usual default, made explicit.
+# Stack of the threads that run programs, given when each is started (laminar/node/sandbox/_threads.py: the apply
+# thread, the Raft thread, the sandbox's own; no program runs on any other thread): a call may recurse natively
+# (compare, repr, json, pickle of nested data) up to its recursion headroom of 1000 levels, which needs well under
+# 1 MiB (measured: see tests/unit/sandbox/test_sandbox_environment.py); 8 MiB is Linux's usual default, made explicit.
 PROGRAM_THREAD_STACK_BYTES = 8 * MIB
+# Program work waiting for the sandbox's own program thread, handed over by threads that may not run programs (their
+# stack unknown: the main thread, a request thread); each such caller waits for its own (sandbox/_threads.py).
+PROGRAM_HANDOFFS_QUEUED_MAX = 64
 # What the program calls of one log entry may emit, over all of them: key and value bytes plus
 # PROGRAM_EVENT_OVERHEAD_BYTES per event (what an event costs a node to hold while the entry is applied: its
 # serialized record, the view's entry, the write batch's). Past it, the call that would cross it ends ERROR, on every

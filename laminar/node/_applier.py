@@ -9,7 +9,9 @@ Threads: the Raft thread hands each committed entry to `on_commit`, which queues
 thread. Apply has its own thread so that a big batch (or a costly topic program) never delays
 heartbeats and votes: a node busy applying must not look dead to its peers. An entry of one
 intention, when the apply thread is idle, is applied by the Raft thread itself: its stall is one
-program call at most, and a lone commit saves a thread handoff.
+program call at most, and a lone commit saves a thread handoff. Both threads are started with the
+sandbox's stack size (the Raft thread inside program_thread_stacks(), see _node.py); a program
+called from any other thread is handed to the sandbox's own thread.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from laminar import limits
 from laminar.node._entry import one_intention_at_most
 from laminar.node._metrics import NodeMetrics
+from laminar.node.sandbox import start_program_thread
 from laminar.node.state_machine import Outcome, StateMachine
 from laminar.node.store import Store, WriteSet
 
@@ -59,8 +62,8 @@ class Applier:
         self._queue: queue.Queue[tuple[int, bytes] | Callable[[], None] | None] = queue.Queue(
             maxsize=limits.APPLY_QUEUE_ENTRIES_MAX
         )
-        self._thread = threading.Thread(target=self._loop, name="apply", daemon=True)
-        self._thread.start()
+        # Programs run on this thread: it gets their stack size explicitly (see laminar/node/sandbox/_threads.py).
+        self._thread = start_program_thread(self._loop, "apply")
 
     def queued_entries(self) -> int:
         return self._queue.qsize()

@@ -34,6 +34,7 @@ from laminar.node._membership import Membership
 from laminar.node._metrics import NodeMetrics, Sample
 from laminar.node.config import NodeConfig, read_pem
 from laminar.node.raft import Proposer, RaftAdapter, RaftPort, RaftSettings, Role, SnapshotHooks
+from laminar.node.sandbox import program_thread_stacks
 from laminar.node.service import (
     EventFeed,
     LaminarServicer,
@@ -115,16 +116,19 @@ class Node:
         self._serving = False
         self._health_lock = threading.Lock()  # the watcher and the tick thread (role changes) both refresh
         self._stopping = threading.Event()
-        self.raft: RaftPort = RaftAdapter(
-            _raft_settings(config),
-            on_apply=self.applier.on_commit,
-            on_role=self._role_changed,
-            snapshot_hooks=SnapshotHooks(
-                checkpoint=self.applier.checkpoint,
-                applied_index=self.applier.drained_applied_index,
-                install=self.applier.install_snapshot,
-            ),
-        )
+        # The Raft thread may apply a small entry itself (see Applier.on_commit), so it starts with the stack of a
+        # thread that runs programs; pysyncobj starts it inside this constructor.
+        with program_thread_stacks():
+            self.raft: RaftPort = RaftAdapter(
+                _raft_settings(config),
+                on_apply=self.applier.on_commit,
+                on_role=self._role_changed,
+                snapshot_hooks=SnapshotHooks(
+                    checkpoint=self.applier.checkpoint,
+                    applied_index=self.applier.drained_applied_index,
+                    install=self.applier.install_snapshot,
+                ),
+            )
         self.proposer = Proposer(self.raft)
         self.membership = Membership(config, self.raft, self.store, self.applier.wait_applied)
         self.backend.connect(self.raft, self.proposer, self.applier, self.membership)

@@ -9,12 +9,15 @@ timed; every failure inside a handler becomes a CallOutcome, never an exception.
     rt = TopicRuntime.start(source, state)     at create (state=None), or at restart (stored state bytes)
     rt.on_create(ctx, args) / rt.on_put(ctx, key, value) / rt.on_delete(ctx, key)  -> CallOutcome
     rt.state_bytes()                           persist after each batch
+    start_program_thread(target, name)         a thread that runs programs itself (else they are handed to one)
+    with program_thread_stacks(): ...          threads a library starts in the block may run programs too
 """
 
 from __future__ import annotations
 
 from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused, call_context, emitted_cost
 from laminar.node.sandbox._runtime import TopicRuntime, check_program
+from laminar.node.sandbox._threads import on_program_thread, program_thread_stacks, start_program_thread
 
 __all__ = [
     "CallContext",
@@ -25,4 +28,7 @@ __all__ = [
     "call_context",
     "check_program",
     "emitted_cost",
+    "on_program_thread",
+    "program_thread_stacks",
+    "start_program_thread",
 ]

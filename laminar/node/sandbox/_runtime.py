@@ -24,9 +24,9 @@ they stay hundreds of levels below the headroom, whatever the caller's C-level c
 
 Other interpreter settings a program could observe are set here too, whatever the node's environment says: the
 int<->str conversion limit (PYTHONINTMAXSTRDIGITS; programs' ints stay below its floor anyway) at every entry, and
-the stack size of threads created after this module is imported (the node's apply thread among them), which must
-hold _HEADROOM levels of native recursion: PROGRAM_THREAD_STACK_BYTES. The hash seed is not observable: programs
-cannot hash, sets are refused, dicts keep insertion order.
+the stack, which must hold _HEADROOM levels of native recursion: every entry point runs on a program thread, whose
+stack is PROGRAM_THREAD_STACK_BYTES whatever `ulimit -s` says (see _threads.py). The hash seed is not observable:
+programs cannot hash, sets are refused, dicts keep insertion order.
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ from laminar.limits import (
     PROGRAM_STATE_BYTES_MAX,
     PROGRAM_STATE_OBJECTS_MAX,
     PROGRAM_STEPS_MAX,
-    PROGRAM_THREAD_STACK_BYTES,
 )
 from laminar.node.sandbox._api import CallContext, CallOutcome, ProgramRefused, emitted, outcome
 from laminar.node.sandbox._compile import FILENAME, build_program, load_module, parse_program, remember
 from laminar.node.sandbox._context import Context
 from laminar.node.sandbox._meter import Abort, Meter, activate, deactivate, mark_aliased
 from laminar.node.sandbox._state import EMPTY_STATE, StateProblem, dump_bounded, encode_state, load_state
+from laminar.node.sandbox._threads import on_program_thread, run_on_program_thread
 from laminar.node.sandbox._values import clip, exception_message
 
 _HEADROOM = 1000
@@ -81,7 +81,6 @@ def _set_interpreter() -> None:
 
 
 _INT_MAX_STR_DIGITS = 4300  # CPython's default
-threading.stack_size(PROGRAM_THREAD_STACK_BYTES)
 
 
 def pinned(fn: Callable[..., _T], *args: Any) -> _T:
@@ -89,8 +88,10 @@ def pinned(fn: Callable[..., _T], *args: Any) -> _T:
 
     The cyclic garbage collector is paused meanwhile: a call or a state load that creates many containers would
     otherwise trigger collections over the whole process heap, which can cost more than the call itself. Budgets
-    bound what a call allocates; the collector catches up after.
+    bound what a call allocates; the collector catches up after. On a program thread (see _threads.py).
     """
+    if not on_program_thread():
+        return run_on_program_thread(pinned, fn, *args)
     with _LOCK:
         saved = sys.getrecursionlimit()
         collecting = gc.isenabled()
@@ -176,8 +177,11 @@ def check_program(source: str) -> None:
     """Raise ProgramRefused if `source` cannot run: what a node checks before a create reaches the log.
 
     Called from request threads, so it holds the sandbox lock (which handler calls need) only to parse and to
-    run the module body, not for the slower passes in between; those cannot depend on the recursion limit.
+    run the module body, not for the slower passes in between; those cannot depend on the recursion limit. All of it
+    on a program thread: compiling recurses natively too (see _threads.py).
     """
+    if not on_program_thread():
+        return run_on_program_thread(check_program, source)
     parsed = pinned(_refusing, parse_program, source)
     if isinstance(parsed, CodeType):
         code = parsed
@@ -230,6 +234,8 @@ class TopicRuntime:
 
     def state_bytes(self) -> bytes:
         """The canonical serialization of the current state: equal states give equal bytes on every node."""
+        if not on_program_thread():
+            return run_on_program_thread(self.state_bytes)
         if self._pending:
             self._restore()
             self._flush()
@@ -301,7 +307,9 @@ class TopicRuntime:
         self, handler: Callable[..., Any], call: CallContext, args: bytes | None, params: tuple[bytes, ...]
     ) -> CallOutcome:
         """Run one handler call: what `pinned` does (written out here, it runs for every mutation), under a fresh
-        meter; every failure becomes the outcome."""
+        meter; every failure becomes the outcome. On a program thread (see _threads.py)."""
+        if not on_program_thread():
+            return run_on_program_thread(self._call, handler, call, args, params)
         if self._pending and self._state is None:
             self._restore()
         ctx = Context(call, args, self)

@@ -3,8 +3,10 @@
 `python environment_programs.py MODE` runs every program of PROGRAMS (a fresh runtime each, one on_put) and prints
 one JSON line per program: ok, reason, events and the state's bytes, or the refusal. MODE says how the calls are
 made: "plain" (from the main thread), "frames" (beneath 300 Python frames and 40 C-level calls: comparisons that
-call __eq__) or "thread" (from a new thread, which gets the sandbox's own stack size). The test runs it under several
-environments (hash seeds, PYTHONINTMAXSTRDIGITS, stack and memory limits) and compares the output byte for byte.
+call __eq__), "thread" (from a new thread, with the environment's default stack) or "small thread" (from a thread
+started with a 64 KiB stack, too small for the native recursion a call may do: the sandbox must not run programs on
+it). The test runs it under several environments (hash seeds, PYTHONINTMAXSTRDIGITS, stack and memory limits) and
+compares the output byte for byte.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from sandbox_helpers import context, put_program
 
 from laminar.node.sandbox import ProgramRefused, TopicRuntime
 
+_SMALL_STACK_BYTES = 64 << 10
 _NESTED = "a = []\nb = []\nfor i in range({n}):\n    a = [a]\n    b = [b]\n"
-_EDGES = (300, 480, 520, 900, 980, 995, 1000, 1010, 2000, 20000)
+_EDGES = (300, 399, 480, 520, 900, 980, 995, 1000, 1010, 2000, 20000)
 
 PROGRAMS: dict[str, str] = {}
 for _n in _EDGES:
@@ -105,7 +108,9 @@ def main(mode: str) -> None:
         run()
     elif mode == "frames":
         _beneath_frames(run)
-    elif mode == "thread":
+    elif mode in ("thread", "small thread"):
+        if mode == "small thread":
+            threading.stack_size(_SMALL_STACK_BYTES)
         thread = threading.Thread(target=run)
         thread.start()
         thread.join()

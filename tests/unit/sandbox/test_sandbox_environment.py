@@ -52,6 +52,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str], int | None, int | None]] = {
     "beneath 300 frames and 40 C calls": ("frames", {}, None, None),
     "a thread, 2 MiB default stacks": ("thread", {"PYTHONHASHSEED": "7"}, 2 << 20, None),
     "a thread, 384 MiB of address space": ("thread", {}, None, 384 << 20),
+    "a thread of 64 KiB of stack": ("small thread", {}, None, None),
 }
 
 
