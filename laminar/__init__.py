@@ -8,7 +8,20 @@ for event in laminar.Listener(addresses, "chat", from_offset=0):
     print(event.kind, event.key, event.value, event.consequence_offset)
 """
 
-from laminar.client import TLS, Client, Commit, Effect, Event, Kind, Listener, Pending, Value, cluster_status
+from laminar.client import (
+    TLS,
+    Client,
+    Commit,
+    ConsumerInfo,
+    Effect,
+    Event,
+    GroupSettings,
+    Kind,
+    Listener,
+    Pending,
+    Value,
+    cluster_status,
+)
 from laminar.errors import (
     ClientClosed,
     ConfigError,
@@ -26,8 +39,10 @@ __all__ = [
     "ClientClosed",
     "Commit",
     "ConfigError",
+    "ConsumerInfo",
     "Effect",
     "Event",
+    "GroupSettings",
     "InvalidRequest",
     "Kind",
     "LaminarError",

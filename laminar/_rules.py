@@ -34,9 +34,38 @@ def mutation_problem(m: pb.Mutation) -> str | None:
     problem = topic_problem(m.topic)
     if problem:
         return problem
+    if m.kind in _CONSUMER_KINDS:
+        return consumer_problem(m.kind, m.consumer)
     if m.kind not in (pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.DELETE):
         return f"unknown mutation kind {m.kind}"
     return write_problem(m.key, m.value) or _program_problem(m)
+
+
+_CONSUMER_KINDS = frozenset(
+    {pb.CONSUMER_ACK, pb.CONSUMER_RESET, pb.CONSUMER_DELETE, pb.GROUP_JOIN, pb.GROUP_ACK, pb.GROUP_LEAVE}
+)
+_GROUP_KINDS = frozenset({pb.GROUP_JOIN, pb.GROUP_ACK, pb.GROUP_LEAVE})
+
+
+def consumer_problem(kind: int, op: pb.ConsumerOp) -> str | None:
+    """Why a consumer intention may not be proposed, or None (docs/consumers.md)."""
+    if not _TOPIC_NAME.fullmatch(op.name):
+        return f"consumer name {op.name[:64]!r} must match {limits.TOPIC_NAME_PATTERN}"
+    if kind in _GROUP_KINDS and not _TOPIC_NAME.fullmatch(op.member):
+        return f"member name {op.member[:64]!r} must match {limits.TOPIC_NAME_PATTERN}"
+    if len(op.offsets) > limits.GROUP_ACK_OFFSETS_MAX:
+        return f"{len(op.offsets)} offsets in one ack; the limit is {limits.GROUP_ACK_OFFSETS_MAX}"
+    if op.unacked_max > limits.GROUP_MEMBER_UNACKED_MAX or op.settings.unacked_max > limits.GROUP_MEMBER_UNACKED_MAX:
+        return f"unacked_max is over the limit of {limits.GROUP_MEMBER_UNACKED_MAX}"
+    lease_ms = op.settings.lease_ms
+    if lease_ms and not limits.GROUP_LEASE_MS_MIN <= lease_ms <= limits.GROUP_LEASE_MS_MAX:
+        return f"lease_ms {lease_ms} is outside {limits.GROUP_LEASE_MS_MIN}..{limits.GROUP_LEASE_MS_MAX}"
+    if op.settings.deliveries_max > limits.GROUP_DELIVERIES_MAX:
+        return f"deliveries_max {op.settings.deliveries_max} is over the limit of {limits.GROUP_DELIVERIES_MAX}"
+    dead = op.settings.dead_letter_topic
+    if dead and not _TOPIC_NAME.fullmatch(dead):
+        return f"dead_letter_topic {dead[:64]!r} must match {limits.TOPIC_NAME_PATTERN}"
+    return None
 
 
 def write_problem(key: bytes, value: bytes) -> str | None:

@@ -140,3 +140,19 @@ PROGRAM_EVENT_OVERHEAD_BYTES = 256
 # hundreds of levels inside a call's recursion headroom of 1000, with program functions' 50 levels on top.
 PROGRAM_DATA_DEPTH_MAX = 400
 PROGRAM_STATE_DEPTH_MAX = 300
+
+# --- Consumers and groups (docs/consumers.md; replicated contract: every node uses the same values) ----------
+CONSUMERS_PER_TOPIC_MAX = 64  # durable consumers and groups of one topic; creating one more is an ERROR effect
+GROUP_MEMBERS_MAX = 64  # live members of one group; a join past it is an ERROR effect
+GROUP_MEMBER_UNACKED_MAX = 1024  # events leased to one member at once, at most (a join may ask for fewer)
+# Events of one group leased or waiting for redelivery at once. Grants stop at this many until acks free some,
+# so the state a group keeps (and a member's stream scans) stays bounded whatever the topic's length.
+GROUP_LEASES_MAX = 8192
+GROUP_LEASE_MS_MIN = 100  # a lease (and a member's silence before it is dropped) lasts at least this long
+GROUP_LEASE_MS_MAX = 3_600_000
+GROUP_DELIVERIES_MAX = 100  # the largest deliveries_max a group may set (deliveries before dead-lettering)
+GROUP_ACK_OFFSETS_MAX = 4096  # consequence offsets one GROUP_ACK intention carries
+GROUP_GRANTS_PER_ENTRY_MAX = 4096  # leases granted while applying one log entry, over all groups (bounded work)
+# Client side: a Listener's acks become one intention per this many acknowledged events, or per this long.
+CONSUMER_ACK_FLUSH_EVENTS = 1024
+CONSUMER_ACK_FLUSH_MS = 200

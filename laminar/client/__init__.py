@@ -4,14 +4,16 @@ from laminar.client._admin import change_membership, cluster_digests, cluster_st
 from laminar.client._client import Client, Pending
 from laminar.client._connect import TLS, resolve_addresses
 from laminar.client._listener import Listener
-from laminar.client._types import Commit, Effect, Event, Kind, TopicInfo, Value
+from laminar.client._types import Commit, ConsumerInfo, Effect, Event, GroupSettings, Kind, TopicInfo, Value
 
 __all__ = [
     "TLS",
     "Client",
     "Commit",
+    "ConsumerInfo",
     "Effect",
     "Event",
+    "GroupSettings",
     "Kind",
     "Listener",
     "Pending",

@@ -184,6 +184,27 @@ class Client:
     def delete(self, topic: str, key: bytes | str) -> Pending:
         return self._send(pb.Mutation(kind=pb.DELETE, topic=topic, key=_as_bytes(key, "key")))
 
+    # ---- consumers (docs/consumers.md) --------------------------------------------------------------
+
+    def ack(self, topic: str, consumer: str, offset: int) -> Pending:
+        """Acknowledge every event of `topic` through `offset` for the durable consumer `consumer`
+        (created by its first ack). An ack older than the position changes nothing. A Listener with
+        `consumer=` batches its acks into these; call it directly only to move a position yourself."""
+        return self.consumer_op(pb.CONSUMER_ACK, topic, pb.ConsumerOp(name=consumer, offset=_offset(offset)))
+
+    def reset_consumer(self, topic: str, consumer: str, offset: int) -> Pending:
+        """Set a durable consumer's position to `offset` (back or forth; created if missing): its
+        next Listener starts after it."""
+        return self.consumer_op(pb.CONSUMER_RESET, topic, pb.ConsumerOp(name=consumer, offset=_offset(offset)))
+
+    def delete_consumer(self, topic: str, consumer: str) -> Pending:
+        """Forget a durable consumer or a group (its members' leases with it)."""
+        return self.consumer_op(pb.CONSUMER_DELETE, topic, pb.ConsumerOp(name=consumer))
+
+    def consumer_op(self, kind: int, topic: str, op: pb.ConsumerOp) -> Pending:
+        """Send one consumer intention (a `laminar.v1.Kind` CONSUMER_* or GROUP_* value)."""
+        return self._send(pb.Mutation(kind=kind, topic=topic, consumer=op))  # type: ignore[arg-type]
+
     def get(
         self, topic: str, key: bytes | str, *, stale_ok: bool = False, timeout: float = CLIENT_GET_TIMEOUT_S
     ) -> Value:
@@ -445,6 +466,12 @@ class Client:
             if not self._cond.wait_for(predicate, timeout):
                 what = f"mutation {pending.nonce}" if pending is not None else "flush"
                 raise Timeout(f"{what} not acknowledged within {timeout} s (session with {self.leader or 'no node'})")
+
+
+def _offset(offset: int) -> int:
+    if type(offset) is not int or not 0 <= offset < 2**63:
+        raise InvalidRequest(f"an offset is an int >= 0, got {offset!r}")
+    return offset
 
 
 def _ranges(nonces: list[int]) -> str:

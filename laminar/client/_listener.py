@@ -17,13 +17,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
 
 from laminar.client._connect import TLS, Nodes, map_error
-from laminar.client._types import Event, Kind
+from laminar.client._consumer import Acks
+from laminar.client._types import Event, GroupSettings, Kind
 from laminar.errors import InvalidRequest, LaminarError, Timeout
 from laminar.v1 import laminar_pb2 as pb
 
@@ -40,14 +42,42 @@ class Listener:
         from_offset: int = 0,
         *,
         snapshot: bool = False,
+        consumer: str | None = None,
+        group: str | None = None,
+        member: str | None = None,
+        unacked_max: int = 0,
+        group_settings: GroupSettings | None = None,
         tls: TLS | None = None,
         on_retry: Callable[[str, str], None] | None = None,
     ) -> None:
         """`on_retry(address, why)`, if given, is called (from the listener's thread) each time a
-        stream from `address` breaks or cannot start and the listener is about to try again."""
+        stream from `address` breaks or cannot start and the listener is about to try again.
+
+        `consumer="billing"`: a durable consumer (docs/consumers.md). The listener starts after the
+        position the cluster keeps for it (the first event for a new one) and `ack(offset)` moves
+        that position; acks are batched. `group="workers"`: a member (named `member`, or a random
+        name) of a consumer group: each event comes to one member at a time, under a lease, and
+        `ack(offset)` acknowledges that one event. A group is created by its first member's join,
+        with `group_settings`; `unacked_max` bounds the events leased to this member at once."""
         if from_offset < 0:
             raise InvalidRequest(f"from_offset must be >= 0, got {from_offset}")
+        if (consumer or group) and (from_offset or snapshot):
+            raise InvalidRequest("a consumer or group member starts where the cluster says: no from_offset or snapshot")
+        if consumer and group:
+            raise InvalidRequest("a listener is a durable consumer or a group member, not both")
         self.topic = topic
+        self.consumer = consumer
+        self.group = group
+        self.member = (member or uuid.uuid4().hex[:12]) if group else None
+        self._positioned = not consumer  # a durable consumer learns its start from the first event
+        self._acks: Acks | None = None
+        if consumer:
+            self._acks = Acks(addresses, tls, topic, consumer)
+        elif group:
+            join = pb.ConsumerOp(name=group, member=self.member, unacked_max=unacked_max)
+            if group_settings is not None:
+                join.settings.CopyFrom(group_settings.to_wire())
+            self._acks = Acks(addresses, tls, topic, group, self.member, join)
         self._snapshot_pending = snapshot  # until a snapshot_end frame arrives
         self.snapshot_offset: int | None = None  # the offset the snapshot reflected, once complete
         self._nodes = Nodes(addresses, tls)
@@ -89,13 +119,40 @@ class Listener:
             events.append(self.next_event(remaining))
         return events
 
+    def ack(self, offset: int | Event) -> None:
+        """Acknowledge: a durable consumer, every event through `offset`; a group member, the event
+        at `offset`. Batched: see flush()."""
+        if isinstance(offset, Event):
+            offset = offset.consequence_offset
+        if self._acks is None:
+            raise InvalidRequest("ack() needs a listener made with consumer= or group=")
+        if self._acks.member is None:
+            self._acks.ack_through(offset)
+        else:
+            self._acks.ack_one(offset)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send the acks gathered so far and wait until the cluster has committed them."""
+        if self._acks is not None:
+            self._acks.flush(timeout)
+
+    @property
+    def stale_acks(self) -> int:
+        """Group members: acks the cluster ignored because the event's lease had moved on."""
+        return 0 if self._acks is None else self._acks.stale_acks
+
     def close(self) -> None:
+        """Stop listening; a consumer's acks are flushed first, and a group member leaves its group."""
         self._closed.set()
         call = self._call
         if call is not None:
             call.cancel()
         self._thread.join(timeout=5)
-        self._nodes.close()
+        try:
+            if self._acks is not None:
+                self._acks.close()
+        finally:
+            self._nodes.close()
 
     def __enter__(self) -> Listener:
         return self
@@ -127,8 +184,20 @@ class Listener:
             response_deserializer=pb.ListenFrame.FromString,
         )
         request = pb.ListenRequest(topic=self.topic, from_offset=self._after, snapshot=self._snapshot_pending)
+        if self.consumer:
+            request.consumer = self.consumer
+        elif self.group:
+            request.consumer, request.member, request.from_offset = self.group, self.member or "", 0
         self._call = method(request)
         for frame in self._call:
+            if self.group:
+                leased = [self._event(e) for e in frame.events]
+                if leased and not self._put(leased):
+                    return
+                continue
+            if not self._positioned and frame.events:
+                self._after = frame.events[0].consequence_offset - 1  # where the consumer's position was
+                self._positioned = True
             events = []
             if self._snapshot_pending:
                 events = [
@@ -145,11 +214,12 @@ class Listener:
                 if e.consequence_offset != self._after + 1:
                     raise LaminarError(f"gap in {self.topic!r}: {self._after} then {e.consequence_offset}")
                 self._after = e.consequence_offset
-                events.append(
-                    Event(self.topic, Kind.from_wire(e.kind), e.key, e.value, e.intention_offset, e.consequence_offset)
-                )
+                events.append(self._event(e))
             if events and not self._put(events):
                 return
+
+    def _event(self, e: pb.Event) -> Event:
+        return Event(self.topic, Kind.from_wire(e.kind), e.key, e.value, e.intention_offset, e.consequence_offset)
 
     def _put(self, item: Any, force: bool = False) -> bool:
         while not self._closed.is_set() or force:

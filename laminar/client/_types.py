@@ -72,6 +72,64 @@ class Value:
 
 
 @dataclass(frozen=True)
+class GroupSettings:
+    """How a consumer group hands out events; fixed by the join that creates it (0: the default)."""
+
+    lease_ms: int = 0  # an event's lease, and a member's silence before it is dropped (default 30 s)
+    unacked_max: int = 0  # events leased to one member at once (default 256)
+    deliveries_max: int = 0  # deliveries before an event is dead-lettered (default 5)
+    dead_letter_topic: str = ""  # where dead-lettered events are appended ("": dropped, counted)
+
+    def to_wire(self) -> pb.GroupSettings:
+        return pb.GroupSettings(
+            lease_ms=self.lease_ms,
+            unacked_max=self.unacked_max,
+            deliveries_max=self.deliveries_max,
+            dead_letter_topic=self.dead_letter_topic,
+        )
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """One consumer of a topic as `describe_topic` read it (docs/consumers.md)."""
+
+    name: str
+    group: bool  # a consumer group; else a durable consumer
+    acked_offset: int  # every event through this offset is acknowledged
+    updated_at: int  # intention offset of the last change
+    delivered_offset: int = 0  # groups: newest offset handed to a member at least once
+    members: tuple[str, ...] = ()  # groups: live members, sorted
+    leases: int = 0  # groups: events leased or waiting for redelivery now
+    acked: int = 0  # groups: events acknowledged over the group's life
+    redeliveries: int = 0  # groups: deliveries after an event's first
+    dead_lettered: int = 0  # groups: events given up on after deliveries_max
+    lease_ms: int = 0
+    unacked_max: int = 0
+    deliveries_max: int = 0
+    dead_letter_topic: str = ""
+
+    @staticmethod
+    def from_wire(c: pb.ConsumerInfo) -> ConsumerInfo:
+        s = c.settings
+        return ConsumerInfo(
+            c.name,
+            c.group,
+            c.acked_offset,
+            c.updated_at,
+            c.delivered_offset,
+            tuple(c.members),
+            c.leases,
+            c.acked,
+            c.redeliveries,
+            c.dead_lettered,
+            s.lease_ms,
+            s.unacked_max,
+            s.deliveries_max,
+            s.dead_letter_topic,
+        )
+
+
+@dataclass(frozen=True)
 class TopicInfo:
     """What `describe_topic` read: one topic as the answering node has applied it."""
 
@@ -85,3 +143,4 @@ class TopicInfo:
     value_bytes: int  # bytes of their current values
     keys_capped: bool  # counting stopped at limits.DESCRIBE_KEYS_COUNTED_MAX
     intention_offset: int  # the answer reflects every intention through this offset
+    consumers: tuple[ConsumerInfo, ...] = ()  # durable consumers and groups, by name

@@ -20,6 +20,7 @@ from laminar.node._membership import Membership, MembershipRefused
 from laminar.node._metrics import NodeMetrics
 from laminar.node.config import NodeConfig
 from laminar.node.raft import Proposal, Proposer, RaftPort
+from laminar.node.service import consumer_infos
 from laminar.node.state_machine import StateMachine
 from laminar.node.store import ClientRecord, Keys, Store
 from laminar.v1 import laminar_pb2 as pb
@@ -108,6 +109,7 @@ class NodeBackend:
             value_bytes=value_bytes,
             keys_capped=capped,
             intention_offset=mark.intention_offset,
+            consumers=consumer_infos(self._store, topic) if record.live else [],
         )
 
     def read_barrier(self, timeout_s: float) -> bool:

@@ -14,6 +14,12 @@ class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DESTROY_TOPIC: _ClassVar[Kind]
     PUT: _ClassVar[Kind]
     DELETE: _ClassVar[Kind]
+    CONSUMER_ACK: _ClassVar[Kind]
+    CONSUMER_RESET: _ClassVar[Kind]
+    CONSUMER_DELETE: _ClassVar[Kind]
+    GROUP_JOIN: _ClassVar[Kind]
+    GROUP_ACK: _ClassVar[Kind]
+    GROUP_LEAVE: _ClassVar[Kind]
 
 class Effect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -26,6 +32,12 @@ CREATE_TOPIC: Kind
 DESTROY_TOPIC: Kind
 PUT: Kind
 DELETE: Kind
+CONSUMER_ACK: Kind
+CONSUMER_RESET: Kind
+CONSUMER_DELETE: Kind
+GROUP_JOIN: Kind
+GROUP_ACK: Kind
+GROUP_LEAVE: Kind
 EFFECT_UNSPECIFIED: Effect
 VALID: Effect
 INVALID: Effect
@@ -40,7 +52,7 @@ class Hello(_message.Message):
     def __init__(self, client_id: _Optional[bytes] = ..., next_nonce: _Optional[int] = ...) -> None: ...
 
 class Mutation(_message.Message):
-    __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args")
+    __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args", "consumer")
     NONCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +60,7 @@ class Mutation(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
     nonce: int
     kind: Kind
     topic: str
@@ -55,7 +68,36 @@ class Mutation(_message.Message):
     value: bytes
     program: str
     args: bytes
-    def __init__(self, nonce: _Optional[int] = ..., kind: _Optional[_Union[Kind, str]] = ..., topic: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ...) -> None: ...
+    consumer: ConsumerOp
+    def __init__(self, nonce: _Optional[int] = ..., kind: _Optional[_Union[Kind, str]] = ..., topic: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., consumer: _Optional[_Union[ConsumerOp, _Mapping]] = ...) -> None: ...
+
+class ConsumerOp(_message.Message):
+    __slots__ = ("name", "offset", "member", "offsets", "settings", "unacked_max")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    UNACKED_MAX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    offset: int
+    member: str
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    settings: GroupSettings
+    unacked_max: int
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., member: _Optional[str] = ..., offsets: _Optional[_Iterable[int]] = ..., settings: _Optional[_Union[GroupSettings, _Mapping]] = ..., unacked_max: _Optional[int] = ...) -> None: ...
+
+class GroupSettings(_message.Message):
+    __slots__ = ("lease_ms", "unacked_max", "deliveries_max", "dead_letter_topic")
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    UNACKED_MAX_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_MAX_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_TOPIC_FIELD_NUMBER: _ClassVar[int]
+    lease_ms: int
+    unacked_max: int
+    deliveries_max: int
+    dead_letter_topic: str
+    def __init__(self, lease_ms: _Optional[int] = ..., unacked_max: _Optional[int] = ..., deliveries_max: _Optional[int] = ..., dead_letter_topic: _Optional[str] = ...) -> None: ...
 
 class MutationFrame(_message.Message):
     __slots__ = ("mutations",)
@@ -112,14 +154,18 @@ class ServerFrame(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., acks: _Optional[_Union[Acks, _Mapping]] = ...) -> None: ...
 
 class ListenRequest(_message.Message):
-    __slots__ = ("topic", "from_offset", "snapshot")
+    __slots__ = ("topic", "from_offset", "snapshot", "consumer", "member")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
     topic: str
     from_offset: int
     snapshot: bool
-    def __init__(self, topic: _Optional[str] = ..., from_offset: _Optional[int] = ..., snapshot: _Optional[bool] = ...) -> None: ...
+    consumer: str
+    member: str
+    def __init__(self, topic: _Optional[str] = ..., from_offset: _Optional[int] = ..., snapshot: _Optional[bool] = ..., consumer: _Optional[str] = ..., member: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("kind", "key", "value", "intention_offset", "consequence_offset")
@@ -210,7 +256,7 @@ class DescribeTopicRequest(_message.Message):
     def __init__(self, topic: _Optional[str] = ...) -> None: ...
 
 class DescribeTopicResponse(_message.Message):
-    __slots__ = ("exists", "program", "args", "created_at", "last_offset", "keys", "value_bytes", "keys_capped", "intention_offset")
+    __slots__ = ("exists", "program", "args", "created_at", "last_offset", "keys", "value_bytes", "keys_capped", "intention_offset", "consumers")
     EXISTS_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +266,7 @@ class DescribeTopicResponse(_message.Message):
     VALUE_BYTES_FIELD_NUMBER: _ClassVar[int]
     KEYS_CAPPED_FIELD_NUMBER: _ClassVar[int]
     INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CONSUMERS_FIELD_NUMBER: _ClassVar[int]
     exists: bool
     program: str
     args: bytes
@@ -229,7 +276,34 @@ class DescribeTopicResponse(_message.Message):
     value_bytes: int
     keys_capped: bool
     intention_offset: int
-    def __init__(self, exists: _Optional[bool] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., created_at: _Optional[int] = ..., last_offset: _Optional[int] = ..., keys: _Optional[int] = ..., value_bytes: _Optional[int] = ..., keys_capped: _Optional[bool] = ..., intention_offset: _Optional[int] = ...) -> None: ...
+    consumers: _containers.RepeatedCompositeFieldContainer[ConsumerInfo]
+    def __init__(self, exists: _Optional[bool] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., created_at: _Optional[int] = ..., last_offset: _Optional[int] = ..., keys: _Optional[int] = ..., value_bytes: _Optional[int] = ..., keys_capped: _Optional[bool] = ..., intention_offset: _Optional[int] = ..., consumers: _Optional[_Iterable[_Union[ConsumerInfo, _Mapping]]] = ...) -> None: ...
+
+class ConsumerInfo(_message.Message):
+    __slots__ = ("name", "group", "acked_offset", "updated_at", "delivered_offset", "members", "leases", "acked", "redeliveries", "dead_lettered", "settings")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ACKED_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    ACKED_FIELD_NUMBER: _ClassVar[int]
+    REDELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    group: bool
+    acked_offset: int
+    updated_at: int
+    delivered_offset: int
+    members: _containers.RepeatedScalarFieldContainer[str]
+    leases: int
+    acked: int
+    redeliveries: int
+    dead_lettered: int
+    settings: GroupSettings
+    def __init__(self, name: _Optional[str] = ..., group: _Optional[bool] = ..., acked_offset: _Optional[int] = ..., updated_at: _Optional[int] = ..., delivered_offset: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ..., leases: _Optional[int] = ..., acked: _Optional[int] = ..., redeliveries: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., settings: _Optional[_Union[GroupSettings, _Mapping]] = ...) -> None: ...
 
 class DigestRequest(_message.Message):
     __slots__ = ()

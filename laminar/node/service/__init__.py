@@ -1,6 +1,7 @@
 """gRPC servicers: decode, validate, hand to the log, stream to listeners."""
 
 from laminar.node.service._api import NodeApi
+from laminar.node.service._consumers import consumer_infos
 from laminar.node.service._listen import EventFeed, ListenService
 from laminar.node.service._server import (
     LEADER_METADATA_KEY,
@@ -20,5 +21,6 @@ __all__ = [
     "SessionRouter",
     "build_health",
     "build_server",
+    "consumer_infos",
     "set_health",
 ]

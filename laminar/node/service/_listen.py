@@ -13,13 +13,13 @@ gap, since the snapshot and the events are cut at the same offset.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import grpc
 
 from laminar import _rules, limits
 from laminar._wire import length_delimited
-from laminar.node.store import Store
+from laminar.node.store import DURABLE, ConsumerRecord, Store
 from laminar.v1 import laminar_pb2 as pb
 
 LISTEN_WAIT_S = 1.0  # a waiting listener re-checks that its RPC is alive this often
@@ -69,8 +69,16 @@ class ListenService:
             return self._active
 
     def run(
-        self, topic: str, from_offset: int, context: grpc.ServicerContext, snapshot: bool = False
+        self,
+        topic: str,
+        from_offset: int,
+        context: grpc.ServicerContext,
+        snapshot: bool = False,
+        consumer: str = "",
+        member_body: Callable[[Store, EventFeed], Iterator[bytes]] | None = None,
     ) -> Iterator[bytes]:
+        """`consumer`: a durable consumer; from offset 0, start after its acknowledged position.
+        `member_body`: a group member's stream, sent instead of the topic's events."""
         problem = _rules.topic_problem(topic)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -80,6 +88,11 @@ class ListenService:
             self._active += 1
         stream_id = id(context)
         try:
+            if member_body is not None:
+                yield from member_body(self._store, self._feed)
+                return
+            if consumer and not from_offset:
+                from_offset = self._position(topic, consumer)
             if snapshot:
                 from_offset = yield from self._snapshot(topic, context)
             yield from self._stream(topic, from_offset, context, stream_id)
@@ -87,6 +100,11 @@ class ListenService:
             with self._lock:
                 self._active -= 1
                 self._positions.pop(stream_id, None)
+
+    def _position(self, topic: str, consumer: str) -> int:
+        data = self._store.consumer_record(topic, consumer)
+        record = None if data is None else ConsumerRecord.decode(data)
+        return record.acked_offset if record is not None and record.kind == DURABLE else 0
 
     def _snapshot(self, topic: str, context: grpc.ServicerContext) -> Generator[bytes, None, int]:
         """Frames of live keys; the last one says which offset they reflect. Returns that offset."""

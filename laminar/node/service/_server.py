@@ -6,6 +6,7 @@ Listen handler yields bytes and its serializer is the identity.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
@@ -16,6 +17,8 @@ from grpc_reflection.v1alpha import reflection
 
 from laminar import _rules, limits
 from laminar.node.service._api import NodeApi
+from laminar.node.service._consumers import member_stream
+from laminar.node.service._consumers import request_problem as consumer_request_problem
 from laminar.node.service._listen import ListenService
 from laminar.node.service._sessions import SessionFailure, SessionRouter
 from laminar.v1 import laminar_pb2 as pb
@@ -44,7 +47,15 @@ class LaminarServicer:
             context.abort(failure.code, failure.message)
 
     def Listen(self, request: pb.ListenRequest, context: grpc.ServicerContext) -> Iterator[bytes]:  # noqa: N802
-        yield from self._listens.run(request.topic, request.from_offset, context, snapshot=request.snapshot)
+        problem = consumer_request_problem(request)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        body = None
+        if request.member:
+            body = functools.partial(member_stream, request=request, context=context)
+        yield from self._listens.run(
+            request.topic, request.from_offset, context, request.snapshot, request.consumer, body
+        )
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:  # noqa: N802
         problem = _rules.topic_problem(request.topic)

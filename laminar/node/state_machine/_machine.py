@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from laminar import limits
 from laminar.node._entry import decode_entry
 from laminar.node.sandbox import CallContext, ProgramRefused, TopicRuntime, call_context, emitted_cost
+from laminar.node.state_machine._consumers import CONSUMER_KINDS, Consumers
 from laminar.node.store import (
     VIEW_HEAD,
     AppliedMark,
@@ -64,6 +65,8 @@ def contents_digest(m: pb.Mutation) -> int:
         return _write_digest(seed, m.key, b"")
     if kind == pb.CREATE_TOPIC:
         return _write_digest(seed, m.program.encode(), m.args)
+    if kind in CONSUMER_KINDS:
+        return _write_digest(seed, m.consumer.SerializeToString(deterministic=True), b"")
     return seed
 
 
@@ -174,6 +177,7 @@ class _Batch:
     # What this entry's program calls emitted, as PROGRAM_ENTRY_EMITTED_BYTES_MAX counts it: each call gets what is
     # left, so the entry's events stay bounded however many calls it holds.
     program_emitted: int = 0
+    time_ms: int = 0  # the entry's log time: leases of consumer groups are measured in it
 
     def outcome(
         self,
@@ -212,6 +216,7 @@ def _cut(reason: str) -> str:
 class StateMachine:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._consumers = Consumers(store)
         self.reload()
 
     def reload(self) -> None:
@@ -225,6 +230,7 @@ class StateMachine:
             name = key[len(Keys.TOPIC_PREFIX) :].decode()
             self._topics[name] = _Topic.of(name, TopicRecord.decode(value))
         self._clients: dict[bytes, ClientRecord] = {}
+        self._consumers.reload()
 
     # ---- queries (any thread; values may be one entry old) ----------------------------------
 
@@ -248,6 +254,7 @@ class StateMachine:
             return None
         batch = _Batch(WriteSet(), self._offset)
         entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
+        batch.time_ms = getattr(entry, "time_ms", 0)
         for run in entry.runs:
             self._apply_run(batch, run)
         for peer in entry.peer_upserts:
@@ -410,6 +417,8 @@ class StateMachine:
             return self._destroy(batch, m.topic)
         if m.kind in (PUT, DELETE):  # writes to a live topic take the hot paths in _apply_run
             return ERROR, f"topic {m.topic!r} does not exist"
+        if m.kind in CONSUMER_KINDS:
+            return self._consumers.execute(batch.writes, batch.offset, batch.time_ms, self._live_last, m)
         return ERROR, f"unknown intention kind {m.kind}"
 
     def _context(self, batch: _Batch, client_id: bytes, topic: str, nonce: int) -> CallContext:
@@ -462,6 +471,7 @@ class StateMachine:
         self._topics[name] = _Topic.of(name, TopicRecord(False, topic.next_offset, record.created_at, "", b""))
         batch.dirty_states.discard(name)
         batch.writes.delete(Keys.state(name))
+        self._consumers.drop_topic(batch.writes, name)
         return VALID, ""
 
     def _run_program(
@@ -511,8 +521,26 @@ class StateMachine:
 
     # ---- end of entry -----------------------------------------------------------------------
 
+    def _live_last(self, name: str) -> int | None:
+        """A live topic's last consequence offset (None: not live), for the consumers."""
+        topic = self._topics.get(name)
+        return topic.next_offset - 1 if topic is not None and topic.record.live else None
+
+    def _dead_letter(self, batch: _Batch, name: str, event: pb.Event) -> bool:
+        """Append a copy of a group's given-up event to its dead-letter topic, if that is live (its
+        program, if any, is not run: the event happened already)."""
+        topic = self._topics.get(name)
+        if topic is None or not topic.record.live:
+            return False
+        self._append(batch, name, topic, event.kind, event.key, event.value)
+        return True
+
     def _finish(self, batch: _Batch) -> None:
         writes = batch.writes
+        for name in self._consumers.finish(
+            writes, batch.offset, batch.time_ms, self._live_last, lambda n, e: self._dead_letter(batch, n, e)
+        ):
+            batch.topic_offsets.setdefault(name, self._topics[name].next_offset - 1)  # wakes the members' streams
         for name in sorted(batch.dirty_topics):
             topic = self._topics[name]
             writes.put(Keys.topic(name), topic.stored().encode())

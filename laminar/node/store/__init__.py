@@ -5,6 +5,7 @@ is written in one atomic write batch together with the applied index, so a resta
 nor re-applies an entry.
 """
 
+from laminar.node.store._consumer_records import DURABLE, GROUP, ConsumerRecord, LeaseRecord, MemberRecord
 from laminar.node.store._keys import Keys, from_u64, u64
 from laminar.node.store._records import (
     VIEW_HEAD,
@@ -18,10 +19,15 @@ from laminar.node.store._records import (
 from laminar.node.store._store import Store, WriteSet
 
 __all__ = [
+    "DURABLE",
+    "GROUP",
     "VIEW_HEAD",
     "AppliedMark",
     "ClientRecord",
+    "ConsumerRecord",
     "Keys",
+    "LeaseRecord",
+    "MemberRecord",
     "ResultRecord",
     "ResultRun",
     "Store",

@@ -9,6 +9,7 @@
     x/<offset:8><client_id:16>     -> b"" (expiry index: clients by last intention offset)
     n/<node_id>                    -> serialized laminar.v1.Peer (the cluster's address book)
     v/<topic>\\x00<key>            -> ViewRecord (current value of a live key, and the offsets that set it)
+    k/, q/, l/                     -> consumers, group members and leases (see _consumer_records.py)
 
 Topic names never contain NUL (they match [A-Za-z0-9._-]), so `e/<topic>\\x00` is a prefix that
 holds exactly one topic's events, in offset order; likewise `v/<topic>\\x00` holds its live keys.
@@ -37,6 +38,25 @@ class Keys:
     EXPIRY_PREFIX = b"x/"
     PEER_PREFIX = b"n/"
     VIEW_PREFIX = b"v/"
+    CONSUMER_PREFIX = b"k/"
+    MEMBER_PREFIX = b"q/"
+    LEASE_PREFIX = b"l/"
+
+    @staticmethod
+    def consumers_of(topic: str) -> bytes:
+        return Keys.CONSUMER_PREFIX + topic.encode() + b"\x00"
+
+    @staticmethod
+    def consumer(topic: str, name: str) -> bytes:
+        return Keys.consumers_of(topic) + name.encode()
+
+    @staticmethod
+    def members_of(topic: str, group: str) -> bytes:
+        return Keys.MEMBER_PREFIX + topic.encode() + b"\x00" + group.encode() + b"\x00"
+
+    @staticmethod
+    def leases_of(topic: str, group: str) -> bytes:
+        return Keys.LEASE_PREFIX + topic.encode() + b"\x00" + group.encode() + b"\x00"
 
     @staticmethod
     def views_of(topic: str) -> bytes:

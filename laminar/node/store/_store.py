@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from laminar import limits
-from laminar.node.store._keys import Keys
+from laminar.node.store._keys import Keys, from_u64
 from laminar.node.store._records import VIEW_HEAD, AppliedMark, TopicRecord, ViewRecord
 
 
@@ -256,6 +256,58 @@ class Store:
                 it.next()
 
         return through, items()
+
+    # ---- consumers (docs/consumers.md); any thread -------------------------------------------------
+
+    def consumer_rows(self, topic: str) -> list[tuple[str, bytes, list[bytes], list[tuple[int, bytes]]]]:
+        """(name, ConsumerRecord bytes, member keys' names, (offset, LeaseRecord bytes)) of every consumer
+        of `topic`, from one consistent view; leases and members are bounded per group (limits.py)."""
+        with self._lock:
+            snapshot = self._db.snapshot()
+        rows = []
+        prefix = Keys.consumers_of(topic)
+        for key, value in _snapshot_scan(snapshot, prefix):
+            name = key[len(prefix) :].decode()
+            members = [
+                k[len(Keys.members_of(topic, name)) :]
+                for k, _ in _snapshot_scan(snapshot, Keys.members_of(topic, name))
+            ]
+            leases_prefix = Keys.leases_of(topic, name)
+            leases = [(from_u64(k[len(leases_prefix) :]), v) for k, v in _snapshot_scan(snapshot, leases_prefix)]
+            rows.append((name, value, members, leases))
+        return rows
+
+    def consumer_record(self, topic: str, name: str) -> bytes | None:
+        return self.get(Keys.consumer(topic, name))
+
+    def events_at(self, topic: str, offsets: list[int]) -> list[bytes]:
+        """Serialized events of `topic` at the given consequence offsets, from one view (missing ones skipped)."""
+        with self._lock:
+            snapshot = self._db.snapshot()
+        found = []
+        for offset in offsets:
+            data = _snapshot_get(snapshot, Keys.event(topic, offset))
+            if data is not None:
+                found.append(data)
+        return found
+
+    def group_leases(self, topic: str, group: str) -> list[tuple[int, bytes]]:
+        """(offset, LeaseRecord bytes) of every lease of a group (at most limits.GROUP_LEASES_MAX)."""
+        with self._lock:
+            snapshot = self._db.snapshot()
+        prefix = Keys.leases_of(topic, group)
+        return [(from_u64(k[len(prefix) :]), v) for k, v in _snapshot_scan(snapshot, prefix)]
+
+
+def _snapshot_scan(snapshot: object, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    it = snapshot.iter()  # type: ignore[attr-defined]
+    it.seek(prefix)
+    while it.valid():
+        key = it.key()
+        if not key.startswith(prefix):
+            return
+        yield key, it.value()
+        it.next()
 
 
 def _snapshot_get(snapshot: object, key: bytes) -> bytes | None:

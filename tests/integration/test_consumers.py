@@ -1,0 +1,89 @@
+"""Durable consumers and consumer groups on a real 3-node cluster (docs/consumers.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+import laminar
+from laminar.client import describe_topic
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One 3-node cluster for this module; each test uses its own topics."""
+    from laminar.local_cluster import LocalCluster, free_port_block, write_config
+
+    root = tmp_path_factory.mktemp("consumers")
+    base = free_port_block(3)
+    write_config(str(root / "c.toml"), 3, base, str(root / "data"))
+    nodes = LocalCluster(str(root / "c.toml"), [1, 2, 3], log_dir=str(root))
+    addresses = [f"127.0.0.1:{base + n}" for n in (1, 2, 3)]
+    nodes.start_all()
+    try:
+        with laminar.Client(addresses) as client:  # waits for a leader
+            client.create_topic("ready").committed(timeout=30)
+        yield nodes, addresses
+    finally:
+        nodes.stop_all()
+
+
+def _leader(addresses: list[str]) -> int:
+    statuses = laminar.cluster_status(addresses, timeout_s=2.0)
+    return next(int(s["node_id"]) for s in statuses if s.get("role") == "leader")
+
+
+def _consumer(addresses: list[str], topic: str, name: str) -> laminar.ConsumerInfo:
+    info = describe_topic(addresses, topic)
+    return next(c for c in info.consumers if c.name == name)
+
+
+def test_durable_consumer_resumes_after_process_and_leader_restart(cluster) -> None:
+    """A consumer's acked position is replicated: a new Listener resumes after it, also after the leader is killed."""
+    nodes, addresses = cluster
+    with laminar.Client(addresses) as client:
+        client.create_topic("orders").committed(timeout=10)
+        for n in range(100):
+            client.put("orders", f"k{n}", f"v{n}")
+        client.flush(timeout=30)
+    with laminar.Listener(addresses, "orders", consumer="billing") as listener:
+        events = listener.take(41, timeout=30)  # the create event, then 40 puts
+        assert [e.consequence_offset for e in events] == list(range(1, 42))
+        for event in events:
+            listener.ack(event)  # one intention for all of them: acks are batched
+    assert _consumer(addresses, "orders", "billing").acked_offset == 41
+    leader = _leader(addresses)
+    nodes.kill(leader)
+    try:
+        with laminar.Listener(addresses, "orders", consumer="billing") as listener:
+            first = listener.next_event(timeout=30)
+            assert first.consequence_offset == 42
+            listener.ack(first)
+    finally:
+        nodes.start(leader)
+    with laminar.Listener([addresses[leader - 1]], "orders", consumer="billing") as listener:
+        assert listener.next_event(timeout=30).consequence_offset == 43  # the restarted node knows it too
+
+
+def test_reset_delete_and_bad_input(cluster) -> None:
+    """reset moves a position back, delete forgets it; acks past the end and bad names get clear errors."""
+    _, addresses = cluster
+    with laminar.Client(addresses) as client:
+        client.create_topic("audit").committed(timeout=10)
+        for n in range(10):
+            client.put("audit", "k", str(n))
+        assert client.ack("audit", "a", 8).committed(timeout=10).ok
+        assert client.reset_consumer("audit", "a", 3).committed(timeout=10).ok
+        past = client.ack("audit", "a", 99).committed(timeout=10)
+        assert not past.ok and "past the last event" in past.reason
+        with pytest.raises(laminar.InvalidRequest, match="consumer name"):
+            client.ack("audit", "bad name", 1)
+        with pytest.raises(laminar.InvalidRequest, match="offset"):
+            client.ack("audit", "a", -1)
+    with laminar.Listener(addresses, "audit", consumer="a") as listener:
+        assert listener.next_event(timeout=30).consequence_offset == 4
+    with laminar.Client(addresses) as client:
+        assert client.delete_consumer("audit", "a").committed(timeout=10).ok
+        assert client.delete_consumer("audit", "a").committed(timeout=10).effect == "INVALID"
+        assert client.destroy_topic("audit").committed(timeout=10).ok
+    with pytest.raises(laminar.InvalidRequest):
+        laminar.Listener(addresses, "audit", from_offset=3, consumer="a")
