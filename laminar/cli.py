@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from laminar._cli import _data, _status, _supervise
+from laminar._cli import _consumers, _data, _status, _supervise
 from laminar._cli._completion import script as completion_script
 from laminar._cli._exits import EPILOG, CommandFailed, Exit, exit_code_of
 from laminar._cli._output import add_output_flag, print_json, print_table
@@ -169,6 +169,34 @@ def _topic_parsers(sub: Any) -> None:
     describe.add_argument("topic")
 
 
+def _consumer_parsers(sub: Any) -> None:
+    consumer = _sub(sub, "consumer", "a topic's durable consumers and groups (docs/consumers.md)", client=False)
+    names = "{list,describe,reset,delete}"
+    consumer_sub = consumer.add_subparsers(dest="consumer_command", required=True, metavar=names)
+    listing = _sub(
+        consumer_sub, "list", "a topic's consumers: position and lag", _consumers.cmd_consumer_list, output=True
+    )
+    listing.add_argument("topic")
+    describe = _sub(consumer_sub, "describe", "one consumer or group", _consumers.cmd_consumer_describe, output=True)
+    describe.add_argument("topic")
+    describe.add_argument("name")
+    reset = _sub(
+        consumer_sub,
+        "reset",
+        "set a durable consumer's position (back or forth)",
+        _consumers.cmd_consumer_reset,
+        output=True,
+    )
+    reset.add_argument("topic")
+    reset.add_argument("name")
+    reset.add_argument(
+        "--to", type=int, required=True, help="the new position: the next event read is the one after it"
+    )
+    delete = _sub(consumer_sub, "delete", "forget a consumer or group", _consumers.cmd_consumer_delete, output=True)
+    delete.add_argument("topic")
+    delete.add_argument("name")
+
+
 def _data_parsers(sub: Any) -> None:
     put = _sub(sub, "put", "put a value under a key of a topic", _data.cmd_put, output=True)
     put.add_argument("topic")
@@ -191,6 +219,9 @@ def _data_parsers(sub: Any) -> None:
     listen.add_argument("--from", dest="from_offset", type=int, default=0, help="start after this offset")
     listen.add_argument("--count", type=int, default=0, help="stop after this many events (0: never)")
     listen.add_argument("--snapshot", action="store_true", help="start with every live key's current value")
+    listen.add_argument(
+        "--consumer", help="a durable consumer: start after its position, acknowledge each event once printed"
+    )
 
     status = _sub(
         sub,
@@ -213,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _node_parsers(sub)
     _topic_parsers(sub)
+    _consumer_parsers(sub)
     _data_parsers(sub)
     completion = _sub(
         sub,

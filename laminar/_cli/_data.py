@@ -270,8 +270,15 @@ def cmd_listen(args: argparse.Namespace) -> int:
             state["lost"] = True
             print(f"laminar: no stream from {address} ({why}); waiting for the cluster", file=sys.stderr)
 
+    consumer = getattr(args, "consumer", None)
     listener = Listener(
-        args.addresses, args.topic, from_offset=args.from_offset, snapshot=args.snapshot, tls=tls, on_retry=on_retry
+        args.addresses,
+        args.topic,
+        from_offset=args.from_offset,
+        snapshot=args.snapshot,
+        consumer=consumer,
+        tls=tls,
+        on_retry=on_retry,
     )
     with listener:
         for count, event in enumerate(listener, start=1):
@@ -281,6 +288,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
             else:
                 kind = "SNAPSHOT" if event.snapshot else str(event.kind)
                 print(f"{event.consequence_offset}\t{kind}\t{text(event.key)}\t{text(event.value)}", flush=True)
+            if consumer:
+                listener.ack(event)  # after printing: at-least-once
             if args.count and count >= args.count:
                 return Exit.OK
     return Exit.OK

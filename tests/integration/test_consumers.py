@@ -87,3 +87,27 @@ def test_reset_delete_and_bad_input(cluster) -> None:
         assert client.destroy_topic("audit").committed(timeout=10).ok
     with pytest.raises(laminar.InvalidRequest):
         laminar.Listener(addresses, "audit", from_offset=3, consumer="a")
+
+
+def test_cli_listen_as_consumer_then_list_describe_reset(cluster, capsys) -> None:
+    """`laminar listen --consumer` acks what it printed; `consumer list|describe|reset|delete` show and move it."""
+    from laminar.cli import main
+
+    _, addresses = cluster
+    flags = ["--addresses", ",".join(addresses), "--timeout", "20"]
+    with laminar.Client(addresses) as client:
+        client.create_topic("jobs").committed(timeout=10)
+        for n in range(5):
+            client.put("jobs", f"k{n}", "v")
+        client.flush(timeout=10)
+    assert main(["listen", "jobs", "--consumer", "cli", "--count", "3", *flags]) == 0
+    assert main(["consumer", "list", "jobs", *flags]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].split() == ["name", "kind", "acked", "lag", "members"]
+    assert out[-1].split() == ["cli", "durable", "3", "3", "-"]
+    assert main(["consumer", "reset", "jobs", "cli", "--to", "1", *flags]) == 0
+    assert main(["consumer", "describe", "jobs", "cli", "--json", *flags]) == 0
+    described = capsys.readouterr().out.splitlines()[-1]
+    assert '"acked_offset": 1' in described and '"lag": 5' in described
+    assert main(["consumer", "delete", "jobs", "cli", *flags]) == 0
+    assert main(["consumer", "describe", "jobs", "cli", *flags]) == 1  # not found
