@@ -82,6 +82,10 @@ APPLY_INLINE_BYTES_MAX = 4 * KIB  # a committed entry of one intention, this sma
 # --- Client library ------------------------------------------------------------------------------
 CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this
 CLIENT_RECONNECT_BACKOFF_MS_MAX = 1000
+# Frames a client has sent on a session and the leader has not yet acknowledged (received or committed).
+# Writes offered while this many are out wait and go in the next frame: under load frames grow instead
+# of queueing one write each in the transport (see laminar/client/_client.py, _Connection).
+CLIENT_FRAMES_INFLIGHT_MAX = 4
 
 # --- Replicated state ----------------------------------------------------------------------------
 # Results kept per client for answering a resent message with its original outcome. A client never

@@ -12,6 +12,7 @@ contiguous range [_oldest, _next_nonce).
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -105,13 +106,30 @@ class Pending:
 
 
 class _Connection:
-    """One Session RPC. The sender generator runs in a gRPC thread; responses in ours."""
+    """One Session RPC. The sender generator runs in a gRPC thread; responses in ours.
+
+    At most CLIENT_FRAMES_INFLIGHT_MAX frames are sent and not yet acknowledged (received or
+    committed) on it. Without that bound a client offering writes one at a time sends one frame per
+    write however far behind the leader is, the frames queue in the transport, and each costs the
+    leader a frame's work: 3,000 writes/s in 5,000 frames had commits 0.6-1.4 s late on 3 nodes and
+    2 cores. With it, writes offered while the window is full wait in the client and go out together
+    in the next frame, so the leader's work per write shrinks as the load grows, and a lone write
+    still goes out at once."""
 
     def __init__(self, client: Client, hello: pb.Hello) -> None:
         self.client = client
         self.hello = hello
         self.closed = False
         self.call: Any = None
+        self.frame_ends: collections.deque[int] = collections.deque()  # last nonce of each frame in flight
+        self.received_through = 0  # the highest `received_through` this session's leader has sent
+
+    def window_open(self, acked_through: int) -> bool:
+        """Whether another frame may go out, once every nonce through acked_through is acknowledged."""
+        ends = self.frame_ends
+        while ends and ends[0] <= acked_through:
+            ends.popleft()
+        return len(ends) < limits.CLIENT_FRAMES_INFLIGHT_MAX
 
     def requests(self) -> Iterator[bytes]:
         yield pb.ClientFrame(hello=self.hello).SerializeToString()
@@ -336,9 +354,9 @@ class Client:
             while True:
                 if connection.closed or self._closed:
                     return None
-                if self._sent_through + 1 < self._next_nonce:
+                if self._can_send(connection):
                     break
-                self._wait_sendable(lambda: self._sent_through + 1 < self._next_nonce or connection.closed)
+                self._wait_sendable(lambda: self._can_send(connection) or connection.closed)
             parts: list[bytes] = []
             size = 0
             nonce = max(self._sent_through + 1, self._oldest)
@@ -355,7 +373,14 @@ class Client:
                 parts.append(part)
                 nonce += 1
             self._sent_through = nonce - 1
+            connection.frame_ends.append(self._sent_through)
             return length_delimited(_CLIENT_FRAME_MUTATIONS_TAG, b"".join(parts))
+
+    def _can_send(self, connection: _Connection) -> bool:
+        """Unsent mutations wait, and the connection's window of frames in flight has room (under the lock)."""
+        if self._sent_through + 1 >= self._next_nonce:
+            return False
+        return connection.window_open(max(connection.received_through, self._oldest - 1))
 
     # ---- the session loop ---------------------------------------------------------------------
 
@@ -399,7 +424,7 @@ class Client:
             connection.call = stub_call(connection.requests())
             watchdog.start()
             for frame in connection.call:
-                self._on_frame(address, frame)
+                self._on_frame(address, connection, frame)
         finally:
             with self._cond:
                 connection.closed = True
@@ -421,7 +446,7 @@ class Client:
                 connection.call.cancel()
                 return
 
-    def _on_frame(self, address: str, frame: pb.ServerFrame) -> None:
+    def _on_frame(self, address: str, connection: _Connection, frame: pb.ServerFrame) -> None:
         with self._cond:
             self._last_progress = time.monotonic()
             if frame.HasField("welcome"):
@@ -430,9 +455,13 @@ class Client:
                 return
             acks = frame.acks
             wake = bool(acks.commits)
+            if acks.received_through > connection.received_through:
+                connection.received_through = acks.received_through
             if acks.received_through > self._received_through:
                 self._received_through = acks.received_through
                 wake = wake or self._received_waiters > 0
+            if self._send_waiters and (acks.commits or acks.received_through):
+                self._sendable.notify_all()  # the window may have room again
             if not wake:
                 return  # nobody waits for what this frame says: waking them would only cost the others time
             unacked = self._unacked

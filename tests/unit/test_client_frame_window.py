@@ -1,0 +1,112 @@
+"""The client's window of frames in flight: writes offered while the leader is behind go out together.
+
+A stand-in leader on loopback (a real gRPC server that speaks the Session protocol and holds its acks
+back until told) counts the frames a real Client sends; no node process is needed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+
+import laminar
+from laminar import limits
+from laminar.local_cluster import free_port_block
+from laminar.v1 import laminar_pb2 as pb
+
+WAIT_S = 5.0
+QUIET_S = 0.3  # long enough for a frame the client should not send to arrive if it were sent
+
+
+class HoldingLeader:
+    """Answers a Session with a Welcome, records every mutation frame, and acks only when told."""
+
+    def __init__(self) -> None:
+        self.frames: queue.Queue[list[int]] = queue.Queue()  # nonces of each frame, as they arrive
+        self.acks: queue.Queue[pb.Acks] = queue.Queue()
+        self.port = free_port_block(1) + 1
+        self.address = f"127.0.0.1:{self.port}"
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        handler = grpc.stream_stream_rpc_method_handler(
+            self._session,
+            request_deserializer=pb.ClientFrame.FromString,
+            response_serializer=pb.ServerFrame.SerializeToString,
+        )
+        self._server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler("laminar.v1.Laminar", {"Session": handler})]
+        )
+        self._server.add_insecure_port(self.address)
+        self._server.start()
+
+    def _session(self, requests: Iterator[pb.ClientFrame], context: Any) -> Iterator[pb.ServerFrame]:
+        next(requests)  # the Hello
+        threading.Thread(target=self._read, args=(requests,), daemon=True).start()
+        yield pb.ServerFrame(welcome=pb.Welcome(node_id="1"))
+        while context.is_active():
+            try:
+                yield pb.ServerFrame(acks=self.acks.get(timeout=0.1))
+            except queue.Empty:
+                continue
+
+    def _read(self, requests: Iterator[pb.ClientFrame]) -> None:
+        try:
+            for frame in requests:
+                self.frames.put([m.nonce for m in frame.mutations.mutations])
+        except grpc.RpcError:
+            pass  # the client closed its session
+
+    def next_frame(self) -> list[int]:
+        return self.frames.get(timeout=WAIT_S)
+
+    def stop(self) -> None:
+        self._server.stop(0)
+
+
+@pytest.fixture
+def leader() -> Iterator[HoldingLeader]:
+    server = HoldingLeader()
+    yield server
+    server.stop()
+
+
+def test_writes_offered_while_the_window_is_full_wait_and_go_out_in_one_frame(leader: HoldingLeader) -> None:
+    """With CLIENT_FRAMES_INFLIGHT_MAX frames unacknowledged, later writes are held, then sent as one frame."""
+    window = limits.CLIENT_FRAMES_INFLIGHT_MAX
+    client = laminar.Client([leader.address], close_timeout=0)
+    try:
+        for nonce in range(1, window + 1):  # one write at a time, each sent before the next is offered
+            client.put("t", b"k", b"v")
+            assert leader.next_frame() == [nonce]
+        for _ in range(5):
+            client.put("t", b"k", b"v")
+        with pytest.raises(queue.Empty):
+            leader.frames.get(timeout=QUIET_S)  # the window is full: nothing more goes out
+        leader.acks.put(pb.Acks(received_through=1))  # the leader has the first frame in its log
+        assert leader.next_frame() == [window + 1 + i for i in range(5)]
+    finally:
+        with pytest.raises(laminar.Unacknowledged):
+            client.close(timeout=0)
+
+
+def test_a_commit_opens_the_window_as_a_received_ack_does(leader: HoldingLeader) -> None:
+    """A Commit acknowledges its frame too: a leader that sends no `received` still lets the client go on."""
+    window = limits.CLIENT_FRAMES_INFLIGHT_MAX
+    client = laminar.Client([leader.address], close_timeout=0)
+    try:
+        for nonce in range(1, window + 1):
+            client.put("t", b"k", b"v")
+            assert leader.next_frame() == [nonce]
+        client.put("t", b"k", b"v")
+        with pytest.raises(queue.Empty):
+            leader.frames.get(timeout=QUIET_S)
+        leader.acks.put(pb.Acks(commits=[pb.Commit(nonce=1, effect=pb.VALID, intention_offset=1, count=1)]))
+        assert leader.next_frame() == [window + 1]
+    finally:
+        with pytest.raises(laminar.Unacknowledged):
+            client.close(timeout=0)
