@@ -22,7 +22,7 @@ import collections
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
@@ -48,6 +48,28 @@ def leader_hint(error: grpc.RpcError) -> str:
     except Exception:  # noqa: BLE001 - not every RpcError has metadata
         return ""
     return str(dict(metadata).get(LEADER_METADATA_KEY, ""))
+
+
+REDIRECT_WAIT_S_MAX = 10.0  # how long `redirect` waits for a follower that names no leader yet
+
+
+def redirect(call: Callable[[], object], wait_s: float = REDIRECT_WAIT_S_MAX) -> tuple[grpc.RpcError, str]:
+    """The UNAVAILABLE error and leader hint of `call` on a follower, once the follower names a leader.
+
+    docs/protocol.md allows an empty hint: a follower that has not heard from its leader for 0.5 s
+    names none (on a machine starved of CPU that happens with a live leader). A client then waits
+    and asks again, and so does this; a hint that never comes within `wait_s` fails the caller."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            call()
+        except grpc.RpcError as error:
+            hint = leader_hint(error)
+            if hint or time.monotonic() > deadline:
+                return error, hint
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the call succeeded: it was not redirected")
 
 
 class WireClient:

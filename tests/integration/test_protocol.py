@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from wire_stub import redirect
 
 from laminar.v1 import laminar_pb2 as pb
 from laminar.v1 import laminar_pb2_grpc
@@ -65,20 +66,26 @@ def put(nonce: int, key: str, value: str) -> pb.Mutation:
     return pb.Mutation(nonce=nonce, kind=pb.PUT, topic="proto", key=key.encode(), value=value.encode())
 
 
+def welcome(address: str) -> None:
+    session = Session(address, uuid.uuid4().bytes, 1)
+    try:
+        session.welcome()
+    finally:
+        session.close()
+
+
 def leader_and_follower(addresses: list[str]) -> tuple[str, str]:
     """Redirects: a Session on a follower ends UNAVAILABLE with the leader in `laminar-leader`."""
     for address in addresses:
-        session = Session(address, uuid.uuid4().bytes, 1)
         try:
-            session.welcome()
+            welcome(address)
             continue  # this one leads; try the next to see a redirect
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.UNAVAILABLE
-            leader = dict(error.trailing_metadata() or ())["laminar-leader"]
-            assert leader in addresses and leader != address
-            return leader, address
-        finally:
-            session.close()
+        error, leader = redirect(lambda address=address: welcome(address))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert leader in addresses and leader != address
+        return leader, address
     raise AssertionError("no node redirected")
 
 
@@ -150,10 +157,8 @@ def test_handshake_pipelined_puts_acks_redirect_resend_and_listen(make_cluster) 
         assert got.found and got.value == b"v99" and got.topic_offset == 105
     with grpc.insecure_channel(follower) as channel:
         stub = laminar_pb2_grpc.LaminarStub(channel)
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.Get(pb.GetRequest(topic="proto", key=b"k9"), timeout=TIMEOUT_S)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert dict(caught.value.trailing_metadata())["laminar-leader"] == leader
+        error, hint = redirect(lambda: stub.Get(pb.GetRequest(topic="proto", key=b"k9"), timeout=TIMEOUT_S))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE and hint == leader
         stale = stub.Get(pb.GetRequest(topic="proto", key=b"k9", stale_ok=True), timeout=TIMEOUT_S)
         assert stale.value == b"v99"
 

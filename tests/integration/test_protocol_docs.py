@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
-from wire_stub import WireClient, leader_hint
+from wire_stub import WireClient, leader_hint, redirect
 
 from laminar.client._connect import is_fatal
 from laminar.v1 import laminar_pb2 as pb
@@ -184,14 +184,18 @@ def test_handshake_pipelining_and_each_frame_rule(make_cluster) -> None:
     assert got.topic_offset == 4198 and got.value == b"v"
 
 
+def _raise(error: grpc.RpcError) -> None:
+    raise error
+
+
 def test_redirects_stale_hints_and_resend_after_the_leader_dies(make_cluster) -> None:
     """A follower redirects to the leader; once the leader is killed, followers stop naming it within
     0.5 s; the pipelining client resumes on the new leader with every nonce committed once, in order."""
     c = make_cluster(3)
     leader = _leader(c.addresses)
     followers = [a for a in c.addresses if a != leader]
-    error = Probe(followers[0], [_hello(uuid.uuid4().bytes)]).error()
-    assert error.code() == grpc.StatusCode.UNAVAILABLE and leader_hint(error) == leader
+    error, hint = redirect(lambda: _raise(Probe(followers[0], [_hello(uuid.uuid4().bytes)]).error()))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE and hint == leader
 
     client = WireClient(c.addresses, "docs")
     try:
