@@ -98,7 +98,13 @@ DEDUPE_CLIENTS_CACHED_MAX = 100_000  # client records a node keeps in memory; th
 TOPICS_LIVE_MAX = 10_000  # a create past this many live topics is an ERROR effect
 
 # --- Sandbox (programs run at apply; every bound is deterministic: counts and sizes, never time) --
-PROGRAM_STEPS_MAX = 100_000  # loop iterations and calls per handler invocation
+# Loop iterations and calls per handler invocation (the unit of the cost model: see docs/programs.md). What bounds a
+# call's CPU, whatever the program: no operation costs more than 1 us of CPU per step on this project's machines (the
+# calibration fuzzer's bound, bench/sandbox_fuzz.py), so steps alone cost at most 40 ms; keeping ctx.state (at most
+# PROGRAM_STATE_OBJECTS_MAX objects, ~4 ms measured) and handing back its events (~3 ms for 1,024) fit in what is left
+# of the 50 ms a call may take (issue 12). The cheapest guarded operation costs 0.3-0.6 us, so counting steps any
+# finer than this cannot tighten the bound; the example programs use at most ~300 steps a call.
+PROGRAM_STEPS_MAX = 40_000
 PROGRAM_VALUE_BYTES_MAX = 1 * MIB  # largest str/bytes/sequence a program may build
 PROGRAM_EVENTS_MAX = 1024  # events one handler invocation may emit
 PROGRAM_STATE_BYTES_MAX = 1 * MIB  # serialized ctx.state after a call
@@ -111,9 +117,11 @@ PROGRAM_INT_BITS_MAX = 2048
 # small mutation into PROGRAM_EVENTS_MAX events of VALUE_BYTES_MAX each.
 PROGRAM_EMITTED_BYTES_MAX = 4 * MIB
 # Objects (containers, strings, numbers) in the serialized ctx.state. A call that touches the state re-serializes
-# and re-loads it (see laminar/node/sandbox/_state.py); this keeps that under ~10 ms even when the state is all
-# tiny objects, which PROGRAM_STATE_BYTES_MAX alone allows a million of.
-PROGRAM_STATE_OBJECTS_MAX = 100_000
+# and re-loads it (see laminar/node/sandbox/_state.py), work its steps do not pay for (building [[]] * n costs n/64
+# steps): this keeps that under ~4 ms even when the state is all tiny objects, which PROGRAM_STATE_BYTES_MAX alone
+# allows a million of (100,000 objects took 12-25 ms a call). programs/balance.py at its largest cache (4,096
+# accounts) keeps ~20,500.
+PROGRAM_STATE_OBJECTS_MAX = 32_768
 
 # --- Sandbox cost model (issue 12; see docs/programs.md, "Cost model") ------------------------------------------
 # Syntax nodes of a program (its parsed tree). Compiling costs up to ~30 us a node (policy, RestrictedPython, our

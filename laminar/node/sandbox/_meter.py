@@ -57,7 +57,7 @@ COST_MODEL: dict[str, str] = {
     "walk of nested data (text, ==, <, in, sort keys)": "8 + k/8 per container + flat elements by size",
     "int <-> decimal text (str, repr, f-string, %, json, int())": "1 + b^2/2^INT_TEXT_COST_SHIFT when b > 128",
     "bin, oct, hex": "1 + b/2/CHARS_PER_STEP",
-    "int *, //, %, divmod": "1 + b c/2^17 (result size checked first: PROGRAM_INT_BITS_MAX)",
+    "int *, //, %, divmod": "1 + (b + c)/2^10 + b c/2^17 (result size checked first: PROGRAM_INT_BITS_MAX)",
     "int **, <<": "1 + bits(c) 2048^2/2^21; result size checked first",
     "int.from_bytes, int.to_bytes, bytes(n)": "as bytes(); at most PROGRAM_INT_BITS_MAX bits, checked first",
     "==, <, ... of str/bytes": "1 + min(n, m)/BYTES_PER_STEP (literals of <= 256 characters: native, O(1))",

@@ -16,7 +16,7 @@ HANG_GUARD_MS = 1000.0
 
 EXHAUSTING = {
     # name: (handler body, reason prefix)
-    "steps: infinite loop": ("while True:\n    pass", "step budget exhausted (100000 steps)"),
+    "steps: infinite loop": ("while True:\n    pass", f"step budget exhausted ({limits.PROGRAM_STEPS_MAX} steps)"),
     "steps: busy loop body": (
         "x = 0\nwhile True:\n    x = x + 1\n    y = [x, x]\n    z = {'a': x}",
         "step budget exhausted",
@@ -39,7 +39,7 @@ EXHAUSTING = {
     "steps: json.loads": ("import json\ns = '[' + '0,' * 400000 + '0]'\nx = json.loads(s)", "step budget"),
     "steps: repr of shared data": ("l = ['a' * 1000] * 100000\nx = repr(l)", "step budget exhausted"),
     "steps: dict growth": ("d = {}\ni = 0\nwhile True:\n    d[str(i)] = i\n    i += 1", "step budget exhausted"),
-    "nesting: deep data repr": ("a = []\nfor i in range(50000):\n    a = [a]\nx = str(a)", "nesting budget exhausted"),
+    "nesting: deep data repr": ("a = []\nfor i in range(20000):\n    a = [a]\nx = str(a)", "nesting budget exhausted"),
     "nesting: deep data compare": ("a = []\nfor i in range(500):\n    a = [a]\nx = a == a", "nesting budget exhausted"),
     "nesting: deep JSON": ("import json\nx = json.loads('[' * 5000 + ']' * 5000)", "nesting budget exhausted"),
     "steps: dict view compare": (
@@ -56,7 +56,7 @@ EXHAUSTING = {
     "value: str repeat": ("s = 'x' * (10 ** 9)", "value budget exhausted"),
     "value: list repeat": ("l = [0] * (10 ** 8)", "value budget exhausted (a list"),
     "value: bytes(n)": ("b = bytes(10 ** 9)", "value budget exhausted (a bytes"),
-    "value: join": ("x = ','.join(['abc'] * 300000)", "value budget exhausted"),
+    "value: join": ("x = ','.join(['abcdefgh' * 16] * 10000)", "value budget exhausted"),
     "value: replace": ("x = ('a' * 100000).replace('a', 'b' * 24)", "value budget exhausted"),
     "value: center": ("x = 'a'.center(10 ** 9)", "value budget exhausted"),
     "value: f-string width": ("x = f'{1:>999999999}'", "value budget exhausted"),
@@ -78,7 +78,10 @@ EXHAUSTING = {
     "state: too many bytes": ("ctx.state['x'] = 'y' * 600000\nctx.state['z'] = 'é' * 240000", "state budget exhausted"),
     "value: non-ASCII str counts bytes": ("x = 'é' * 300000", "value budget exhausted (a non-ASCII str of 300000"),
     "value: non-ASCII concatenation": ("x = 'é' * 200000\ny = x + x", "value budget exhausted (a non-ASCII str"),
-    "state: too many objects": ("ctx.state['x'] = list(range(200000))", "state budget exhausted (more than 100000"),
+    "state: too many objects": (
+        f"ctx.state['x'] = list(range({2 * limits.PROGRAM_STATE_OBJECTS_MAX}))",
+        f"state budget exhausted (more than {limits.PROGRAM_STATE_OBJECTS_MAX}",
+    ),
     "state: shared blowup": ("ctx.state['x'] = ['y' * 1000] * 100000", "state budget exhausted"),
 }
 
@@ -114,14 +117,15 @@ def test_work_just_under_each_budget_succeeds() -> None:
     assert not run_put("x = 2 ** 2048").ok
     assert run_put("s = 'x' * (1 << 20)").ok  # exactly PROGRAM_VALUE_BYTES_MAX characters
     assert run_put("for i in range(30000):\n    pass").ok
-    assert run_put("ctx.state['x'] = list(range(90000))").ok
+    assert run_put(f"ctx.state['x'] = list(range({limits.PROGRAM_STATE_OBJECTS_MAX - 10}))").ok
 
 
 def test_a_step_is_roughly_a_loop_iteration() -> None:
-    assert run_put("for i in range(90000):\n    pass").ok
-    assert not run_put("for i in range(110000):\n    pass").ok
-    assert run_put("total = 0\nfor i in range(90000):\n    total += i").ok
-    assert not run_put("total = 0\nfor i in range(110000):\n    total += i").ok
+    under, over = limits.PROGRAM_STEPS_MAX * 9 // 10, limits.PROGRAM_STEPS_MAX * 11 // 10
+    assert run_put(f"for i in range({under}):\n    pass").ok
+    assert not run_put(f"for i in range({over}):\n    pass").ok
+    assert run_put(f"total = 0\nfor i in range({under}):\n    total += i").ok
+    assert not run_put(f"total = 0\nfor i in range({over}):\n    total += i").ok
 
 
 def test_the_module_body_has_a_budget_too() -> None:
@@ -139,10 +143,10 @@ def test_a_failed_call_does_not_spend_the_next_calls_budget() -> None:
 
 
 def test_touching_a_state_at_the_object_limit_stays_fast() -> None:
-    body = "if 'x' not in ctx.state:\n    ctx.state['x'] = [[] for i in range(49000)]\nctx.state['n'] = 1"
+    body = "if 'x' not in ctx.state:\n    ctx.state['x'] = [[] for i in range(16000)]\nctx.state['n'] = 1"
     runtime = TopicRuntime.start(put_program(body), None)
     outcome, ms = timed(runtime.on_put, context(), b"k", b"v")
     assert outcome.ok
     outcome, ms = timed(runtime.on_put, context(), b"k", b"v")
-    print(f"touching a state of ~100000 objects: {ms:.1f} ms")
+    print(f"touching a state of ~32000 objects: {ms:.1f} ms")
     assert outcome.ok and ms < HANG_GUARD_MS
