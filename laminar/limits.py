@@ -39,9 +39,6 @@ LISTEN_FRAME_BYTES_MAX = 1 * MIB
 DESCRIBE_KEYS_COUNTED_MAX = 100_000  # live keys a DescribeTopic answer counts (a bounded scan)
 
 # --- Node ----------------------------------------------------------------------------------------
-SESSIONS_MAX = 256  # concurrent client sessions per node
-LISTENERS_MAX = 256  # concurrent listener streams per node
-GRPC_WORKER_THREADS_MAX = SESSIONS_MAX + LISTENERS_MAX + 16  # one thread per stream, and unary calls
 SESSION_OUTBOX_FRAMES_MAX = 1024  # ack frames queued for one client before its session is cut
 PROPOSAL_QUEUE_INTENTIONS_MAX = 65536  # intentions validated and waiting to be proposed
 # Bytes of frames validated and waiting to be proposed: sessions wait (gRPC flow control then holds
@@ -78,6 +75,43 @@ STORE_WRITE_BUFFERS_MAX = 2  # memtables in memory at once (one filling, one flu
 STORE_BLOCK_CACHE_BYTES = 32 * MIB  # cache of read blocks (listeners reading history, gets)
 APPLY_QUEUE_ENTRIES_MAX = 8  # committed entries waiting for the apply thread; the Raft thread waits past this
 APPLY_INLINE_BYTES_MAX = 4 * KIB  # a committed entry of one intention, this small, may be applied by the Raft thread
+
+# --- Serving (laminar/node/service/; docs/operations.md, "Serving limits"). One asyncio gRPC server
+# serves every stream, so what a stream costs is memory, not a thread: these bound that memory and
+# keep one client from taking the node from the others. The *_DEFAULT values an operator may change
+# per node in the cluster TOML's [serving] table; the others are fixed.
+SESSIONS_MAX_DEFAULT = 4096  # concurrent client sessions per node (RESOURCE_EXHAUSTED past it)
+LISTENERS_MAX_DEFAULT = 4096  # concurrent Listen streams per node (RESOURCE_EXHAUSTED past it)
+# TCP connections a node's client port holds at once; past it gRPC closes new ones at accept. Never
+# more than the descriptor limit less CONNECTION_FDS_RESERVED (the store, the journal, Raft links).
+CONNECTIONS_MAX_DEFAULT = 8192
+CONNECTION_FDS_RESERVED = 4096
+NOFILE_WANTED = 65536  # the node raises its soft RLIMIT_NOFILE towards this (never past the hard limit)
+# A session that has sent nothing for this long and has nothing uncommitted is closed (UNAVAILABLE,
+# naming this node as the leader): a client reconnects when it next has something to send.
+SESSION_IDLE_S_DEFAULT = 60.0
+# A Listen frame or an Acks frame the client has not taken within this long ends its stream with
+# RESOURCE_EXHAUSTED: a peer that never reads holds one frame and gRPC's window, then lets go.
+STREAM_SEND_STALL_S_DEFAULT = 30.0
+# Payload bytes one session may have offered to the log and not yet seen committed; its next frame is
+# not read until they commit (gRPC's flow control then holds the client), so one fast sender cannot
+# fill the proposal queue that every session shares. One largest frame always fits.
+SESSION_UNCOMMITTED_BYTES_MAX = 2 * GRPC_MESSAGE_BYTES_MAX
+CONNECTION_HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that has not spoken HTTP/2 by then is closed
+CONNECTION_IDLE_MS = 300_000  # a connection with no call for this long is sent GOAWAY (clients reconnect)
+CONNECTION_KEEPALIVE_MS = 60_000  # the node pings each connection this often
+CONNECTION_KEEPALIVE_TIMEOUT_MS = 20_000  # and closes it when the ping is not answered within this
+# Unary calls (Get, Status, DescribeTopic, ChangeMembership) run on a small pool off the event loop;
+# past this many running or waiting, a call gets RESOURCE_EXHAUSTED with a retry hint.
+UNARY_THREADS = 4
+UNARY_CALLS_WAITING_MAX = 256
+# Store reads for listeners run on their own small pool, so a listener catching up on megabytes does
+# not hold the event loop that every session's acks go through.
+LISTEN_READ_THREADS = 2
+# Digest reads the whole store: one at a time per node, and a new one starts only after as long a pause
+# as the previous one took (half a core at most); callers past that get RESOURCE_EXHAUSTED with a hint.
+DIGEST_CALLS_CONCURRENT_MAX = 1
+RETRY_HINT_MS_MIN = 100  # the shortest retry hint a RESOURCE_EXHAUSTED answer carries
 
 # --- Client library ------------------------------------------------------------------------------
 CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this

@@ -13,8 +13,9 @@ is done in the parts.
 Threads: the Raft adapter's tick thread runs Raft and hands each committed entry to the applier
 (which applies it in its own thread, or in place when it is one small intention); the proposer
 thread packs client frames into entries (a frame that arrives when nothing is in flight is
-proposed by its session's thread); gRPC threads serve sessions, listeners and status calls; the
-watch thread follows leader changes for health.
+proposed by the event loop as its session offers it); one asyncio gRPC server on its own event-loop
+thread serves sessions, listeners and calls (blocking calls on small pools of its own); the watch
+thread follows leader changes for health.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import threading
 
 import grpc
 
+from laminar import limits
 from laminar.errors import ConfigError
 from laminar.node._applier import Applier
 from laminar.node._backend import NodeBackend
@@ -37,12 +39,14 @@ from laminar.node.raft import Proposer, RaftAdapter, RaftPort, RaftSettings, Rol
 from laminar.node.sandbox import program_thread_stacks
 from laminar.node.service import (
     EventFeed,
+    Health,
     LaminarServicer,
     ListenService,
+    Offload,
+    Server,
     SessionRouter,
-    build_health,
-    build_server,
-    set_health,
+    connection_budget,
+    raise_nofile,
 )
 from laminar.node.state_machine import StateMachine
 from laminar.node.store import Store
@@ -104,14 +108,15 @@ class Node:
         self.feed = EventFeed()
         self.metrics = NodeMetrics(self._sample)
         self.backend = NodeBackend(config, self.store, self.machine, self.metrics)
-        self.sessions = SessionRouter(self.backend)
-        self.listens = ListenService(self.store, self.feed)
+        calls = Offload("unary", limits.UNARY_THREADS, limits.UNARY_CALLS_WAITING_MAX)
+        self.sessions = SessionRouter(self.backend, config.serving, calls)
+        self.listens = ListenService(self.store, self.feed, config.serving)
         self.applier = Applier(
             config.node_id, self.store, self.machine, self.metrics, self.feed.publish, self.sessions.deliver
         )
         self._role = Role.FOLLOWER
         # Health state exists before the Raft port: its tick thread may report a role change at once.
-        self.health = build_health()
+        self.health = Health()
         self._leader_seen: str | None = None
         self._serving = False
         self._health_lock = threading.Lock()  # the watcher and the tick thread (role changes) both refresh
@@ -132,8 +137,17 @@ class Node:
         self.proposer = Proposer(self.raft)
         self.membership = Membership(config, self.raft, self.store, self.applier.wait_applied)
         self.backend.connect(self.raft, self.proposer, self.applier, self.membership)
-        servicer = LaminarServicer(self.sessions, self.listens, self.backend)
-        self.server = build_server(servicer, config.me.client, self.health, _server_credentials(config))
+        servicer = LaminarServicer(self.sessions, self.listens, self.backend, calls)
+        connections_max = connection_budget(config.serving.connections_max, raise_nofile())
+        self.server = Server(
+            servicer,
+            config.me.client,
+            self.health,
+            self.feed,
+            config.serving,
+            connections_max,
+            _server_credentials(config),
+        )
         self._watcher = threading.Thread(target=self._watch_loop, name="watch", daemon=True)
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -150,10 +164,10 @@ class Node:
 
     def stop(self) -> None:
         self._stopping.set()
-        set_health(self.health, False)
+        self.health.set(False)
         self.metrics.stop()
         self.sessions.close_all(grpc.StatusCode.UNAVAILABLE, "node is shutting down")
-        self.server.stop(SHUTDOWN_GRACE_S).wait()
+        self.server.stop(SHUTDOWN_GRACE_S)
         self.proposer.stop()
         self.raft.stop()
         self.applier.stop()
@@ -194,7 +208,7 @@ class Node:
         serving = leader is not None and not self._stopping.is_set()
         if serving != self._serving:
             self._serving = serving
-            set_health(self.health, serving)
+            self.health.set(serving)
             log.info("node %d: health %s", self.config.node_id, "SERVING" if serving else "NOT_SERVING")
 
     # ---- metrics (at scrape time) -----------------------------------------------------------------

@@ -9,6 +9,9 @@
     # tls_client_ca = "certs/ca.pem"    # optional: require client certificates signed by this CA
     # accept_risk_raft_without_password = true   # run a Raft port off loopback without raft_password
     # accept_risk_client_without_tls = true      # serve a client port off loopback in plaintext
+    # [serving]                         # optional: per-node serving limits (docs/operations.md)
+    # sessions_max = 4096               #   client sessions; listeners_max, connections_max likewise
+    # session_idle_s = 60.0             #   idle session reclaimed; stream_send_stall_s = 30.0
 
     [[nodes]]
     id = 1
@@ -50,6 +53,17 @@ class NodeAddress:
 
 
 @dataclass(frozen=True)
+class ServingLimits:
+    """What an operator may tune of how a node serves clients (the [serving] table); defaults in limits.py."""
+
+    sessions_max: int = limits.SESSIONS_MAX_DEFAULT
+    listeners_max: int = limits.LISTENERS_MAX_DEFAULT
+    connections_max: int = limits.CONNECTIONS_MAX_DEFAULT
+    session_idle_s: float = limits.SESSION_IDLE_S_DEFAULT
+    stream_send_stall_s: float = limits.STREAM_SEND_STALL_S_DEFAULT
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node_id: int
     nodes: tuple[NodeAddress, ...]
@@ -61,6 +75,7 @@ class NodeConfig:
     accept_risk_raft_without_password: bool = False  # the config says so in so many words
     accept_risk_client_without_tls: bool = False
     fault_injection: bool = False  # tests only: answer InjectFault (cut Raft links on request)
+    serving: ServingLimits = ServingLimits()
 
     @property
     def me(self) -> NodeAddress:
@@ -88,8 +103,10 @@ TOP_LEVEL_KEYS = (
     "tls_client_ca",
     "accept_risk_raft_without_password",
     "accept_risk_client_without_tls",
+    "serving",
     "nodes",
 )
+SERVING_KEYS = tuple(ServingLimits.__dataclass_fields__)
 NODE_KEYS = ("id", "client", "raft", "metrics", "tls_cert", "tls_key")
 
 
@@ -167,6 +184,7 @@ def load_config(path: str, node_id: int, durability: str | None = None) -> NodeC
         tls_client_ca=client_ca,
         accept_risk_raft_without_password=_flag(raw, "accept_risk_raft_without_password", path),
         accept_risk_client_without_tls=_flag(raw, "accept_risk_client_without_tls", path),
+        serving=_serving(raw.get("serving", {}), path),
     )
     refusal = exposure_refusal(config)
     if refusal is not None:
@@ -210,6 +228,22 @@ def exposure_refusal(config: NodeConfig) -> str | None:
             "(docs/security.md), or write accept_risk_client_without_tls = true to serve plaintext anyway"
         )
     return None
+
+
+def _serving(table: object, path: str) -> ServingLimits:
+    """The [serving] table: positive numbers only (a zero limit would refuse every client)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: serving must be a table ([serving])")
+    _refuse_unknown_keys(table, SERVING_KEYS, f"{path}: [serving]")
+    values: dict[str, int | float] = {}
+    for key, value in table.items():
+        wants_int = key.endswith("_max")
+        ok = isinstance(value, int) if wants_int else isinstance(value, (int, float))
+        if not ok or isinstance(value, bool) or value <= 0:
+            kind = "a positive integer" if wants_int else "a positive number of seconds"
+            raise ConfigError(f"{path}: [serving] {key} must be {kind}, got {value!r}")
+        values[key] = value if wants_int else float(value)
+    return ServingLimits(**values)  # type: ignore[arg-type]
 
 
 def _path(value: object, what: str, base_dir: str) -> str | None:

@@ -1,26 +1,31 @@
-"""gRPC servicers: decode, validate, hand to the log, stream to listeners."""
+"""gRPC servicers: decode, validate, hand to the log, stream to listeners (one asyncio gRPC server)."""
 
 from laminar.node.service._api import NodeApi
 from laminar.node.service._consumers import consumer_infos
+from laminar.node.service._fds import connection_budget, raise_nofile
 from laminar.node.service._listen import EventFeed, ListenService
 from laminar.node.service._server import (
     LEADER_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+    Health,
     LaminarServicer,
-    build_health,
-    build_server,
-    set_health,
+    Offload,
+    Server,
 )
 from laminar.node.service._sessions import SessionRouter
 
 __all__ = [
     "LEADER_METADATA_KEY",
+    "RETRY_AFTER_METADATA_KEY",
     "EventFeed",
+    "Health",
     "LaminarServicer",
     "ListenService",
     "NodeApi",
+    "Offload",
+    "Server",
     "SessionRouter",
-    "build_health",
-    "build_server",
+    "connection_budget",
     "consumer_infos",
-    "set_health",
+    "raise_nofile",
 ]

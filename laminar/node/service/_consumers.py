@@ -1,20 +1,17 @@
 """Consumers on the read side (docs/consumers.md): where a durable consumer resumes, the stream of a
 group member (the events leased to it), and what DescribeTopic says about a topic's consumers.
 
-A member's stream reads the group's leases from the store after each applied entry that may have
-changed them (the apply thread publishes the group's topic), and sends the events newly leased to
-this member, in grant order. Nothing is buffered per member: the leases are the queue, bounded by
-limits.GROUP_LEASES_MAX, and a reconnecting member is sent every lease it still holds again.
+A member's stream (ListenService runs one `member_step` at a time, on a read thread) reads the
+group's leases from the store after each applied entry that may have changed them (the apply thread
+publishes the group's topic), and sends the events newly leased to this member, in grant order.
+Nothing is buffered per member: the leases are the queue, bounded by limits.GROUP_LEASES_MAX, and a
+reconnecting member is sent every lease it still holds again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import grpc
-
 from laminar import _rules, limits
-from laminar.node.service._listen import LISTEN_WAIT_S, EventFeed, encode_listen_frame
+from laminar.node.service._listen import encode_listen_frame
 from laminar.node.store import DURABLE, ConsumerRecord, LeaseRecord, Store
 from laminar.v1 import laminar_pb2 as pb
 
@@ -29,28 +26,21 @@ def request_problem(request: pb.ListenRequest) -> str | None:
     return None
 
 
-def member_stream(
-    store: Store, feed: EventFeed, request: pb.ListenRequest, context: grpc.ServicerContext
-) -> Iterator[bytes]:
-    """Frames of the events leased to one member of a group, each lease once per stream, in grant order."""
+def member_step(store: Store, request: pb.ListenRequest, sent_grant: int) -> tuple[bytes | None, int]:
+    """One step of a group member's stream (on a read thread): a frame of the events newly leased to
+    the member since grant `sent_grant`, in grant order, or None; and the last grant sent after it."""
     topic, group, member = request.topic, request.consumer, request.member
-    sent_grant = 0
-    while context.is_active():
-        version = feed.version()
-        mine = []
-        for offset, data in store.group_leases(topic, group):
-            lease = LeaseRecord.decode(data)
-            if lease.member == member and lease.seq > sent_grant:
-                mine.append((lease.seq, offset))
-        mine.sort()
-        mine = mine[: limits.LISTEN_FRAME_EVENTS_MAX]
-        if mine:
-            sent_grant = mine[-1][0]
-            events = store.events_at(topic, [offset for _, offset in mine])
-            if events:
-                yield encode_listen_frame(events)
-                continue
-        feed.wait_newer(version, LISTEN_WAIT_S)
+    mine = []
+    for offset, data in store.group_leases(topic, group):
+        lease = LeaseRecord.decode(data)
+        if lease.member == member and lease.seq > sent_grant:
+            mine.append((lease.seq, offset))
+    mine.sort()
+    mine = mine[: limits.LISTEN_FRAME_EVENTS_MAX]
+    if not mine:
+        return None, sent_grant
+    events = store.events_at(topic, [offset for _, offset in mine])
+    return (encode_listen_frame(events) if events else None), mine[-1][0]
 
 
 def consumer_infos(store: Store, topic: str) -> list[pb.ConsumerInfo]:
@@ -81,4 +71,4 @@ def consumer_infos(store: Store, topic: str) -> list[pb.ConsumerInfo]:
     return infos
 
 
-__all__ = ["consumer_infos", "member_stream", "request_problem"]
+__all__ = ["consumer_infos", "member_step", "request_problem"]

@@ -1,9 +1,10 @@
 """Listener streams: committed events of one topic, from any consequence offset, in frames.
 
-Listeners read from the store, not from an in-memory fan-out, so a slow listener costs a thread
-and nothing else: gRPC asks for the next frame only when the previous one is sent, and the node
-never buffers events for it. The apply thread publishes each topic's newest offset to the feed;
-a caught-up listener waits there.
+Listeners read from the store, not from an in-memory fan-out, so a slow listener costs a coroutine
+and one frame in flight, nothing else: the next frame is read only when the previous one was taken
+by gRPC, and one the client has not taken within the send-stall timeout ends the stream with
+RESOURCE_EXHAUSTED. Store reads run on a small pool of their own (never on the event loop). The
+apply thread publishes to the feed; a caught-up listener waits there.
 
 A snapshot listen first sends the topic's live keys from one RocksDB snapshot (which also gives
 the consequence offset N it reflects), then streams events after N from the store as usual: no
@@ -12,17 +13,24 @@ gap, since the snapshot and the events are cut at the same offset.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-import grpc
-
-from laminar import _rules, limits
+from laminar import limits
 from laminar._wire import length_delimited
-from laminar.node.store import DURABLE, ConsumerRecord, Store
+from laminar.node.config import ServingLimits
+from laminar.node.service._sessions import send_within
+from laminar.node.store import DURABLE, ConsumerRecord, Store, ViewRecord
 from laminar.v1 import laminar_pb2 as pb
 
 LISTEN_WAIT_S = 1.0  # a waiting listener re-checks that its RPC is alive this often
+T = TypeVar("T")
+# One step of a group member's stream (service/_consumers.py): (store, request, last grant sent) ->
+# (a frame of newly leased events or None, the last grant sent after it). Runs on a read thread.
+MemberStep = Callable[[Store, pb.ListenRequest, int], tuple[bytes | None, int]]
 
 
 def encode_listen_frame(events: list[bytes]) -> bytes:
@@ -31,31 +39,61 @@ def encode_listen_frame(events: list[bytes]) -> bytes:
 
 
 class EventFeed:
-    """Newest consequence offset per topic, published by the apply thread."""
+    """A version bumped by the apply thread whenever a topic got events; listeners on the event loop
+    wait for it to move. The loop is woken at most once per wake-up it has not yet run."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._version = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._moved: asyncio.Event | None = None
+        self._wake_pending = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called on the event loop when the server starts."""
+        self._moved = asyncio.Event()
+        self._loop = loop
 
     def publish(self, topic_offsets: dict[str, int]) -> None:
-        if topic_offsets:
-            with self._cond:
-                self._version += 1
-                self._cond.notify_all()
+        if not topic_offsets:
+            return
+        with self._lock:
+            self._version += 1
+            if self._loop is None or self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is closed: the node is stopping
+            pass
+
+    def _wake(self) -> None:
+        assert self._moved is not None
+        with self._lock:
+            self._wake_pending = False
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     def version(self) -> int:
-        with self._cond:
+        with self._lock:
             return self._version
 
-    def wait_newer(self, version: int, timeout_s: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._version != version, timeout_s)
+    async def wait_newer(self, version: int, timeout_s: float) -> None:
+        moved = self._moved
+        if moved is None or self.version() != version:
+            return
+        try:
+            await asyncio.wait_for(moved.wait(), timeout_s)
+        except TimeoutError:
+            pass
 
 
 class ListenService:
-    def __init__(self, store: Store, feed: EventFeed) -> None:
+    def __init__(self, store: Store, feed: EventFeed, serving: ServingLimits) -> None:
         self._store = store
         self._feed = feed
+        self._serving = serving
+        self._reads = concurrent.futures.ThreadPoolExecutor(limits.LISTEN_READ_THREADS, thread_name_prefix="listen")
         self._lock = threading.Lock()
         self._active = 0
         self._positions: dict[int, tuple[str, int]] = {}  # stream id -> (topic, last offset sent), for lag
@@ -68,34 +106,33 @@ class ListenService:
         with self._lock:
             return self._active
 
-    def run(
-        self,
-        topic: str,
-        from_offset: int,
-        context: grpc.ServicerContext,
-        snapshot: bool = False,
-        consumer: str = "",
-        member_body: Callable[[Store, EventFeed], Iterator[bytes]] | None = None,
-    ) -> Iterator[bytes]:
-        """`consumer`: a durable consumer; from offset 0, start after its acknowledged position.
-        `member_body`: a group member's stream, sent instead of the topic's events."""
-        problem = _rules.topic_problem(topic)
-        if problem:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+    def stop(self) -> None:
+        self._reads.shutdown(wait=False, cancel_futures=True)
+
+    def admit(self) -> str:
+        """Count a new listener in; a reason (RESOURCE_EXHAUSTED) when the node has too many."""
+        listeners_max = self._serving.listeners_max
         with self._lock:
-            if self._active >= limits.LISTENERS_MAX:
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many listeners ({limits.LISTENERS_MAX})")
+            if self._active >= listeners_max:
+                return f"this node serves {listeners_max} listeners already (listeners_max): retry later or elsewhere"
             self._active += 1
+        return ""
+
+    async def run(self, request: pb.ListenRequest, context: Any, member_step: MemberStep | None = None) -> None:
+        """Serve one admitted listener until its call ends; raises SessionFailure to end it.
+        `request.consumer`: a durable consumer; from offset 0, start after its acknowledged position.
+        `member_step`: a group member's stream, sent instead of the topic's events."""
         stream_id = id(context)
         try:
-            if member_body is not None:
-                yield from member_body(self._store, self._feed)
+            if member_step is not None:
+                await self._member(request, context, member_step)
                 return
-            if consumer and not from_offset:
-                from_offset = self._position(topic, consumer)
-            if snapshot:
-                from_offset = yield from self._snapshot(topic, context)
-            yield from self._stream(topic, from_offset, context, stream_id)
+            from_offset = request.from_offset
+            if request.consumer and not from_offset:
+                from_offset = await self._read(self._position, request.topic, request.consumer)
+            if request.snapshot:
+                from_offset = await self._snapshot(request.topic, context)
+            await self._stream(request.topic, from_offset, context, stream_id)
         finally:
             with self._lock:
                 self._active -= 1
@@ -106,20 +143,74 @@ class ListenService:
         record = None if data is None else ConsumerRecord.decode(data)
         return record.acked_offset if record is not None and record.kind == DURABLE else 0
 
-    def _snapshot(self, topic: str, context: grpc.ServicerContext) -> Generator[bytes, None, int]:
+    async def _member(self, request: pb.ListenRequest, context: Any, step: MemberStep) -> None:
+        sent_grant = 0
+        while True:
+            version = self._feed.version()
+            frame, sent_grant = await self._read(step, self._store, request, sent_grant)
+            if frame is not None:
+                await self._send(context, frame)
+            else:
+                await self._feed.wait_newer(version, LISTEN_WAIT_S)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
+
+    async def _send(self, context: Any, frame: bytes) -> None:
+        await send_within(context, frame, self._serving.stream_send_stall_s, "Listen frame")
+
+    async def _snapshot(self, topic: str, context: Any) -> int:
         """Frames of live keys; the last one says which offset they reflect. Returns that offset."""
-        through, items = self._store.view_snapshot(topic)
+        through, items = await self._read(self._store.view_snapshot, topic)
+        frames = _SnapshotFrames(items)
+        while True:
+            frame, more = await self._read(frames.next)
+            if not more:
+                frame.snapshot_offset = through
+                frame.snapshot_end = True
+                await self._send(context, frame.SerializeToString())
+                return through
+            await self._send(context, frame.SerializeToString())
+
+    async def _stream(self, topic: str, after: int, context: Any, stream_id: int) -> None:
+        while True:
+            with self._lock:
+                self._positions[stream_id] = (topic, after)
+            version = self._feed.version()
+            events = await self._read(
+                self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, limits.LISTEN_FRAME_BYTES_MAX
+            )
+            if events:
+                after += len(events)  # consequence offsets are gapless per topic
+                await self._send(context, encode_listen_frame(events))
+            else:
+                await self._feed.wait_newer(version, LISTEN_WAIT_S)
+
+
+class _SnapshotFrames:
+    """Cuts a snapshot's live keys into frames of at most LISTEN_FRAME_EVENTS_MAX events and
+    LISTEN_FRAME_BYTES_MAX bytes (one key always fits); `next` runs on a read thread."""
+
+    def __init__(self, items: Iterator[tuple[bytes, ViewRecord]]) -> None:
+        self._items = items
+        self._held: tuple[bytes, ViewRecord] | None = None  # read, and did not fit the last frame
+
+    def next(self) -> tuple[pb.ListenFrame, bool]:
+        """The next frame, and whether more keys follow it."""
         frame = pb.ListenFrame()
         size = 0
-        for key, record in items:
-            if not context.is_active():
-                break
+        while True:
+            item = self._held if self._held is not None else next(self._items, None)
+            self._held = None
+            if item is None:
+                return frame, False
+            key, record = item
             if frame.snapshot and (
                 len(frame.snapshot) >= limits.LISTEN_FRAME_EVENTS_MAX
                 or size + len(record.value) > limits.LISTEN_FRAME_BYTES_MAX
             ):
-                yield frame.SerializeToString()
-                frame, size = pb.ListenFrame(), 0
+                self._held = item
+                return frame, True
             frame.snapshot.append(
                 pb.Event(
                     kind=pb.PUT,
@@ -130,21 +221,3 @@ class ListenService:
                 )
             )
             size += len(key) + len(record.value)
-        frame.snapshot_offset = through
-        frame.snapshot_end = True
-        yield frame.SerializeToString()
-        return through
-
-    def _stream(self, topic: str, after: int, context: grpc.ServicerContext, stream_id: int) -> Iterator[bytes]:
-        while context.is_active():
-            with self._lock:
-                self._positions[stream_id] = (topic, after)
-            version = self._feed.version()
-            events = self._store.read_events(
-                topic, after, limits.LISTEN_FRAME_EVENTS_MAX, limits.LISTEN_FRAME_BYTES_MAX
-            )
-            if events:
-                after += len(events)  # consequence offsets are gapless per topic
-                yield encode_listen_frame(events)
-            else:
-                self._feed.wait_newer(version, LISTEN_WAIT_S)

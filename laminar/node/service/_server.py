@@ -1,130 +1,233 @@
-"""The gRPC surface of a node: one servicer method per RPC, wired with explicit serializers.
+"""The gRPC surface of a node: one servicer method per RPC, on one asyncio gRPC server.
+
+The server runs on its own event-loop thread (`Server`), so a stream costs memory, not a thread:
+sessions and listeners are coroutines. The node's other threads hand it news with
+`loop.call_soon_threadsafe` (see _sessions.py and _listen.py). Nothing that may block runs on the
+loop: unary calls that read the store or wait for the log run on a small pool (`UNARY_THREADS`,
+past `UNARY_CALLS_WAITING_MAX` waiting: RESOURCE_EXHAUSTED with a retry hint), Digest on its own
+thread, one at a time, at most half the time.
 
 Listen frames are spliced from events as stored (they are serialized `Event`s already), so the
-Listen handler yields bytes and its serializer is the identity.
+Listen handler writes bytes and its serializer is the identity.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
-from concurrent import futures
-from typing import Any
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from laminar import _rules, limits
+from laminar.node.config import ServingLimits
 from laminar.node.service._api import NodeApi
-from laminar.node.service._consumers import member_stream
+from laminar.node.service._consumers import member_step
 from laminar.node.service._consumers import request_problem as consumer_request_problem
-from laminar.node.service._listen import ListenService
+from laminar.node.service._listen import EventFeed, ListenService
 from laminar.node.service._sessions import SessionFailure, SessionRouter
 from laminar.v1 import laminar_pb2 as pb
 
+log = logging.getLogger("laminar.server")
+
 LEADER_METADATA_KEY = "laminar-leader"
+# On RESOURCE_EXHAUSTED from a bound of this server: how long to wait before retrying, in ms.
+RETRY_AFTER_METADATA_KEY = "laminar-retry-after-ms"
 SERVICE_NAME = "laminar.v1.Laminar"
 GET_BARRIER_TIMEOUT_S = 5.0  # a linearizable read waits this long at most for its barrier to commit
+SERVER_START_TIMEOUT_S = 10.0
+T = TypeVar("T")
+
+
+class Exhausted(Exception):
+    """A bound of this server refused a call: RESOURCE_EXHAUSTED, with a retry hint."""
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_ms = max(limits.RETRY_HINT_MS_MIN, retry_after_ms)
+
+
+class Offload:
+    """Runs blocking node calls on a bounded pool: past `waiting_max` calls running or waiting, a
+    call is refused at once (Exhausted) rather than queued without end."""
+
+    def __init__(self, name: str, threads: int, waiting_max: int) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self._name = name
+        self._taken_max = threads + waiting_max
+        self._taken = 0  # touched on the event loop only
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._taken >= self._taken_max:
+            raise Exhausted(f"this node has {self._taken} {self._name} calls running or waiting: retry later", 200)
+        self._taken += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self._taken -= 1
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class DutyGate:
+    """One expensive call at a time, and the next may start only after a pause as long as the last
+    one took: it uses at most half of one thread's time, whatever the callers do."""
+
+    def __init__(self, name: str) -> None:
+        self._offload = Offload(name, limits.DIGEST_CALLS_CONCURRENT_MAX, 0)
+        self._name = name
+        self._next_start = 0.0
+        self._running = False
+
+    async def __call__(self, fn: Callable[[], T]) -> T:
+        if self._running:
+            raise Exhausted(f"a {self._name} is running on this node: retry in a moment", 1000)
+        wait_ms = int((self._next_start - time.monotonic()) * 1000)
+        if wait_ms > 0:
+            raise Exhausted(f"{self._name} is rate limited on this node: retry in {wait_ms} ms", wait_ms)
+        started = time.monotonic()
+        self._running = True
+        try:
+            return await self._offload(fn)
+        finally:
+            self._running = False
+            self._next_start = 2 * time.monotonic() - started  # a pause as long as the call took
+
+    def stop(self) -> None:
+        self._offload.stop()
 
 
 class LaminarServicer:
-    def __init__(self, sessions: SessionRouter, listens: ListenService, node: NodeApi) -> None:
+    def __init__(self, sessions: SessionRouter, listens: ListenService, node: NodeApi, calls: Offload) -> None:
         self._sessions = sessions
         self._listens = listens
         self._node = node
+        self._calls = calls
+        self._digests = DutyGate("Digest")
 
-    def Session(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:  # noqa: N802
+    def stop(self) -> None:
+        self._calls.stop()
+        self._digests.stop()
+        self._listens.stop()
+
+    async def Session(self, requests: Any, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
         is_leader, _ = self._node.leader_hint()
         if not is_leader:
-            self._redirect(context, "this node is not the leader")
+            await self._redirect(context, "this node is not the leader")
         try:
-            yield from self._sessions.run(requests, context)
+            await self._sessions.run(context)
+        except Exhausted as refused:  # the pool that checks a Hello against the store is full
+            await _exhausted(context, refused)
         except SessionFailure as failure:
             self._node.session_failed(failure.code, failure.message)
             if failure.code == grpc.StatusCode.UNAVAILABLE:
-                self._redirect(context, failure.message)
-            context.abort(failure.code, failure.message)
+                await self._redirect(context, failure.message)
+            await context.abort(failure.code, failure.message)
 
-    def Listen(self, request: pb.ListenRequest, context: grpc.ServicerContext) -> Iterator[bytes]:  # noqa: N802
-        problem = consumer_request_problem(request)
+    async def Listen(self, request: pb.ListenRequest, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+        problem = _rules.topic_problem(request.topic) or consumer_request_problem(request)
         if problem:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        body = None
-        if request.member:
-            body = functools.partial(member_stream, request=request, context=context)
-        yield from self._listens.run(
-            request.topic, request.from_offset, context, request.snapshot, request.consumer, body
-        )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        refused = self._listens.admit()
+        if refused:
+            await _exhausted(context, Exhausted(refused, 1000))
+        try:
+            await self._listens.run(request, context, member_step if request.member else None)
+        except SessionFailure as failure:
+            await context.abort(failure.code, failure.message)
 
-    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:  # noqa: N802
+    async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:  # noqa: N802
         problem = _rules.topic_problem(request.topic)
         if not problem and len(request.key) > limits.KEY_BYTES_MAX:
             problem = f"key is {len(request.key)} bytes; the limit is {limits.KEY_BYTES_MAX}"
         if problem:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         if not request.stale_ok and not self._node.leader_hint()[0]:
-            self._redirect(context, "linearizable reads go to the leader (or set stale_ok)")
+            await self._redirect(context, "linearizable reads go to the leader (or set stale_ok)")
         remaining = context.time_remaining()
         timeout_s = GET_BARRIER_TIMEOUT_S if remaining is None else min(GET_BARRIER_TIMEOUT_S, max(0.0, remaining))
-        response = self._node.get(request, timeout_s)
+        response = await self._call(context, self._node.get, request, timeout_s)
         if response is None:
-            self._redirect(context, "the read barrier did not commit in time (leadership may have changed)")
-            raise AssertionError("abort raises")
+            await self._redirect(context, "the read barrier did not commit in time (leadership may have changed)")
         return response
 
-    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusResponse:  # noqa: N802
-        return self._node.status()
+    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:  # noqa: N802
+        return await self._call(context, self._node.status)
 
-    def DescribeTopic(  # noqa: N802
-        self, request: pb.DescribeTopicRequest, context: grpc.ServicerContext
+    async def DescribeTopic(  # noqa: N802
+        self, request: pb.DescribeTopicRequest, context: grpc.aio.ServicerContext
     ) -> pb.DescribeTopicResponse:
         problem = _rules.topic_problem(request.topic)
         if problem:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        return self._node.describe_topic(request.topic)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return await self._call(context, self._node.describe_topic, request.topic)
 
-    def Digest(self, request: pb.DigestRequest, context: grpc.ServicerContext) -> pb.DigestResponse:  # noqa: N802
-        return self._node.digest()
+    async def Digest(self, request: pb.DigestRequest, context: grpc.aio.ServicerContext) -> pb.DigestResponse:  # noqa: N802
+        try:
+            return await self._digests(self._node.digest)
+        except Exhausted as refused:
+            await _exhausted(context, refused)
 
-    def ChangeMembership(self, request: pb.MembershipChange, context: grpc.ServicerContext) -> pb.MembershipResult:  # noqa: N802
+    async def ChangeMembership(  # noqa: N802
+        self, request: pb.MembershipChange, context: grpc.aio.ServicerContext
+    ) -> pb.MembershipResult:
         is_leader, _ = self._node.leader_hint()
         if not is_leader:
-            self._redirect(context, "membership changes go to the leader")
-        code, message, peers = self._node.change_membership(request)
+            await self._redirect(context, "membership changes go to the leader")
+        code, message, peers = await self._call(context, self._node.change_membership, request)
         if code == "unavailable":
-            self._redirect(context, message)
+            await self._redirect(context, message)
         if code:
-            context.abort(grpc.StatusCode[code.upper()], message)
+            await context.abort(grpc.StatusCode[code.upper()], message)
         return pb.MembershipResult(peers=peers)
 
-    def InjectFault(self, request: pb.FaultRequest, context: grpc.ServicerContext) -> pb.FaultResponse:  # noqa: N802
+    async def InjectFault(self, request: pb.FaultRequest, context: grpc.aio.ServicerContext) -> pb.FaultResponse:  # noqa: N802
         if not self._node.inject_fault(request):
-            context.abort(
+            await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, "fault injection is off (start the node with --fault-injection)"
             )
-            raise AssertionError("abort raises")
         return pb.FaultResponse()
 
-    def _redirect(self, context: grpc.ServicerContext, why: str) -> None:
+    async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._calls(fn, *args)
+        except Exhausted as refused:
+            await _exhausted(context, refused)
+
+    async def _redirect(self, context: grpc.aio.ServicerContext, why: str) -> NoReturn:
         _, leader = self._node.leader_hint()
         context.set_trailing_metadata(((LEADER_METADATA_KEY, leader),))
         where = f"; the leader is at {leader}" if leader else "; no leader is known yet"
-        context.abort(grpc.StatusCode.UNAVAILABLE, why + where)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, why + where)
+        raise AssertionError("abort raises")
+
+
+async def _exhausted(context: grpc.aio.ServicerContext, refused: Exhausted) -> NoReturn:
+    context.set_trailing_metadata(((RETRY_AFTER_METADATA_KEY, str(refused.retry_after_ms)),))
+    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refused.message)
+    raise AssertionError("abort raises")
 
 
 def _parsing(
-    message: Any, handler: Callable[[Any, grpc.ServicerContext], Any]
-) -> Callable[[bytes, grpc.ServicerContext], Any]:
+    message: Any, handler: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
     """Parse the request ourselves: a malformed one gets INVALID_ARGUMENT with a reason, where
     gRPC's own deserializer failure would be an opaque INTERNAL."""
 
-    def parse_then_handle(raw: bytes, context: grpc.ServicerContext) -> Any:
+    async def parse_then_handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
             request = message.FromString(raw)
         except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, and others on odd input
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request is not a {message.__name__}: {e}")
-        return handler(request, context)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request is not a {message.__name__}: {e}")
+        return await handler(request, context)
 
     return parse_then_handle
 
@@ -133,82 +236,135 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def build_health() -> health.HealthServicer:
-    """The standard grpc.health.v1 service; the node sets SERVING / NOT_SERVING as it learns."""
-    servicer = health.HealthServicer(experimental_non_blocking=True)
-    set_health(servicer, False)
-    return servicer
-
-
-def set_health(servicer: health.HealthServicer, serving: bool) -> None:
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ("", SERVICE_NAME):  # "" is the whole server, as generic checkers ask
-        servicer.set(name, status)
-
-
-def build_server(
-    servicer: LaminarServicer,
-    address: str,
-    health_servicer: health.HealthServicer | None = None,
-    credentials: grpc.ServerCredentials | None = None,
-) -> grpc.Server:
-    handlers: dict[str, Any] = {
-        "Session": grpc.stream_stream_rpc_method_handler(
-            servicer.Session,
-            request_deserializer=_identity,
-            response_serializer=pb.ServerFrame.SerializeToString,
-        ),
-        "Listen": grpc.unary_stream_rpc_method_handler(
-            _parsing(pb.ListenRequest, servicer.Listen), request_deserializer=_identity, response_serializer=_identity
-        ),
-        "Get": grpc.unary_unary_rpc_method_handler(
-            _parsing(pb.GetRequest, servicer.Get),
-            request_deserializer=_identity,
-            response_serializer=pb.GetResponse.SerializeToString,
-        ),
-        "Status": grpc.unary_unary_rpc_method_handler(
-            _parsing(pb.StatusRequest, servicer.Status),
-            request_deserializer=_identity,
-            response_serializer=pb.StatusResponse.SerializeToString,
-        ),
-        "DescribeTopic": grpc.unary_unary_rpc_method_handler(
-            _parsing(pb.DescribeTopicRequest, servicer.DescribeTopic),
-            request_deserializer=_identity,
-            response_serializer=pb.DescribeTopicResponse.SerializeToString,
-        ),
-        "Digest": grpc.unary_unary_rpc_method_handler(
-            _parsing(pb.DigestRequest, servicer.Digest),
-            request_deserializer=_identity,
-            response_serializer=pb.DigestResponse.SerializeToString,
-        ),
-        "ChangeMembership": grpc.unary_unary_rpc_method_handler(
-            _parsing(pb.MembershipChange, servicer.ChangeMembership),
-            request_deserializer=_identity,
-            response_serializer=pb.MembershipResult.SerializeToString,
-        ),
-        "InjectFault": grpc.unary_unary_rpc_method_handler(
-            _parsing(pb.FaultRequest, servicer.InjectFault),
-            request_deserializer=_identity,
-            response_serializer=pb.FaultResponse.SerializeToString,
-        ),
+def _handlers(servicer: LaminarServicer) -> grpc.GenericRpcHandler:
+    unary: dict[str, tuple[Any, Any, Any]] = {
+        "Get": (pb.GetRequest, servicer.Get, pb.GetResponse),
+        "Status": (pb.StatusRequest, servicer.Status, pb.StatusResponse),
+        "DescribeTopic": (pb.DescribeTopicRequest, servicer.DescribeTopic, pb.DescribeTopicResponse),
+        "Digest": (pb.DigestRequest, servicer.Digest, pb.DigestResponse),
+        "ChangeMembership": (pb.MembershipChange, servicer.ChangeMembership, pb.MembershipResult),
+        "InjectFault": (pb.FaultRequest, servicer.InjectFault, pb.FaultResponse),
     }
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=limits.GRPC_WORKER_THREADS_MAX, thread_name_prefix="grpc"),
-        handlers=[grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)],
-        maximum_concurrent_rpcs=limits.SESSIONS_MAX + limits.LISTENERS_MAX + 8,
-        options=[
-            ("grpc.max_receive_message_length", limits.GRPC_RECEIVE_BYTES_MAX),
-            ("grpc.max_send_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
-            ("grpc.so_reuseport", 0),
-        ],
+    handlers: dict[str, Any] = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _parsing(request, method), request_deserializer=_identity, response_serializer=response.SerializeToString
+        )
+        for name, (request, method, response) in unary.items()
+    }
+    handlers["Session"] = grpc.stream_stream_rpc_method_handler(
+        servicer.Session, request_deserializer=_identity, response_serializer=pb.ServerFrame.SerializeToString
     )
-    names = [SERVICE_NAME, reflection.SERVICE_NAME]
-    if health_servicer is not None:
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        names.append(health.SERVICE_NAME)
-    # Reflection serves the descriptors of the default pool, where laminar_pb2 registered itself.
-    reflection.enable_server_reflection(names, server)
-    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    if bound == 0:
-        raise OSError(f"cannot bind the client port {address}")
-    return server
+    handlers["Listen"] = grpc.unary_stream_rpc_method_handler(
+        _parsing(pb.ListenRequest, servicer.Listen), request_deserializer=_identity, response_serializer=_identity
+    )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+class Health:
+    """The standard grpc.health.v1 service; the node sets SERVING / NOT_SERVING from any thread."""
+
+    def __init__(self) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._serving = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._publish()
+
+    def set(self, serving: bool) -> None:
+        self._serving = serving
+        self._publish()
+
+    def _publish(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # attach publishes the latest
+        serving = self._serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+
+        async def publish() -> None:
+            for name in ("", SERVICE_NAME):  # "" is the whole server, as generic checkers ask
+                await self.servicer.set(name, status)
+
+        try:
+            asyncio.run_coroutine_threadsafe(publish(), loop)
+        except RuntimeError:  # the loop is closing: the node is stopping
+            pass
+
+
+def server_options(serving: ServingLimits, connections_max: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", limits.GRPC_RECEIVE_BYTES_MAX),
+        ("grpc.max_send_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
+        ("grpc.so_reuseport", 0),
+        # Past this many TCP connections gRPC closes new ones as it accepts them (the node lives on).
+        ("grpc.max_allowed_incoming_connections", connections_max),
+        # A socket that connects and never speaks HTTP/2 holds a descriptor only this long.
+        ("grpc.server_handshake_timeout_ms", limits.CONNECTION_HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", limits.CONNECTION_IDLE_MS),
+        # Dead or silent peers: ping every connection (calls or not), close it when a ping goes unanswered.
+        ("grpc.keepalive_time_ms", limits.CONNECTION_KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", limits.CONNECTION_KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class Server:
+    """A grpc.aio server on its own event-loop thread. `start` binds (OSError if it cannot) and
+    serves; `stop` ends every call after a grace period and stops the loop."""
+
+    def __init__(
+        self,
+        servicer: LaminarServicer,
+        address: str,
+        health_: Health,
+        feed: EventFeed,
+        serving: ServingLimits,
+        connections_max: int,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
+        self._servicer = servicer
+        self._address = address
+        self._health = health_
+        self._feed = feed
+        self._options = server_options(serving, connections_max)
+        self._credentials = credentials
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
+        self._server: grpc.aio.Server | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(SERVER_START_TIMEOUT_S)
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._feed.attach(loop)
+        self._health.attach(loop)
+        server = grpc.aio.server(handlers=[_handlers(self._servicer)], options=self._options)
+        names = [SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME]
+        health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
+        # Reflection serves the descriptors of the default pool, where laminar_pb2 registered itself.
+        reflection.enable_server_reflection(names, server)
+        if self._credentials is not None:
+            bound = server.add_secure_port(self._address, self._credentials)
+        else:
+            bound = server.add_insecure_port(self._address)
+        if bound == 0:
+            raise OSError(f"cannot bind the client port {self._address}")
+        await server.start()
+        self._server = server
+
+    def stop(self, grace_s: float) -> None:
+        if self._server is not None:
+            future = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
+            try:
+                future.result(grace_s + SERVER_START_TIMEOUT_S)
+            except (concurrent.futures.TimeoutError, RuntimeError) as e:
+                log.warning("the gRPC server did not stop cleanly: %s", e)
+        self._servicer.stop()
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(SERVER_START_TIMEOUT_S)

@@ -1,25 +1,32 @@
 """Client sessions on the leader: read frames, check them, hand them to the proposer, send acks.
 
-Each Session RPC has two threads: gRPC's handler thread writes acks; a reader thread takes
-frames from the client. Acks never block the apply thread: outcomes are appended to the session
-under a lock and the writer sends whatever has accumulated as one frame. A session that lets too
-many acks pile up (a client that does not read) is cut with RESOURCE_EXHAUSTED.
+Each Session RPC is one coroutine on the server's event loop (the writer) and one task (the reader);
+no thread is held by a session, so an idle one costs memory only. Acks never block the apply
+thread: outcomes are appended to the session under a lock, and the event loop is woken (once per
+batch of news, with `call_soon_threadsafe`) to send whatever has accumulated as one frame.
+
+Bounds: a session that lets too many acks pile up (a client that does not read) is cut with
+RESOURCE_EXHAUSTED, as is one whose Acks frame is not taken within the send-stall timeout; a session
+with SESSION_UNCOMMITTED_BYTES_MAX offered and not yet committed is not read from until they commit
+(flow control: the client is slowed, the shared proposal queue stays open to the others); an idle
+session (nothing sent, nothing uncommitted) is closed after the idle timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from laminar import _rules, limits
 from laminar.node._entry import encode_run
+from laminar.node.config import ServingLimits
 from laminar.node.raft import Proposal
 from laminar.node.service._api import NodeApi
 from laminar.v1 import laminar_pb2 as pb
@@ -31,12 +38,15 @@ log = logging.getLogger("laminar.session")
 
 SESSION_ACKS_PENDING_MAX = 4 * limits.CLIENT_INFLIGHT_MAX  # outcomes waiting to be sent to one client
 SESSION_OFFER_TIMEOUT_S = 30.0  # how long a frame may wait for room in the proposal queue
-SESSION_WRITER_POLL_S = 1.0  # the writer re-checks that the RPC is alive this often
+OFFER_RETRY_S_MIN = 0.0005  # a frame that found the proposal queue full tries again after this,
+OFFER_RETRY_S_MAX = 0.02  # doubling up to this (the event loop is never blocked waiting for room)
 HELLO_TIMEOUT_S = 10.0  # a client must say hello within this time
 HELLO_CATCH_UP_WAIT_S = 3.0  # how long a Hello ahead of the applied nonces waits for a read barrier
 
 
 class SessionFailure(Exception):
+    """How a session ends: the status to answer with (UNAVAILABLE ones carry the leader hint)."""
+
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -44,27 +54,46 @@ class SessionFailure(Exception):
 
 
 class _Session:
+    """One client's session: what it sent, what is committed, and the acks not yet sent.
+
+    Producers (the tick thread's `received`, the apply thread's `committed`, `fail` from anywhere)
+    write under `_lock` and call `_notify`, which wakes the event loop at most once until the
+    writer has looked again."""
+
     def __init__(self, client_id: bytes, next_nonce: int, on_latency: Callable[[float], None] | None = None) -> None:
         self.client_id = client_id
         self._on_latency = on_latency
-        self._proposed: collections.deque[tuple[int, float]] = collections.deque()  # (last nonce, time)
+        # (last nonce, time offered, payload bytes) of each frame offered and not yet committed
+        self._proposed: collections.deque[tuple[int, float, int]] = collections.deque()
+        self.uncommitted_bytes = 0
         self.first_nonce = next_nonce
         self.expected_nonce = next_nonce  # raised by the reader before it hands a frame on
         self._committed_through = next_nonce - 1  # every nonce of this session up to it has its Commit queued
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._commits: list[pb.Commit] = []
         self._received_through = 0
         self._received_sent = 0
         self._failure: SessionFailure | None = None
         self.open = True
+        self.last_frame_at = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None  # the writer's: news to send
+        self._settled: asyncio.Event | None = None  # the reader's: uncommitted bytes went down
+        self._wake_pending = False
 
-    # ---- producers (reader, proposer and apply threads) -------------------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called on the event loop before the session is registered: news then wakes it."""
+        self._loop = loop
+        self._changed = asyncio.Event()
+        self._settled = asyncio.Event()
+
+    # ---- producers (reader, proposer, tick and apply threads) ---------------------------------
 
     def received(self, through_nonce: int) -> None:
         with self._lock:
             if through_nonce > self._received_through:
                 self._received_through = through_nonce
-                self._lock.notify_all()
+                self._notify()
 
     def committed(self, outcomes: list[Outcome]) -> None:
         """Queue the outcomes of nonces this session sent, each nonce once, in nonce order.
@@ -102,23 +131,25 @@ class _Session:
             # A committed nonce is in the log: it is received, even if the tick thread has not said so
             # yet (an entry can apply first). A Commit never arrives before its `received`.
             self._received_through = max(self._received_through, through)
-            self._observe_latency(through)
+            self._settle(through)
             if len(self._commits) > SESSION_ACKS_PENDING_MAX:
                 self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
-            self._lock.notify_all()
+            self._notify()
 
-    def proposed(self, last_nonce: int) -> None:
-        if self._on_latency is not None:
-            with self._lock:
-                self._proposed.append((last_nonce, time.monotonic()))
+    def proposed(self, last_nonce: int, payload_bytes: int) -> None:
+        with self._lock:
+            self._proposed.append((last_nonce, time.monotonic(), payload_bytes))
+            self.uncommitted_bytes += payload_bytes
 
-    def _observe_latency(self, newest_nonce: int) -> None:
-        """Commit latency of each frame whose last nonce is now applied (under the lock)."""
-        if self._on_latency is None:
-            return
+    def _settle(self, newest_nonce: int) -> None:
+        """Frames whose last nonce is now committed: their bytes leave the session's budget, and
+        their commit latency is observed (under the lock)."""
         now = time.monotonic()
         while self._proposed and self._proposed[0][0] <= newest_nonce:
-            self._on_latency(now - self._proposed.popleft()[1])
+            _, offered_at, payload_bytes = self._proposed.popleft()
+            self.uncommitted_bytes -= payload_bytes
+            if self._on_latency is not None:
+                self._on_latency(now - offered_at)
 
     def fail(self, code: grpc.StatusCode, message: str) -> None:
         with self._lock:
@@ -128,17 +159,51 @@ class _Session:
         if self._failure is None:
             self._failure = SessionFailure(code, message)
         self.open = False
-        self._lock.notify_all()
+        self._notify()
 
-    # ---- the writer (gRPC handler thread) ---------------------------------------------------
+    def _notify(self) -> None:
+        """Wake the event loop's writer (under the lock); one wake-up in flight at a time."""
+        if self._loop is not None and not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the loop is closed: the node is stopping
+                pass
+
+    def _wake(self) -> None:
+        assert self._changed is not None and self._settled is not None
+        self._changed.set()
+        self._settled.set()
+
+    # ---- the writer and the reader (event loop) ---------------------------------------------
+
+    async def changed(self, timeout_s: float) -> None:
+        """Wait until a producer has news, or timeout_s passes."""
+        assert self._changed is not None
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        self._changed.clear()
+
+    async def settled(self, timeout_s: float) -> None:
+        """Wait until something commits (or fails), or timeout_s passes: the reader's wait for room."""
+        assert self._settled is not None
+        self._settled.clear()
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    def idle(self, idle_s: float) -> bool:
+        with self._lock:
+            nothing_pending = self._committed_through >= self.expected_nonce - 1 and not self._commits
+        return nothing_pending and time.monotonic() - self.last_frame_at > idle_s
 
     def next_acks(self) -> pb.Acks | None:
-        """Block until there is something to send; None to poll liveness again."""
+        """What to send now, if anything; raises the session's failure once everything before it is sent."""
         with self._lock:
-            self._lock.wait_for(
-                lambda: self._commits or self._received_through > self._received_sent or self._failure,
-                SESSION_WRITER_POLL_S,
-            )
+            self._wake_pending = False
             if self._commits or self._received_through > self._received_sent:
                 # Commits with long reasons (a program's, one per message) could outgrow a 4 MiB frame.
                 commits = self._commits[: limits.ACKS_FRAME_COMMITS_MAX]
@@ -151,56 +216,50 @@ class _Session:
             return None
 
 
-def _decoded(raw_frames: Iterator[bytes]) -> Iterator[pb.ClientFrame]:
-    """Parse frames ourselves so a malformed or oversized one gets INVALID_ARGUMENT with a reason."""
-    for raw in raw_frames:
-        if len(raw) > limits.GRPC_MESSAGE_BYTES_MAX:
-            raise SessionFailure(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"a frame is {len(raw)} bytes; the limit is {limits.GRPC_MESSAGE_BYTES_MAX} bytes (4 MiB): "
-                "send fewer mutations per frame",
-            )
-        if not raw:
-            raise SessionFailure(
-                grpc.StatusCode.INVALID_ARGUMENT, "an empty ClientFrame: a frame holds a Hello or mutations"
-            )
-        try:
-            yield pb.ClientFrame.FromString(raw)
-        except Exception as e:
-            raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, f"frame is not a ClientFrame: {e}") from e
-
-
-def _first_frame(requests: Iterator[pb.ClientFrame]) -> pb.ClientFrame | None:
-    """The first frame, or DEADLINE_EXCEEDED after HELLO_TIMEOUT_S: a client that connects and says
-    nothing must not hold a handler thread forever. A helper thread waits for it (it ends with
-    the RPC at the latest); the reader thread takes the iterator over afterwards."""
-    box: queue.Queue[tuple[pb.ClientFrame | None, BaseException | None]] = queue.Queue(maxsize=1)
-
-    def pull() -> None:
-        try:
-            box.put((next(requests, None), None))
-        except BaseException as e:  # noqa: BLE001 - handed to the handler thread
-            box.put((None, e))
-
-    threading.Thread(target=pull, name="session-hello", daemon=True).start()
-    try:
-        frame, error = box.get(timeout=HELLO_TIMEOUT_S)
-    except queue.Empty:
+def _decoded(raw: bytes) -> pb.ClientFrame:
+    """Parse a frame ourselves so a malformed or oversized one gets INVALID_ARGUMENT with a reason."""
+    if len(raw) > limits.GRPC_MESSAGE_BYTES_MAX:
         raise SessionFailure(
-            grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {HELLO_TIMEOUT_S:.0f} s of opening the session"
-        ) from None
-    if isinstance(error, SessionFailure):
-        raise error
-    if error is not None:
-        raise SessionFailure(grpc.StatusCode.CANCELLED, f"client went away before its Hello: {error}")
-    return frame
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"a frame is {len(raw)} bytes; the limit is {limits.GRPC_MESSAGE_BYTES_MAX} bytes (4 MiB): "
+            "send fewer mutations per frame",
+        )
+    if not raw:
+        raise SessionFailure(
+            grpc.StatusCode.INVALID_ARGUMENT, "an empty ClientFrame: a frame holds a Hello or mutations"
+        )
+    try:
+        return pb.ClientFrame.FromString(raw)
+    except Exception as e:
+        raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, f"frame is not a ClientFrame: {e}") from e
+
+
+async def _read(context: Any) -> pb.ClientFrame | None:
+    """The next frame, or None at the end of the client's stream."""
+    raw = await context.read()
+    if raw is grpc.aio.EOF:
+        return None
+    return _decoded(raw)
+
+
+async def send_within(context: Any, message: Any, stall_s: float, what: str) -> None:
+    """Write one message; a peer that has not taken it within stall_s (it does not read) is cut.
+    The write is not cancelled on time-out: the call ends right after, which ends the write too."""
+    write = asyncio.ensure_future(context.write(message))
+    done, _ = await asyncio.wait({write}, timeout=stall_s)
+    if not done:
+        write.add_done_callback(lambda w: w.cancelled() or w.exception())  # retrieved: no warning
+        raise SessionFailure(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, f"the client took no {what} for {stall_s:.0f} s: it must read"
+        )
+    write.result()
 
 
 class SessionRouter:
     """Owns every session on this node and routes applied outcomes to them by client id."""
 
-    def __init__(self, node: NodeApi) -> None:
-        # Bound once: the reader thread calls offer and is_leader for every frame.
+    def __init__(self, node: NodeApi, serving: ServingLimits, offload: Callable[..., Any]) -> None:
+        # Bound once: the reader calls offer and is_leader for every frame.
         self._on_commit_latency = node.observe_commit_latency
         self._offer = node.offer
         self._nonce_max = node.nonce_max
@@ -208,6 +267,8 @@ class SessionRouter:
         self._welcome = node.welcome
         # (timeout s) -> True once everything committed before the call is applied here
         self._read_barrier = node.read_barrier
+        self._serving = serving
+        self._offload = offload  # async (fn, *args) -> fn(*args) on a worker thread
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
 
@@ -231,24 +292,45 @@ class SessionRouter:
         for session in sessions:
             session.fail(code, message)
 
-    def run(self, raw_requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.ServerFrame]:
-        requests = _decoded(raw_requests)
-        hello = self._hello(requests)
-        session = self._register(hello)
-        reader = threading.Thread(target=self._read, args=(session, requests), name="session-reader", daemon=True)
-        reader.start()
+    async def run(self, context: Any) -> None:
+        """Serve one Session RPC until it ends; raises SessionFailure with the status to end it with."""
+        hello = await self._hello(context)
+        session = _Session(bytes(hello.client_id), hello.next_nonce, self._on_commit_latency)
+        session.attach(asyncio.get_running_loop())
+        self._register(session)
+        reader = asyncio.create_task(self._read_frames(session, context))
         try:
-            yield pb.ServerFrame(welcome=self._welcome())
-            while context.is_active():
-                acks = session.next_acks()
-                if acks is not None:
-                    yield pb.ServerFrame(acks=acks)
+            await context.write(pb.ServerFrame(welcome=self._welcome()))
+            await self._write_acks(session, context)
         finally:
+            reader.cancel()
             session.fail(grpc.StatusCode.CANCELLED, "session ended")
             self._unregister(session)
 
-    def _hello(self, requests: Iterator[pb.ClientFrame]) -> pb.Hello:
-        frame = _first_frame(requests)
+    async def _write_acks(self, session: _Session, context: Any) -> None:
+        serving = self._serving
+        while True:
+            acks = session.next_acks()  # raises the session's failure once all before it is sent
+            if acks is not None:
+                await send_within(context, pb.ServerFrame(acks=acks), serving.stream_send_stall_s, "Acks frame")
+                continue
+            if session.idle(serving.session_idle_s):
+                raise SessionFailure(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"session idle for {serving.session_idle_s:.0f} s with nothing uncommitted: closed; "
+                    "open a new one when you have something to send",
+                )
+            await session.changed(serving.session_idle_s / 4)
+
+    async def _hello(self, context: Any) -> pb.Hello:
+        first = asyncio.ensure_future(_read(context))
+        done, _ = await asyncio.wait({first}, timeout=HELLO_TIMEOUT_S)
+        if not done:
+            first.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise SessionFailure(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {HELLO_TIMEOUT_S:.0f} s of opening the session"
+            )
+        frame = first.result()
         if frame is None or frame.WhichOneof("body") != "hello":
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "the first frame of a session must be a Hello")
         hello = frame.hello
@@ -256,15 +338,15 @@ class SessionRouter:
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "Hello.client_id must be 16 bytes (a UUID)")
         if hello.next_nonce < 1:
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "Hello.next_nonce must be >= 1")
-        self._check_nonce_not_ahead(hello)
+        await self._offload(self._check_nonce_not_ahead, hello)
         return hello
 
     def _check_nonce_not_ahead(self, hello: pb.Hello) -> None:
         """A client may not start past its last applied nonce + 1: those would never apply. A client
         the cluster does not know has applied nothing, so it starts at 1. What this node applied may
         be behind what is committed (a new leader catching up): a read barrier settles it before
-        the Hello is refused."""
-        if hello.next_nonce <= self._applied_nonce_max(hello) + 1:
+        the Hello is refused. (Runs on a worker thread: it reads the store and may wait.)"""
+        if hello.next_nonce <= (self._nonce_max(bytes(hello.client_id)) or 0) + 1:
             return
         if not self._read_barrier(HELLO_CATCH_UP_WAIT_S):
             raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node could not commit a read barrier")
@@ -285,40 +367,54 @@ class SessionRouter:
             f"{nonce_max}: resend from {nonce_max + 1}",
         )
 
-    def _applied_nonce_max(self, hello: pb.Hello) -> int:
-        return self._nonce_max(bytes(hello.client_id)) or 0
-
-    def _register(self, hello: pb.Hello) -> _Session:
-        session = _Session(bytes(hello.client_id), hello.next_nonce, self._on_commit_latency)
+    def _register(self, session: _Session) -> None:
+        """One live session per client id: a newer one supersedes the older, which ends with ABORTED
+        (two writers sharing an id would have each other's nonces applied under their own)."""
+        sessions_max = self._serving.sessions_max
         with self._lock:
-            if len(self._sessions) >= limits.SESSIONS_MAX and session.client_id not in self._sessions:
-                raise SessionFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many sessions ({limits.SESSIONS_MAX})")
+            if len(self._sessions) >= sessions_max and session.client_id not in self._sessions:
+                raise SessionFailure(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this node serves {sessions_max} sessions already (sessions_max): retry later or elsewhere",
+                )
             old = self._sessions.get(session.client_id)
             self._sessions[session.client_id] = session
         if old is not None:
-            old.fail(grpc.StatusCode.ABORTED, "superseded by a newer session of the same client")
-        return session
+            old.fail(
+                grpc.StatusCode.ABORTED,
+                "another session with this client id opened: a client id belongs to one writer; "
+                "this older session is closed (two live clients must never share an id)",
+            )
 
     def _unregister(self, session: _Session) -> None:
         with self._lock:
             if self._sessions.get(session.client_id) is session:
                 del self._sessions[session.client_id]
 
-    def _read(self, session: _Session, requests: Iterator[pb.ClientFrame]) -> None:
+    async def _read_frames(self, session: _Session, context: Any) -> None:
         try:
-            for frame in requests:
-                if not session.open:
+            while session.open:
+                await self._room(session)
+                frame = await _read(context)
+                if frame is None or not session.open:
                     return
-                self._accept(session, frame)
+                session.last_frame_at = time.monotonic()
+                await self._accept(session, frame)
         except SessionFailure as failure:
             session.fail(failure.code, failure.message)
-        except grpc.RpcError:
-            session.fail(grpc.StatusCode.CANCELLED, "client went away")
+        except asyncio.CancelledError:
+            raise
         except Exception as e:  # noqa: BLE001 - a bad frame must not take the node down
             log.warning("session of client %s failed: %s", session.client_id.hex(), e)
             session.fail(grpc.StatusCode.INTERNAL, f"session failed: {e}")
 
-    def _accept(self, session: _Session, frame: pb.ClientFrame) -> None:
+    async def _room(self, session: _Session) -> None:
+        """Flow control: a session with SESSION_UNCOMMITTED_BYTES_MAX in flight reads nothing more
+        until some of it commits; gRPC's window then fills and the client's sends wait."""
+        while session.open and session.uncommitted_bytes >= limits.SESSION_UNCOMMITTED_BYTES_MAX:
+            await session.settled(1.0)
+
+    async def _accept(self, session: _Session, frame: pb.ClientFrame) -> None:
         body = frame.WhichOneof("body")
         if body != "mutations":
             why = "only one Hello per session" if body == "hello" else "a ClientFrame holds a Hello or mutations"
@@ -345,15 +441,30 @@ class SessionRouter:
             raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node is no longer the leader")
         session.expected_nonce = expected
         last = expected - 1
-        session.proposed(last)
+        run = encode_run(session.client_id, frame.mutations.SerializeToString())
+        session.proposed(last, len(run))
         proposal = Proposal(
-            run=encode_run(session.client_id, frame.mutations.SerializeToString()),
+            run=run,
             intentions=len(mutations),
             is_current=lambda: session.open,
             on_received=lambda: session.received(last),
             on_dropped=lambda: session.fail(
-                grpc.StatusCode.UNAVAILABLE, f"the leader's log did not take nonces through {last}: resend them"
+                grpc.StatusCode.UNAVAILABLE,
+                f"the leader's log did not take nonces through {last}: resend them",
             ),
         )
-        if not self._offer(proposal, SESSION_OFFER_TIMEOUT_S):
-            raise SessionFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "the leader's proposal queue stayed full")
+        await self._offer_within(proposal)
+
+    async def _offer_within(self, proposal: Proposal) -> None:
+        """Hand the proposal to the proposer without blocking the event loop: while the shared queue
+        is full, try again after a short pause (doubling), up to SESSION_OFFER_TIMEOUT_S."""
+        if self._offer(proposal, 0.0):
+            return
+        deadline = time.monotonic() + SESSION_OFFER_TIMEOUT_S
+        pause = OFFER_RETRY_S_MIN
+        while time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            if self._offer(proposal, 0.0):
+                return
+            pause = min(pause * 2, OFFER_RETRY_S_MAX)
+        raise SessionFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "the leader's proposal queue stayed full")

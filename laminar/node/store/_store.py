@@ -170,17 +170,20 @@ class Store:
 
         digest = hashlib.sha256()
         offset = keys = 0
+        # From a RocksDB snapshot, outside the lock: a scan of the whole store takes seconds on a big
+        # one, and every other read (listeners, gets, session checks) waits for the lock.
         with self._lock:
-            it = self._db.iter()
-            it.seek_to_first()
-            while it.valid():
-                key, value = it.key(), it.value()
-                if key == Keys.APPLIED:
-                    offset = AppliedMark.decode(value).intention_offset
-                else:
-                    digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
-                    keys += 1
-                it.next()
+            snapshot = self._db.snapshot()
+        it = snapshot.iter()
+        it.seek_to_first()
+        while it.valid():
+            key, value = it.key(), it.value()
+            if key == Keys.APPLIED:
+                offset = AppliedMark.decode(value).intention_offset
+            else:
+                digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+                keys += 1
+            it.next()
         return offset, digest.hexdigest(), keys
 
     def read_events(self, topic: str, after_offset: int, count_max: int, bytes_max: int) -> list[bytes]:
