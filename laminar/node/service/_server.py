@@ -42,6 +42,8 @@ RETRY_AFTER_METADATA_KEY = "laminar-retry-after-ms"
 SERVICE_NAME = "laminar.v1.Laminar"
 GET_BARRIER_TIMEOUT_S = 5.0  # a linearizable read waits this long at most for its barrier to commit
 SERVER_START_TIMEOUT_S = 10.0
+SESSION_RETRY_AFTER_MS = 1000  # the retry hint of a session or listener refused by a bound
+LISTEN_FROM_OFFSET_MAX = 2**63 - 1  # offsets are stored as u64; past this `offset + 1` would not fit
 T = TypeVar("T")
 
 
@@ -130,15 +132,19 @@ class LaminarServicer:
             self._node.session_failed(failure.code, failure.message)
             if failure.code == grpc.StatusCode.UNAVAILABLE:
                 await self._redirect(context, failure.message)
+            if failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                await _exhausted(context, Exhausted(failure.message, SESSION_RETRY_AFTER_MS))
             await context.abort(failure.code, failure.message)
 
     async def Listen(self, request: pb.ListenRequest, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
         problem = _rules.topic_problem(request.topic) or consumer_request_problem(request)
+        if not problem and request.from_offset > LISTEN_FROM_OFFSET_MAX:
+            problem = f"from_offset {request.from_offset} is beyond any consequence offset (at most 2^63 - 1)"
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         refused = self._listens.admit()
         if refused:
-            await _exhausted(context, Exhausted(refused, 1000))
+            await _exhausted(context, Exhausted(refused, SESSION_RETRY_AFTER_MS))
         try:
             await self._listens.run(request, context, member_step if request.member else None)
         except SessionFailure as failure:

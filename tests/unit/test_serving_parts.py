@@ -1,0 +1,83 @@
+"""The pure parts of the serving limits: descriptor budget, [serving] config, a session's flow-control account."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from laminar import limits
+from laminar.errors import ConfigError
+from laminar.node.config import ServingLimits, load_config
+from laminar.node.service import connection_budget
+from laminar.node.service._sessions import _Session
+from laminar.node.state_machine import Outcome
+from laminar.v1 import laminar_pb2 as pb
+
+CLIENT = b"c" * 16
+
+
+def test_the_descriptor_limit_is_raised_at_start() -> None:
+    """A process started with a soft RLIMIT_NOFILE of 256 has it raised towards NOFILE_WANTED (up to the hard limit)."""
+    script = textwrap.dedent(
+        """
+        import resource
+        from laminar.node.service import raise_nofile
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        print(raise_nofile(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    returned, soft, hard = (int(v) for v in out)
+    wanted = limits.NOFILE_WANTED if hard == -1 else min(limits.NOFILE_WANTED, hard)
+    assert returned == soft == wanted
+
+
+def test_connections_stay_well_under_the_descriptor_limit() -> None:
+    """The connection budget leaves CONNECTION_FDS_RESERVED (or half a small limit) for the node itself."""
+    assert connection_budget(8192, 65536) == 8192
+    assert connection_budget(8192, 10_000) == 10_000 - limits.CONNECTION_FDS_RESERVED
+    assert connection_budget(8192, 1024) == 512
+
+
+def _config(tmp_path, serving: str) -> ServingLimits:  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.toml"
+    path.write_text(f'{serving}\n[[nodes]]\nid = 1\nclient = "127.0.0.1:1"\nraft = "127.0.0.1:2"\n')
+    return load_config(str(path), 1).serving
+
+
+def test_serving_limits_come_from_the_config_or_the_defaults(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """[serving] sets what it names; the rest keep limits.py's defaults; bad values are refused by name."""
+    assert _config(tmp_path, "") == ServingLimits()
+    tuned = _config(tmp_path, "[serving]\nsessions_max = 10\nsession_idle_s = 5")
+    assert tuned.sessions_max == 10 and tuned.session_idle_s == 5.0
+    assert tuned.listeners_max == limits.LISTENERS_MAX_DEFAULT
+    for bad in ("sessions_max = 0", "sessions_max = 1.5", "session_idle_s = -1", "sesions_max = 3"):
+        with pytest.raises(ConfigError, match="serving"):
+            _config(tmp_path, f"[serving]\n{bad}")
+
+
+def test_a_sessions_uncommitted_bytes_fall_as_its_frames_commit() -> None:
+    """Flow control's account: bytes offered count until the frame's last nonce commits."""
+    session = _Session(CLIENT, next_nonce=1)
+    session.expected_nonce = 11
+    session.proposed(5, 3000)
+    session.proposed(10, 4000)
+    assert session.uncommitted_bytes == 7000
+    session.committed([Outcome(CLIENT, 1, pb.VALID, 1, "", count=5)])
+    assert session.uncommitted_bytes == 4000
+    session.committed([Outcome(CLIENT, 6, pb.VALID, 6, "", count=5)])
+    assert session.uncommitted_bytes == 0
+
+
+def test_every_serving_limit_is_documented_in_operations_md() -> None:
+    """Each [serving] key an operator may set appears in docs/operations.md's table, with its default."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for name, field in ServingLimits.__dataclass_fields__.items():
+        assert f"| `{name}` |" in text, name
+        assert f"{name} = {field.default}" in text, (name, field.default)
