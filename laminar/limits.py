@@ -180,6 +180,15 @@ PROGRAM_HANDOFFS_QUEUED_MAX = 64
 # Without it, 8192 one-byte puts could emit PROGRAM_EMITTED_BYTES_MAX each: 32 GiB for one entry.
 PROGRAM_ENTRY_EMITTED_BYTES_MAX = 32 * MIB
 PROGRAM_EVENT_OVERHEAD_BYTES = 256
+# What the topic states one log entry changes may cost a node, over all of them: each changed state's encoded bytes
+# (written with the entry) plus PROGRAM_STATE_OBJECT_OVERHEAD_BYTES per object it may hold live (an object takes at
+# least a byte of the encoding; measured live size per object: 32-143 bytes, 64 for the all-tiny-objects states that
+# have the most), plus the module-level values of topics the entry creates. One state costs at most 3 MiB; without
+# this, 8192 creates or puts that each grow a topic's state to 1 MiB would hold ~24 GiB for one entry. Past it, the
+# call that would cross it ends ERROR and its state rolls back, on every node alike. While the topics changed so far
+# could not reach it at their largest (16 topics), sizes are not computed: the common entry pays nothing.
+PROGRAM_ENTRY_STATE_BYTES_MAX = 64 * MIB
+PROGRAM_STATE_OBJECT_OVERHEAD_BYTES = 64
 # Nesting the sandbox allows before any native recursion over it, by its own count (a RecursionError, whose threshold
 # depends on how deep the node's code called in, must never decide an outcome): data compared, printed, sorted or
 # turned into JSON, and JSON text parsed; and ctx.state (the pickler takes ~2 recursion levels a level). Both stay

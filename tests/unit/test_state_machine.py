@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from laminar import limits
 from laminar.node._entry import encode_run
+from laminar.node.sandbox import state_cost
 from laminar.node.state_machine import StateMachine
 from laminar.node.store import Keys, Store
 from laminar.v1 import laminar_pb2 as pb
@@ -413,6 +414,59 @@ def test_program_events_of_one_entry_are_bounded(sm: Harness) -> None:
     assert len(sm.events("flood")) == 1 + 4 * fit  # the create, then only the calls that fit
     out = sm.apply(entry((ALICE, [m(2 + len(puts), pb.PUT, "flood", b"k", b"v")])))
     assert [e for _, e, _, _ in out] == [pb.VALID]
+
+
+# Grows its topic's state to ~1 MB on a put (and on create, with args): the most one state may hold.
+GROW = (
+    "def on_create(ctx):\n    if ctx.args:\n        ctx.state['x'] = 'y' * 1000000\n\n"
+    "def on_put(ctx, key, value):\n    ctx.state['x'] = 'y' * 1000000\n"
+)
+GROW_TOPICS = 40  # each at ~3 MB of state cost: about twice what one entry may change
+
+
+def _grow(nonce: int, topic: str, args: bytes = b"") -> pb.Mutation:
+    return pb.Mutation(nonce=nonce, kind=pb.CREATE_TOPIC, topic=topic, program=GROW, args=args)
+
+
+def _state_bytes_written(sm: Harness, batch: list[pb.Mutation]) -> tuple[list[tuple[int, str]], int]:
+    """Apply `batch` as one entry: (effect, reason) per mutation, and the bytes of program state it wrote."""
+    sm.index += 1
+    applied = sm.machine.apply(sm.index, entry((ALICE, batch)))
+    assert applied is not None
+    written = 0
+    for mutation in batch:
+        decided, value = applied.writes.lookup(Keys.state(mutation.topic))
+        written += len(value) if decided and value else 0
+    sm.store.commit(applied.writes, applied.mark)
+    return [(o.effect, o.reason) for o in applied.outcomes for _ in range(o.count)], written
+
+
+def test_program_state_of_one_entry_is_bounded(sm: Harness) -> None:
+    """Past PROGRAM_ENTRY_STATE_BYTES_MAX of changed state in one entry (creates or puts that each grow a topic's
+    state to ~1 MB), program calls end ERROR and leave their topic as it was; the entry writes no more than that;
+    the next entry has a budget of its own."""
+    one = sm.apply(entry((BOB, [_grow(1, "one", b"1")])))
+    assert [e for _, e, _, _ in one] == [pb.VALID]
+    grown = sm.store.get(Keys.state("one"))
+    assert grown is not None and len(grown) > 1_000_000
+    fit = limits.PROGRAM_ENTRY_STATE_BYTES_MAX // state_cost(len(grown))
+    assert 0 < fit < GROW_TOPICS
+    creates = [_grow(i + 1, f"c{i}", b"1") for i in range(GROW_TOPICS)]
+    outcomes, written = _state_bytes_written(sm, creates)
+    assert [e for e, _ in outcomes] == [pb.VALID] * fit + [pb.ERROR] * (GROW_TOPICS - fit)
+    assert all("entry state budget exhausted" in reason for _, reason in outcomes[fit:])
+    assert written <= limits.PROGRAM_ENTRY_STATE_BYTES_MAX and f"c{fit}" not in sm.machine.live_topics()
+    # Puts to topics that exist (created small, in one entry), each growing its state.
+    sm.apply(entry((ALICE, [_grow(GROW_TOPICS + 1 + i, f"p{i}") for i in range(GROW_TOPICS)])))
+    small = sm.store.get(Keys.state(f"p{fit}"))
+    puts = [m(2 * GROW_TOPICS + 1 + i, pb.PUT, f"p{i}", b"k", b"v") for i in range(GROW_TOPICS)]
+    outcomes, written = _state_bytes_written(sm, puts)
+    assert [e for e, _ in outcomes] == [pb.VALID] * fit + [pb.ERROR] * (GROW_TOPICS - fit)
+    assert all("entry state budget exhausted" in reason for _, reason in outcomes[fit:])
+    assert written <= limits.PROGRAM_ENTRY_STATE_BYTES_MAX
+    assert sm.store.get(Keys.state(f"p{fit}")) == small  # the failed call's topic kept its state
+    outcomes, _ = _state_bytes_written(sm, [m(3 * GROW_TOPICS + 1, pb.PUT, f"p{fit}", b"k", b"v")])
+    assert [e for e, _ in outcomes] == [pb.VALID]
 
 
 def test_a_resend_with_other_contents_is_an_error_and_applies_nothing(sm: Harness) -> None:

@@ -15,11 +15,21 @@ timed; every failure inside a handler becomes a CallOutcome, never an exception.
 
 from __future__ import annotations
 
-from laminar.node.sandbox._api import CallContext, CallOutcome, Emitted, ProgramRefused, call_context, emitted_cost
+from laminar.node.sandbox._api import (
+    STATE_COST_MAX,
+    CallContext,
+    CallOutcome,
+    Emitted,
+    ProgramRefused,
+    call_context,
+    emitted_cost,
+    state_cost,
+)
 from laminar.node.sandbox._runtime import TopicRuntime, check_program
 from laminar.node.sandbox._threads import on_program_thread, program_thread_stacks, start_program_thread
 
 __all__ = [
+    "STATE_COST_MAX",
     "CallContext",
     "CallOutcome",
     "Emitted",
@@ -31,4 +41,5 @@ __all__ = [
     "on_program_thread",
     "program_thread_stacks",
     "start_program_thread",
+    "state_cost",
 ]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from laminar.limits import PROGRAM_ENTRY_EMITTED_BYTES_MAX, PROGRAM_EVENT_OVERHEAD_BYTES
+from laminar.limits import (
+    PROGRAM_ENTRY_EMITTED_BYTES_MAX,
+    PROGRAM_EVENT_OVERHEAD_BYTES,
+    PROGRAM_STATE_BYTES_MAX,
+    PROGRAM_STATE_OBJECT_OVERHEAD_BYTES,
+    PROGRAM_STATE_OBJECTS_MAX,
+)
 
 
 class ProgramRefused(Exception):
@@ -25,6 +31,9 @@ class CallContext:
     nonce: int
     # What the calls of the log entry may still emit (see PROGRAM_ENTRY_EMITTED_BYTES_MAX and emitted_cost).
     entry_emit_bytes: int = PROGRAM_ENTRY_EMITTED_BYTES_MAX
+    # The most the topic's state may cost (state_cost) after this call, from what the log entry's other topics left
+    # of PROGRAM_ENTRY_STATE_BYTES_MAX; None while no topic's state could reach it (then it is not checked).
+    entry_state_cost_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,12 @@ _new = object.__new__
 
 
 def call_context(
-    topic: str, offset: int, client_id: str, nonce: int, entry_emit_bytes: int = PROGRAM_ENTRY_EMITTED_BYTES_MAX
+    topic: str,
+    offset: int,
+    client_id: str,
+    nonce: int,
+    entry_emit_bytes: int = PROGRAM_ENTRY_EMITTED_BYTES_MAX,
+    entry_state_cost_max: int | None = None,
 ) -> CallContext:
     """CallContext(...), built like `emitted` below: once per program call."""
     call = _new(CallContext)
@@ -59,12 +73,23 @@ def call_context(
     fields["client_id"] = client_id
     fields["nonce"] = nonce
     fields["entry_emit_bytes"] = entry_emit_bytes
+    fields["entry_state_cost_max"] = entry_state_cost_max
     return call
 
 
 def emitted_cost(key: bytes, value: bytes) -> int:
     """What one emitted event costs against the entry's budget (see PROGRAM_ENTRY_EMITTED_BYTES_MAX)."""
     return len(key) + len(value) + PROGRAM_EVENT_OVERHEAD_BYTES
+
+
+def state_cost(state_bytes: int) -> int:
+    """What a topic's state of `state_bytes` encoded bytes costs a node applying a log entry that changed it (see
+    PROGRAM_ENTRY_STATE_BYTES_MAX): the bytes, written with the entry, and its live objects, PROGRAM_STATE_OBJECT_
+    OVERHEAD_BYTES each; every object takes at least a byte of the encoding."""
+    return state_bytes + PROGRAM_STATE_OBJECT_OVERHEAD_BYTES * min(state_bytes, PROGRAM_STATE_OBJECTS_MAX)
+
+
+STATE_COST_MAX = state_cost(PROGRAM_STATE_BYTES_MAX)  # the most one topic's state can cost
 
 
 def emitted(kind: str, key: bytes, value: bytes) -> Emitted:

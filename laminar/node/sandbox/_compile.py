@@ -233,8 +233,9 @@ def _handler(namespace: dict[str, Any], name: str) -> Callable[..., Any] | None:
     return fn
 
 
-def load_module(code: CodeType) -> dict[str, Callable[..., Any]]:
-    """Run the module body (under the caller's meter) and return its handlers, by name."""
+def load_module(code: CodeType) -> tuple[dict[str, Callable[..., Any]], int]:
+    """Run the module body (under the caller's meter); its handlers, by name, and the bytes its module-level values
+    hold, as PROGRAM_MODULE_BYTES_MAX counts them."""
     namespace: dict[str, Any] = {"__builtins__": BUILTINS, "__name__": "program", **GUARDS}
     exec(code, namespace)
     freezer = _Freezer()
@@ -244,4 +245,4 @@ def load_module(code: CodeType) -> dict[str, Callable[..., Any]]:
     except _NotFrozen as exc:
         raise ProgramRefused(str(exc)) from None
     handlers = {name: _handler(namespace, name) for name in HANDLERS}
-    return {name: fn for name, fn in handlers.items() if fn is not None}
+    return {name: fn for name, fn in handlers.items() if fn is not None}, PROGRAM_MODULE_BYTES_MAX - freezer.left

@@ -39,11 +39,12 @@ from types import CodeType, TracebackType
 from typing import Any, TypeVar
 
 from laminar.limits import (
+    PROGRAM_ENTRY_STATE_BYTES_MAX,
     PROGRAM_STATE_BYTES_MAX,
     PROGRAM_STATE_OBJECTS_MAX,
     PROGRAM_STEPS_MAX,
 )
-from laminar.node.sandbox._api import CallContext, CallOutcome, ProgramRefused, emitted, outcome
+from laminar.node.sandbox._api import CallContext, CallOutcome, ProgramRefused, emitted, outcome, state_cost
 from laminar.node.sandbox._compile import FILENAME, build_program, load_module, parse_program, remember
 from laminar.node.sandbox._context import Context
 from laminar.node.sandbox._meter import Abort, Meter, activate, deactivate, mark_aliased
@@ -106,6 +107,16 @@ def pinned(fn: Callable[..., _T], *args: Any) -> _T:
             sys.setrecursionlimit(saved)
 
 
+def _over_entry(state: bytes, limit: int) -> str | None:
+    """Why a call's state cannot be kept under its log entry's limit (see PROGRAM_ENTRY_STATE_BYTES_MAX), or None."""
+    if state_cost(len(state)) <= limit:
+        return None
+    return (
+        f"entry state budget exhausted ({PROGRAM_ENTRY_STATE_BYTES_MAX} bytes of program state per log entry, over "
+        "all its topics)"
+    )
+
+
 def _program_line(tb: TracebackType | None) -> int | None:
     line = None
     while tb is not None:
@@ -150,15 +161,15 @@ def _compiled(source: str) -> CodeType:
     return code
 
 
-def _run_module(code: CodeType) -> dict[str, Callable[..., Any]]:
-    """Run a program's module body under a fresh meter; its handlers, or ProgramRefused."""
+def _run_module(code: CodeType) -> tuple[dict[str, Callable[..., Any]], int]:
+    """Run a program's module body under a fresh meter; its handlers and module bytes, or ProgramRefused."""
     meter = Meter(PROGRAM_STEPS_MAX)
     activate(meter)
     try:
-        handlers = load_module(code)
+        module = load_module(code)
         if meter.abort is not None:
             raise meter.abort
-        return handlers
+        return module
     except ProgramRefused:
         raise
     except (KeyboardInterrupt, SystemExit):
@@ -169,7 +180,7 @@ def _run_module(code: CodeType) -> dict[str, Callable[..., Any]]:
         deactivate()
 
 
-def _start(source: str) -> dict[str, Callable[..., Any]]:
+def _start(source: str) -> tuple[dict[str, Callable[..., Any]], int]:
     return _run_module(_compiled(source))
 
 
@@ -206,10 +217,23 @@ class TopicRuntime:
     deferred never changes an outcome or the bytes: it is a matter of when they are computed.
     """
 
-    __slots__ = ("_bound", "_handlers", "_objects", "_pending", "_shallow", "_state", "_state_bytes", "_touched")
+    __slots__ = (
+        "_bound",
+        "_handlers",
+        "_objects",
+        "_pending",
+        "_shallow",
+        "_state",
+        "_state_bytes",
+        "_touched",
+        "module_bytes",
+    )
 
-    def __init__(self, handlers: dict[str, Callable[..., Any]], state_bytes: bytes, state: Any = None) -> None:
+    def __init__(
+        self, handlers: dict[str, Callable[..., Any]], state_bytes: bytes, state: Any = None, module_bytes: int = 0
+    ) -> None:
         self._handlers = handlers
+        self.module_bytes = module_bytes  # what its module-level values hold, as PROGRAM_MODULE_BYTES_MAX counts it
         self._state_bytes = state_bytes  # the state after the last call that was encoded
         # The live objects: None, or exactly what load_state(_state_bytes) gives, after the _pending calls (see
         # the module docstring). None: to be loaded when a call first reads ctx.state, after _restore.
@@ -223,14 +247,14 @@ class TopicRuntime:
     @classmethod
     def start(cls, source: str, state: bytes | None) -> TopicRuntime:
         """Compile `source` and run its module body (ProgramRefused if either fails), with `state` (None: {})."""
-        handlers = pinned(_start, source)
+        handlers, module_bytes = pinned(_start, source)
         if state is None:
-            return cls(handlers, EMPTY_STATE)
+            return cls(handlers, EMPTY_STATE, None, module_bytes)
         try:
             loaded = pinned(load_state, state)
         except Exception as exc:  # noqa: BLE001 -- any unreadable state refuses the start the same way
             raise ProgramRefused(f"the stored state cannot be loaded: {type(exc).__name__}: {exc}") from None
-        return cls(handlers, bytes(state), loaded)
+        return cls(handlers, bytes(state), loaded, module_bytes)
 
     def state_bytes(self) -> bytes:
         """The canonical serialization of the current state: equal states give equal bytes on every node."""
@@ -240,6 +264,10 @@ class TopicRuntime:
             self._restore()
             self._flush()
         return self._state_bytes
+
+    def handles(self, put: bool) -> bool:
+        """Whether the program has on_put (put=True) or on_delete: without it a write cannot change the state."""
+        return ("on_put" if put else "on_delete") in self._handlers
 
     def on_create(self, ctx: CallContext, args: bytes) -> CallOutcome:
         handler = self._handlers.get("on_create")
@@ -325,8 +353,11 @@ class TopicRuntime:
             activate(meter)
             try:
                 failure = self._invoke(handler, ctx, params, meter)
+                entry_limit = call.entry_state_cost_max
                 if failure is None and self._touched and meter.mutated:
-                    failure = self._keep(meter, (handler, call, args, params))
+                    failure = self._keep(meter, (handler, call, args, params), entry_limit)
+                elif failure is None and entry_limit is not None:
+                    failure = _over_entry(self.state_bytes_now(), entry_limit)
             except BaseException:
                 self._state = None  # the node is being stopped mid-call: drop whatever the call changed
                 raise
@@ -356,11 +387,19 @@ class TopicRuntime:
             return describe(meter.abort)
         return None
 
-    def _keep(self, meter: Meter, redo: _Pending) -> str | None:
+    def state_bytes_now(self) -> bytes:
+        """state_bytes() for the running call (which holds the lock): the pending calls' state is live."""
+        if self._pending:
+            self._flush()
+        return self._state_bytes
+
+    def _keep(self, meter: Meter, redo: _Pending, entry_limit: int | None = None) -> str | None:
         """Keep the state a successful call changed: encode it now or later (see the class docstring); the reason
-        it cannot be kept, or None."""
+        it cannot be kept, or None. Under an entry limit (see CallContext.entry_state_cost_max) it is encoded now,
+        and kept only if its cost is within the limit."""
         if (
-            not meter.aliased
+            entry_limit is None
+            and not meter.aliased
             and self._shallow
             and len(self._pending) < _DEFERRED_CALLS_MAX
             and self._bound + meter.grown <= PROGRAM_STATE_BYTES_MAX
@@ -371,18 +410,25 @@ class TopicRuntime:
             self._objects += meter.added
             return None
         try:
-            self._encode()
+            encoded = self._encoded()
         except StateProblem as problem:
             return problem.reason
         except Exception as exc:  # noqa: BLE001 -- a handler call never raises; this is deterministic too
             return f"ctx.state cannot be kept: {type(exc).__name__}"
+        if entry_limit is not None:
+            over = _over_entry(encoded[0], entry_limit)
+            if over is not None:
+                return over  # the last bytes stay: the call rolls back to them
+        self._state_bytes, self._objects, self._shallow = encoded
+        self._bound = len(self._state_bytes)
+        self._pending.clear()
         if meter.aliased:
             self._state = None  # the next call reads fresh objects: what a restarted node would load
         return None
 
-    def _encode(self) -> None:
-        """Encode the state now (StateProblem if it cannot be kept), and learn whether it is shallow: a first try
-        has _SHALLOW_SLACK fewer levels of recursion; if that is not enough, the verdict is the full limit's."""
+    def _encoded(self) -> tuple[bytes, int, bool]:
+        """The state encoded now (StateProblem if it cannot be kept), its objects, and whether it is shallow: a first
+        try has _SHALLOW_SLACK fewer levels of recursion; if that is not enough, the verdict is the full limit's."""
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(limit - _SHALLOW_SLACK)
         try:
@@ -391,9 +437,7 @@ class TopicRuntime:
             encoded = None
         finally:
             sys.setrecursionlimit(limit)
-        self._shallow = encoded is not None
+        shallow = encoded is not None
         if encoded is None:
             encoded = encode_state(self._state, counted=True)  # not shallow: the census decides its depth
-        self._state_bytes, self._objects = encoded
-        self._bound = len(self._state_bytes)
-        self._pending.clear()
+        return encoded[0], encoded[1], shallow

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING
 
 from laminar import limits
 from laminar.node._entry import decode_entry
-from laminar.node.sandbox import CallContext, ProgramRefused, TopicRuntime, call_context, emitted_cost
+from laminar.node.sandbox import (
+    STATE_COST_MAX,
+    CallContext,
+    ProgramRefused,
+    TopicRuntime,
+    call_context,
+    emitted_cost,
+    state_cost,
+)
 from laminar.node.state_machine._consumers import CONSUMER_KINDS, Consumers
 from laminar.node.store import (
     VIEW_HEAD,
@@ -177,6 +185,10 @@ class _Batch:
     # What this entry's program calls emitted, as PROGRAM_ENTRY_EMITTED_BYTES_MAX counts it: each call gets what is
     # left, so the entry's events stay bounded however many calls it holds.
     program_emitted: int = 0
+    # What the states this entry changed cost, as PROGRAM_ENTRY_STATE_BYTES_MAX counts them (see _state_limit): exact
+    # per topic once counting began (None before), and the module-level values of the topics it created.
+    state_costs: dict[str, int] | None = None
+    module_bytes: dict[str, int] = field(default_factory=dict)
     time_ms: int = 0  # the entry's log time: leases of consumer groups are measured in it
 
     def outcome(
@@ -424,8 +436,35 @@ class StateMachine:
     def _context(self, batch: _Batch, client_id: bytes, topic: str, nonce: int) -> CallContext:
         client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
         return call_context(
-            topic, batch.offset, client, nonce, limits.PROGRAM_ENTRY_EMITTED_BYTES_MAX - batch.program_emitted
+            topic,
+            batch.offset,
+            client,
+            nonce,
+            limits.PROGRAM_ENTRY_EMITTED_BYTES_MAX - batch.program_emitted,
+            self._state_limit(batch, topic),
         )
+
+    def _state_limit(self, batch: _Batch, name: str) -> int | None:
+        """What `name`'s state may cost after its next call, given what the entry's other changed states and created
+        modules cost (PROGRAM_ENTRY_STATE_BYTES_MAX); None while they could not reach the limit at their largest.
+        Deterministic: exact sizes, counted from the same calls in the same order on every node."""
+        costs = batch.state_costs
+        if costs is None:
+            topics = len(batch.dirty_states) + (name not in batch.dirty_states)
+            if topics * (STATE_COST_MAX + limits.PROGRAM_MODULE_BYTES_MAX) <= limits.PROGRAM_ENTRY_STATE_BYTES_MAX:
+                return None
+            costs = batch.state_costs = {}
+            for dirty in batch.dirty_states:  # counting begins: the exact cost of each state changed so far
+                self._count_state(batch, dirty)
+        others = sum(costs.values()) - costs.get(name, 0) + sum(batch.module_bytes.values())
+        return limits.PROGRAM_ENTRY_STATE_BYTES_MAX - others
+
+    def _count_state(self, batch: _Batch, name: str) -> None:
+        """After a call changed `name`'s state, once counting began: its exact cost."""
+        if batch.state_costs is not None:
+            runtime = self._topics[name].runtime
+            assert runtime is not None
+            batch.state_costs[name] = state_cost(len(runtime.state_bytes()))
 
     @staticmethod
     def _client_name(batch: _Batch, client_id: bytes) -> str:
@@ -446,8 +485,10 @@ class StateMachine:
                 runtime = TopicRuntime.start(m.program, None)
             except ProgramRefused as refused:
                 return ERROR, f"program refused: {refused.reason}"
+            batch.module_bytes[m.topic] = runtime.module_bytes
             outcome = runtime.on_create(self._context(batch, client_id, m.topic, m.nonce), bytes(m.args))
             if not outcome.ok:
+                del batch.module_bytes[m.topic]
                 batch.program_errors.append((m.topic, outcome.reason))
                 return ERROR, outcome.reason
             emitted = outcome.events
@@ -460,6 +501,7 @@ class StateMachine:
             self._append(batch, m.topic, created, _EVENT_KINDS[event.kind], event.key, event.value)
         if runtime is not None:
             batch.dirty_states.add(m.topic)
+            self._count_state(batch, m.topic)
         return VALID, ""
 
     def _destroy(self, batch: _Batch, name: str) -> tuple[int, str]:
@@ -470,6 +512,8 @@ class StateMachine:
         record = topic.record
         self._topics[name] = _Topic.of(name, TopicRecord(False, topic.next_offset, record.created_at, "", b""))
         batch.dirty_states.discard(name)
+        if batch.state_costs is not None:
+            batch.state_costs.pop(name, None)
         batch.writes.delete(Keys.state(name))
         self._consumers.drop_topic(batch.writes, name)
         return VALID, ""
@@ -489,7 +533,9 @@ class StateMachine:
         for event in outcome.events:
             self._append(batch, name, topic, _EVENT_KINDS[event.kind], event.key, event.value)
             batch.program_emitted += emitted_cost(event.key, event.value)
-        batch.dirty_states.add(name)
+        if runtime.handles(kind == PUT):  # without a handler the state cannot have changed: nothing to write
+            batch.dirty_states.add(name)
+            self._count_state(batch, name)
         return VALID, ""
 
     def _runtime(self, name: str, topic: _Topic) -> TopicRuntime | None:
