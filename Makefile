@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install cluster demo test lint proto proto-etcd proto-check unit integration torture sim sim-proof bench \
-	bench-quick bench-soak bench-etcd bench-recovery fuzz-sandbox clean-data clean
+	bench-quick bench-soak bench-etcd bench-recovery fuzz-sandbox hostile clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -120,6 +120,13 @@ bench-recovery: $(DEV_STAMP)
 ## The sandbox cost model's calibration fuzzer, long: worst CPU per charged step per operation, and peak memory.
 fuzz-sandbox: $(DEV_STAMP)
 	$(BIN)/python -m bench.sandbox_fuzz --extra 6 --memory
+
+## Hostile clients (issue 15): every attack on a fresh 3-node cluster beside a well-behaved client, as a table
+## (about 8 minutes; HOSTILE_SCALE=short for a sample; docs/operations.md, "Hostile clients", reads it).
+HOSTILE_SCALE ?= full
+HOSTILE_ATTACKS ?=
+hostile: $(DEV_STAMP)
+	$(BIN)/python -m bench.hostile --scale $(HOSTILE_SCALE) $(if $(HOSTILE_ATTACKS),--attacks $(HOSTILE_ATTACKS))
 
 ## Wipe the data of `make cluster` (var/).
 clean-data:
