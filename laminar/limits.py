@@ -125,11 +125,21 @@ CLIENT_FRAMES_INFLIGHT_MAX = 4
 # Results kept per client for answering a resent message with its original outcome. A client never
 # has more than CLIENT_INFLIGHT_MAX messages in flight, so a resend is always inside this window.
 DEDUPE_RESULTS_PER_CLIENT_MAX = CLIENT_INFLIGHT_MAX
-# A client not heard from for this many intention offsets is forgotten (its dedupe record dropped).
+# A client not heard from for this many intention offsets is forgotten (its dedupe record, kept results and
+# expiry key dropped). It must outlast a client's reconnect after a fail-over or a partition: at this machine's
+# peak of ~40,000 intentions/s that is ~4 minutes, and hours at ordinary loads. A client that comes back later
+# with messages in flight is refused at Hello (FAILED_PRECONDITION: take a new client id), see docs/operations.md.
 DEDUPE_CLIENT_EXPIRY_INTENTIONS = 10_000_000
-DEDUPE_EXPIRED_PER_BATCH_MAX = 64  # clients forgotten per applied batch, so expiry work is bounded
+# Clients with a dedupe record, at most: past it the least recently heard from is forgotten first, whatever the
+# offsets say, so a flood of client ids that put once and vanish costs a bounded store (~130 B a client that
+# sent one message; a client keeps at most DEDUPE_RESULTS_PER_CLIENT_MAX + BATCH_INTENTIONS_MAX results of 5 B).
+DEDUPE_CLIENTS_MAX = 100_000
+# Clients forgotten per applied entry beyond that entry's own new clients, so expiry work per entry is bounded.
+DEDUPE_EXPIRED_PER_BATCH_MAX = 64
 DEDUPE_CLIENTS_CACHED_MAX = 100_000  # client records a node keeps in memory; the rest stay on disk
-TOPICS_LIVE_MAX = 10_000  # a create past this many live topics is an ERROR effect
+# A create past this many live topics is an ERROR effect. A live topic costs a node ~1 KiB of memory (more with a
+# program: its runtime), a destroyed one nothing in memory and ~40 B plus its name on disk (its next offset).
+TOPICS_LIVE_MAX = 10_000
 
 # --- Sandbox (programs run at apply; every bound is deterministic: counts and sizes, never time) --
 # Loop iterations and calls per handler invocation (the unit of the cost model: see docs/programs.md). What bounds a

@@ -17,13 +17,18 @@ from laminar.v1 import laminar_pb2 as pb
 
 _RUN_TAG = b"\x0a"  # IntentionBatch.runs, field 1, length-delimited
 _CLIENT_ID_TAG = b"\x12"  # ClientRun.client_id, field 2, length-delimited
+_SESSION_TAG = b"\x19"  # ClientRun.session, field 3, fixed64 (little-endian)
 
 READ_BARRIER = b""  # an entry with no intentions: once applied, every write committed before it is too
 
 
-def encode_run(client_id: bytes, frame_bytes: bytes) -> bytes:
-    """An IntentionBatch field holding one ClientRun, built from a serialized MutationFrame."""
-    return length_delimited(_RUN_TAG, frame_bytes + length_delimited(_CLIENT_ID_TAG, client_id))
+def encode_run(client_id: bytes, frame_bytes: bytes, session: int = 0) -> bytes:
+    """An IntentionBatch field holding one ClientRun, built from a serialized MutationFrame, from the
+    session `session` (0: none named; its outcomes then go to whichever session the client has)."""
+    run = frame_bytes + length_delimited(_CLIENT_ID_TAG, client_id)
+    if session:
+        run += _SESSION_TAG + session.to_bytes(8, "little")
+    return length_delimited(_RUN_TAG, run)
 
 
 def encode_entry(runs: list[bytes]) -> bytes:

@@ -366,12 +366,14 @@ class Peer(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., client_address: _Optional[str] = ..., raft_address: _Optional[str] = ...) -> None: ...
 
 class ClientRun(_message.Message):
-    __slots__ = ("mutations", "client_id")
+    __slots__ = ("mutations", "client_id", "session")
     MUTATIONS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
     mutations: _containers.RepeatedCompositeFieldContainer[Mutation]
     client_id: bytes
-    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., client_id: _Optional[bytes] = ...) -> None: ...
+    session: int
+    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., client_id: _Optional[bytes] = ..., session: _Optional[int] = ...) -> None: ...
 
 class IntentionBatch(_message.Message):
     __slots__ = ("runs", "peer_upserts", "peer_removals")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +63,9 @@ class _Session:
 
     def __init__(self, client_id: bytes, next_nonce: int, on_latency: Callable[[float], None] | None = None) -> None:
         self.client_id = client_id
+        # Named in every run this session proposes; outcomes of runs of other sessions (another writer
+        # under the same client id, or this client's earlier session) are not this session's to report.
+        self.token = secrets.randbits(64) | 1
         self._on_latency = on_latency
         # (last nonce, time offered, payload bytes) of each frame offered and not yet committed
         self._proposed: collections.deque[tuple[int, float, int]] = collections.deque()
@@ -109,6 +113,8 @@ class _Session:
                 return
             through = self._committed_through
             for o in outcomes:
+                if o.session and o.session != self.token:
+                    continue  # another session's run: this session's own runs give its nonces their outcomes
                 if o.conflict and self.first_nonce <= o.nonce <= through:
                     # This session resent the nonce with other contents, and its original outcome
                     # was reported already (an old entry applied first): the client must hear of it.
@@ -441,7 +447,7 @@ class SessionRouter:
             raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node is no longer the leader")
         session.expected_nonce = expected
         last = expected - 1
-        run = encode_run(session.client_id, frame.mutations.SerializeToString())
+        run = encode_run(session.client_id, frame.mutations.SerializeToString(), session.token)
         session.proposed(last, len(run))
         proposal = Proposal(
             run=run,

@@ -97,6 +97,9 @@ class Outcome:
     reason: str
     count: int = 1
     conflict: bool = False  # a resend whose contents differ from what was applied under its nonce
+    # The session whose run this came from (ClientRun.session; 0: not named): only that session
+    # reports it, so a second writer under the same client id never hears the first one's outcome.
+    session: int = 0
 
 
 @dataclass
@@ -178,10 +181,12 @@ class _Batch:
     # of one client applied in one entry are consecutive, so these line up with its new_results runs.
     new_digests: dict[bytes, array[int]] = field(default_factory=dict)
     touched_clients: dict[bytes, ClientRecord | None] = field(default_factory=dict)  # id -> record before
+    new_clients: int = 0  # clients that got their first dedupe record in this entry
     # Result runs read from the store for resends in this entry: a client resending thousands of
     # messages after a fail-over hits the same few runs, which must be decoded once, not per nonce.
     stored_results: dict[bytes, list[ResultRun]] = field(default_factory=dict)
     client_names: dict[bytes, str] = field(default_factory=dict)  # client id -> its UUID string, for ctx.client_id
+    session: int = 0  # ClientRun.session of the run being applied: its outcomes are that session's
     # What this entry's program calls emitted, as PROGRAM_ENTRY_EMITTED_BYTES_MAX counts it: each call gets what is
     # left, so the entry's events stay bounded however many calls it holds.
     program_emitted: int = 0
@@ -212,10 +217,11 @@ class _Batch:
                 and last.effect == effect
                 and last.client_id == client_id
                 and last.reason == reason
+                and last.session == self.session
             ):
                 last.count += count
                 return
-        outcomes.append(Outcome(client_id, nonce, effect, intention_offset, reason, count, conflict))
+        outcomes.append(Outcome(client_id, nonce, effect, intention_offset, reason, count, conflict, self.session))
 
 
 def _cut(reason: str) -> str:
@@ -237,12 +243,19 @@ class StateMachine:
         mark = store.applied()
         self._raft_index = mark.raft_index
         self._offset = mark.intention_offset
+        # Live topics only (and, while an entry applies, those it destroys): a destroyed topic's record
+        # stays in the store for its next offset (offsets never reset), but costs no memory.
         self._topics: dict[str, _Topic] = {}
         for key, value in store.scan(Keys.TOPIC_PREFIX):
-            name = key[len(Keys.TOPIC_PREFIX) :].decode()
-            self._topics[name] = _Topic.of(name, TopicRecord.decode(value))
+            record = TopicRecord.decode(value)
+            if record.live:
+                name = key[len(Keys.TOPIC_PREFIX) :].decode()
+                self._topics[name] = _Topic.of(name, record)
+        self._live_topics = len(self._topics)
         self._clients: dict[bytes, ClientRecord] = {}
         self._consumers.reload()
+        # Clients with a dedupe record in the store: DEDUPE_CLIENTS_MAX bounds it (see _expire_clients).
+        self._client_count = sum(1 for _ in store.scan(Keys.CLIENT_PREFIX))
 
     # ---- queries (any thread; values may be one entry old) ----------------------------------
 
@@ -257,6 +270,11 @@ class StateMachine:
 
     def live_topics(self) -> list[str]:
         return sorted(name for name, topic in list(self._topics.items()) if topic.record.live)
+
+    @property
+    def client_count(self) -> int:
+        """Clients whose dedupe record the store holds (at most DEDUPE_CLIENTS_MAX once an entry applied)."""
+        return self._client_count
 
     # ---- apply (the apply thread only) ------------------------------------------------------
 
@@ -288,6 +306,7 @@ class StateMachine:
         client_id = bytes(run.client_id)
         if len(client_id) != _CLIENT_ID_BYTES:
             return  # the leader never proposes this; applying nothing is the same on every node
+        batch.session = run.session
         record = self._client(batch, client_id)
         nonce_max = None if record is None else record.nonce_max
         topics = self._topics
@@ -476,8 +495,8 @@ class StateMachine:
         topic = self._topics.get(m.topic)
         if topic is not None and topic.record.live:
             return INVALID, f"topic {m.topic!r} already exists"
-        if sum(1 for t in self._topics.values() if t.record.live) >= limits.TOPICS_LIVE_MAX:
-            return ERROR, f"too many topics (limit {limits.TOPICS_LIVE_MAX})"
+        if self._live_topics >= limits.TOPICS_LIVE_MAX:
+            return ERROR, f"too many topics: {limits.TOPICS_LIVE_MAX:,} are live (destroy one first)"
         runtime = None
         emitted: tuple[Emitted, ...] = ()
         if m.program:
@@ -493,9 +512,10 @@ class StateMachine:
                 return ERROR, outcome.reason
             emitted = outcome.events
             batch.program_emitted += sum(emitted_cost(e.key, e.value) for e in emitted)
-        next_offset = topic.next_offset if topic is not None else 1
+        next_offset = topic.next_offset if topic is not None else self._destroyed_next_offset(m.topic)
         record = TopicRecord(True, next_offset, batch.offset, m.program, bytes(m.args))
         created = self._topics[m.topic] = _Topic.of(m.topic, record, runtime)
+        self._live_topics += 1
         self._append(batch, m.topic, created, pb.CREATE_TOPIC, b"", bytes(m.args))
         for event in emitted:
             self._append(batch, m.topic, created, _EVENT_KINDS[event.kind], event.key, event.value)
@@ -511,6 +531,7 @@ class StateMachine:
         self._append(batch, name, topic, pb.DESTROY_TOPIC, b"", b"")
         record = topic.record
         self._topics[name] = _Topic.of(name, TopicRecord(False, topic.next_offset, record.created_at, "", b""))
+        self._live_topics -= 1
         batch.dirty_states.discard(name)
         if batch.state_costs is not None:
             batch.state_costs.pop(name, None)
@@ -537,6 +558,12 @@ class StateMachine:
             batch.dirty_states.add(name)
             self._count_state(batch, name)
         return VALID, ""
+
+    def _destroyed_next_offset(self, name: str) -> int:
+        """The next consequence offset of a topic that is not live: where its destroyed incarnation
+        stopped (its record stays in the store), or 1 for a name never used."""
+        data = self._store.get(Keys.topic(name))
+        return 1 if data is None else TopicRecord.decode(data).next_offset
 
     def _runtime(self, name: str, topic: _Topic) -> TopicRuntime | None:
         if topic.runtime is None:
@@ -591,6 +618,8 @@ class StateMachine:
             topic = self._topics[name]
             writes.put(Keys.topic(name), topic.stored().encode())
             topic.write_views(writes)
+            if not topic.record.live:
+                del self._topics[name]  # destroyed: its record above keeps its next offset, on disk only
         for name in sorted(batch.dirty_states):
             runtime = self._topics[name].runtime
             assert runtime is not None
@@ -607,6 +636,9 @@ class StateMachine:
         writes.put(Keys.client(client_id), after.encode())
         if before is not None:
             writes.delete(Keys.expiry(before.last_offset, client_id))
+        else:
+            self._client_count += 1
+            batch.new_clients += 1
         writes.put(Keys.expiry(after.last_offset, client_id), b"")
         runs = batch.new_results.get(client_id, [])
         digests = batch.new_digests.get(client_id)
@@ -623,13 +655,19 @@ class StateMachine:
             writes.delete_range(Keys.result(client_id, 0), Keys.result(client_id, horizon))
 
     def _expire_clients(self, batch: _Batch) -> None:
+        """Forget clients (dedupe record, kept results, expiry key): every client not heard from for
+        DEDUPE_CLIENT_EXPIRY_INTENTIONS, and the least recently heard from while more than
+        DEDUPE_CLIENTS_MAX have a record. Oldest first: the expiry index orders clients by their last
+        intention offset. At most DEDUPE_EXPIRED_PER_BATCH_MAX plus this entry's new clients per entry,
+        so an entry's work is bounded and a flood of new client ids cannot outrun the bound."""
         threshold = batch.offset - limits.DEDUPE_CLIENT_EXPIRY_INTENTIONS
-        if threshold <= 0:
+        if threshold <= 0 and self._client_count <= limits.DEDUPE_CLIENTS_MAX:
             return
         prefix = Keys.EXPIRY_PREFIX
-        for key, _ in self._store.scan(prefix, limit=limits.DEDUPE_EXPIRED_PER_BATCH_MAX):
+        budget = limits.DEDUPE_EXPIRED_PER_BATCH_MAX + batch.new_clients
+        for key, _ in self._store.scan(prefix, limit=budget):
             last_offset = from_u64(key[len(prefix) : len(prefix) + 8])
-            if last_offset >= threshold:
+            if last_offset >= threshold and self._client_count <= limits.DEDUPE_CLIENTS_MAX:
                 return
             client_id = key[len(prefix) + 8 :]
             decided, _ = batch.writes.lookup(key)
@@ -639,3 +677,4 @@ class StateMachine:
             batch.writes.delete(Keys.client(client_id))
             batch.writes.delete_range(Keys.results_of(client_id), Keys.results_of(client_id) + u64(2**64 - 1))
             self._clients.pop(client_id, None)
+            self._client_count -= 1

@@ -13,6 +13,8 @@ from laminar import limits
 from laminar.node.store._keys import Keys, from_u64
 from laminar.node.store._records import VIEW_HEAD, AppliedMark, TopicRecord, ViewRecord
 
+_OFFSET_MAX = 2**64 - 1  # consequence offsets are stored as 8 big-endian bytes
+
 
 class WriteSet:
     """Ordered writes produced by applying one entry, with read-your-writes for the applier.
@@ -188,6 +190,8 @@ class Store:
 
     def read_events(self, topic: str, after_offset: int, count_max: int, bytes_max: int) -> list[bytes]:
         """Serialized events of `topic` with consequence offset > after_offset, in order."""
+        if after_offset >= _OFFSET_MAX:
+            return []  # no event can come after the largest offset (and after_offset + 1 has no key)
         prefix = Keys.events_of(topic)
         events: list[bytes] = []
         size = 0
