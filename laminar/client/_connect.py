@@ -156,9 +156,12 @@ def is_oversized(error: grpc.RpcError) -> bool:
 
 
 def is_fatal(error: grpc.RpcError) -> bool:
-    """A session error that a retry of the same frames would meet again (docs/protocol.md)."""
+    """A session error that a retry of the same frames would meet again (docs/protocol.md). FAILED_PRECONDITION
+    is a Hello the leader refused after a read barrier (a client id the cluster forgot, or a nonce ahead of
+    what it applied): the same Hello would be refused again."""
     code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
-    return code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED) or is_oversized(error)
+    fatal = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION)
+    return code in fatal or is_oversized(error)
 
 
 def map_error(error: grpc.RpcError) -> LaminarError:

@@ -3,6 +3,7 @@ and the hostile-client suite's short version (make hostile runs the long one).""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -167,3 +168,20 @@ def test_every_attack_at_full_scale() -> None:
     """make hostile as a test: every attack at the issue's scale, each on a fresh cluster, holds every target."""
     rows = run_suite(list(ATTACKS), "full")
     assert all(not row.verdicts() for row in rows), table(rows)
+
+
+def test_a_client_the_cluster_forgot_is_told_to_take_a_new_id(make_cluster) -> None:
+    """What a client that returns after its dedupe record expired sees (docs/operations.md): its pending writes fail
+    at once with InvalidRequest naming the remedy, instead of retrying a Hello the cluster will always refuse.
+    The cluster forgets it here by losing its one node's data, which leaves it exactly as expiry does."""
+    c = make_cluster(1)
+    client = laminar.Client(c.addresses, close_timeout=1)
+    client.create_topic("t").committed(timeout=COMMIT_TIMEOUT_S)  # nonce 1: the cluster knows this client
+    c.cluster.stop(1)
+    shutil.rmtree(c.data_dir)
+    c.cluster.start(1)
+    pending = client.put("t", b"k", b"v")  # nonce 2, from a client id the cluster has no record of
+    with pytest.raises(laminar.InvalidRequest, match="take a new client id"):
+        pending.committed(timeout=COMMIT_TIMEOUT_S)
+    with pytest.raises(laminar.Unacknowledged, match="nonces 2"):
+        client.close()  # close() names what may not have taken effect, as always
