@@ -149,7 +149,9 @@ TOPICS_LIVE_MAX = 10_000
 # of the 50 ms a call may take (issue 12). The cheapest guarded operation costs 0.3-0.6 us, so counting steps any
 # finer than this cannot tighten the bound; the example programs use at most ~300 steps a call.
 PROGRAM_STEPS_MAX = 40_000
-PROGRAM_VALUE_BYTES_MAX = 1 * MIB  # largest str/bytes/sequence a program may build
+# Largest value a program may build, in bytes, checked before it is built: a str at 1 byte a character if ASCII, else 4;
+# bytes; a list or tuple at 8 bytes an element (a reference); a dict at 48 an entry (see sandbox/_values.py).
+PROGRAM_VALUE_BYTES_MAX = 1 * MIB
 PROGRAM_EVENTS_MAX = 1024  # events one handler invocation may emit
 PROGRAM_STATE_BYTES_MAX = 1 * MIB  # serialized ctx.state after a call
 PROGRAM_RECURSION_DEPTH_MAX = 50  # nested calls inside a program

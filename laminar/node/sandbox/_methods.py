@@ -28,7 +28,9 @@ from laminar.node.sandbox._meter import (
 )
 from laminar.node.sandbox._ops import charge_element_search, extend_list, materialize, sort_items
 from laminar.node.sandbox._values import (
+    DICT_ENTRIES_MAX,
     INTS,
+    LIST_ITEMS_MAX,
     VALUE_MAX,
     MappingProxy,
     as_dict,
@@ -173,7 +175,9 @@ def splitting(fn: Callable[..., Any], reverse: bool) -> Callable[..., Any]:
 
     def method(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         charge_chars(len(obj))
-        charge_objects(_pieces(obj, args, kwargs, reverse))
+        pieces = _pieces(obj, args, kwargs, reverse)
+        check_size(pieces, "list")
+        charge_objects(pieces)
         return fn(obj, *args, **kwargs)
 
     return method
@@ -185,7 +189,9 @@ _LINE_BREAKS = ("\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"
 def _splitlines(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
     charge_chars(len(obj))
     breaks = _LINE_BREAKS if type(obj) is str else (b"\n", b"\r")
-    charge_objects(sum(obj.count(b) for b in breaks) + 1)
+    lines = sum(obj.count(b) for b in breaks) + 1
+    check_size(lines, "list")
+    charge_objects(lines)
     return obj.splitlines(*args, **kwargs)
 
 
@@ -324,7 +330,7 @@ def _text_methods(kind: Any) -> dict[str, Callable[..., Any]]:
 
 
 def _append(items: list[Any], /, value: Any) -> None:
-    if len(items) >= VALUE_MAX:
+    if len(items) >= LIST_ITEMS_MAX:
         size_exhausted(len(items) + 1, "list")
     stored(value)
     items.append(value)
@@ -427,7 +433,7 @@ def _popitem(d: dict[str, Any], /) -> Any:
 def _setdefault(d: dict[str, Any], /, k: Any, default: Any = None) -> Any:
     k = check_key(k)
     if k not in d:
-        if len(d) >= VALUE_MAX:
+        if len(d) >= DICT_ENTRIES_MAX:
             size_exhausted(len(d) + 1, "dict")
         stored(default, k)
     return d.setdefault(k, default)

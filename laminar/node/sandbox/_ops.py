@@ -28,6 +28,7 @@ from laminar.node.sandbox._meter import (
 )
 from laminar.node.sandbox._values import (
     CHEAP,
+    DICT_ENTRIES_MAX,
     IDENTITYLESS,
     INT_BITS_MAX,
     INTS,
@@ -504,7 +505,7 @@ def setitem(value: Any, obj: Any, key: Any) -> None:
     """`_setitem_(value, obj, key)` for `obj[key] = value` (arguments in Python's evaluation order)."""
     if type(obj) is dict:
         key = check_key(key)  # before any hashing
-        if len(obj) >= VALUE_MAX and key not in obj:
+        if len(obj) >= DICT_ENTRIES_MAX and key not in obj:
             size_exhausted(len(obj) + 1, "dict")
         stored(value, key)
         obj[key] = value
@@ -532,7 +533,7 @@ class _DictWriter:
     def __setitem__(self, key: Any, value: Any) -> None:
         d = self._d
         key = check_key(key)  # before any hashing
-        if len(d) >= VALUE_MAX and key not in d:
+        if len(d) >= DICT_ENTRIES_MAX and key not in d:
             size_exhausted(len(d) + 1, "dict")
         stored(value, key)
         d[key] = value
@@ -591,10 +592,11 @@ _SIZED = frozenset({list, tuple, str, bytes, dict, MappingProxy, range}) | VIEWS
 
 
 def charge_copy(items: Any) -> None:
-    """Charge for copying the elements of a sized value: references, or new objects for str, bytes, range."""
+    """Charge for copying the elements of a sized value into a list or tuple: references, or new objects for str,
+    bytes, range. The copy holds a reference per element, whatever it copies."""
     t = type(items)
     n = len(items)
-    check_size(n, t.__name__)
+    check_size(n, "list")
     charge_items(n) if t in _CONTAINERS or t in VIEWS else charge_objects(n)
 
 

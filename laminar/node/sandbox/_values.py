@@ -2,8 +2,8 @@
 
 Programs only ever hold plain data (None, bool, int, float, str, bytes, list, tuple, dict with str keys), a few
 read-only objects (ctx, json, builtins), their own functions, and iterators over those. Sizes are bounded by
-PROGRAM_VALUE_BYTES_MAX (a str counts characters, bytes count bytes, a list, tuple or dict counts elements) and
-ints by PROGRAM_INT_BITS_MAX.
+PROGRAM_VALUE_BYTES_MAX, in bytes, checked before the value is built (an ASCII str 1 a character, any other 4, bytes
+1, a list or tuple REFERENCE_BYTES an element, a dict DICT_ENTRY_BYTES an entry) and ints by PROGRAM_INT_BITS_MAX.
 """
 
 from __future__ import annotations
@@ -68,15 +68,29 @@ def check_int(n: Any) -> Any:
     return n
 
 
-_UNITS = {"str": "characters", "bytes": "bytes"}
+# What an element of a container takes in memory, in bytes: a list or tuple holds a reference (8 bytes) per element;
+# a dict an entry of hash, key and value (24 bytes) plus its index and the room CPython keeps free (measured: 21 to
+# 44 bytes an entry over sizes up to 100,000, the high end just after a resize).
+REFERENCE_BYTES = 8
+DICT_ENTRY_BYTES = 48
+_UNIT_BYTES = {"str": 1, "bytes": 1, "list": REFERENCE_BYTES, "tuple": REFERENCE_BYTES, "dict": DICT_ENTRY_BYTES}
+_UNITS = {"str": "characters", "bytes": "bytes", "dict": "entries"}
+LIST_ITEMS_MAX = VALUE_MAX // REFERENCE_BYTES  # the most elements a list may hold
+DICT_ENTRIES_MAX = VALUE_MAX // DICT_ENTRY_BYTES  # the most entries a dict may hold
 
 
 def size_exhausted(n: int, what: str) -> NoReturn:
-    exhausted(f"value budget exhausted (a {what} of {n} {_UNITS.get(what, 'elements')}; the limit is {VALUE_MAX})")
+    unit = _UNIT_BYTES.get(what, REFERENCE_BYTES)
+    counted = f" counts {n * unit} bytes" if unit != 1 else ""
+    exhausted(
+        f"value budget exhausted (a {what} of {n} {_UNITS.get(what, 'elements')}{counted}; the limit is {VALUE_MAX})"
+    )
 
 
 def check_size(n: int, what: str) -> None:
-    if n > VALUE_MAX:
+    """Abort before building a `what` (str of ASCII characters, bytes, list, tuple, dict) of `n` characters, bytes,
+    elements or entries if its bytes would be over the value budget."""
+    if n * _UNIT_BYTES.get(what, REFERENCE_BYTES) > VALUE_MAX:
         size_exhausted(n, what)
 
 

@@ -194,7 +194,7 @@ HOSTILE: dict[str, Hostile] = {
     "state_cycle": _error("a = []\na.append(a)\nctx.state['a'] = a", "cycles"),
     "state_deep": _error("a = []\nfor i in range(2000):\n    a = [a]\nctx.state['a'] = a", "deep nesting"),
     "state_shared_blowup": _error("ctx.state['x'] = ['y' * 1000] * 100000", "sharing would blow up the encoding"),
-    "state_many_objects": _error("ctx.state['x'] = [[]] * 500000", "PROGRAM_STATE_OBJECTS_MAX"),
+    "state_many_objects": _error("ctx.state['x'] = [[]] * 100000", "PROGRAM_STATE_OBJECTS_MAX"),
     "state_not_dict": _error("ctx.state = [1, 2]", "ctx.state must be a dict"),
     "state_int_key": _error("ctx.state[1] = 2", "dict keys are str"),
     # --- Swallowing aborts ------------------------------------------------------------------------------------

@@ -29,13 +29,13 @@ EXHAUSTING = {
         "x = (1 << 2040) - 1\ny = (1 << 1020) - 3\nwhile True:\n    z = x // y\n    w = x % y",
         "step budget exhausted",
     ),
-    "steps: list scan": ("l = [0] * 1000000\nwhile True:\n    x = -1 in l", "step budget exhausted"),
-    "steps: list compare": ("l = [0] * 1000000\nm = [0] * 1000000\nwhile True:\n    x = l == m", "step budget"),
+    "steps: list scan": ("l = [0] * 100000\nwhile True:\n    x = -1 in l", "step budget exhausted"),
+    "steps: list compare": ("l = [0] * 100000\nm = [0] * 100000\nwhile True:\n    x = l == m", "step budget"),
     "steps: nested compare": ("a = [[0] * 100000] * 10\nb = [[0] * 100000] * 10\nwhile True:\n    x = a == b", "step"),
-    "steps: sort": ("l = list(range(500000))\nwhile True:\n    l.sort()", "step budget exhausted"),
-    "steps: sort with key": ("l = list(range(200000))\nwhile True:\n    x = sorted(l, key=lambda v: -v)", "step"),
+    "steps: sort": ("l = list(range(100000))\nwhile True:\n    l.sort()", "step budget exhausted"),
+    "steps: sort with key": ("l = list(range(100000))\nwhile True:\n    x = sorted(l, key=lambda v: -v)", "step"),
     "steps: str methods": ("s = 'a' * 1000000\nwhile True:\n    x = s.upper()", "step budget exhausted"),
-    "steps: split": ("s = 'a ' * 500000\nwhile True:\n    x = s.split()", "step budget exhausted"),
+    "steps: split": ("s = 'a ' * 100000\nwhile True:\n    x = s.split()", "step budget exhausted"),
     "steps: json.loads": ("import json\ns = '[' + '0,' * 400000 + '0]'\nx = json.loads(s)", "step budget"),
     "steps: repr of shared data": ("l = ['a' * 1000] * 100000\nx = repr(l)", "step budget exhausted"),
     "steps: dict growth": ("d = {}\ni = 0\nwhile True:\n    d[str(i)] = i\n    i += 1", "step budget exhausted"),
@@ -67,6 +67,14 @@ EXHAUSTING = {
         "value budget exhausted",
     ),
     "value: list(range)": ("x = list(range(10 ** 7))", "value budget exhausted"),
+    # Containers count bytes too: 8 a list or tuple element (a reference), 48 a dict entry.
+    "value: a list counts 8 bytes an element": ("x = [0] * 200000", "value budget exhausted (a list of 200000"),
+    "value: a tuple copy counts bytes": ("x = tuple('a' * 200000)", "value budget exhausted (a list of 200000"),
+    "value: split pieces count bytes": ("x = ('a b ' * 100000).split()", "value budget exhausted (a list of 200001"),
+    "value: list growth counts bytes": (
+        "x = [0] * 131072\nx.append(1)",
+        "value budget exhausted (a list of 131073 elements counts 1048584 bytes",
+    ),
     "value: starred unpack": ("a, *b = range(10 ** 8)", "value budget exhausted"),
     "int: huge power": ("x = 2 ** (10 ** 9)", "int budget exhausted"),
     "int: squaring chain": ("x = 3\nwhile True:\n    x = x * x", "int budget exhausted"),
@@ -150,3 +158,19 @@ def test_touching_a_state_at_the_object_limit_stays_fast() -> None:
     outcome, ms = timed(runtime.on_put, context(), b"k", b"v")
     print(f"touching a state of ~32000 objects: {ms:.1f} ms")
     assert outcome.ok and ms < HANG_GUARD_MS
+
+
+def test_a_dict_counts_its_entries_in_bytes() -> None:
+    """A dict is checked against the value budget at 48 bytes an entry, before it grows: merging two dicts of 15,000
+    entries (1.4 MB of entries) is refused, one of 15,000 is not."""
+    body = (
+        "if value == b'a':\n    ctx.state['a'] = {str(i): i for i in range(15000)}\n"
+        "elif value == b'b':\n    ctx.state['b'] = {str(i): i for i in range(15000, 30000)}\n"
+        "else:\n    d = dict(ctx.state['a'])\n    d.update(ctx.state['b'])"
+    )
+    runtime = TopicRuntime.start(put_program(body), None)
+    assert runtime.on_put(context(), b"k", b"a").ok
+    assert runtime.on_put(context(), b"k", b"b").ok
+    outcome = runtime.on_put(context(), b"k", b"merge")
+    assert not outcome.ok
+    assert outcome.reason.startswith("value budget exhausted (a dict of 30000 entries counts 1440000 bytes")
