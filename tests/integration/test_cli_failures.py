@@ -216,12 +216,12 @@ def test_cluster_run_reports_a_node_that_died_with_its_status_and_log(tmp_path) 
         assert f"lines of its log ({tmp_path / 'data' / 'node-2.log'}):" in output
         assert (tmp_path / "data" / "node-2.log").read_text().count("node 2 serving clients") == 1
         os.killpg(supervisor.pid, signal.SIGINT)
-        supervisor.communicate(timeout=30)
+        after, _ = supervisor.communicate(timeout=30)
     finally:
         if supervisor.poll() is None:
             os.killpg(supervisor.pid, signal.SIGKILL)
             supervisor.wait()
-    assert supervisor.returncode == 0
+    assert supervisor.returncode == 0, output + after  # what it said, when Ctrl-C did not stop it cleanly
 
 
 def test_a_second_cluster_run_on_a_running_cluster_fails_with_one_line_per_node(make_cluster) -> None:
