@@ -91,9 +91,26 @@ def write_results(info: CompareInfo, runs: Sequence[Run]) -> list[str]:
             )
             writer.writerow({k: "" if v is None else v for k, v in record.items()})
     chart = _chart(f"{stem}.png", runs)
+    kept = _kept_notes(f"{stem}.md")
     with open(f"{stem}.md", "w", encoding="utf-8") as f:
         f.write(markdown(info, runs, os.path.basename(chart) if chart else None))
+        f.write(kept)
     return [f"{stem}.csv", f"{stem}.md", *([chart] if chart else [])]
+
+
+# Everything after this line in a results file is written by hand (before/after figures of a change, the
+# time budget of a commit) and survives the next run, which rewrites only what is above it.
+NOTES_MARKER = "<!-- notes kept across runs: everything below this line -->"
+
+
+def _kept_notes(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    at = text.find(NOTES_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
 
 
 def _fmt(value: float | None, digits: int) -> str:
