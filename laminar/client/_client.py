@@ -460,8 +460,10 @@ class Client:
             if acks.received_through > self._received_through:
                 self._received_through = acks.received_through
                 wake = wake or self._received_waiters > 0
-            if self._send_waiters and (acks.commits or acks.received_through):
-                self._sendable.notify_all()  # the window may have room again
+            if self._send_waiters and self._sent_through + 1 < self._next_nonce:
+                # Writes wait for room in the window, which this ack may have made. Without writes
+                # waiting, the sender sleeps on: waking it for every ack cost a lone write a thread's wake-up.
+                self._sendable.notify_all()
             if not wake:
                 return  # nobody waits for what this frame says: waking them would only cost the others time
             unacked = self._unacked

@@ -110,3 +110,36 @@ def test_a_commit_opens_the_window_as_a_received_ack_does(leader: HoldingLeader)
     finally:
         with pytest.raises(laminar.Unacknowledged):
             client.close(timeout=0)
+
+
+def test_acks_wake_the_sender_only_when_writes_wait_for_the_window(
+    leader: HoldingLeader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every write sent, an ack leaves the client's sender thread asleep (it woke for each one, twice per
+    lone write); with writes held by a full window, the ack that opens it wakes the sender."""
+    client = laminar.Client([leader.address], close_timeout=0)
+    woken: list[int] = []
+    notify_all = threading.Condition.notify_all
+
+    def counting(condition: threading.Condition) -> None:
+        if condition is client._sendable:
+            woken.append(1)
+        notify_all(condition)
+
+    try:
+        client.put("t", b"k", b"v")
+        assert leader.next_frame() == [1]
+        monkeypatch.setattr(threading.Condition, "notify_all", counting)
+        leader.acks.put(pb.Acks(received_through=1))
+        leader.acks.put(pb.Acks(commits=[pb.Commit(nonce=1, effect=pb.VALID, intention_offset=1, count=1)]))
+        second = client.put("t", b"k", b"v")  # goes out at once: the window has room
+        assert leader.next_frame() == [2]
+        assert not second.done()
+        put_wakes = len(woken)  # the put itself woke the sender (if it was asleep yet)
+        leader.acks.put(pb.Acks(received_through=2))
+        with pytest.raises(queue.Empty):
+            leader.frames.get(timeout=QUIET_S)
+        assert len(woken) == put_wakes  # nothing unsent: the ack woke nobody
+    finally:
+        with pytest.raises(laminar.Unacknowledged):
+            client.close(timeout=0)

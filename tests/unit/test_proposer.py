@@ -118,3 +118,27 @@ def test_offers_from_many_threads_keep_each_threads_order() -> None:
         seen[int(index)].append(int(n))
     assert all(numbers == list(range(frames)) for numbers in seen.values())
     assert len(engine.entries) < sessions * frames  # some were batched
+
+
+def test_a_lone_commit_never_wakes_the_proposer_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proposed from the offering thread and applied, a lone entry leaves the proposer thread asleep: with nothing
+    pending and no offer waiting for room, the proposer's condition is never notified (it was, twice, for nothing)."""
+    engine = RecordingEngine()
+    proposer = Proposer(engine)  # type: ignore[arg-type]
+    notified: list[str] = []
+    notify_all = threading.Condition.notify_all
+
+    def counting(condition: threading.Condition) -> None:
+        if condition is proposer._lock:
+            notified.append(threading.current_thread().name)
+        notify_all(condition)
+
+    monkeypatch.setattr(threading.Condition, "notify_all", counting)
+    try:
+        for n in range(3):
+            assert proposer.offer(proposal(b"lone-%d" % n), WAIT_S)
+            wait_until(lambda n=n: len(engine.results) == n + 1)
+            engine.results[n](True)
+        assert notified == []
+    finally:
+        proposer.stop()

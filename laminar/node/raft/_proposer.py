@@ -44,6 +44,7 @@ class Proposer:
         self._pending_bytes = 0
         self._inflight_entries = 0
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
+        self._offer_waiters = 0  # sessions waiting in offer() for room in the queue
         self._lock = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="proposer", daemon=True)
@@ -52,20 +53,11 @@ class Proposer:
     def offer(self, proposal: Proposal, timeout_s: float) -> bool:
         """Queue a proposal; False if the queue stayed full for timeout_s (backpressure)."""
         with self._lock:
-            fits = self._lock.wait_for(
-                lambda: (
-                    self._stopped
-                    or (
-                        self._pending_intentions + proposal.intentions <= limits.PROPOSAL_QUEUE_INTENTIONS_MAX
-                        # A frame larger than the bound still goes in alone, once the queue is empty.
-                        and (
-                            not self._pending
-                            or self._pending_bytes + len(proposal.run) <= limits.PROPOSAL_QUEUE_BYTES_MAX
-                        )
-                    )
-                ),
-                timeout_s,
-            )
+            self._offer_waiters += 1
+            try:
+                fits = self._wait_for_room(proposal, timeout_s)
+            finally:
+                self._offer_waiters -= 1
             if not fits or self._stopped:
                 return False
             self._pending.append(proposal)
@@ -78,6 +70,22 @@ class Proposer:
             self._proposing = True
         self._propose_and_release(batch)
         return True
+
+    def _wait_for_room(self, proposal: Proposal, timeout_s: float) -> bool:
+        """Under the lock: wait until the proposal fits in the queue (or the proposer stops)."""
+        return self._lock.wait_for(
+            lambda: (
+                self._stopped
+                or (
+                    self._pending_intentions + proposal.intentions <= limits.PROPOSAL_QUEUE_INTENTIONS_MAX
+                    # A frame larger than the bound still goes in alone, once the queue is empty.
+                    and (
+                        not self._pending or self._pending_bytes + len(proposal.run) <= limits.PROPOSAL_QUEUE_BYTES_MAX
+                    )
+                )
+            ),
+            timeout_s,
+        )
 
     def pending_intentions(self) -> int:
         """Intentions offered and not yet proposed (a gauge; read without the lock)."""
@@ -115,7 +123,7 @@ class Proposer:
         finally:
             with self._lock:
                 self._proposing = False
-                self._lock.notify_all()
+                self._wake_proposer()
 
     def _take(self) -> list[Proposal]:
         batch: list[Proposal] = []
@@ -181,4 +189,12 @@ class Proposer:
             log.debug("an entry was not applied (leadership changed); its clients resend")
         with self._lock:
             self._inflight_entries -= 1
+            self._wake_proposer()
+
+    def _wake_proposer(self) -> None:
+        """Under the lock: the proposer thread may take a batch now, if there is one, and offers may
+        find room. With nothing pending and no offer waiting, nobody waits for what changed: a lone
+        commit woke the proposer thread twice for nothing (when proposed and when applied), each
+        time as the commit path needed the GIL."""
+        if self._pending or self._offer_waiters:
             self._lock.notify_all()
