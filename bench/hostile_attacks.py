@@ -527,6 +527,8 @@ async def garbage(target: Target) -> None:
     chans = [grpc.aio.insecure_channel(a) for a in target.addresses]
     junk = os.urandom(4096)
     codes: dict[str, int] = {}
+    details: dict[str, str] = {}  # a sample status message per unclear code
+    sync_channels = [grpc.insecure_channel(a) for a in target.addresses]
     gate = asyncio.Semaphore(32)
 
     async def call(n: int) -> None:
@@ -536,10 +538,15 @@ async def garbage(target: Target) -> None:
             body = junk[: 1 + (n * 131) % len(junk)]
             try:
                 if name == "Session":
-                    stream = session(channel)
-                    await stream.write(body)
-                    await asyncio.wait_for(stream.read(), 5)
-                    stream.cancel()
+                    # A plain (threaded) call: grpc.aio reports a write after the node ended the stream as its
+                    # own INTERNAL ("Internal error from Core"), which would hide the node's status.
+                    status, message = await asyncio.to_thread(
+                        _sync_session, sync_channels[n % len(sync_channels)], body
+                    )
+                    codes[f"{name}:{status.name}"] = codes.get(f"{name}:{status.name}", 0) + 1
+                    if status in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
+                        details.setdefault(f"{name}:{status.name}", message[:200])
+                    return
                 elif name == "Listen":
                     listen = channel.unary_stream(
                         SERVICE + name, request_serializer=identity, response_deserializer=identity
@@ -554,6 +561,8 @@ async def garbage(target: Target) -> None:
                 code = "OK"
             except grpc.aio.AioRpcError as e:
                 code = e.code().name
+                if code in ("UNKNOWN", "INTERNAL"):
+                    details.setdefault(f"{name}:{code}", (e.details() or "")[:200])
             except TimeoutError:
                 code = "client timeout"
             codes[f"{name}:{code}"] = codes.get(f"{name}:{code}", 0) + 1
@@ -562,11 +571,27 @@ async def garbage(target: Target) -> None:
     await asyncio.gather(*(call(n) for n in range(target.scale.garbage_calls)), return_exceptions=True)
     sent = await asyncio.to_thread(_tcp_garbage, target, target.scale.garbage_calls)
     unknown = {k: v for k, v in codes.items() if k.endswith(":UNKNOWN") or k.endswith(":INTERNAL")}
-    say(f"NOTE {target.scale.garbage_calls} bad-protobuf calls, {sent} raw TCP garbage connections")
+    by_code: dict[str, int] = {}
+    for key, count in codes.items():
+        code = key.split(":", 1)[1]
+        by_code[code] = by_code.get(code, 0) + count
+    say(f"NOTE {target.scale.garbage_calls} bad-protobuf calls ({by_code}), {sent} raw TCP garbage connections")
     if unknown:
-        say(f"FAIL bad protobuf answered UNKNOWN or INTERNAL, not a clear status: {unknown}")
+        say(f"FAIL bad protobuf answered UNKNOWN or INTERNAL, not a clear status: {unknown}, e.g. {details}")
     await until_deadline(target)
     await close_all(chans)
+    for channel in sync_channels:
+        channel.close()
+
+
+def _sync_session(channel: grpc.Channel, body: bytes) -> tuple[grpc.StatusCode, str]:
+    method = channel.stream_stream(SERVICE + "Session", request_serializer=identity, response_deserializer=identity)
+    try:
+        for _ in method(iter([body]), timeout=5):
+            pass
+    except grpc.RpcError as e:
+        return e.code(), e.details() or ""  # type: ignore[attr-defined]
+    return grpc.StatusCode.OK, ""
 
 
 def _tcp_garbage(target: Target, count: int) -> int:
