@@ -81,3 +81,32 @@ def test_every_serving_limit_is_documented_in_operations_md() -> None:
     for name, field in ServingLimits.__dataclass_fields__.items():
         assert f"| `{name}` |" in text, name
         assert f"{name} = {field.default}" in text, (name, field.default)
+
+
+def test_a_session_over_its_uncommitted_bytes_reads_nothing_until_they_commit() -> None:
+    """Flow control: with SESSION_UNCOMMITTED_BYTES_MAX offered and uncommitted, the reader waits for room
+    (it reads no next frame); a commit from the apply thread lets it go on at once."""
+    import asyncio
+    import threading
+
+    from laminar.node.config import ServingLimits as Serving
+    from laminar.node.service._sessions import SessionRouter
+
+    async def scenario() -> tuple[bool, bool]:
+        session = _Session(CLIENT, next_nonce=1)
+        session.attach(asyncio.get_running_loop())
+        session.expected_nonce = 2
+        session.proposed(1, limits.SESSION_UNCOMMITTED_BYTES_MAX)
+        router = SessionRouter.__new__(SessionRouter)
+        router._serving = Serving()
+        room = asyncio.ensure_future(router._room(session))
+        await asyncio.sleep(0.2)
+        held = not room.done()
+        applier = threading.Thread(target=session.committed, args=([Outcome(CLIENT, 1, pb.VALID, 1, "")],))
+        applier.start()
+        await asyncio.wait_for(room, 0.5)  # woken by the commit, long before the 1 s re-check
+        applier.join()
+        return held, room.done()
+
+    held, released = asyncio.run(scenario())
+    assert held and released
