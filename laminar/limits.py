@@ -108,9 +108,16 @@ UNARY_CALLS_WAITING_MAX = 256
 # Store reads for listeners run on their own small pool, so a listener catching up on megabytes does
 # not hold the event loop that every session's acks go through.
 LISTEN_READ_THREADS = 2
+# Bytes of Listen frames being handed to gRPC, over all listeners. Near it, frames shrink (down to
+# LISTEN_FRAME_BYTES_MIN): thousands of clients that never read then pin a small frame each, not a MiB.
+LISTEN_BUFFERED_BYTES_MAX = 64 * MIB
+LISTEN_FRAME_BYTES_MIN = 64 * KIB
 # Digest reads the whole store: one at a time per node, and a new one starts only after as long a pause
 # as the previous one took (half a core at most); callers past that get RESOURCE_EXHAUSTED with a hint.
 DIGEST_CALLS_CONCURRENT_MAX = 1
+# Calls of any other kind at once (health watches, reflection, refused calls on their way out); the
+# server's bound on all calls is the sum of the bounds above and this.
+OTHER_CALLS_MAX = 256
 RETRY_HINT_MS_MIN = 100  # the shortest retry hint a RESOURCE_EXHAUSTED answer carries
 
 # --- Client library ------------------------------------------------------------------------------

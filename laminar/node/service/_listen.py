@@ -83,7 +83,8 @@ class EventFeed:
         if moved is None or self.version() != version:
             return
         try:
-            await asyncio.wait_for(moved.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await moved.wait()
         except TimeoutError:
             pass
 
@@ -96,6 +97,7 @@ class ListenService:
         self._reads = concurrent.futures.ThreadPoolExecutor(limits.LISTEN_READ_THREADS, thread_name_prefix="listen")
         self._lock = threading.Lock()
         self._active = 0
+        self._buffered = 0  # bytes of frames being handed to gRPC (event loop only)
         self._positions: dict[int, tuple[str, int]] = {}  # stream id -> (topic, last offset sent), for lag
 
     def positions(self) -> list[tuple[str, int]]:
@@ -156,15 +158,27 @@ class ListenService:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
 
+    def _frame_bytes(self) -> int:
+        """How big the next frame may be: LISTEN_FRAME_BYTES_MAX while the frames being handed to gRPC
+        are well under LISTEN_BUFFERED_BYTES_MAX, smaller as they near it, never under
+        LISTEN_FRAME_BYTES_MIN (so a listener always progresses)."""
+        room = limits.LISTEN_BUFFERED_BYTES_MAX - self._buffered
+        return max(limits.LISTEN_FRAME_BYTES_MIN, min(limits.LISTEN_FRAME_BYTES_MAX, room // 16))
+
     async def _send(self, context: Any, frame: bytes) -> None:
-        await send_within(context, frame, self._serving.stream_send_stall_s, "Listen frame")
+        """Write a frame; its bytes count as buffered (event loop only) until gRPC has taken it."""
+        self._buffered += len(frame)
+        try:
+            await send_within(context, frame, self._serving.stream_send_stall_s, "Listen frame")
+        finally:
+            self._buffered -= len(frame)
 
     async def _snapshot(self, topic: str, context: Any) -> int:
         """Frames of live keys; the last one says which offset they reflect. Returns that offset."""
         through, items = await self._read(self._store.view_snapshot, topic)
         frames = _SnapshotFrames(items)
         while True:
-            frame, more = await self._read(frames.next)
+            frame, more = await self._read(frames.next, self._frame_bytes())
             if not more:
                 frame.snapshot_offset = through
                 frame.snapshot_end = True
@@ -178,7 +192,7 @@ class ListenService:
                 self._positions[stream_id] = (topic, after)
             version = self._feed.version()
             events = await self._read(
-                self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, limits.LISTEN_FRAME_BYTES_MAX
+                self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, self._frame_bytes()
             )
             if events:
                 after += len(events)  # consequence offsets are gapless per topic
@@ -189,13 +203,13 @@ class ListenService:
 
 class _SnapshotFrames:
     """Cuts a snapshot's live keys into frames of at most LISTEN_FRAME_EVENTS_MAX events and
-    LISTEN_FRAME_BYTES_MAX bytes (one key always fits); `next` runs on a read thread."""
+    `bytes_max` bytes (one key always fits); `next` runs on a read thread."""
 
     def __init__(self, items: Iterator[tuple[bytes, ViewRecord]]) -> None:
         self._items = items
         self._held: tuple[bytes, ViewRecord] | None = None  # read, and did not fit the last frame
 
-    def next(self) -> tuple[pb.ListenFrame, bool]:
+    def next(self, bytes_max: int) -> tuple[pb.ListenFrame, bool]:
         """The next frame, and whether more keys follow it."""
         frame = pb.ListenFrame()
         size = 0
@@ -206,8 +220,7 @@ class _SnapshotFrames:
                 return frame, False
             key, record = item
             if frame.snapshot and (
-                len(frame.snapshot) >= limits.LISTEN_FRAME_EVENTS_MAX
-                or size + len(record.value) > limits.LISTEN_FRAME_BYTES_MAX
+                len(frame.snapshot) >= limits.LISTEN_FRAME_EVENTS_MAX or size + len(record.value) > bytes_max
             ):
                 self._held = item
                 return frame, True

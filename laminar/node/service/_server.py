@@ -336,6 +336,15 @@ class Server:
         self._health = health_
         self._feed = feed
         self._options = server_options(serving, connections_max)
+        # Every call at once, whatever its kind (health watches and reflection included): past it gRPC
+        # itself answers RESOURCE_EXHAUSTED. Sessions and listeners are refused by their own bounds first.
+        self._calls_max = (
+            serving.sessions_max
+            + serving.listeners_max
+            + limits.UNARY_THREADS
+            + limits.UNARY_CALLS_WAITING_MAX
+            + limits.OTHER_CALLS_MAX
+        )
         self._credentials = credentials
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
@@ -349,7 +358,11 @@ class Server:
         loop = asyncio.get_running_loop()
         self._feed.attach(loop)
         self._health.attach(loop)
-        server = grpc.aio.server(handlers=[_handlers(self._servicer)], options=self._options)
+        server = grpc.aio.server(
+            handlers=[_handlers(self._servicer)],
+            options=self._options,
+            maximum_concurrent_rpcs=self._calls_max,
+        )
         names = [SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME]
         health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
         # Reflection serves the descriptors of the default pool, where laminar_pb2 registered itself.

@@ -187,7 +187,8 @@ class _Session:
         """Wait until a producer has news, or timeout_s passes."""
         assert self._changed is not None
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._changed.wait()
         except TimeoutError:
             pass
         self._changed.clear()
@@ -197,7 +198,8 @@ class _Session:
         assert self._settled is not None
         self._settled.clear()
         try:
-            await asyncio.wait_for(self._settled.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._settled.wait()
         except TimeoutError:
             pass
 
@@ -250,15 +252,14 @@ async def _read(context: Any) -> pb.ClientFrame | None:
 
 async def send_within(context: Any, message: Any, stall_s: float, what: str) -> None:
     """Write one message; a peer that has not taken it within stall_s (it does not read) is cut.
-    The write is not cancelled on time-out: the call ends right after, which ends the write too."""
-    write = asyncio.ensure_future(context.write(message))
-    done, _ = await asyncio.wait({write}, timeout=stall_s)
-    if not done:
-        write.add_done_callback(lambda w: w.cancelled() or w.exception())  # retrieved: no warning
+    (asyncio.timeout, not wait_for: no task per write on the path of every ack.)"""
+    try:
+        async with asyncio.timeout(stall_s):
+            await context.write(message)
+    except TimeoutError:
         raise SessionFailure(
             grpc.StatusCode.RESOURCE_EXHAUSTED, f"the client took no {what} for {stall_s:.0f} s: it must read"
-        )
-    write.result()
+        ) from None
 
 
 class SessionRouter:
