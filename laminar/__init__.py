@@ -27,9 +27,11 @@ from laminar.errors import (
     ConfigError,
     InvalidRequest,
     LaminarError,
+    PermissionDenied,
     ProtocolError,
     Timeout,
     Unacknowledged,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -48,9 +50,11 @@ __all__ = [
     "LaminarError",
     "Listener",
     "Pending",
+    "PermissionDenied",
     "ProtocolError",
     "Timeout",
     "Unacknowledged",
+    "Unauthenticated",
     "Unavailable",
     "Value",
     "cluster_status",

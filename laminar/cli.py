@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
-from laminar._cli import _consumers, _data, _status, _supervise
+from laminar._cli import _auth, _consumers, _data, _status, _supervise
 from laminar._cli._completion import script as completion_script
 from laminar._cli._exits import EPILOG, CommandFailed, Exit, exit_code_of
 from laminar._cli._output import add_output_flag, print_json, print_table
 from laminar._cli._reach import require_answer
-from laminar.client import change_membership
+from laminar.client import TOKEN_ENV, change_membership
 from laminar.errors import LaminarError
 
 MEMBERSHIP_TIMEOUT_S = 60.0  # a membership change waits for a leader and a config commit
@@ -106,6 +107,7 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-ca", help="TLS: CA certificate(s) of the nodes, PEM (default: $LAMINAR_TLS_CA)")
     parser.add_argument("--tls-cert", help="TLS: this client's certificate, PEM (default: $LAMINAR_TLS_CERT)")
     parser.add_argument("--tls-key", help="TLS: this client's private key, PEM (default: $LAMINAR_TLS_KEY)")
+    parser.add_argument("--token", help="<user>:<secret> when authorization is on (default: $LAMINAR_TOKEN)")
 
 
 def _sub(
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _topic_parsers(sub)
     _consumer_parsers(sub)
     _data_parsers(sub)
+    _auth.add_parsers(sub, _sub)
     completion = _sub(
         sub,
         "completion",
@@ -259,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "token", None):
+        os.environ[TOKEN_ENV] = args.token  # every channel this command opens sends it (client/_connect.py)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -8,6 +8,8 @@
     ├── Timeout                an ack or event did not arrive within the given timeout
     │   └── Unacknowledged     close() gave up on mutations that never committed; `.nonces` names them
     ├── ClientClosed           the client was closed while the call waited
+    ├── Unauthenticated        authorization is on and the caller's certificate or token is missing or wrong
+    ├── PermissionDenied       the caller lacks the permission (named in the message); nothing changed
     └── ProtocolError          a node answered something this library does not understand
 
 gRPC errors (`grpc.RpcError`) never escape the public API: they are mapped to this tree at the
@@ -50,6 +52,14 @@ class Unacknowledged(Timeout):
 
 
 class ClientClosed(LaminarError):
+    pass
+
+
+class Unauthenticated(LaminarError):
+    pass
+
+
+class PermissionDenied(LaminarError):
     pass
 
 

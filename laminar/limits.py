@@ -230,3 +230,17 @@ GROUP_GRANTS_PER_ENTRY_MAX = 4096  # leases granted while applying one log entry
 # Client side: a Listener's acks become one intention per this many acknowledged events, or per this long.
 CONSUMER_ACK_FLUSH_EVENTS = 1024
 CONSUMER_ACK_FLUSH_MS = 200
+# ---- authentication and authorization (docs/security.md) -------------------------------------------
+AUTH_USERS_MAX = 1000  # users in the replicated auth state; an add past this is refused
+AUTH_ROLES_MAX = 1000
+AUTH_GRANTS_PER_ROLE_MAX = 256
+AUTH_ROLES_PER_USER_MAX = 64
+AUTH_NAME_BYTES_MAX = 64  # user and role names: [A-Za-z0-9._-]
+AUTH_TOKEN_BYTES_MAX = 1 * KIB  # a user's secret, as sent in USER_ADD or in `authorization` metadata
+AUTH_TOKEN_HASH_ITERATIONS = 20_000  # PBKDF2-HMAC-SHA256 rounds: ~10 ms a verification, paid once per credential
+AUTH_VERIFIED_CACHED_MAX = 4096  # credentials a node remembers as verified, until the auth state changes
+AUTH_FAILURES_FREE = 5  # failed authentications from one peer address before it is throttled
+AUTH_THROTTLE_MS_MIN = 200  # the first lock-out after the free failures; it doubles with each further failure
+AUTH_THROTTLE_MS_MAX = 30_000
+AUTH_PEERS_TRACKED_MAX = 4096  # peer addresses whose failures a node counts (least recently failed forgotten)
+AUTH_SESSION_CHECKS_CACHED_MAX = 1024  # (kind, topic) pairs a session remembers as allowed, per auth state

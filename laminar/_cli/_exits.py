@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import enum
 
-from laminar.errors import ConfigError, InvalidRequest, LaminarError, Timeout, Unavailable
+from laminar.errors import (
+    ConfigError,
+    InvalidRequest,
+    LaminarError,
+    PermissionDenied,
+    Timeout,
+    Unauthenticated,
+    Unavailable,
+)
 
 
 class Exit(enum.IntEnum):
@@ -21,6 +29,7 @@ class Exit(enum.IntEnum):
     SOFTWARE = 70  # EX_SOFTWARE: an answer this version does not understand
     STARTUP = 71  # EX_OSERR: a node could not start (port in use, data directory locked)
     TIMEOUT = 75  # EX_TEMPFAIL: the leader has the mutation, not committed within --timeout
+    NOPERM = 77  # EX_NOPERM: authorization is on and the caller is unknown or lacks the permission
     CONFIG = 78  # EX_CONFIG: the cluster config is unusable
     INTERRUPTED = 130  # Ctrl-C
 
@@ -35,6 +44,7 @@ EPILOG = """exit codes:
   70  internal: an answer this version of laminar does not understand
   71  start-up: a node could not start (port in use, data directory locked)
   75  timeout: the leader has the mutation but it did not commit within --timeout
+  77  no permission: unknown caller (--token, client certificate) or a missing permission
   78  config: the cluster config is unusable
   130 interrupted (Ctrl-C)"""
 
@@ -55,6 +65,8 @@ def exit_code_of(error: LaminarError) -> Exit:
         return Exit.TIMEOUT
     if isinstance(error, InvalidRequest):
         return Exit.REJECTED
+    if isinstance(error, (PermissionDenied, Unauthenticated)):
+        return Exit.NOPERM
     if isinstance(error, ConfigError):
         return Exit.CONFIG
     return Exit.SOFTWARE

@@ -1,13 +1,15 @@
 """The client side: Client, Listener and the values they return. Never imports node code."""
 
 from laminar.client._admin import change_membership, cluster_digests, cluster_status, describe_topic
+from laminar.client._auth import auth_request, grant
 from laminar.client._client import Client, Pending
-from laminar.client._connect import TLS, resolve_addresses
+from laminar.client._connect import TLS, TOKEN_ENV, resolve_addresses
 from laminar.client._listener import Listener
 from laminar.client._types import Commit, ConsumerInfo, Effect, Event, GroupSettings, Kind, TopicInfo, Value
 
 __all__ = [
     "TLS",
+    "TOKEN_ENV",
     "Client",
     "Commit",
     "ConsumerInfo",
@@ -19,9 +21,11 @@ __all__ = [
     "Pending",
     "TopicInfo",
     "Value",
+    "auth_request",
     "change_membership",
     "cluster_digests",
     "cluster_status",
     "describe_topic",
+    "grant",
     "resolve_addresses",
 ]

@@ -151,13 +151,15 @@ class Client:
         inflight_max: int = limits.CLIENT_INFLIGHT_MAX,
         tls: TLS | None = None,
         close_timeout: float | None = CLIENT_CLOSE_TIMEOUT_S,
+        token: str | None = None,
     ) -> None:
         """`close_timeout`: how long close() and leaving `with` wait for what is in flight to commit
-        (None: no limit) before they raise `Unacknowledged`."""
+        (None: no limit) before they raise `Unacknowledged`. `token`: `<user>:<secret>` for a cluster
+        with authorization on (default $LAMINAR_TOKEN; docs/security.md)."""
         if not 1 <= inflight_max <= limits.CLIENT_INFLIGHT_MAX:
             raise InvalidRequest(f"inflight_max must be in 1..{limits.CLIENT_INFLIGHT_MAX}")
         self.client_id = client_id or uuid.uuid4()
-        self._nodes = Nodes(addresses, tls)
+        self._nodes = Nodes(addresses, tls, token)
         self._inflight_max = inflight_max
         self._close_timeout = close_timeout
         lock = threading.Lock()

@@ -6,14 +6,23 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from laminar import limits
-from laminar.errors import InvalidRequest, LaminarError, ProtocolError, Unavailable
+from laminar.errors import (
+    InvalidRequest,
+    LaminarError,
+    PermissionDenied,
+    ProtocolError,
+    Unauthenticated,
+    Unavailable,
+)
 
 DEFAULT_ADDRESSES = ("127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103")
 ADDRESSES_ENV = "LAMINAR_ADDRESSES"
+TOKEN_ENV = "LAMINAR_TOKEN"  # `<user>:<secret>`, as `laminar user add` prints it
 LEADER_METADATA_KEY = "laminar-leader"
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
@@ -68,11 +77,43 @@ class TLS:
         return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
 
 
-class Nodes:
-    """The cluster's addresses, a channel per address, and where to try next."""
+class _Token(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <user>:<secret>` to every call of a channel."""
 
-    def __init__(self, addresses: Sequence[str] | str | None, tls: TLS | None = None) -> None:
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def _with_token(self, details: Any) -> Any:
+        return details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._with_token(details), requests)
+
+
+class Nodes:
+    """The cluster's addresses, a channel per address, and where to try next.
+
+    `token` (`<user>:<secret>`; default $LAMINAR_TOKEN) is sent with every call, for clusters with
+    authorization on (docs/security.md); with mutual TLS, the client certificate identifies instead."""
+
+    def __init__(self, addresses: Sequence[str] | str | None, tls: TLS | None = None, token: str | None = None) -> None:
         self._credentials = tls.credentials() if tls is not None else None
+        token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+        self._token = _Token(token) if token else None
         self._addresses = resolve_addresses(addresses)
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
@@ -90,6 +131,8 @@ class Nodes:
                     channel = grpc.secure_channel(address, self._credentials, options=CHANNEL_OPTIONS)
                 else:
                     channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+                if self._token is not None:
+                    channel = grpc.intercept_channel(channel, self._token)
                 self._channels[address] = channel
             return channel
 
@@ -160,7 +203,13 @@ def is_fatal(error: grpc.RpcError) -> bool:
     is a Hello the leader refused after a read barrier (a client id the cluster forgot, or a nonce ahead of
     what it applied): the same Hello would be refused again."""
     code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
-    fatal = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION)
+    fatal = (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
     return code in fatal or is_oversized(error)
 
 
@@ -171,4 +220,8 @@ def map_error(error: grpc.RpcError) -> LaminarError:
         return InvalidRequest(details)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return Unavailable(details)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(details)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(details)
     return ProtocolError(f"{code}: {details}")

@@ -34,6 +34,10 @@ LISTENER_RETRY_S = 0.2
 _END = object()
 
 
+# A listener does not retry these: another node would answer the same (a bad request, or authorization).
+_FINAL = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
 class Listener:
     def __init__(
         self,
@@ -49,6 +53,7 @@ class Listener:
         group_settings: GroupSettings | None = None,
         tls: TLS | None = None,
         on_retry: Callable[[str, str], None] | None = None,
+        token: str | None = None,
     ) -> None:
         """`on_retry(address, why)`, if given, is called (from the listener's thread) each time a
         stream from `address` breaks or cannot start and the listener is about to try again.
@@ -80,7 +85,7 @@ class Listener:
             self._acks = Acks(addresses, tls, topic, group, self.member, join)
         self._snapshot_pending = snapshot  # until a snapshot_end frame arrives
         self.snapshot_offset: int | None = None  # the offset the snapshot reflected, once complete
-        self._nodes = Nodes(addresses, tls)
+        self._nodes = Nodes(addresses, tls, token)
         self._after = from_offset  # last offset handed to the buffer
         self._buffer: queue.Queue[Any] = queue.Queue(maxsize=LISTENER_BUFFER_FRAMES_MAX)
         self._pending: list[Event] = []
@@ -167,7 +172,7 @@ class Listener:
                 try:
                     self._stream(address)
                 except grpc.RpcError as error:
-                    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
+                    if error.code() in _FINAL:  # type: ignore[attr-defined]
                         self._error = map_error(error)
                         return
                     if self._on_retry is not None and not self._closed.is_set():

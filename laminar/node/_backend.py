@@ -65,6 +65,11 @@ class NodeBackend:
         data = self._store.get(Keys.client(client_id))
         return None if data is None else ClientRecord.decode(data).nonce_max
 
+    def client_owner(self, client_id: bytes) -> str | None:
+        """The user that owns a client id (authorization on), as applied here."""
+        data = self._store.get(Keys.owner(client_id))
+        return None if data is None else data.decode(errors="replace")
+
     def welcome(self) -> pb.Welcome:
         return pb.Welcome(node_id=str(self._config.node_id), term=self._raft.term(), peers=self._membership.peers())
 

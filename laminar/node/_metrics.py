@@ -106,6 +106,12 @@ class NodeMetrics:
         self.session_failures = Counter(
             "laminar_session_failures", "client sessions ended by an error, by gRPC status", ["code"], registry=r
         )
+        self.auth_refusals = Counter(
+            "laminar_auth_refusals",
+            "calls refused by authorization: bad_credential, throttled, no_credential, denied",
+            ["reason"],
+            registry=r,
+        )
         r.register(_Sampled(sample))
         self._server: Any = None
 

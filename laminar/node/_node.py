@@ -30,10 +30,12 @@ import grpc
 
 from laminar import limits
 from laminar.errors import ConfigError
+from laminar.node._access import AuthAdmin
 from laminar.node._applier import Applier
 from laminar.node._backend import NodeBackend
 from laminar.node._membership import Membership
 from laminar.node._metrics import NodeMetrics, Sample
+from laminar.node.auth import AuthInterceptor, Gate
 from laminar.node.config import NodeConfig, read_pem
 from laminar.node.raft import Proposer, RaftAdapter, RaftPort, RaftSettings, Role, SnapshotHooks
 from laminar.node.sandbox import program_thread_stacks
@@ -137,6 +139,14 @@ class Node:
         self.proposer = Proposer(self.raft)
         self.membership = Membership(config, self.raft, self.store, self.applier.wait_applied)
         self.backend.connect(self.raft, self.proposer, self.applier, self.membership)
+        self.gate = Gate(
+            lambda: self.machine.auth.state,
+            lambda reason: self.metrics.auth_refusals.labels(reason).inc(),
+            owner=self.backend.client_owner,
+        )
+        access = AuthAdmin(
+            lambda: self.machine.auth.state, self.raft, self.applier.wait_applied, self.backend.leader_hint
+        )
         servicer = LaminarServicer(self.sessions, self.listens, self.backend, calls)
         connections_max = connection_budget(config.serving.connections_max, raise_nofile())
         self.server = Server(
@@ -147,6 +157,7 @@ class Node:
             config.serving,
             connections_max,
             _server_credentials(config),
+            (AuthInterceptor(self.gate, {"Auth": access.handler()}),),
         )
         self._watcher = threading.Thread(target=self._watch_loop, name="watch", daemon=True)
 

@@ -27,6 +27,13 @@ class Effect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VALID: _ClassVar[Effect]
     INVALID: _ClassVar[Effect]
     ERROR: _ClassVar[Effect]
+
+class Permission(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PERMISSION_UNSPECIFIED: _ClassVar[Permission]
+    PERMISSION_READ: _ClassVar[Permission]
+    PERMISSION_WRITE: _ClassVar[Permission]
+    PERMISSION_ADMIN: _ClassVar[Permission]
 KIND_UNSPECIFIED: Kind
 CREATE_TOPIC: Kind
 DESTROY_TOPIC: Kind
@@ -42,6 +49,10 @@ EFFECT_UNSPECIFIED: Effect
 VALID: Effect
 INVALID: Effect
 ERROR: Effect
+PERMISSION_UNSPECIFIED: Permission
+PERMISSION_READ: Permission
+PERMISSION_WRITE: Permission
+PERMISSION_ADMIN: Permission
 
 class Hello(_message.Message):
     __slots__ = ("client_id", "next_nonce")
@@ -100,10 +111,12 @@ class GroupSettings(_message.Message):
     def __init__(self, lease_ms: _Optional[int] = ..., unacked_max: _Optional[int] = ..., deliveries_max: _Optional[int] = ..., dead_letter_topic: _Optional[str] = ...) -> None: ...
 
 class MutationFrame(_message.Message):
-    __slots__ = ("mutations",)
+    __slots__ = ("mutations", "principal")
     MUTATIONS_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     mutations: _containers.RepeatedCompositeFieldContainer[Mutation]
-    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ...) -> None: ...
+    principal: str
+    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class ClientFrame(_message.Message):
     __slots__ = ("hello", "mutations")
@@ -365,22 +378,122 @@ class Peer(_message.Message):
     raft_address: str
     def __init__(self, node_id: _Optional[str] = ..., client_address: _Optional[str] = ..., raft_address: _Optional[str] = ...) -> None: ...
 
+class Grant(_message.Message):
+    __slots__ = ("permission", "pattern", "cluster")
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    permission: Permission
+    pattern: str
+    cluster: bool
+    def __init__(self, permission: _Optional[_Union[Permission, str]] = ..., pattern: _Optional[str] = ..., cluster: _Optional[bool] = ...) -> None: ...
+
+class AuthUser(_message.Message):
+    __slots__ = ("name", "roles", "token_salt", "token_hash")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SALT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_HASH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    token_salt: bytes
+    token_hash: bytes
+    def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., token_salt: _Optional[bytes] = ..., token_hash: _Optional[bytes] = ...) -> None: ...
+
+class AuthRole(_message.Message):
+    __slots__ = ("name", "grants")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    grants: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, name: _Optional[str] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
+
+class AuthRequest(_message.Message):
+    __slots__ = ("action", "user", "role", "token", "grant")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[AuthRequest.Action]
+        LIST: _ClassVar[AuthRequest.Action]
+        ENABLE: _ClassVar[AuthRequest.Action]
+        DISABLE: _ClassVar[AuthRequest.Action]
+        USER_ADD: _ClassVar[AuthRequest.Action]
+        USER_REMOVE: _ClassVar[AuthRequest.Action]
+        USER_GRANT: _ClassVar[AuthRequest.Action]
+        USER_REVOKE: _ClassVar[AuthRequest.Action]
+        ROLE_ADD: _ClassVar[AuthRequest.Action]
+        ROLE_REMOVE: _ClassVar[AuthRequest.Action]
+        ROLE_GRANT: _ClassVar[AuthRequest.Action]
+        ROLE_REVOKE: _ClassVar[AuthRequest.Action]
+    ACTION_UNSPECIFIED: AuthRequest.Action
+    LIST: AuthRequest.Action
+    ENABLE: AuthRequest.Action
+    DISABLE: AuthRequest.Action
+    USER_ADD: AuthRequest.Action
+    USER_REMOVE: AuthRequest.Action
+    USER_GRANT: AuthRequest.Action
+    USER_REVOKE: AuthRequest.Action
+    ROLE_ADD: AuthRequest.Action
+    ROLE_REMOVE: AuthRequest.Action
+    ROLE_GRANT: AuthRequest.Action
+    ROLE_REVOKE: AuthRequest.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    action: AuthRequest.Action
+    user: str
+    role: str
+    token: str
+    grant: Grant
+    def __init__(self, action: _Optional[_Union[AuthRequest.Action, str]] = ..., user: _Optional[str] = ..., role: _Optional[str] = ..., token: _Optional[str] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ...) -> None: ...
+
+class AuthResponse(_message.Message):
+    __slots__ = ("enabled", "users", "roles")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    users: _containers.RepeatedCompositeFieldContainer[AuthUser]
+    roles: _containers.RepeatedCompositeFieldContainer[AuthRole]
+    def __init__(self, enabled: _Optional[bool] = ..., users: _Optional[_Iterable[_Union[AuthUser, _Mapping]]] = ..., roles: _Optional[_Iterable[_Union[AuthRole, _Mapping]]] = ...) -> None: ...
+
+class AuthChange(_message.Message):
+    __slots__ = ("action", "user", "role", "token_salt", "token_hash", "grant")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SALT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_HASH_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    action: AuthRequest.Action
+    user: str
+    role: str
+    token_salt: bytes
+    token_hash: bytes
+    grant: Grant
+    def __init__(self, action: _Optional[_Union[AuthRequest.Action, str]] = ..., user: _Optional[str] = ..., role: _Optional[str] = ..., token_salt: _Optional[bytes] = ..., token_hash: _Optional[bytes] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ...) -> None: ...
+
 class ClientRun(_message.Message):
-    __slots__ = ("mutations", "client_id", "session")
+    __slots__ = ("mutations", "client_id", "session", "principal")
     MUTATIONS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     mutations: _containers.RepeatedCompositeFieldContainer[Mutation]
     client_id: bytes
     session: int
-    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., client_id: _Optional[bytes] = ..., session: _Optional[int] = ...) -> None: ...
+    principal: str
+    def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., client_id: _Optional[bytes] = ..., session: _Optional[int] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class IntentionBatch(_message.Message):
-    __slots__ = ("runs", "peer_upserts", "peer_removals")
+    __slots__ = ("runs", "peer_upserts", "peer_removals", "auth_changes")
     RUNS_FIELD_NUMBER: _ClassVar[int]
     PEER_UPSERTS_FIELD_NUMBER: _ClassVar[int]
     PEER_REMOVALS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_CHANGES_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[ClientRun]
     peer_upserts: _containers.RepeatedCompositeFieldContainer[Peer]
     peer_removals: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, runs: _Optional[_Iterable[_Union[ClientRun, _Mapping]]] = ..., peer_upserts: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., peer_removals: _Optional[_Iterable[str]] = ...) -> None: ...
+    auth_changes: _containers.RepeatedCompositeFieldContainer[AuthChange]
+    def __init__(self, runs: _Optional[_Iterable[_Union[ClientRun, _Mapping]]] = ..., peer_upserts: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., peer_removals: _Optional[_Iterable[str]] = ..., auth_changes: _Optional[_Iterable[_Union[AuthChange, _Mapping]]] = ...) -> None: ...

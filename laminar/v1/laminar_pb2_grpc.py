@@ -74,6 +74,11 @@ class LaminarStub:
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.FaultRequest.SerializeToString,
                 response_deserializer=laminar_dot_v1_dot_laminar__pb2.FaultResponse.FromString,
                 _registered_method=True)
+        self.Auth = channel.unary_unary(
+                '/laminar.v1.Laminar/Auth',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.AuthRequest.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.AuthResponse.FromString,
+                _registered_method=True)
 
 
 class LaminarServicer:
@@ -138,6 +143,14 @@ class LaminarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Auth(self, request, context):
+        """Users, roles and whether authorization is on (docs/security.md). Changes go to the leader and
+        answer once applied; with authorization on, every action needs admin on the cluster.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LaminarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +193,11 @@ def add_LaminarServicer_to_server(servicer, server):
                     servicer.InjectFault,
                     request_deserializer=laminar_dot_v1_dot_laminar__pb2.FaultRequest.FromString,
                     response_serializer=laminar_dot_v1_dot_laminar__pb2.FaultResponse.SerializeToString,
+            ),
+            'Auth': grpc.unary_unary_rpc_method_handler(
+                    servicer.Auth,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.AuthRequest.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.AuthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +416,33 @@ class Laminar:
             '/laminar.v1.Laminar/InjectFault',
             laminar_dot_v1_dot_laminar__pb2.FaultRequest.SerializeToString,
             laminar_dot_v1_dot_laminar__pb2.FaultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Auth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laminar.v1.Laminar/Auth',
+            laminar_dot_v1_dot_laminar__pb2.AuthRequest.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.AuthResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -137,11 +137,11 @@ def test_mutated_valid_frames_get_clear_statuses(node, valid: list[pb.Mutation],
 
 @FUZZ
 @given(
-    method=st.sampled_from(["Status", "Digest", "ChangeMembership", "InjectFault"]),
+    method=st.sampled_from(["Status", "Digest", "ChangeMembership", "InjectFault", "Auth"]),
     payload=st.binary(max_size=300),
 )
 def test_fuzzed_unary_calls_get_clear_statuses(node, method: str, payload: bytes) -> None:  # type: ignore[no-untyped-def]
-    """Random bytes as Status, Digest, ChangeMembership or InjectFault requests: a clear status."""
+    """Random bytes as Status, Digest, ChangeMembership, InjectFault or Auth requests: a clear status."""
     _, _, channel = node
     assert _call(channel, f"/laminar.v1.Laminar/{method}", "unary", payload) in CLEAR_CODES
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -126,7 +127,8 @@ def test_tls_client_port_with_server_certificate(tmp_path: Path) -> None:
 
 
 def test_tls_client_certificates_required_when_a_client_ca_is_set(tmp_path: Path) -> None:
-    """With tls_client_ca, only clients presenting a certificate signed by that CA get in."""
+    """With tls_client_ca, only clients presenting a certificate signed by that CA get in; with authorization on,
+    the certificate's common name is the caller's user name (no token needed), held to that user's grants."""
     pki = make_pki(tmp_path)
     cluster, addresses = start_tls_cluster(tmp_path, pki, client_ca=True)
     try:
@@ -136,5 +138,29 @@ def test_tls_client_certificates_required_when_a_client_ca_is_set(tmp_path: Path
             assert client.create_topic("mtls").committed(10).ok
         without_cert = laminar.TLS.from_files(ca=str(pki["ca.pem"]))
         assert "error" in laminar.cluster_status(addresses, timeout_s=2.0, tls=without_cert)[0]
+        _enable_auth_for_the_client_certificate(addresses, with_cert)
+        client = laminar.Client(addresses, tls=with_cert)  # CN "client", no token
+        assert client.put("mtls", "k", "v").committed(10).ok
+        with pytest.raises(laminar.PermissionDenied, match="user 'client' lacks admin on topic 'other'"):
+            client.create_topic("other").committed(10)
+        with contextlib.suppress(laminar.Unacknowledged):  # the refused create is reported unacknowledged
+            client.close()
     finally:
         cluster.stop_all()
+
+
+def _enable_auth_for_the_client_certificate(addresses: list[str], tls: laminar.TLS) -> None:
+    """User `client` (the client certificate's CN) without a token, allowed to write `mtls`; root with a token."""
+    from laminar.client import auth_request, grant
+
+    action = pb.AuthRequest.Action
+    for request in (
+        pb.AuthRequest(action=action.USER_ADD, user="root", token="root-secret"),
+        pb.AuthRequest(action=action.USER_GRANT, user="root", role="root"),
+        pb.AuthRequest(action=action.USER_ADD, user="client"),
+        pb.AuthRequest(action=action.ROLE_ADD, role="mtls-writer"),
+        pb.AuthRequest(action=action.ROLE_GRANT, role="mtls-writer", grant=grant("write", "mtls")),
+        pb.AuthRequest(action=action.USER_GRANT, user="client", role="mtls-writer"),
+        pb.AuthRequest(action=action.ENABLE),
+    ):
+        auth_request(addresses, request, tls=tls)

@@ -73,7 +73,7 @@ def test_values_come_from_text_stdin_or_a_file(tmp_path: pathlib.Path, monkeypat
         ("laminar to", "topic"),
         ("laminar topic d", "describe destroy"),
         ("laminar topic describe chat --o", "--output"),
-        ("laminar status -", "--help --addresses --timeout --tls-ca --tls-cert --tls-key --output --json"),
+        ("laminar status -", "--help --addresses --timeout --tls-ca --tls-cert --tls-key --token --output --json"),
         ("laminar completion ", "--help bash zsh"),
         ("laminar cluster r", "run remove"),
     ],

@@ -31,6 +31,7 @@ PACKAGE_DIR = os.path.join(ROOT, "laminar")
 NODE_LAYERS: dict[str, int] = {
     "laminar.node": 9,  # the composition root (_node.py) and the package's public face
     "laminar.node._backend": 8,  # the node's side of the service's NodeApi
+    "laminar.node._access": 8,  # the Auth RPC
     "laminar.node.service": 7,
     "laminar.node._membership": 6,
     "laminar.node.raft": 5,
@@ -38,6 +39,7 @@ NODE_LAYERS: dict[str, int] = {
     "laminar.node.state_machine": 4,
     "laminar.node.sandbox": 3,
     "laminar.node.store": 3,
+    "laminar.node.auth": 2,  # the permission model and the gate: protobuf and grpc only
     "laminar.node._entry": 2,  # the log-entry format: a leaf that the port and the state machine share
     "laminar.node._metrics": 2,
     "laminar.node.config": 2,

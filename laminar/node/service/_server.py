@@ -330,7 +330,9 @@ class Server:
         serving: ServingLimits,
         connections_max: int,
         credentials: grpc.ServerCredentials | None = None,
+        interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),  # authorization (laminar/node/auth)
     ) -> None:
+        self._interceptors = interceptors
         self._servicer = servicer
         self._address = address
         self._health = health_
@@ -362,6 +364,7 @@ class Server:
             handlers=[_handlers(self._servicer)],
             options=self._options,
             maximum_concurrent_rpcs=self._calls_max,
+            interceptors=self._interceptors,
         )
         names = [SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME]
         health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)

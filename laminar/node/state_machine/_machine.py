@@ -27,6 +27,7 @@ from laminar.node.sandbox import (
     emitted_cost,
     state_cost,
 )
+from laminar.node.state_machine._auth import AuthBook
 from laminar.node.state_machine._consumers import CONSUMER_KINDS, Consumers
 from laminar.node.store import (
     VIEW_HEAD,
@@ -235,6 +236,7 @@ class StateMachine:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._consumers = Consumers(store)
+        self.auth = AuthBook(store)  # users, roles, client id owners (state_machine/_auth.py)
         self.reload()
 
     def reload(self) -> None:
@@ -256,6 +258,7 @@ class StateMachine:
         self._consumers.reload()
         # Clients with a dedupe record in the store: DEDUPE_CLIENTS_MAX bounds it (see _expire_clients).
         self._client_count = sum(1 for _ in store.scan(Keys.CLIENT_PREFIX))
+        self.auth.reload()
 
     # ---- queries (any thread; values may be one entry old) ----------------------------------
 
@@ -291,6 +294,8 @@ class StateMachine:
             batch.writes.put(Keys.peer(peer.node_id), peer.SerializeToString())
         for node_id in entry.peer_removals:
             batch.writes.delete(Keys.peer(node_id))
+        if entry.auth_changes:
+            self.auth.apply(entry.auth_changes, batch.writes)
         self._finish(batch)
         self._raft_index = raft_index
         self._offset = batch.offset
@@ -307,6 +312,7 @@ class StateMachine:
         if len(client_id) != _CLIENT_ID_BYTES:
             return  # the leader never proposes this; applying nothing is the same on every node
         batch.session = run.session
+        self.auth.bind(client_id, run.principal, batch.writes)
         record = self._client(batch, client_id)
         nonce_max = None if record is None else record.nonce_max
         topics = self._topics
@@ -675,6 +681,7 @@ class StateMachine:
                 continue  # this entry moved the client forward: not expired
             batch.writes.delete(key)
             batch.writes.delete(Keys.client(client_id))
+            self.auth.unbind(client_id, batch.writes)
             batch.writes.delete_range(Keys.results_of(client_id), Keys.results_of(client_id) + u64(2**64 - 1))
             self._clients.pop(client_id, None)
             self._client_count -= 1

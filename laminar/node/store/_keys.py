@@ -10,6 +10,8 @@
     n/<node_id>                    -> serialized laminar.v1.Peer (the cluster's address book)
     v/<topic>\\x00<key>            -> ViewRecord (current value of a live key, and the offsets that set it)
     k/, q/, l/                     -> consumers, group members and leases (see _consumer_records.py)
+    a/state                        -> the auth state: users, roles, enabled (a serialized laminar.v1.AuthResponse)
+    o/<client_id:16>               -> the user that owns a client id (the first to use it with auth on)
 
 Topic names never contain NUL (they match [A-Za-z0-9._-]), so `e/<topic>\\x00` is a prefix that
 holds exactly one topic's events, in offset order; likewise `v/<topic>\\x00` holds its live keys.
@@ -41,6 +43,8 @@ class Keys:
     CONSUMER_PREFIX = b"k/"
     MEMBER_PREFIX = b"q/"
     LEASE_PREFIX = b"l/"
+    AUTH = b"a/state"
+    OWNER_PREFIX = b"o/"
 
     @staticmethod
     def consumers_of(topic: str) -> bytes:
@@ -70,6 +74,10 @@ class Keys:
     @staticmethod
     def view(topic: str, key: bytes) -> bytes:
         return Keys.views_of(topic) + key
+
+    @staticmethod
+    def owner(client_id: bytes) -> bytes:
+        return Keys.OWNER_PREFIX + client_id
 
     @staticmethod
     def peer(node_id: str) -> bytes:
