@@ -262,8 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    token_before = os.environ.get(TOKEN_ENV)
     if getattr(args, "token", None):
         os.environ[TOKEN_ENV] = args.token  # every channel this command opens sends it (client/_connect.py)
+    try:
+        return _run(args)
+    finally:
+        if token_before is None:  # main() may run inside a longer-lived process (tests): leave no trace
+            os.environ.pop(TOKEN_ENV, None)
+        else:
+            os.environ[TOKEN_ENV] = token_before
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -23,14 +23,16 @@ def cluster_status(
     tls: TLS | None = None,
     *,
     discover: bool = False,
+    token: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per node: its status, or {"address", "error"} if it did not answer.
+    """One dict per node: its status, or {"address", "error"} if it did not answer. `token`: as for
+    `Client` (default $LAMINAR_TOKEN), for a cluster with authorization on.
 
     Without `discover`, one per given address, in that order. With it, the members the cluster
     itself names (each answering node's `peers`) in node-id order, then any other given address
     that answered; a given address that neither answers nor is a member is left out (once some
     node answers), so a 1-node cluster shows one node whatever addresses were given."""
-    nodes = Nodes(addresses, tls)
+    nodes = Nodes(addresses, tls, token)
     try:
         results = _statuses(nodes, nodes.addresses, timeout_s)
         if discover:

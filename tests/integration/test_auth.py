@@ -47,7 +47,7 @@ class Cluster:
     secrets: dict[str, str]  # user -> token (<user>:<secret>)
 
     def leader(self) -> str:
-        statuses = laminar.cluster_status(self.addresses, timeout_s=2.0)
+        statuses = laminar.cluster_status(self.addresses, timeout_s=2.0, token=self.secrets.get("root"))
         return next(s["address"] for s in statuses if s.get("role") == "leader")
 
     def stub(self, address: str | None = None) -> pb_grpc.LaminarStub:
@@ -70,19 +70,39 @@ def _cli(capsys: pytest.CaptureFixture[str], addresses: list[str], *args: str, t
     return out
 
 
+START_ATTEMPTS = 3  # ports are probed free, then bound by the nodes: another process may take one in between
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("auth")
-    base, metrics_base = free_port_block(3), free_port_block(2)
-    write_config(str(root / "c.toml"), 3, base, str(root / "data"), metrics_base_port=metrics_base)
-    process = LocalCluster(str(root / "c.toml"), [1, 2, 3], log_dir=str(root))
-    process.start_all()
-    addresses = [f"127.0.0.1:{base + n}" for n in (1, 2, 3)]
-    metrics = [f"127.0.0.1:{metrics_base + n}" for n in (1, 2, 3)]
-    try:
-        yield Cluster(process, addresses, metrics, {})
-    finally:
-        process.stop_all()
+    for _ in range(START_ATTEMPTS):
+        root = tmp_path_factory.mktemp("auth")
+        base, metrics_base = free_port_block(3), free_port_block(2)
+        write_config(str(root / "c.toml"), 3, base, str(root / "data"), metrics_base_port=metrics_base)
+        process = LocalCluster(str(root / "c.toml"), [1, 2, 3], log_dir=str(root))
+        process.start_all()
+        addresses = [f"127.0.0.1:{base + n}" for n in (1, 2, 3)]
+        metrics = [f"127.0.0.1:{metrics_base + n}" for n in (1, 2, 3)]
+        try:
+            if _all_answer(process, addresses):
+                yield Cluster(process, addresses, metrics, {})
+                return
+        finally:
+            process.stop_all()
+    raise AssertionError(f"the cluster did not start in {START_ATTEMPTS} attempts; logs in {root}")
+
+
+def _all_answer(process: LocalCluster, addresses: list[str]) -> bool:
+    """True once every node answers Status; False as soon as one exited (a port taken under our feet)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not all(process.alive(n) for n in (1, 2, 3)):
+            return False
+        statuses = laminar.cluster_status(addresses, timeout_s=1.0)
+        if all("error" not in s for s in statuses) and any(s.get("role") == "leader" for s in statuses):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_auth_is_off_by_default_and_enable_needs_root_first(
