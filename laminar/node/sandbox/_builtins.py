@@ -315,7 +315,7 @@ def _class(spec: Any) -> type:
 
 def _isinstance(obj: Any, spec: Any) -> bool:
     if type(spec) is tuple:
-        charge_objects(len(spec))
+        charge(1 + len(spec))  # _class runs in Python for each: a step each (at 4 a step it cost 0.89 us a step)
         return isinstance(obj, tuple(map(_class, spec)))
     if type(spec) in _CLASS_TYPES:  # _class(spec), written out: the common case
         found = _CLASSES.get(spec)
