@@ -308,6 +308,12 @@ HOSTILE: dict[str, Hostile] = {
     "value_bytes_not_chars": _error(
         "s = '\\U0010ffff' * (1 << 20)", "1M characters of 4 bytes each is 4 MiB: the value budget counts bytes"
     ),
+    "list_references_not_elements": _error(
+        "x = [0] * 1000000", "a million references is 8 MB: the value budget counts a list's bytes, not its elements"
+    ),
+    "list_extend_references": _error(
+        "l = [0] * 100000\nfor i in range(3):\n    l.extend(l)", "list growth counts bytes (800,000 references)"
+    ),
     "deep_tuple_isinstance": _error(_DEEP_TUPLE + "x = isinstance(1, (t,))", "isinstance hashed its spec natively"),
     "deep_tuple_codec_errors": _error(_DEEP_TUPLE + "x = b'x'.decode('utf-8', t)", "codec errors were hashed"),
     "module_constants_huge": Hostile(
