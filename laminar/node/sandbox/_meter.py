@@ -70,6 +70,7 @@ COST_MODEL: dict[str, str] = {
     "json.loads": "1 + n/CHARS_PER_STEP + (count of , : [ {)/4",
     "zip, map, enumerate, filter, reversed, any, all (lazy)": "1 per item (per iterable)",
     "ctx.put, ctx.delete": "events, emitted bytes per call and per log entry (limits.py), not steps",
+    "keeping ctx.state": "its bytes and objects per call, and per log entry over its topics (limits.py), not steps",
     "compile and module body (create, restart)": "refused over PROGRAM_SYNTAX_NODES_MAX / PROGRAM_MODULE_BYTES_MAX",
 }
 
