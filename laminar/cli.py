@@ -138,6 +138,12 @@ def _node_parsers(sub: Any) -> None:
         help="fsync (default): the journal is synced before entries are acknowledged; none: page cache only",
     )
     node.add_argument("--fault-injection", action="store_true", help="tests only: accept InjectFault calls")
+    node.add_argument(
+        "--clock-offset-ms",
+        type=int,
+        default=0,
+        help="tests only: stamp log entries with this node's clock moved by this many ms (a skewed leader)",
+    )
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     node.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
 

@@ -254,6 +254,7 @@ def _event_record(event: Event) -> dict[str, Any]:
         "kind": str(event.kind),
         "key": text(event.key),
         "value": text(event.value),
+        "time_ms": event.time_ms,
     }
     if event.snapshot:
         record["snapshot"] = True

@@ -87,6 +87,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.id, args.durability)
     if args.fault_injection:
         config = dataclasses.replace(config, fault_injection=True)
+    if args.clock_offset_ms:
+        config = dataclasses.replace(config, clock_offset_ms=args.clock_offset_ms)
     check_ports(config)
     with data_dir_lock(config):
         log.info("node %d: config %s, data directory %s", config.node_id, os.path.abspath(args.config), config.data_dir)

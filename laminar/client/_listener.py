@@ -224,7 +224,15 @@ class Listener:
                 return
 
     def _event(self, e: pb.Event) -> Event:
-        return Event(self.topic, Kind.from_wire(e.kind), e.key, e.value, e.intention_offset, e.consequence_offset)
+        return Event(
+            self.topic,
+            Kind.from_wire(e.kind),
+            e.key,
+            e.value,
+            e.intention_offset,
+            e.consequence_offset,
+            time_ms=e.time_ms,
+        )
 
     def _put(self, item: Any, force: bool = False) -> bool:
         while not self._closed.is_set() or force:

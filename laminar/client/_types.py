@@ -55,6 +55,9 @@ class Event:
     # True for the live keys a snapshot listener receives first: each is the key's current value,
     # with the offsets of the event that set it (so snapshot offsets are neither ordered nor gapless).
     snapshot: bool = False
+    # Log time of the entry that produced the event (ms since the Unix epoch; the same on every node,
+    # never below an earlier event's). 0 for snapshot items and for events older than log time.
+    time_ms: int = 0
 
 
 @dataclass(frozen=True)

@@ -182,4 +182,5 @@ class NodeBackend:
             topics=self._machine.live_topics(),
             durability=self._config.durability,
             peers=self._membership.peers(),
+            log_time_ms=mark.time_ms,
         )

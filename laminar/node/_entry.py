@@ -6,18 +6,24 @@ in nonce order), address-book changes, or nothing at all (a read barrier). The p
 runs from bytes it already holds (a client frame as received), so the hot path never re-encodes a
 mutation; protobuf concatenation of repeated fields makes the splice a valid message.
 
+Every entry the proposer builds carries the leader's wall-clock time (`time_ms`, field 15, a varint
+appended after the runs): the state machine turns it into log time (state_machine/_time.py). An
+entry of that field alone is a time tick, which a leader proposes when it has been idle so that
+log time still moves. Entries without it (written before log time existed) apply as before.
+
 Layer: a leaf (it imports only the generated protobuf code and the splice helper), so the Raft
 port that builds entries and the state machine that parses them both sit above it.
 """
 
 from __future__ import annotations
 
-from laminar._wire import length_delimited
+from laminar._wire import length_delimited, varint
 from laminar.v1 import laminar_pb2 as pb
 
 _RUN_TAG = b"\x0a"  # IntentionBatch.runs, field 1, length-delimited
 _CLIENT_ID_TAG = b"\x12"  # ClientRun.client_id, field 2, length-delimited
 _SESSION_TAG = b"\x19"  # ClientRun.session, field 3, fixed64 (little-endian)
+_TIME_TAG = b"\x78"  # IntentionBatch.time_ms, field 15, varint
 
 READ_BARRIER = b""  # an entry with no intentions: once applied, every write committed before it is too
 
@@ -31,9 +37,17 @@ def encode_run(client_id: bytes, frame_bytes: bytes, session: int = 0) -> bytes:
     return length_delimited(_RUN_TAG, run)
 
 
-def encode_entry(runs: list[bytes]) -> bytes:
-    """One entry from runs made by encode_run: they apply in this order."""
-    return b"".join(runs)
+def encode_entry(runs: list[bytes], time_ms: int) -> bytes:
+    """One entry from runs made by encode_run (they apply in this order), stamped with the leader's
+    wall-clock time in ms since the Unix epoch."""
+    return b"".join(runs) + encode_time(time_ms)
+
+
+def encode_time(time_ms: int) -> bytes:
+    """The time stamp alone: an entry by itself (a time tick), or the tail of any entry. Time 0 is
+    no stamp (proto3 leaves a zero field out)."""
+    assert time_ms >= 0, time_ms
+    return _TIME_TAG + varint(time_ms) if time_ms else b""
 
 
 def encode_peer_upsert(peer: pb.Peer) -> bytes:

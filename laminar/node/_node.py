@@ -37,7 +37,7 @@ from laminar.node._membership import Membership
 from laminar.node._metrics import NodeMetrics, Sample
 from laminar.node.auth import AuthInterceptor, Gate
 from laminar.node.config import NodeConfig, read_pem
-from laminar.node.raft import Proposer, RaftAdapter, RaftPort, RaftSettings, Role, SnapshotHooks
+from laminar.node.raft import ClockMs, Proposer, RaftAdapter, RaftPort, RaftSettings, Role, SnapshotHooks, wall_clock_ms
 from laminar.node.sandbox import program_thread_stacks
 from laminar.node.service import (
     EventFeed,
@@ -89,6 +89,14 @@ def _server_credentials(config: NodeConfig) -> grpc.ServerCredentials | None:
     )
 
 
+def _clock_ms(offset_ms: int) -> ClockMs:
+    """The clock this node stamps log entries with: the wall clock, moved by a test-only offset."""
+    if not offset_ms:
+        return wall_clock_ms
+    log.warning("clock offset %+d ms: this node stamps log entries off the real clock (tests only)", offset_ms)
+    return lambda: max(0, wall_clock_ms() + offset_ms)
+
+
 def _raft_settings(config: NodeConfig) -> RaftSettings:
     return RaftSettings(
         self_address=config.me.raft,
@@ -136,7 +144,7 @@ class Node:
                     install=self.applier.install_snapshot,
                 ),
             )
-        self.proposer = Proposer(self.raft)
+        self.proposer = Proposer(self.raft, _clock_ms(config.clock_offset_ms))
         self.membership = Membership(config, self.raft, self.store, self.applier.wait_applied)
         self.backend.connect(self.raft, self.proposer, self.applier, self.membership)
         self.gate = Gate(

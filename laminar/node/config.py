@@ -76,6 +76,7 @@ class NodeConfig:
     accept_risk_client_without_tls: bool = False
     fault_injection: bool = False  # tests only: answer InjectFault (cut Raft links on request)
     serving: ServingLimits = ServingLimits()
+    clock_offset_ms: int = 0  # tests only: this node, as leader, stamps log entries this far off the real clock
 
     @property
     def me(self) -> NodeAddress:

@@ -181,18 +181,20 @@ class ListenRequest(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., from_offset: _Optional[int] = ..., snapshot: _Optional[bool] = ..., consumer: _Optional[str] = ..., member: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("kind", "key", "value", "intention_offset", "consequence_offset")
+    __slots__ = ("kind", "key", "value", "intention_offset", "consequence_offset", "time_ms")
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
     CONSEQUENCE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
     kind: Kind
     key: bytes
     value: bytes
     intention_offset: int
     consequence_offset: int
-    def __init__(self, kind: _Optional[_Union[Kind, str]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., intention_offset: _Optional[int] = ..., consequence_offset: _Optional[int] = ...) -> None: ...
+    time_ms: int
+    def __init__(self, kind: _Optional[_Union[Kind, str]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., intention_offset: _Optional[int] = ..., consequence_offset: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
 
 class ListenFrame(_message.Message):
     __slots__ = ("events", "snapshot", "snapshot_offset", "snapshot_end")
@@ -237,7 +239,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "intention_offset", "leader_id", "leader_address", "topics", "durability", "peers")
+    __slots__ = ("node_id", "role", "term", "commit_index", "applied_index", "intention_offset", "leader_id", "leader_address", "topics", "durability", "peers", "log_time_ms")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +251,7 @@ class StatusResponse(_message.Message):
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     DURABILITY_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    LOG_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     term: int
@@ -260,7 +263,8 @@ class StatusResponse(_message.Message):
     topics: _containers.RepeatedScalarFieldContainer[str]
     durability: str
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., intention_offset: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., durability: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ...) -> None: ...
+    log_time_ms: int
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., intention_offset: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_address: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., durability: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., log_time_ms: _Optional[int] = ...) -> None: ...
 
 class DescribeTopicRequest(_message.Message):
     __slots__ = ("topic",)
@@ -487,13 +491,15 @@ class ClientRun(_message.Message):
     def __init__(self, mutations: _Optional[_Iterable[_Union[Mutation, _Mapping]]] = ..., client_id: _Optional[bytes] = ..., session: _Optional[int] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class IntentionBatch(_message.Message):
-    __slots__ = ("runs", "peer_upserts", "peer_removals", "auth_changes")
+    __slots__ = ("runs", "peer_upserts", "peer_removals", "auth_changes", "time_ms")
     RUNS_FIELD_NUMBER: _ClassVar[int]
     PEER_UPSERTS_FIELD_NUMBER: _ClassVar[int]
     PEER_REMOVALS_FIELD_NUMBER: _ClassVar[int]
     AUTH_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[ClientRun]
     peer_upserts: _containers.RepeatedCompositeFieldContainer[Peer]
     peer_removals: _containers.RepeatedScalarFieldContainer[str]
     auth_changes: _containers.RepeatedCompositeFieldContainer[AuthChange]
-    def __init__(self, runs: _Optional[_Iterable[_Union[ClientRun, _Mapping]]] = ..., peer_upserts: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., peer_removals: _Optional[_Iterable[str]] = ..., auth_changes: _Optional[_Iterable[_Union[AuthChange, _Mapping]]] = ...) -> None: ...
+    time_ms: int
+    def __init__(self, runs: _Optional[_Iterable[_Union[ClientRun, _Mapping]]] = ..., peer_upserts: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., peer_removals: _Optional[_Iterable[str]] = ..., auth_changes: _Optional[_Iterable[_Union[AuthChange, _Mapping]]] = ..., time_ms: _Optional[int] = ...) -> None: ...

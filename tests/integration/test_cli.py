@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -45,8 +46,10 @@ def test_topic_put_listen_status_commands(make_cluster, tmp_path) -> None:
         ["3", "PUT", "bob"],
         ["4", "DELETE", "bob"],
     ]
-    as_json = laminar_cli(c, "listen", "chat", "--from", "1", "--count", "1", "--json").stdout
-    assert json.loads(as_json) == {"offset": 2, "intention_offset": 2, "kind": "PUT", "key": "alice", "value": "hello"}
+    as_json = json.loads(laminar_cli(c, "listen", "chat", "--from", "1", "--count", "1", "--json").stdout)
+    time_ms = as_json.pop("time_ms")
+    assert as_json == {"offset": 2, "intention_offset": 2, "kind": "PUT", "key": "alice", "value": "hello"}
+    assert abs(time_ms - time.time() * 1000) < 600_000  # log time: the leader's clock when it wrote the event
 
     table = laminar_cli(c, "status").stdout
     assert table.splitlines()[0].split()[:3] == ["node_id", "address", "role"]

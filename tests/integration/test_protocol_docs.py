@@ -183,6 +183,28 @@ def test_handshake_pipelining_and_each_frame_rule(make_cluster) -> None:
         got = laminar_pb2_grpc.LaminarStub(channel).Get(pb.GetRequest(topic="docs", key=b"k"), timeout=CALL_TIMEOUT_S)
     assert got.topic_offset == 4198 and got.value == b"v"
 
+    # Log time: every event carries the time_ms of its entry, never below an earlier event's, and
+    # every node serves the same times (it is part of the log).
+    times = [_event_times(address, "docs", 4198) for address in c.addresses]
+    assert times[0] == times[1] == times[2]
+    assert all(t > 0 for t in times[0]) and times[0] == sorted(times[0])
+    assert abs(times[0][-1] / 1000 - time.time()) < 600
+
+
+def _event_times(address: str, topic: str, count: int) -> list[int]:
+    """time_ms of the first `count` events of `topic`, read with a raw Listen."""
+    times: list[int] = []
+    with grpc.insecure_channel(address) as channel:
+        stream = laminar_pb2_grpc.LaminarStub(channel).Listen(
+            pb.ListenRequest(topic=topic, from_offset=0), timeout=CALL_TIMEOUT_S
+        )
+        for frame in stream:
+            times.extend(e.time_ms for e in frame.events)
+            if len(times) >= count:
+                stream.cancel()
+                return times[:count]
+    raise AssertionError("the stream ended")
+
 
 def _raise(error: grpc.RpcError) -> None:
     raise error

@@ -60,7 +60,7 @@ def test_a_lone_proposal_goes_out_from_the_offering_thread_and_busy_ones_are_bat
     here): later offers wait in the queue and go out together, from the proposer thread, once one is applied."""
     monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_MAX", 1)
     engine = RecordingEngine()
-    proposer = Proposer(engine)  # type: ignore[arg-type]
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     try:
         received: list[bytes] = []
         assert proposer.offer(proposal(b"a", received), WAIT_S)
@@ -81,7 +81,7 @@ def test_a_lone_proposal_goes_out_from_the_offering_thread_and_busy_ones_are_bat
 def test_offers_from_many_threads_keep_each_threads_order() -> None:
     """Whichever thread proposes, entries leave in queue order: each session's frames stay in sequence."""
     engine = RecordingEngine()
-    proposer = Proposer(engine)  # type: ignore[arg-type]
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     sessions, frames = 4, 200
     done = threading.Event()
 

@@ -21,10 +21,11 @@ from laminar.node.raft._port import (
     RoleFn,
     SnapshotHooks,
 )
-from laminar.node.raft._proposer import Proposal, Proposer
+from laminar.node.raft._proposer import ClockMs, Proposal, Proposer, wall_clock_ms
 
 __all__ = [
     "ApplyFn",
+    "ClockMs",
     "MembershipDoneFn",
     "Proposal",
     "Proposer",
@@ -36,4 +37,5 @@ __all__ = [
     "Role",
     "RoleFn",
     "SnapshotHooks",
+    "wall_clock_ms",
 ]

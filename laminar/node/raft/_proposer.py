@@ -7,6 +7,11 @@ proposed and not yet applied: waiting for one is what lets the next batch grow (
 When nothing is in flight and nobody is proposing, the session's own thread proposes what it
 offers, which saves a lone commit the handoff to the proposer thread. Either way one proposal at
 a time takes from the queue and proposes (`_proposing`), so entries keep the queue's order.
+
+Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
+that has proposed nothing for LOG_TIME_TICK_MS proposes a time tick (an entry of the stamp alone,
+7 bytes of payload), so that log time keeps moving on an idle cluster: at most one entry per
+LOG_TIME_TICK_MS, only while nothing else is proposed, never more than one in flight.
 """
 
 from __future__ import annotations
@@ -14,14 +19,21 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from laminar import limits
-from laminar.node._entry import encode_entry
+from laminar.node._entry import encode_entry, encode_time
 from laminar.node.raft._port import RaftPort
 
 log = logging.getLogger("laminar.proposer")
+
+ClockMs = Callable[[], int]  # wall-clock time in ms since the Unix epoch
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -37,8 +49,11 @@ class Proposal:
 
 
 class Proposer:
-    def __init__(self, engine: RaftPort) -> None:
+    def __init__(self, engine: RaftPort, clock_ms: ClockMs | None = wall_clock_ms) -> None:
+        """clock_ms=None: entries carry no time and no time ticks are proposed (tests of batching alone)."""
         self._engine = engine
+        self._clock_ms = clock_ms
+        self._proposed_at_s = time.monotonic()  # when an entry was last proposed (for time ticks)
         self._pending: collections.deque[Proposal] = collections.deque()
         self._pending_intentions = 0
         self._pending_bytes = 0
@@ -99,7 +114,7 @@ class Proposer:
     def _run(self) -> None:
         while True:
             with self._lock:
-                self._lock.wait_for(
+                ready = self._lock.wait_for(
                     lambda: (
                         self._stopped
                         or (
@@ -107,14 +122,53 @@ class Proposer:
                             and not self._proposing
                             and self._inflight_entries < limits.ENTRIES_INFLIGHT_MAX
                         )
-                    )
+                    ),
+                    self._tick_wait_s(),
                 )
                 if self._stopped:
                     return
-                batch = self._take()
+                if not ready:
+                    if not self._tick_due():
+                        continue
+                    batch = []  # a time tick
+                else:
+                    batch = self._take()
                 self._proposing = True
                 self._lock.notify_all()
-            self._propose_and_release(batch)
+            if batch:
+                self._propose_and_release(batch)
+            else:
+                self._propose_tick()
+
+    def _tick_wait_s(self) -> float | None:
+        """How long the proposer thread may sleep before a time tick may be due (None: never)."""
+        if self._clock_ms is None:
+            return None
+        since_s = time.monotonic() - self._proposed_at_s
+        return max(limits.LOG_TIME_TICK_MS / 1000 - since_s, limits.LOG_TIME_TICK_MS / 10_000)
+
+    def _tick_due(self) -> bool:
+        """Whether to propose a time tick now (under the lock): this node leads, and nothing was
+        proposed for LOG_TIME_TICK_MS and nothing is queued, being proposed or in flight."""
+        idle_s = time.monotonic() - self._proposed_at_s
+        return (
+            self._clock_ms is not None
+            and idle_s * 1000 >= limits.LOG_TIME_TICK_MS
+            and not (self._pending or self._proposing or self._inflight_entries)
+            and self._engine.is_leader()
+        )
+
+    def _propose_tick(self) -> None:
+        assert self._clock_ms is not None
+        try:
+            with self._lock:
+                self._inflight_entries += 1
+                self._proposed_at_s = time.monotonic()
+            self._engine.propose(encode_time(self._clock_ms()), self._entry_done)
+        finally:
+            with self._lock:
+                self._proposing = False
+                self._lock.notify_all()
 
     def _propose_and_release(self, batch: list[Proposal]) -> None:
         try:
@@ -146,11 +200,12 @@ class Proposer:
         return batch
 
     def _propose(self, batch: list[Proposal]) -> None:
-        payload = encode_entry([p.run for p in batch])
+        payload = encode_entry([p.run for p in batch], self._clock_ms() if self._clock_ms is not None else 0)
         # _take packs at most BATCH_BYTES_MAX, or one frame that gRPC bounded: larger would stall heartbeats.
         assert len(payload) <= limits.RAFT_ENTRY_BYTES_MAX, len(payload)
         with self._lock:
             self._inflight_entries += 1
+            self._proposed_at_s = time.monotonic()
         # A refusal reaches on_result before the `received` acks would go out: at once when
         # pysyncobj's queue is full, or in the tick that takes the command, before that tick runs
         # the after_tick task. An entry the log took gets its result only when it applies, later.

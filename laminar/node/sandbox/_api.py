@@ -34,6 +34,7 @@ class CallContext:
     # The most the topic's state may cost (state_cost) after this call, from what the log entry's other topics left
     # of PROGRAM_ENTRY_STATE_BYTES_MAX; None while no topic's state could reach it (then it is not checked).
     entry_state_cost_max: int | None = None
+    time_ms: int = 0  # `ctx.time_ms`: log time of the entry, the same on every node (state_machine/_time.py)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ def call_context(
     nonce: int,
     entry_emit_bytes: int = PROGRAM_ENTRY_EMITTED_BYTES_MAX,
     entry_state_cost_max: int | None = None,
+    time_ms: int = 0,
 ) -> CallContext:
     """CallContext(...), built like `emitted` below: once per program call."""
     call = _new(CallContext)
@@ -74,6 +76,7 @@ def call_context(
     fields["nonce"] = nonce
     fields["entry_emit_bytes"] = entry_emit_bytes
     fields["entry_state_cost_max"] = entry_state_cost_max
+    fields["time_ms"] = time_ms
     return call
 
 

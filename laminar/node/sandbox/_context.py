@@ -145,6 +145,7 @@ register(
         "offset": attrgetter("_call.offset"),
         "client_id": attrgetter("_call.client_id"),
         "nonce": attrgetter("_call.nonce"),
+        "time_ms": attrgetter("_call.time_ms"),
         "args": attrgetter("_args"),
         "state": Context.get_state,
     },

@@ -29,6 +29,7 @@ from laminar.node.sandbox import (
 )
 from laminar.node.state_machine._auth import AuthBook
 from laminar.node.state_machine._consumers import CONSUMER_KINDS, Consumers
+from laminar.node.state_machine._time import next_log_time
 from laminar.node.store import (
     VIEW_HEAD,
     AppliedMark,
@@ -171,6 +172,7 @@ class _Batch:
 
     writes: WriteSet
     offset: int  # last intention offset assigned
+    time_ms: int  # log time of this entry (state_machine/_time.py): events carry it, programs read it
     outcomes: list[Outcome] = field(default_factory=list)
     topic_offsets: dict[str, int] = field(default_factory=dict)
     events: int = 0
@@ -195,7 +197,6 @@ class _Batch:
     # per topic once counting began (None before), and the module-level values of the topics it created.
     state_costs: dict[str, int] | None = None
     module_bytes: dict[str, int] = field(default_factory=dict)
-    time_ms: int = 0  # the entry's log time: leases of consumer groups are measured in it
 
     def outcome(
         self,
@@ -245,6 +246,7 @@ class StateMachine:
         mark = store.applied()
         self._raft_index = mark.raft_index
         self._offset = mark.intention_offset
+        self._time_ms = mark.time_ms
         # Live topics only (and, while an entry applies, those it destroys): a destroyed topic's record
         # stays in the store for its next offset (offsets never reset), but costs no memory.
         self._topics: dict[str, _Topic] = {}
@@ -264,7 +266,12 @@ class StateMachine:
 
     @property
     def applied_mark(self) -> AppliedMark:
-        return AppliedMark(self._raft_index, self._offset)
+        return AppliedMark(self._raft_index, self._offset, self._time_ms)
+
+    @property
+    def time_ms(self) -> int:
+        """Log time of the last applied entry, ms since the Unix epoch (0 before the first stamped one)."""
+        return self._time_ms
 
     def topic_offset(self, name: str) -> int:
         """The last consequence offset of a topic (0 if it never had an event)."""
@@ -285,9 +292,8 @@ class StateMachine:
         """Apply one entry. None when the store already holds it (replay after restart)."""
         if raft_index <= self._raft_index:
             return None
-        batch = _Batch(WriteSet(), self._offset)
         entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
-        batch.time_ms = getattr(entry, "time_ms", 0)
+        batch = _Batch(WriteSet(), self._offset, next_log_time(self._time_ms, entry.time_ms))
         for run in entry.runs:
             self._apply_run(batch, run)
         for peer in entry.peer_upserts:
@@ -299,7 +305,8 @@ class StateMachine:
         self._finish(batch)
         self._raft_index = raft_index
         self._offset = batch.offset
-        mark = AppliedMark(raft_index, batch.offset)
+        self._time_ms = batch.time_ms
+        mark = AppliedMark(raft_index, batch.offset, batch.time_ms)
         return Applied(batch.writes, mark, batch.outcomes, batch.topic_offsets, batch.events, batch.program_errors)
 
     def skip(self, raft_index: int) -> AppliedMark:
@@ -467,6 +474,7 @@ class StateMachine:
             nonce,
             limits.PROGRAM_ENTRY_EMITTED_BYTES_MAX - batch.program_emitted,
             self._state_limit(batch, topic),
+            batch.time_ms,
         )
 
     def _state_limit(self, batch: _Batch, name: str) -> int | None:
@@ -585,7 +593,14 @@ class StateMachine:
         offset = topic.next_offset
         topic.next_offset = offset + 1
         # A new message per event: a reused one would keep every value ever set in its arena.
-        event = pb.Event(kind=kind, key=key, value=value, intention_offset=batch.offset, consequence_offset=offset)  # type: ignore[arg-type]
+        event = pb.Event(
+            kind=kind,  # type: ignore[arg-type]
+            key=key,
+            value=value,
+            intention_offset=batch.offset,
+            consequence_offset=offset,
+            time_ms=batch.time_ms,
+        )
         batch.writes.put_blind(topic.events_prefix + offset.to_bytes(8, "big"), event.SerializeToString())
         if kind == PUT:
             topic.views[key] = (offset, batch.offset, value)

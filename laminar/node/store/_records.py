@@ -9,7 +9,8 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-_APPLIED = struct.Struct(">QQ")
+_APPLIED = struct.Struct(">QQQ")  # raft index, intention offset, log time in ms
+_APPLIED_UNTIMED = struct.Struct(">QQ")  # the mark as stores written before log time hold it
 _TOPIC_HEAD = struct.Struct(">BQQII")
 _CLIENT = struct.Struct(">QQ")
 _SEGMENT_HEAD = struct.Struct(">BQIH")  # effect, first intention offset, count, reason bytes
@@ -25,14 +26,18 @@ VIEW_HEAD = struct.Struct(">QQ")  # ViewRecord: consequence offset, intention of
 class AppliedMark:
     raft_index: int
     intention_offset: int
+    time_ms: int = 0  # log time of the last applied entry (0: none yet): see state_machine/_time.py
 
     def encode(self) -> bytes:
-        return _APPLIED.pack(self.raft_index, self.intention_offset)
+        return _APPLIED.pack(self.raft_index, self.intention_offset, self.time_ms)
 
     @staticmethod
     def decode(data: bytes) -> AppliedMark:
-        raft_index, intention_offset = _APPLIED.unpack(data)
-        return AppliedMark(raft_index, intention_offset)
+        if len(data) == _APPLIED_UNTIMED.size:
+            raft_index, intention_offset = _APPLIED_UNTIMED.unpack(data)
+            return AppliedMark(raft_index, intention_offset)
+        raft_index, intention_offset, time_ms = _APPLIED.unpack(data)
+        return AppliedMark(raft_index, intention_offset, time_ms)
 
 
 @dataclass(frozen=True)
