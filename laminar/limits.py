@@ -101,7 +101,12 @@ STREAM_SEND_STALL_S_DEFAULT = 30.0
 # Payload bytes one session may have offered to the log and not yet seen committed; its next frame is
 # not read until they commit (gRPC's flow control then holds the client), so one fast sender cannot
 # fill the proposal queue that every session shares. One largest frame always fits.
-SESSION_UNCOMMITTED_BYTES_MAX = 2 * GRPC_MESSAGE_BYTES_MAX
+SESSION_UNCOMMITTED_BYTES_MAX = GRPC_MESSAGE_BYTES_MAX
+# The same in intentions (frames of tiny mutations): the Python client never has more in flight, so it
+# is never held by this; a raw client that pipelines more waits, instead of queueing ahead of everyone.
+SESSION_UNCOMMITTED_INTENTIONS_MAX = 16_384  # at least CLIENT_INFLIGHT_MAX (asserted below)
+# A session whose client has left an Acks frame untaken this long reads no next frame until it is taken.
+SESSION_ACKS_UNTAKEN_HOLD_S = 0.1
 CONNECTION_HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that has not spoken HTTP/2 by then is closed
 CONNECTION_IDLE_MS = 300_000  # a connection with no call for this long is sent GOAWAY (clients reconnect)
 CONNECTION_KEEPALIVE_MS = 60_000  # the node pings each connection this often
@@ -128,6 +133,7 @@ RETRY_HINT_MS_MIN = 100  # the shortest retry hint a RESOURCE_EXHAUSTED answer c
 # --- Client library ------------------------------------------------------------------------------
 CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this
 CLIENT_RECONNECT_BACKOFF_MS_MAX = 1000
+assert SESSION_UNCOMMITTED_INTENTIONS_MAX >= CLIENT_INFLIGHT_MAX, "flow control must never hold the Python client"
 # Frames a client has sent on a session and the leader has not yet acknowledged (received or committed).
 # Writes offered while this many are out wait and go in the next frame: under load frames grow instead
 # of queueing one write each in the transport (see laminar/client/_client.py, _Connection).

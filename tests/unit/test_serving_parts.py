@@ -110,3 +110,32 @@ def test_a_session_over_its_uncommitted_bytes_reads_nothing_until_they_commit() 
 
     held, released = asyncio.run(scenario())
     assert held and released
+
+
+def test_a_session_is_held_by_uncommitted_intentions_and_by_acks_its_client_does_not_take() -> None:
+    """Flow control in intentions (SESSION_UNCOMMITTED_INTENTIONS_MAX nonces in flight, a few bytes each)
+    and in acks: a client that leaves an Acks frame untaken is not read from until it takes it."""
+    import asyncio
+    import time
+
+    from laminar.node.service._sessions import SessionRouter
+
+    async def held(session: _Session) -> bool:
+        room = asyncio.ensure_future(SessionRouter._room(SessionRouter.__new__(SessionRouter), session))
+        await asyncio.sleep(0.3)
+        done = room.done()
+        room.cancel()
+        return not done
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        many = _Session(CLIENT, next_nonce=1)
+        many.attach(asyncio.get_running_loop())
+        many.expected_nonce = 1 + limits.SESSION_UNCOMMITTED_INTENTIONS_MAX
+        slow = _Session(CLIENT, next_nonce=1)
+        slow.attach(asyncio.get_running_loop())
+        slow.write_started_at = time.monotonic() - 1.0
+        free = _Session(CLIENT, next_nonce=1)
+        free.attach(asyncio.get_running_loop())
+        return await held(many), await held(slow), await held(free)
+
+    assert asyncio.run(scenario()) == (True, True, False)

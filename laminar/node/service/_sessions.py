@@ -80,6 +80,7 @@ class _Session:
         self._failure: SessionFailure | None = None
         self.open = True
         self.last_frame_at = time.monotonic()
+        self.write_started_at: float | None = None  # the writer's Acks frame not yet taken by gRPC, since
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None  # the writer's: news to send
         self._settled: asyncio.Event | None = None  # the reader's: uncommitted bytes went down
@@ -142,6 +143,11 @@ class _Session:
                 self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
             self._notify()
 
+    def uncommitted_intentions(self) -> int:
+        """Nonces this session has handed on and not yet seen committed."""
+        with self._lock:
+            return self.expected_nonce - 1 - self._committed_through
+
     def proposed(self, last_nonce: int, payload_bytes: int) -> None:
         with self._lock:
             self._proposed.append((last_nonce, time.monotonic(), payload_bytes))
@@ -202,6 +208,11 @@ class _Session:
                 await self._settled.wait()
         except TimeoutError:
             pass
+
+    def ack_untaken_s(self) -> float:
+        """How long the writer has waited for gRPC to take its Acks frame (0: it is not waiting)."""
+        started = self.write_started_at
+        return 0.0 if started is None else time.monotonic() - started
 
     def idle(self, idle_s: float) -> bool:
         with self._lock:
@@ -319,7 +330,11 @@ class SessionRouter:
         while True:
             acks = session.next_acks()  # raises the session's failure once all before it is sent
             if acks is not None:
-                await send_within(context, pb.ServerFrame(acks=acks), serving.stream_send_stall_s, "Acks frame")
+                session.write_started_at = time.monotonic()
+                try:
+                    await send_within(context, pb.ServerFrame(acks=acks), serving.stream_send_stall_s, "Acks frame")
+                finally:
+                    session.write_started_at = None
                 continue
             if session.idle(serving.session_idle_s):
                 raise SessionFailure(
@@ -416,10 +431,20 @@ class SessionRouter:
             session.fail(grpc.StatusCode.INTERNAL, f"session failed: {e}")
 
     async def _room(self, session: _Session) -> None:
-        """Flow control: a session with SESSION_UNCOMMITTED_BYTES_MAX in flight reads nothing more
-        until some of it commits; gRPC's window then fills and the client's sends wait."""
-        while session.open and session.uncommitted_bytes >= limits.SESSION_UNCOMMITTED_BYTES_MAX:
-            await session.settled(1.0)
+        """Flow control: a session reads no next frame while it has SESSION_UNCOMMITTED_BYTES_MAX or
+        SESSION_UNCOMMITTED_INTENTIONS_MAX in flight (until some of it commits), nor while its client
+        has left an Acks frame untaken for SESSION_ACKS_UNTAKEN_HOLD_S (a client that reads its acks
+        slowly writes as slowly). gRPC's window then fills and the client's sends wait."""
+        while session.open:
+            if (
+                session.uncommitted_bytes >= limits.SESSION_UNCOMMITTED_BYTES_MAX
+                or session.uncommitted_intentions() >= limits.SESSION_UNCOMMITTED_INTENTIONS_MAX
+            ):
+                await session.settled(1.0)
+            elif session.ack_untaken_s() >= limits.SESSION_ACKS_UNTAKEN_HOLD_S:
+                await asyncio.sleep(limits.SESSION_ACKS_UNTAKEN_HOLD_S)
+            else:
+                return
 
     async def _accept(self, session: _Session, frame: pb.ClientFrame) -> None:
         body = frame.WhichOneof("body")
