@@ -151,23 +151,27 @@ class ListenService:
             version = self._feed.version()
             frame, sent_grant = await self._read(step, self._store, request, sent_grant)
             if frame is not None:
-                await self._send(context, frame)
+                await self._send(context, frame, 0)
             else:
                 await self._feed.wait_newer(version, LISTEN_WAIT_S)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
 
-    def _frame_bytes(self) -> int:
-        """How big the next frame may be: LISTEN_FRAME_BYTES_MAX while the frames being handed to gRPC
-        are well under LISTEN_BUFFERED_BYTES_MAX, smaller as they near it, never under
-        LISTEN_FRAME_BYTES_MIN (so a listener always progresses)."""
+    def _reserve(self) -> int:
+        """Reserve the bytes of the next frame before reading it (event loop only; released by `_send`):
+        LISTEN_FRAME_BYTES_MAX while frames read and not yet taken by gRPC are well under
+        LISTEN_BUFFERED_BYTES_MAX, less as they near it, never under LISTEN_FRAME_BYTES_MIN (so a
+        listener always progresses). Frames read for thousands of listeners then wait in memory a few
+        KiB each, not a MiB each."""
         room = limits.LISTEN_BUFFERED_BYTES_MAX - self._buffered
-        return max(limits.LISTEN_FRAME_BYTES_MIN, min(limits.LISTEN_FRAME_BYTES_MAX, room // 16))
+        reserved = max(limits.LISTEN_FRAME_BYTES_MIN, min(limits.LISTEN_FRAME_BYTES_MAX, room // 16))
+        self._buffered += reserved
+        return reserved
 
-    async def _send(self, context: Any, frame: bytes) -> None:
-        """Write a frame; its bytes count as buffered (event loop only) until gRPC has taken it."""
-        self._buffered += len(frame)
+    async def _send(self, context: Any, frame: bytes, reserved: int) -> None:
+        """Write a frame; the reservation made for it is released once gRPC has taken it."""
+        self._buffered += len(frame) - reserved  # one event larger than the reservation counts whole
         try:
             await send_within(context, frame, self._serving.stream_send_stall_s, "Listen frame")
         finally:
@@ -178,26 +182,37 @@ class ListenService:
         through, items = await self._read(self._store.view_snapshot, topic)
         frames = _SnapshotFrames(items)
         while True:
-            frame, more = await self._read(frames.next, self._frame_bytes())
+            reserved = self._reserve()
+            try:
+                frame, more = await self._read(frames.next, reserved)
+            except BaseException:
+                self._buffered -= reserved
+                raise
             if not more:
                 frame.snapshot_offset = through
                 frame.snapshot_end = True
-                await self._send(context, frame.SerializeToString())
+            await self._send(context, frame.SerializeToString(), reserved)
+            if not more:
                 return through
-            await self._send(context, frame.SerializeToString())
 
     async def _stream(self, topic: str, after: int, context: Any, stream_id: int) -> None:
         while True:
             with self._lock:
                 self._positions[stream_id] = (topic, after)
             version = self._feed.version()
-            events = await self._read(
-                self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, self._frame_bytes()
-            )
+            reserved = self._reserve()
+            try:
+                events = await self._read(
+                    self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, reserved
+                )
+            except BaseException:
+                self._buffered -= reserved
+                raise
             if events:
                 after += len(events)  # consequence offsets are gapless per topic
-                await self._send(context, encode_listen_frame(events))
+                await self._send(context, encode_listen_frame(events), reserved)
             else:
+                self._buffered -= reserved
                 await self._feed.wait_newer(version, LISTEN_WAIT_S)
 
 
