@@ -22,7 +22,9 @@ from laminar.limits import PROGRAM_HANDOFFS_QUEUED_MAX, PROGRAM_THREAD_STACK_BYT
 
 _T = TypeVar("_T")
 _LOCAL = threading.local()  # .fit: whether this thread may run programs (decided once, see _measured_fit)
-_STACK_SIZE_LOCK = threading.Lock()  # threading.stack_size is process-wide: one setter at a time
+# threading.stack_size is process-wide: one setter at a time. Reentrant: code inside program_thread_stacks() (a
+# library's constructor) may call into the sandbox, which may start its own program thread.
+_STACK_SIZE_LOCK = threading.RLock()
 _PTHREAD_ATTR_BYTES = 256  # room for a pthread_attr_t (56 bytes on x86-64 glibc)
 
 

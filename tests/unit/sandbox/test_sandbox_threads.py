@@ -23,6 +23,7 @@ from laminar.node.sandbox import (
     start_program_thread,
 )
 from laminar.node.sandbox import _runtime as runtime_module
+from laminar.node.sandbox import _threads as threads_module
 from laminar.node.sandbox._threads import _stack_bytes
 from laminar.node.state_machine import StateMachine
 from laminar.node.store import Store
@@ -170,3 +171,24 @@ def test_the_apply_pipeline_runs_programs_on_program_threads(tmp_path: Path, see
     names = [name for name, _ in seen]
     assert names[0] == "sandbox" and names[-1] == "apply" and "raft" in names, seen
     assert all(size is not None and size >= PROGRAM_THREAD_STACK_BYTES for _, size in seen), seen
+
+
+def test_a_program_called_inside_program_thread_stacks_does_not_deadlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code run inside program_thread_stacks() (a library's constructor applying an entry) may call a program from
+    a thread that is not a program thread, whose hand-over may start the sandbox's own thread: the block's lock
+    lets it."""
+    monkeypatch.setattr(threads_module, "_runner", None)  # the hand-over starts the sandbox's thread afresh
+    done = threading.Event()
+
+    def construct() -> None:
+        with program_thread_stacks():
+            assert TopicRuntime.start(PROGRAM, None).on_put(context(), b"k", b"v").ok
+        done.set()
+
+    runner = threading.Thread(target=construct, daemon=True)  # not a program thread: it hands its call over
+    saved = threading.stack_size(SMALL_STACK_BYTES)
+    try:
+        runner.start()
+    finally:
+        threading.stack_size(saved)
+    assert done.wait(30), "deadlocked"
