@@ -148,6 +148,10 @@ DEDUPE_RESULTS_PER_CLIENT_MAX = CLIENT_INFLIGHT_MAX
 # peak of ~40,000 intentions/s that is ~4 minutes, and hours at ordinary loads. A client that comes back later
 # with messages in flight is refused at Hello (FAILED_PRECONDITION: take a new client id), see docs/operations.md.
 DEDUPE_CLIENT_EXPIRY_INTENTIONS = 10_000_000
+# Nor for this long in log time (the leader's clock as the log carries it, the same on every node): at low load
+# offsets barely move, and a client gone for a day is not coming back with messages in flight. Kafka forgets an
+# idle producer id after the same day (producer.id.expiration.ms). A leader clock ahead by D expires D early.
+DEDUPE_CLIENT_EXPIRY_MS = 24 * 3600 * 1000
 # Clients with a dedupe record, at most: past it the least recently heard from is forgotten first, whatever the
 # offsets say, so a flood of client ids that put once and vanish costs a bounded store (~130 B a client that
 # sent one message; a client keeps at most DEDUPE_RESULTS_PER_CLIENT_MAX + BATCH_INTENTIONS_MAX results of 5 B).

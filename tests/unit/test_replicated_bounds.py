@@ -32,9 +32,10 @@ class Machine:
         self.index = 1
         self.nonces: dict[bytes, int] = {}
 
-    def apply(self, *runs: tuple[bytes, list[pb.Mutation]]) -> list[tuple[int, str]]:
-        """Apply one entry of runs (client id, mutations numbered here); (effect, reason) per outcome."""
-        payload = b""
+    def apply(self, *runs: tuple[bytes, list[pb.Mutation]], time_ms: int = 0) -> list[tuple[int, str]]:
+        """Apply one entry of runs (client id, mutations numbered here), stamped with log time `time_ms` if not 0;
+        (effect, reason) per outcome."""
+        payload = pb.IntentionBatch(time_ms=time_ms).SerializeToString()
         for client_id, mutations in runs:
             for m in mutations:
                 m.nonce = self.nonces[client_id] = self.nonces.get(client_id, 0) + 1
@@ -94,6 +95,21 @@ def test_an_idle_client_is_forgotten_after_the_expiry_window(sm: Machine, monkey
     assert [k for k, _ in sm.keys(Keys.EXPIRY_PREFIX) if k.endswith(idle)] == []
     assert sm.store.get(Keys.client(busy)) is not None, "an active client is kept"
     assert sm.count(Keys.CLIENT_PREFIX) == sm.machine.client_count == 1  # busy only (ADMIN expired too)
+
+
+def test_a_client_idle_for_the_expiry_time_is_forgotten(sm: Machine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client not heard from for DEDUPE_CLIENT_EXPIRY_MS of log time is forgotten, however few offsets passed; one
+    heard from within it is kept."""
+    monkeypatch.setattr(limits, "DEDUPE_CLIENT_EXPIRY_MS", 1000)
+    sm.apply((ADMIN, [create("t")]), time_ms=1000)
+    gone, kept = client(1), client(2)
+    sm.apply((gone, [put("t")]), time_ms=1500)
+    sm.apply((kept, [put("t")]), time_ms=2400)
+    sm.apply((kept, [put("t")]), time_ms=2600)  # gone: 1100 ms idle; ADMIN: 1600 ms
+    assert sm.store.get(Keys.client(gone)) is None and sm.count(Keys.results_of(gone)) == 0
+    assert sm.store.get(Keys.client(ADMIN)) is None
+    assert sm.store.get(Keys.client(kept)) is not None
+    assert sm.machine.client_count == 1
 
 
 def test_a_flood_of_client_ids_keeps_at_most_the_cap_and_the_most_recent(

@@ -660,7 +660,7 @@ class StateMachine:
         else:
             self._client_count += 1
             batch.new_clients += 1
-        writes.put(Keys.expiry(after.last_offset, client_id), b"")
+        writes.put(Keys.expiry(after.last_offset, client_id), u64(batch.time_ms))  # when it was last heard from
         runs = batch.new_results.get(client_id, [])
         digests = batch.new_digests.get(client_id)
         assert digests is not None and len(digests) == sum(run.count for run in runs), "a digest per applied nonce"
@@ -677,18 +677,24 @@ class StateMachine:
 
     def _expire_clients(self, batch: _Batch) -> None:
         """Forget clients (dedupe record, kept results, expiry key): every client not heard from for
-        DEDUPE_CLIENT_EXPIRY_INTENTIONS, and the least recently heard from while more than
-        DEDUPE_CLIENTS_MAX have a record. Oldest first: the expiry index orders clients by their last
-        intention offset. At most DEDUPE_EXPIRED_PER_BATCH_MAX plus this entry's new clients per entry,
-        so an entry's work is bounded and a flood of new client ids cannot outrun the bound."""
+        DEDUPE_CLIENT_EXPIRY_INTENTIONS or DEDUPE_CLIENT_EXPIRY_MS of log time, and the least recently
+        heard from while more than DEDUPE_CLIENTS_MAX have a record. Oldest first: the expiry index
+        orders clients by their last intention offset. At most DEDUPE_EXPIRED_PER_BATCH_MAX plus this
+        entry's new clients per entry, so an entry's work is bounded and a flood of new client ids
+        cannot outrun the bound."""
         threshold = batch.offset - limits.DEDUPE_CLIENT_EXPIRY_INTENTIONS
-        if threshold <= 0 and self._client_count <= limits.DEDUPE_CLIENTS_MAX:
+        time_threshold_ms = batch.time_ms - limits.DEDUPE_CLIENT_EXPIRY_MS
+        if threshold <= 0 and time_threshold_ms <= 0 and self._client_count <= limits.DEDUPE_CLIENTS_MAX:
             return
         prefix = Keys.EXPIRY_PREFIX
         budget = limits.DEDUPE_EXPIRED_PER_BATCH_MAX + batch.new_clients
-        for key, _ in self._store.scan(prefix, limit=budget):
+        for key, value in self._store.scan(prefix, limit=budget):
             last_offset = from_u64(key[len(prefix) : len(prefix) + 8])
-            if last_offset >= threshold and self._client_count <= limits.DEDUPE_CLIENTS_MAX:
+            # Log time never goes backwards along the log, so offset order is also time order. A key written
+            # before log time existed (no value, or 0) is expired by offsets and the count only.
+            heard_ms = from_u64(value) if len(value) == 8 else 0
+            idle = last_offset < threshold or 0 < heard_ms < time_threshold_ms
+            if not idle and self._client_count <= limits.DEDUPE_CLIENTS_MAX:
                 return
             client_id = key[len(prefix) + 8 :]
             decided, _ = batch.writes.lookup(key)
