@@ -311,6 +311,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def _authenticate(self, context: Any) -> str | None:
         gate = self._gate
+        if not gate.enabled():
+            return None  # a stream opened now is cut if auth is enabled while it is open (no user)
         presented = gate.presented(context)
         try:
             try:
