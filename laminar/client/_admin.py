@@ -109,11 +109,15 @@ def _add_lag_and_health(statuses: list[dict[str, Any]]) -> None:
 
 
 def describe_topic(
-    addresses: Sequence[str] | str | None, topic: str, timeout_s: float = STATUS_TIMEOUT_S, tls: TLS | None = None
+    addresses: Sequence[str] | str | None,
+    topic: str,
+    timeout_s: float = STATUS_TIMEOUT_S,
+    tls: TLS | None = None,
+    token: str | None = None,
 ) -> TopicInfo:
     """A topic's program, offsets and size, from the first node (in the order given) that answers.
     Any node answers from what it has applied, so a follower may be a little behind the leader."""
-    nodes = Nodes(addresses, tls)
+    nodes = Nodes(addresses, tls, token)
     deadline = time.monotonic() + timeout_s
     errors = []
     try:

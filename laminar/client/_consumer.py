@@ -39,10 +39,11 @@ class Acks:
         name: str,
         member: str | None = None,
         join: pb.ConsumerOp | None = None,
+        token: str | None = None,
     ) -> None:
         self.topic, self.name, self.member = topic, name, member
-        self._client = Client(addresses, tls=tls, client_id=uuid.uuid4())
-        self._addresses, self._tls = addresses, tls
+        self._client = Client(addresses, tls=tls, client_id=uuid.uuid4(), token=token)
+        self._addresses, self._tls, self._token = addresses, tls, token
         self._cond = threading.Condition()
         self._through = 0  # durable: the newest offset the application acknowledged
         self._sent_through = 0  # durable: the newest offset sent
@@ -65,7 +66,7 @@ class Acks:
         if not commit.ok:
             self._client.close()
             raise LaminarError(f"joining group {self.name!r} of {self.topic!r} failed: {commit.reason}")
-        info = describe_topic(self._addresses, self.topic, tls=self._tls)
+        info = describe_topic(self._addresses, self.topic, tls=self._tls, token=self._token)
         lease_ms = next((c.lease_ms for c in info.consumers if c.name == self.name), 0)
         lease_ms = lease_ms or join.settings.lease_ms or limits.GROUP_LEASE_MS_MIN
         self._heartbeat_s = lease_ms / 1000 / HEARTBEATS_PER_LEASE

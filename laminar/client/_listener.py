@@ -77,12 +77,12 @@ class Listener:
         self._positioned = not consumer  # a durable consumer learns its start from the first event
         self._acks: Acks | None = None
         if consumer:
-            self._acks = Acks(addresses, tls, topic, consumer)
+            self._acks = Acks(addresses, tls, topic, consumer, token=token)
         elif group:
             join = pb.ConsumerOp(name=group, member=self.member, unacked_max=unacked_max)
             if group_settings is not None:
                 join.settings.CopyFrom(group_settings.to_wire())
-            self._acks = Acks(addresses, tls, topic, group, self.member, join)
+            self._acks = Acks(addresses, tls, topic, group, self.member, join, token=token)
         self._snapshot_pending = snapshot  # until a snapshot_end frame arrives
         self.snapshot_offset: int | None = None  # the offset the snapshot reflected, once complete
         self._nodes = Nodes(addresses, tls, token)

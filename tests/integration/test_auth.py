@@ -270,6 +270,20 @@ def test_a_client_id_belongs_to_the_user_that_first_used_it(cluster: Cluster) ->
     assert cluster.stub().Get(pb.GetRequest(topic=TOPIC, key=b"owned"), metadata=md, timeout=10).value == b"3"
 
 
+def test_a_reader_may_run_a_durable_consumer_but_not_reset_it(cluster: Cluster) -> None:
+    """A user with only `read` on the topic runs a durable consumer (its acks need read, sent with its token) and
+    the position is kept; resetting that consumer needs admin and is refused."""
+    reader = cluster.secrets["reader"]
+    with laminar.Listener(cluster.addresses, TOPIC, consumer="audit", token=reader) as listener:
+        first = listener.next_event(timeout=CALL_TIMEOUT_S)
+        listener.ack(first)
+    info = laminar.client.describe_topic(cluster.addresses, TOPIC, token=reader)
+    consumer = next(c for c in info.consumers if c.name == "audit")
+    assert consumer.acked_offset == first.consequence_offset
+    reset = pb.Mutation(kind=pb.CONSUMER_RESET, topic=TOPIC, consumer=pb.ConsumerOp(name="audit", offset=0))
+    assert _session(cluster.stub(), reader, reset) == grpc.StatusCode.PERMISSION_DENIED
+
+
 def _digest(cluster: Cluster) -> str:
     response = cluster.stub().Digest(pb.DigestRequest(), metadata=_metadata(cluster.secrets["root"]), timeout=10)
     return str(response.sha256)
