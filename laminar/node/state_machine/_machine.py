@@ -327,6 +327,7 @@ class StateMachine:
         if digests is None:
             digests = batch.new_digests[client_id] = array("I")
         streak = 0  # writes just applied that succeeded (all VALID, consecutive nonces and offsets)
+        auth = self.auth if self.auth.state.enabled else None  # permissions are checked again at apply
         for mutation in run.mutations:
             nonce = mutation.nonce
             if nonce_max is not None:
@@ -341,7 +342,8 @@ class StateMachine:
                     continue
             nonce_max = nonce
             kind = mutation.kind
-            name = mutation.topic if kind in (PUT, DELETE) else ""
+            denied = auth.denied(run.principal, kind, mutation.topic) if auth is not None else None
+            name = mutation.topic if kind in (PUT, DELETE) and denied is None else ""
             topic = topics.get(name) if name else None
             if topic is not None and topic.record.live:
                 # The hot paths: writes to a live topic. Those that succeed (a write to a plain topic
@@ -365,7 +367,7 @@ class StateMachine:
                 digests.append(contents_digest(mutation))
                 streak = self._settle(batch, client_id, nonce - 1, batch.offset, streak)
                 batch.offset += 1
-                effect, reason = self._execute(batch, client_id, mutation)
+                effect, reason = (ERROR, denied) if denied else self._execute(batch, client_id, mutation)
             reason = _cut(reason)
             batch.outcome(client_id, nonce, effect, batch.offset, reason)
             self._remember(batch, client_id, nonce, effect, batch.offset, reason)
