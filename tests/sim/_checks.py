@@ -115,6 +115,23 @@ class Checker:
         return []
 
 
+def committed_is_held(leader: str, index: int, term: int, holds: dict[str, bool]) -> list[str]:
+    """What a leader counts as committed is on enough of its members' disks that every majority of them
+    holds it (Raft's definition of committed; with m members, ceil(m/2) of them: a membership change
+    adds or removes one member at a time). A leader that counts a follower past what that follower
+    holds breaks this before any write is lost: one more crash and a majority without the entry could
+    elect a leader that overwrites it."""
+    needed = len(holds) - len(holds) // 2
+    held = sorted(address for address, has in holds.items() if has)
+    if len(held) >= needed:
+        return []
+    lacking = sorted(address for address, has in holds.items() if not has)
+    return [
+        f"leader {leader} holds index {index} (term {term}) committed, but only {len(held)} of its {len(holds)} "
+        f"members hold it ({', '.join(held)}); {', '.join(lacking)} do not"
+    ]
+
+
 def log_matching(logs: dict[str, Sequence[Entry]]) -> list[str]:
     """If two logs hold an entry of the same index and term, they are identical up to it."""
     found = []

@@ -12,8 +12,17 @@ Two kinds of network, chosen per run:
   connection timeout resets the connection: both ends see it drop, everything in flight is lost, and
   they reconnect once the link is back. Delays keep the order.
 - "datagram": no order on any link (latencies vary, so messages overtake each other), and any
-  message may be lost, duplicated or delayed; a cut link drops what is sent on it (as the nodes' own
-  fault injection, `partitioned_from`, does).
+  message may be lost, duplicated or delayed, some of them for many seconds (`stale`); a cut link
+  drops what is sent on it (as the nodes' own fault injection, `partitioned_from`, does). A message
+  in flight arrives whatever became of its sender, at whichever process then listens at its address.
+
+When a node stops, what it had sent is not simply gone. On tcp, a random prefix of what is still in
+flight on each of its connections arrives (the part its kernel had put on the wire; the rest was
+still in a send buffer). What a paused peer had already received but not yet read is read after a
+power loss (no reset reaches it: the connection is half-open until it times out) and lost after a
+process crash (the dying process's kernel resets the connection, which discards unread data). So a
+paused node can wake up and answer a leader that has died and come back since, over its new
+connection: a reply to an append of an older term.
 """
 
 from __future__ import annotations
@@ -98,6 +107,11 @@ class LinkFaults:
     delay_s_max: float = 0.0  # extra delay, uniform in [0, delay_s_max]
     loss: float = 0.0  # datagram network only: probability a message is lost
     duplicate: float = 0.0  # datagram network only: probability a message is delivered twice
+    stale: float = 0.0  # datagram network only: probability a message is held for STALE_S_MIN..STALE_S_MAX
+
+
+STALE_S_MIN = 1.0
+STALE_S_MAX = 15.0  # a datagram held this long arrives after elections and restarts have come and gone
 
 
 class Network:
@@ -116,9 +130,16 @@ class Network:
         self.faults = LinkFaults()  # on every link
         self.ordered = kind == "tcp"  # per-link FIFO
         self.slow_until: dict[tuple[str, str], tuple[float, float]] = {}  # link -> (until, extra delay max)
+        self.held_until: dict[tuple[str, str], tuple[float, float]] = {}  # link -> (until, probability held)
         self.message_filter: Callable[[Any], Any] | None = None  # changes every message sent (reverted fixes)
         self._epoch: dict[frozenset[str], int] = {}  # bumped by every connection reset
         self._fifo_at: dict[tuple[str, str], float] = {}
+        # tcp: per link, the messages sent and not yet delivered, in order (their ids); and the ids that
+        # arrive whatever happens to their sender or their connection (see detach).
+        self._in_flight: dict[tuple[str, str], list[int]] = {}
+        self._survivors: set[int] = set()
+        self._received: set[int] = set()  # delivered to a node that was paused: waiting in its socket
+        self._next_id = 0
         self._rng: dict[tuple[str, str], random.Random] = {}
         self.sent = self.delivered = self.dropped = 0
 
@@ -131,10 +152,19 @@ class Network:
             if peer != address:
                 self._schedule_connect(address, peer)
 
-    def detach(self, address: str) -> None:
-        """A node stopped: its connections drop at its peers, and what is in flight is lost."""
+    def detach(self, address: str, power_loss: bool) -> None:
+        """A node stopped: its connections drop at its peers. On tcp, what it sent arrives up to a random
+        point of each connection, and what a peer had received but not read arrives only after a power
+        loss (see the module's docstring). What was on its way to it is lost."""
         self.transports.pop(address, None)
         for peer in sorted(self.transports):
+            link = (address, peer)
+            in_flight = self._in_flight.pop(link, [])
+            on_the_wire = [i for i in in_flight if i not in self._received]
+            kept = self._link_rng(link).randrange(len(on_the_wire) + 1) if on_the_wire else 0
+            self._survivors.update(on_the_wire[:kept])
+            if power_loss:
+                self._survivors.update(i for i in in_flight if i in self._received)
             self._disconnect(peer, address)
             self._bump(address, peer)
 
@@ -156,6 +186,11 @@ class Network:
             for a, b in pairs:
                 self.scheduler.after(CONNECTION_TIMEOUT_S, f"link:{a}={b}", lambda a=a, b=b: self._timeout(a, b))
 
+    def hold(self, link: tuple[str, str], probability: float, duration_s: float) -> None:
+        """For a while, hold each message on one link with this probability for STALE_S_MIN..STALE_S_MAX
+        (datagram network only: on tcp a connection would time out and reset)."""
+        self.held_until[link] = (self.scheduler.clock.now_s + duration_s, probability)
+
     def slow(self, link: tuple[str, str], delay_s_max: float, duration_s: float) -> None:
         """Delay what is sent on one link by up to delay_s_max, for a while (the order is kept on tcp)."""
         self.slow_until[link] = (self.scheduler.clock.now_s + duration_s, delay_s_max)
@@ -166,6 +201,7 @@ class Network:
         self.ordered = True
         self.cut_until.clear()
         self.slow_until.clear()
+        self.held_until.clear()
         self.faults = LinkFaults()
 
     def _timeout(self, a: str, b: str) -> None:
@@ -205,37 +241,66 @@ class Network:
             slow = self.slow_until.get(link)
             if slow is not None and slow[0] > now_s:
                 at_s += rng.uniform(0.0, slow[1])
+            held = self.held_until.get(link)
+            stale = max(faults.stale, held[1] if held is not None and held[0] > now_s else 0.0)
+            if datagram and stale and rng.random() < stale:
+                at_s += rng.uniform(STALE_S_MIN, STALE_S_MAX)
             if self.ordered:
                 at_s = max(at_s, self._fifo_at.get(link, 0.0))
                 self._fifo_at[link] = at_s
-            self.scheduler.at(at_s, f"link:{src}>{dst}", lambda d=data: self._deliver(src, dst, epoch, d), "deliver")
+            self._next_id += 1
+            message_id = self._next_id
+            if not datagram:
+                self._in_flight.setdefault(link, []).append(message_id)
+            self.scheduler.at(
+                at_s, f"link:{src}>{dst}", lambda d=data, i=message_id: self._deliver(src, dst, epoch, d, i), "deliver"
+            )
 
-    def _deliver(self, src: str, dst: str, epoch: int, data: bytes) -> None:
+    def _gone(self, src: str, dst: str, epoch: int, message_id: int) -> bool:
+        """Whether a message from src to dst was lost with its sender or its connection."""
+        if self.kind == "datagram" or message_id in self._survivors:
+            return False
+        return src not in self.transports or self._epoch.get(frozenset((src, dst)), 0) != epoch
+
+    def _deliver(self, src: str, dst: str, epoch: int, data: bytes, message_id: int) -> None:
+        in_flight = self._in_flight.get((src, dst))
         transport = self.transports.get(dst)
         if (
             transport is None
-            or src not in self.transports
+            or self._gone(src, dst, epoch, message_id)
             or (self.kind == "datagram" and self.is_cut((src, dst)))
-            or self._epoch.get(frozenset((src, dst)), 0) != epoch
         ):
-            self.dropped += 1
+            self._lost(message_id, in_flight)
             return
         node = _peer(transport, src)
         connection = transport._connections.get(node)
-        if node is None or connection is None or connection.state != CONNECTION_STATE.CONNECTED:
-            self.dropped += 1
+        connected = connection is not None and connection.state == CONNECTION_STATE.CONNECTED
+        if node is None or not (connected or self.kind == "datagram" or message_id in self._survivors):
+            self._lost(message_id, in_flight)
             return
         message = pickle.loads(data)
+        self._received.add(message_id)
 
         def receive() -> None:
-            if self.transports.get(dst) is not transport or self._epoch.get(frozenset((src, dst)), 0) != epoch:
-                self.dropped += 1
+            if self.transports.get(dst) is not transport or self._gone(src, dst, epoch, message_id):
+                self._lost(message_id, self._in_flight.get((src, dst)))
                 return
+            self._forget(message_id, self._in_flight.get((src, dst)))
             self.delivered += 1
             self.on_message(src, dst, message)
             transport._onMessageReceived(node, message)
 
         self.run_on(dst, receive)
+
+    def _lost(self, message_id: int, in_flight: list[int] | None) -> None:
+        self.dropped += 1
+        self._forget(message_id, in_flight)
+
+    def _forget(self, message_id: int, in_flight: list[int] | None) -> None:
+        self._survivors.discard(message_id)
+        self._received.discard(message_id)
+        if in_flight and message_id in in_flight:
+            in_flight.remove(message_id)
 
     # ---- connections --------------------------------------------------------------------------
 

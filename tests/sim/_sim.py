@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import shutil
 import time
 import traceback
@@ -26,7 +27,7 @@ from laminar.v1 import laminar_pb2 as pb
 from tests.sim import _checks
 from tests.sim._disk import Disk
 from tests.sim._net import LinkFaults, Network
-from tests.sim._wiring import SimNode, reverted, simulated_runtime
+from tests.sim._wiring import DurableLog, SimNode, reverted, simulated_runtime
 from tests.sim._world import Clock, Scheduler, stream
 
 TICK_S = 0.05  # pysyncobj's autoTickPeriod: a node with nothing to do ticks this often
@@ -40,6 +41,14 @@ TOPIC = "sim"
 SWARM_LOG_ENTRIES_MAX = (8, 16, 30, 60)
 SWARM_PROPOSALS_PER_S = (5.0, 15.0, 40.0)
 SWARM_FAULT_GAP_S_MEAN = (0.7, 1.5, 3.0)
+# Each kind of fault and its weight in a plan that has them all. A seed keeps each kind with probability
+# SWARM_FAULT_KEPT_P and multiplies its weight by one of SWARM_FAULT_WEIGHT_FACTORS (swarm testing: a run
+# without crashes, or made mostly of pauses, reaches interleavings that an even mix rarely does).
+FAULT_WEIGHTS = {"crash": 3, "power": 3, "pause": 2, "partition": 3, "one-way": 2, "degrade": 2, "slow": 3, "reset": 2}
+MEMBERSHIP_FAULT_WEIGHT = 3
+STALE_FAULT_WEIGHT = 3  # datagram network only (see _net.Network.hold)
+SWARM_FAULT_KEPT_P = 0.7
+SWARM_FAULT_WEIGHT_FACTORS = (1, 1, 3)
 BUGGIFY_P = 0.2  # how often a node crashes at a moment that matters (see _buggify)
 MEMBERSHIP_ANSWER_S_MAX = 10.0  # a change not answered by then (its leader crashed) is given up
 VIOLATIONS_SHOWN_MAX = 5  # per check: one broken index often breaks the next hundred the same way
@@ -157,6 +166,23 @@ def describe(message: Any) -> str:
     return str(kind)
 
 
+def _swarm_faults(swarm: random.Random, config: SimConfig) -> dict[str, int]:
+    """The kinds of fault this seed injects, and their weights (at least one kind)."""
+    weights = dict(FAULT_WEIGHTS)
+    if config.network == "datagram":
+        weights["stale"] = STALE_FAULT_WEIGHT
+    if config.membership:
+        weights["membership"] = MEMBERSHIP_FAULT_WEIGHT
+    kept = {
+        kind: weight * swarm.choice(SWARM_FAULT_WEIGHT_FACTORS)
+        for kind, weight in weights.items()
+        if swarm.random() < SWARM_FAULT_KEPT_P
+    }
+    if config.membership and "membership" not in kept:
+        kept["membership"] = MEMBERSHIP_FAULT_WEIGHT  # asked for: always part of the plan
+    return kept or {"crash": FAULT_WEIGHTS["crash"]}
+
+
 class Simulation:
     def __init__(self, seed: int, config: SimConfig, work_dir: str) -> None:
         self.seed, self.config, self.work_dir = seed, config, work_dir
@@ -164,9 +190,14 @@ class Simulation:
         self.scheduler = Scheduler(self.clock)
         self.plan = stream(seed, "plan")
         swarm = stream(seed, "swarm")
-        self.log_entries_max = config.log_entries_max or swarm.choice(SWARM_LOG_ENTRIES_MAX)
-        self.proposals_per_s = config.proposals_per_s or swarm.choice(SWARM_PROPOSALS_PER_S)
-        self.fault_gap_s_mean = config.fault_gap_s_mean or swarm.choice(SWARM_FAULT_GAP_S_MEAN)
+        # Drawn whether or not the config sets them, so a seed's other choices stay the same.
+        log_entries_max = swarm.choice(SWARM_LOG_ENTRIES_MAX)
+        proposals_per_s = swarm.choice(SWARM_PROPOSALS_PER_S)
+        fault_gap_s_mean = swarm.choice(SWARM_FAULT_GAP_S_MEAN)
+        self.log_entries_max = config.log_entries_max or log_entries_max
+        self.proposals_per_s = config.proposals_per_s or proposals_per_s
+        self.fault_gap_s_mean = config.fault_gap_s_mean or fault_gap_s_mean
+        self.fault_weights = _swarm_faults(swarm, config)
         self.workload = stream(seed, "workload")
         self._trace: collections.deque[tuple[float, str]] = collections.deque(maxlen=config.trace_lines)
         self.network = Network(self.scheduler, seed, config.network, self.note)
@@ -182,6 +213,7 @@ class Simulation:
         self.changing_until = 0.0  # a membership change is in flight until its answer, or this time
         self.incarnation = dict.fromkeys(self.addresses, 0)
         self.paused_until = dict.fromkeys(self.addresses, 0.0)
+        self.stopped_logs: dict[str, DurableLog] = {}  # address -> what a stopped node's disk holds
         self.wake_at: dict[str, float] = {}
         self.current: str | None = None
         self.result = Result(seed, config)
@@ -256,7 +288,8 @@ class Simulation:
         result.history = self._history.hexdigest()
         result.mix = (
             f"compaction {self.log_entries_max}, {self.proposals_per_s:g} proposals/s, "
-            f"a fault every {self.fault_gap_s_mean:g} s"
+            f"a fault every {self.fault_gap_s_mean:g} s: "
+            + " ".join(f"{kind}x{weight}" for kind, weight in sorted(self.fault_weights.items()))
         )
         return result
 
@@ -319,9 +352,11 @@ class Simulation:
             self._fail(self.checker.leader(node))
             self._fail(self.checker.commits(node, log))
             self._fail(self.checker.completeness(node, log))
+        self._check_committed_is_held()
 
     def _start(self, address: str) -> None:
         self.incarnation[address] += 1
+        self.stopped_logs.pop(address, None)
         data_dir = os.path.join(self.work_dir, address.replace(":", "-"))
         os.makedirs(data_dir, exist_ok=True)
         self.disk.track(os.path.join(data_dir, "raft.journal"), journal=True)
@@ -407,16 +442,18 @@ class Simulation:
         self.incarnation[address] += 1
         self.paused_until[address] = 0.0
         self.in_flight[address] = 0  # their results died with the process
-        self.network.detach(address)
+        self.network.detach(address, power_loss)
         self.result.snapshots_installed += node.engine.snapshots.snapshots_installed
         if not power_loss:
             self.note(f"{address} crashed (process)")
+            self.stopped_logs[address] = DurableLog(node.data_dir, os.path.join(self.work_dir, "stopped.journal"))
             return
         notes = self.disk.power_loss(node.data_dir, self.plan)
         if self.plan.random() < 0.5:
             node.lose_unsynced_store()
             notes.append("store: back to its last durable checkpoint")
         self.note(f"{address} lost power: {'; '.join(notes) or 'nothing unsynced'}")
+        self.stopped_logs[address] = DurableLog(node.data_dir, os.path.join(self.work_dir, "stopped.journal"))
 
     def _applied(self, node: SimNode, index: int, payload: bytes) -> None:
         # Called inside the engine, which stops the process on any exception: note it, raise later.
@@ -494,12 +531,8 @@ class Simulation:
             return
         self._schedule_fault()
         rng = self.plan
-        kinds = ["crash", "power", "pause", "partition", "one-way", "degrade", "slow", "reset"]
-        weights = [3, 3, 2, 3, 2, 2, 3, 2]
-        if self.config.membership:
-            kinds.append("membership")
-            weights.append(3)
-        kind = rng.choices(kinds, weights=weights)[0]
+        kinds = sorted(self.fault_weights)
+        kind = rng.choices(kinds, weights=[self.fault_weights[k] for k in kinds])[0]
         up = [a for a in self.addresses if self.nodes[a] is not None]
         majority = len(self.addresses) // 2 + 1
         self.result.faults += 1
@@ -528,6 +561,7 @@ class Simulation:
             if self.network.kind == "datagram":
                 faults.loss = rng.choice([0.0, 0.05, 0.2])
                 faults.duplicate = rng.choice([0.0, 0.05, 0.2])
+                faults.stale = rng.choice([0.0, 0.0, 0.01, 0.05])
             self.network.faults = faults
             duration_s = rng.uniform(1.0, 10.0)
             self.note(f"fault: network degraded for {duration_s:.2f} s: {faults}")
@@ -541,6 +575,15 @@ class Simulation:
             delay_s_max, duration_s = rng.uniform(0.1, 3.5), rng.uniform(1.0, 10.0)
             self.note(f"fault: link {a} -> {b} slow (up to {delay_s_max:.2f} s) for {duration_s:.2f} s")
             self.network.slow((a, b), delay_s_max, duration_s)
+        elif kind == "stale":
+            a, b = rng.sample(self.addresses, 2)
+            leader = self._leader()
+            if leader is not None and rng.random() < 0.5:  # a follower's replies reach the leader late
+                b = leader.address
+                a = rng.choice([x for x in self.addresses if x != b])
+            probability, duration_s = rng.choice([0.05, 0.2, 0.5]), rng.uniform(1.0, 10.0)
+            self.note(f"fault: link {a} -> {b} holds {probability:.0%} of its messages late, for {duration_s:.2f} s")
+            self.network.hold((a, b), probability, duration_s)
         elif kind == "membership":
             self._change_membership()
         elif kind == "reset":
@@ -610,6 +653,7 @@ class Simulation:
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(data_dir + ".store-durable", ignore_errors=True)
         self.disk.forget(data_dir)
+        self.stopped_logs.pop(address, None)
         self.checker.checked_through.pop(address, None)
 
     def _heal(self) -> None:
@@ -637,6 +681,26 @@ class Simulation:
         for node in self._live():
             self._fail(self.checker.digest(node.address, *node.digest()))
         self.scheduler.after(DIGEST_CHECK_S, "check", self._periodic_digests)
+
+    def _check_committed_is_held(self) -> None:
+        for leader in self._live():
+            if not leader.is_leader:
+                continue
+            index = leader.commit_index
+            journal = leader.engine._journal
+            first = journal[0][1] if len(journal) else index + 1
+            if not first <= index <= journal[-1][1]:
+                continue
+            term = journal[index - first][2]
+            holds = {}
+            for address in leader.raft.members():
+                node = self.nodes.get(address)
+                stopped = self.stopped_logs.get(address)
+                if node is not None:
+                    holds[address] = node.holds(index, term)
+                else:
+                    holds[address] = stopped is not None and stopped.holds(index, term)
+            self._fail(_checks.committed_is_held(leader.address, index, term, holds))
 
     def _positions(self) -> str:
         return ", ".join(

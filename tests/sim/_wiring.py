@@ -170,6 +170,10 @@ class SimNode:
         journal = self.engine._journal
         return [journal[i] for i in range(len(journal))]
 
+    def holds(self, index: int, term: int) -> bool:
+        """Whether this node's log holds the entry (index, term), or its snapshot covers the index."""
+        return _holds(self.engine._journal, index, term)
+
     def digest(self) -> tuple[int, str]:
         offset, sha256, _keys = self.store.digest()
         return offset, sha256
@@ -198,6 +202,46 @@ class SimNode:
         shutil.rmtree(self.durable_store_dir, ignore_errors=True)
         shutil.copytree(checkpoint_dir, self.durable_store_dir)
         self.applier.install_snapshot(checkpoint_dir)
+
+
+def _holds(journal: Any, index: int, term: int) -> bool:
+    if len(journal) == 0:
+        return False
+    first = journal[0][1]
+    if index < first:
+        return True  # compacted: only applied (so committed) entries are
+    position = index - first
+    return position < len(journal) and journal[position][2] == term
+
+
+class DurableLog:
+    """What a stopped node's disk holds of its log: its journal as the engine would load it at a restart
+    (a torn tail cut off), and the last index of its snapshot file."""
+
+    def __init__(self, data_dir: str, work_path: str) -> None:
+        journal_path = os.path.join(data_dir, "raft.journal")
+        snapshot = snapshot_module.snapshot_entries(os.path.join(data_dir, "raft.snapshot"))
+        self.snapshot_index = snapshot[1][1] if snapshot is not None else 0
+        self.entries: list[tuple[int, int]] = []  # (index, term)
+        if not os.path.exists(journal_path):
+            return
+        shutil.copyfile(journal_path, work_path)  # loaded from a copy: loading cuts a torn tail
+        journal_logger = journal_module.log
+        disabled, journal_logger.disabled = journal_logger.disabled, True
+        try:
+            journal = journal_module.DurableJournal(work_path, sync=False)
+            self.entries = [(entry[1], entry[2]) for entry in journal]
+            os.close(journal._fd)
+        finally:
+            journal_logger.disabled = disabled
+            for path in (work_path, work_path + ".meta"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    def holds(self, index: int, term: int) -> bool:
+        if index <= self.snapshot_index:
+            return True
+        return _holds([(b"", i, t) for i, t in self.entries], index, term)
 
 
 class _ThreadShim:
