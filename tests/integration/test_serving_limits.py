@@ -208,6 +208,24 @@ def test_concurrent_digests_are_rate_limited_with_a_retry_hint(node: str) -> Non
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_hint(error) > 0
 
 
+def test_a_status_flood_is_rate_limited_with_a_retry_hint(node: str) -> None:
+    """200 concurrent Status calls: past the node's per-second budget they get RESOURCE_EXHAUSTED and a retry hint."""
+    with grpc.insecure_channel(node) as channel:
+        status = channel.unary_unary(
+            "/laminar.v1.Laminar/Status",
+            request_serializer=pb.StatusRequest.SerializeToString,
+            response_deserializer=pb.StatusResponse.FromString,
+        )
+        futures = [status.future(pb.StatusRequest(), timeout=RPC_TIMEOUT_S) for _ in range(200)]
+        refused = []
+        for f in futures:
+            try:
+                f.result()
+            except grpc.RpcError as error:
+                refused.append(error)
+    assert refused and all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_hint(e) > 0 for e in refused)
+
+
 def test_a_listen_from_past_any_offset_is_invalid_argument(node: str) -> None:
     """Listen from offset 2^64 - 1 (offset + 1 does not fit the store's keys) is INVALID_ARGUMENT, not UNKNOWN."""
     with grpc.insecure_channel(node) as channel:

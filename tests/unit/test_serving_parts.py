@@ -139,3 +139,20 @@ def test_a_session_is_held_by_uncommitted_intentions_and_by_acks_its_client_does
         return await held(many), await held(slow), await held(free)
 
     assert asyncio.run(scenario()) == (True, True, False)
+
+
+def test_the_rate_gate_allows_a_burst_then_refuses_with_the_wait_as_the_hint() -> None:
+    """Status and DescribeTopic: per_s calls at once, then Exhausted with a retry hint; calls again as time passes."""
+    import time
+
+    from laminar.node.service._server import Exhausted, RateGate
+
+    gate = RateGate("Status", 50)
+    for _ in range(50):
+        gate.take()
+    with pytest.raises(Exhausted) as refused:
+        gate.take()
+    assert refused.value.retry_after_ms >= limits.RETRY_HINT_MS_MIN and "Status" in refused.value.message
+    time.sleep(0.05)  # 2.5 tokens back
+    gate.take()
+    gate.take()

@@ -80,8 +80,9 @@ class Offload:
 
 
 class DutyGate:
-    """One expensive call at a time, and the next may start only after a pause as long as the last
-    one took: it uses at most half of one thread's time, whatever the callers do."""
+    """One expensive call at a time, and the next may start only after a pause DIGEST_PAUSE_FACTOR
+    times as long as the last one took: it uses at most 1 / (1 + factor) of one thread's time,
+    whatever the callers do."""
 
     def __init__(self, name: str) -> None:
         self._offload = Offload(name, limits.DIGEST_CALLS_CONCURRENT_MAX, 0)
@@ -101,10 +102,31 @@ class DutyGate:
             return await self._offload(fn)
         finally:
             self._running = False
-            self._next_start = 2 * time.monotonic() - started  # a pause as long as the call took
+            ended = time.monotonic()
+            self._next_start = ended + limits.DIGEST_PAUSE_FACTOR * (ended - started)
 
     def stop(self) -> None:
         self._offload.stop()
+
+
+class RateGate:
+    """At most `per_s` calls a second on average, `per_s` at once in a burst (a token bucket on the
+    event loop); past it, Exhausted with the wait until the next token as the hint."""
+
+    def __init__(self, name: str, per_s: int) -> None:
+        self._name = name
+        self._per_s = per_s
+        self._tokens = float(per_s)
+        self._at = time.monotonic()
+
+    def take(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(float(self._per_s), self._tokens + (now - self._at) * self._per_s)
+        self._at = now
+        if self._tokens < 1.0:
+            wait_ms = int((1.0 - self._tokens) / self._per_s * 1000) + 1
+            raise Exhausted(f"{self._name} is rate limited on this node ({self._per_s}/s): retry later", wait_ms)
+        self._tokens -= 1.0
 
 
 class LaminarServicer:
@@ -114,6 +136,8 @@ class LaminarServicer:
         self._node = node
         self._calls = calls
         self._digests = DutyGate("Digest")
+        self._statuses = RateGate("Status", limits.STATUS_CALLS_PER_S_MAX)
+        self._describes = RateGate("DescribeTopic", limits.DESCRIBE_CALLS_PER_S_MAX)
 
     def stop(self) -> None:
         self._calls.stop()
@@ -166,7 +190,7 @@ class LaminarServicer:
         return response
 
     async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:  # noqa: N802
-        return await self._call(context, self._node.status)
+        return await self._call(context, self._node.status, gate=self._statuses)
 
     async def DescribeTopic(  # noqa: N802
         self, request: pb.DescribeTopicRequest, context: grpc.aio.ServicerContext
@@ -174,7 +198,7 @@ class LaminarServicer:
         problem = _rules.topic_problem(request.topic)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        return await self._call(context, self._node.describe_topic, request.topic)
+        return await self._call(context, self._node.describe_topic, request.topic, gate=self._describes)
 
     async def Digest(self, request: pb.DigestRequest, context: grpc.aio.ServicerContext) -> pb.DigestResponse:  # noqa: N802
         try:
@@ -202,8 +226,12 @@ class LaminarServicer:
             )
         return pb.FaultResponse()
 
-    async def _call(self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(
+        self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, gate: RateGate | None = None
+    ) -> T:
         try:
+            if gate is not None:
+                gate.take()
             return await self._calls(fn, *args)
         except Exhausted as refused:
             await _exhausted(context, refused)
