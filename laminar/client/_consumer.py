@@ -55,6 +55,9 @@ class Acks:
         self.error: LaminarError | None = None
         self._heartbeat_s = 0.0
         self._join = join
+        # A member sends its acks at a quarter of what it may hold, so new leases arrive while it works
+        # on the rest (acking all it holds, then waiting for more, would stall it a commit per batch).
+        self._group_flush = min(limits.CONSUMER_ACK_FLUSH_EVENTS, limits.GROUP_ACK_OFFSETS_MAX)
         if join is not None:
             self._joined(join)
         self._thread = threading.Thread(target=self._loop, name=f"laminar-acks-{topic}", daemon=True)
@@ -67,7 +70,11 @@ class Acks:
             self._client.close()
             raise LaminarError(f"joining group {self.name!r} of {self.topic!r} failed: {commit.reason}")
         info = describe_topic(self._addresses, self.topic, tls=self._tls, token=self._token)
-        lease_ms = next((c.lease_ms for c in info.consumers if c.name == self.name), 0)
+        group = next((c for c in info.consumers if c.name == self.name), None)
+        lease_ms = group.lease_ms if group is not None else 0
+        unacked_max = join.unacked_max or (group.unacked_max if group is not None else 0)
+        if unacked_max:
+            self._group_flush = max(1, min(self._group_flush, unacked_max // 4))
         lease_ms = lease_ms or join.settings.lease_ms or limits.GROUP_LEASE_MS_MIN
         self._heartbeat_s = lease_ms / 1000 / HEARTBEATS_PER_LEASE
 
@@ -86,7 +93,7 @@ class Acks:
         with self._cond:
             self._offsets.append(offset)
             self._mark_unsent()
-            if len(self._offsets) >= min(limits.CONSUMER_ACK_FLUSH_EVENTS, limits.GROUP_ACK_OFFSETS_MAX):
+            if len(self._offsets) >= self._group_flush:
                 self._send()
 
     def flush(self, timeout: float | None = None) -> None:

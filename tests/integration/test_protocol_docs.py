@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
+import pytest
 from wire_stub import WireClient, leader_hint, redirect
 
 from laminar.client._connect import is_fatal
@@ -240,3 +241,56 @@ def test_redirects_stale_hints_and_resend_after_the_leader_dies(make_cluster) ->
         client.close()
     assert client.violations == [], client.violations[:10]
     assert client.sessions >= 2 and last > 40_000
+
+
+def _consumer_op(nonce: int, kind: int, topic: str, **op: object) -> pb.Mutation:
+    return pb.Mutation(nonce=nonce, kind=kind, topic=topic, consumer=pb.ConsumerOp(**op))  # type: ignore[arg-type]
+
+
+def _session(leader: str, mutations: list[pb.Mutation]) -> list[pb.Commit]:
+    """One Session with a new client id; every Commit of its mutations, spread out one per nonce."""
+    probe = Probe(leader, [_hello(uuid.uuid4().bytes), pb.ClientFrame(mutations=pb.MutationFrame(mutations=mutations))])
+    try:
+        assert next(probe.call).WhichOneof("body") == "welcome"
+        seen = probe.commits_through(len(mutations))
+    finally:
+        probe.close()
+    return [commit for _, commit in seen for _ in range(max(1, commit.count))]
+
+
+def _first_frame(address: str, request: pb.ListenRequest) -> pb.ListenFrame:
+    with grpc.insecure_channel(address) as channel:
+        stub = laminar_pb2_grpc.LaminarStub(channel)
+        return next(stub.Listen(request, timeout=CALL_TIMEOUT_S))
+
+
+def test_consumers_section_with_raw_frames(make_cluster) -> None:
+    """The page's Consumers section: consumer mutations and their effects, Listen from a durable consumer's
+    position, a group member's stream of leased events, GROUP_ACK of an event not leased, DescribeTopic."""
+    c = make_cluster(1)
+    leader = _leader(c.addresses)
+    puts = [pb.Mutation(nonce=n, kind=pb.PUT, topic="cw", key=b"k", value=b"v") for n in range(2, 7)]
+    join = pb.GroupSettings(lease_ms=60_000, unacked_max=2)
+    consumers = [
+        _consumer_op(7, pb.CONSUMER_ACK, "cw", name="c", offset=3),
+        _consumer_op(8, pb.CONSUMER_ACK, "cw", name="c", offset=99),
+        _consumer_op(9, pb.GROUP_JOIN, "cw", name="g", member="m", settings=join),
+        _consumer_op(10, pb.CONSUMER_ACK, "cw", name="g", offset=1),
+    ]
+    commits = _session(leader, [pb.Mutation(nonce=1, kind=pb.CREATE_TOPIC, topic="cw"), *puts, *consumers])
+    assert [commit.effect for commit in commits[6:]] == [pb.VALID, pb.ERROR, pb.VALID, pb.ERROR]
+    assert "past the last event" in commits[7].reason and "is a consumer group" in commits[9].reason
+    durable = _first_frame(leader, pb.ListenRequest(topic="cw", consumer="c"))
+    assert durable.events[0].consequence_offset == 4, "from_offset 0 with a consumer starts after its position"
+    member = _first_frame(leader, pb.ListenRequest(topic="cw", consumer="g", member="m"))
+    assert [e.consequence_offset for e in member.events] == [1, 2], "unacked_max 2: the two oldest, leased to m"
+    acked = _session(leader, [_consumer_op(1, pb.GROUP_ACK, "cw", name="g", member="m", offsets=[1, 5])])
+    assert acked[0].effect == pb.INVALID and "1 of 2 offsets were not leased" in acked[0].reason
+    member = _first_frame(leader, pb.ListenRequest(topic="cw", consumer="g", member="m"))
+    assert [e.consequence_offset for e in member.events] == [2, 3], "a reconnecting member gets what it holds"
+    with grpc.insecure_channel(leader) as channel:
+        described = laminar_pb2_grpc.LaminarStub(channel).DescribeTopic(pb.DescribeTopicRequest(topic="cw"))
+    assert [(x.name, x.group, x.acked_offset) for x in described.consumers] == [("c", False, 3), ("g", True, 1)]
+    with pytest.raises(grpc.RpcError) as refused:
+        _first_frame(leader, pb.ListenRequest(topic="cw", member="m"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

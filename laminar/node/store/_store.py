@@ -288,22 +288,16 @@ class Store:
         return self.get(Keys.consumer(topic, name))
 
     def events_at(self, topic: str, offsets: list[int]) -> list[bytes]:
-        """Serialized events of `topic` at the given consequence offsets, from one view (missing ones skipped)."""
+        """Serialized events of `topic` at the given consequence offsets (missing ones skipped). Any thread."""
         with self._lock:
-            snapshot = self._db.snapshot()
-        found = []
-        for offset in offsets:
-            data = _snapshot_get(snapshot, Keys.event(topic, offset))
-            if data is not None:
-                found.append(data)
-        return found
+            found = [self._db.get(Keys.event(topic, offset)) for offset in offsets]
+        return [data for data in found if data is not None]
 
     def group_leases(self, topic: str, group: str) -> list[tuple[int, bytes]]:
-        """(offset, LeaseRecord bytes) of every lease of a group (at most limits.GROUP_LEASES_MAX)."""
-        with self._lock:
-            snapshot = self._db.snapshot()
+        """(offset, LeaseRecord bytes) of every lease of a group (at most limits.GROUP_LEASES_MAX). Any thread."""
         prefix = Keys.leases_of(topic, group)
-        return [(from_u64(k[len(prefix) :]), v) for k, v in _snapshot_scan(snapshot, prefix)]
+        with self._lock:
+            return [(from_u64(k[len(prefix) :]), v) for k, v in self.scan(prefix, limit=limits.GROUP_LEASES_MAX)]
 
 
 def _snapshot_scan(snapshot: object, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
