@@ -24,7 +24,7 @@ from laminar.v1 import laminar_pb2 as pb
 
 ACK_FLUSH_S = limits.CONSUMER_ACK_FLUSH_MS / 1000
 JOIN_TIMEOUT_S = 30.0  # a member's first join waits this long to commit (an election may be under way)
-CLOSE_FLUSH_TIMEOUT_S = 10.0  # close() waits this long for the last acks to commit
+CLOSE_FLUSH_TIMEOUT_S = 30.0  # close() waits this long for the last acks to commit (a fail-over included)
 HEARTBEATS_PER_LEASE = 4  # a member says it is alive this many times per lease
 
 
