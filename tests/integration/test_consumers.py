@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 
 import laminar
@@ -111,3 +115,77 @@ def test_cli_listen_as_consumer_then_list_describe_reset(cluster, capsys) -> Non
     assert '"acked_offset": 1' in described and '"lag": 5' in described
     assert main(["consumer", "delete", "jobs", "cli", *flags]) == 0
     assert main(["consumer", "describe", "jobs", "cli", *flags]) == 1  # not found
+
+
+MEMBER_SCRIPT = """
+import sys, laminar
+addresses, topic, group, member, path = sys.argv[1].split(","), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+settings = laminar.GroupSettings(lease_ms=int(sys.argv[6]))
+listener = laminar.Listener(addresses, topic, group=group, member=member, unacked_max=20, group_settings=settings)
+with open(path, "a") as out:
+    for event in listener:  # runs until killed
+        out.write(f"{event.consequence_offset}\\n")
+        out.flush()
+        if event.consequence_offset % 3:  # acks two events in three: the rest wait for redelivery
+            listener.ack(event)
+"""
+LEASE_MS = 1500
+
+
+def _wait(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+def test_group_member_killed_mid_batch_and_leader_killed(cluster, tmp_path) -> None:
+    """kill -9 of a member mid-batch and of the leader: every event is acknowledged once by the group, none lost,
+    the dead member's events redelivered (and counted), the dead member dropped."""
+    nodes, addresses = cluster
+    events = 301  # the create event and 300 puts
+    with laminar.Client(addresses) as client:
+        client.create_topic("work").committed(timeout=10)
+        for n in range(events - 1):
+            client.put("work", f"job{n}", "x")
+        client.flush(timeout=30)
+    log = tmp_path / "a.log"
+    member_a = subprocess.Popen(
+        [sys.executable, "-c", MEMBER_SCRIPT, ",".join(addresses), "work", "crew", "a", str(log), str(LEASE_MS)]
+    )
+    try:
+        _wait(lambda: log.exists() and len(log.read_text().split()) >= 30, 60, "member a received 30 events")
+    finally:
+        member_a.kill()  # -9, mid-batch: it holds leases it has not acknowledged
+        member_a.wait(10)
+    seen_by_a = {int(x) for x in log.read_text().split()}
+    processed_by_b: list[int] = []
+    settings = laminar.GroupSettings(lease_ms=LEASE_MS)
+    leader = _leader(addresses)
+    try:
+        with laminar.Listener(
+            addresses, "work", group="crew", member="b", unacked_max=20, group_settings=settings
+        ) as b:
+            deadline = time.monotonic() + 90
+            while len(set(processed_by_b) | seen_by_a) < events or _consumer(addresses, "work", "crew").leases:
+                assert time.monotonic() < deadline, f"b got {len(processed_by_b)} events, a saw {len(seen_by_a)}"
+                try:
+                    event = b.next_event(timeout=1)
+                except laminar.Timeout:
+                    b.flush(timeout=30)
+                    continue
+                processed_by_b.append(event.consequence_offset)
+                b.ack(event)
+                if len(processed_by_b) == 100:
+                    nodes.kill(leader)  # the group goes on through an election
+            b.flush(timeout=30)
+            info = _consumer(addresses, "work", "crew")
+    finally:
+        nodes.start(leader)
+    assert set(processed_by_b) | seen_by_a == set(range(1, events + 1)), "no event lost"
+    assert (info.acked, info.leases, info.acked_offset, info.delivered_offset) == (events, 0, events, events)
+    assert info.members == ("b",), "the killed member was dropped once silent for a lease"
+    assert info.redeliveries >= 1 and seen_by_a & set(processed_by_b), "a's unacknowledged events came to b"
