@@ -201,12 +201,14 @@ def is_oversized(error: grpc.RpcError) -> bool:
 def is_fatal(error: grpc.RpcError) -> bool:
     """A session error that a retry of the same frames would meet again (docs/protocol.md). FAILED_PRECONDITION
     is a Hello the leader refused after a read barrier (a client id the cluster forgot, or a nonce ahead of
-    what it applied): the same Hello would be refused again."""
+    what it applied): the same Hello would be refused again. ABORTED is the older of two live sessions of one
+    client id: another client shares this one's id, and a retry would only close that client's session in turn."""
     code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
     fatal = (
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.UNIMPLEMENTED,
         grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ABORTED,
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.UNAUTHENTICATED,
     )
@@ -216,7 +218,8 @@ def is_fatal(error: grpc.RpcError) -> bool:
 def map_error(error: grpc.RpcError) -> LaminarError:
     code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
     details = error.details() if hasattr(error, "details") else str(error)  # type: ignore[attr-defined]
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION) or is_oversized(error):
+    refused = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED)
+    if code in refused or is_oversized(error):
         return InvalidRequest(details)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return Unavailable(details)
