@@ -36,9 +36,21 @@ def mutation_problem(m: pb.Mutation) -> str | None:
         return problem
     if m.kind in _CONSUMER_KINDS:
         return consumer_problem(m.kind, m.consumer)
-    if m.kind not in (pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.DELETE):
+    if m.kind not in (pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.DELETE, pb.CONFIGURE_TOPIC):
         return f"unknown mutation kind {m.kind}"
-    return write_problem(m.key, m.value) or _program_problem(m)
+    return write_problem(m.key, m.value) or _program_problem(m) or retention_problem(m.retention)
+
+
+def retention_problem(retention: pb.Retention) -> str | None:
+    """Why a topic's retention setting is refused, or None (checked before the log and again at apply)."""
+    for name, value, bound in (
+        ("max_events", retention.max_events, limits.RETENTION_EVENTS_MAX),
+        ("max_bytes", retention.max_bytes, limits.RETENTION_BYTES_MAX),
+        ("max_age_ms", retention.max_age_ms, limits.RETENTION_AGE_MS_MAX),
+    ):
+        if value > bound:
+            return f"retention {name} is {value}; the limit is {bound} (0 means no limit)"
+    return None
 
 
 _CONSUMER_KINDS = frozenset(

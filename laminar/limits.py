@@ -167,6 +167,16 @@ DEDUPE_CLIENTS_CACHED_MAX = 100_000  # client records a node keeps in memory; th
 # A create past this many live topics is an ERROR effect. A live topic costs a node ~1 KiB of memory (more with a
 # program: its runtime), a destroyed one nothing in memory and ~40 B plus its name on disk (its next offset).
 TOPICS_LIVE_MAX = 10_000
+# Retention (docs/protocol.md, "Retention"): a topic's limits may be set up to these (0: no limit).
+RETENTION_EVENTS_MAX = 2**62
+RETENTION_BYTES_MAX = 2**62
+RETENTION_AGE_MS_MAX = 100 * 365 * 24 * 3600 * 1000  # a century
+# Events the retention walk reads per applied entry, over all topics: one entry's trimming costs at most
+# this many store reads (~2 us each); a topic left over its limit is trimmed further by the next entries.
+# Above BATCH_INTENTIONS_MAX, so a capped topic under full load keeps up (one event in, one out).
+RETENTION_TRIM_EVENTS_PER_ENTRY_MAX = 32_768
+# Topics over an age limit are looked at when log time crosses a multiple of this (not every entry).
+RETENTION_AGE_CHECK_MS = 1000
 
 # --- Sandbox (programs run at apply; every bound is deterministic: counts and sizes, never time) --
 # Loop iterations and calls per handler invocation (the unit of the cost model: see docs/programs.md). What bounds a

@@ -14,6 +14,7 @@ class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DESTROY_TOPIC: _ClassVar[Kind]
     PUT: _ClassVar[Kind]
     DELETE: _ClassVar[Kind]
+    CONFIGURE_TOPIC: _ClassVar[Kind]
     CONSUMER_ACK: _ClassVar[Kind]
     CONSUMER_RESET: _ClassVar[Kind]
     CONSUMER_DELETE: _ClassVar[Kind]
@@ -39,6 +40,7 @@ CREATE_TOPIC: Kind
 DESTROY_TOPIC: Kind
 PUT: Kind
 DELETE: Kind
+CONFIGURE_TOPIC: Kind
 CONSUMER_ACK: Kind
 CONSUMER_RESET: Kind
 CONSUMER_DELETE: Kind
@@ -63,7 +65,7 @@ class Hello(_message.Message):
     def __init__(self, client_id: _Optional[bytes] = ..., next_nonce: _Optional[int] = ...) -> None: ...
 
 class Mutation(_message.Message):
-    __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args", "consumer")
+    __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args", "retention", "consumer")
     NONCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +73,7 @@ class Mutation(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     nonce: int
     kind: Kind
@@ -79,8 +82,9 @@ class Mutation(_message.Message):
     value: bytes
     program: str
     args: bytes
+    retention: Retention
     consumer: ConsumerOp
-    def __init__(self, nonce: _Optional[int] = ..., kind: _Optional[_Union[Kind, str]] = ..., topic: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., consumer: _Optional[_Union[ConsumerOp, _Mapping]] = ...) -> None: ...
+    def __init__(self, nonce: _Optional[int] = ..., kind: _Optional[_Union[Kind, str]] = ..., topic: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerOp, _Mapping]] = ...) -> None: ...
 
 class ConsumerOp(_message.Message):
     __slots__ = ("name", "offset", "member", "offsets", "settings", "unacked_max")
@@ -109,6 +113,16 @@ class GroupSettings(_message.Message):
     deliveries_max: int
     dead_letter_topic: str
     def __init__(self, lease_ms: _Optional[int] = ..., unacked_max: _Optional[int] = ..., deliveries_max: _Optional[int] = ..., dead_letter_topic: _Optional[str] = ...) -> None: ...
+
+class Retention(_message.Message):
+    __slots__ = ("max_events", "max_bytes", "max_age_ms")
+    MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    max_events: int
+    max_bytes: int
+    max_age_ms: int
+    def __init__(self, max_events: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_age_ms: _Optional[int] = ...) -> None: ...
 
 class MutationFrame(_message.Message):
     __slots__ = ("mutations", "principal")
@@ -273,7 +287,7 @@ class DescribeTopicRequest(_message.Message):
     def __init__(self, topic: _Optional[str] = ...) -> None: ...
 
 class DescribeTopicResponse(_message.Message):
-    __slots__ = ("exists", "program", "args", "created_at", "last_offset", "keys", "value_bytes", "keys_capped", "intention_offset", "consumers")
+    __slots__ = ("exists", "program", "args", "created_at", "last_offset", "keys", "value_bytes", "keys_capped", "intention_offset", "retention", "first_offset", "retained_bytes", "consumers")
     EXISTS_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
     ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +297,9 @@ class DescribeTopicResponse(_message.Message):
     VALUE_BYTES_FIELD_NUMBER: _ClassVar[int]
     KEYS_CAPPED_FIELD_NUMBER: _ClassVar[int]
     INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
+    FIRST_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CONSUMERS_FIELD_NUMBER: _ClassVar[int]
     exists: bool
     program: str
@@ -293,8 +310,11 @@ class DescribeTopicResponse(_message.Message):
     value_bytes: int
     keys_capped: bool
     intention_offset: int
+    retention: Retention
+    first_offset: int
+    retained_bytes: int
     consumers: _containers.RepeatedCompositeFieldContainer[ConsumerInfo]
-    def __init__(self, exists: _Optional[bool] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., created_at: _Optional[int] = ..., last_offset: _Optional[int] = ..., keys: _Optional[int] = ..., value_bytes: _Optional[int] = ..., keys_capped: _Optional[bool] = ..., intention_offset: _Optional[int] = ..., consumers: _Optional[_Iterable[_Union[ConsumerInfo, _Mapping]]] = ...) -> None: ...
+    def __init__(self, exists: _Optional[bool] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., created_at: _Optional[int] = ..., last_offset: _Optional[int] = ..., keys: _Optional[int] = ..., value_bytes: _Optional[int] = ..., keys_capped: _Optional[bool] = ..., intention_offset: _Optional[int] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ..., first_offset: _Optional[int] = ..., retained_bytes: _Optional[int] = ..., consumers: _Optional[_Iterable[_Union[ConsumerInfo, _Mapping]]] = ...) -> None: ...
 
 class ConsumerInfo(_message.Message):
     __slots__ = ("name", "group", "acked_offset", "updated_at", "delivered_offset", "members", "leases", "acked", "redeliveries", "dead_lettered", "settings")

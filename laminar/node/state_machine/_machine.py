@@ -9,6 +9,7 @@ raises on bad input: every failure becomes an ERROR effect, decided the same way
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 import zlib
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from laminar import limits
+from laminar._rules import retention_problem
 from laminar.node._entry import decode_entry
 from laminar.node.sandbox import (
     STATE_COST_MAX,
@@ -29,8 +31,17 @@ from laminar.node.sandbox import (
 )
 from laminar.node.state_machine._auth import AuthBook
 from laminar.node.state_machine._consumers import CONSUMER_KINDS, Consumers
+from laminar.node.state_machine._retention import (
+    Kept,
+    age_check_due,
+    kept_events,
+    over_limit,
+    retention_from_wire,
+    trim_point,
+)
 from laminar.node.state_machine._time import next_log_time
 from laminar.node.store import (
+    NO_RETENTION,
     VIEW_HEAD,
     AppliedMark,
     ClientRecord,
@@ -134,10 +145,16 @@ class _Topic:
     # intention offset, value) of its last PUT, or None after a DELETE. A hot key (an account, a counter) is
     # written many times in one entry, and only the last write survives anyway.
     views: dict[bytes, tuple[int, int, bytes] | None] = field(default_factory=dict)
+    first_offset: int = 1  # live values of the record's retention counters (see _retention.py)
+    retained_bytes: int = 0
+    # Serialized sizes of the events this entry appended (offsets next_offset - len .. next_offset - 1):
+    # the retention walk reads older events from the store, these from here.
+    entry_sizes: list[int] = field(default_factory=list)
 
     @staticmethod
-    def of(name: str, record: TopicRecord, runtime: TopicRuntime | None = None) -> _Topic:
-        return _Topic(
+    def of(name: str, record: TopicRecord, runtime: TopicRuntime | None = None, before: _Topic | None = None) -> _Topic:
+        """`before`: the topic this one replaces in the same entry (destroy, re-create)."""
+        topic = _Topic(
             record,
             record.next_offset,
             Keys.events_of(name),
@@ -145,7 +162,12 @@ class _Topic:
             _digest_seed(PUT, name),
             _digest_seed(DELETE, name),
             runtime,
+            first_offset=record.first_offset,
+            retained_bytes=record.retained_bytes,
         )
+        if before is not None:
+            topic.entry_sizes = before.entry_sizes
+        return topic
 
     def write_views(self, writes: WriteSet) -> None:
         """Write the view changes of this entry, in the order their keys were first changed, and forget them."""
@@ -159,10 +181,16 @@ class _Topic:
         self.views.clear()
 
     def stored(self) -> TopicRecord:
-        """The record to write: the stored one with the live next offset."""
+        """The record to write: the stored one with the live offsets and bytes."""
         r = self.record
-        if r.next_offset != self.next_offset:
-            self.record = r = TopicRecord(r.live, self.next_offset, r.created_at, r.program, r.args)
+        if (r.next_offset, r.first_offset, r.retained_bytes) != (
+            self.next_offset,
+            self.first_offset,
+            self.retained_bytes,
+        ):
+            self.record = r = dataclasses.replace(
+                r, next_offset=self.next_offset, first_offset=self.first_offset, retained_bytes=self.retained_bytes
+            )
         return r
 
 
@@ -250,11 +278,14 @@ class StateMachine:
         # Live topics only (and, while an entry applies, those it destroys): a destroyed topic's record
         # stays in the store for its next offset (offsets never reset), but costs no memory.
         self._topics: dict[str, _Topic] = {}
+        self._retained: set[str] = set()  # topics with a retention limit (all live)
         for key, value in store.scan(Keys.TOPIC_PREFIX):
             record = TopicRecord.decode(value)
             if record.live:
                 name = key[len(Keys.TOPIC_PREFIX) :].decode()
                 self._topics[name] = _Topic.of(name, record)
+                if record.retention:
+                    self._retained.add(name)
         self._live_topics = len(self._topics)
         self._clients: dict[bytes, ClientRecord] = {}
         self._consumers.reload()
@@ -461,6 +492,8 @@ class StateMachine:
             return self._create(batch, client_id, m)
         if m.kind == pb.DESTROY_TOPIC:
             return self._destroy(batch, m.topic)
+        if m.kind == pb.CONFIGURE_TOPIC:
+            return self._configure(batch, m)
         if m.kind in (PUT, DELETE):  # writes to a live topic take the hot paths in _apply_run
             return ERROR, f"topic {m.topic!r} does not exist"
         if m.kind in CONSUMER_KINDS:
@@ -513,6 +546,10 @@ class StateMachine:
             return INVALID, f"topic {m.topic!r} already exists"
         if self._live_topics >= limits.TOPICS_LIVE_MAX:
             return ERROR, f"too many topics: {limits.TOPICS_LIVE_MAX:,} are live (destroy one first)"
+        problem = retention_problem(m.retention)
+        if problem:
+            return ERROR, problem
+        retention = retention_from_wire(m.retention)
         runtime = None
         emitted: tuple[Emitted, ...] = ()
         if m.program:
@@ -528,10 +565,22 @@ class StateMachine:
                 return ERROR, outcome.reason
             emitted = outcome.events
             batch.program_emitted += sum(emitted_cost(e.key, e.value) for e in emitted)
-        next_offset = topic.next_offset if topic is not None else self._destroyed_next_offset(m.topic)
-        record = TopicRecord(True, next_offset, batch.offset, m.program, bytes(m.args))
-        created = self._topics[m.topic] = _Topic.of(m.topic, record, runtime)
+        if topic is not None:  # destroyed in this entry
+            before: TopicRecord | None = topic.stored()
+        else:
+            before = self._destroyed_record(m.topic)
+        record = TopicRecord(True, 1, batch.offset, m.program, bytes(m.args), retention)
+        if before is not None:  # the stream goes on: offsets continue, what was kept is still kept
+            record = dataclasses.replace(
+                record,
+                next_offset=before.next_offset,
+                first_offset=before.first_offset,
+                retained_bytes=before.retained_bytes,
+            )
+        created = self._topics[m.topic] = _Topic.of(m.topic, record, runtime, topic)
         self._live_topics += 1
+        if retention:
+            self._retained.add(m.topic)
         self._append(batch, m.topic, created, pb.CREATE_TOPIC, b"", bytes(m.args))
         for event in emitted:
             self._append(batch, m.topic, created, _EVENT_KINDS[event.kind], event.key, event.value)
@@ -546,13 +595,31 @@ class StateMachine:
             return INVALID, f"topic {name!r} does not exist"
         self._append(batch, name, topic, pb.DESTROY_TOPIC, b"", b"")
         record = topic.record
-        self._topics[name] = _Topic.of(name, TopicRecord(False, topic.next_offset, record.created_at, "", b""))
+        destroyed = TopicRecord(
+            False, topic.next_offset, record.created_at, "", b"", NO_RETENTION, topic.first_offset, topic.retained_bytes
+        )
+        self._topics[name] = _Topic.of(name, destroyed, None, topic)
+        self._retained.discard(name)
         self._live_topics -= 1
         batch.dirty_states.discard(name)
         if batch.state_costs is not None:
             batch.state_costs.pop(name, None)
         batch.writes.delete(Keys.state(name))
         self._consumers.drop_topic(batch.writes, name)
+        return VALID, ""
+
+    def _configure(self, batch: _Batch, m: pb.Mutation) -> tuple[int, str]:
+        """A live topic's retention changes; what the new limits exclude is trimmed at the end of the entry."""
+        topic = self._topics.get(m.topic)
+        if topic is None or not topic.record.live:
+            return ERROR, f"topic {m.topic!r} does not exist"
+        problem = retention_problem(m.retention)
+        if problem:
+            return ERROR, problem
+        retention = retention_from_wire(m.retention)
+        topic.record = dataclasses.replace(topic.record, retention=retention)
+        (self._retained.add if retention else self._retained.discard)(m.topic)
+        batch.dirty_topics.add(m.topic)
         return VALID, ""
 
     def _run_program(
@@ -575,11 +642,11 @@ class StateMachine:
             self._count_state(batch, name)
         return VALID, ""
 
-    def _destroyed_next_offset(self, name: str) -> int:
-        """The next consequence offset of a topic that is not live: where its destroyed incarnation
-        stopped (its record stays in the store), or 1 for a name never used."""
+    def _destroyed_record(self, name: str) -> TopicRecord | None:
+        """The stored record of a topic that is not live: where its destroyed incarnation stopped
+        (offsets never reset), or None for a name never used."""
         data = self._store.get(Keys.topic(name))
-        return 1 if data is None else TopicRecord.decode(data).next_offset
+        return None if data is None else TopicRecord.decode(data)
 
     def _runtime(self, name: str, topic: _Topic) -> TopicRuntime | None:
         if topic.runtime is None:
@@ -603,7 +670,10 @@ class StateMachine:
             consequence_offset=offset,
             time_ms=batch.time_ms,
         )
-        batch.writes.put_blind(topic.events_prefix + offset.to_bytes(8, "big"), event.SerializeToString())
+        data = event.SerializeToString()
+        batch.writes.put_blind(topic.events_prefix + offset.to_bytes(8, "big"), data)
+        topic.retained_bytes += len(data)
+        topic.entry_sizes.append(len(data))
         if kind == PUT:
             topic.views[key] = (offset, batch.offset, value)
         elif kind == DELETE:
@@ -637,10 +707,12 @@ class StateMachine:
             writes, batch.offset, batch.time_ms, self._live_last, lambda n, e: self._dead_letter(batch, n, e)
         ):
             batch.topic_offsets.setdefault(name, self._topics[name].next_offset - 1)  # wakes the members' streams
+        self._trim(batch)
         for name in sorted(batch.dirty_topics):
             topic = self._topics[name]
             writes.put(Keys.topic(name), topic.stored().encode())
             topic.write_views(writes)
+            topic.entry_sizes.clear()
             if not topic.record.live:
                 del self._topics[name]  # destroyed: its record above keeps its next offset, on disk only
         for name in sorted(batch.dirty_states):
@@ -650,6 +722,26 @@ class StateMachine:
         for client_id, before in batch.touched_clients.items():
             self._save_client(batch, client_id, before)
         self._expire_clients(batch)
+
+    def _trim(self, batch: _Batch) -> None:
+        """Trim the oldest events of topics over a retention limit (see _retention.py)."""
+        due = age_check_due(self._time_ms, batch.time_ms)
+        budget = limits.RETENTION_TRIM_EVENTS_PER_ENTRY_MAX
+        for name in sorted(self._retained):
+            topic = self._topics[name]
+            kept = Kept(topic.first_offset, topic.next_offset, topic.retained_bytes)
+            retention = topic.record.retention
+            if budget <= 0 or not over_limit(kept, retention, due):
+                continue
+            events = kept_events(self._store, topic.events_prefix, kept, topic.entry_sizes)
+            first, trimmed, read = trim_point(kept, retention, batch.time_ms, events, budget, batch.time_ms)
+            budget -= max(read, 1)
+            if first > kept.first_offset:
+                batch.writes.delete_range(
+                    topic.events_prefix + u64(kept.first_offset), topic.events_prefix + u64(first)
+                )
+                topic.first_offset, topic.retained_bytes = first, max(0, kept.retained_bytes - trimmed)
+                batch.dirty_topics.add(name)
 
     def _save_client(self, batch: _Batch, client_id: bytes, before: ClientRecord | None) -> None:
         after = self._clients.get(client_id)

@@ -8,11 +8,13 @@ nor re-applies an entry.
 from laminar.node.store._consumer_records import DURABLE, GROUP, ConsumerRecord, LeaseRecord, MemberRecord
 from laminar.node.store._keys import Keys, from_u64, u64
 from laminar.node.store._records import (
+    NO_RETENTION,
     VIEW_HEAD,
     AppliedMark,
     ClientRecord,
     ResultRecord,
     ResultRun,
+    Retention,
     TopicRecord,
     ViewRecord,
 )
@@ -21,6 +23,7 @@ from laminar.node.store._store import Store, WriteSet
 __all__ = [
     "DURABLE",
     "GROUP",
+    "NO_RETENTION",
     "VIEW_HEAD",
     "AppliedMark",
     "ClientRecord",
@@ -30,6 +33,7 @@ __all__ = [
     "MemberRecord",
     "ResultRecord",
     "ResultRun",
+    "Retention",
     "Store",
     "TopicRecord",
     "ViewRecord",

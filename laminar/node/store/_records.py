@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import struct
 import sys
 from array import array
@@ -12,6 +13,9 @@ from typing import Any
 _APPLIED = struct.Struct(">QQQ")  # raft index, intention offset, log time in ms
 _APPLIED_UNTIMED = struct.Struct(">QQ")  # the mark as stores written before log time hold it
 _TOPIC_HEAD = struct.Struct(">BQQII")
+# After the program and args: first retained offset, retained bytes, max events, max bytes, max age in ms.
+# Records written before retention existed end at the args: they read as "nothing trimmed, no limits".
+_TOPIC_RETENTION = struct.Struct(">QQQQQ")
 _CLIENT = struct.Struct(">QQ")
 _SEGMENT_HEAD = struct.Struct(">BQIH")  # effect, first intention offset, count, reason bytes
 # After the segments: this byte, then a 4-byte big-endian contents digest per nonce. No effect has this
@@ -41,6 +45,21 @@ class AppliedMark:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How much of a topic's stream is kept (docs/protocol.md, "Retention"). 0: no limit of that kind."""
+
+    max_events: int = 0
+    max_bytes: int = 0  # serialized event bytes
+    max_age_ms: int = 0  # by log time
+
+    def __bool__(self) -> bool:
+        return bool(self.max_events or self.max_bytes or self.max_age_ms)
+
+
+NO_RETENTION = Retention()
+
+
+@dataclass(frozen=True)
 class TopicRecord:
     """A topic, live or destroyed. Kept after destroy so consequence offsets never reset."""
 
@@ -49,19 +68,34 @@ class TopicRecord:
     created_at: int  # intention offset of the create that made the current incarnation
     program: str  # "" for a plain topic
     args: bytes
+    retention: Retention = NO_RETENTION
+    first_offset: int = 1  # consequence offset of the oldest event kept: older ones were trimmed
+    retained_bytes: int = 0  # serialized bytes of the events kept (counted since retention existed)
 
     def encode(self) -> bytes:
         program = self.program.encode()
         head = _TOPIC_HEAD.pack(self.live, self.next_offset, self.created_at, len(program), len(self.args))
-        return head + program + self.args
+        r = self.retention
+        tail = _TOPIC_RETENTION.pack(self.first_offset, self.retained_bytes, r.max_events, r.max_bytes, r.max_age_ms)
+        return head + program + self.args + tail
 
     @staticmethod
     def decode(data: bytes) -> TopicRecord:
         live, next_offset, created_at, program_len, args_len = _TOPIC_HEAD.unpack_from(data)
         start = _TOPIC_HEAD.size
         program = data[start : start + program_len].decode()
-        args = data[start + program_len : start + program_len + args_len]
-        return TopicRecord(bool(live), next_offset, created_at, program, bytes(args))
+        end = start + program_len + args_len
+        args = data[start + program_len : end]
+        record = TopicRecord(bool(live), next_offset, created_at, program, bytes(args))
+        if len(data) >= end + _TOPIC_RETENTION.size:
+            first, retained, max_events, max_bytes, max_age_ms = _TOPIC_RETENTION.unpack_from(data, end)
+            record = dataclasses.replace(
+                record,
+                retention=Retention(max_events, max_bytes, max_age_ms),
+                first_offset=first,
+                retained_bytes=retained,
+            )
+        return record
 
 
 @dataclass(frozen=True)
