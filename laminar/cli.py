@@ -20,6 +20,7 @@ from laminar._cli._completion import script as completion_script
 from laminar._cli._exits import EPILOG, CommandFailed, Exit, exit_code_of
 from laminar._cli._output import add_output_flag, print_json, print_table
 from laminar._cli._reach import require_answer
+from laminar._cli._values import duration_ms
 from laminar.client import TOKEN_ENV, change_membership
 from laminar.errors import LaminarError
 
@@ -163,13 +164,34 @@ def _node_parsers(sub: Any) -> None:
     remove.add_argument("--id", required=True, type=int)
 
 
+def _retention_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("retention (the oldest events past any limit are trimmed; default: keep all)")
+    group.add_argument("--max-events", type=int, default=0, metavar="N", help="keep at most N events")
+    group.add_argument("--max-bytes", type=int, default=0, metavar="N", help="keep at most N bytes of events")
+    group.add_argument(
+        "--max-age", type=duration_ms, default=0, metavar="AGE", help="keep events at most AGE old (e.g. 90s, 10m, 7d)"
+    )
+
+
 def _topic_parsers(sub: Any) -> None:
     topic = _sub(sub, "topic", "create, destroy, list or describe topics", client=False)
-    topic_sub = topic.add_subparsers(dest="topic_command", required=True, metavar="{create,destroy,list,describe}")
+    topic_sub = topic.add_subparsers(
+        dest="topic_command", required=True, metavar="{create,configure,destroy,list,describe}"
+    )
     create = _sub(topic_sub, "create", "create a topic, plain or with a program", _data.cmd_topic_create, output=True)
     create.add_argument("topic")
     create.add_argument("--program", help="path of a program source file (`-`: stdin)")
     create.add_argument("--args", help="arguments for the program's on_create, e.g. JSON (`@path`, `-` as values)")
+    _retention_arguments(create)
+    configure = _sub(
+        topic_sub,
+        "configure",
+        "change a topic's retention (no limit given: keep everything)",
+        _data.cmd_topic_configure,
+        output=True,
+    )
+    configure.add_argument("topic")
+    _retention_arguments(configure)
     destroy = _sub(topic_sub, "destroy", "destroy a topic", _data.cmd_topic_destroy, output=True)
     destroy.add_argument("topic")
     _sub(topic_sub, "list", "list the live topics", _data.cmd_topic_list, output=True)

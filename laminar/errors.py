@@ -5,6 +5,8 @@
     ├── InvalidRequest         the request breaks a rule (bad topic name, value too large, ...);
     │                          raised before anything is sent, or mapped from INVALID_ARGUMENT
     ├── Unavailable            no node answered, or no leader could be found in time
+    ├── OffsetTrimmed          a listener asked for events its topic's retention trimmed; `.first_offset`
+    │                          is the oldest one kept
     ├── Timeout                an ack or event did not arrive within the given timeout
     │   └── Unacknowledged     close() gave up on mutations that never committed; `.nonces` names them
     ├── ClientClosed           the client was closed while the call waited
@@ -18,6 +20,8 @@ boundary. A committed intention whose effect is INVALID or ERROR is not an excep
 """
 
 from __future__ import annotations
+
+import re
 
 
 class LaminarError(Exception):
@@ -38,6 +42,21 @@ class Unavailable(LaminarError):
 
 class Timeout(LaminarError):
     pass
+
+
+class OffsetTrimmed(LaminarError):
+    """A Listener asked for (or fell behind to) events that retention trimmed. Listen again from
+    `first_offset - 1`, or from 0 for the oldest event kept."""
+
+    def __init__(self, message: str, first_offset: int) -> None:
+        super().__init__(message)
+        self.first_offset = first_offset
+
+    @staticmethod
+    def from_message(message: str) -> OffsetTrimmed:
+        """From a node's OUT_OF_RANGE answer, which says "the first available offset is N"."""
+        found = re.search(r"the first available offset is (\d+)", message)
+        return OffsetTrimmed(message, int(found.group(1)) if found else 0)
 
 
 class Unacknowledged(Timeout):

@@ -18,7 +18,7 @@ from laminar._cli._exits import CommandFailed, Exit
 from laminar._cli._output import print_json, text
 from laminar._cli._reach import Deadline, Probe, probe, require_answer
 from laminar._cli._values import read_value
-from laminar.client import TLS, Client, Commit, Event, Listener, Pending, TopicInfo, describe_topic
+from laminar.client import TLS, Client, Commit, Event, Listener, Pending, Retention, TopicInfo, describe_topic
 from laminar.errors import Timeout, Unavailable
 
 DEFAULT_TIMEOUT_S = 3.0
@@ -125,7 +125,23 @@ def cmd_topic_create(args: argparse.Namespace) -> int:
         )
         program = text(source)
     topic_args = read_value(args.args, "program args", limits.PROGRAM_ARGS_BYTES_MAX) if args.args else b""
-    return _commit(args, "topic create", lambda c: c.create_topic(args.topic, program=program, args=topic_args))
+    retention = _retention(args)
+    return _commit(
+        args,
+        "topic create",
+        lambda c: c.create_topic(args.topic, program=program, args=topic_args, retention=retention),
+    )
+
+
+def cmd_topic_configure(args: argparse.Namespace) -> int:
+    return _commit(args, "topic configure", lambda c: c.configure_topic(args.topic, _retention(args)))
+
+
+def _retention(args: argparse.Namespace) -> Retention:
+    for flag, value in (("--max-events", args.max_events), ("--max-bytes", args.max_bytes)):
+        if value < 0:
+            raise CommandFailed(Exit.USAGE, f"{flag} must be >= 0 (0: no limit), got {value}")
+    return Retention(args.max_events, args.max_bytes, args.max_age)
 
 
 def cmd_topic_destroy(args: argparse.Namespace) -> int:
@@ -187,6 +203,13 @@ def _topic_record(info: TopicInfo) -> dict[str, Any]:
         "value_bytes": info.value_bytes,
         "keys_capped": info.keys_capped,
         "intention_offset": info.intention_offset,
+        "first_offset": info.first_offset,
+        "retained_bytes": info.retained_bytes,
+        "retention": {
+            "max_events": info.retention.max_events,
+            "max_bytes": info.retention.max_bytes,
+            "max_age_ms": info.retention.max_age_ms,
+        },
     }
 
 
@@ -203,11 +226,21 @@ def _print_topic(info: TopicInfo) -> None:
         ("args", text(info.args) or "-"),
         ("created at", f"intention offset {info.created_at}"),
         ("last offset", str(info.last_offset)),
+        ("kept", f"offsets {info.first_offset}..{info.last_offset}, {info.retained_bytes} bytes"),
+        ("retention", _retention_text(info)),
         ("size", keys),
         ("as of", f"intention offset {info.intention_offset}"),
     ]
     for name, value in rows:
         print(f"{name + ':':<13}{value}")
+
+
+def _retention_text(info: TopicInfo) -> str:
+    r = info.retention
+    parts = [f"{r.max_events} events" if r.max_events else "", f"{r.max_bytes} bytes" if r.max_bytes else ""]
+    parts.append(f"{r.max_age_ms} ms old" if r.max_age_ms else "")
+    kept = ", ".join(p for p in parts if p)
+    return f"at most {kept}" if kept else "none (keeps every event)"
 
 
 def cmd_get(args: argparse.Namespace) -> int:

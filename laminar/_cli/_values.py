@@ -7,6 +7,8 @@ an oversized value gets the node's own clear rule instead of being cut silently)
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from typing import BinaryIO
 
@@ -38,3 +40,15 @@ def _bounded(stream: BinaryIO, where: str, what: str, bytes_max: int) -> bytes:
     if len(data) > bytes_max:
         raise CommandFailed(Exit.REJECTED, f"the {what} in {where} is over {bytes_max} bytes, the limit")
     return data
+
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(text: str) -> int:
+    """A duration such as 500ms, 90s, 10m, 12h or 7d, in milliseconds (an argparse type)."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: a whole number and ms, s, m, h or d (e.g. 10m)")
+    return int(found.group(1)) * _UNIT_MS[found.group(2)]

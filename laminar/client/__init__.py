@@ -5,7 +5,17 @@ from laminar.client._auth import auth_request, grant
 from laminar.client._client import Client, Pending
 from laminar.client._connect import TLS, TOKEN_ENV, resolve_addresses
 from laminar.client._listener import Listener
-from laminar.client._types import Commit, ConsumerInfo, Effect, Event, GroupSettings, Kind, TopicInfo, Value
+from laminar.client._types import (
+    Commit,
+    ConsumerInfo,
+    Effect,
+    Event,
+    GroupSettings,
+    Kind,
+    Retention,
+    TopicInfo,
+    Value,
+)
 
 __all__ = [
     "TLS",
@@ -19,6 +29,7 @@ __all__ = [
     "Kind",
     "Listener",
     "Pending",
+    "Retention",
     "TopicInfo",
     "Value",
     "auth_request",

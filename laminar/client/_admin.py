@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from laminar.client._connect import TLS, Nodes, leader_hint, map_error
-from laminar.client._types import ConsumerInfo, TopicInfo
+from laminar.client._types import ConsumerInfo, Retention, TopicInfo
 from laminar.errors import Unavailable
 from laminar.v1 import laminar_pb2 as pb
 
@@ -146,6 +146,9 @@ def describe_topic(
                 r.keys_capped,
                 r.intention_offset,
                 tuple(ConsumerInfo.from_wire(c) for c in r.consumers),
+                Retention.from_wire(r.retention),
+                r.first_offset or 1,
+                r.retained_bytes,
             )
     finally:
         nodes.close()

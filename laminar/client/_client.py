@@ -25,7 +25,7 @@ import grpc
 from laminar import _rules, limits
 from laminar._wire import length_delimited
 from laminar.client._connect import TLS, Nodes, is_fatal, leader_hint, map_error
-from laminar.client._types import Commit, Effect, Value
+from laminar.client._types import Commit, Effect, Retention, Value
 from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unacknowledged, Unavailable
 from laminar.v1 import laminar_pb2 as pb
 
@@ -186,10 +186,19 @@ class Client:
 
     # ---- public API ---------------------------------------------------------------------------
 
-    def create_topic(self, topic: str, program: str | None = None, args: bytes | str = b"") -> Pending:
-        return self._send(
-            pb.Mutation(kind=pb.CREATE_TOPIC, topic=topic, program=program or "", args=_as_bytes(args, "args"))
-        )
+    def create_topic(
+        self, topic: str, program: str | None = None, args: bytes | str = b"", *, retention: Retention | None = None
+    ) -> Pending:
+        """Create a topic; `retention` bounds how much of its stream is kept (default: everything)."""
+        mutation = pb.Mutation(kind=pb.CREATE_TOPIC, topic=topic, program=program or "", args=_as_bytes(args, "args"))
+        if retention is not None:
+            mutation.retention.CopyFrom(retention.to_wire())
+        return self._send(mutation)
+
+    def configure_topic(self, topic: str, retention: Retention) -> Pending:
+        """Change a live topic's retention (Retention() keeps everything from now on). Events the new
+        limits exclude are trimmed as the next entries apply; an ERROR commit if the topic is not live."""
+        return self._send(pb.Mutation(kind=pb.CONFIGURE_TOPIC, topic=topic, retention=retention.to_wire()))
 
     def destroy_topic(self, topic: str) -> Pending:
         return self._send(pb.Mutation(kind=pb.DESTROY_TOPIC, topic=topic))

@@ -26,7 +26,7 @@ import grpc
 from laminar.client._connect import TLS, Nodes, map_error
 from laminar.client._consumer import Acks
 from laminar.client._types import Event, GroupSettings, Kind
-from laminar.errors import InvalidRequest, LaminarError, Timeout
+from laminar.errors import InvalidRequest, LaminarError, OffsetTrimmed, Timeout
 from laminar.v1 import laminar_pb2 as pb
 
 LISTENER_BUFFER_FRAMES_MAX = 64  # frames read ahead of the consumer
@@ -74,7 +74,9 @@ class Listener:
         self.consumer = consumer
         self.group = group
         self.member = (member or uuid.uuid4().hex[:12]) if group else None
-        self._positioned = not consumer  # a durable consumer learns its start from the first event
+        # A durable consumer learns its start from the first event, and so does a listener from offset 0
+        # (the oldest event a topic with retention still keeps may be past 1).
+        self._positioned = not consumer and (from_offset > 0 or snapshot)
         self._acks: Acks | None = None
         if consumer:
             self._acks = Acks(addresses, tls, topic, consumer, token=token)
@@ -174,6 +176,9 @@ class Listener:
                 except grpc.RpcError as error:
                     if error.code() in _FINAL:  # type: ignore[attr-defined]
                         self._error = map_error(error)
+                        return
+                    if error.code() == grpc.StatusCode.OUT_OF_RANGE:  # type: ignore[attr-defined]
+                        self._error = OffsetTrimmed.from_message(error.details() or "")  # type: ignore[attr-defined]
                         return
                     if self._on_retry is not None and not self._closed.is_set():
                         self._on_retry(address, error.details() or str(error.code()))  # type: ignore[attr-defined]

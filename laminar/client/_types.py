@@ -8,6 +8,23 @@ from enum import StrEnum
 from laminar.v1 import laminar_pb2 as pb
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How much of a topic's stream the cluster keeps (docs/protocol.md, "Retention"). 0: no limit of
+    that kind. The oldest events past any limit are trimmed; offsets are never reused."""
+
+    max_events: int = 0
+    max_bytes: int = 0  # serialized event bytes
+    max_age_ms: int = 0  # by log time (Event.time_ms)
+
+    def to_wire(self) -> pb.Retention:
+        return pb.Retention(max_events=self.max_events, max_bytes=self.max_bytes, max_age_ms=self.max_age_ms)
+
+    @staticmethod
+    def from_wire(r: pb.Retention) -> Retention:
+        return Retention(r.max_events, r.max_bytes, r.max_age_ms)
+
+
 class Kind(StrEnum):
     """What produced an event (and what a mutation asks for)."""
 
@@ -147,3 +164,6 @@ class TopicInfo:
     keys_capped: bool  # counting stopped at limits.DESCRIBE_KEYS_COUNTED_MAX
     intention_offset: int  # the answer reflects every intention through this offset
     consumers: tuple[ConsumerInfo, ...] = ()  # durable consumers and groups, by name
+    retention: Retention = Retention()  # the topic's limits (all 0: it keeps everything)
+    first_offset: int = 1  # oldest consequence offset still kept (earlier ones were trimmed)
+    retained_bytes: int = 0  # serialized bytes of the events kept

@@ -115,6 +115,13 @@ class NodeBackend:
             keys_capped=capped,
             intention_offset=mark.intention_offset,
             consumers=consumer_infos(self._store, topic) if record.live else [],
+            retention=pb.Retention(
+                max_events=record.retention.max_events,
+                max_bytes=record.retention.max_bytes,
+                max_age_ms=record.retention.max_age_ms,
+            ),
+            first_offset=record.first_offset,
+            retained_bytes=record.retained_bytes,
         )
 
     def read_barrier(self, timeout_s: float) -> bool:

@@ -90,3 +90,21 @@ def test_bash_completion_completes_commands_and_flags(typed: str, expected: str)
     )
     completed = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True, timeout=30)
     assert sorted(completed.stdout.split()) == sorted(expected.split()), completed.stderr
+
+
+def test_durations_for_max_age_take_a_unit_and_refuse_anything_else() -> None:
+    """`--max-age`: 500ms, 90s, 10m, 12h, 7d in milliseconds; a bare number or a word is a usage error."""
+    import argparse
+
+    from laminar._cli._values import duration_ms
+
+    assert [duration_ms(t) for t in ("500ms", "90s", "10m", "12h", "7d")] == [
+        500,
+        90_000,
+        600_000,
+        43_200_000,
+        604_800_000,
+    ]
+    for bad in ("10", "ten", "1.5s", "-3s"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+            duration_ms(bad)

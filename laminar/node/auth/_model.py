@@ -240,6 +240,7 @@ def _role_change_problem(state: AuthState, change: pb.AuthChange) -> str | None:
 _KIND_PERMISSIONS: dict[int, int] = {
     pb.CREATE_TOPIC: pb.PERMISSION_ADMIN,
     pb.DESTROY_TOPIC: pb.PERMISSION_ADMIN,
+    pb.CONFIGURE_TOPIC: pb.PERMISSION_ADMIN,
     pb.CONSUMER_RESET: pb.PERMISSION_ADMIN,
     pb.CONSUMER_DELETE: pb.PERMISSION_ADMIN,
     pb.CONSUMER_ACK: pb.PERMISSION_READ,

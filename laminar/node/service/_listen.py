@@ -19,11 +19,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import grpc
+
 from laminar import limits
 from laminar._wire import length_delimited
 from laminar.node.config import ServingLimits
-from laminar.node.service._sessions import send_within
-from laminar.node.store import DURABLE, ConsumerRecord, Store, ViewRecord
+from laminar.node.service._sessions import SessionFailure, send_within
+from laminar.node.store import DURABLE, ConsumerRecord, Keys, Store, TopicRecord, ViewRecord
 from laminar.v1 import laminar_pb2 as pb
 
 LISTEN_WAIT_S = 1.0  # a waiting listener re-checks that its RPC is alive this often
@@ -134,11 +136,18 @@ class ListenService:
                 from_offset = await self._read(self._position, request.topic, request.consumer)
             if request.snapshot:
                 from_offset = await self._snapshot(request.topic, context)
-            await self._stream(request.topic, from_offset, context, stream_id)
+            # From offset 0 (or a consumer's position) a listener starts at the oldest event kept;
+            # one that asked for a trimmed offset is told where the topic starts (see _trimmed).
+            earliest = not request.from_offset and not request.snapshot
+            await self._stream(request.topic, from_offset, context, stream_id, earliest)
         finally:
             with self._lock:
                 self._active -= 1
                 self._positions.pop(stream_id, None)
+
+    def _first_kept(self, topic: str) -> int:
+        data = self._store.get(Keys.topic(topic))
+        return 1 if data is None else TopicRecord.decode(data).first_offset
 
     def _position(self, topic: str, consumer: str) -> int:
         data = self._store.consumer_record(topic, consumer)
@@ -195,7 +204,10 @@ class ListenService:
             if not more:
                 return through
 
-    async def _stream(self, topic: str, after: int, context: Any, stream_id: int) -> None:
+    async def _stream(self, topic: str, after: int, context: Any, stream_id: int, earliest: bool = False) -> None:
+        first_kept = await self._read(self._first_kept, topic)
+        if after + 1 < first_kept and not earliest:
+            raise _trimmed(topic, after, first_kept)
         while True:
             with self._lock:
                 self._positions[stream_id] = (topic, after)
@@ -209,11 +221,28 @@ class ListenService:
                 self._buffered -= reserved
                 raise
             if events:
-                after += len(events)  # consequence offsets are gapless per topic
+                first = pb.Event.FromString(events[0]).consequence_offset
+                if first != after + 1:  # retention trimmed what this listener was to read next
+                    if not earliest:
+                        self._buffered -= reserved
+                        raise _trimmed(topic, after, first)
+                    after = first - 1
+                earliest = False
+                after += len(events)  # consequence offsets are gapless per topic from the first kept
                 await self._send(context, encode_listen_frame(events), reserved)
             else:
                 self._buffered -= reserved
                 await self._feed.wait_newer(version, LISTEN_WAIT_S)
+
+
+def _trimmed(topic: str, after: int, first: int) -> SessionFailure:
+    """OUT_OF_RANGE for a listener whose next event was trimmed; the phrase "the first available
+    offset is N" is part of the protocol (docs/protocol.md, "Retention"): clients parse N from it."""
+    return SessionFailure(
+        grpc.StatusCode.OUT_OF_RANGE,
+        f"event {after + 1} of topic {topic!r} was trimmed by the topic's retention: the first available offset is "
+        f"{first} (listen from offset {first - 1} for it, or from 0 for the oldest event kept)",
+    )
 
 
 class _SnapshotFrames:
