@@ -16,7 +16,7 @@ TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install cluster demo test lint proto proto-etcd proto-check unit integration torture sim sim-proof bench \
-	bench-quick bench-soak bench-etcd bench-recovery bench-auth fuzz-sandbox hostile clean-data clean
+	bench-quick bench-soak bench-etcd bench-recovery bench-auth bench-retention fuzz-sandbox hostile clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -117,9 +117,7 @@ bench-quick: $(DEV_STAMP)
 bench-soak: $(DEV_STAMP)
 	$(BIN)/python -m bench soak
 
-## Authorization overhead: auth off and on in alternating rounds on one 3-node cluster (bench/results/auth.md).
-bench-auth: $(DEV_STAMP)
-	$(BIN)/python -m bench.auth --rounds 5 --messages 10000 --sequential 300
+	bench-quick bench-soak bench-etcd bench-recovery bench-auth bench-retention fuzz-sandbox hostile clean-data clean
 
 ## Restart time after 10K and 1M messages, and a new node's sync from scratch.
 bench-recovery: $(DEV_STAMP)
