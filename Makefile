@@ -16,7 +16,7 @@ TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install cluster demo test lint proto proto-etcd proto-check unit integration torture sim sim-proof bench \
-	bench-quick bench-soak bench-etcd bench-recovery bench-auth bench-retention fuzz-sandbox hostile clean-data clean
+	bench-quick bench-soak bench-etcd bench-recovery bench-auth bench-retention bench-curves fuzz-sandbox hostile clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -124,6 +124,11 @@ bench-auth: $(DEV_STAMP)
 ## A topic capped at 100,000 events under 5,000,000 puts (at most 30 min): its disk and RSS stay flat.
 bench-retention: $(DEV_STAMP)
 	nice $(BIN)/python -m bench.retention --writes 5000000 --cap 100000 --seconds 1800
+
+## Cost curves (issue 14): throughput and node RSS against topics, value size, listeners and clients, one 3-node
+## cluster per curve (a few minutes; bench/results/curves.md reads it).
+bench-curves: $(DEV_STAMP)
+	$(BIN)/python -m bench.cost_curves
 
 ## Restart time after 10K and 1M messages, and a new node's sync from scratch.
 bench-recovery: $(DEV_STAMP)
