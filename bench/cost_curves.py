@@ -32,7 +32,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import laminar
 from bench import machine
@@ -72,7 +72,7 @@ class CurvePlan:
     name: str = "curves"
     curves: tuple[str, ...] = CURVES
     points: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_POINTS))
-    messages: int = 2_000  # per point (value sizes: fewer when large, see POINT_BYTES_MAX)
+    messages: int = 10_000  # per point (value sizes: fewer when large, see POINT_BYTES_MAX)
     point_timeout_s: float = 60.0
     nodes: int = 3
     durability: str = "default"
@@ -88,6 +88,7 @@ class Point:
     work_per_s: float = 0.0  # the curve's unit: puts/s, MiB/s (value_bytes) or delivered events/s (listeners)
     rss_mib_max: float = 0.0  # the largest node's peak RSS during the point
     rss_mib_sum: float = 0.0  # the nodes' peaks added up
+    rss_mib_end: float = 0.0  # the largest node's RSS at the point's end: what the point left behind
     status: str = "ok"  # "ok", or "stopped: why" / "failed: why"
 
     @property
@@ -96,7 +97,7 @@ class Point:
 
 
 CSV_COLUMNS = ["curve", "x", "messages", "wall_s", "messages_per_s", "work_per_s", "rss_mib_max", "rss_mib_sum"]
-CSV_COLUMNS.append("status")
+CSV_COLUMNS += ["rss_mib_end", "status"]
 WORK_UNITS = {TOPICS: "puts/s", VALUE_BYTES: "MiB/s", LISTENERS: "delivered events/s", CLIENTS: "puts/s"}
 
 
@@ -238,6 +239,7 @@ def run_curve(plan: CurvePlan, curve: str) -> list[Point]:
                     _POINT_RUNNERS[curve](plan, cluster, client, point, state)
                 peaks = list(sampler.peak_bytes.values())
                 point.rss_mib_max, point.rss_mib_sum = round(max(peaks) / 2**20, 1), round(sum(peaks) / 2**20, 1)
+                point.rss_mib_end = round(max(sampler.last_bytes.values()) / 2**20, 1)
             except Exception as error:  # noqa: BLE001 - the point fails; the curve stops, the report says why
                 point.status = f"failed: {error!r}"[:300]
             print(f"{curve} {x}: {point.status} {point.work_per_s:,.1f} {WORK_UNITS[curve]}, "
@@ -309,7 +311,7 @@ def _workers_point(role: str) -> Callable[[CurvePlan, BenchCluster, laminar.Clie
                     pipelined_puts([client], [topic], value, plan.messages, start[0] + plan.point_timeout_s)
                 )
 
-        reports = run_clients(jobs, started, worker_main)
+        reports = cast(list[WorkerReport], run_clients(jobs, started, worker_main))
         wall_s = max(r.last_s for r in reports) - start[0]
         total = sum(r.count for r in reports)
         point.messages = committed[0] if role == LISTENERS else total
@@ -454,12 +456,13 @@ def markdown(plan: CurvePlan, points: Sequence[Point], started: str, description
         xs = f"{mine[0].x:,} to {mine[-1].x:,}"
         lines.append(f"| {curve} | {xs} | {_k(kt)} | {shape(kt)} | {_k(kr)} | {_rss_shape(mine, kr)} |")
     lines += ["", "## Points", ""]
-    lines += ["| curve | x | puts | wall s | puts/s | work/s (unit) | RSS MiB, max node | RSS MiB, sum | status |"]
-    lines += ["|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| curve | x | puts | wall s | puts/s | work/s (unit) | peak RSS MiB: max node | sum | end | status |"]
+    lines += ["|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         lines.append(
             f"| {p.curve} | {p.x:,} | {p.messages:,} | {p.wall_s:.2f} | {p.messages_per_s:,.0f} | "
-            f"{p.work_per_s:,.1f} {WORK_UNITS[p.curve]} | {p.rss_mib_max:.0f} | {p.rss_mib_sum:.0f} | {p.status} |"
+            f"{p.work_per_s:,.1f} {WORK_UNITS[p.curve]} | {p.rss_mib_max:.0f} | {p.rss_mib_sum:.0f} | "
+            f"{p.rss_mib_end:.0f} | {p.status} |"
         )
     lines += ["", f"Live topics are capped at limits.TOPICS_LIVE_MAX = {limits.TOPICS_LIVE_MAX:,}: a create past it "
               "is an ERROR effect, so the topics curve stops there (its last point says so).", ""]  # fmt: skip
@@ -505,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown curves {sorted(unknown)}")
     plan = CurvePlan(
         out_dir=args.out_dir,
-        command="python -m bench.cost_curves " + shlex.join(sys.argv[1:] if argv is None else argv),
+        command=shlex.join(["python", "-m", "bench.cost_curves", *(sys.argv[1:] if argv is None else argv)]),
         name=args.name,
         curves=curves,
         points={c: getattr(args, c) for c in CURVES},
