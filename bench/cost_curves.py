@@ -465,7 +465,8 @@ def markdown(plan: CurvePlan, points: Sequence[Point], started: str, description
             f"{p.rss_mib_end:.0f} | {p.status} |"
         )
     lines += ["", f"Live topics are capped at limits.TOPICS_LIVE_MAX = {limits.TOPICS_LIVE_MAX:,}: a create past it "
-              "is an ERROR effect, so the topics curve stops there (its last point says so).", ""]  # fmt: skip
+              "is an ERROR effect, so the topics curve stops there (its last point says so).", "",
+              "What the curves show, and the findings: docs/benchmarks.md, \"Cost curves\".", ""]  # fmt: skip
     return "\n".join(lines)
 
 
