@@ -130,7 +130,7 @@ REVERT_FOUND_AT: dict[str, tuple[str, int, int, bool]] = {
 # Fixes the simulator has not caught yet when taken back, and what was tried (README.md).
 NOT_CAUGHT_YET = {
     "reply-term": "seeds 1-40 on tcp, 1-14 on datagram (with the fault model of README.md)",
-    "vote-per-voter": "its seed 2000107 under the earlier fault model; hunted again with --membership (README.md)",
+    "vote-per-voter": "seed 2000107 under the earlier fault model; not in seeds 1-15 on datagram with --membership now",
 }
 
 
