@@ -37,12 +37,13 @@ class RecordingEngine:
         task()
 
 
-def proposal(run: bytes, received: list[bytes] | None = None) -> Proposal:
+def proposal(run: bytes, received: list[bytes] | None = None, session: object = None) -> Proposal:
     return Proposal(
         run=run,
         intentions=1,
         is_current=lambda: True,
         on_received=(lambda: received.append(run)) if received is not None else (lambda: None),
+        session=session,
     )
 
 
@@ -79,7 +80,7 @@ def test_a_lone_proposal_goes_out_from_the_offering_thread_and_busy_ones_are_bat
 
 
 def test_offers_from_many_threads_keep_each_threads_order() -> None:
-    """Whichever thread proposes, entries leave in queue order: each session's frames stay in sequence."""
+    """Whichever thread proposes and however sessions take turns, each session's frames stay in sequence."""
     engine = RecordingEngine()
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     sessions, frames = 4, 200
@@ -97,7 +98,7 @@ def test_offers_from_many_threads_keep_each_threads_order() -> None:
 
     def session(index: int) -> None:
         for n in range(frames):
-            assert proposer.offer(proposal(b"%d:%d;" % (index, n)), WAIT_S)
+            assert proposer.offer(proposal(b"%d:%d;" % (index, n), session=index), WAIT_S)
 
     completer = threading.Thread(target=complete)
     completer.start()
@@ -140,5 +141,32 @@ def test_a_lone_commit_never_wakes_the_proposer_thread(monkeypatch: pytest.Monke
             wait_until(lambda n=n: len(engine.results) == n + 1)
             engine.results[n](True)
         assert notified == []
+    finally:
+        proposer.stop()
+
+
+def test_a_small_frame_of_another_session_goes_into_the_next_entry_not_after_a_big_senders_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sessions take turns: with one session's many big frames queued (two never fit one entry), another
+    session's small frame goes into the very next entry, and the big sender's frames stay in their order."""
+    monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_MAX", 1)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    big_sender, small_sender = object(), object()
+    big = limits.BATCH_BYTES_MAX * 6 // 10  # two of them exceed one entry
+    frames = [b"%d" % n + b"x" * (big - 1) for n in range(8)]
+    try:
+        for frame in frames:  # the first goes out at once and stays in flight; the rest queue
+            assert proposer.offer(proposal(frame, session=big_sender), WAIT_S)
+        assert proposer.offer(proposal(b"small", session=small_sender), WAIT_S)
+        assert engine.entries == [frames[0]]
+        engine.results[0](True)
+        wait_until(lambda: len(engine.entries) == 2)
+        assert engine.entries[1] == frames[1] + b"small"  # not after frames[2:]
+        for n in range(2, len(frames)):
+            engine.results[n - 1](True)
+            wait_until(lambda n=n: len(engine.entries) == n + 1)
+            assert engine.entries[n] == frames[n]
     finally:
         proposer.stop()

@@ -8,6 +8,14 @@ When nothing is in flight and nobody is proposing, the session's own thread prop
 offers, which saves a lone commit the handoff to the proposer thread. Either way one proposal at
 a time takes from the queue and proposes (`_proposing`), so entries keep the queue's order.
 
+Fairness: the queue is one FIFO per session (a Proposal's `session`), and an entry takes frames
+from the sessions in turn, one frame each per round. A session that queued many big frames thus
+delays another session's small frame by about one entry, not by all of its frames. A session's
+own frames keep their order (its nonces go into the log in sequence), so nothing the state
+machine's nonce checks rely on changes: only frames of different sessions are interleaved, and
+those never depended on each other's order (an older session of the same client id is closed,
+and its stale frames dropped, when a newer one opens).
+
 Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
 that has proposed nothing for LOG_TIME_TICK_MS proposes a time tick (an entry of the stamp alone,
 7 bytes of payload), so that log time keeps moving on an idle cluster: at most one entry per
@@ -46,6 +54,9 @@ class Proposal:
     # full, or this node was no longer the leader when its tick took the command): nothing of it
     # is in the log, so its client must not be told `received`; it must resend.
     on_dropped: Callable[[], None] = lambda: None
+    # Whose frame this is (the session object): one session's proposals keep their order, and
+    # sessions take turns in each entry. None: one shared turn, in offer order.
+    session: object = None
 
 
 class Proposer:
@@ -54,7 +65,11 @@ class Proposer:
         self._engine = engine
         self._clock_ms = clock_ms
         self._proposed_at_s = time.monotonic()  # when an entry was last proposed (for time ticks)
-        self._pending: collections.deque[Proposal] = collections.deque()
+        # One FIFO per session with proposals pending, and the sessions' turn order: each session
+        # with a non-empty FIFO is in _turns exactly once.
+        self._queues: dict[object, collections.deque[Proposal]] = {}
+        self._turns: collections.deque[object] = collections.deque()
+        self._pending = 0  # proposals queued, all sessions
         self._pending_intentions = 0
         self._pending_bytes = 0
         self._inflight_entries = 0
@@ -75,7 +90,7 @@ class Proposer:
                 self._offer_waiters -= 1
             if not fits or self._stopped:
                 return False
-            self._pending.append(proposal)
+            self._enqueue(proposal)
             self._pending_intentions += proposal.intentions
             self._pending_bytes += len(proposal.run)
             if self._proposing or self._inflight_entries:
@@ -85,6 +100,15 @@ class Proposer:
             self._proposing = True
         self._propose_and_release(batch)
         return True
+
+    def _enqueue(self, proposal: Proposal) -> None:
+        """Under the lock: append to its session's FIFO; a session new to the queue takes the last turn."""
+        queue = self._queues.get(proposal.session)
+        if queue is None:
+            queue = self._queues[proposal.session] = collections.deque()
+            self._turns.append(proposal.session)
+        queue.append(proposal)
+        self._pending += 1
 
     def _wait_for_room(self, proposal: Proposal, timeout_s: float) -> bool:
         """Under the lock: wait until the proposal fits in the queue (or the proposer stops)."""
@@ -118,7 +142,7 @@ class Proposer:
                     lambda: (
                         self._stopped
                         or (
-                            self._pending
+                            self._pending > 0
                             and not self._proposing
                             and self._inflight_entries < limits.ENTRIES_INFLIGHT_MAX
                         )
@@ -180,23 +204,37 @@ class Proposer:
                 self._wake_proposer()
 
     def _take(self) -> list[Proposal]:
+        """Under the lock: one entry's frames, one per session per round, in turn order. A session
+        whose next frame does not fit in this entry keeps its place at the front for the next one."""
         batch: list[Proposal] = []
         intentions = size = 0
-        while self._pending:
-            head = self._pending[0]
+        waiting: list[object] = []  # sessions whose next frame did not fit, in turn order
+        while self._turns:
+            session = self._turns.popleft()
+            queue = self._queues[session]
+            head = queue[0]
             if batch and (
                 intentions + head.intentions > limits.BATCH_INTENTIONS_MAX
                 or size + len(head.run) > limits.BATCH_BYTES_MAX
             ):
-                break
-            self._pending.popleft()
+                waiting.append(session)
+                continue
+            queue.popleft()
+            self._pending -= 1
             self._pending_intentions -= head.intentions
             self._pending_bytes -= len(head.run)
+            if queue:
+                self._turns.append(session)
+            else:
+                del self._queues[session]
             if not head.is_current():
                 continue
             batch.append(head)
             intentions += head.intentions
             size += len(head.run)
+        self._turns.extendleft(reversed(waiting))
+        assert len(self._turns) == len(self._queues), (len(self._turns), len(self._queues))
+        assert self._pending >= 0 and (self._pending == 0) == (not self._queues)
         return batch
 
     def _propose(self, batch: list[Proposal]) -> None:

@@ -484,6 +484,7 @@ class SessionRouter:
                 grpc.StatusCode.UNAVAILABLE,
                 f"the leader's log did not take nonces through {last}: resend them",
             ),
+            session=session,  # sessions take turns in each entry: a big sender cannot hold the log
         )
         await self._offer_within(proposal)
 
