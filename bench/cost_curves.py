@@ -56,7 +56,7 @@ X_LABELS = {
     LISTENERS: "listeners on one topic",
     CLIENTS: "concurrent client sessions",
 }
-SMALL_VALUE_BYTES = 32
+SMALL_VALUE_BYTES = 32  # values are random bytes: RocksDB compresses a repeated byte to nothing
 POINT_BYTES_MAX = 64 * 2**20  # value bytes one value-size point puts: 64 x 1 MiB, 2,000 x 32 B
 WARM_UP_TOPIC, WARM_UP_PUTS = "warm-up", 200
 CREATE_CHUNK = 1_000  # topic creates in flight at once
@@ -169,7 +169,7 @@ def worker_main(job: WorkerJob, barrier: Any, results: Any) -> None:
 def _send(job: WorkerJob, barrier: Any, report: WorkerReport) -> None:
     clients = [laminar.Client(list(job.addresses)) for _ in range(job.sessions)]
     try:
-        value = b"v" * SMALL_VALUE_BYTES
+        value = os.urandom(SMALL_VALUE_BYTES)
         for c in clients:  # opens each session untimed
             if not c.put(job.topic, b"warm-up", value).committed(timeout=BARRIER_TIMEOUT_S).ok:
                 raise RuntimeError("warm-up put failed")
@@ -255,7 +255,7 @@ def _warm_up(client: laminar.Client, timeout_s: float) -> None:
     pay for the cluster's first writes."""
     deadline = time.monotonic() + timeout_s
     client.create_topic(WARM_UP_TOPIC).committed(timeout=timeout_s)
-    pipelined_puts([client], [WARM_UP_TOPIC], b"v" * SMALL_VALUE_BYTES, WARM_UP_PUTS, deadline)
+    pipelined_puts([client], [WARM_UP_TOPIC], os.urandom(SMALL_VALUE_BYTES), WARM_UP_PUTS, deadline)
     client.destroy_topic(WARM_UP_TOPIC).committed(timeout=max(0.0, deadline - time.monotonic()))
 
 
@@ -272,7 +272,7 @@ def _topics_point(plan: CurvePlan, cluster: BenchCluster, client: laminar.Client
     wanted = [f"t{n}" for n in range(len(topics), point.x)]
     created, refusal = create_topics(client, wanted, time.monotonic() + plan.point_timeout_s)
     topics += wanted[:created]
-    value = b"v" * SMALL_VALUE_BYTES
+    value = os.urandom(SMALL_VALUE_BYTES)
     _timed(
         point, lambda: pipelined_puts([client], topics, value, plan.messages, time.monotonic() + plan.point_timeout_s)
     )
@@ -285,7 +285,7 @@ def _value_point(plan: CurvePlan, cluster: BenchCluster, client: laminar.Client,
         client.create_topic("values").committed(timeout=plan.point_timeout_s)
         state["topics"].append("values")
     count = max(1, min(plan.messages, POINT_BYTES_MAX // point.x))
-    value = b"v" * point.x
+    value = os.urandom(point.x)
     _timed(point, lambda: pipelined_puts([client], ["values"], value, count, time.monotonic() + plan.point_timeout_s))
     point.work_per_s = round(point.messages_per_s * point.x / 2**20, 2)
 
@@ -306,7 +306,7 @@ def _workers_point(role: str) -> Callable[[CurvePlan, BenchCluster, laminar.Clie
         def started() -> None:  # the barrier released: the parent writes a listeners point's puts
             start.append(time.monotonic())
             if role == LISTENERS:
-                value = b"v" * SMALL_VALUE_BYTES
+                value = os.urandom(SMALL_VALUE_BYTES)
                 committed.append(
                     pipelined_puts([client], [topic], value, plan.messages, start[0] + plan.point_timeout_s)
                 )
