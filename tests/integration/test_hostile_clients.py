@@ -54,25 +54,37 @@ def test_two_clients_sharing_an_id_get_no_foreign_outcome(cluster: BenchCluster)
     refused: list[str] = []  # reasons of non-VALID commits and errors
     lock = threading.Lock()
 
+    def refuse(error: laminar.LaminarError) -> None:
+        with lock:
+            refused.append(f"{type(error).__name__}: {error}")
+
     def writer(who: str) -> None:
-        with laminar.Client(c.addresses, client_id=client_id, close_timeout=5) as client:
-            sent = []
-            for n in range(PUTS_PER_WRITER):
-                key, value = f"{who}-{n}".encode(), f"value of {who} #{n}".encode()
+        client = laminar.Client(c.addresses, client_id=client_id, close_timeout=5)
+        sent = []
+        for n in range(PUTS_PER_WRITER):
+            key, value = f"{who}-{n}".encode(), f"value of {who} #{n}".encode()
+            try:  # a client whose session was ABORTED (the other writer took the id over) refuses new puts
                 sent.append((key, value, client.put("shared", key, value)))
-                time.sleep(PUT_GAP_S)  # interleave the writers, so their sessions take turns
+            except laminar.InvalidRequest as e:
+                refuse(e)
+            time.sleep(PUT_GAP_S)  # interleave the writers, so their sessions take turns
+        try:
             for key, value, pending in sent:
                 try:
                     commit = pending.committed(timeout=COMMIT_TIMEOUT_S)
                 except laminar.LaminarError as e:
-                    with lock:
-                        refused.append(f"{type(e).__name__}: {e}")
+                    refuse(e)
                     continue
                 with lock:
                     if commit.ok:
                         valid.append((commit.intention_offset, key, value))
                     else:
                         refused.append(commit.reason)
+        finally:
+            try:
+                client.close()
+            except laminar.LaminarError:
+                pass  # each write close() names was counted above, with the error its commit gave
 
     threads = [threading.Thread(target=writer, args=(who,)) for who in ("A", "B")]
     for t in threads:
