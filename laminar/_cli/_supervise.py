@@ -144,7 +144,14 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
         stopping.set()
         cluster.stop_all()
 
+    def on_sigint(*_: object) -> None:
+        # Ctrl-C sets a flag the supervising loop reads, instead of raising KeyboardInterrupt wherever the main
+        # thread is: raised inside the print of a death report, it was lost with the rest of the report, and
+        # the loop then counted the nodes Ctrl-C stopped as failures (exit 70 instead of 0).
+        stopping.set()
+
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigint)
     print(
         f"laminar: starting nodes {ids} of {args.config}; data and logs (node-N.log) in {data_root}; Ctrl-C stops them",
         file=sys.stderr,
@@ -155,11 +162,10 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
         assert process.stdout is not None
         relays[node_id] = _Relay(node_id, process.stdout, os.path.join(data_root, f"node-{node_id}.log"))
     try:
-        return _supervise(cluster, relays, stopping)
-    except KeyboardInterrupt:
-        stopping.set()
-        print("laminar: stopping the cluster", file=sys.stderr)
-        return Exit.OK
+        code = _supervise(cluster, relays, stopping)
+        if stopping.is_set():
+            print("laminar: stopping the cluster", file=sys.stderr)
+        return code
     finally:
         cluster.stop_all()
         for relay in relays.values():
@@ -178,12 +184,14 @@ def _supervise(cluster: LocalCluster, relays: dict[int, _Relay], stopping: threa
             code = process.poll()
             if code is None or node_id in reported:
                 continue
+            if stopping.is_set():
+                return Exit.OK  # stopped by Ctrl-C or SIGTERM: nodes exiting now is no news
             reported[node_id] = code
             relays[node_id].join(2.0)  # its last words first
             _report_death(node_id, code, relays[node_id], len(cluster.processes) - len(reported))
         time.sleep(SUPERVISE_POLL_S)
     failed = [code for code in reported.values() if code != 0]
-    if not failed:
+    if not failed or stopping.is_set():
         return Exit.OK
     return Exit.STARTUP if all(c == Exit.STARTUP for c in failed) else Exit.SOFTWARE
 
