@@ -36,6 +36,19 @@ def _leader(addresses: list[str]) -> int:
     return next(int(s["node_id"]) for s in statuses if s.get("role") == "leader")
 
 
+def _caught_up(addresses: list[str], address: str, wait_s: float = 30.0) -> None:
+    """Wait until the node at `address` has applied everything the leader had committed when we asked."""
+    statuses = laminar.cluster_status(addresses, timeout_s=2.0)
+    target = max(int(s.get("commit_index", 0)) for s in statuses if s.get("role") == "leader")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        status = laminar.cluster_status([address], timeout_s=2.0)[0]
+        if int(status.get("applied_index", 0)) >= target:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{address} did not apply through {target} within {wait_s} s")
+
+
 def _consumer(addresses: list[str], topic: str, name: str) -> laminar.ConsumerInfo:
     info = describe_topic(addresses, topic)
     return next(c for c in info.consumers if c.name == name)
@@ -64,6 +77,7 @@ def test_durable_consumer_resumes_after_process_and_leader_restart(cluster) -> N
             listener.ack(first)
     finally:
         nodes.start(leader)
+    _caught_up(addresses, addresses[leader - 1])  # a node still replaying its log resumes from its own (older) view
     with laminar.Listener([addresses[leader - 1]], "orders", consumer="billing") as listener:
         assert listener.next_event(timeout=30).consequence_offset == 43  # the restarted node knows it too
 
