@@ -61,7 +61,8 @@ RULES: dict[str, Rule] = {
     "Listen": Rule(pb.ListenRequest, pb.PERMISSION_READ, _topic),
     "Get": Rule(pb.GetRequest, pb.PERMISSION_READ, _topic),
     "DescribeTopic": Rule(pb.DescribeTopicRequest, pb.PERMISSION_READ, _topic),
-    # Clients find the leader with Status: any authenticated caller may ask.
+    # Clients find the leader with Status: any authenticated caller may ask. Its list of topics names only those
+    # the caller may read (AuthInterceptor._unary): a topic's name is `read` data like its events.
     "Status": Rule(pb.StatusRequest, None, _cluster),
     "Digest": Rule(pb.DigestRequest, pb.PERMISSION_ADMIN, _cluster),
     "ChangeMembership": Rule(pb.MembershipChange, pb.PERMISSION_ADMIN, _cluster),
@@ -183,6 +184,15 @@ class Gate:
             return refused.message
         return None
 
+    def readable(self, user: str | None, topics: list[str]) -> list[str]:
+        """The topics among `topics` that `user` may read (all of them while authorization is off)."""
+        state = self._state()
+        if not state.enabled:
+            return list(topics)
+        if user is None:
+            return []
+        return [topic for topic in topics if _model.allowed(state, user, pb.PERMISSION_READ, topic)]
+
     def session_allowed(self, user: str | None) -> str | None:
         state = self._state()
         if not state.enabled:
@@ -194,6 +204,17 @@ class Gate:
 
     def _refuse(self, reason: str) -> None:
         self._on_refusal(reason)
+
+
+def _listing_only(status: pb.StatusResponse, topics: list[str]) -> pb.StatusResponse:
+    """A copy of `status` whose topic list is `topics` (the answer may be shared: it is never changed)."""
+    if len(topics) == len(status.topics):
+        return status
+    answer = pb.StatusResponse()
+    answer.CopyFrom(status)
+    del answer.topics[:]
+    answer.topics.extend(topics)
+    return answer
 
 
 def _cert_name(context: Any) -> str | None:
@@ -341,10 +362,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def _unary(self, rule: Rule, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Awaitable[Any]]:
         async def guarded(raw: Any, context: Any) -> Any:
+            user = None
             if self._gate.enabled():
-                await self._admit(rule, raw, context)
+                user, _ = await self._admit(rule, raw, context)
             result = behavior(raw, context)
-            return await result if inspect.isawaitable(result) else result
+            result = await result if inspect.isawaitable(result) else result
+            if isinstance(result, pb.StatusResponse) and self._gate.enabled():
+                return _listing_only(result, self._gate.readable(user, list(result.topics)))
+            return result
 
         return guarded
 
