@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from laminar.client._connect import TLS, Nodes, leader_hint, map_error
+from laminar.client._connect import TLS, Nodes, call_leader, map_error
 from laminar.client._types import ConsumerInfo, Retention, TopicInfo
 from laminar.errors import Unavailable
 from laminar.v1 import laminar_pb2 as pb
@@ -207,26 +207,17 @@ def change_membership(
         client_address=client_address,
     )
     nodes = Nodes(addresses, tls)
-    deadline = time.monotonic() + timeout_s
-    hint: str | None = None
-    last_error = "no node answered"
     try:
-        while time.monotonic() < deadline:
-            address = nodes.pick(hint)
-            method = nodes.channel(address).unary_unary(
-                "/laminar.v1.Laminar/ChangeMembership",
-                request_serializer=pb.MembershipChange.SerializeToString,
-                response_deserializer=pb.MembershipResult.FromString,
-            )
-            try:
-                result = method(request, timeout=max(0.1, deadline - time.monotonic()))
-                return [MessageToDict(p, preserving_proto_field_name=True) for p in result.peers]
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
-                    raise map_error(error) from None
-                hint = leader_hint(error)
-                last_error = error.details() or "unavailable"  # type: ignore[attr-defined]
-                time.sleep(MEMBERSHIP_RETRY_S)
+        result = call_leader(
+            nodes,
+            "ChangeMembership",
+            request,
+            pb.MembershipResult,
+            timeout_s,
+            "membership change not done",
+            MEMBERSHIP_RETRY_S,
+            redirect_wait_s=MEMBERSHIP_RETRY_S,
+        )
     finally:
         nodes.close()
-    raise Unavailable(f"membership change not done within {timeout_s} s: {last_error}")
+    return [MessageToDict(p, preserving_proto_field_name=True) for p in result.peers]

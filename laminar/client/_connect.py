@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -228,3 +229,37 @@ def map_error(error: grpc.RpcError) -> LaminarError:
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return Unauthenticated(details)
     return ProtocolError(f"{code}: {details}")
+
+
+def call_leader(
+    nodes: Nodes,
+    rpc: str,
+    request: Any,
+    response_type: Any,
+    timeout_s: float,
+    what: str,
+    retry_s: float,
+    redirect_wait_s: float = 0.0,
+) -> Any:
+    """One unary call that only the leader serves, following redirects until `timeout_s` passes.
+
+    UNAVAILABLE (not the leader, or no leader yet) is retried: at once at a named leader after
+    `redirect_wait_s`, else after `retry_s`. Any other error is raised, mapped to a LaminarError."""
+    deadline = time.monotonic() + timeout_s
+    hint: str | None = None
+    last_error = "no node answered"
+    while time.monotonic() < deadline:
+        method = nodes.channel(nodes.pick(hint)).unary_unary(
+            f"/laminar.v1.Laminar/{rpc}",
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        try:
+            return method(request, timeout=max(0.1, deadline - time.monotonic()))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+                raise map_error(error) from None
+            hint = leader_hint(error)
+            last_error = error.details() or "unavailable"  # type: ignore[attr-defined]
+            time.sleep(retry_s if hint is None else redirect_wait_s)
+    raise Unavailable(f"{what} within {timeout_s} s: {last_error}")
