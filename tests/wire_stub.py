@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -48,6 +49,27 @@ def leader_hint(error: grpc.RpcError) -> str:
     except Exception:  # noqa: BLE001 - not every RpcError has metadata
         return ""
     return str(dict(metadata).get(LEADER_METADATA_KEY, ""))
+
+
+def serve_session(
+    session: Callable[[Iterator[pb.ClientFrame], Any], Iterator[pb.ServerFrame]],
+) -> tuple[grpc.Server, str]:
+    """A started stand-in node on a free loopback port whose only RPC is Session, served by `session`."""
+    from concurrent import futures
+
+    from laminar.local_cluster import free_port_block
+
+    address = f"127.0.0.1:{free_port_block(1) + 1}"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    handler = grpc.stream_stream_rpc_method_handler(
+        session,
+        request_deserializer=pb.ClientFrame.FromString,
+        response_serializer=pb.ServerFrame.SerializeToString,
+    )
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("laminar.v1.Laminar", {"Session": handler})])
+    server.add_insecure_port(address)
+    server.start()
+    return server, address
 
 
 REDIRECT_WAIT_S_MAX = 10.0  # how long `redirect` waits for a follower that names no leader yet

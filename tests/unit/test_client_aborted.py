@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import pytest
+from wire_stub import serve_session
 
 import laminar
-from laminar.local_cluster import free_port_block
 from laminar.v1 import laminar_pb2 as pb
 
 WAIT_S = 5.0
@@ -26,18 +25,7 @@ class AbortingLeader:
     def __init__(self) -> None:
         self.sessions = 0
         self._lock = threading.Lock()
-        self.address = f"127.0.0.1:{free_port_block(1) + 1}"
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        handler = grpc.stream_stream_rpc_method_handler(
-            self._session,
-            request_deserializer=pb.ClientFrame.FromString,
-            response_serializer=pb.ServerFrame.SerializeToString,
-        )
-        self._server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler("laminar.v1.Laminar", {"Session": handler})]
-        )
-        self._server.add_insecure_port(self.address)
-        self._server.start()
+        self._server, self.address = serve_session(self._session)
 
     def _session(self, requests: Iterator[pb.ClientFrame], context: Any) -> Iterator[pb.ServerFrame]:
         with self._lock:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import pytest
+from wire_stub import serve_session
 
 import laminar
 from laminar import limits
-from laminar.local_cluster import free_port_block
 from laminar.v1 import laminar_pb2 as pb
 
 WAIT_S = 5.0
@@ -30,19 +29,7 @@ class HoldingLeader:
     def __init__(self) -> None:
         self.frames: queue.Queue[list[int]] = queue.Queue()  # nonces of each frame, as they arrive
         self.acks: queue.Queue[pb.Acks] = queue.Queue()
-        self.port = free_port_block(1) + 1
-        self.address = f"127.0.0.1:{self.port}"
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        handler = grpc.stream_stream_rpc_method_handler(
-            self._session,
-            request_deserializer=pb.ClientFrame.FromString,
-            response_serializer=pb.ServerFrame.SerializeToString,
-        )
-        self._server.add_generic_rpc_handlers(
-            [grpc.method_handlers_generic_handler("laminar.v1.Laminar", {"Session": handler})]
-        )
-        self._server.add_insecure_port(self.address)
-        self._server.start()
+        self._server, self.address = serve_session(self._session)
 
     def _session(self, requests: Iterator[pb.ClientFrame], context: Any) -> Iterator[pb.ServerFrame]:
         next(requests)  # the Hello
