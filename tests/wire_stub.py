@@ -23,10 +23,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
 from typing import Any
 
 import grpc
 
+from laminar.local_cluster import free_port_block
 from laminar.v1 import laminar_pb2 as pb
 
 LEADER_METADATA_KEY = "laminar-leader"
@@ -55,10 +57,6 @@ def serve_session(
     session: Callable[[Iterator[pb.ClientFrame], Any], Iterator[pb.ServerFrame]],
 ) -> tuple[grpc.Server, str]:
     """A started stand-in node on a free loopback port whose only RPC is Session, served by `session`."""
-    from concurrent import futures
-
-    from laminar.local_cluster import free_port_block
-
     address = f"127.0.0.1:{free_port_block(1) + 1}"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     handler = grpc.stream_stream_rpc_method_handler(
