@@ -36,6 +36,8 @@ def mutation_problem(m: pb.Mutation) -> str | None:
         return problem
     if m.kind in _CONSUMER_KINDS:
         return consumer_problem(m.kind, m.consumer)
+    if m.kind in CALL_KINDS:
+        return call_problem(m)
     if m.kind not in (pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.DELETE, pb.CONFIGURE_TOPIC):
         return f"unknown mutation kind {m.kind}"
     return write_problem(m.key, m.value) or _program_problem(m) or retention_problem(m.retention)
@@ -77,6 +79,44 @@ def consumer_problem(kind: int, op: pb.ConsumerOp) -> str | None:
     dead = op.settings.dead_letter_topic
     if dead and not _TOPIC_NAME.fullmatch(dead):
         return f"dead_letter_topic {dead[:64]!r} must match {limits.TOPIC_NAME_PATTERN}"
+    return None
+
+
+CALL_KINDS = frozenset({pb.CALL_COMPLETE, pb.CALL_FAIL, pb.WORKER_JOIN, pb.WORKER_LEAVE})
+
+
+def call_problem(m: pb.Mutation) -> str | None:
+    """Why a pipeline intention may not be proposed, or None (docs/pipelines.md); checked again at apply.
+    `m.topic` is the calling topic of a result, the service of a worker intention (checked by the caller)."""
+    if m.kind in (pb.WORKER_JOIN, pb.WORKER_LEAVE):
+        return worker_problem(m.worker)
+    result = m.result
+    if not result.call_id:
+        return "a call result names its call (call_id >= 1)"
+    if result.worker and not _TOPIC_NAME.fullmatch(result.worker):
+        return f"worker name {result.worker[:64]!r} must match {limits.TOPIC_NAME_PATTERN}"
+    if m.kind == pb.CALL_COMPLETE:
+        if len(result.response) > limits.CALL_RESPONSE_BYTES_MAX:
+            return f"response is {len(result.response)} bytes; the limit is {limits.CALL_RESPONSE_BYTES_MAX}"
+        return None
+    if not result.failure:
+        return "a failed call says why (failure must not be empty)"
+    size = len(result.failure.encode(errors="replace"))
+    if size > limits.CALL_FAILURE_BYTES_MAX:
+        return f"failure is {size} bytes; the limit is {limits.CALL_FAILURE_BYTES_MAX}"
+    return None
+
+
+def worker_problem(op: pb.WorkerOp) -> str | None:
+    """Why a worker's join or leave is refused, or None."""
+    if not _TOPIC_NAME.fullmatch(op.worker):
+        return f"worker name {op.worker[:64]!r} must match {limits.TOPIC_NAME_PATTERN}"
+    if op.method and not _TOPIC_NAME.fullmatch(op.method):
+        return f"method name {op.method[:64]!r} must match {limits.TOPIC_NAME_PATTERN}"
+    if op.calls_max > limits.WORKER_CALLS_MAX:
+        return f"calls_max {op.calls_max} is over the limit of {limits.WORKER_CALLS_MAX}"
+    if op.lease_ms and not limits.WORKER_LEASE_MS_MIN <= op.lease_ms <= limits.WORKER_LEASE_MS_MAX:
+        return f"lease_ms {op.lease_ms} is outside {limits.WORKER_LEASE_MS_MIN}..{limits.WORKER_LEASE_MS_MAX}"
     return None
 
 

@@ -260,6 +260,34 @@ GROUP_GRANTS_PER_ENTRY_MAX = 4096  # leases granted while applying one log entry
 # Client side: a Listener's acks become one intention per this many acknowledged events, or per this long.
 CONSUMER_ACK_FLUSH_EVENTS = 1024
 CONSUMER_ACK_FLUSH_MS = 200
+# --- Pipelines: calls from topic programs to services (docs/pipelines.md; replicated contract) ---------------
+# Calls in flight (issued, no result yet). ctx.call past any of these fails its transaction (an ERROR effect),
+# decided the same way on every node: a store plus a queue must not become a denial-of-service tool (seed 002).
+CALLS_IN_FLIGHT_PER_TOPIC_MAX = 1024
+CALLS_IN_FLIGHT_PER_SERVICE_MAX = 4096
+CALLS_IN_FLIGHT_MAX = 65_536  # over the whole cluster: bounds the calls a node keeps in memory (metadata only)
+CALLS_PER_HANDLER_MAX = 256  # ctx.call in one handler invocation (a scatter of N needs N <= this)
+CALL_REQUEST_BYTES_MAX = 64 * KIB
+CALL_RESPONSE_BYTES_MAX = 64 * KIB
+CALL_CONTEXT_BYTES_MAX = 4 * KIB  # the caller's context, as JSON text
+CALL_FAILURE_BYTES_MAX = 1 * KIB  # a worker's failure text
+CALL_OVERHEAD_BYTES = 256  # what a call costs against PROGRAM_ENTRY_EMITTED_BYTES_MAX beyond its request and context
+CALL_TIMEOUT_MS_DEFAULT = 60_000  # log time from issue to a "timeout" failure result, when ctx.call names none
+CALL_TIMEOUT_MS_MIN = 100
+CALL_TIMEOUT_MS_MAX = 86_400_000
+CALL_DELIVERIES_MAX = 5  # leases of one call; when the last one expires too the call fails ("gave up")
+WORKERS_PER_SERVICE_MAX = 64  # live workers of one service; a join past it is an ERROR effect
+WORKER_SERVICES_MAX = 1024  # services with live workers; a join of a new service past it is an ERROR effect
+WORKER_CALLS_DEFAULT = 64  # calls leased to one worker at once, when its join names none
+WORKER_CALLS_MAX = 1024
+WORKER_LEASE_MS_DEFAULT = 30_000
+WORKER_LEASE_MS_MIN = 100  # a lease (and a worker's silence before it is dropped) lasts at least this long
+WORKER_LEASE_MS_MAX = 3_600_000
+CALL_GRANTS_PER_ENTRY_MAX = 4096  # leases granted while applying one log entry, over all services (bounded work)
+# Timeouts and give-ups handled per applied entry (each runs an on_result); the rest wait for the next entry.
+CALL_EXPIRIES_PER_ENTRY_MAX = 1024
+CALLS_LISTED_MAX = 1000  # calls one DescribeCalls answer lists (page with after_id)
+WORK_FRAME_CALLS_MAX = 256  # calls a node packs into one WorkFrame of a worker's stream
 # ---- authentication and authorization (docs/security.md) -------------------------------------------
 AUTH_USERS_MAX = 1000  # users in the replicated auth state; an add past this is refused
 AUTH_ROLES_MAX = 1000

@@ -21,6 +21,10 @@ class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GROUP_JOIN: _ClassVar[Kind]
     GROUP_ACK: _ClassVar[Kind]
     GROUP_LEAVE: _ClassVar[Kind]
+    CALL_COMPLETE: _ClassVar[Kind]
+    CALL_FAIL: _ClassVar[Kind]
+    WORKER_JOIN: _ClassVar[Kind]
+    WORKER_LEAVE: _ClassVar[Kind]
 
 class Effect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -47,6 +51,10 @@ CONSUMER_DELETE: Kind
 GROUP_JOIN: Kind
 GROUP_ACK: Kind
 GROUP_LEAVE: Kind
+CALL_COMPLETE: Kind
+CALL_FAIL: Kind
+WORKER_JOIN: Kind
+WORKER_LEAVE: Kind
 EFFECT_UNSPECIFIED: Effect
 VALID: Effect
 INVALID: Effect
@@ -65,7 +73,7 @@ class Hello(_message.Message):
     def __init__(self, client_id: _Optional[bytes] = ..., next_nonce: _Optional[int] = ...) -> None: ...
 
 class Mutation(_message.Message):
-    __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args", "retention", "consumer")
+    __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args", "retention", "consumer", "result", "worker")
     NONCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +83,8 @@ class Mutation(_message.Message):
     ARGS_FIELD_NUMBER: _ClassVar[int]
     RETENTION_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
     nonce: int
     kind: Kind
     topic: str
@@ -84,7 +94,33 @@ class Mutation(_message.Message):
     args: bytes
     retention: Retention
     consumer: ConsumerOp
-    def __init__(self, nonce: _Optional[int] = ..., kind: _Optional[_Union[Kind, str]] = ..., topic: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerOp, _Mapping]] = ...) -> None: ...
+    result: CallResult
+    worker: WorkerOp
+    def __init__(self, nonce: _Optional[int] = ..., kind: _Optional[_Union[Kind, str]] = ..., topic: _Optional[str] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., program: _Optional[str] = ..., args: _Optional[bytes] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerOp, _Mapping]] = ..., result: _Optional[_Union[CallResult, _Mapping]] = ..., worker: _Optional[_Union[WorkerOp, _Mapping]] = ...) -> None: ...
+
+class CallResult(_message.Message):
+    __slots__ = ("call_id", "response", "failure", "worker")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    response: bytes
+    failure: str
+    worker: str
+    def __init__(self, call_id: _Optional[int] = ..., response: _Optional[bytes] = ..., failure: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
+
+class WorkerOp(_message.Message):
+    __slots__ = ("worker", "method", "calls_max", "lease_ms")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CALLS_MAX_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    method: str
+    calls_max: int
+    lease_ms: int
+    def __init__(self, worker: _Optional[str] = ..., method: _Optional[str] = ..., calls_max: _Optional[int] = ..., lease_ms: _Optional[int] = ...) -> None: ...
 
 class ConsumerOp(_message.Message):
     __slots__ = ("name", "offset", "member", "offsets", "settings", "unacked_max")
@@ -497,6 +533,94 @@ class AuthChange(_message.Message):
     token_hash: bytes
     grant: Grant
     def __init__(self, action: _Optional[_Union[AuthRequest.Action, str]] = ..., user: _Optional[str] = ..., role: _Optional[str] = ..., token_salt: _Optional[bytes] = ..., token_hash: _Optional[bytes] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ...) -> None: ...
+
+class WorkRequest(_message.Message):
+    __slots__ = ("service", "worker")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    worker: str
+    def __init__(self, service: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
+
+class WorkFrame(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[Call]
+    def __init__(self, calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
+
+class Call(_message.Message):
+    __slots__ = ("id", "topic", "service", "method", "request", "context", "issued_ms", "deadline_ms", "intention_offset", "deliveries", "worker", "lease_deadline_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    topic: str
+    service: str
+    method: str
+    request: bytes
+    context: bytes
+    issued_ms: int
+    deadline_ms: int
+    intention_offset: int
+    deliveries: int
+    worker: str
+    lease_deadline_ms: int
+    def __init__(self, id: _Optional[int] = ..., topic: _Optional[str] = ..., service: _Optional[str] = ..., method: _Optional[str] = ..., request: _Optional[bytes] = ..., context: _Optional[bytes] = ..., issued_ms: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., intention_offset: _Optional[int] = ..., deliveries: _Optional[int] = ..., worker: _Optional[str] = ..., lease_deadline_ms: _Optional[int] = ...) -> None: ...
+
+class DescribeCallsRequest(_message.Message):
+    __slots__ = ("topic", "after_id", "limit", "call_id")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    after_id: int
+    limit: int
+    call_id: int
+    def __init__(self, topic: _Optional[str] = ..., after_id: _Optional[int] = ..., limit: _Optional[int] = ..., call_id: _Optional[int] = ...) -> None: ...
+
+class CallStats(_message.Message):
+    __slots__ = ("in_flight", "issued", "completed", "failed", "timed_out", "redeliveries", "gave_up", "on_result_errors")
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    REDELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    GAVE_UP_FIELD_NUMBER: _ClassVar[int]
+    ON_RESULT_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    in_flight: int
+    issued: int
+    completed: int
+    failed: int
+    timed_out: int
+    redeliveries: int
+    gave_up: int
+    on_result_errors: int
+    def __init__(self, in_flight: _Optional[int] = ..., issued: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., timed_out: _Optional[int] = ..., redeliveries: _Optional[int] = ..., gave_up: _Optional[int] = ..., on_result_errors: _Optional[int] = ...) -> None: ...
+
+class DescribeCallsResponse(_message.Message):
+    __slots__ = ("topic_exists", "intention_offset", "log_time_ms", "stats", "calls")
+    TOPIC_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    INTENTION_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LOG_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    topic_exists: bool
+    intention_offset: int
+    log_time_ms: int
+    stats: CallStats
+    calls: _containers.RepeatedCompositeFieldContainer[Call]
+    def __init__(self, topic_exists: _Optional[bool] = ..., intention_offset: _Optional[int] = ..., log_time_ms: _Optional[int] = ..., stats: _Optional[_Union[CallStats, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[Call, _Mapping]]] = ...) -> None: ...
 
 class ClientRun(_message.Message):
     __slots__ = ("mutations", "client_id", "session", "principal")

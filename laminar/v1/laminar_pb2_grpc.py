@@ -79,6 +79,16 @@ class LaminarStub:
                 request_serializer=laminar_dot_v1_dot_laminar__pb2.AuthRequest.SerializeToString,
                 response_deserializer=laminar_dot_v1_dot_laminar__pb2.AuthResponse.FromString,
                 _registered_method=True)
+        self.Work = channel.unary_stream(
+                '/laminar.v1.Laminar/Work',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.WorkRequest.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.WorkFrame.FromString,
+                _registered_method=True)
+        self.DescribeCalls = channel.unary_unary(
+                '/laminar.v1.Laminar/DescribeCalls',
+                request_serializer=laminar_dot_v1_dot_laminar__pb2.DescribeCallsRequest.SerializeToString,
+                response_deserializer=laminar_dot_v1_dot_laminar__pb2.DescribeCallsResponse.FromString,
+                _registered_method=True)
 
 
 class LaminarServicer:
@@ -151,6 +161,23 @@ class LaminarServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Work(self, request, context):
+        """Pipelines (docs/pipelines.md): the calls leased to one worker of a service, as this node has applied
+        them (any node answers). Each call leased to the worker is sent once per stream, in grant order; a
+        reconnecting worker is sent every call it still holds. Leasing itself is driven by WORKER_JOIN
+        intentions sent through a Session; results are CALL_COMPLETE / CALL_FAIL intentions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeCalls(self, request, context):
+        """The calls in flight of one topic and its call counters, as this node has applied them (any node answers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LaminarServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +225,16 @@ def add_LaminarServicer_to_server(servicer, server):
                     servicer.Auth,
                     request_deserializer=laminar_dot_v1_dot_laminar__pb2.AuthRequest.FromString,
                     response_serializer=laminar_dot_v1_dot_laminar__pb2.AuthResponse.SerializeToString,
+            ),
+            'Work': grpc.unary_stream_rpc_method_handler(
+                    servicer.Work,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.WorkRequest.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.WorkFrame.SerializeToString,
+            ),
+            'DescribeCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeCalls,
+                    request_deserializer=laminar_dot_v1_dot_laminar__pb2.DescribeCallsRequest.FromString,
+                    response_serializer=laminar_dot_v1_dot_laminar__pb2.DescribeCallsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +480,60 @@ class Laminar:
             '/laminar.v1.Laminar/Auth',
             laminar_dot_v1_dot_laminar__pb2.AuthRequest.SerializeToString,
             laminar_dot_v1_dot_laminar__pb2.AuthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Work(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/laminar.v1.Laminar/Work',
+            laminar_dot_v1_dot_laminar__pb2.WorkRequest.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.WorkFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/laminar.v1.Laminar/DescribeCalls',
+            laminar_dot_v1_dot_laminar__pb2.DescribeCallsRequest.SerializeToString,
+            laminar_dot_v1_dot_laminar__pb2.DescribeCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -147,6 +147,10 @@ def test_the_throttle_locks_out_a_guessing_peer_with_a_growing_delay_and_forgets
         (pb.GROUP_JOIN, READ),
         (pb.GROUP_ACK, READ),
         (pb.GROUP_LEAVE, READ),
+        (pb.CALL_COMPLETE, WRITE),
+        (pb.CALL_FAIL, WRITE),
+        (pb.WORKER_JOIN, WRITE),
+        (pb.WORKER_LEAVE, WRITE),
         (99, WRITE),
     ],
 )

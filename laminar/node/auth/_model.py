@@ -247,6 +247,12 @@ _KIND_PERMISSIONS: dict[int, int] = {
     pb.GROUP_JOIN: pb.PERMISSION_READ,
     pb.GROUP_ACK: pb.PERMISSION_READ,
     pb.GROUP_LEAVE: pb.PERMISSION_READ,
+    # Pipelines: a result writes into the calling topic (its on_result runs there); a worker's join or leave needs
+    # write on the service's name (grant patterns match service names as they match topics).
+    pb.CALL_COMPLETE: pb.PERMISSION_WRITE,
+    pb.CALL_FAIL: pb.PERMISSION_WRITE,
+    pb.WORKER_JOIN: pb.PERMISSION_WRITE,
+    pb.WORKER_LEAVE: pb.PERMISSION_WRITE,
 }
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from laminar.limits import (
+    CALL_OVERHEAD_BYTES,
     PROGRAM_ENTRY_EMITTED_BYTES_MAX,
     PROGRAM_EVENT_OVERHEAD_BYTES,
     PROGRAM_STATE_BYTES_MAX,
@@ -22,6 +24,29 @@ class ProgramRefused(Exception):
 
 
 @dataclass(frozen=True)
+class CallGate:
+    """What `ctx.call` may do in one handler call (docs/pipelines.md), from replicated state only: the same on
+    every node. The calls a handler makes count toward these rooms at once, so a scatter is all or nothing."""
+
+    first_id: int  # the id the handler's first call gets if its transaction commits
+    topic_room: int  # calls the topic may still put in flight
+    total_room: int  # calls the cluster may still put in flight
+    service_room: Callable[[str], int]  # calls a service may still have put in flight
+    refusal: str = ""  # non-empty: ctx.call is not available in this call, and this says why
+
+
+@dataclass(frozen=True)
+class CallMade:
+    """One `ctx.call` of a handler call that succeeded: recorded if its transaction commits."""
+
+    service: str
+    method: str
+    request: bytes
+    context: bytes  # JSON text
+    timeout_ms: int
+
+
+@dataclass(frozen=True)
 class CallContext:
     """What a handler call knows about the mutation it handles (`ctx.topic`, `ctx.offset`, ...)."""
 
@@ -35,6 +60,7 @@ class CallContext:
     # of PROGRAM_ENTRY_STATE_BYTES_MAX; None while no topic's state could reach it (then it is not checked).
     entry_state_cost_max: int | None = None
     time_ms: int = 0  # `ctx.time_ms`: log time of the entry, the same on every node (state_machine/_time.py)
+    calls: CallGate | None = None  # what ctx.call may do (None: ctx.call is refused, as in on_create)
 
 
 @dataclass(frozen=True)
@@ -53,6 +79,7 @@ class CallOutcome:
     ok: bool
     reason: str  # "" when ok
     events: tuple[Emitted, ...]  # empty when not ok
+    calls: tuple[CallMade, ...] = ()  # ctx.call calls made, in order; empty when not ok
 
 
 _new = object.__new__
@@ -66,6 +93,7 @@ def call_context(
     entry_emit_bytes: int = PROGRAM_ENTRY_EMITTED_BYTES_MAX,
     entry_state_cost_max: int | None = None,
     time_ms: int = 0,
+    calls: CallGate | None = None,
 ) -> CallContext:
     """CallContext(...), built like `emitted` below: once per program call."""
     call = _new(CallContext)
@@ -77,6 +105,7 @@ def call_context(
     fields["entry_emit_bytes"] = entry_emit_bytes
     fields["entry_state_cost_max"] = entry_state_cost_max
     fields["time_ms"] = time_ms
+    fields["calls"] = calls
     return call
 
 
@@ -105,11 +134,17 @@ def emitted(kind: str, key: bytes, value: bytes) -> Emitted:
     return event
 
 
-def outcome(ok: bool, reason: str, events: tuple[Emitted, ...]) -> CallOutcome:
-    """CallOutcome(ok, reason, events), built like `emitted`: once per call."""
+def outcome(ok: bool, reason: str, events: tuple[Emitted, ...], calls: tuple[CallMade, ...] = ()) -> CallOutcome:
+    """CallOutcome(ok, reason, events, calls), built like `emitted`: once per call."""
     result = _new(CallOutcome)
     fields = result.__dict__
     fields["ok"] = ok
     fields["reason"] = reason
     fields["events"] = events
+    fields["calls"] = calls
     return result
+
+
+def call_cost(made: CallMade) -> int:
+    """What one ctx.call costs against the entry's emitted budget (see PROGRAM_ENTRY_EMITTED_BYTES_MAX)."""
+    return len(made.request) + len(made.context) + CALL_OVERHEAD_BYTES

@@ -25,7 +25,12 @@ FILENAME = "<program>"
 _CACHE_MAX = 64  # compiled programs kept, by source: many topics share a handful of programs
 _cache: OrderedDict[str, CodeType] = OrderedDict()
 
-HANDLERS = {"on_create": ("ctx",), "on_put": ("ctx", "key", "value"), "on_delete": ("ctx", "key")}
+HANDLERS = {
+    "on_create": ("ctx",),
+    "on_put": ("ctx", "key", "value"),
+    "on_delete": ("ctx", "key"),
+    "on_result": ("ctx", "call", "response", "failure"),  # pipelines: a call's result (docs/pipelines.md)
+}
 
 GUARDS: dict[str, Any] = {
     "_getattr_": getattr_,

@@ -13,8 +13,9 @@ from laminar.limits import (
     PROGRAM_EVENTS_MAX,
     VALUE_BYTES_MAX,
 )
-from laminar.node.sandbox._api import CallContext, Emitted, emitted
+from laminar.node.sandbox._api import CallContext, CallMade, Emitted, call_cost, emitted
 from laminar.node.sandbox._builtins import json_loads
+from laminar.node.sandbox._calls import make_call
 from laminar.node.sandbox._meter import Abort, Rejected, charge_chars, exhausted, fail
 from laminar.node.sandbox._methods import register
 from laminar.node.sandbox._values import type_name
@@ -31,13 +32,14 @@ class StateOwner(Protocol):
 class Context:
     """The `ctx` argument of a handler. Programs read its attributes through `_getattr_` (see ATTRIBUTES)."""
 
-    __slots__ = ("_args", "_call", "_emitted_bytes", "_entry_cost", "_events", "_open", "_owner")
+    __slots__ = ("_args", "_call", "_calls", "_emitted_bytes", "_entry_cost", "_events", "_open", "_owner")
 
     def __init__(self, call: CallContext, args: bytes | None, owner: StateOwner) -> None:
         self._call = call
         self._args = args
         self._owner = owner
         self._events: list[Emitted] = []
+        self._calls: list[CallMade] = []
         self._emitted_bytes = 0
         self._entry_cost = 0
         self._open = True
@@ -48,6 +50,9 @@ class Context:
     def close(self) -> tuple[Emitted, ...]:
         self._open = False
         return tuple(self._events)
+
+    def made_calls(self) -> tuple[CallMade, ...]:
+        return tuple(self._calls)
 
     def _check_open(self) -> None:
         if not self._open:
@@ -83,6 +88,26 @@ class Context:
     def delete(self, key: Any) -> None:
         """`ctx.delete(key)`: emit DELETE(key) in this topic."""
         self._emit("DELETE", key, b"")
+
+    def call(self, service: Any, method: Any, request: Any, context: Any = None, timeout_ms: Any = None) -> int:
+        """`ctx.call(service, method, request, context=None, timeout_ms=None)`: ask a service (docs/pipelines.md).
+        Recorded if this transaction commits; its result comes to on_result in a later one. Returns the call id."""
+        self._check_open()
+        made = make_call(self._call.calls, self._calls, service, method, request, context, timeout_ms)
+        cost = call_cost(made)
+        self._emitted_bytes += cost
+        if self._emitted_bytes > PROGRAM_EMITTED_BYTES_MAX:
+            exhausted(f"emitted-bytes budget exhausted ({PROGRAM_EMITTED_BYTES_MAX} bytes of events and calls)")
+        self._entry_cost += cost
+        if self._entry_cost > self._call.entry_emit_bytes:
+            exhausted(
+                f"entry emitted-bytes budget exhausted ({PROGRAM_ENTRY_EMITTED_BYTES_MAX} bytes of events and calls "
+                "per log entry, over all its program calls)"
+            )
+        self._calls.append(made)
+        gate = self._call.calls
+        assert gate is not None  # make_call refused otherwise
+        return gate.first_id + len(self._calls) - 1
 
     def reject(self, reason: Any = "rejected") -> None:
         """`ctx.reject(reason)`: the mutation's effect is ERROR with `reason`; nothing is emitted or kept."""
@@ -149,5 +174,5 @@ register(
         "args": attrgetter("_args"),
         "state": Context.get_state,
     },
-    natives=("put", "delete", "reject", "args_json"),
+    natives=("put", "delete", "reject", "args_json", "call"),
 )

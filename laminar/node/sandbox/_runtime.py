@@ -45,6 +45,7 @@ from laminar.limits import (
     PROGRAM_STEPS_MAX,
 )
 from laminar.node.sandbox._api import CallContext, CallOutcome, ProgramRefused, emitted, outcome, state_cost
+from laminar.node.sandbox._calls import CallView
 from laminar.node.sandbox._compile import FILENAME, build_program, load_module, parse_program, remember
 from laminar.node.sandbox._context import Context
 from laminar.node.sandbox._meter import Abort, Meter, activate, deactivate, mark_aliased
@@ -60,7 +61,7 @@ _DEFERRED_CALLS_MAX = 256  # calls remembered at most (to run again after a roll
 # than ~200 levels deep (the pickler takes about two a level), inside _state's 300 however the caller's C-level
 # calls took from the headroom, and stays so with a level more. A state that does not is counted first (census).
 _SHALLOW_SLACK = 600
-_Pending = tuple[Callable[..., Any], CallContext, "bytes | None", tuple[bytes, ...]]
+_Pending = tuple[Callable[..., Any], CallContext, "bytes | None", tuple[Any, ...]]
 _NOTHING = CallOutcome(True, "", ())  # a missing on_create: immutable, so one will do
 _LOCK = threading.Lock()
 _T = TypeVar("_T")
@@ -281,6 +282,17 @@ class TopicRuntime:
             return outcome(True, "", (emitted("PUT", key, value),))
         return self._call(handler, ctx, None, (key, value))
 
+    def handles_results(self) -> bool:
+        """Whether the program has on_result: without it ctx.call is refused (a result would have nowhere to go)."""
+        return "on_result" in self._handlers
+
+    def on_result(self, ctx: CallContext, call: CallView, response: bytes | None, failure: str | None) -> CallOutcome:
+        """A call's result (exactly one of response and failure is None); its own transaction."""
+        handler = self._handlers.get("on_result")
+        if handler is None:
+            return _NOTHING
+        return self._call(handler, ctx, None, (call, response, failure))
+
     def on_delete(self, ctx: CallContext, key: bytes) -> CallOutcome:
         handler = self._handlers.get("on_delete")
         if handler is None:
@@ -332,7 +344,7 @@ class TopicRuntime:
         self._pending.clear()
 
     def _call(
-        self, handler: Callable[..., Any], call: CallContext, args: bytes | None, params: tuple[bytes, ...]
+        self, handler: Callable[..., Any], call: CallContext, args: bytes | None, params: tuple[Any, ...]
     ) -> CallOutcome:
         """Run one handler call: what `pinned` does (written out here, it runs for every mutation), under a fresh
         meter; every failure becomes the outcome. On a program thread (see _threads.py)."""
@@ -373,9 +385,9 @@ class TopicRuntime:
             if self._touched and meter.mutated:
                 self._state = None  # roll back: to the last bytes, and the pending calls (see _restore)
             return outcome(False, failure, ())
-        return outcome(True, "", events)
+        return outcome(True, "", events, ctx.made_calls())
 
-    def _invoke(self, handler: Callable[..., Any], ctx: Context, params: tuple[bytes, ...], meter: Meter) -> str | None:
+    def _invoke(self, handler: Callable[..., Any], ctx: Context, params: tuple[Any, ...], meter: Meter) -> str | None:
         """Run the handler; the reason it failed, or None."""
         try:
             handler(ctx, *params)

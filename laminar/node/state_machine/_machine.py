@@ -23,13 +23,18 @@ from laminar.node._entry import decode_entry
 from laminar.node.sandbox import (
     STATE_COST_MAX,
     CallContext,
+    CallGate,
+    CallOutcome,
+    CallView,
     ProgramRefused,
     TopicRuntime,
     call_context,
+    call_cost,
     emitted_cost,
     state_cost,
 )
 from laminar.node.state_machine._auth import AuthBook
+from laminar.node.state_machine._calls import CALL_KINDS, Calls, CallsApplied, Finished
 from laminar.node.state_machine._consumers import CONSUMER_KINDS, Consumers
 from laminar.node.state_machine._retention import (
     Kept,
@@ -64,6 +69,10 @@ PUT, DELETE = pb.PUT, pb.DELETE
 _EVENT_KINDS = {"PUT": PUT, "DELETE": DELETE}  # what a program emits -> the event's Kind
 _TOPIC_NAME = re.compile(limits.TOPIC_NAME_PATTERN)
 _CLIENT_ID_BYTES = 16
+# What ctx.call meets in a program without on_result: a result would have nowhere to go.
+_NO_RESULT_HANDLER = CallGate(
+    0, 0, 0, lambda service: 0, "ctx.call needs an on_result(ctx, call, response, failure) handler in the program"
+)
 _crc32 = zlib.crc32
 
 
@@ -88,6 +97,8 @@ def contents_digest(m: pb.Mutation) -> int:
         return _write_digest(seed, m.program.encode(), m.args)
     if kind in CONSUMER_KINDS:
         return _write_digest(seed, m.consumer.SerializeToString(deterministic=True), b"")
+    if kind in CALL_KINDS:
+        return _write_digest(seed, m.result.SerializeToString(deterministic=True), m.worker.SerializeToString())
     return seed
 
 
@@ -125,6 +136,7 @@ class Applied:
     topic_offsets: dict[str, int]  # topic -> its last consequence offset, for topics that got events
     events: int = 0  # events appended by this entry, over all topics (for metrics)
     program_errors: list[tuple[str, str]] = field(default_factory=list)  # (topic, reason) of ERROR effects of programs
+    calls: CallsApplied = field(default_factory=CallsApplied)  # what pipelines did (for metrics and workers' streams)
 
     @property
     def intentions(self) -> int:
@@ -265,6 +277,7 @@ class StateMachine:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._consumers = Consumers(store)
+        self._calls = Calls(store)  # pipelines: calls from programs to services (state_machine/_calls.py)
         self.auth = AuthBook(store)  # users, roles, client id owners (state_machine/_auth.py)
         self.reload()
 
@@ -289,6 +302,7 @@ class StateMachine:
         self._live_topics = len(self._topics)
         self._clients: dict[bytes, ClientRecord] = {}
         self._consumers.reload()
+        self._calls.reload()
         # Clients with a dedupe record in the store: DEDUPE_CLIENTS_MAX bounds it (see _expire_clients).
         self._client_count = sum(1 for _ in store.scan(Keys.CLIENT_PREFIX))
         self.auth.reload()
@@ -325,6 +339,7 @@ class StateMachine:
             return None
         entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
         batch = _Batch(WriteSet(), self._offset, next_log_time(self._time_ms, entry.time_ms))
+        calls = self._calls.applied = CallsApplied()
         for run in entry.runs:
             self._apply_run(batch, run)
         for peer in entry.peer_upserts:
@@ -338,7 +353,9 @@ class StateMachine:
         self._offset = batch.offset
         self._time_ms = batch.time_ms
         mark = AppliedMark(raft_index, batch.offset, batch.time_ms)
-        return Applied(batch.writes, mark, batch.outcomes, batch.topic_offsets, batch.events, batch.program_errors)
+        return Applied(
+            batch.writes, mark, batch.outcomes, batch.topic_offsets, batch.events, batch.program_errors, calls
+        )
 
     def skip(self, raft_index: int) -> AppliedMark:
         """Advance over an entry that carries no intentions (Raft no-ops, membership changes)."""
@@ -498,10 +515,23 @@ class StateMachine:
             return ERROR, f"topic {m.topic!r} does not exist"
         if m.kind in CONSUMER_KINDS:
             return self._consumers.execute(batch.writes, batch.offset, batch.time_ms, self._live_last, m)
+        if m.kind in CALL_KINDS:
+            return self._call_intention(batch, client_id, m)
         return ERROR, f"unknown intention kind {m.kind}"
 
-    def _context(self, batch: _Batch, client_id: bytes, topic: str, nonce: int) -> CallContext:
+    def _context(
+        self, batch: _Batch, client_id: bytes, topic: str, nonce: int, runtime: TopicRuntime | None = None
+    ) -> CallContext:
         client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
+        return self._program_context(batch, client, topic, nonce, runtime)
+
+    def _program_context(
+        self, batch: _Batch, client: str, topic: str, nonce: int, runtime: TopicRuntime | None
+    ) -> CallContext:
+        """`runtime`: the topic's, for a handler that may ctx.call (None: on_create, which may not)."""
+        gate = None
+        if runtime is not None:
+            gate = self._calls.gate(topic) if runtime.handles_results() else _NO_RESULT_HANDLER
         return call_context(
             topic,
             batch.offset,
@@ -510,6 +540,7 @@ class StateMachine:
             limits.PROGRAM_ENTRY_EMITTED_BYTES_MAX - batch.program_emitted,
             self._state_limit(batch, topic),
             batch.time_ms,
+            gate,
         )
 
     def _state_limit(self, batch: _Batch, name: str) -> int | None:
@@ -606,6 +637,7 @@ class StateMachine:
             batch.state_costs.pop(name, None)
         batch.writes.delete(Keys.state(name))
         self._consumers.drop_topic(batch.writes, name)
+        self._calls.drop_topic(batch.writes, name)
         return VALID, ""
 
     def _configure(self, batch: _Batch, m: pb.Mutation) -> tuple[int, str]:
@@ -629,17 +661,60 @@ class StateMachine:
         runtime = topic.runtime or self._runtime(name, topic)
         if runtime is None:
             return ERROR, "topic program cannot start on this node"  # never: it started at create
-        ctx = self._context(batch, client_id, name, m.nonce)
+        ctx = self._context(batch, client_id, name, m.nonce, runtime)
         outcome = runtime.on_put(ctx, m.key, m.value) if kind == PUT else runtime.on_delete(ctx, m.key)
         if not outcome.ok:
             batch.program_errors.append((name, outcome.reason))
             return ERROR, outcome.reason
+        self._take(batch, name, topic, ctx, outcome, runtime.handles(kind == PUT))
+        return VALID, ""
+
+    def _take(
+        self, batch: _Batch, name: str, topic: _Topic, ctx: CallContext, outcome: CallOutcome, changed: bool
+    ) -> None:
+        """Keep what a successful handler call did: its events, its calls, and (`changed`: it may have) its state."""
         for event in outcome.events:
             self._append(batch, name, topic, _EVENT_KINDS[event.kind], event.key, event.value)
             batch.program_emitted += emitted_cost(event.key, event.value)
-        if runtime.handles(kind == PUT):  # without a handler the state cannot have changed: nothing to write
+        if outcome.calls:
+            assert ctx.calls is not None  # ctx.call refuses without a gate
+            self._calls.record(batch.writes, name, outcome.calls, batch.offset, batch.time_ms, ctx.calls.first_id)
+            batch.program_emitted += sum(call_cost(made) for made in outcome.calls)
+        if changed:  # without a handler the state cannot have changed: nothing to write
             batch.dirty_states.add(name)
             self._count_state(batch, name)
+
+    # ---- pipelines (state_machine/_calls.py) -------------------------------------------------
+
+    def _call_intention(self, batch: _Batch, client_id: bytes, m: pb.Mutation) -> tuple[int, str]:
+        if m.kind in (pb.WORKER_JOIN, pb.WORKER_LEAVE):
+            return self._calls.worker(batch.writes, m, batch.time_ms)
+        effect, reason, finished = self._calls.result(batch.writes, m, batch.time_ms)
+        if finished is None:
+            return effect, reason
+        client = batch.client_names.get(client_id) or self._client_name(batch, client_id)
+        return self._on_result(batch, finished, client, m.nonce)
+
+    def _on_result(self, batch: _Batch, finished: Finished, client: str, nonce: int) -> tuple[int, str]:
+        """Run the calling topic's on_result with a finished call: once, its own transaction. A failing on_result
+        keeps nothing of what it did, and the call stays finished (it is never run again)."""
+        call = finished.call
+        name = call.topic
+        topic = self._topics.get(name)
+        assert topic is not None and topic.record.live, "a destroyed topic's calls are dropped with it"
+        runtime = topic.runtime or self._runtime(name, topic)
+        if runtime is None:
+            return ERROR, "topic program cannot start on this node"  # never: it started at create
+        ctx = self._program_context(batch, client, name, nonce, runtime)
+        view = CallView(
+            call.id, name, call.service, call.method, call.request, call.context, call.deliveries, call.issued_ms
+        )
+        outcome = runtime.on_result(ctx, view, finished.response, finished.failure)
+        if not outcome.ok:
+            batch.program_errors.append((name, outcome.reason))
+            self._calls.on_result_failed(name)
+            return ERROR, f"on_result of call {call.id} failed: {outcome.reason} (the call is finished)"
+        self._take(batch, name, topic, ctx, outcome, True)
         return VALID, ""
 
     def _destroyed_record(self, name: str) -> TopicRecord | None:
@@ -703,6 +778,11 @@ class StateMachine:
 
     def _finish(self, batch: _Batch) -> None:
         writes = batch.writes
+        for finished in self._calls.expire(writes, batch.time_ms):  # timeouts, give-ups: their on_result runs now
+            effect, reason = self._on_result(batch, finished, "", 0)
+            if effect != VALID:
+                batch.program_errors.append((finished.call.topic, reason))
+        self._calls.grant(writes, batch.time_ms)
         for name in self._consumers.finish(
             writes, batch.offset, batch.time_ms, self._live_last, lambda n, e: self._dead_letter(batch, n, e)
         ):

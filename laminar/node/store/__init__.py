@@ -5,6 +5,7 @@ is written in one atomic write batch together with the applied index, so a resta
 nor re-applies an entry.
 """
 
+from laminar.node.store._call_records import CallKeys, CallLease, CallSeq, WorkerRecord
 from laminar.node.store._consumer_records import DURABLE, GROUP, ConsumerRecord, LeaseRecord, MemberRecord
 from laminar.node.store._keys import Keys, from_u64, u64
 from laminar.node.store._records import (
@@ -26,6 +27,9 @@ __all__ = [
     "NO_RETENTION",
     "VIEW_HEAD",
     "AppliedMark",
+    "CallKeys",
+    "CallLease",
+    "CallSeq",
     "ClientRecord",
     "ConsumerRecord",
     "Keys",
@@ -37,6 +41,7 @@ __all__ = [
     "Store",
     "TopicRecord",
     "ViewRecord",
+    "WorkerRecord",
     "WriteSet",
     "from_u64",
     "u64",

@@ -10,6 +10,7 @@
     n/<node_id>                    -> serialized laminar.v1.Peer (the cluster's address book)
     v/<topic>\\x00<key>            -> ViewRecord (current value of a live key, and the offsets that set it)
     k/, q/, l/                     -> consumers, group members and leases (see _consumer_records.py)
+    p/, w/, j/, g/, m/calls        -> pipelines: calls, their leases, workers, counters (see _call_records.py)
     a/state                        -> the auth state: users, roles, enabled (a serialized laminar.v1.AuthResponse)
     o/<client_id:16>               -> the user that owns a client id (the first to use it with auth on)
 
