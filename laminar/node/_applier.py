@@ -126,7 +126,8 @@ class Applier:
         if applied is None:
             return
         self._store.commit(applied.writes, applied.mark)
-        self._publish(applied.topic_offsets)
+        # Workers' streams read the leases: an entry that granted or released one wakes them as events do.
+        self._publish(applied.topic_offsets if not applied.calls.granted else {**applied.topic_offsets, "*calls": 0})
         self._deliver(applied.outcomes)
         elapsed_s = time.perf_counter() - started
         metrics = self._metrics
@@ -139,6 +140,7 @@ class Applier:
             metrics.events.inc(applied.events)
         if applied.program_errors:
             metrics.observe_program_errors(applied.program_errors)
+        metrics.observe_calls(applied.calls)
         if elapsed_s * 1000 > APPLY_SLOW_MS:
             log.warning(
                 "node %d: slow apply: raft entry %d (%d intentions, %d events) took %.0f ms (threshold %d ms)",

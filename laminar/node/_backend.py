@@ -20,7 +20,7 @@ from laminar.node._membership import Membership, MembershipRefused
 from laminar.node._metrics import NodeMetrics
 from laminar.node.config import NodeConfig
 from laminar.node.raft import Proposal, Proposer, RaftPort
-from laminar.node.service import consumer_infos
+from laminar.node.service import consumer_infos, describe_calls
 from laminar.node.state_machine import StateMachine
 from laminar.node.store import ClientRecord, Keys, Store
 from laminar.v1 import laminar_pb2 as pb
@@ -123,6 +123,10 @@ class NodeBackend:
             first_offset=record.first_offset,
             retained_bytes=record.retained_bytes,
         )
+
+    def describe_calls(self, request: pb.DescribeCallsRequest) -> pb.DescribeCallsResponse:
+        """A topic's calls in flight and counters, as this node has applied them (no barrier)."""
+        return describe_calls(self._store, request)
 
     def read_barrier(self, timeout_s: float) -> bool:
         """Linearizable reads go through the log: an empty entry, proposed now and applied here,

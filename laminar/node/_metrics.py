@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+if TYPE_CHECKING:
+    from laminar.node.state_machine import CallsApplied
+
 ROLES = ("leader", "follower", "candidate")
 # A reason that names a budget is a budget exhaustion (see laminar/node/sandbox/_meter.py).
 BUDGET_EXHAUSTED_MARK = "budget exhausted"
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+# Pipelines: a call's latency from issue to result, in log time (ms): the same figure on every node.
+CALL_LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000)
 BATCH_BUCKETS_INTENTIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
@@ -40,6 +45,7 @@ class Sample:
     journal_syncs: int
     leader_known: bool
     extra: dict[str, int] = field(default_factory=dict)
+    calls_in_flight: int = 0  # pipelines: calls issued and without a result, over the cluster (as applied here)
 
 
 class _Sampled(Collector):
@@ -71,6 +77,7 @@ class _Sampled(Collector):
                 s.proposal_queue_intentions,
             ),
             ("laminar_apply_queue_entries", "committed entries waiting for the apply thread", s.apply_queue_entries),
+            ("laminar_calls_in_flight", "pipelines: calls issued by programs and without a result", s.calls_in_flight),
         ]
         for name, help_text, value in gauges:
             yield GaugeMetricFamily(name, help_text, value=value)
@@ -112,8 +119,33 @@ class NodeMetrics:
             ["reason"],
             registry=r,
         )
+        self.calls_issued = Counter("laminar_calls_issued", "pipelines: calls recorded by ctx.call", registry=r)
+        self.call_results = Counter(
+            "laminar_call_results",
+            "pipelines: calls finished, by outcome: completed, failed, timed_out, gave_up",
+            ["outcome"],
+            registry=r,
+        )
+        self.call_redeliveries = Counter(
+            "laminar_call_redeliveries", "pipelines: leases granted after a call's first (a lease expired)", registry=r
+        )
+        self.call_latency = Histogram(
+            "laminar_call_latency_log_ms",
+            "pipelines: log time from a call's issue to its result, ms",
+            buckets=CALL_LATENCY_BUCKETS_MS,
+            registry=r,
+        )
         r.register(_Sampled(sample))
         self._server: Any = None
+
+    def observe_calls(self, calls: CallsApplied) -> None:
+        if calls.issued:
+            self.calls_issued.inc(calls.issued)
+        if calls.redeliveries:
+            self.call_redeliveries.inc(calls.redeliveries)
+        for how, latency_ms in calls.results:
+            self.call_results.labels(how).inc()
+            self.call_latency.observe(latency_ms)
 
     def observe_program_errors(self, errors: list[tuple[str, str]]) -> None:
         for topic, reason in errors:

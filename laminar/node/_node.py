@@ -252,6 +252,7 @@ class Node:
             apply_queue_entries=self.applier.queued_entries(),
             journal_syncs=raft.journal_syncs,
             leader_known=raft.leader is not None,
+            calls_in_flight=self.machine.calls_in_flight,
         )
 
 

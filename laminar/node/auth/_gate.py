@@ -61,6 +61,9 @@ RULES: dict[str, Rule] = {
     "Listen": Rule(pb.ListenRequest, pb.PERMISSION_READ, _topic),
     "Get": Rule(pb.GetRequest, pb.PERMISSION_READ, _topic),
     "DescribeTopic": Rule(pb.DescribeTopicRequest, pb.PERMISSION_READ, _topic),
+    # Pipelines: a worker's stream reads its service's calls (grant patterns match service names like topics).
+    "Work": Rule(pb.WorkRequest, pb.PERMISSION_READ, lambda request: str(request.service)),
+    "DescribeCalls": Rule(pb.DescribeCallsRequest, pb.PERMISSION_READ, _topic),
     # Clients find the leader with Status: any authenticated caller may ask. Its list of topics names only those
     # the caller may read (AuthInterceptor._unary): a topic's name is `read` data like its events.
     "Status": Rule(pb.StatusRequest, None, _cluster),

@@ -1,6 +1,7 @@
 """gRPC servicers: decode, validate, hand to the log, stream to listeners (one asyncio gRPC server)."""
 
 from laminar.node.service._api import NodeApi
+from laminar.node.service._calls import describe_calls
 from laminar.node.service._consumers import consumer_infos
 from laminar.node.service._fds import connection_budget, raise_nofile
 from laminar.node.service._listen import EventFeed, ListenService
@@ -27,5 +28,6 @@ __all__ = [
     "SessionRouter",
     "connection_budget",
     "consumer_infos",
+    "describe_calls",
     "raise_nofile",
 ]

@@ -49,6 +49,9 @@ class NodeApi(Protocol):
     def describe_topic(self, topic: str) -> pb.DescribeTopicResponse:
         """The topic as this node has applied it (no barrier); exists = false when it is missing."""
 
+    def describe_calls(self, request: pb.DescribeCallsRequest) -> pb.DescribeCallsResponse:
+        """A topic's calls in flight and counters as this node has applied them (no barrier)."""
+
     def digest(self) -> pb.DigestResponse: ...
 
     def change_membership(self, request: pb.MembershipChange) -> tuple[str, str, list[pb.Peer]]:

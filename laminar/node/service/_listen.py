@@ -33,6 +33,8 @@ T = TypeVar("T")
 # One step of a group member's stream (service/_consumers.py): (store, request, last grant sent) ->
 # (a frame of newly leased events or None, the last grant sent after it). Runs on a read thread.
 MemberStep = Callable[[Store, pb.ListenRequest, int], tuple[bytes | None, int]]
+# One step of a worker's stream of calls (service/_calls.py), the same way.
+WorkStep = Callable[[Store, pb.WorkRequest, int], tuple[bytes | None, int]]
 
 
 def encode_listen_frame(events: list[bytes]) -> bytes:
@@ -144,6 +146,14 @@ class ListenService:
             with self._lock:
                 self._active -= 1
                 self._positions.pop(stream_id, None)
+
+    async def run_work(self, request: pb.WorkRequest, context: Any, step: WorkStep) -> None:
+        """Serve one admitted worker's stream of calls (pipelines) until its call ends; like a group member's."""
+        try:
+            await self._member(request, context, step)  # type: ignore[arg-type]
+        finally:
+            with self._lock:
+                self._active -= 1
 
     def _first_kept(self, topic: str) -> int:
         data = self._store.get(Keys.topic(topic))

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from laminar import _rules, limits
 from laminar.node.config import ServingLimits
 from laminar.node.service._api import NodeApi
+from laminar.node.service._calls import work_problem, work_step
 from laminar.node.service._consumers import member_step
 from laminar.node.service._consumers import request_problem as consumer_request_problem
 from laminar.node.service._listen import EventFeed, ListenService
@@ -174,6 +175,27 @@ class LaminarServicer:
         except SessionFailure as failure:
             await context.abort(failure.code, failure.message)
 
+    async def Work(self, request: pb.WorkRequest, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
+        """A worker's stream of the calls leased to it (pipelines); counts as a listener."""
+        problem = work_problem(request)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        refused = self._listens.admit()
+        if refused:
+            await _exhausted(context, Exhausted(refused, SESSION_RETRY_AFTER_MS))
+        try:
+            await self._listens.run_work(request, context, work_step)
+        except SessionFailure as failure:
+            await context.abort(failure.code, failure.message)
+
+    async def DescribeCalls(  # noqa: N802
+        self, request: pb.DescribeCallsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DescribeCallsResponse:
+        problem = _rules.topic_problem(request.topic)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return await self._call(context, self._node.describe_calls, request, gate=self._describes)
+
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:  # noqa: N802
         problem = _rules.topic_problem(request.topic)
         if not problem and len(request.key) > limits.KEY_BYTES_MAX:
@@ -275,6 +297,7 @@ def _handlers(servicer: LaminarServicer) -> grpc.GenericRpcHandler:
         "Get": (pb.GetRequest, servicer.Get, pb.GetResponse),
         "Status": (pb.StatusRequest, servicer.Status, pb.StatusResponse),
         "DescribeTopic": (pb.DescribeTopicRequest, servicer.DescribeTopic, pb.DescribeTopicResponse),
+        "DescribeCalls": (pb.DescribeCallsRequest, servicer.DescribeCalls, pb.DescribeCallsResponse),
         "Digest": (pb.DigestRequest, servicer.Digest, pb.DigestResponse),
         "ChangeMembership": (pb.MembershipChange, servicer.ChangeMembership, pb.MembershipResult),
         "InjectFault": (pb.FaultRequest, servicer.InjectFault, pb.FaultResponse),
@@ -290,6 +313,9 @@ def _handlers(servicer: LaminarServicer) -> grpc.GenericRpcHandler:
     )
     handlers["Listen"] = grpc.unary_stream_rpc_method_handler(
         _parsing(pb.ListenRequest, servicer.Listen), request_deserializer=_identity, response_serializer=_identity
+    )
+    handlers["Work"] = grpc.unary_stream_rpc_method_handler(
+        _parsing(pb.WorkRequest, servicer.Work), request_deserializer=_identity, response_serializer=_identity
     )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 

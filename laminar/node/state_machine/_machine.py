@@ -327,6 +327,11 @@ class StateMachine:
         return sorted(name for name, topic in list(self._topics.items()) if topic.record.live)
 
     @property
+    def calls_in_flight(self) -> int:
+        """Pipelines: calls issued and without a result, over the cluster (any thread: a length read)."""
+        return self._calls.in_flight()
+
+    @property
     def client_count(self) -> int:
         """Clients whose dedupe record the store holds (at most DEDUPE_CLIENTS_MAX once an entry applied)."""
         return self._client_count

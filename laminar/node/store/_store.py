@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from laminar import limits
-from laminar.node.store._keys import Keys, from_u64
+from laminar.node.store._call_records import CallKeys
+from laminar.node.store._keys import Keys, from_u64, u64
 from laminar.node.store._records import VIEW_HEAD, AppliedMark, TopicRecord, ViewRecord
+from laminar.v1 import laminar_pb2 as pb
 
 _OFFSET_MAX = 2**64 - 1  # consequence offsets are stored as 8 big-endian bytes
 
@@ -298,6 +300,46 @@ class Store:
         prefix = Keys.leases_of(topic, group)
         with self._lock:
             return [(from_u64(k[len(prefix) :]), v) for k, v in self.scan(prefix, limit=limits.GROUP_LEASES_MAX)]
+
+    # ---- pipelines (docs/pipelines.md); any thread -------------------------------------------------
+
+    def call_leases(self, service: str) -> list[tuple[int, bytes]]:
+        """(call id, CallLease bytes) of every call in flight of a service (at most CALLS_IN_FLIGHT_PER_SERVICE_MAX)."""
+        prefix = CallKeys.leases_of(service)
+        with self._lock:
+            rows = self.scan(prefix, limit=limits.CALLS_IN_FLIGHT_PER_SERVICE_MAX)
+            return [(from_u64(k[len(prefix) :]), v) for k, v in rows]
+
+    def call_records(self, topic: str, call_ids: list[int]) -> list[bytes]:
+        """Serialized Calls (their fixed fields) of `topic` with these ids (those finished since skipped)."""
+        with self._lock:
+            found = [self._db.get(CallKeys.call(topic, call_id)) for call_id in call_ids]
+        return [data for data in found if data is not None]
+
+    def calls_page(
+        self, topic: str, after_id: int, count_max: int
+    ) -> tuple[TopicRecord | None, bytes | None, list[tuple[bytes, bytes | None]], AppliedMark]:
+        """From one consistent view: the topic's record, its CallStats bytes, (Call bytes, CallLease bytes) of up
+        to count_max calls in flight with id > after_id, in id order, and the applied mark."""
+        with self._lock:
+            snapshot = self._db.snapshot()
+        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
+        stats = _snapshot_get(snapshot, CallKeys.stats(topic))
+        mark_data = _snapshot_get(snapshot, Keys.APPLIED)
+        rows: list[tuple[bytes, bytes | None]] = []
+        prefix = CallKeys.calls_of(topic)
+        it = snapshot.iter()  # type: ignore[attr-defined]
+        it.seek(prefix + u64(after_id + 1) if after_id < _OFFSET_MAX else prefix + b"\xff" * 9)
+        while it.valid() and len(rows) < count_max:
+            key = it.key()
+            if not key.startswith(prefix):
+                break
+            call = pb.Call.FromString(it.value())
+            rows.append((it.value(), _snapshot_get(snapshot, CallKeys.lease(call.service, call.id))))
+            it.next()
+        record = None if topic_data is None else TopicRecord.decode(topic_data)
+        mark = AppliedMark(0, 0) if mark_data is None else AppliedMark.decode(mark_data)
+        return record, stats, rows, mark
 
 
 def _snapshot_scan(snapshot: object, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
