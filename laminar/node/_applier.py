@@ -140,7 +140,8 @@ class Applier:
             metrics.events.inc(applied.events)
         if applied.program_errors:
             metrics.observe_program_errors(applied.program_errors)
-        metrics.observe_calls(applied.calls)
+        calls = applied.calls
+        metrics.observe_calls(calls.issued, calls.redeliveries, calls.results)
         if elapsed_s * 1000 > APPLY_SLOW_MS:
             log.warning(
                 "node %d: slow apply: raft entry %d (%d intentions, %d events) took %.0f ms (threshold %d ms)",

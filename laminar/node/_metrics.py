@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from laminar.node.state_machine import CallsApplied
 
 ROLES = ("leader", "follower", "candidate")
 # A reason that names a budget is a budget exhaustion (see laminar/node/sandbox/_meter.py).
@@ -138,12 +135,13 @@ class NodeMetrics:
         r.register(_Sampled(sample))
         self._server: Any = None
 
-    def observe_calls(self, calls: CallsApplied) -> None:
-        if calls.issued:
-            self.calls_issued.inc(calls.issued)
-        if calls.redeliveries:
-            self.call_redeliveries.inc(calls.redeliveries)
-        for how, latency_ms in calls.results:
+    def observe_calls(self, issued: int, redeliveries: int, results: list[tuple[str, int]]) -> None:
+        """What one applied entry did with calls: issued, redelivered, and (outcome, log-time latency ms) results."""
+        if issued:
+            self.calls_issued.inc(issued)
+        if redeliveries:
+            self.call_redeliveries.inc(redeliveries)
+        for how, latency_ms in results:
             self.call_results.labels(how).inc()
             self.call_latency.observe(latency_ms)
 

@@ -7,6 +7,7 @@ import json
 import queue
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -44,17 +45,26 @@ def cluster(tmp_path_factory):  # type: ignore[no-untyped-def]
     from laminar.local_cluster import LocalCluster, free_port_block, write_config
 
     root = str(tmp_path_factory.mktemp("pipelines"))
-    base = free_port_block(3)
-    write_config(f"{root}/c.toml", 3, base, f"{root}/data")
+    base = free_port_block(5)  # client, Raft and metrics ports of 3 nodes: base+1 .. base+9
+    write_config(f"{root}/c.toml", 3, base, f"{root}/data", metrics_base_port=base + 6)
     nodes = LocalCluster(f"{root}/c.toml", [1, 2, 3], log_dir=root)
     addresses = [f"127.0.0.1:{base + n}" for n in (1, 2, 3)]
     nodes.start_all()
     try:
         with laminar.Client(addresses) as client:  # waits for a leader
             assert client.create_topic("orders", program=PROGRAM).committed(timeout=30).effect == "VALID"
-            yield addresses, client
+            _wait_for(lambda: all(_answers(a) for a in addresses), timeout_s=30)  # every node serves, not 2 of 3
+            yield addresses, client, [f"127.0.0.1:{base + 6 + n}" for n in (1, 2, 3)]
     finally:
         nodes.stop_all()
+
+
+def _answers(address: str) -> bool:
+    try:
+        _describe(address)
+        return True
+    except grpc.RpcError:
+        return False
 
 
 def _send(client: laminar.Client, mutation: pb.Mutation) -> laminar.Commit:
@@ -152,12 +162,13 @@ def _wait_for(predicate, timeout_s: float = 15.0) -> None:  # type: ignore[no-un
 
 def test_a_call_is_recorded_on_commit_and_its_result_applied_once_on_every_node(cluster) -> None:  # type: ignore[no-untyped-def]
     """A rejected transaction records no call; a committed one does; a worker on a follower is streamed its calls;
-    the first completion is VALID and runs on_result once on every node (same events, same digest); a second
-    completion is INVALID."""
-    addresses, client = cluster
+    the first completion is VALID and runs on_result once on every node (same events, same digest, counted in
+    every node's metrics); a second completion is INVALID."""
+    addresses, client, metrics = cluster
     assert _order(client, "r1", bad=True).effect == "ERROR"
     assert _order(client, "a1").effect == "VALID" and _order(client, "a2").effect == "VALID"
-    calls = _describe(addresses[0]).calls
+    _settled(addresses, client)
+    calls = [c for c in _describe(addresses[0]).calls if c.service == "payments"]
     assert [(c.service, json.loads(c.context)) for c in calls] == [("payments", {"order": k}) for k in ("a1", "a2")]
     stream = _Stream(addresses[1], "payments", "w1")
     try:
@@ -177,12 +188,23 @@ def test_a_call_is_recorded_on_commit_and_its_result_applied_once_on_every_node(
         assert sorted(_keys(address, "paid/a")) == expected
         assert _describe(address).stats.completed >= 2
     assert len(set(_digests(addresses))) == 1
+    for address in metrics:
+        scraped = _metrics(address)
+        assert scraped['laminar_call_results_total{outcome="completed"}'] >= 2
+        assert scraped["laminar_calls_issued_total"] >= 2 and "laminar_calls_in_flight" in scraped
+        assert scraped["laminar_call_latency_log_ms_count"] >= 2
+
+
+def _metrics(address: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"}
 
 
 def test_an_expired_lease_hands_the_call_to_another_worker(cluster) -> None:  # type: ignore[no-untyped-def]
     """A worker that holds a call past its lease (log time) loses it; another worker is streamed it as a
     redelivery and its completion is applied."""
-    addresses, client = cluster
+    addresses, client, _ = cluster
     slow, fast = _Stream(addresses[2], "leases", "slow"), _Stream(addresses[0], "leases", "fast")
     try:
         assert _join(client, "leases", "slow", lease_ms=500, calls_max=1).effect == "VALID"
@@ -200,7 +222,7 @@ def test_an_expired_lease_hands_the_call_to_another_worker(cluster) -> None:  # 
 
 def test_a_timeout_becomes_a_failure_result(cluster) -> None:  # type: ignore[no-untyped-def]
     """A call nobody answers gets on_result with a timeout failure once its timeout passes in log time."""
-    addresses, client = cluster
+    addresses, client, _ = cluster
     assert _order(client, "t1", service="nobody", timeout_ms=300).effect == "VALID"
     _wait_for(lambda: _describe(addresses[0]).stats.timed_out >= 1)
     _settled(addresses, client)
@@ -211,14 +233,16 @@ def test_a_timeout_becomes_a_failure_result(cluster) -> None:  # type: ignore[no
 def test_bounds_refuse_ctx_call_the_same_way_on_every_node(cluster) -> None:  # type: ignore[no-untyped-def]
     """Calls past CALLS_PER_HANDLER_MAX or CALLS_IN_FLIGHT_PER_TOPIC_MAX fail their transaction with a reason that
     names the bound; every node holds the same calls after."""
-    addresses, client = cluster
+    addresses, client, _ = cluster
     per = limits.CALLS_PER_HANDLER_MAX
     over = _order(client, "x0", service="bounded", calls=per + 1, timeout_ms=600_000)
     assert over.effect == "ERROR" and "CALLS_PER_HANDLER_MAX" in over.reason
+    _settled(addresses, client)  # DescribeCalls answers from what the node applied: let every node catch up
     in_flight = _describe(addresses[0]).stats.in_flight
     fill = (limits.CALLS_IN_FLIGHT_PER_TOPIC_MAX - in_flight) // per
     for i in range(fill):
         assert _order(client, f"x{i + 1}", service="bounded", calls=per, timeout_ms=600_000).effect == "VALID"
+    _settled(addresses, client)
     room = limits.CALLS_IN_FLIGHT_PER_TOPIC_MAX - _describe(addresses[0]).stats.in_flight
     refused = _order(client, "xx", service="bounded", calls=room + 1, timeout_ms=600_000)
     assert refused.effect == "ERROR" and "CALLS_IN_FLIGHT_PER_TOPIC_MAX" in refused.reason
