@@ -325,3 +325,35 @@ def test_a_restarted_node_decides_as_the_others(tmp_path: Path) -> None:
         b.machine.reload()
         assert a.digest() == b.digest()
     assert a.keys("orders") == b.keys("orders") and len(a.keys("orders")) >= 5
+
+
+def test_a_workers_stream_sends_its_calls_in_grant_order_once_and_again_when_re_leased(c: Cluster) -> None:
+    """work_step sends the calls leased to one worker by grants after the last sent, in grant order; a re-lease is
+    sent again; DescribeCalls pages the topic's calls with their leases; the grant index holds only live leases."""
+    from laminar.node.service._calls import describe_calls, work_step
+
+    c.run(WORKER, join("payments", "w1", calls_max=3, lease_ms=1000), join("payments", "w2", calls_max=1))
+    c.run(ALICE, order("o1", calls=4))
+    request = pb.WorkRequest(service="payments", worker="w1")
+    frame, sent = work_step(c.store, request, 0)
+    assert frame is not None
+    calls = pb.WorkFrame.FromString(frame).calls
+    assert [(x.id, x.worker, x.deliveries, x.lease_deadline_ms) for x in calls] == [
+        (i, "w1", 1, T0 + 1000)
+        for i in (1, 2, 3)  # the roomiest worker first (ties: by name); w2 got 4
+    ]
+    assert work_step(c.store, request, sent) == (None, sent)
+    c.run(WORKER, complete(3), at_ms=T0 + 500)
+    c.run(WORKER, join("payments", "w2", calls_max=1), at_ms=T0 + 1000)  # w1 is dropped: 1 and 2 wait; w2 is full
+    c.run(WORKER, join("payments", "w1", calls_max=3, lease_ms=1000), at_ms=T0 + 1001)
+    frame, sent = work_step(c.store, request, sent)
+    assert frame is not None and [(x.id, x.deliveries) for x in pb.WorkFrame.FromString(frame).calls] == [
+        (1, 2),
+        (2, 2),
+    ]
+    assert len(list(c.store.scan(CallKeys.GRANT_PREFIX))) == 3  # 1 and 2 (w1), 4 (w2)
+    page = describe_calls(c.store, pb.DescribeCallsRequest(topic="orders", after_id=1, limit=2))
+    assert page.topic_exists and [(x.id, x.worker) for x in page.calls] == [(2, "w1"), (4, "w2")]
+    assert page.stats.issued == 4 and page.stats.completed == 1 and page.stats.redeliveries == 2
+    one = describe_calls(c.store, pb.DescribeCallsRequest(topic="orders", call_id=3))
+    assert list(one.calls) == []

@@ -2,9 +2,10 @@
 DescribeCalls says about a topic's calls.
 
 A worker's stream (ListenService runs one `work_step` at a time, on a read thread, like a group member's stream)
-reads its service's leases from the store after each applied entry that may have changed them, and sends the calls
-newly leased to this worker, in grant order. Nothing is buffered per worker: the leases are the queue, bounded by
-CALLS_IN_FLIGHT_PER_SERVICE_MAX, and a reconnecting worker is sent every call it still holds.
+reads, after each applied entry that may have changed leases, the calls leased to this worker by grants after the
+last one it sent (an index by worker and grant, written at apply: no scan of the service's calls), in grant order.
+Nothing is buffered per worker: the leases are the queue, bounded by CALLS_IN_FLIGHT_PER_SERVICE_MAX, and a
+reconnecting worker is sent every call it still holds.
 """
 
 from __future__ import annotations
@@ -25,24 +26,15 @@ def work_problem(request: pb.WorkRequest) -> str | None:
 def work_step(store: Store, request: pb.WorkRequest, sent_grant: int) -> tuple[bytes | None, int]:
     """One step of a worker's stream (on a read thread): a WorkFrame of the calls newly leased to the worker since
     grant `sent_grant`, in grant order, or None; and the last grant sent after it."""
-    mine: list[tuple[int, int, CallLease]] = []
-    for call_id, data in store.call_leases(request.service):
-        lease = CallLease.decode(data)
-        if lease.worker == request.worker and lease.seq > sent_grant:
-            mine.append((lease.seq, call_id, lease))
-    mine.sort()
-    mine = mine[: limits.WORK_FRAME_CALLS_MAX]
-    if not mine:
+    rows = store.worker_calls(request.service, request.worker, sent_grant, limits.WORK_FRAME_CALLS_MAX)
+    if not rows:
         return None, sent_grant
     frame = pb.WorkFrame()
-    for _, call_id, lease in mine:
-        found = store.call_records(lease.topic, [call_id])
-        if not found:
-            continue  # finished since the leases were read
+    for _, call_data, lease_data in rows:
         call = frame.calls.add()
-        call.MergeFromString(found[0])
-        _with_lease(call, lease)
-    return (frame.SerializeToString() if frame.calls else None), mine[-1][0]
+        call.MergeFromString(call_data)
+        _with_lease(call, None if lease_data is None else CallLease.decode(lease_data))
+    return frame.SerializeToString(), rows[-1][0]
 
 
 def _with_lease(call: pb.Call, lease: CallLease | None) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from laminar import _rules, limits
 from laminar.node.sandbox import CallGate, CallMade
-from laminar.node.store import CallKeys, CallLease, CallSeq, Store, WorkerRecord, WriteSet
+from laminar.node.store import CallKeys, CallLease, CallSeq, Store, WorkerRecord, WriteSet, u64
 from laminar.v1 import laminar_pb2 as pb
 
 VALID, INVALID, ERROR = pb.VALID, pb.INVALID, pb.ERROR
@@ -263,6 +263,8 @@ class Calls:
         entry = self._services[call.service]
         entry.in_flight -= 1
         worker = call.lease.worker
+        if worker:
+            writes.delete(CallKeys.grant(call.service, worker, call.lease.seq))
         if worker and worker in entry.held:
             entry.held[worker] -= 1
         entry.waiting.get(call.method, set()).discard(call_id)
@@ -346,6 +348,7 @@ class Calls:
         worker = call.lease.worker
         if worker in entry.held:
             entry.held[worker] -= 1
+        writes.delete(CallKeys.grant(call.service, worker, call.lease.seq))
         call.lease.worker = ""
         call.lease.lease_deadline_ms = 0
         writes.put(CallKeys.lease(call.service, call_id), call.lease.encode())
@@ -435,6 +438,7 @@ class Calls:
         lease.deliveries += 1
         entry.held[worker] += 1
         writes.put(CallKeys.lease(service, call_id), lease.encode())
+        writes.put_blind(CallKeys.grant(service, worker, lease.seq), u64(call_id) + call.topic.encode())
         heapq.heappush(self._lease_ends, (lease.lease_deadline_ms, call_id, lease.seq))
         self.applied.granted = True
 

@@ -1,10 +1,11 @@
 """Records of pipelines: calls in flight, their leases, workers, counters (docs/pipelines.md). No pickle.
 
-p/<topic>\\x00<call_id:8>        -> serialized laminar.v1.Call, its fixed fields (what the call asks for)
-w/<service>\\x00<call_id:8>      -> CallLease (who holds the call now, until when, deliveries so far)
-j/<service>\\x00<worker>         -> WorkerRecord (one live worker of a service)
-g/<topic>                       -> serialized laminar.v1.CallStats of the topic's live incarnation
-m/calls                         -> CallSeq (the last call id and lease grant number)
+p/<topic>\\x00<call_id:8>               -> serialized laminar.v1.Call, its fixed fields (what the call asks)
+w/<service>\\x00<call_id:8>             -> CallLease (who holds the call now, until when, deliveries so far)
+j/<service>\\x00<worker>                -> WorkerRecord (one live worker of a service)
+y/<service>\\x00<worker>\\x00<grant:8>   -> <call_id:8><topic> (a worker's leased calls by grant: its stream's index)
+g/<topic>                              -> serialized laminar.v1.CallStats of the topic's live incarnation
+m/calls                                -> CallSeq (the last call id and lease grant number)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class CallKeys:
     LEASE_PREFIX = b"w/"
     WORKER_PREFIX = b"j/"
     STATS_PREFIX = b"g/"
+    GRANT_PREFIX = b"y/"
     SEQ = b"m/calls"
 
     @staticmethod
@@ -49,6 +51,14 @@ class CallKeys:
     @staticmethod
     def worker(service: str, worker: str) -> bytes:
         return CallKeys.workers_of(service) + worker.encode()
+
+    @staticmethod
+    def grants_of(service: str, worker: str) -> bytes:
+        return CallKeys.GRANT_PREFIX + service.encode() + b"\x00" + worker.encode() + b"\x00"
+
+    @staticmethod
+    def grant(service: str, worker: str, seq: int) -> bytes:
+        return CallKeys.grants_of(service, worker) + u64(seq)
 
     @staticmethod
     def stats(topic: str) -> bytes:

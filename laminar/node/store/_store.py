@@ -303,18 +303,21 @@ class Store:
 
     # ---- pipelines (docs/pipelines.md); any thread -------------------------------------------------
 
-    def call_leases(self, service: str) -> list[tuple[int, bytes]]:
-        """(call id, CallLease bytes) of every call in flight of a service (at most CALLS_IN_FLIGHT_PER_SERVICE_MAX)."""
-        prefix = CallKeys.leases_of(service)
+    def worker_calls(
+        self, service: str, worker: str, after_grant: int, count_max: int
+    ) -> list[tuple[int, bytes, bytes | None]]:
+        """(grant, Call bytes, CallLease bytes) of up to count_max calls leased to `worker` of `service` by grants
+        after `after_grant`, in grant order, from one view (an index written at each grant: no scan of the service)."""
+        prefix = CallKeys.grants_of(service, worker)
+        rows: list[tuple[int, bytes, bytes | None]] = []
         with self._lock:
-            rows = self.scan(prefix, limit=limits.CALLS_IN_FLIGHT_PER_SERVICE_MAX)
-            return [(from_u64(k[len(prefix) :]), v) for k, v in rows]
-
-    def call_records(self, topic: str, call_ids: list[int]) -> list[bytes]:
-        """Serialized Calls (their fixed fields) of `topic` with these ids (those finished since skipped)."""
-        with self._lock:
-            found = [self._db.get(CallKeys.call(topic, call_id)) for call_id in call_ids]
-        return [data for data in found if data is not None]
+            start = prefix + u64(after_grant + 1) if after_grant < _OFFSET_MAX else prefix + b"\xff" * 9
+            for key, value in self.scan(prefix, start=start, limit=count_max):
+                call_id, topic = from_u64(value[:8]), bytes(value[8:]).decode()
+                call = self._db.get(CallKeys.call(topic, call_id))
+                if call is not None:
+                    rows.append((from_u64(key[len(prefix) :]), call, self._db.get(CallKeys.lease(service, call_id))))
+        return rows
 
     def calls_page(
         self, topic: str, after_id: int, count_max: int
