@@ -357,3 +357,64 @@ def test_a_workers_stream_sends_its_calls_in_grant_order_once_and_again_when_re_
     assert page.stats.issued == 4 and page.stats.completed == 1 and page.stats.redeliveries == 2
     one = describe_calls(c.store, pb.DescribeCallsRequest(topic="orders", call_id=3))
     assert list(one.calls) == []
+
+
+COUNTING = """
+def on_put(ctx, key, value):
+    for i in range(int(value)):
+        ctx.call("svc", "m" + str(i % 2), key, context={"k": key.decode()}, timeout_ms=1000 + 500 * i)
+
+def on_result(ctx, call, response, failure):
+    ctx.put("r/" + str(call.id), response if failure is None else failure)
+    if call.deliveries > 2 and failure is None and call.id % 3 == 0:
+        ctx.call("svc", "m0", "chained", timeout_ms=500)
+"""
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_runs_apply_each_result_once_and_restarts_decide_alike(tmp_path: Path, seed: int) -> None:
+    """Random calls, joins, leaves, results (right, duplicate, late, unknown) and ticks, fed to two machines, one
+    reloaded from its store at random: identical stores throughout; every finished call got exactly one on_result;
+    the counters add up (issued = completed + failed + timed_out + gave_up + in flight)."""
+    import random
+
+    rng = random.Random(seed)
+    a, b = Cluster(tmp_path / "a"), Cluster(tmp_path / "b")
+    now = T0
+    workers = [f"w{i}" for i in range(3)]
+    for n in range(80):
+        now += rng.choice((0, 10, 50, 150, 400))
+        roll = rng.random()
+        client, mutations = WORKER, []
+        if n == 0:
+            client, mutations = ALICE, [create("t", COUNTING)]
+        elif roll < 0.3:
+            client, mutations = ALICE, [m(0, pb.PUT, "t", f"k{n}".encode(), str(rng.randint(0, 4)).encode())]
+        elif roll < 0.45:
+            settings = (rng.randint(1, 3), rng.choice((100, 200, 1000)), rng.choice(("", "m0")))
+            mutations = [join("svc", rng.choice(workers), *settings)]
+        elif roll < 0.5:
+            mutations = [_leave("svc", rng.choice(workers))]
+        elif roll < 0.85:  # results: mostly for calls in flight, some duplicate, late or unknown
+            live = sorted(a.machine._calls._calls) or [1]
+            last = a.machine._calls.last_id() + 1
+            ids = [rng.choice(live) if rng.random() < 0.7 else rng.randint(1, last) for _ in range(rng.randint(1, 3))]
+            mutations = [
+                complete(i, b"ok", "t", rng.choice(workers)) if rng.random() < 0.7 else fail(i, "no", "t") for i in ids
+            ]
+        for cluster in (a, b):
+            if mutations:
+                cluster.run(client, *[pb.Mutation.FromString(x.SerializeToString()) for x in mutations], at_ms=now)
+            else:
+                cluster.tick(now)
+        if rng.random() < 0.3:
+            b.machine.reload()
+        assert a.digest() == b.digest()
+    a.tick(now + 10_000)  # every deadline passes (the longest timeout is 3 s): each call ends, with one result
+    keys = a.keys("t")
+    assert len(keys) == len(set(keys)), "on_result ran twice for a call"
+    stats = a.machine._calls.stats("t")
+    assert stats.in_flight == 0 == a.machine._calls.in_flight()
+    assert stats.issued == stats.completed + stats.failed + stats.timed_out + stats.gave_up == len(keys)
+    assert sorted(int(k[2:]) for k in keys) == list(range(1, stats.issued + 1))
+    assert stats.completed and stats.timed_out and stats.redeliveries, "the run exercised results, timeouts, leases"
