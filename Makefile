@@ -16,7 +16,8 @@ TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install cluster demo test lint proto proto-etcd proto-check unit integration torture sim sim-proof bench \
-	bench-quick bench-soak bench-etcd bench-recovery bench-auth bench-retention bench-curves fuzz-sandbox hostile clean-data clean
+	bench-quick bench-soak bench-etcd bench-recovery bench-auth bench-retention bench-curves bench-pipelines fuzz-sandbox hostile \
+	pipeline-faults clean-data clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -129,6 +130,17 @@ bench-retention: $(DEV_STAMP)
 ## cluster per curve (a few minutes; bench/results/curves.md reads it).
 bench-curves: $(DEV_STAMP)
 	$(BIN)/python -m bench.cost_curves
+
+## Pipelines (issue 17): plain write rate, then completed calls/s with a fast and a slow worker, on one 3-node cluster
+## (a few minutes; bench/results/pipelines.md).
+bench-pipelines: $(DEV_STAMP)
+	$(BIN)/python -m bench.pipelines --calls 20000 --slow-calls 5000 --rounds 3 --write
+
+## Pipelines under faults: examples/pipeline.py with 10,000 orders, the leader and a worker killed during the run;
+## a worker across the leader's death.
+pipeline-faults: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m slow -s tests/fault/test_pipeline_faults.py tests/integration/test_pipeline_worker.py \
+		$(PYTEST_ARGS)
 
 ## Restart time after 10K and 1M messages, and a new node's sync from scratch.
 bench-recovery: $(DEV_STAMP)

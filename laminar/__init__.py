@@ -10,6 +10,7 @@ for event in laminar.Listener(addresses, "chat", from_offset=0):
 
 from laminar.client import (
     TLS,
+    Call,
     Client,
     Commit,
     ConsumerInfo,
@@ -21,6 +22,7 @@ from laminar.client import (
     Pending,
     Retention,
     Value,
+    Worker,
     cluster_status,
 )
 from laminar.errors import (
@@ -39,6 +41,7 @@ from laminar.errors import (
 
 __all__ = [
     "TLS",
+    "Call",
     "Client",
     "ClientClosed",
     "Commit",
@@ -61,5 +64,6 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Value",
+    "Worker",
     "cluster_status",
 ]

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from laminar._cli import _auth, _consumers, _data, _status, _supervise
+from laminar._cli import _auth, _calls, _consumers, _data, _status, _supervise
 from laminar._cli._completion import script as completion_script
 from laminar._cli._exits import EPILOG, CommandFailed, Exit, exit_code_of
 from laminar._cli._output import add_output_flag, print_json, print_table
@@ -227,6 +227,24 @@ def _consumer_parsers(sub: Any) -> None:
     delete.add_argument("name")
 
 
+def _calls_parsers(sub: Any) -> None:
+    calls = _sub(sub, "calls", "a topic's calls to services in flight (docs/pipelines.md)", client=False)
+    calls_sub = calls.add_subparsers(dest="calls_command", required=True, metavar="{list,describe}")
+    listing = _sub(
+        calls_sub, "list", "a topic's call counters and its calls in flight", _calls.cmd_calls_list, output=True
+    )
+    listing.add_argument("topic")
+    describe = _sub(
+        calls_sub,
+        "describe",
+        "one call in flight, or the topic's call counters",
+        _calls.cmd_calls_describe,
+        output=True,
+    )
+    describe.add_argument("topic")
+    describe.add_argument("call_id", type=int, nargs="?", help="a call id (as `calls list` shows); none: the counters")
+
+
 def _data_parsers(sub: Any) -> None:
     put = _sub(sub, "put", "put a value under a key of a topic", _data.cmd_put, output=True)
     put.add_argument("topic")
@@ -275,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     _node_parsers(sub)
     _topic_parsers(sub)
     _consumer_parsers(sub)
+    _calls_parsers(sub)
     _data_parsers(sub)
     _auth.add_parsers(sub, _sub)
     completion = _sub(

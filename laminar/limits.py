@@ -302,3 +302,10 @@ AUTH_THROTTLE_MS_MIN = 200  # the first lock-out after the free failures; it dou
 AUTH_THROTTLE_MS_MAX = 30_000
 AUTH_PEERS_TRACKED_MAX = 4096  # peer addresses whose failures a node counts (least recently failed forgotten)
 AUTH_SESSION_CHECKS_CACHED_MAX = 1024  # (kind, topic) pairs a session remembers as allowed, per auth state
+# ---- pipelines, the worker's side (laminar/client/_worker.py; client only, not replicated) ---------------------
+WORKER_RATE_PER_S_MAX = 1_000_000  # the largest rate_per_s a Worker takes (None: no rate limit at all)
+WORKER_RATE_BURST_MS = 1000  # a rate-limited worker may hand out this long's worth of calls at once (at least one)
+# Call ids a worker remembers finishing, so a node that re-sends them (a new stream re-sends every call a worker
+# holds, and a lagging node may not have applied the result yet) does not hand them out again. Past it, a re-sent
+# call runs twice: execution is at least once, and the second result is INVALID.
+WORKER_FINISHED_IDS_MAX = 4096

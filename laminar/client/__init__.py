@@ -2,6 +2,7 @@
 
 from laminar.client._admin import change_membership, cluster_digests, cluster_status, describe_topic
 from laminar.client._auth import auth_request, grant
+from laminar.client._calls import CallInfo, CallsInfo, CallStats, describe_calls
 from laminar.client._client import Client, Pending
 from laminar.client._connect import TLS, TOKEN_ENV, resolve_addresses
 from laminar.client._listener import Listener
@@ -16,10 +17,15 @@ from laminar.client._types import (
     TopicInfo,
     Value,
 )
+from laminar.client._worker import Call, Worker, WorkerStats
 
 __all__ = [
     "TLS",
     "TOKEN_ENV",
+    "Call",
+    "CallInfo",
+    "CallStats",
+    "CallsInfo",
     "Client",
     "Commit",
     "ConsumerInfo",
@@ -32,10 +38,13 @@ __all__ = [
     "Retention",
     "TopicInfo",
     "Value",
+    "Worker",
+    "WorkerStats",
     "auth_request",
     "change_membership",
     "cluster_digests",
     "cluster_status",
+    "describe_calls",
     "describe_topic",
     "grant",
     "resolve_addresses",

@@ -234,6 +234,16 @@ class Client:
         """Send one consumer intention (a `laminar.v1.Kind` CONSUMER_* or GROUP_* value)."""
         return self._send(pb.Mutation(kind=kind, topic=topic, consumer=op))  # type: ignore[arg-type]
 
+    # ---- pipelines (docs/pipelines.md; a Worker sends these) ------------------------------------------------
+
+    def worker_op(self, kind: int, service: str, op: pb.WorkerOp) -> Pending:
+        """Send one worker intention (WORKER_JOIN or WORKER_LEAVE) for `service`."""
+        return self._send(pb.Mutation(kind=kind, topic=service, worker=op))  # type: ignore[arg-type]
+
+    def call_result(self, kind: int, topic: str, result: pb.CallResult) -> Pending:
+        """Send a call's result (CALL_COMPLETE or CALL_FAIL) to its calling `topic`."""
+        return self._send(pb.Mutation(kind=kind, topic=topic, result=result))  # type: ignore[arg-type]
+
     def get(
         self, topic: str, key: bytes | str, *, stale_ok: bool = False, timeout: float = CLIENT_GET_TIMEOUT_S
     ) -> Value:
