@@ -13,6 +13,11 @@ cost of having grown to this size. Every point is bounded in messages and in sec
   the point ends when every listener has every put. Delivered events/s flat in L is healthy.
 - clients: C client sessions (in a few client processes) share a fixed number of puts. Flat or rising
   throughput is healthy.
+- snapshots: puts of SNAPSHOT_VALUE_BYTES values until x MiB of values have been written in all, on one
+  cluster; after each point, the snapshots (log compactions) every node has built so far, read from the
+  nodes' logs: how many, how many bytes they wrote in all, and the longest build. Snapshot work growing
+  linearly with the data written (k ~ 1 for the bytes) is healthy; k ~ 2 is the quadratic cost of
+  archiving the whole store at a fixed interval.
 
 For each curve the report fits the exponent k of cost ~ x^k (log-log least squares) for the time per unit
 of work and for RSS above the curve's first point; k > WORSE_THAN_LINEAR_EXPONENT is flagged.
@@ -25,6 +30,7 @@ import csv
 import datetime
 import math
 import os
+import re
 import shlex
 import sys
 import threading
@@ -43,18 +49,21 @@ from bench.workloads import REPO_ROOT
 from laminar import limits
 
 TOPICS, VALUE_BYTES, LISTENERS, CLIENTS = "topics", "value_bytes", "listeners", "clients"
-CURVES = (TOPICS, VALUE_BYTES, LISTENERS, CLIENTS)
+SNAPSHOTS = "snapshots"
+CURVES = (TOPICS, VALUE_BYTES, LISTENERS, CLIENTS, SNAPSHOTS)
 DEFAULT_POINTS: dict[str, tuple[int, ...]] = {
     TOPICS: (1, 10, 100, 1_000, 10_000, 100_000),
     VALUE_BYTES: (32, 1024, 32 * 1024, 256 * 1024, 1024 * 1024),
     LISTENERS: (1, 3, 10, 30, 100),
     CLIENTS: (1, 3, 10, 30, 100),
+    SNAPSHOTS: (16, 32, 64, 128, 256, 512),
 }
 X_LABELS = {
     TOPICS: "live topics",
     VALUE_BYTES: "value bytes",
     LISTENERS: "listeners on one topic",
     CLIENTS: "concurrent client sessions",
+    SNAPSHOTS: "MiB of values written",
 }
 SMALL_VALUE_BYTES = 32  # values are random bytes: RocksDB compresses a repeated byte to nothing
 POINT_BYTES_MAX = 64 * 2**20  # value bytes one value-size point puts: 64 x 1 MiB, 2,000 x 32 B
@@ -63,6 +72,10 @@ CREATE_CHUNK = 1_000  # topic creates in flight at once
 WORKER_PROCESSES_MAX = 4  # client processes a listeners or clients point spreads its sessions over
 WORSE_THAN_LINEAR_EXPONENT = 1.2  # noise on this shared machine moves a fitted exponent by ~0.1-0.2
 RSS_NOISE_BYTES = 4 * 2**20  # growth below this is not fitted: allocator and page-cache noise
+SNAPSHOT_VALUE_BYTES = 4 * 1024  # random, so neither RocksDB nor the snapshot makes them smaller
+SNAPSHOT_POINT_TIMEOUT_S_MIN = 180.0  # a snapshots point writes up to half the curve's bytes
+# The line a node logs when it has published a snapshot (laminar/node/raft/_snapshot.py, Snapshotter._publish).
+SNAPSHOT_LOG_LINE = re.compile(rb"snapshot written: \S+ \((\d+) bytes, built in ([0-9.]+) s\)")
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class CurvePlan:
     point_timeout_s: float = 60.0
     nodes: int = 3
     durability: str = "default"
+    baseline_csv: str = ""  # a earlier run's CSV whose snapshots curve is drawn beside this one's (before/after)
 
 
 @dataclass
@@ -89,6 +103,10 @@ class Point:
     rss_mib_max: float = 0.0  # the largest node's peak RSS during the point
     rss_mib_sum: float = 0.0  # the nodes' peaks added up
     rss_mib_end: float = 0.0  # the largest node's RSS at the point's end: what the point left behind
+    # snapshots curve only, all since the curve's cluster started: per node, the mean over the nodes
+    snapshots: float = 0.0  # snapshots built
+    snapshot_mib: float = 0.0  # bytes those snapshots wrote, MiB
+    snapshot_build_s_max: float = 0.0  # the longest build during this point, any node (0: none)
     status: str = "ok"  # "ok", or "stopped: why" / "failed: why"
 
     @property
@@ -97,8 +115,14 @@ class Point:
 
 
 CSV_COLUMNS = ["curve", "x", "messages", "wall_s", "messages_per_s", "work_per_s", "rss_mib_max", "rss_mib_sum"]
-CSV_COLUMNS += ["rss_mib_end", "status"]
-WORK_UNITS = {TOPICS: "puts/s", VALUE_BYTES: "MiB/s", LISTENERS: "delivered events/s", CLIENTS: "puts/s"}
+CSV_COLUMNS += ["rss_mib_end", "snapshots", "snapshot_mib", "snapshot_build_s_max", "status"]
+WORK_UNITS = {
+    TOPICS: "puts/s",
+    VALUE_BYTES: "MiB/s",
+    LISTENERS: "delivered events/s",
+    CLIENTS: "puts/s",
+    SNAPSHOTS: "MiB/s",
+}
 
 
 # ---- load ---------------------------------------------------------------------------------------
@@ -325,11 +349,44 @@ def _workers_point(role: str) -> Callable[[CurvePlan, BenchCluster, laminar.Clie
     return run
 
 
+def _snapshots_point(plan: CurvePlan, cluster: BenchCluster, client: laminar.Client, point: Point, state: Any) -> None:
+    if not state["topics"]:
+        client.create_topic("written").committed(timeout=plan.point_timeout_s)
+        state["topics"].append("written")
+        state["written_bytes"] = 0
+    count = max(0, (point.x * 2**20 - state["written_bytes"]) // SNAPSHOT_VALUE_BYTES)
+    value = os.urandom(SNAPSHOT_VALUE_BYTES)
+    timeout_s = max(plan.point_timeout_s, SNAPSHOT_POINT_TIMEOUT_S_MIN)
+    _timed(point, lambda: pipelined_puts([client], ["written"], value, count, time.monotonic() + timeout_s))
+    state["written_bytes"] += point.messages * SNAPSHOT_VALUE_BYTES
+    point.work_per_s = round(point.messages_per_s * SNAPSHOT_VALUE_BYTES / 2**20, 2)
+    builds = snapshot_builds(cluster.log_dir)
+    seen: dict[str, int] = state.setdefault("builds_seen", {})
+    nodes = max(1, len(builds))
+    point.snapshots = round(sum(len(b) for b in builds.values()) / nodes, 2)
+    point.snapshot_mib = round(sum(size for b in builds.values() for size, _ in b) / nodes / 2**20, 1)
+    point.snapshot_build_s_max = max((s for name, b in builds.items() for _, s in b[seen.get(name, 0) :]), default=0.0)
+    state["builds_seen"] = {name: len(b) for name, b in builds.items()}
+    if point.messages < count:
+        point.status = f"failed: {point.messages:,} of {count:,} puts committed within {timeout_s:g} s"
+
+
+def snapshot_builds(log_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """Per node log file: (bytes, seconds) of every snapshot it has published, in order."""
+    builds: dict[str, list[tuple[int, float]]] = {}
+    for name in sorted(os.listdir(log_dir)):
+        with open(os.path.join(log_dir, name), "rb") as f:
+            found = SNAPSHOT_LOG_LINE.findall(f.read())
+        builds[name] = [(int(size), float(seconds)) for size, seconds in found]
+    return builds
+
+
 _POINT_RUNNERS: dict[str, Callable[[CurvePlan, BenchCluster, laminar.Client, Point, Any], None]] = {
     TOPICS: _topics_point,
     VALUE_BYTES: _value_point,
     LISTENERS: _workers_point(LISTENERS),
     CLIENTS: _workers_point(CLIENTS),
+    SNAPSHOTS: _snapshots_point,
 }
 
 
@@ -377,6 +434,9 @@ def rss_exponent(points: Sequence[Point]) -> float | None:
 # ---- results ------------------------------------------------------------------------------------
 
 
+NOTES_MARKER = "<!-- notes kept across runs: everything below this line -->"
+
+
 def write_results(plan: CurvePlan, points: Sequence[Point], started: str, description: dict[str, str]) -> None:
     os.makedirs(plan.out_dir, exist_ok=True)
     stem = os.path.join(plan.out_dir, plan.name)
@@ -386,9 +446,112 @@ def write_results(plan: CurvePlan, points: Sequence[Point], started: str, descri
         for p in points:
             writer.writerow({c: getattr(p, c) for c in CSV_COLUMNS})
     write_chart(stem + ".png", points)
+    baseline = read_points(plan.baseline_csv, SNAPSHOTS) if plan.baseline_csv else []
+    snapshot_chart = ""
+    if any(p.curve == SNAPSHOTS for p in points):
+        snapshot_chart = os.path.basename(stem) + "-snapshots.png"
+        write_snapshot_chart(os.path.join(plan.out_dir, snapshot_chart), points, baseline)
+    text = markdown(plan, points, started, description, os.path.basename(stem) + ".png")
+    text += snapshot_markdown(plan, points, baseline, snapshot_chart)
     with open(stem + ".md", "w", encoding="utf-8") as f:
-        f.write(markdown(plan, points, started, description, os.path.basename(stem) + ".png"))
+        f.write(text + _kept_notes(stem + ".md"))
     print(f"wrote {stem}.csv, {stem}.md, {stem}.png")
+
+
+def _kept_notes(path: str) -> str:
+    """The hand-written notes below NOTES_MARKER in the previous report, marker included."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            previous = f.read()
+    except FileNotFoundError:
+        return ""
+    at = previous.find(NOTES_MARKER)
+    return "" if at < 0 else "\n" + previous[at:]
+
+
+def read_points(path: str, curve: str) -> list[Point]:
+    """One curve's points from a CSV this module wrote (columns it lacks keep their defaults)."""
+    floats = {"wall_s", "messages_per_s", "work_per_s", "rss_mib_max", "rss_mib_sum", "rss_mib_end"}
+    floats |= {"snapshots", "snapshot_mib", "snapshot_build_s_max"}
+    points = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["curve"] != curve:
+                continue
+            point = Point(curve, int(row["x"]), messages=int(row["messages"]), status=row["status"])
+            for name in floats & set(row):
+                setattr(point, name, float(row[name] or 0.0))
+            points.append(point)
+    return points
+
+
+def snapshot_work_exponent(points: Sequence[Point]) -> float | None:
+    """Exponent of the snapshot bytes written so far against the data written so far (1: linear, 2: quadratic)."""
+    ok = [p for p in points if p.ok]
+    return exponent([p.x for p in ok], [p.snapshot_mib for p in ok])
+
+
+def write_snapshot_chart(path: str, points: Sequence[Point], baseline: Sequence[Point]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [("before (baseline)", [p for p in baseline if p.ok], "o--", "tab:gray")] if baseline else []
+    runs.append(("this run", [p for p in points if p.curve == SNAPSHOTS and p.ok], "o-", "tab:blue"))
+    figure, (work, build) = plt.subplots(1, 2, figsize=(10, 4.2))
+    try:
+        for label, mine, style, color in runs:
+            work.plot([p.x for p in mine], [p.snapshot_mib for p in mine], style, color=color, label=label)
+            build.plot([p.x for p in mine], [p.snapshot_build_s_max for p in mine], style, color=color, label=label)
+        xs = sorted({p.x for _, mine, _, _ in runs for p in mine})
+        if xs:
+            work.plot(xs, xs, ":", color="tab:green", label="snapshot bytes = bytes written")
+        work.set_ylabel("snapshot MiB written so far, per node")
+        build.set_ylabel("longest snapshot build in the point, s")
+        for axis in (work, build):
+            axis.set_xlabel(X_LABELS[SNAPSHOTS])
+            axis.set_xscale("log")
+            axis.grid(True, which="both", alpha=0.3)
+            axis.legend(fontsize="small")
+        work.set_yscale("symlog", linthresh=1.0)
+        figure.suptitle("Log compaction cost as data is written (3 nodes; one run, noisy machine)")
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+    finally:
+        plt.close(figure)
+
+
+def snapshot_markdown(plan: CurvePlan, points: Sequence[Point], baseline: Sequence[Point], chart: str) -> str:
+    mine = [p for p in points if p.curve == SNAPSHOTS]
+    if not mine:
+        return ""
+    lines = [
+        "## Snapshots (log compaction) as data is written",
+        "",
+        f"One cluster; puts of {SNAPSHOT_VALUE_BYTES:,} random bytes until x MiB of values were written in all. "
+        "Snapshot figures are per node (the mean over the nodes) and count every snapshot built since the "
+        "cluster started, read from the nodes' logs; the longest build is the longest one published during "
+        "the point (checkpoint plus packing, from the serializer's start to the file in place). "
+        "k: fitted exponent of snapshot MiB against MiB written (1: linear, 2: quadratic).",
+        "",
+        f"![snapshot cost]({chart})",
+        "",
+    ]
+    for title, run in (("this run", mine), (f"baseline ({plan.baseline_csv})", list(baseline))):
+        if not run:
+            continue
+        lines += [f"{title}: k = {_k(snapshot_work_exponent(run))}", ""]
+        lines += ["| MiB written | puts | MiB/s | snapshots | snapshot MiB | ÷ MiB written | longest build s | status |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        for p in run:
+            ratio = p.snapshot_mib / p.x if p.x else 0.0
+            lines.append(
+                f"| {p.x:,} | {p.messages:,} | {p.work_per_s:,.1f} | {p.snapshots:g} | {p.snapshot_mib:,.1f} | "
+                f"{ratio:.2f} | {p.snapshot_build_s_max:.2f} | {p.status} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write_chart(path: str, points: Sequence[Point]) -> None:
@@ -502,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--out-dir", default=os.path.join(REPO_ROOT, "bench", "results"))
     parser.add_argument("--name", default="curves")
+    parser.add_argument("--baseline", default="", help="an earlier run's CSV: its snapshots curve drawn beside")
     args = parser.parse_args(argv)
     curves = tuple(args.curves.split(","))
     unknown = set(curves) - set(CURVES)
@@ -516,6 +680,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         messages=args.messages,
         point_timeout_s=args.point_timeout,
         nodes=args.nodes,
+        baseline_csv=args.baseline,
     )
     run_curves(plan)
 
