@@ -60,10 +60,21 @@ RAFT_MESSAGE_COMPRESS_BYTES_MAX = 64 * KIB
 RAFT_MESSAGE_BYTES_MAX = 2 * RAFT_ENTRY_BYTES_MAX + 1 * MIB
 ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiting means bigger batches
 RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
-# The Raft journal is compacted (a store checkpoint becomes the snapshot) past either bound, so a
-# restart replays at most this much and the journal's in-memory index stays bounded.
-RAFT_LOG_ENTRIES_MAX = 2000
-RAFT_LOG_BYTES_MAX = 64 * MIB
+# When the Raft journal is compacted (a store checkpoint becomes the snapshot): see
+# laminar/node/raft/_compaction.py. A snapshot archives the whole store, so compacting at a fixed interval
+# made the total snapshot work quadratic in the data written; compacting once the applied journal weighs
+# RAFT_LOG_BYTES_PER_SNAPSHOT_BYTE times the last snapshot makes it linear (<= (1 + 1/that) x bytes written).
+RAFT_LOG_BYTES_PER_SNAPSHOT_BYTE = 1.0  # journal bytes written per byte of the last snapshot before the next
+RAFT_LOG_BYTES_MIN = 64 * MIB  # ...but never compact a journal lighter than this (small stores)
+# ...and always at this weight, whatever the snapshot's size: the journal is held in memory as well.
+RAFT_LOG_BYTES_MAX = 1024 * MIB
+# An entry's weight is its record in the file plus Python's memory for it in the journal (a tuple, the
+# command's bytes object, its index and end offset: 177 bytes measured with tracemalloc, rounded up).
+RAFT_LOG_ENTRY_OVERHEAD_BYTES = 180
+# pysyncobj's own rule also compacts past this many entries (raft_log_entries_max in a node's config may
+# lower it: tests and the simulator do, so that snapshots and installs of them are frequent). Higher than
+# the byte rule ever lets a journal grow (RAFT_LOG_BYTES_MAX / RAFT_LOG_ENTRY_OVERHEAD_BYTES ~ 6 million).
+RAFT_LOG_ENTRIES_MAX = 8_000_000
 SNAPSHOT_CHUNK_BYTES = 1 * MIB  # a snapshot travels to a lagging follower in chunks of this size
 # A snapshot received from the leader larger than this is refused (a hostile or broken peer must not
 # fill the disk); far above any store this project targets.

@@ -3,7 +3,7 @@
     data_dir = "var/local-3"            # node N keeps its data in <data_dir>/node-N (relative: to this file)
     # durability = "fsync"              # default; "none" keeps the journal in the page cache only
     # raft_password = "..."             # encrypts and authenticates Raft traffic (required off loopback)
-    # raft_log_entries_max = 2000       # compact the Raft journal (snapshot) past this many entries
+    # raft_log_entries_max = 50         # also compact the Raft journal past this many entries (tests)
     # tls_cert = "certs/node.pem"       # optional: serve the client port over TLS with this chain (PEM)
     # tls_key = "certs/node.key"        #   and this private key; both may also be set per node
     # tls_client_ca = "certs/ca.pem"    # optional: require client certificates signed by this CA

@@ -30,7 +30,8 @@ What we change and why:
   majority. One fsync covers everything appended since the last one.
 - Log compaction by store checkpoint (see _snapshot.py), never pysyncobj's default, which forks
   and pickles the whole object (a process holding gRPC threads and a RocksDB handle must not
-  fork). It runs past RAFT_LOG_ENTRIES_MAX entries or RAFT_LOG_BYTES_MAX bytes of journal.
+  fork). When: _compaction.py (once the applied journal weighs as much as the last snapshot, so the
+  total snapshot work is linear in the data written), or past `log_entries_max` entries.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import os
 import pickle
 import queue
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
@@ -51,6 +52,7 @@ from pysyncobj.syncobj import _COMMAND_TYPE, _RAFT_STATE
 from pysyncobj.transport import TCPTransport
 
 from laminar import limits
+from laminar.node.raft._compaction import CompactionPolicy
 from laminar.node.raft._connection import PICKLE_PROTOCOL  # importing it installs our TCP connection
 from laminar.node.raft._journal import DurableJournal
 from laminar.node.raft._messages import problem as message_problem
@@ -76,6 +78,7 @@ class RaftSettings:
     snapshot_path: str
     durability: str = "fsync"  # "fsync": sync before acknowledging; "none": page cache only
     log_entries_max: int = limits.RAFT_LOG_ENTRIES_MAX  # compact the journal past this many entries
+    compaction: CompactionPolicy = field(default_factory=CompactionPolicy)  # ... or when this says so
     password: str | None = None
     # etcd's defaults (1 s election, 100 ms heartbeat): on a shared 2-core machine a busy node's
     # tick thread can lag for hundreds of milliseconds, and a shorter timeout elects spuriously.
@@ -167,6 +170,9 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self._journal = DurableJournal(settings.journal_path, sync=settings.durability == "fsync")
         self._snapshot_path = settings.snapshot_path
         self._snapshots = Snapshotter(settings.snapshot_path + ".work", snapshot_hooks)
+        if os.path.exists(settings.snapshot_path):
+            self._snapshots.snapshot_bytes = os.path.getsize(settings.snapshot_path)
+        self._compaction = settings.compaction
         self._receiver = SnapshotReceiver(settings.snapshot_path + ".incoming")
         conf = SyncObjConf(
             autoTick=settings.auto_tick,
@@ -317,9 +323,18 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         # Entries appended since the last tick become durable before this tick counts the
         # leader's own copy toward a commit.
         self._journal.sync()
-        if self._journal.size_bytes > limits.RAFT_LOG_BYTES_MAX:
-            self.forceLogCompaction()
+        self._compact_if_due()
         super()._onTick(timeToWait)
+
+    def _compact_if_due(self) -> None:
+        # Not while a snapshot is in flight: pysyncobj keeps the force flag until its next compaction, so a
+        # flag raised now would start another snapshot as soon as this one is taken (each byte-triggered
+        # compaction used to run twice that way).
+        if self._snapshots.busy:
+            return
+        droppable_bytes, droppable_entries = self._journal.size_through(self.raftLastApplied)
+        if self._compaction.due(droppable_bytes, droppable_entries, self._snapshots.snapshot_bytes):
+            self.forceLogCompaction()
 
     def _state_changed(self, old: int, new: int) -> None:
         self._on_role(ROLE_NAMES.get(new, str(new)))

@@ -60,6 +60,13 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def size_bytes(self) -> int:
         return self._ends[-1] if self._ends else 0
 
+    def size_through(self, raft_index: int) -> tuple[int, int]:
+        """(file bytes, entries) of the records up to and including `raft_index`: what a snapshot at it drops."""
+        if not self._entries:
+            return 0, 0
+        count = min(len(self._entries), max(0, raft_index - self._entries[0][1] + 1))
+        return (self._ends[count - 1] if count else 0), count
+
     @property
     def durable(self) -> bool:
         return self._sync_enabled

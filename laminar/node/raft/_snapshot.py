@@ -236,6 +236,7 @@ class Snapshotter:
         self.snapshots_built = 0
         self.snapshots_installed = 0
         self._build_started_s = 0.0  # time.monotonic() when the snapshot being built was begun
+        self.snapshot_bytes = 0  # size of the snapshot file in place (set by the engine at start), for compaction
 
     # ---- building (pysyncobj's serializer and serializeChecker) ----------------------------
 
@@ -265,6 +266,12 @@ class Snapshotter:
             name="snapshot-build",
             daemon=True,
         )
+
+    @property
+    def busy(self) -> bool:
+        """A snapshot is being built, or built and not yet taken by pysyncobj (which then compacts)."""
+        with self._lock:
+            return self._build_pending is not None or self._state != SERIALIZER_STATE.NOT_SERIALIZING
 
     def check(self) -> int:
         pending, self._build_pending = self._build_pending, None
@@ -306,6 +313,7 @@ class Snapshotter:
             os.replace(building, final_file)
         _fsync_path(os.path.dirname(os.path.abspath(final_file)), directory=True)
         self.snapshots_built += 1
+        self.snapshot_bytes = os.path.getsize(final_file)
         # bench.cost_curves (the snapshots curve) reads this line: keep its shape.
         log.info(
             "snapshot written: %s (%d bytes, built in %.3f s)",
@@ -327,6 +335,7 @@ class Snapshotter:
         with self._lock:
             self._generation += 1
             os.replace(received, final_file)
+        self.snapshot_bytes = os.path.getsize(final_file)
         _fsync_path(os.path.dirname(os.path.abspath(final_file)), directory=True)
 
     def deserialize(self, file_name: str) -> tuple[Any, ...]:

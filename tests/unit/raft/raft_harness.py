@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from laminar.node.raft._compaction import CompactionPolicy
 from laminar.node.raft._engine import RaftEngine, RaftSettings
 from laminar.node.raft._port import SnapshotHooks
 
@@ -62,8 +63,17 @@ class Ledger:
 
 
 class Node:
-    def __init__(self, root: Path, address: str, peers: list[str], fast: bool, log_entries_max: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        address: str,
+        peers: list[str],
+        fast: bool,
+        log_entries_max: int,
+        compaction: CompactionPolicy | None = None,
+    ) -> None:
         self.address = address
+        self.compaction = compaction or CompactionPolicy()
         self.peers = peers
         self.root = root
         self.fast = fast
@@ -79,6 +89,7 @@ class Node:
             journal_path=str(self.root / "raft.journal"),
             snapshot_path=str(self.root / "raft.snapshot"),
             log_entries_max=self.log_entries_max,
+            compaction=self.compaction,
             # The first node elects itself at once; the others wait long enough never to compete.
             election_timeout_s_min=0.1 if self.fast else 10.0,
             election_timeout_s_max=0.2 if self.fast else 20.0,
@@ -103,10 +114,12 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, root: Path, size: int = 3, log_entries_max: int = 10_000) -> None:
+    def __init__(
+        self, root: Path, size: int = 3, log_entries_max: int = 10_000, compaction: CompactionPolicy | None = None
+    ) -> None:
         addresses = [f"127.0.0.1:{p}" for p in free_ports(size)]
         self.nodes = [
-            Node(root / f"n{i}", a, [p for p in addresses if p != a], fast=i == 0, log_entries_max=log_entries_max)
+            Node(root / f"n{i}", a, [p for p in addresses if p != a], i == 0, log_entries_max, compaction)
             for i, a in enumerate(addresses)
         ]
         self.stopped: set[int] = set()
