@@ -1,4 +1,4 @@
-"""A minimal etcd v3 client over gRPC: the puts, transactions and paged range reads the comparison needs.
+"""A minimal etcd v3 client over gRPC: the puts, transactions, paged range reads and watches the comparison needs.
 
 It speaks to one member (the leader, so no request is forwarded) through generated stubs of the
 subset of etcd's rpc.proto in bench/etcdv3. `put` waits for the commit; `put_future` returns at
@@ -8,6 +8,7 @@ with its session stream.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -46,6 +47,7 @@ class EtcdClient:
         self.timeout_s = timeout_s
         self._channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", RECEIVE_BYTES_MAX)])
         self._kv = rpc_pb2_grpc.KVStub(self._channel)
+        self._watch = rpc_pb2_grpc.WatchStub(self._channel)
 
     def __enter__(self) -> EtcdClient:
         return self
@@ -67,6 +69,20 @@ class EtcdClient:
 
     def txn_future(self, pairs: Sequence[tuple[bytes, bytes]]) -> Any:
         return self._kv.Txn.future(txn_of_puts(pairs), timeout=self.timeout_s)
+
+    def watch_prefix(self, prefix: bytes) -> Any:
+        """A watch on every key under `prefix`, from the next revision: an iterator of WatchResponse, the first
+        of which says `created` (etcd's clients wait for it too). `.cancel()` on it ends the stream."""
+        ended = threading.Event()
+        create = rpc_pb2.WatchCreateRequest(key=prefix, range_end=prefix_end(prefix))
+
+        def requests() -> Iterator[rpc_pb2.WatchRequest]:
+            yield rpc_pb2.WatchRequest(create_request=create)
+            ended.wait()  # keep our half of the stream open until the call ends
+
+        responses = self._watch.Watch(requests())
+        responses.add_done_callback(lambda _call: ended.set())
+        return responses
 
     def read_prefix(self, prefix: bytes, page_keys: int = RANGE_PAGE_KEYS) -> Iterator[rpc_pb2.KeyValue]:
         """Every key under `prefix` in key order, a page at a time, all pages at the first page's revision

@@ -193,7 +193,8 @@ OPEN_LOOP_FRACTIONS_MAX = 10
 
 
 def open_loop(systems: Systems, system: str, fraction: float, max_per_s: float) -> Run:
-    """`fraction` of `max_per_s` offered for `open_loop_seconds` by the senders; Laminar with a listener too."""
+    """`fraction` of `max_per_s` offered for `open_loop_seconds` by the senders, with a listener (Laminar) or a
+    watcher (etcd) in its own process."""
     plan = systems.plan
     rate = fraction * max_per_s
     per_sender = max(1, round(rate / plan.open_loop_senders * plan.open_loop_seconds))
@@ -219,10 +220,10 @@ def open_loop(systems: Systems, system: str, fraction: float, max_per_s: float) 
         )
         for i in range(plan.open_loop_senders)
     ]
-    if system == LAMINAR:
-        total = per_sender * plan.open_loop_senders
-        jobs.append(OpenLoopJob(system, LISTENER, systems._leader_first(), topic, len(jobs), rate, total,
-                                plan.open_loop_seconds, bound_s))  # fmt: skip
+    total = per_sender * plan.open_loop_senders
+    listen_at = systems._leader_first() if system == LAMINAR else addresses  # etcd's: the leader, as its senders
+    jobs.append(OpenLoopJob(system, LISTENER, tuple(listen_at), topic, len(jobs), rate, total,
+                            plan.open_loop_seconds, bound_s))  # fmt: skip
     cpu = CpuMeter(pids)
     try:
         reports = run_clients(jobs, started=cpu.start, target=open_loop_main)  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ gives the generator's own worst lag so a slow generator can be told apart).
 
 Each message's value carries its due time (CLOCK_MONOTONIC, which every process on the machine
 shares), its sender and its index, so a listener in another process measures put-to-delivery
-latency from the same due time. Messages not committed (or not delivered) by the end of the drain
+latency from the same due time: a Laminar Listener on the topic, or an etcd Watch on the key prefix.
+Messages not committed (or not delivered) by the end of the drain
 period count as infinitely late: they stay in the percentiles rather than dropping out of them.
 """
 
@@ -21,8 +22,11 @@ import struct
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import grpc
 
 import laminar
 from bench.client_proc import BARRIER_TIMEOUT_S, ClientReport
@@ -41,7 +45,7 @@ WARM_UP_DUE_S = 0.0  # the due time in a warm-up put's value: the listener skips
 @dataclass(frozen=True)
 class OpenLoopJob:
     system: str  # ETCD or LAMINAR
-    role: str  # SENDER or LISTENER (Laminar only)
+    role: str  # SENDER or LISTENER (Laminar: a Listener; etcd: a Watch)
     addresses: tuple[str, ...]
     topic: str  # Laminar topic, or etcd key prefix
     client_index: int  # the sender's number (listener: after the senders)
@@ -76,7 +80,7 @@ def open_loop_main(job: OpenLoopJob, barrier: Any, results: Any) -> None:
     report = OpenLoopReport(job.client_index)
     try:
         if job.role == LISTENER:
-            _listen(job, barrier, report)
+            (_etcd_watch if job.system == ETCD else _listen)(job, barrier, report)
         elif job.system == ETCD:
             _etcd_sender(job, barrier, report)
         else:
@@ -197,6 +201,41 @@ def _listen(job: OpenLoopJob, barrier: Any, report: OpenLoopReport) -> None:
             report.first_reason = repr(timeout)
         report.cpu_s = time.process_time() - cpu_start_s
     _finish(report, job.messages)
+
+
+def _etcd_watch(job: OpenLoopJob, barrier: Any, report: OpenLoopReport) -> None:
+    """Every put under the prefix from the watch's creation (before the barrier): delivery from each due time."""
+    with EtcdClient(job.addresses[0], job.timeout_s) as client:
+        responses = client.watch_prefix(f"{job.topic}/".encode())
+        if not next(responses).created:
+            raise RuntimeError("etcd did not create the watch")
+        barrier.wait(BARRIER_TIMEOUT_S)
+        cpu_start_s = time.process_time()
+        give_up = time.monotonic() + START_DELAY_S + job.seconds + DRAIN_S
+        stopper = threading.Timer(max(0.0, give_up - time.monotonic()), responses.cancel)
+        stopper.start()
+        try:
+            _take_watch_events(responses, job.messages, report)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:  # cancelled: the drain period ended
+                report.first_reason = repr(error)
+        finally:
+            stopper.cancel()
+            responses.cancel()
+        report.cpu_s = time.process_time() - cpu_start_s
+    _finish(report, job.messages)
+
+
+def _take_watch_events(responses: Iterable[Any], expected: int, report: OpenLoopReport) -> None:
+    for response in responses:
+        arrived = time.monotonic()
+        for event in response.events:
+            value = event.kv.value
+            if event.type == 0 and len(value) >= VALUE_LAYOUT.size:  # PUT; a warm-up put's value is shorter
+                due, _, _ = decode_value(value)
+                report.latencies_s.append(arrived - due)
+        if response.canceled or len(report.latencies_s) >= expected:
+            return
 
 
 def _finish(report: OpenLoopReport, expected: int) -> None:
