@@ -542,7 +542,8 @@ def snapshot_markdown(plan: CurvePlan, points: Sequence[Point], baseline: Sequen
         if not run:
             continue
         lines += [f"{title}: k = {_k(snapshot_work_exponent(run))}", ""]
-        lines += ["| MiB written | puts | MiB/s | snapshots | snapshot MiB | ÷ MiB written | longest build s | status |"]
+        lines += ["| MiB written | puts | MiB/s | snapshots | snapshot MiB | ÷ MiB written | longest build s "
+                  "| status |"]  # fmt: skip
         lines += ["|---|---|---|---|---|---|---|---|"]
         for p in run:
             ratio = p.snapshot_mib / p.x if p.x else 0.0
