@@ -129,10 +129,18 @@ UNARY_CALLS_WAITING_MAX = 256
 # Store reads for listeners run on their own small pool, so a listener catching up on megabytes does
 # not hold the event loop that every session's acks go through.
 LISTEN_READ_THREADS = 2
-# Bytes of Listen frames being handed to gRPC, over all listeners. Near it, frames shrink (down to
-# LISTEN_FRAME_BYTES_MIN): thousands of clients that never read then pin a small frame each, not a MiB.
+# Listen frames in flight (read for a listener and not yet taken by gRPC): each listener may always have one of
+# LISTEN_FRAME_BYTES_MIN; larger frames share LISTEN_BUFFERED_BYTES_MAX beyond that, and shrink as it runs out.
+# A node's listener frames then hold at most listeners_max x 16 KiB + 64 MiB (128 MiB at the defaults), and no
+# listener waits for another's frame to be taken: thousands of clients that never read pin a small frame each.
 LISTEN_BUFFERED_BYTES_MAX = 64 * MIB
-LISTEN_FRAME_BYTES_MIN = 64 * KIB
+LISTEN_FRAME_BYTES_MIN = 16 * KIB
+# What every listener's frames together may send per second, by default (the [serving] table's
+# listen_bytes_per_s), and in one burst. A client's transport takes in whatever it is sent, read or not, so
+# 2,000 "never reading" listeners are 2,000 fast readers: sent all the node could, they took its cores from the
+# log (the good client's commit p99 4.1 s). The rate is shared in the order listeners ask.
+LISTEN_BYTES_PER_S_DEFAULT = 32 * MIB
+LISTEN_BYTES_BURST_MAX = 1 * MIB
 # Digest reads the whole store: one at a time per node, and a new one starts only after as long a pause
 # as the previous one took (half a core at most); callers past that get RESOURCE_EXHAUSTED with a hint.
 DIGEST_CALLS_CONCURRENT_MAX = 1

@@ -12,6 +12,7 @@
     # [serving]                         # optional: per-node serving limits (docs/operations.md)
     # sessions_max = 4096               #   client sessions; listeners_max, connections_max likewise
     # session_idle_s = 60.0             #   idle session reclaimed; stream_send_stall_s = 30.0
+    # listen_bytes_per_s = 33554432     #   what every listener together may send per second
 
     [[nodes]]
     id = 1
@@ -61,6 +62,7 @@ class ServingLimits:
     connections_max: int = limits.CONNECTIONS_MAX_DEFAULT
     session_idle_s: float = limits.SESSION_IDLE_S_DEFAULT
     stream_send_stall_s: float = limits.STREAM_SEND_STALL_S_DEFAULT
+    listen_bytes_per_s: float = limits.LISTEN_BYTES_PER_S_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,8 @@ def _serving(table: object, path: str) -> ServingLimits:
         wants_int = key.endswith("_max")
         ok = isinstance(value, int) if wants_int else isinstance(value, (int, float))
         if not ok or isinstance(value, bool) or value <= 0:
-            kind = "a positive integer" if wants_int else "a positive number of seconds"
+            unit = " of seconds" if key.endswith("_s") else ""
+            kind = "a positive integer" if wants_int else f"a positive number{unit}"
             raise ConfigError(f"{path}: [serving] {key} must be {kind}, got {value!r}")
         values[key] = value if wants_int else float(value)
     return ServingLimits(**values)  # type: ignore[arg-type]

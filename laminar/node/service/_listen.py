@@ -14,8 +14,10 @@ gap, since the snapshot and the events are cut at the same offset.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -93,6 +95,106 @@ class EventFeed:
             pass
 
 
+class Delivery:
+    """What every listener's frames share, on the event loop: memory, and the node's time.
+
+    Memory: each listener may always have one frame of LISTEN_FRAME_BYTES_MIN in flight (read, or
+    handed to gRPC and not yet taken), so a listener never waits for another's frame to be taken; a
+    larger frame takes the rest of its reservation from LISTEN_BUFFERED_BYTES_MAX shared by all, and
+    frames shrink as that runs out. Frames in flight hold at most listeners_max x the minimum plus the
+    shared bytes (plus, for a frame of one event larger than its reservation, that event).
+
+    Time: listeners' frames together go out at most at `bytes_per_s` (a token bucket of
+    LISTEN_BYTES_BURST_MAX), granted in the order listeners asked. A client's transport can take in
+    all it is sent whether or not the application reads (its window is the client's to choose), so
+    2,000 listeners that "never read" are 2,000 fast readers to the node: sending them all it could
+    took the node's cores from the log, and the well-behaved client's commit p99 went to 4 s.
+    Reservations are charged what the frame turned out to hold, so a listener of small events pays
+    for its small frames, not its reservation."""
+
+    def __init__(self, bytes_per_s: float) -> None:
+        self.shared_bytes = 0  # of LISTEN_BUFFERED_BYTES_MAX, taken by frames in flight
+        self._bytes_per_s = bytes_per_s
+        self._tokens = float(limits.LISTEN_BYTES_BURST_MAX)  # bytes that may go out now
+        self._tokens_at = time.monotonic()
+        # Listeners waiting for the rate, oldest first: those at their topic's head (their last frame was
+        # small) before those reading history, so a listener that follows its topic is not queued behind
+        # thousands of catching-up frames (a pass of them at the rate could take a minute).
+        self._waiting_at_head: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._wake: asyncio.TimerHandle | None = None
+
+    async def reserve(self, at_head: bool = False) -> int:
+        """Bytes the next frame may hold (give them back with `release`), once the rate allows it.
+        `at_head`: the listener's last frame was small (it follows its topic's head): it goes first."""
+        if not self._waiting_at_head and (at_head or not self._waiting) and self._refill() > 0:
+            return self._grant(at_head)
+        waiter = asyncio.get_running_loop().create_future()
+        (self._waiting_at_head if at_head else self._waiting).append(waiter)
+        self._wake_later()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.unread(waiter.result())  # granted as the call was ended
+            raise
+
+    def resize(self, reserved: int, frame_bytes: int) -> None:
+        """The frame read under `reserved` holds `frame_bytes`: one event larger than it counts whole,
+        and what a smaller frame did not use goes back to the rate."""
+        self.shared_bytes += _excess(frame_bytes) - _excess(reserved)
+        self._tokens += reserved - frame_bytes
+
+    def release(self, frame_bytes: int) -> None:
+        """A frame (or a reservation that read nothing) is no longer in flight."""
+        self.shared_bytes -= _excess(frame_bytes)
+        assert self.shared_bytes >= 0, "listener frames released more than they reserved"
+
+    def unread(self, reserved: int) -> None:
+        """A reservation that read nothing: its bytes go back, to the memory and to the rate."""
+        self.release(reserved)
+        self._tokens += reserved
+
+    def _refill(self) -> float:
+        now = time.monotonic()
+        burst = float(limits.LISTEN_BYTES_BURST_MAX)
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * self._bytes_per_s)
+        self._tokens_at = now
+        return self._tokens
+
+    def _grant(self, at_head: bool) -> int:
+        """A reservation: the minimum for a listener at its topic's head (it goes first, so it may read
+        one small frame first), else more as the shared bytes allow."""
+        room = limits.LISTEN_BUFFERED_BYTES_MAX - self.shared_bytes
+        extra_max = 0 if at_head else limits.LISTEN_FRAME_BYTES_MAX - limits.LISTEN_FRAME_BYTES_MIN
+        extra = max(0, min(extra_max, room // 16))
+        self.shared_bytes += extra
+        reserved = limits.LISTEN_FRAME_BYTES_MIN + extra
+        self._tokens -= reserved
+        return reserved
+
+    def _wake_later(self) -> None:
+        if self._wake is None:
+            delay_s = max(0.0, -self._refill()) / self._bytes_per_s
+            self._wake = asyncio.get_running_loop().call_later(delay_s, self._serve_waiting)
+
+    def _serve_waiting(self) -> None:
+        """Grant the waiting listeners what the rate allows now, oldest first; wake again for the rest."""
+        self._wake = None
+        for at_head, waiting in ((True, self._waiting_at_head), (False, self._waiting)):
+            while waiting and self._refill() > 0:
+                waiter = waiting.popleft()
+                if not waiter.done():  # a cancelled one left
+                    waiter.set_result(self._grant(at_head))
+        if self._waiting_at_head or self._waiting:
+            self._wake_later()
+
+
+def _excess(frame_bytes: int) -> int:
+    """What a frame takes from the shared bytes: what it holds beyond a listener's own minimum."""
+    return max(0, frame_bytes - limits.LISTEN_FRAME_BYTES_MIN)
+
+
 class ListenService:
     def __init__(self, store: Store, feed: EventFeed, serving: ServingLimits) -> None:
         self._store = store
@@ -101,7 +203,8 @@ class ListenService:
         self._reads = concurrent.futures.ThreadPoolExecutor(limits.LISTEN_READ_THREADS, thread_name_prefix="listen")
         self._lock = threading.Lock()
         self._active = 0
-        self._buffered = 0  # bytes of frames being handed to gRPC (event loop only)
+        # Every listener's frames share its memory and its rate (event loop only).
+        self._delivery = Delivery(serving.listen_bytes_per_s)
         self._positions: dict[int, tuple[str, int]] = {}  # stream id -> (topic, last offset sent), for lag
 
     def positions(self) -> list[tuple[str, int]]:
@@ -177,35 +280,24 @@ class ListenService:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
 
-    def _reserve(self) -> int:
-        """Reserve the bytes of the next frame before reading it (event loop only; released by `_send`):
-        LISTEN_FRAME_BYTES_MAX while frames read and not yet taken by gRPC are well under
-        LISTEN_BUFFERED_BYTES_MAX, less as they near it, never under LISTEN_FRAME_BYTES_MIN (so a
-        listener always progresses). Frames read for thousands of listeners then wait in memory a few
-        KiB each, not a MiB each."""
-        room = limits.LISTEN_BUFFERED_BYTES_MAX - self._buffered
-        reserved = max(limits.LISTEN_FRAME_BYTES_MIN, min(limits.LISTEN_FRAME_BYTES_MAX, room // 16))
-        self._buffered += reserved
-        return reserved
-
     async def _send(self, context: Any, frame: bytes, reserved: int) -> None:
         """Write a frame; the reservation made for it is released once gRPC has taken it."""
-        self._buffered += len(frame) - reserved  # one event larger than the reservation counts whole
+        self._delivery.resize(reserved, len(frame))
         try:
             await send_within(context, frame, self._serving.stream_send_stall_s, "Listen frame")
         finally:
-            self._buffered -= len(frame)
+            self._delivery.release(len(frame))
 
     async def _snapshot(self, topic: str, context: Any) -> int:
         """Frames of live keys; the last one says which offset they reflect. Returns that offset."""
         through, items = await self._read(self._store.view_snapshot, topic)
         frames = _SnapshotFrames(items)
         while True:
-            reserved = self._reserve()
+            reserved = await self._delivery.reserve()
             try:
                 frame, more = await self._read(frames.next, reserved)
             except BaseException:
-                self._buffered -= reserved
+                self._delivery.unread(reserved)
                 raise
             if not more:
                 frame.snapshot_offset = through
@@ -218,30 +310,34 @@ class ListenService:
         first_kept = await self._read(self._first_kept, topic)
         if after + 1 < first_kept and not earliest:
             raise _trimmed(topic, after, first_kept)
+        at_head = False  # until a read shows it: its last frame was small, or there was nothing to read
         while True:
             with self._lock:
                 self._positions[stream_id] = (topic, after)
             version = self._feed.version()
-            reserved = self._reserve()
+            reserved = await self._delivery.reserve(at_head)
             try:
                 events = await self._read(
                     self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, reserved
                 )
             except BaseException:
-                self._buffered -= reserved
+                self._delivery.unread(reserved)
                 raise
             if events:
                 first = pb.Event.FromString(events[0]).consequence_offset
                 if first != after + 1:  # retention trimmed what this listener was to read next
                     if not earliest:
-                        self._buffered -= reserved
+                        self._delivery.unread(reserved)
                         raise _trimmed(topic, after, first)
                     after = first - 1
                 earliest = False
                 after += len(events)  # consequence offsets are gapless per topic from the first kept
-                await self._send(context, encode_listen_frame(events), reserved)
+                frame = encode_listen_frame(events)
+                at_head = len(frame) < limits.LISTEN_FRAME_BYTES_MIN
+                await self._send(context, frame, reserved)
             else:
-                self._buffered -= reserved
+                at_head = True
+                self._delivery.unread(reserved)
                 await self._feed.wait_newer(version, LISTEN_WAIT_S)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
@@ -59,16 +59,74 @@ class WriteSet:
         return self._batch
 
 
+class SharedLock:
+    """Many readers at once, or one writer: `with lock.reading:` / `with lock.writing:`. A waiting writer
+    (a snapshot install, close) keeps new readers out, so it is never starved; readers never wait for
+    each other. Not re-entrant (neither was the plain lock it replaces)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False  # a writer holds it, or waits for the readers to leave
+        self.reading = _Side(self._enter_read, self._exit_read)
+        self.writing = _Side(self._enter_write, self._exit_write)
+
+    def _enter_read(self) -> None:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+
+    def _exit_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            assert self._readers >= 0, "a read left that never entered"
+            if not self._readers:
+                self._cond.notify_all()
+
+    def _enter_write(self) -> None:
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._writer = True  # from here no new reader enters
+            while self._readers:
+                self._cond.wait()
+
+    def _exit_write(self) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+
+class _Side:
+    """One side of a SharedLock, as a context manager (no generator: store reads are a hot path)."""
+
+    __slots__ = ("_enter", "_exit")
+
+    def __init__(self, enter: Callable[[], None], exit_: Callable[[], None]) -> None:
+        self._enter = enter
+        self._exit = exit_
+
+    def __enter__(self) -> None:
+        self._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit()
+
+
 class Store:
     """RocksDB in raw-bytes mode. Writes come from the apply thread only; reads from any thread.
 
-    A snapshot install swaps the whole database directory, so readers from other threads take
-    `_lock` (held only for the duration of one read) and never see a closed handle.
+    A snapshot install swaps the whole database directory, so readers from other threads hold
+    `_lock.reading` (for the duration of one read) and never see a closed handle. Readers share it:
+    a listener's scan of a MiB of events must not keep the apply thread's lookups, a Hello's check or
+    a Get waiting (with one exclusive lock, 2,000 listeners' scans kept a new client's create from
+    committing for 10 s).
     """
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._lock = threading.Lock()
+        self._lock = SharedLock()
         self._recover_interrupted_install()
         self._db = self._open()
         self._write_options = WriteOptions()
@@ -88,7 +146,7 @@ class Store:
         return self._path
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock.writing:
             self._db.close()
 
     # ---- snapshots ------------------------------------------------------------------------------
@@ -102,7 +160,7 @@ class Store:
         new, old = self._path + ".new", self._path + ".old"
         shutil.rmtree(new, ignore_errors=True)
         os.replace(checkpoint_dir, new)
-        with self._lock:
+        with self._lock.writing:
             self._db.close()
             # A crash between these two renames leaves `.old` and `.new`: reopening finishes it.
             os.replace(self._path, old)
@@ -118,7 +176,7 @@ class Store:
         shutil.rmtree(old, ignore_errors=True)
 
     def get(self, key: bytes) -> bytes | None:
-        with self._lock:
+        with self._lock.reading:
             value = self._db.get(key)
         assert value is None or isinstance(value, bytes)
         return value
@@ -137,7 +195,7 @@ class Store:
         self, prefix: bytes, start: bytes | None = None, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         """Entries whose key starts with `prefix`, from `start` on, in key order. Apply thread only
-        (or under `_lock`): a snapshot install could otherwise close the database under it."""
+        (or under `_lock.reading`): a snapshot install could otherwise close the database under it."""
         it = self._db.iter()
         it.seek(start if start is not None else prefix)
         count = 0
@@ -161,7 +219,7 @@ class Store:
 
     def peers(self) -> list[bytes]:
         """The address book (serialized Peers), from any thread."""
-        with self._lock:
+        with self._lock.reading:
             return [value for _, value in self.scan(Keys.PEER_PREFIX)]
 
     def digest(self) -> tuple[int, str, int]:
@@ -176,7 +234,7 @@ class Store:
         offset = keys = 0
         # From a RocksDB snapshot, outside the lock: a scan of the whole store takes seconds on a big
         # one, and every other read (listeners, gets, session checks) waits for the lock.
-        with self._lock:
+        with self._lock.reading:
             snapshot = self._db.snapshot()
         it = snapshot.iter()
         it.seek_to_first()
@@ -197,7 +255,7 @@ class Store:
         prefix = Keys.events_of(topic)
         events: list[bytes] = []
         size = 0
-        with self._lock:
+        with self._lock.reading:
             for _, value in self.scan(prefix, start=Keys.event(topic, after_offset + 1), limit=count_max):
                 if events and size + len(value) > bytes_max:
                     break
@@ -209,7 +267,7 @@ class Store:
 
     def read_view(self, topic: str, key: bytes) -> tuple[TopicRecord | None, ViewRecord | None, AppliedMark]:
         """The topic, the key's current value and the applied mark, from one consistent view."""
-        with self._lock:
+        with self._lock.reading:
             snapshot = self._db.snapshot()
         topic_data = _snapshot_get(snapshot, Keys.topic(topic))
         view_data = _snapshot_get(snapshot, Keys.view(topic, key))
@@ -223,7 +281,7 @@ class Store:
     def describe(self, topic: str, keys_max: int) -> tuple[TopicRecord | None, int, int, bool, AppliedMark]:
         """(topic record, live keys, their value bytes, whether counting stopped at `keys_max`,
         applied mark), from one consistent view. Any thread."""
-        with self._lock:
+        with self._lock.reading:
             snapshot = self._db.snapshot()
         topic_data = _snapshot_get(snapshot, Keys.topic(topic))
         applied = _snapshot_get(snapshot, Keys.APPLIED)
@@ -248,7 +306,7 @@ class Store:
         """(N, live keys with values) of `topic` from one RocksDB snapshot: the values reflect every
         event of the topic through consequence offset N, and no later one. The snapshot pins the
         files it reads, so it stays valid even if a snapshot install swaps the store meanwhile."""
-        with self._lock:
+        with self._lock.reading:
             snapshot = self._db.snapshot()
         topic_data = _snapshot_get(snapshot, Keys.topic(topic))
         through = TopicRecord.decode(topic_data).next_offset - 1 if topic_data is not None else 0
@@ -271,7 +329,7 @@ class Store:
     def consumer_rows(self, topic: str) -> list[tuple[str, bytes, list[bytes], list[tuple[int, bytes]]]]:
         """(name, ConsumerRecord bytes, member keys' names, (offset, LeaseRecord bytes)) of every consumer
         of `topic`, from one consistent view; leases and members are bounded per group (limits.py)."""
-        with self._lock:
+        with self._lock.reading:
             snapshot = self._db.snapshot()
         rows = []
         prefix = Keys.consumers_of(topic)
@@ -291,14 +349,14 @@ class Store:
 
     def events_at(self, topic: str, offsets: list[int]) -> list[bytes]:
         """Serialized events of `topic` at the given consequence offsets (missing ones skipped). Any thread."""
-        with self._lock:
+        with self._lock.reading:
             found = [self._db.get(Keys.event(topic, offset)) for offset in offsets]
         return [data for data in found if data is not None]
 
     def group_leases(self, topic: str, group: str) -> list[tuple[int, bytes]]:
         """(offset, LeaseRecord bytes) of every lease of a group (at most limits.GROUP_LEASES_MAX). Any thread."""
         prefix = Keys.leases_of(topic, group)
-        with self._lock:
+        with self._lock.reading:
             return [(from_u64(k[len(prefix) :]), v) for k, v in self.scan(prefix, limit=limits.GROUP_LEASES_MAX)]
 
     # ---- pipelines (docs/pipelines.md); any thread -------------------------------------------------

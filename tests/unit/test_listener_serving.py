@@ -1,0 +1,132 @@
+"""The parts that keep never-reading listeners from costing the node its other clients: store reads that share
+their lock, and the listeners' delivery budget (laminar/node/service/_listen.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from laminar import limits
+from laminar.node.service._listen import Delivery
+from laminar.node.store import Store
+from laminar.node.store._store import SharedLock
+
+WAIT_S = 2.0
+
+
+def _in_thread(fn) -> threading.Thread:  # type: ignore[no-untyped-def]
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    return t
+
+
+def test_a_store_read_does_not_wait_for_another_threads_long_read(tmp_path: Path) -> None:
+    """While one thread is inside a read (a listener scanning a MiB of events), another thread's get (the apply
+    thread's client lookup, a Hello's check) completes at once instead of queueing on one exclusive lock."""
+    store = Store(str(tmp_path / "store"))
+    inside, leave = threading.Event(), threading.Event()
+
+    def long_read() -> None:
+        with store._lock.reading:
+            inside.set()
+            leave.wait(WAIT_S * 2)
+
+    reader = _in_thread(long_read)
+    assert inside.wait(WAIT_S)
+    getter = _in_thread(lambda: store.get(b"some key"))
+    getter.join(WAIT_S)
+    finished = not getter.is_alive()
+    leave.set()
+    reader.join(WAIT_S)
+    store.close()
+    assert finished, "a get waited for another thread's read"
+
+
+def test_a_writer_waits_for_readers_and_keeps_new_ones_out() -> None:
+    """The writer side (a snapshot install closing the database) waits until every read in progress has left,
+    and no read starts while it waits or holds it: a reader never sees a closed handle."""
+    lock = SharedLock()
+    order: list[str] = []
+    lock.reading.__enter__()
+    writer = _in_thread(lambda: (lock.writing.__enter__(), order.append("write"), lock.writing.__exit__()))
+    writer.join(0.2)
+    assert writer.is_alive(), "the writer did not wait for the read in progress"
+    late = _in_thread(lambda: (lock.reading.__enter__(), order.append("late read"), lock.reading.__exit__()))
+    late.join(0.2)
+    assert late.is_alive() and not order, "a new read started while a writer waited"
+    lock.reading.__exit__()
+    writer.join(WAIT_S)
+    late.join(WAIT_S)
+    assert order == ["write", "late read"]
+
+
+def _full_frames(delivery: Delivery, seconds: float, at_head: bool = False) -> int:
+    """Bytes of full frames 8 listeners got through `delivery` in `seconds` (each frame taken at once)."""
+    sent = [0]
+
+    async def listener() -> None:
+        while True:
+            reserved = await delivery.reserve(at_head)
+            delivery.resize(reserved, reserved)
+            sent[0] += reserved
+            delivery.release(reserved)
+            await asyncio.sleep(0)
+
+    async def run() -> None:
+        tasks = [asyncio.create_task(listener()) for _ in range(8)]
+        await asyncio.sleep(seconds)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
+    return sent[0]
+
+
+def test_listeners_frames_together_go_out_at_the_nodes_listener_rate() -> None:
+    """Listeners whose clients take every frame at once (never-reading clients whose transports absorb it all) get
+    no more than the rate plus one burst between them: they cannot take the node's cores from the log."""
+    rate = 4 * limits.MIB
+    sent = _full_frames(Delivery(bytes_per_s=rate), 0.5)
+    assert sent <= rate * 0.5 + limits.LISTEN_BYTES_BURST_MAX + 8 * limits.LISTEN_FRAME_BYTES_MAX, sent
+    assert sent >= rate * 0.25, f"the rate was not used: {sent}"
+
+
+def test_a_listener_at_its_topics_head_is_served_before_those_reading_history() -> None:
+    """With the rate spent and 50 listeners reading history waiting, one that follows its topic's head (its last frame
+    was small) is granted first, and only the minimum frame: it is not queued behind the catching-up frames."""
+    order: list[str] = []
+
+    async def run() -> None:
+        delivery = Delivery(bytes_per_s=limits.MIB)
+        while delivery._refill() > 0:  # spend the burst
+            delivery.resize(delivery._grant(False), limits.LISTEN_FRAME_BYTES_MAX)
+
+        async def one(name: str, at_head: bool) -> None:
+            reserved = await delivery.reserve(at_head)
+            order.append(name)
+            if at_head:
+                assert reserved == limits.LISTEN_FRAME_BYTES_MIN
+
+        behind = [asyncio.create_task(one(f"history-{n}", False)) for n in range(50)]
+        await asyncio.sleep(0)
+        head = asyncio.create_task(one("head", True))
+        await asyncio.wait_for(head, 5)
+        for t in behind:
+            t.cancel()
+
+    asyncio.run(run())
+    assert order and order[0] == "head", order[:5]
+
+
+def test_a_listener_always_has_its_minimum_frame_when_the_shared_bytes_are_taken() -> None:
+    """With every shared byte held by frames their clients never take, another listener still gets a frame of
+    LISTEN_FRAME_BYTES_MIN at once: no listener waits for another's frame to be taken."""
+
+    async def run() -> int:
+        delivery = Delivery(bytes_per_s=limits.LISTEN_BUFFERED_BYTES_MAX * 10.0)
+        delivery.shared_bytes = limits.LISTEN_BUFFERED_BYTES_MAX
+        return await asyncio.wait_for(delivery.reserve(), 1.0)
+
+    assert asyncio.run(run()) == limits.LISTEN_FRAME_BYTES_MIN
