@@ -129,10 +129,11 @@ UNARY_CALLS_WAITING_MAX = 256
 # Store reads for listeners run on their own small pool, so a listener catching up on megabytes does
 # not hold the event loop that every session's acks go through.
 LISTEN_READ_THREADS = 2
-# Listen frames in flight (read for a listener and not yet taken by gRPC): each listener may always have one of
-# LISTEN_FRAME_BYTES_MIN; larger frames share LISTEN_BUFFERED_BYTES_MAX beyond that, and shrink as it runs out.
-# A node's listener frames then hold at most listeners_max x 16 KiB + 64 MiB (128 MiB at the defaults), and no
-# listener waits for another's frame to be taken: thousands of clients that never read pin a small frame each.
+# Listen frames in flight (the one being written and the last one written, which gRPC keeps until it is sent): each
+# listener may always have those of LISTEN_FRAME_BYTES_MIN; larger frames share LISTEN_BUFFERED_BYTES_MAX beyond
+# that, and shrink as it runs out. A node's listener frames then hold at most listeners_max x 2 x 16 KiB + 64 MiB
+# (192 MiB at the defaults), and no listener waits for another's frame to be taken: thousands of clients that never
+# read pin small frames each.
 LISTEN_BUFFERED_BYTES_MAX = 64 * MIB
 LISTEN_FRAME_BYTES_MIN = 16 * KIB
 # What every listener's frames together may send per second, by default (the [serving] table's

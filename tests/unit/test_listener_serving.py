@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from laminar import limits
-from laminar.node.service._listen import Delivery
+from laminar.node.service._listen import Delivery, _Outbox
 from laminar.node.store import Store
 from laminar.node.store._store import SharedLock
 
@@ -130,3 +130,51 @@ def test_a_listener_always_has_its_minimum_frame_when_the_shared_bytes_are_taken
         return await asyncio.wait_for(delivery.reserve(), 1.0)
 
     assert asyncio.run(run()) == limits.LISTEN_FRAME_BYTES_MIN
+
+
+class _TakesAll:
+    """A Listen call whose transport takes every frame at once (as gRPC does, keeping it until it is sent)."""
+
+    async def write(self, frame: bytes) -> None:
+        pass
+
+
+def test_a_frame_grpc_took_still_counts_until_the_next_one_is_taken() -> None:
+    """gRPC completes a write as it takes the frame in and keeps it until it is sent: the frame's bytes stay counted
+    until the listener's next frame is taken (or its stream ends), so never-reading listeners cannot hide a MiB each
+    in gRPC beyond the budget."""
+    frame_bytes = limits.LISTEN_FRAME_BYTES_MAX
+
+    async def run() -> list[int]:
+        delivery = Delivery(bytes_per_s=1e12)
+        out = _Outbox(delivery, _TakesAll(), stall_s=1.0)
+        seen = []
+        for _ in range(2):
+            reserved = await delivery.reserve()
+            await out.send(b"x" * frame_bytes, reserved)
+            seen.append(delivery.shared_bytes)
+        out.close()
+        seen.append(delivery.shared_bytes)
+        return seen
+
+    excess = frame_bytes - limits.LISTEN_FRAME_BYTES_MIN
+    assert asyncio.run(run()) == [excess, excess, 0]
+
+
+def test_a_listener_whose_next_event_does_not_fit_waits_for_room_holding_nothing() -> None:
+    """A listener whose next event is larger than its reservation while the shared bytes are taken waits for room
+    (its read let go of), and goes on once a frame is released: 2,000 listeners of 64 KiB events cannot each pin one
+    over the budget."""
+
+    async def run() -> tuple[bool, int]:
+        delivery = Delivery(bytes_per_s=1e12)
+        delivery.shared_bytes = limits.LISTEN_BUFFERED_BYTES_MAX
+        grow = asyncio.create_task(delivery.grow(limits.LISTEN_FRAME_BYTES_MIN, 64 * limits.KIB))
+        await asyncio.sleep(0.05)
+        waited = not grow.done()
+        delivery.release(limits.LISTEN_FRAME_BYTES_MAX)  # a frame its client took
+        return waited, await asyncio.wait_for(grow, 1.0)
+
+    waited, reserved = asyncio.run(run())
+    assert waited, "the larger event was read with the shared bytes all taken"
+    assert reserved == 64 * limits.KIB

@@ -98,11 +98,12 @@ class EventFeed:
 class Delivery:
     """What every listener's frames share, on the event loop: memory, and the node's time.
 
-    Memory: each listener may always have one frame of LISTEN_FRAME_BYTES_MIN in flight (read, or
-    handed to gRPC and not yet taken), so a listener never waits for another's frame to be taken; a
-    larger frame takes the rest of its reservation from LISTEN_BUFFERED_BYTES_MAX shared by all, and
-    frames shrink as that runs out. Frames in flight hold at most listeners_max x the minimum plus the
-    shared bytes (plus, for a frame of one event larger than its reservation, that event).
+    Memory: each listener may always have its frames in flight (see _Outbox: the one being written
+    and the last one written) of LISTEN_FRAME_BYTES_MIN, so a listener never waits for another's frame
+    to be taken; a larger frame takes the rest of its reservation from LISTEN_BUFFERED_BYTES_MAX
+    shared by all, and frames shrink as that runs out. Listener frames hold at most listeners_max x 2
+    x the minimum plus the shared bytes (plus, for a frame of one event larger than its reservation,
+    that event).
 
     Time: listeners' frames together go out at most at `bytes_per_s` (a token bucket of
     LISTEN_BYTES_BURST_MAX), granted in the order listeners asked. A client's transport can take in
@@ -123,6 +124,8 @@ class Delivery:
         self._waiting_at_head: collections.deque[asyncio.Future[int]] = collections.deque()
         self._waiting: collections.deque[asyncio.Future[int]] = collections.deque()
         self._wake: asyncio.TimerHandle | None = None
+        # Listeners whose next event is larger than their reservation, waiting for shared room: (waiter, bytes)
+        self._waiting_room: collections.deque[tuple[asyncio.Future[None], int]] = collections.deque()
 
     async def reserve(self, at_head: bool = False) -> int:
         """Bytes the next frame may hold (give them back with `release`), once the rate allows it.
@@ -149,6 +152,33 @@ class Delivery:
         """A frame (or a reservation that read nothing) is no longer in flight."""
         self.shared_bytes -= _excess(frame_bytes)
         assert self.shared_bytes >= 0, "listener frames released more than they reserved"
+        while self._waiting_room:
+            waiter, extra = self._waiting_room[0]
+            if not waiter.done():
+                if self.shared_bytes + extra > limits.LISTEN_BUFFERED_BYTES_MAX:
+                    return
+                self.shared_bytes += extra
+                waiter.set_result(None)
+            self._waiting_room.popleft()
+
+    async def grow(self, reserved: int, frame_bytes: int) -> int:
+        """A reservation too small for the next event (it must go whole): wait until the shared bytes
+        have room for `frame_bytes`, oldest first; returns the new reservation. The caller has let go of
+        what it read, so a listener waiting here holds nothing (events of 64 KiB pinned 2,000 x 64 KiB)."""
+        extra = _excess(frame_bytes) - _excess(reserved)
+        self._tokens -= frame_bytes - reserved
+        if not self._waiting_room and self.shared_bytes + extra <= limits.LISTEN_BUFFERED_BYTES_MAX:
+            self.shared_bytes += extra
+            return frame_bytes
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting_room.append((waiter, extra))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.shared_bytes -= extra
+            raise
+        return frame_bytes
 
     def unread(self, reserved: int) -> None:
         """A reservation that read nothing: its bytes go back, to the memory and to the rate."""
@@ -188,6 +218,35 @@ class Delivery:
                     waiter.set_result(self._grant(at_head))
         if self._waiting_at_head or self._waiting:
             self._wake_later()
+
+
+class _Outbox:
+    """One listener's frames in flight: the one being written, and the last one written. gRPC completes a
+    write as it takes the frame in, and keeps it until it has sent it (a stream takes its next frame only
+    then), so a written frame still costs its bytes until the next write completes or the stream ends:
+    counted otherwise, 2,000 never-reading listeners each hid a MiB in gRPC (a node grew by 64 MiB/s)."""
+
+    def __init__(self, delivery: Delivery, context: Any, stall_s: float) -> None:
+        self._delivery = delivery
+        self._context = context
+        self._stall_s = stall_s
+        self._held_bytes = 0  # the last frame written, which gRPC may still hold
+
+    async def send(self, frame: bytes, reserved: int) -> None:
+        """Write a frame read under `reserved` (0: none made); a client that takes none for the send-stall
+        timeout ends the stream (SessionFailure)."""
+        self._delivery.resize(reserved, len(frame))
+        try:
+            await send_within(self._context, frame, self._stall_s, "Listen frame")
+        except BaseException:
+            self._delivery.release(len(frame))
+            raise
+        self._delivery.release(self._held_bytes)  # gRPC took this frame: it has sent the one before
+        self._held_bytes = len(frame)
+
+    def close(self) -> None:
+        self._delivery.release(self._held_bytes)
+        self._held_bytes = 0
 
 
 def _excess(frame_bytes: int) -> int:
@@ -232,20 +291,22 @@ class ListenService:
         `request.consumer`: a durable consumer; from offset 0, start after its acknowledged position.
         `member_step`: a group member's stream, sent instead of the topic's events."""
         stream_id = id(context)
+        out = _Outbox(self._delivery, context, self._serving.stream_send_stall_s)
         try:
             if member_step is not None:
-                await self._member(request, context, member_step)
+                await self._member(request, out, member_step)
                 return
             from_offset = request.from_offset
             if request.consumer and not from_offset:
                 from_offset = await self._read(self._position, request.topic, request.consumer)
             if request.snapshot:
-                from_offset = await self._snapshot(request.topic, context)
+                from_offset = await self._snapshot(request.topic, out)
             # From offset 0 (or a consumer's position) a listener starts at the oldest event kept;
             # one that asked for a trimmed offset is told where the topic starts (see _trimmed).
             earliest = not request.from_offset and not request.snapshot
-            await self._stream(request.topic, from_offset, context, stream_id, earliest)
+            await self._stream(request.topic, from_offset, out, stream_id, earliest)
         finally:
+            out.close()
             with self._lock:
                 self._active -= 1
                 self._positions.pop(stream_id, None)
@@ -267,28 +328,20 @@ class ListenService:
         record = None if data is None else ConsumerRecord.decode(data)
         return record.acked_offset if record is not None and record.kind == DURABLE else 0
 
-    async def _member(self, request: pb.ListenRequest, context: Any, step: MemberStep) -> None:
+    async def _member(self, request: pb.ListenRequest, out: _Outbox, step: MemberStep) -> None:
         sent_grant = 0
         while True:
             version = self._feed.version()
             frame, sent_grant = await self._read(step, self._store, request, sent_grant)
             if frame is not None:
-                await self._send(context, frame, 0)
+                await out.send(frame, 0)
             else:
                 await self._feed.wait_newer(version, LISTEN_WAIT_S)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
 
-    async def _send(self, context: Any, frame: bytes, reserved: int) -> None:
-        """Write a frame; the reservation made for it is released once gRPC has taken it."""
-        self._delivery.resize(reserved, len(frame))
-        try:
-            await send_within(context, frame, self._serving.stream_send_stall_s, "Listen frame")
-        finally:
-            self._delivery.release(len(frame))
-
-    async def _snapshot(self, topic: str, context: Any) -> int:
+    async def _snapshot(self, topic: str, out: _Outbox) -> int:
         """Frames of live keys; the last one says which offset they reflect. Returns that offset."""
         through, items = await self._read(self._store.view_snapshot, topic)
         frames = _SnapshotFrames(items)
@@ -302,11 +355,27 @@ class ListenService:
             if not more:
                 frame.snapshot_offset = through
                 frame.snapshot_end = True
-            await self._send(context, frame.SerializeToString(), reserved)
+            await out.send(frame.SerializeToString(), reserved)
             if not more:
                 return through
 
-    async def _stream(self, topic: str, after: int, context: Any, stream_id: int, earliest: bool = False) -> None:
+    async def _read_frame(self, topic: str, after: int, reserved: int) -> tuple[list[bytes], int]:
+        """The events after `after` that fit `reserved` bytes, and the reservation they hold: when the next
+        event alone is larger, it is let go, the reservation grows (waiting for room) and it is read again."""
+        events = await self._read(self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, reserved)
+        size = sum(len(e) for e in events)
+        if size <= reserved:
+            return events, reserved
+        del events  # one event larger than the reservation: not held while waiting for room
+        grown = await self._delivery.grow(reserved, size)
+        try:
+            events = await self._read(self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, grown)
+        except BaseException:
+            self._delivery.resize(grown, reserved)  # back to what the caller will let go of
+            raise
+        return events, grown
+
+    async def _stream(self, topic: str, after: int, out: _Outbox, stream_id: int, earliest: bool = False) -> None:
         first_kept = await self._read(self._first_kept, topic)
         if after + 1 < first_kept and not earliest:
             raise _trimmed(topic, after, first_kept)
@@ -317,9 +386,7 @@ class ListenService:
             version = self._feed.version()
             reserved = await self._delivery.reserve(at_head)
             try:
-                events = await self._read(
-                    self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, reserved
-                )
+                events, reserved = await self._read_frame(topic, after, reserved)
             except BaseException:
                 self._delivery.unread(reserved)
                 raise
@@ -334,7 +401,7 @@ class ListenService:
                 after += len(events)  # consequence offsets are gapless per topic from the first kept
                 frame = encode_listen_frame(events)
                 at_head = len(frame) < limits.LISTEN_FRAME_BYTES_MIN
-                await self._send(context, frame, reserved)
+                await out.send(frame, reserved)
             else:
                 at_head = True
                 self._delivery.unread(reserved)
