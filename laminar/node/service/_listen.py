@@ -313,9 +313,11 @@ class ListenService:
 
     async def run_work(self, request: pb.WorkRequest, context: Any, step: WorkStep) -> None:
         """Serve one admitted worker's stream of calls (pipelines) until its call ends; like a group member's."""
+        out = _Outbox(self._delivery, context, self._serving.stream_send_stall_s)
         try:
-            await self._member(request, context, step)  # type: ignore[arg-type]
+            await self._member(request, out, step)  # type: ignore[arg-type]
         finally:
+            out.close()
             with self._lock:
                 self._active -= 1
 

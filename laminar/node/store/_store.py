@@ -368,7 +368,7 @@ class Store:
         after `after_grant`, in grant order, from one view (an index written at each grant: no scan of the service)."""
         prefix = CallKeys.grants_of(service, worker)
         rows: list[tuple[int, bytes, bytes | None]] = []
-        with self._lock:
+        with self._lock.reading:
             start = prefix + u64(after_grant + 1) if after_grant < _OFFSET_MAX else prefix + b"\xff" * 9
             for key, value in self.scan(prefix, start=start, limit=count_max):
                 call_id, topic = from_u64(value[:8]), bytes(value[8:]).decode()
@@ -382,7 +382,7 @@ class Store:
     ) -> tuple[TopicRecord | None, bytes | None, list[tuple[bytes, bytes | None]], AppliedMark]:
         """From one consistent view: the topic's record, its CallStats bytes, (Call bytes, CallLease bytes) of up
         to count_max calls in flight with id > after_id, in id order, and the applied mark."""
-        with self._lock:
+        with self._lock.reading:
             snapshot = self._db.snapshot()
         topic_data = _snapshot_get(snapshot, Keys.topic(topic))
         stats = _snapshot_get(snapshot, CallKeys.stats(topic))
