@@ -8,10 +8,11 @@ replacing it with one received from the leader.
 Threads: the Raft thread hands each committed entry to `on_commit`, which queues it for the apply
 thread. Apply has its own thread so that a big batch (or a costly topic program) never delays
 heartbeats and votes: a node busy applying must not look dead to its peers. An entry of one
-intention, when the apply thread is idle, is applied by the Raft thread itself: its stall is one
-program call at most, and a lone commit saves a thread handoff. Both threads are started with the
-sandbox's stack size (the Raft thread inside program_thread_stacks(), see _node.py); a program
-called from any other thread is handed to the sandbox's own thread.
+intention, when the apply thread is idle and no pipeline call is in flight, is applied by the Raft
+thread itself: its stall is one program call at most, and a lone commit saves a thread handoff.
+Both threads are started with the sandbox's stack size (the Raft thread inside
+program_thread_stacks(), see _node.py); a program called from any other thread is handed to the
+sandbox's own thread.
 """
 
 from __future__ import annotations
@@ -77,7 +78,13 @@ class Applier:
 
     def on_commit(self, raft_index: int, payload: bytes) -> None:
         """A committed entry, in log order (the port's ApplyFn)."""
-        if self._queue.unfinished_tasks == 0 and one_intention_at_most(payload, limits.APPLY_INLINE_BYTES_MAX):
+        if (
+            self._queue.unfinished_tasks == 0
+            and one_intention_at_most(payload, limits.APPLY_INLINE_BYTES_MAX)
+            # Pipelines: any entry may end calls by log time and run an on_result for each (up to
+            # CALL_EXPIRIES_PER_ENTRY_MAX): not on the Raft thread. (Read while the apply thread is idle.)
+            and not self._machine.calls_in_flight
+        ):
             # Nothing is queued or being applied (only this thread queues entries), so applying
             # here keeps the order, and a lone commit skips a thread handoff: about 0.1 ms of a
             # sequential commit on 3 nodes and 2 cores. One intention only, so the Raft thread

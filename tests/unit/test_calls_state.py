@@ -418,3 +418,41 @@ def test_random_runs_apply_each_result_once_and_restarts_decide_alike(tmp_path: 
     assert stats.issued == stats.completed + stats.failed + stats.timed_out + stats.gave_up == len(keys)
     assert sorted(int(k[2:]) for k in keys) == list(range(1, stats.issued + 1))
     assert stats.completed and stats.timed_out and stats.redeliveries, "the run exercised results, timeouts, leases"
+
+
+def test_with_calls_in_flight_no_entry_is_applied_on_the_raft_thread(tmp_path: Path) -> None:
+    """Any entry may end calls by log time and run up to CALL_EXPIRIES_PER_ENTRY_MAX on_results, so while calls are
+    in flight the applier hands even a lone intention to its apply thread (inline, on the Raft thread, it would
+    delay heartbeats by all of them)."""
+    import threading
+
+    from laminar.node._applier import Applier
+    from laminar.node._metrics import NodeMetrics, Sample
+    from laminar.node.state_machine import StateMachine
+    from laminar.node.store import Store
+
+    def no_sample() -> Sample:
+        raise AssertionError("no metrics are served here")
+
+    store = Store(str(tmp_path / "s"))
+    machine = StateMachine(store)
+    threads: list[str] = []
+    apply = machine.apply
+
+    def recording(index: int, payload: bytes):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return apply(index, payload)
+
+    machine.apply = recording  # type: ignore[method-assign]
+    applier = Applier(1, store, machine, NodeMetrics(no_sample), lambda _: None, lambda _: None)
+    try:
+        for index, mutation in enumerate((create(), order("o1")), start=1):
+            mutation.nonce = index
+            frame = pb.MutationFrame(mutations=[mutation]).SerializeToString()
+            applier.on_commit(index, encode_entry([encode_run(ALICE, frame)], T0))
+        applier.on_commit(3, encode_entry([], T0 + 1000))  # a time tick: it could time calls out
+        assert applier.wait_applied(10)
+    finally:
+        applier.stop()
+        store.close()
+    assert threads == ["MainThread", "MainThread", "apply"]
