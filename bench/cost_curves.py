@@ -26,6 +26,7 @@ of work and for RSS above the curve's first point; k > WORSE_THAN_LINEAR_EXPONEN
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import math
@@ -36,7 +37,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -73,7 +74,7 @@ WORKER_PROCESSES_MAX = 4  # client processes a listeners or clients point spread
 WORSE_THAN_LINEAR_EXPONENT = 1.2  # noise on this shared machine moves a fitted exponent by ~0.1-0.2
 RSS_NOISE_BYTES = 4 * 2**20  # growth below this is not fitted: allocator and page-cache noise
 SNAPSHOT_VALUE_BYTES = 4 * 1024  # random, so neither RocksDB nor the snapshot makes them smaller
-SNAPSHOT_POINT_TIMEOUT_S_MIN = 180.0  # a snapshots point writes up to half the curve's bytes
+SNAPSHOT_POINT_MIB_PER_S_MIN = 2.0  # a snapshots point may take its MiB / this (at least point_timeout_s)
 # The line a node logs when it has published a snapshot (laminar/node/raft/_snapshot.py, Snapshotter._publish).
 SNAPSHOT_LOG_LINE = re.compile(rb"snapshot written: \S+ \((\d+) bytes, built in ([0-9.]+) s\)")
 
@@ -253,7 +254,7 @@ def run_curves(plan: CurvePlan) -> list[Point]:
 
 def run_curve(plan: CurvePlan, curve: str) -> list[Point]:
     points: list[Point] = []
-    with BenchCluster(plan.nodes, plan.durability) as cluster, laminar.Client(cluster.addresses) as client:
+    with BenchCluster(plan.nodes, plan.durability) as cluster, _client(cluster) as client:
         _warm_up(client, plan.point_timeout_s)
         state: dict[str, Any] = {"topics": []}
         for x in plan.points[curve]:
@@ -272,6 +273,19 @@ def run_curve(plan: CurvePlan, curve: str) -> list[Point]:
             if not point.ok:
                 break
     return points
+
+
+@contextlib.contextmanager
+def _client(cluster: BenchCluster) -> Iterator[laminar.Client]:
+    """A client whose close does not raise for puts a timed-out point left uncommitted (the point says so)."""
+    client = laminar.Client(cluster.addresses)
+    try:
+        yield client
+    finally:
+        try:
+            client.close(timeout=1.0)
+        except laminar.Unacknowledged:
+            pass
 
 
 def _warm_up(client: laminar.Client, timeout_s: float) -> None:
@@ -356,7 +370,7 @@ def _snapshots_point(plan: CurvePlan, cluster: BenchCluster, client: laminar.Cli
         state["written_bytes"] = 0
     count = max(0, (point.x * 2**20 - state["written_bytes"]) // SNAPSHOT_VALUE_BYTES)
     value = os.urandom(SNAPSHOT_VALUE_BYTES)
-    timeout_s = max(plan.point_timeout_s, SNAPSHOT_POINT_TIMEOUT_S_MIN)
+    timeout_s = max(plan.point_timeout_s, count * SNAPSHOT_VALUE_BYTES / 2**20 / SNAPSHOT_POINT_MIB_PER_S_MIN)
     _timed(point, lambda: pipelined_puts([client], ["written"], value, count, time.monotonic() + timeout_s))
     state["written_bytes"] += point.messages * SNAPSHOT_VALUE_BYTES
     point.work_per_s = round(point.messages_per_s * SNAPSHOT_VALUE_BYTES / 2**20, 2)
@@ -509,12 +523,12 @@ def write_snapshot_chart(path: str, points: Sequence[Point], baseline: Sequence[
             work.plot(xs, xs, ":", color="tab:green", label="snapshot bytes = bytes written")
         work.set_ylabel("snapshot MiB written so far, per node")
         build.set_ylabel("longest snapshot build in the point, s")
-        for axis in (work, build):
+        for axis in (work, build):  # linear axes: a quadratic bends, a linear cost stays straight
             axis.set_xlabel(X_LABELS[SNAPSHOTS])
-            axis.set_xscale("log")
-            axis.grid(True, which="both", alpha=0.3)
+            axis.set_xlim(left=0)
+            axis.set_ylim(bottom=0)
+            axis.grid(True, alpha=0.3)
             axis.legend(fontsize="small")
-        work.set_yscale("symlog", linthresh=1.0)
         figure.suptitle("Log compaction cost as data is written (3 nodes; one run, noisy machine)")
         figure.tight_layout()
         figure.savefig(path, dpi=100)
