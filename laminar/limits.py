@@ -101,6 +101,10 @@ LISTENERS_MAX_DEFAULT = 4096  # concurrent Listen streams per node (RESOURCE_EXH
 # TCP connections a node's client port holds at once; past it gRPC closes new ones at accept. Never
 # more than the descriptor limit less CONNECTION_FDS_RESERVED (the store, the journal, Raft links).
 CONNECTIONS_MAX_DEFAULT = 8192
+# Connections past connections_max that gRPC still accepts (an eighth more, at least this many): a call on one of
+# them is answered RESOURCE_EXHAUSTED with a retry hint, not closed unanswered. Past those, gRPC closes at accept.
+CONNECTIONS_OVER_MAX_ANSWERED_MIN = 16
+CONNECTION_RETRY_AFTER_MS = 1000  # the retry hint of a call refused because the node holds connections_max
 CONNECTION_FDS_RESERVED = 4096
 NOFILE_WANTED = 65536  # the node raises its soft RLIMIT_NOFILE towards this (never past the hard limit)
 # A session that has sent nothing for this long and has nothing uncommitted is closed (UNAVAILABLE,
@@ -158,6 +162,9 @@ RETRY_HINT_MS_MIN = 100  # the shortest retry hint a RESOURCE_EXHAUSTED answer c
 # --- Client library ------------------------------------------------------------------------------
 CLIENT_INFLIGHT_MAX = 16384  # messages sent but not yet committed; put() blocks past this
 CLIENT_RECONNECT_BACKOFF_MS_MAX = 1000
+# A node's retry hint (RESOURCE_EXHAUSTED, laminar-retry-after-ms) is honoured up to this: a broken or hostile
+# node must not park a client for long; the client waits the hint (spread by up to a quarter), then retries.
+CLIENT_RETRY_HINT_MS_MAX = 10_000
 assert SESSION_UNCOMMITTED_INTENTIONS_MAX >= CLIENT_INFLIGHT_MAX, "flow control must never hold the Python client"
 # Frames a client has sent on a session and the leader has not yet acknowledged (received or committed).
 # Writes offered while this many are out wait and go in the next frame: under load frames grow instead

@@ -24,7 +24,7 @@ import grpc
 
 from laminar import _rules, limits
 from laminar._wire import length_delimited
-from laminar.client._connect import TLS, Nodes, is_fatal, leader_hint, map_error
+from laminar.client._connect import TLS, Nodes, is_fatal, leader_hint, map_error, retry_after_s
 from laminar.client._types import Commit, Effect, Retention, Value
 from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unacknowledged, Unavailable
 from laminar.v1 import laminar_pb2 as pb
@@ -268,6 +268,11 @@ class Client:
                 r = method(request, timeout=max(0.05, deadline - time.monotonic()))
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else None
+                wait_s = retry_after_s(error)
+                if wait_s is not None:  # a bound of the node's: wait as it asks, while time is left
+                    last_error = error.details() or "resource exhausted"  # type: ignore[attr-defined]
+                    time.sleep(max(0.0, min(wait_s, deadline - time.monotonic())))
+                    continue
                 if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise map_error(error) from None
                 hint = leader_hint(error)
@@ -424,7 +429,11 @@ class Client:
                 if is_fatal(error):
                     self._fail_all(map_error(error))
                     return
-                if hint is None:
+                wait_s = retry_after_s(error)  # the node is full (sessions_max): it says when to come back
+                if wait_s is not None:
+                    time.sleep(max(wait_s, backoff))
+                    backoff = min(backoff * 2, CLIENT_CONNECT_BACKOFF_S_MAX)
+                elif hint is None:
                     time.sleep(backoff)
                     backoff = min(backoff * 2, CLIENT_CONNECT_BACKOFF_S_MAX)
 

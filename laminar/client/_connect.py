@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ DEFAULT_ADDRESSES = ("127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103")
 ADDRESSES_ENV = "LAMINAR_ADDRESSES"
 TOKEN_ENV = "LAMINAR_TOKEN"  # `<user>:<secret>`, as `laminar user add` prints it
 LEADER_METADATA_KEY = "laminar-leader"
+# On RESOURCE_EXHAUSTED from a node's own bound (sessions_max, listeners_max, a rate limit): how long it asks
+# the client to wait before trying again, in ms (docs/operations.md, "Serving limits").
+RETRY_AFTER_METADATA_KEY = "laminar-retry-after-ms"
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
     ("grpc.max_send_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
@@ -191,6 +195,24 @@ def leader_hint(error: grpc.RpcError) -> str | None:
     return None
 
 
+def retry_after_s(error: grpc.RpcError) -> float | None:
+    """The wait a node asked for when a bound of its refused the call (RESOURCE_EXHAUSTED with
+    `laminar-retry-after-ms`), spread by up to a quarter so that clients refused together do not all
+    come back together, and never longer than CLIENT_RETRY_HINT_MS_MAX; None for any other error."""
+    code = error.code() if hasattr(error, "code") else None  # type: ignore[attr-defined]
+    if code != grpc.StatusCode.RESOURCE_EXHAUSTED or is_oversized(error):
+        return None
+    try:
+        metadata = error.trailing_metadata() or ()  # type: ignore[attr-defined]
+        hints = [int(value) for key, value in metadata if key == RETRY_AFTER_METADATA_KEY]
+    except Exception:  # noqa: BLE001 - no metadata, or a hint that is not a number: no hint
+        return None
+    if not hints:
+        return None
+    wait_ms = min(max(0, hints[0]), limits.CLIENT_RETRY_HINT_MS_MAX)
+    return wait_ms / 1000 * random.uniform(1.0, 1.25)
+
+
 def is_oversized(error: grpc.RpcError) -> bool:
     """gRPC's own refusal of a message over a size limit (RESOURCE_EXHAUSTED, "... message larger than
     max ..."), on either side: the same message would be refused again, so it is not retried."""
@@ -244,7 +266,8 @@ def call_leader(
     """One unary call that only the leader serves, following redirects until `timeout_s` passes.
 
     UNAVAILABLE (not the leader, or no leader yet) is retried: at once at a named leader after
-    `redirect_wait_s`, else after `retry_s`. Any other error is raised, mapped to a LaminarError."""
+    `redirect_wait_s`, else after `retry_s`; RESOURCE_EXHAUSTED with a retry hint after the hint. Any
+    other error is raised, mapped to a LaminarError."""
     deadline = time.monotonic() + timeout_s
     hint: str | None = None
     last_error = "no node answered"
@@ -257,6 +280,11 @@ def call_leader(
         try:
             return method(request, timeout=max(0.1, deadline - time.monotonic()))
         except grpc.RpcError as error:
+            wait_s = retry_after_s(error)
+            if wait_s is not None:  # a bound of the node's: wait as it asks, while time is left
+                last_error = error.details() or "resource exhausted"  # type: ignore[attr-defined]
+                time.sleep(max(0.0, min(wait_s, deadline - time.monotonic())))
+                continue
             if error.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
                 raise map_error(error) from None
             hint = leader_hint(error)

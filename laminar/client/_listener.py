@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from laminar.client._connect import TLS, Nodes, map_error
+from laminar.client._connect import TLS, Nodes, map_error, retry_after_s
 from laminar.client._consumer import Acks
 from laminar.client._types import Event, GroupSettings, Kind
 from laminar.errors import InvalidRequest, LaminarError, OffsetTrimmed, Timeout
@@ -182,7 +182,9 @@ class Listener:
                         return
                     if self._on_retry is not None and not self._closed.is_set():
                         self._on_retry(address, error.details() or str(error.code()))  # type: ignore[attr-defined]
-                    self._closed.wait(LISTENER_RETRY_S)
+                    # A node at listeners_max, or one that cut this stream for not reading (stream_send_stall_s),
+                    # says when to come back; the stream resumes after the last event delivered.
+                    self._closed.wait(max(LISTENER_RETRY_S, retry_after_s(error) or 0.0))
                     self._nodes.refresh()  # the membership may have changed
         finally:
             self._put(_END, force=True)

@@ -47,7 +47,7 @@ from laminar.node.service import (
     Offload,
     Server,
     SessionRouter,
-    connection_budget,
+    connection_limits,
     raise_nofile,
 )
 from laminar.node.state_machine import StateMachine
@@ -156,14 +156,14 @@ class Node:
             lambda: self.machine.auth.state, self.raft, self.applier.wait_applied, self.backend.leader_hint
         )
         servicer = LaminarServicer(self.sessions, self.listens, self.backend, calls)
-        connections_max = connection_budget(config.serving.connections_max, raise_nofile())
+        connections_max, connections_accepted_max = connection_limits(config.serving.connections_max, raise_nofile())
         self.server = Server(
             servicer,
             config.me.client,
             self.health,
             self.feed,
             config.serving,
-            connections_max,
+            (connections_max, connections_accepted_max),
             _server_credentials(config),
             (AuthInterceptor(self.gate, {"Auth": access.handler()}),),
         )

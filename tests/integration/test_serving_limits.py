@@ -19,7 +19,8 @@ from laminar.v1 import laminar_pb2 as pb
 
 SESSIONS_MAX = 4
 LISTENERS_MAX = 4
-CONNECTIONS_MAX = 12
+CONNECTIONS_MAX = 6  # calls on more connections: RESOURCE_EXHAUSTED; gRPC accepts 16 more, then closes
+CONNECTIONS_ANSWERED_OVER_MAX = 16
 IDLE_S = 1.0
 STALL_S = 1.5
 RPC_TIMEOUT_S = 10.0
@@ -184,6 +185,7 @@ def test_a_listener_that_never_reads_is_cut_and_a_good_client_is_not_held_up(nod
             for _ in call:
                 pass
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "must read" in caught.value.details()
+    assert _retry_hint(caught.value) > 0  # the Python Listener waits for it, then resumes after its last event
 
 
 def test_concurrent_digests_are_rate_limited_with_a_retry_hint(node: str) -> None:
@@ -239,11 +241,49 @@ def test_a_listen_from_past_any_offset_is_invalid_argument(node: str) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "from_offset" in caught.value.details()
 
 
-def test_connections_past_the_limit_are_closed_and_the_node_lives(node: str) -> None:
-    """More silent TCP connections than connections_max: the node closes the ones past it (it does not
-    die); once they go, a client connects and commits."""
+def test_calls_on_connections_past_the_limit_get_resource_exhausted_with_a_retry_hint(node: str) -> None:
+    """With calls open on connections_max connections, a call on one more connection is answered RESOURCE_EXHAUSTED
+    with a retry hint naming connections_max (not closed unanswered); once those calls end, a client commits."""
+    local = [("grpc.use_local_subchannel_pool", 1)]  # a TCP connection of its own per channel
+    channels = [grpc.insecure_channel(node, options=local) for _ in range(CONNECTIONS_MAX + 1)]
+    listens, sessions = [], []
+    try:
+        for channel in channels[:LISTENERS_MAX]:
+            listen = channel.unary_stream(
+                "/laminar.v1.Laminar/Listen",
+                request_serializer=pb.ListenRequest.SerializeToString,
+                response_deserializer=pb.ListenFrame.FromString,
+            )
+            listens.append(listen(pb.ListenRequest(topic="t"), timeout=RPC_TIMEOUT_S))
+            next(listens[-1])  # served: the CREATE_TOPIC event
+        for channel in channels[LISTENERS_MAX:CONNECTIONS_MAX]:
+            sessions.append(RawSession(channel))
+            sessions[-1].welcome()
+        get = channels[-1].unary_unary(
+            "/laminar.v1.Laminar/Get",
+            request_serializer=pb.GetRequest.SerializeToString,
+            response_deserializer=pb.GetResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            get(pb.GetRequest(topic="t", key=b"k", stale_ok=True), timeout=RPC_TIMEOUT_S)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "connections_max" in caught.value.details()
+        assert _retry_hint(caught.value) > 0
+    finally:
+        for call in listens:
+            call.cancel()
+        for s in sessions:
+            s.close()
+        for channel in channels:
+            channel.close()
+    _good_client_commits(node)
+
+
+def test_connections_past_those_answered_are_closed_and_the_node_lives(node: str) -> None:
+    """More silent TCP connections than gRPC accepts (connections_max and the ones answered past it): the node closes
+    the rest (it does not die); once they go, a client connects and commits."""
     host, port = node.rsplit(":", 1)
-    sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(CONNECTIONS_MAX + 8)]
+    accepted = CONNECTIONS_MAX + CONNECTIONS_ANSWERED_OVER_MAX
+    sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(accepted + 8)]
     try:
         time.sleep(0.5)
         closed = sum(1 for s in sockets if _closed_by_peer(s))

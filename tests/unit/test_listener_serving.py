@@ -1,5 +1,5 @@
-"""The parts that keep never-reading listeners from costing the node its other clients: store reads that share
-their lock, and the listeners' delivery budget (laminar/node/service/_listen.py)."""
+"""The parts that keep never-reading listeners and too many connections from costing the node its other clients: store
+reads that share their lock, the listeners' delivery budget (laminar/node/service/_listen.py), the connection gate."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import threading
 from pathlib import Path
 
 from laminar import limits
+from laminar.node.service import connection_limits
 from laminar.node.service._listen import Delivery, _Outbox
+from laminar.node.service._server import ConnectionGate
 from laminar.node.store import Store
 from laminar.node.store._store import SharedLock
 
@@ -178,3 +180,19 @@ def test_a_listener_whose_next_event_does_not_fit_waits_for_room_holding_nothing
     waited, reserved = asyncio.run(run())
     assert waited, "the larger event was read with the shared bytes all taken"
     assert reserved == 64 * limits.KIB
+
+
+def test_calls_on_a_connection_past_connections_max_are_refused_and_its_own_go_on() -> None:
+    """The connection gate counts connections with a call open: a call on a new connection past connections_max is
+    refused, another call on a connection already counted is not, and a connection whose calls all ended frees room;
+    gRPC accepts an eighth more connections (at least 16) so their calls are answered."""
+    gate = ConnectionGate(2)
+    assert gate.enter("ipv4:127.0.0.1:1") and gate.enter("ipv4:127.0.0.1:2")
+    assert not gate.enter("ipv4:127.0.0.1:3")
+    assert gate.enter("ipv4:127.0.0.1:1")  # a second call on a counted connection
+    gate.leave("ipv4:127.0.0.1:2")
+    assert gate.enter("ipv4:127.0.0.1:3")
+    assert connection_limits(8192, 65536) == (8192, 8192 + 1024)
+    assert connection_limits(6, 65536) == (6, 6 + limits.CONNECTIONS_OVER_MAX_ANSWERED_MIN)
+    served, accepted = connection_limits(8192, 10_000)  # the descriptor limit caps both, keeping the answered margin
+    assert accepted == 10_000 - limits.CONNECTION_FDS_RESERVED and served == accepted - 1024

@@ -3,7 +3,7 @@
 from laminar.node.service._api import NodeApi
 from laminar.node.service._calls import describe_calls
 from laminar.node.service._consumers import consumer_infos
-from laminar.node.service._fds import connection_budget, raise_nofile
+from laminar.node.service._fds import connection_budget, connection_limits, raise_nofile
 from laminar.node.service._listen import EventFeed, ListenService
 from laminar.node.service._server import (
     LEADER_METADATA_KEY,
@@ -27,6 +27,7 @@ __all__ = [
     "Server",
     "SessionRouter",
     "connection_budget",
+    "connection_limits",
     "consumer_infos",
     "describe_calls",
     "raise_nofile",

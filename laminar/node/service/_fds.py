@@ -42,3 +42,18 @@ def connection_budget(connections_max: int, nofile: int) -> int:
             connections_max,
         )
     return budget
+
+
+def connections_answered_over_max(connections_max: int) -> int:
+    """Connections past `connections_max` that gRPC still accepts, so that their calls are answered
+    RESOURCE_EXHAUSTED with a retry hint (not closed unanswered): an eighth more, at least
+    CONNECTIONS_OVER_MAX_ANSWERED_MIN."""
+    return max(limits.CONNECTIONS_OVER_MAX_ANSWERED_MIN, connections_max // 8)
+
+
+def connection_limits(connections_max: int, nofile: int) -> tuple[int, int]:
+    """(connections whose calls this node serves, connections gRPC accepts at all), given the descriptor
+    limit: calls on connections between the two get RESOURCE_EXHAUSTED with a retry hint."""
+    over = connections_answered_over_max(connections_max)
+    accepted = connection_budget(connections_max + over, nofile)
+    return max(1, min(connections_max, accepted - over)), accepted

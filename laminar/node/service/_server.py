@@ -173,7 +173,7 @@ class LaminarServicer:
         try:
             await self._listens.run(request, context, member_step if request.member else None)
         except SessionFailure as failure:
-            await context.abort(failure.code, failure.message)
+            await self._end_listen(context, failure)
 
     async def Work(self, request: pb.WorkRequest, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
         """A worker's stream of the calls leased to it (pipelines); counts as a listener."""
@@ -186,7 +186,7 @@ class LaminarServicer:
         try:
             await self._listens.run_work(request, context, work_step)
         except SessionFailure as failure:
-            await context.abort(failure.code, failure.message)
+            await self._end_listen(context, failure)
 
     async def DescribeCalls(  # noqa: N802
         self, request: pb.DescribeCallsRequest, context: grpc.aio.ServicerContext
@@ -195,6 +195,14 @@ class LaminarServicer:
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         return await self._call(context, self._node.describe_calls, request, gate=self._describes)
+
+    async def _end_listen(self, context: grpc.aio.ServicerContext, failure: SessionFailure) -> NoReturn:
+        """End a listener's stream with `failure`; one cut for not reading (stream_send_stall_s) carries a
+        retry hint, as every RESOURCE_EXHAUSTED does: its client reconnects after it and resumes."""
+        if failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            await _exhausted(context, Exhausted(failure.message, SESSION_RETRY_AFTER_MS))
+        await context.abort(failure.code, failure.message)
+        raise AssertionError("abort raises")
 
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:  # noqa: N802
         problem = _rules.topic_problem(request.topic)
@@ -292,7 +300,51 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def _handlers(servicer: LaminarServicer) -> grpc.GenericRpcHandler:
+class ConnectionGate:
+    """Connections with a call open, by peer address (each TCP connection has its own port): past
+    connections_max, a call on another connection is answered RESOURCE_EXHAUSTED with a retry hint
+    (gRPC itself accepts an eighth more connections, so that their calls are answered, not closed).
+    Event loop only. A connection that holds no call costs a descriptor and is bounded by gRPC's
+    handshake and idle timeouts, and its cap on accepted connections."""
+
+    def __init__(self, connections_max: int) -> None:
+        self.connections_max = connections_max
+        self._calls: dict[str, int] = {}  # peer -> calls open on its connection
+
+    def enter(self, peer: str) -> bool:
+        """Count a call in; False when it comes on a connection past connections_max."""
+        open_calls = self._calls.get(peer)
+        if open_calls is None and len(self._calls) >= self.connections_max:
+            return False
+        self._calls[peer] = (open_calls or 0) + 1
+        return True
+
+    def leave(self, peer: str) -> None:
+        left = self._calls[peer] - 1
+        if left:
+            self._calls[peer] = left
+        else:
+            del self._calls[peer]
+
+
+def _gated(gate: ConnectionGate, handler: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def call_within_connections_max(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        peer = context.peer()
+        if not gate.enter(peer):
+            why = (
+                f"this node serves calls on {gate.connections_max} connections already (connections_max): "
+                "retry later or elsewhere"
+            )
+            await _exhausted(context, Exhausted(why, limits.CONNECTION_RETRY_AFTER_MS))
+        try:
+            return await handler(request, context)
+        finally:
+            gate.leave(peer)
+
+    return call_within_connections_max
+
+
+def _handlers(servicer: LaminarServicer, gate: ConnectionGate) -> grpc.GenericRpcHandler:
     unary: dict[str, tuple[Any, Any, Any]] = {
         "Get": (pb.GetRequest, servicer.Get, pb.GetResponse),
         "Status": (pb.StatusRequest, servicer.Status, pb.StatusResponse),
@@ -304,18 +356,26 @@ def _handlers(servicer: LaminarServicer) -> grpc.GenericRpcHandler:
     }
     handlers: dict[str, Any] = {
         name: grpc.unary_unary_rpc_method_handler(
-            _parsing(request, method), request_deserializer=_identity, response_serializer=response.SerializeToString
+            _gated(gate, _parsing(request, method)),
+            request_deserializer=_identity,
+            response_serializer=response.SerializeToString,
         )
         for name, (request, method, response) in unary.items()
     }
     handlers["Session"] = grpc.stream_stream_rpc_method_handler(
-        servicer.Session, request_deserializer=_identity, response_serializer=pb.ServerFrame.SerializeToString
+        _gated(gate, servicer.Session),
+        request_deserializer=_identity,
+        response_serializer=pb.ServerFrame.SerializeToString,
     )
     handlers["Listen"] = grpc.unary_stream_rpc_method_handler(
-        _parsing(pb.ListenRequest, servicer.Listen), request_deserializer=_identity, response_serializer=_identity
+        _gated(gate, _parsing(pb.ListenRequest, servicer.Listen)),
+        request_deserializer=_identity,
+        response_serializer=_identity,
     )
     handlers["Work"] = grpc.unary_stream_rpc_method_handler(
-        _parsing(pb.WorkRequest, servicer.Work), request_deserializer=_identity, response_serializer=_identity
+        _gated(gate, _parsing(pb.WorkRequest, servicer.Work)),
+        request_deserializer=_identity,
+        response_serializer=_identity,
     )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
@@ -353,13 +413,14 @@ class Health:
             pass
 
 
-def server_options(serving: ServingLimits, connections_max: int) -> list[tuple[str, Any]]:
+def server_options(serving: ServingLimits, connections_accepted_max: int) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", limits.GRPC_RECEIVE_BYTES_MAX),
         ("grpc.max_send_message_length", limits.GRPC_MESSAGE_BYTES_MAX),
         ("grpc.so_reuseport", 0),
-        # Past this many TCP connections gRPC closes new ones as it accepts them (the node lives on).
-        ("grpc.max_allowed_incoming_connections", connections_max),
+        # Past this many TCP connections gRPC closes new ones as it accepts them (the node lives on); below it,
+        # calls on connections past connections_max are answered RESOURCE_EXHAUSTED (ConnectionGate).
+        ("grpc.max_allowed_incoming_connections", connections_accepted_max),
         # A socket that connects and never speaks HTTP/2 holds a descriptor only this long.
         ("grpc.server_handshake_timeout_ms", limits.CONNECTION_HANDSHAKE_TIMEOUT_MS),
         ("grpc.max_connection_idle_ms", limits.CONNECTION_IDLE_MS),
@@ -382,7 +443,7 @@ class Server:
         health_: Health,
         feed: EventFeed,
         serving: ServingLimits,
-        connections_max: int,
+        connections: tuple[int, int],  # (connections served, connections accepted): see _fds.connection_limits
         credentials: grpc.ServerCredentials | None = None,
         interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),  # authorization (laminar/node/auth)
     ) -> None:
@@ -391,7 +452,8 @@ class Server:
         self._address = address
         self._health = health_
         self._feed = feed
-        self._options = server_options(serving, connections_max)
+        self._gate = ConnectionGate(connections[0])
+        self._options = server_options(serving, connections[1])
         # Every call at once, whatever its kind (health watches and reflection included): past it gRPC
         # itself answers RESOURCE_EXHAUSTED. Sessions and listeners are refused by their own bounds first.
         self._calls_max = (
@@ -415,7 +477,7 @@ class Server:
         self._feed.attach(loop)
         self._health.attach(loop)
         server = grpc.aio.server(
-            handlers=[_handlers(self._servicer)],
+            handlers=[_handlers(self._servicer, self._gate)],
             options=self._options,
             maximum_concurrent_rpcs=self._calls_max,
             interceptors=self._interceptors,
