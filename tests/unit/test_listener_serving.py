@@ -196,3 +196,30 @@ def test_calls_on_a_connection_past_connections_max_are_refused_and_its_own_go_o
     assert connection_limits(6, 65536) == (6, 6 + limits.CONNECTIONS_OVER_MAX_ANSWERED_MIN)
     served, accepted = connection_limits(8192, 10_000)  # the descriptor limit caps both, keeping the answered margin
     assert accepted == 10_000 - limits.CONNECTION_FDS_RESERVED and served == accepted - 1024
+
+
+def test_a_hello_at_nonce_one_opens_a_session_even_with_the_unary_pool_full() -> None:
+    """A new client (Hello at nonce 1) can never be ahead of its applied nonces, so its Hello is not checked on the
+    unary pool: thousands of new or idle sessions cost the pool nothing, and a full pool (a Get flood) does not keep
+    a new client out."""
+    from types import SimpleNamespace
+
+    from laminar.node.config import ServingLimits
+    from laminar.node.service._server import Exhausted
+    from laminar.node.service._sessions import SessionRouter
+    from laminar.v1 import laminar_pb2 as pb
+
+    async def full_pool(fn, *args):  # type: ignore[no-untyped-def]
+        raise Exhausted("this node has 260 unary calls running or waiting: retry later", 200)
+
+    node = SimpleNamespace(
+        observe_commit_latency=None, offer=None, nonce_max=None, is_leader=None, welcome=None, read_barrier=None
+    )
+    router = SessionRouter(node, ServingLimits(), full_pool)  # type: ignore[arg-type]
+    hello = pb.ClientFrame(hello=pb.Hello(client_id=bytes(16), next_nonce=1)).SerializeToString()
+
+    class Context:
+        async def read(self) -> bytes:
+            return hello
+
+    assert asyncio.run(router._hello(Context())).next_nonce == 1

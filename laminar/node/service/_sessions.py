@@ -360,7 +360,8 @@ class SessionRouter:
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "Hello.client_id must be 16 bytes (a UUID)")
         if hello.next_nonce < 1:
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "Hello.next_nonce must be >= 1")
-        await self._offload(self._check_nonce_not_ahead, hello)
+        if hello.next_nonce > 1:  # a client starting at nonce 1 is never ahead: no store read, no pool hop
+            await self._offload(self._check_nonce_not_ahead, hello)
         return hello
 
     def _check_nonce_not_ahead(self, hello: pb.Hello) -> None:
