@@ -33,6 +33,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import laminar
+from laminar import limits
 from laminar.client import CallStats, describe_calls, resolve_addresses
 from laminar.local_cluster import LocalCluster, free_port_block, write_config
 
@@ -139,27 +140,33 @@ class Outcomes:
         self._listener.close()
 
 
-def place_orders(addresses: list[str], topic: str, orders: dict[str, int], deadline: float) -> int:
-    """Send every order; one refused at the in-flight bound (ctx.call's refusal) is sent again. Returns retries."""
-    retries = 0
+def place_orders(addresses: list[str], topic: str, orders: dict[str, int], outcomes: Outcomes, deadline: float) -> int:
+    """Send every order, keeping at most the topic's in-flight bound of orders without an outcome (more would be
+    refused at ctx.call). One refused anyway is sent again after RETRY_S. Returns how many were refused."""
+    refused_total = 0
     waiting = list(orders)
+    placed = 0
     with laminar.Client(addresses) as client:
         while waiting and time.monotonic() < deadline:
+            while not outcomes.wait_for(placed + ORDERS_PER_ROUND - limits.CALLS_IN_FLIGHT_PER_TOPIC_MAX, 1.0):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{placed - outcomes.count} orders without an outcome for too long")
             round_ids, waiting = waiting[:ORDERS_PER_ROUND], waiting[ORDERS_PER_ROUND:]
             sent = [(i, client.put(topic, i, json.dumps({"id": i, "amount": orders[i]}))) for i in round_ids]
             refused = []
             for order_id, pending in sent:
                 commit = pending.committed(timeout=60)
                 if commit.ok:
-                    continue
-                if "in flight" not in commit.reason:
+                    placed += 1
+                elif "in flight" in commit.reason:  # the topic's bound: refused by ctx.call, nothing recorded
+                    refused.append(order_id)
+                else:
                     raise SystemExit(f"order {order_id} refused: {commit.reason}")
-                refused.append(order_id)
             if refused:
-                retries += len(refused)
+                refused_total += len(refused)
                 waiting = refused + waiting
                 time.sleep(RETRY_S)
-    return retries
+    return refused_total
 
 
 def settled(addresses: list[str], topic: str, count: int, timeout_s: float) -> CallStats:
@@ -232,7 +239,7 @@ def shop(args: argparse.Namespace, addresses: list[str]) -> int:
         outcomes = Outcomes(addresses, topic)
         print(f"topic {topic}: {args.orders} orders; service {service}: {args.workers} workers", flush=True)
         try:
-            producer = Producer(addresses, topic, orders, deadline)
+            producer = Producer(addresses, topic, orders, outcomes, deadline)
             follow(args, outcomes, workers, producer, deadline)
             problems, totals = check(addresses, topic, orders, bank)
         finally:
@@ -249,9 +256,11 @@ def shop(args: argparse.Namespace, addresses: list[str]) -> int:
 class Producer(threading.Thread):
     """Places the orders in a thread of its own; `error` says why it stopped early, if it did."""
 
-    def __init__(self, addresses: list[str], topic: str, orders: dict[str, int], deadline: float) -> None:
+    def __init__(
+        self, addresses: list[str], topic: str, orders: dict[str, int], outcomes: Outcomes, deadline: float
+    ) -> None:
         super().__init__(daemon=True)
-        self.args = (addresses, topic, orders, deadline)
+        self.args = (addresses, topic, orders, outcomes, deadline)
         self.error: BaseException | None = None
         self.start()
 
