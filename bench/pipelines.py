@@ -11,9 +11,9 @@ One fresh 3-node cluster; each round, in turn (so load drifts hit every mode ali
   counts result events on a Listener; calls/s from the first put to the last result. Each call is two
   transactions (the put, the result), so the seed's bound is half the plain rate; the target is 45 %.
 - slow: the same with a worker that takes SLOW_CALL_MS per call with SLOW_CONCURRENCY calls in flight (a
-  thread pool): its bound is SLOW_CONCURRENCY / SLOW_CALL_MS = 1,000 calls/s. The run also shows the slow
-  worker's figure against that bound and against the fast rate: when the fast rate is well above it, the
-  store is not what limits the slow worker.
+  thread pool): its bound is SLOW_CONCURRENCY / SLOW_CALL_MS = 1,000 calls/s; and again with half the threads
+  (bound 500/s). A worker-bound figure follows the worker's bound (half the threads, half the rate) and stays
+  under the fast rate of the same store.
 Every wait has a deadline; the worker processes are stopped however the run ends. Results go to
 bench/results/pipelines.md with the command that made them.
 """
@@ -195,6 +195,9 @@ def _room(finished: Finished, sent: dict[str, int], topic: str, count: int) -> i
     return max(0, min(count - sent[topic], WINDOW_CALLS - (sent[topic] - finished.done[topic])))
 
 
+SLOW_MODES = {"slow": SLOW_CONCURRENCY, "slow, half the threads": SLOW_CONCURRENCY // 2}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000, help="plain puts and fast calls per round")
@@ -211,21 +214,19 @@ def main() -> None:
     if args.serve:
         serve(args.addresses, args.serve, args.concurrency, args.call_ms)
         return
-    rates: dict[str, list[float]] = {"plain": [], "fast": [], "slow": []}
+    rates: dict[str, list[float]] = {"plain": [], "fast": [], **{mode: [] for mode in SLOW_MODES}}
     with BenchCluster(3) as cluster:
         addresses = cluster.addresses
         workers = [WorkerProcess(addresses, "fast", limits.WORKER_CALLS_MAX, 0) for _ in range(args.fast_workers)]
-        workers.append(WorkerProcess(addresses, "slow", SLOW_CONCURRENCY, SLOW_CALL_MS))
+        for n, concurrency in enumerate(SLOW_MODES.values()):
+            workers.append(WorkerProcess(addresses, f"slow{n}", concurrency, SLOW_CALL_MS))
         try:
             for r in range(args.rounds):
                 rates["plain"].append(plain(addresses, f"plain-{r}", args.calls))
                 rates["fast"].append(calls(addresses, f"fast-{r}", "fast", args.calls // args.topics, args.topics))
-                rates["slow"].append(calls(addresses, f"slow-{r}", "slow", args.slow_calls, 1))
-                print(
-                    f"round {r + 1}: plain {rates['plain'][-1]:,.0f} puts/s, fast {rates['fast'][-1]:,.0f} calls/s, "
-                    f"slow {rates['slow'][-1]:,.0f} calls/s",
-                    flush=True,
-                )
+                for n, mode in enumerate(SLOW_MODES):
+                    rates[mode].append(calls(addresses, f"slow{n}-{r}", f"slow{n}", args.slow_calls, 1))
+                print(f"round {r + 1}: " + ", ".join(f"{m} {v[-1]:,.0f}/s" for m, v in rates.items()), flush=True)
         finally:
             for worker in workers:
                 worker.stop()
@@ -238,32 +239,39 @@ def main() -> None:
 
 def render(args: argparse.Namespace, rates: dict[str, list[float]]) -> str:
     load = os.getloadavg()[0]
-    plain_rate = statistics.median(rates["plain"])
-    fast_rate = statistics.median(rates["fast"])
-    slow_rate = statistics.median(rates["slow"])
-    bound = SLOW_CONCURRENCY * 1000 / SLOW_CALL_MS
-    each = {mode: ", ".join(f"{v:,.0f}" for v in values) for mode, values in rates.items()}
+    median = {mode: statistics.median(values) for mode, values in rates.items()}
+    plain_rate, fast_rate = median["plain"], median["fast"]
+    rows = {
+        "plain": "plain topic: puts, one pipelined client",
+        "fast": f"fast worker ({args.fast_workers} processes, {args.topics} topics): completed calls",
+    }
+    for mode, concurrency in SLOW_MODES.items():
+        rows[mode] = f"slow worker ({SLOW_CALL_MS} ms a call, {concurrency} in flight): completed calls"
     lines = [
         "# Pipelines: completed calls per second beside the plain write rate",
         "",
         f"Command: `python -m bench.pipelines --calls {args.calls} --slow-calls {args.slow_calls} "
-        f"--rounds {args.rounds} --write` (`make bench-pipelines`)",
+        f"--rounds {args.rounds} --topics {args.topics} --fast-workers {args.fast_workers} --write` "
+        "(`make bench-pipelines`)",
         "",
         f"3 nodes on one machine ({platform.machine()}, {os.cpu_count()} cores, load {load:.1f} at the end), "
         "the bench and its worker processes on the same machine (see bench/pipelines.py).",
         "",
-        "| mode | per second (median) | each round | vs plain |",
-        "|---|---|---|---|",
-        f"| plain topic: puts, one pipelined client | {plain_rate:,.0f} | {each['plain']} | 1.00 |",
-        f"| fast worker: completed calls | {fast_rate:,.0f} | {each['fast']} | {fast_rate / plain_rate:.2f} |",
-        f"| slow worker ({SLOW_CALL_MS} ms a call, {SLOW_CONCURRENCY} in flight): completed calls | "
-        f"{slow_rate:,.0f} | {each['slow']} | {slow_rate / plain_rate:.2f} |",
+        "| mode | per second (median) | each round | vs plain | worker's own bound |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, label in rows.items():
+        each = ", ".join(f"{v:,.0f}" for v in rates[mode])
+        bound = f"{SLOW_MODES[mode] * 1000 / SLOW_CALL_MS:,.0f}" if mode in SLOW_MODES else "-"
+        lines.append(f"| {label} | {median[mode]:,.0f} | {each} | {median[mode] / plain_rate:.2f} | {bound} |")
+    slow, half = median["slow"], median["slow, half the threads"]
+    lines += [
         "",
-        f"- fast: {fast_rate / plain_rate:.0%} of the plain rate (target >= 45 %; two transactions per call: "
-        "the seed's bound is 50 %).",
-        f"- slow: {slow_rate:,.0f} calls/s is {slow_rate / bound:.0%} of the worker's own bound "
-        f"({SLOW_CONCURRENCY} / {SLOW_CALL_MS} ms = {bound:,.0f} calls/s) and {slow_rate / fast_rate:.0%} of what "
-        "the same store completes with a fast worker: the worker limits it, not the store.",
+        f"- fast: {fast_rate / plain_rate:.0%} of the plain rate (target >= 45 %; two transactions per call: the "
+        "seed's bound is 50 %).",
+        f"- slow: {slow:,.0f} calls/s against the worker's bound of {SLOW_CONCURRENCY * 1000 / SLOW_CALL_MS:,.0f}; "
+        f"with half the threads {half:,.0f} ({half / slow:.0%} of it). The store completes {fast_rate:,.0f} calls/s "
+        "with a fast worker in the same run.",
         "",
     ]
     return "\n".join(lines)
