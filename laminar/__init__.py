@@ -6,6 +6,8 @@ with laminar.Client(["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]) as c
     c.put("chat", b"alice", b"hello").received()
 for event in laminar.Listener(addresses, "chat", from_offset=0):
     print(event.kind, event.key, event.value, event.consequence_offset)
+for call in laminar.Worker(addresses, service="payments", method="charge"):  # calls from programs: docs/pipelines.md
+    call.complete(charge(call.request))
 """
 
 from laminar.client import (
