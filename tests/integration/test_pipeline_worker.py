@@ -143,6 +143,19 @@ def test_a_closed_worker_hands_its_calls_to_the_next_at_once(cluster) -> None:
     assert sorted(_outcomes(addresses, "handover", 2)) == ["ok/k0", "ok/k1"]
 
 
+def test_an_idle_worker_stays_joined_by_heartbeats(cluster) -> None:
+    """A worker with a 600 ms lease that sits idle for 2 s says it is alive (WORKER_JOIN every lease/3), so a call
+    issued afterwards is still leased to it; a silent worker would have been dropped and the call would wait."""
+    _, addresses = cluster
+    with laminar.Worker(addresses, service="svc-idle", lease_ms=600) as worker:
+        time.sleep(2.0)
+        assert worker.stats.heartbeats >= 3
+        _calls(addresses, "idle", "svc-idle", 1)
+        call = worker.next_call(timeout=10)
+        call.complete(b"still here")
+    assert _outcomes(addresses, "idle", 1) == {"ok/k0": [b"still here"]}
+
+
 def test_calls_commands_list_and_describe_what_is_in_flight(cluster, capsys) -> None:
     """`laminar calls list` shows the counters and each call (leased or waiting); `calls describe` the
     counters, or one call in full; a finished or unknown call, or a missing topic, exits 1."""
