@@ -146,6 +146,9 @@ LISTEN_FRAME_BYTES_MIN = 16 * KIB
 # log (the good client's commit p99 4.1 s). The rate is shared in the order listeners ask.
 LISTEN_BYTES_PER_S_DEFAULT = 32 * MIB
 LISTEN_BYTES_BURST_MAX = 1 * MIB
+# Listeners caught up on their topic wait for one of this many buckets of topics (by name) to get events, not for
+# any topic: an entry applied on one topic wakes the listeners of ~1/256 of the others, not all of them.
+LISTEN_FEED_BUCKETS = 256
 # Digest reads the whole store: one at a time per node, and a new one starts only after as long a pause
 # as the previous one took (half a core at most); callers past that get RESOURCE_EXHAUSTED with a hint.
 DIGEST_CALLS_CONCURRENT_MAX = 1

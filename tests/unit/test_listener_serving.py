@@ -223,3 +223,27 @@ def test_a_hello_at_nonce_one_opens_a_session_even_with_the_unary_pool_full() ->
             return hello
 
     assert asyncio.run(router._hello(Context())).next_nonce == 1
+
+
+def test_a_listener_caught_up_on_its_topic_is_not_woken_by_events_of_other_topics() -> None:
+    """A caught-up listener waits on its topic's bucket: events applied on a topic of another bucket do not wake it
+    (2,000 such listeners each read the store on every entry of any topic), events of its own topic do at once."""
+    from laminar.node.service._listen import EventFeed, _bucket
+
+    other = next(f"other-{n}" for n in range(1000) if _bucket(f"other-{n}") != _bucket("mine"))
+
+    async def run() -> tuple[bool, bool]:
+        feed = EventFeed()
+        feed.attach(asyncio.get_running_loop())
+        version = feed.version()
+        waiting = asyncio.create_task(feed.wait_newer(version, 5.0, "mine"))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(feed.publish, {other: 1})  # the apply thread, another topic
+        await asyncio.sleep(0.2)
+        woken_by_other = waiting.done()
+        await asyncio.to_thread(feed.publish, {"mine": 1})
+        await asyncio.wait_for(waiting, 1.0)
+        return woken_by_other, waiting.done()
+
+    woken_by_other, woken_by_mine = asyncio.run(run())
+    assert not woken_by_other and woken_by_mine

@@ -46,13 +46,21 @@ def encode_listen_frame(events: list[bytes]) -> bytes:
 
 class EventFeed:
     """A version bumped by the apply thread whenever a topic got events; listeners on the event loop
-    wait for it to move. The loop is woken at most once per wake-up it has not yet run."""
+    wait for it to move. The loop is woken at most once per wake-up it has not yet run.
+
+    A listener of one topic waits on its topic's bucket (one of LISTEN_FEED_BUCKETS, by the name's
+    hash), not on every topic: 2,000 listeners caught up on quiet topics are not all woken, each to read
+    the store for nothing, by every entry applied on any topic (a group member's or a worker's stream,
+    which may get work from any entry, waits on every topic)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._version = 0
+        self._bucket_versions = [0] * limits.LISTEN_FEED_BUCKETS  # the version of each bucket's last events
         self._loop: asyncio.AbstractEventLoop | None = None
         self._moved: asyncio.Event | None = None
+        self._bucket_moved: list[asyncio.Event | None] = [None] * limits.LISTEN_FEED_BUCKETS  # while waited on
+        self._pending_buckets: set[int] = set()  # buckets moved since the loop last woke
         self._wake_pending = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -65,6 +73,10 @@ class EventFeed:
             return
         with self._lock:
             self._version += 1
+            for topic in topic_offsets:
+                bucket = _bucket(topic)
+                self._bucket_versions[bucket] = self._version
+                self._pending_buckets.add(bucket)
             if self._loop is None or self._wake_pending:
                 return
             self._wake_pending = True
@@ -77,22 +89,42 @@ class EventFeed:
         assert self._moved is not None
         with self._lock:
             self._wake_pending = False
+            buckets, self._pending_buckets = self._pending_buckets, set()
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
+        for bucket in buckets:
+            waited = self._bucket_moved[bucket]
+            if waited is not None:
+                self._bucket_moved[bucket] = None
+                waited.set()
 
     def version(self) -> int:
         with self._lock:
             return self._version
 
-    async def wait_newer(self, version: int, timeout_s: float) -> None:
-        moved = self._moved
-        if moved is None or self.version() != version:
-            return
+    async def wait_newer(self, version: int, timeout_s: float, topic: str | None = None) -> None:
+        """Return once events newer than `version` were published (of `topic`, if given), or after timeout_s."""
+        if topic is None:
+            moved = self._moved
+            if moved is None or self.version() != version:
+                return
+        else:
+            bucket = _bucket(topic)
+            with self._lock:
+                if self._loop is None or self._bucket_versions[bucket] > version:
+                    return
+            moved = self._bucket_moved[bucket]
+            if moved is None:  # created before any await: a publish from here on sets it
+                moved = self._bucket_moved[bucket] = asyncio.Event()
         try:
             async with asyncio.timeout(timeout_s):
                 await moved.wait()
         except TimeoutError:
             pass
+
+
+def _bucket(topic: str) -> int:
+    return hash(topic) % limits.LISTEN_FEED_BUCKETS
 
 
 class Delivery:
@@ -407,7 +439,7 @@ class ListenService:
             else:
                 at_head = True
                 self._delivery.unread(reserved)
-                await self._feed.wait_newer(version, LISTEN_WAIT_S)
+                await self._feed.wait_newer(version, LISTEN_WAIT_S, topic)
 
 
 def _trimmed(topic: str, after: int, first: int) -> SessionFailure:
