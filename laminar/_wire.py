@@ -15,3 +15,43 @@ def varint(value: int) -> bytes:
 def length_delimited(tag: bytes, payload: bytes) -> bytes:
     """One length-delimited field (`tag` is the field's key byte) holding `payload`."""
     return tag + varint(len(payload)) + payload
+
+
+def field_spans(message: bytes) -> list[tuple[int, int, int]]:
+    """(field number, start, end) of each top-level field of a serialized message, in order: the
+    bytes message[start:end] are that field whole (key, length and payload). Raises ValueError on
+    input that is not a well-formed message (wire types 0, 1, 2 and 5 only)."""
+    spans = []
+    pos, end = 0, len(message)
+    while pos < end:
+        start = pos
+        key, pos = _read_varint(message, pos)
+        wire_type = key & 7
+        if wire_type == 0:
+            _, pos = _read_varint(message, pos)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 2:
+            size, pos = _read_varint(message, pos)
+            pos += size
+        elif wire_type == 5:
+            pos += 4
+        else:
+            raise ValueError(f"wire type {wire_type} at byte {start}")
+        if pos > end:
+            raise ValueError(f"field at byte {start} runs past the end")
+        spans.append((key >> 3, start, pos))
+    return spans
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7

@@ -132,8 +132,10 @@ def test_a_second_session_is_not_told_the_first_sessions_outcomes(cluster: Bench
 
         a = method(frames_then_wait(_session_frames(client_id, big, 3)), timeout=COMMIT_TIMEOUT_S)
         assert next(a).HasField("welcome")
-        received = next(a)  # A's puts are in the leader's log: they will apply, after B takes over
-        assert received.acks.received_through == 3 and not received.acks.commits, received
+        # A's first put is in the leader's log: it will apply after B takes over. (Its others may wait in the
+        # leader's queue: a 3 MiB frame goes in 1 MiB runs, one in flight at a time; B's session drops them.)
+        received = next(a)
+        assert received.acks.received_through >= 1 and not received.acks.commits, received
         b = method(frames_then_wait(_session_frames(client_id, small, 3)), timeout=COMMIT_TIMEOUT_S)
         commits: list[pb.Commit] = []
         try:

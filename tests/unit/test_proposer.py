@@ -148,25 +148,150 @@ def test_a_lone_commit_never_wakes_the_proposer_thread(monkeypatch: pytest.Monke
 def test_a_small_frame_of_another_session_goes_into_the_next_entry_not_after_a_big_senders_queue(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Sessions take turns: with one session's many big frames queued (two never fit one entry), another
-    session's small frame goes into the very next entry, and the big sender's frames stay in their order."""
+    """Sessions share the log by cost: with one session's many big frames queued (two never fit one entry), another
+    session's small frame goes alone into the very next entry, and the big sender's frames follow in their order."""
     monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_MAX", 1)
     engine = RecordingEngine()
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     big_sender, small_sender = object(), object()
-    big = limits.BATCH_BYTES_MAX * 6 // 10  # two of them exceed one entry
+    big = limits.RUN_BYTES_MAX * 6 // 10  # two of them exceed one entry
     frames = [b"%d" % n + b"x" * (big - 1) for n in range(8)]
     try:
-        for frame in frames:  # the first goes out at once and stays in flight; the rest queue
-            assert proposer.offer(proposal(frame, session=big_sender), WAIT_S)
+        for run in frames:  # the first goes out at once and stays in flight; the rest queue
+            assert proposer.offer(proposal(run, session=big_sender), WAIT_S)
         assert proposer.offer(proposal(b"small", session=small_sender), WAIT_S)
         assert engine.entries == [frames[0]]
         engine.results[0](True)
         wait_until(lambda: len(engine.entries) == 2)
-        assert engine.entries[1] == frames[1] + b"small"  # not after frames[2:]
-        for n in range(2, len(frames)):
+        assert engine.entries[1] == b"small"  # not after frames[1:]
+        for n in range(2, len(frames) + 1):
             engine.results[n - 1](True)
             wait_until(lambda n=n: len(engine.entries) == n + 1)
-            assert engine.entries[n] == frames[n]
+            assert engine.entries[n] == frames[n - 1]
+    finally:
+        proposer.stop()
+
+
+def bounded(monkeypatch: pytest.MonkeyPatch, inflight_bytes: int, inflight_intentions: int) -> None:
+    """Small in-flight bounds (runs and entries at half of them, as in limits.py), so a test needs few frames."""
+    monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_BYTES_MAX", inflight_bytes)
+    monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_INTENTIONS_MAX", inflight_intentions)
+    monkeypatch.setattr(limits, "RUN_BYTES_MAX", inflight_bytes // 2)
+    monkeypatch.setattr(limits, "RUN_INTENTIONS_MAX", inflight_intentions // 2)
+
+
+HEAVY_BYTES, LIGHT_BYTES = 300, 20
+
+
+def frame(kind: bytes, n: int) -> bytes:
+    """A run the tests can find again in an entry: b"H" frames are HEAVY_BYTES long, b"L" ones LIGHT_BYTES."""
+    size = HEAVY_BYTES if kind == b"H" else LIGHT_BYTES
+    return (kind + b"%03d" % n).ljust(size, b".")
+
+
+def runs_of(entry: bytes) -> list[bytes]:
+    runs, i = [], 0
+    while i < len(entry):
+        size = HEAVY_BYTES if entry[i : i + 1] == b"H" else LIGHT_BYTES
+        runs.append(entry[i : i + size])
+        i += size
+    return runs
+
+
+def weighed(run: bytes, session: object, intentions: int = 1, cost_intentions: int = 0) -> Proposal:
+    return Proposal(run, intentions, lambda: True, lambda: None, session=session, cost_intentions=cost_intentions)
+
+
+def test_what_is_proposed_and_not_applied_stays_within_the_bytes_and_weighted_intentions_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node-wide in-flight bounds: however many frames sessions queue, the entries proposed and not yet applied
+    never hold more than ENTRIES_INFLIGHT_BYTES_MAX bytes nor ENTRIES_INFLIGHT_INTENTIONS_MAX weighted intentions
+    (two creates weigh 8 here, a put 1); the rest waits in the queues and goes as entries apply, each session's
+    frames in order. Before these bounds, four entries of up to 1 MiB each went out whatever they held."""
+    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=40)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    heavy, creator = object(), object()
+    weights = {frame(b"H", n): 1 for n in range(12)}
+    weights |= {frame(b"L", n): 8 for n in range(12)}
+    try:
+        for n in range(12):
+            assert proposer.offer(weighed(frame(b"H", n), heavy), WAIT_S)
+            assert proposer.offer(weighed(frame(b"L", n), creator, intentions=2, cost_intentions=8), WAIT_S)
+        applied = 0
+        while True:
+            wait_until(lambda applied=applied: len(engine.entries) > applied or not proposer.pending_intentions())
+            time.sleep(0.02)  # the proposer takes all it may
+            with engine.lock:
+                ahead = engine.entries[applied:]
+            if not ahead:
+                break
+            assert sum(len(e) for e in ahead) <= 1000
+            assert sum(weights[r] for e in ahead for r in runs_of(e)) <= 40
+            engine.results[applied](True)
+            applied += 1
+        taken = [r for e in engine.entries for r in runs_of(e)]
+        assert [r for r in taken if r[:1] == b"H"] == [frame(b"H", n) for n in range(12)]
+        assert [r for r in taken if r[:1] == b"L"] == [frame(b"L", n) for n in range(12)]
+        assert proposer.inflight() == (0, 0, 0) and proposer.pending_intentions() == 0
+    finally:
+        proposer.stop()
+
+
+def test_a_session_that_just_proposed_a_big_frame_waits_its_turn_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fairness by cost: with a big sender's frames queued behind two of its own in flight, another session's small
+    put goes into the very next entry, ahead of the big sender's next frame and alone (not packed with frames of
+    the big sender, whose apply it would wait for), and a frame over the bounds goes alone once nothing is in
+    flight. Round-robin by frame put the small put behind a whole frame of the big sender."""
+    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    big_sender, small_sender = object(), object()
+    big = [b"%d" % n + b"x" * 449 for n in range(6)]  # 450 B: two fit in flight, one per entry
+    try:
+        for run in big:
+            assert proposer.offer(weighed(run, big_sender), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 2)
+        time.sleep(0.05)
+        assert engine.entries == big[:2]  # a third would pass 1000 B in flight
+        assert proposer.offer(weighed(b"small", small_sender), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 3)
+        assert engine.entries[2] == b"small"  # room for it, and first in order: at once, alone
+        applied = 0
+        while len(engine.entries) < 7:  # the big sender's frames follow, in order, as entries apply
+            engine.results[applied](True)
+            applied += 1
+            time.sleep(0.05)
+        assert engine.entries[3:] == big[2:]
+        huge = b"h" * 1500  # over both bounds: alone, once everything before it applied
+        assert proposer.offer(weighed(huge, small_sender), WAIT_S)
+        time.sleep(0.05)
+        assert len(engine.entries) == 7
+        for n in range(applied, 7):
+            engine.results[n](True)
+        wait_until(lambda: len(engine.entries) == 8)
+        assert engine.entries[7] == huge
+    finally:
+        proposer.stop()
+
+
+def test_a_session_with_nothing_queued_gets_in_when_big_senders_filled_the_shared_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared queue's byte bound keeps a session's second frame out, never another session's first: big
+    senders that fill PROPOSAL_QUEUE_BYTES_MAX do not make a small writer wait for room (its one frame is held by
+    its session either way)."""
+    monkeypatch.setattr(limits, "PROPOSAL_QUEUE_BYTES_MAX", 1000)
+    bounded(monkeypatch, inflight_bytes=100, inflight_intentions=100)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    big_sender, small_sender = object(), object()
+    try:
+        assert proposer.offer(weighed(b"f" * 900, big_sender), WAIT_S)  # in flight
+        assert proposer.offer(weighed(b"q" * 900, big_sender), WAIT_S)  # queued: the queue holds 900 B
+        assert not proposer.offer(weighed(b"r" * 900, big_sender), 0.05)  # its next waits for room
+        assert proposer.offer(weighed(b"small", small_sender), 0.0)  # another session's first gets in
+        assert not proposer.offer(weighed(b"a" * 200, small_sender), 0.05)  # not its second
     finally:
         proposer.stop()

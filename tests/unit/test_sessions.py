@@ -124,3 +124,35 @@ def test_a_resend_with_other_contents_ends_the_session_if_the_original_was_repor
     with pytest.raises(SessionFailure) as failure:
         session.next_acks()
     assert failure.value.code == grpc.StatusCode.INVALID_ARGUMENT and "other contents" in failure.value.message
+
+
+def test_a_frame_over_the_run_bounds_is_proposed_in_runs_of_consecutive_nonces_each_within_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frame over RUN_BYTES_MAX or RUN_INTENTIONS_MAX (weighted) becomes consecutive runs, each within both, one
+    mutation over them alone; together they hold the frame's mutations in order, and every run keeps the principal
+    authorization stamped on the frame. A frame within them stays whole (the bytes the client sent)."""
+    from laminar.node.service._sessions import _pieces
+
+    monkeypatch.setattr(limits, "RUN_BYTES_MAX", 1000)
+    monkeypatch.setattr(limits, "RUN_INTENTIONS_MAX", 8)
+    mutations = [pb.Mutation(nonce=10 + i, kind=pb.PUT, topic="t", key=b"k", value=b"v" * 90) for i in range(12)]
+    mutations.insert(3, pb.Mutation(nonce=0, kind=pb.PUT, topic="t", key=b"big", value=b"b" * 3000))
+    mutations += [pb.Mutation(nonce=0, kind=pb.CREATE_TOPIC, topic=f"c{i}") for i in range(5)]
+    for i, m in enumerate(mutations):
+        m.nonce = 10 + i
+    weights = [4 if m.kind == pb.CREATE_TOPIC else 1 for m in mutations]
+    frame = pb.MutationFrame(mutations=mutations, principal="alice").SerializeToString()
+    pieces = _pieces(frame, 10, weights)
+    assert len(pieces) > 3
+    seen: list[pb.Mutation] = []
+    for piece, first, count, weighted in pieces:
+        run = pb.MutationFrame.FromString(piece)
+        assert run.principal == "alice"
+        assert [m.nonce for m in run.mutations] == list(range(first, first + count))
+        assert weighted == sum(weights[first - 10 : first - 10 + count])
+        assert count == 1 or (len(piece) <= 1000 + len(b"\x22\x05alice") and weighted <= 8)
+        seen += run.mutations
+    assert seen == mutations
+    small = pb.MutationFrame(mutations=mutations[:2]).SerializeToString()
+    assert _pieces(small, 10, weights[:2]) == [(small, 10, 2, 2)]

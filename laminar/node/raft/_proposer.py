@@ -1,19 +1,35 @@
 """Packs pending client mutations into log entries and proposes them at once.
 
-Sessions hand over whole validated frames. One thread takes everything pending (up to a batch
-bound) and proposes it as one entry without waiting for a timer, so a lone message goes out
-immediately while a busy leader builds bigger entries. At most ENTRIES_INFLIGHT_MAX entries are
-proposed and not yet applied: waiting for one is what lets the next batch grow (group commit).
-When nothing is in flight and nobody is proposing, the session's own thread proposes what it
-offers, which saves a lone commit the handoff to the proposer thread. Either way one proposal at
-a time takes from the queue and proposes (`_proposing`), so entries keep the queue's order.
+Sessions hand over validated frames (one over RUN_BYTES_MAX or RUN_INTENTIONS_MAX as several runs
+of consecutive nonces: service/_sessions.py). One thread takes what is pending and proposes it as
+one entry without waiting for a timer, so a lone message goes out immediately while a busy leader
+builds bigger entries. When nothing is in flight and nobody is proposing, the session's own thread
+proposes what it offers, which saves a lone commit the handoff to the proposer thread. Either way
+one proposal at a time takes from the queues and proposes (`_proposing`), so entries keep the order
+they were taken in.
 
-Fairness: the queue is one FIFO per session (a Proposal's `session`), and an entry takes frames
-from the sessions in turn, one frame each per round. A session that queued many big frames thus
-delays another session's small frame by about one entry, not by all of its frames. A session's
-own frames keep their order (its nonces go into the log in sequence), so nothing the state
-machine's nonce checks rely on changes: only frames of different sessions are interleaved, and
-those never depended on each other's order (an older session of the same client id is closed,
+In flight: what is proposed and not yet applied is bounded three ways, ENTRIES_INFLIGHT_MAX
+entries, ENTRIES_INFLIGHT_BYTES_MAX payload bytes and ENTRIES_INFLIGHT_INTENTIONS_MAX intentions
+weighted by their apply cost (`Proposal.cost_intentions`). Entries apply in log order, so what is
+in flight when a frame is proposed is what that frame waits behind: the bounds keep that to a
+fraction of a second of work, and everything else waits in the per-session queues below, where
+each session gets its turn. Waiting for in-flight entries is also what lets the next batch grow
+(group commit). A frame over the bounds goes when nothing else is in flight, alone.
+
+Fairness by cost: start-time fair queueing (Goyal, Vin, Cheng, SIGCOMM 1996). A frame is tagged as
+it is queued with a start, the later of the virtual time and its session's previous finish, and a
+finish, its start plus its cost (payload bytes, plus its weighted intentions at
+ENTRIES_INFLIGHT_BYTES_MAX / ENTRIES_INFLIGHT_INTENTIONS_MAX bytes each: its share of the in-flight
+budget). Frames are taken in (start, finish) order, and the virtual time is the start of the frame
+taken last. A session that just had 3 MiB taken starts its next frame 3 MiB later, so another
+session's 100-byte put, which starts at the virtual time, goes first, into the next entry (and an
+entry takes another session's frame only if it starts within its first frame's turn, so the put is
+not packed with heavier frames whose apply it would wait for before its commit); over
+time, sessions with frames queued share the log equally by cost, whatever their frame sizes. When
+nothing is queued or in flight, the virtual time moves to the largest finish: the past is forgotten.
+A session's own frames keep their order (its nonces go into the log in sequence), so nothing the
+state machine's nonce checks rely on changes: only frames of different sessions are interleaved,
+and those never depended on each other's order (an older session of the same client id is closed,
 and its stale frames dropped, when a newer one opens).
 
 Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
@@ -25,6 +41,8 @@ LOG_TIME_TICK_MS, only while nothing else is proposed, never more than one in fl
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -44,6 +62,12 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def cost_bytes(run_bytes: int, cost_intentions: int) -> int:
+    """A frame's cost in the fair queue: its bytes, and each weighted intention at its share of the
+    in-flight budget (so that filling either bound costs the same)."""
+    return run_bytes + cost_intentions * (limits.ENTRIES_INFLIGHT_BYTES_MAX // limits.ENTRIES_INFLIGHT_INTENTIONS_MAX)
+
+
 @dataclass
 class Proposal:
     run: bytes  # laminar.node._entry.encode_run(...) output
@@ -55,8 +79,21 @@ class Proposal:
     # is in the log, so its client must not be told `received`; it must resend.
     on_dropped: Callable[[], None] = lambda: None
     # Whose frame this is (the session object): one session's proposals keep their order, and
-    # sessions take turns in each entry. None: one shared turn, in offer order.
+    # sessions share the log by cost. None: one shared session, in offer order.
     session: object = None
+    # Its intentions weighted by apply cost (a put is 1; limits.INTENTION_COST_*): what it counts
+    # against ENTRIES_INFLIGHT_INTENTIONS_MAX and in its session's share. 0: one per intention.
+    cost_intentions: int = 0
+
+    def weighted_intentions(self) -> int:
+        return self.cost_intentions or self.intentions
+
+
+@dataclass
+class _Tagged:
+    start: int
+    finish: int
+    proposal: Proposal
 
 
 class Proposer:
@@ -65,14 +102,19 @@ class Proposer:
         self._engine = engine
         self._clock_ms = clock_ms
         self._proposed_at_s = time.monotonic()  # when an entry was last proposed (for time ticks)
-        # One FIFO per session with proposals pending, and the sessions' turn order: each session
-        # with a non-empty FIFO is in _turns exactly once.
-        self._queues: dict[object, collections.deque[Proposal]] = {}
-        self._turns: collections.deque[object] = collections.deque()
+        # One FIFO per session with proposals pending, and a heap of each FIFO's head tags:
+        # (start, finish, sequence, session), the sequence breaking ties in queueing order.
+        self._queues: dict[object, collections.deque[_Tagged]] = {}
+        self._heads: list[tuple[int, int, int, object]] = []
+        self._sequence = itertools.count()
+        self._finish: dict[object, int] = {}  # each session's last finish tag, while it matters
+        self._virtual = 0  # the start tag of the frame taken last
         self._pending = 0  # proposals queued, all sessions
         self._pending_intentions = 0
         self._pending_bytes = 0
         self._inflight_entries = 0
+        self._inflight_bytes = 0
+        self._inflight_intentions = 0  # weighted, as cost_intentions
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
         self._offer_waiters = 0  # sessions waiting in offer() for room in the queue
         self._lock = threading.Condition()
@@ -91,8 +133,6 @@ class Proposer:
             if not fits or self._stopped:
                 return False
             self._enqueue(proposal)
-            self._pending_intentions += proposal.intentions
-            self._pending_bytes += len(proposal.run)
             if self._proposing or self._inflight_entries:
                 self._lock.notify_all()  # the proposer thread takes it, batched with what follows
                 return True
@@ -102,25 +142,31 @@ class Proposer:
         return True
 
     def _enqueue(self, proposal: Proposal) -> None:
-        """Under the lock: append to its session's FIFO; a session new to the queue takes the last turn."""
-        queue = self._queues.get(proposal.session)
+        """Under the lock: tag the proposal and append it to its session's FIFO."""
+        session = proposal.session
+        start = max(self._virtual, self._finish.get(session, 0))
+        finish = start + cost_bytes(len(proposal.run), proposal.weighted_intentions())
+        self._finish[session] = finish
+        queue = self._queues.get(session)
         if queue is None:
-            queue = self._queues[proposal.session] = collections.deque()
-            self._turns.append(proposal.session)
-        queue.append(proposal)
+            queue = self._queues[session] = collections.deque()
+            heapq.heappush(self._heads, (start, finish, next(self._sequence), session))
+        queue.append(_Tagged(start, finish, proposal))
         self._pending += 1
+        self._pending_intentions += proposal.intentions
+        self._pending_bytes += len(proposal.run)
 
     def _wait_for_room(self, proposal: Proposal, timeout_s: float) -> bool:
-        """Under the lock: wait until the proposal fits in the queue (or the proposer stops)."""
+        """Under the lock: wait until the proposal fits in the queue (or the proposer stops). A session
+        with nothing queued always gets in: the shared bound must not let a big sender's frames keep
+        another session's one frame out (the frame is held in memory either way, by its session)."""
         return self._lock.wait_for(
             lambda: (
                 self._stopped
+                or proposal.session not in self._queues
                 or (
                     self._pending_intentions + proposal.intentions <= limits.PROPOSAL_QUEUE_INTENTIONS_MAX
-                    # A frame larger than the bound still goes in alone, once the queue is empty.
-                    and (
-                        not self._pending or self._pending_bytes + len(proposal.run) <= limits.PROPOSAL_QUEUE_BYTES_MAX
-                    )
+                    and self._pending_bytes + len(proposal.run) <= limits.PROPOSAL_QUEUE_BYTES_MAX
                 )
             ),
             timeout_s,
@@ -130,6 +176,10 @@ class Proposer:
         """Intentions offered and not yet proposed (a gauge; read without the lock)."""
         return self._pending_intentions
 
+    def inflight(self) -> tuple[int, int, int]:
+        """(entries, payload bytes, weighted intentions) proposed and not yet applied (a gauge)."""
+        return self._inflight_entries, self._inflight_bytes, self._inflight_intentions
+
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
@@ -138,17 +188,7 @@ class Proposer:
     def _run(self) -> None:
         while True:
             with self._lock:
-                ready = self._lock.wait_for(
-                    lambda: (
-                        self._stopped
-                        or (
-                            self._pending > 0
-                            and not self._proposing
-                            and self._inflight_entries < limits.ENTRIES_INFLIGHT_MAX
-                        )
-                    ),
-                    self._tick_wait_s(),
-                )
+                ready = self._lock.wait_for(lambda: self._stopped or self._can_take(), self._tick_wait_s())
                 if self._stopped:
                     return
                 if not ready:
@@ -157,12 +197,32 @@ class Proposer:
                     batch = []  # a time tick
                 else:
                     batch = self._take()
+                    if not batch:
+                        continue  # the heads were of sessions gone: dropped
                 self._proposing = True
                 self._lock.notify_all()
             if batch:
                 self._propose_and_release(batch)
             else:
                 self._propose_tick()
+
+    def _can_take(self) -> bool:
+        """Under the lock: whether the proposer thread can take an entry now (the head fits in flight)."""
+        if not self._heads or self._proposing or self._inflight_entries >= limits.ENTRIES_INFLIGHT_MAX:
+            return False
+        head = self._queues[self._heads[0][3]][0].proposal
+        return not head.is_current() or self._fits_inflight(head, 0, 0)
+
+    def _fits_inflight(self, proposal: Proposal, batch_bytes: int, batch_intentions: int) -> bool:
+        """Under the lock: whether the proposal may join a batch of this much; the first of a batch
+        with nothing in flight always may (a frame over the bounds goes alone)."""
+        if not self._inflight_entries and not batch_bytes and not batch_intentions:
+            return True
+        return (
+            self._inflight_bytes + batch_bytes + len(proposal.run) <= limits.ENTRIES_INFLIGHT_BYTES_MAX
+            and self._inflight_intentions + batch_intentions + proposal.weighted_intentions()
+            <= limits.ENTRIES_INFLIGHT_INTENTIONS_MAX
+        )
 
     def _tick_wait_s(self) -> float | None:
         """How long the proposer thread may sleep before a time tick may be due (None: never)."""
@@ -188,7 +248,7 @@ class Proposer:
             with self._lock:
                 self._inflight_entries += 1
                 self._proposed_at_s = time.monotonic()
-            self._engine.propose(encode_time(self._clock_ms()), self._entry_done)
+            self._engine.propose(encode_time(self._clock_ms()), lambda applied: self._entry_done(applied, 0, 0))
         finally:
             with self._lock:
                 self._proposing = False
@@ -204,45 +264,94 @@ class Proposer:
                 self._wake_proposer()
 
     def _take(self) -> list[Proposal]:
-        """Under the lock: one entry's frames, one per session per round, in turn order. A session
-        whose next frame does not fit in this entry keeps its place at the front for the next one."""
+        """Under the lock: one entry's frames, in (start, finish) order, while they fit (`_joins`).
+        The first that does not stays at the head for the next entry."""
         batch: list[Proposal] = []
-        intentions = size = 0
-        waiting: list[object] = []  # sessions whose next frame did not fit, in turn order
-        while self._turns:
-            session = self._turns.popleft()
-            queue = self._queues[session]
-            head = queue[0]
-            if batch and (
-                intentions + head.intentions > limits.BATCH_INTENTIONS_MAX
-                or size + len(head.run) > limits.BATCH_BYTES_MAX
-            ):
-                waiting.append(session)
+        first: tuple[object, int] | None = None  # the entry's first frame: (session, finish tag)
+        intentions = weighted = size = 0
+        while self._heads:
+            start, _, _, session = self._heads[0]
+            head = self._queues[session][0].proposal
+            current = head.is_current()
+            if current and not self._joins(head, start, session, first, (intentions, weighted, size)):
+                break
+            tagged = self._pop_head(session)
+            if not current:
                 continue
-            queue.popleft()
-            self._pending -= 1
-            self._pending_intentions -= head.intentions
-            self._pending_bytes -= len(head.run)
-            if queue:
-                self._turns.append(session)
-            else:
-                del self._queues[session]
-            if not head.is_current():
-                continue
+            if first is None:
+                first = (session, tagged.finish)
             batch.append(head)
             intentions += head.intentions
+            weighted += head.weighted_intentions()
             size += len(head.run)
-        self._turns.extendleft(reversed(waiting))
-        assert len(self._turns) == len(self._queues), (len(self._turns), len(self._queues))
+        assert len(self._heads) == len(self._queues), (len(self._heads), len(self._queues))
         assert self._pending >= 0 and (self._pending == 0) == (not self._queues)
         return batch
+
+    def _joins(
+        self, head: Proposal, start: int, session: object, first: tuple[object, int] | None, batch: tuple[int, int, int]
+    ) -> bool:
+        """Under the lock: whether the head frame goes into the entry being built, of (intentions, weighted
+        intentions, bytes) so far, whose first frame is `first`. It must fit in flight; in a non-empty entry, also
+        within the entry bounds, and it must be of the first frame's session or start within that frame's turn
+        (start <= its finish tag): a light session's put is not made to wait for the apply of heavier sessions'
+        frames packed behind it in its own entry; they go in the next one."""
+        intentions, weighted, size = batch
+        if not self._fits_inflight(head, size, weighted):
+            return False
+        if first is None:
+            return True
+        return (
+            intentions + head.intentions <= limits.BATCH_INTENTIONS_MAX
+            and size + len(head.run) <= limits.RUN_BYTES_MAX
+            and weighted + head.weighted_intentions() <= limits.RUN_INTENTIONS_MAX
+            and (session is first[0] or start <= first[1])
+        )
+
+    def _pop_head(self, session: object) -> _Tagged:
+        """Under the lock: take the session's head frame off its queue; the virtual time moves to its start."""
+        heapq.heappop(self._heads)
+        queue = self._queues[session]
+        tagged = queue.popleft()
+        assert tagged.start >= self._virtual, (tagged.start, self._virtual)  # taken in start order
+        self._virtual = tagged.start
+        self._pending -= 1
+        self._pending_intentions -= tagged.proposal.intentions
+        self._pending_bytes -= len(tagged.proposal.run)
+        if queue:
+            heapq.heappush(self._heads, (queue[0].start, queue[0].finish, next(self._sequence), session))
+            return tagged
+        del self._queues[session]
+        if self._finish.get(session, 0) <= self._virtual:
+            self._finish.pop(session, None)
+        elif len(self._finish) > limits.PROPOSER_SESSION_TAGS_MAX:
+            self._forget_tags()
+        return tagged
+
+    def _forget_tags(self) -> None:
+        """Under the lock: drop the tags the virtual time has passed; if still too many, keep queued sessions' only."""
+        kept = {s: f for s, f in self._finish.items() if f > self._virtual}
+        if len(kept) > limits.PROPOSER_SESSION_TAGS_MAX:
+            kept = {s: f for s, f in kept.items() if s in self._queues}
+        self._finish = kept
+
+    def _end_busy_period(self) -> None:
+        """Under the lock, with nothing queued and nothing in flight: the virtual time moves past every
+        finish tag given, so what sessions sent before the log went idle counts no more."""
+        if self._finish and not self._queues and not self._inflight_entries:
+            self._virtual = max(self._virtual, max(self._finish.values()))
+            self._finish.clear()
 
     def _propose(self, batch: list[Proposal]) -> None:
         payload = encode_entry([p.run for p in batch], self._clock_ms() if self._clock_ms is not None else 0)
         # _take packs at most BATCH_BYTES_MAX, or one frame that gRPC bounded: larger would stall heartbeats.
         assert len(payload) <= limits.RAFT_ENTRY_BYTES_MAX, len(payload)
+        size = sum(len(p.run) for p in batch)
+        weighted = sum(p.weighted_intentions() for p in batch)
         with self._lock:
             self._inflight_entries += 1
+            self._inflight_bytes += size
+            self._inflight_intentions += weighted
             self._proposed_at_s = time.monotonic()
         # A refusal reaches on_result before the `received` acks would go out: at once when
         # pysyncobj's queue is full, or in the tick that takes the command, before that tick runs
@@ -252,7 +361,7 @@ class Proposer:
         def on_result(applied: bool) -> None:
             if not applied and not fate["acked"]:
                 fate["refused"] = True
-            self._entry_done(applied)
+            self._entry_done(applied, size, weighted)
 
         self._engine.propose(payload, on_result)
         if fate["refused"]:
@@ -277,11 +386,15 @@ class Proposer:
         for proposal in batch:
             proposal.on_dropped()
 
-    def _entry_done(self, applied: bool) -> None:
+    def _entry_done(self, applied: bool, size: int, weighted: int) -> None:
         if not applied:
             log.debug("an entry was not applied (leadership changed); its clients resend")
         with self._lock:
             self._inflight_entries -= 1
+            self._inflight_bytes -= size
+            self._inflight_intentions -= weighted
+            assert self._inflight_entries >= 0 and self._inflight_bytes >= 0 and self._inflight_intentions >= 0
+            self._end_busy_period()
             self._wake_proposer()
 
     def _wake_proposer(self) -> None:

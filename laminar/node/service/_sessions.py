@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from laminar import _rules, limits
+from laminar._wire import field_spans
 from laminar.node._entry import encode_run
 from laminar.node.config import ServingLimits
 from laminar.node.raft import Proposal
@@ -43,6 +44,8 @@ OFFER_RETRY_S_MIN = 0.0005  # a frame that found the proposal queue full tries a
 OFFER_RETRY_S_MAX = 0.02  # doubling up to this (the event loop is never blocked waiting for room)
 HELLO_TIMEOUT_S = 10.0  # a client must say hello within this time
 HELLO_CATCH_UP_WAIT_S = 3.0  # how long a Hello ahead of the applied nonces waits for a read barrier
+# What an intention of each kind weighs in flight (limits.INTENTION_COST_*); a kind not named weighs 1, as a put.
+_INTENTION_COSTS = {pb.CREATE_TOPIC: limits.INTENTION_COST_TOPIC, pb.DESTROY_TOPIC: limits.INTENTION_COST_TOPIC}
 
 
 class SessionFailure(Exception):
@@ -273,6 +276,37 @@ async def send_within(context: Any, message: Any, stall_s: float, what: str) -> 
         ) from None
 
 
+def _pieces(frame_bytes: bytes, first_nonce: int, weights: list[int]) -> list[tuple[bytes, int, int, int]]:
+    """A serialized MutationFrame as the runs to propose: (frame bytes, first nonce, mutations, weighted
+    intentions) each. Usually the frame whole; one over RUN_BYTES_MAX or RUN_INTENTIONS_MAX
+    (weighted) in consecutive pieces within them (a mutation over them alone), so that no entry a small
+    writer waits behind holds a whole 4 MiB frame. A frame's mutations never relied on sharing an entry."""
+    weighted = sum(weights)
+    if len(frame_bytes) <= limits.RUN_BYTES_MAX and weighted <= limits.RUN_INTENTIONS_MAX:
+        return [(frame_bytes, first_nonce, len(weights), weighted)]
+    spans = field_spans(frame_bytes)
+    mutation_spans = [(start, end) for field, start, end in spans if field == 1]
+    # Fields other than the mutations (the principal, when authorization stamped it) go with every piece.
+    trailer = b"".join(frame_bytes[start:end] for field, start, end in spans if field != 1)
+    assert len(mutation_spans) == len(weights), (len(mutation_spans), len(weights))
+    pieces = []
+    begin = size = weighted = 0
+    for i, ((start, end), weight) in enumerate(zip(mutation_spans, weights, strict=True)):
+        if i > begin and (size + end - start > limits.RUN_BYTES_MAX or weighted + weight > limits.RUN_INTENTIONS_MAX):
+            run = _joined(frame_bytes, mutation_spans[begin:i], trailer)
+            pieces.append((run, first_nonce + begin, i - begin, weighted))
+            begin, size, weighted = i, 0, 0
+        size += end - start
+        weighted += weight
+    rest = mutation_spans[begin:]
+    pieces.append((_joined(frame_bytes, rest, trailer), first_nonce + begin, len(rest), weighted))
+    return pieces
+
+
+def _joined(frame_bytes: bytes, spans: list[tuple[int, int]], trailer: bytes) -> bytes:
+    return b"".join(frame_bytes[start:end] for start, end in spans) + trailer
+
+
 class SessionRouter:
     """Owns every session on this node and routes applied outcomes to them by client id."""
 
@@ -461,6 +495,7 @@ class SessionRouter:
                 f"a frame holds {len(mutations)} mutations; the limit is {limits.FRAME_MUTATIONS_MAX}",
             )
         expected = session.expected_nonce
+        weights = []  # each mutation's apply cost in intentions (the proposer's fair share and in-flight bound)
         for m in mutations:
             if m.nonce != expected:
                 raise SessionFailure(
@@ -470,24 +505,31 @@ class SessionRouter:
             if problem:
                 raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, f"nonce {m.nonce}: {problem}")
             expected += 1
+            weights.append(_INTENTION_COSTS.get(m.kind, 1))
         if not self._is_leader():
             raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node is no longer the leader")
+        first = session.expected_nonce
         session.expected_nonce = expected
-        last = expected - 1
-        run = encode_run(session.client_id, frame.mutations.SerializeToString(), session.token)
+        for piece, nonce, count, weighted in _pieces(frame.mutations.SerializeToString(), first, weights):
+            await self._offer_within(self._proposal(session, piece, nonce + count - 1, count, weighted))
+
+    @staticmethod
+    def _proposal(session: _Session, frame_bytes: bytes, last: int, count: int, weighted: int) -> Proposal:
+        """The proposal of one run of this session's nonces (through `last`), counted as offered."""
+        run = encode_run(session.client_id, frame_bytes, session.token)
         session.proposed(last, len(run))
-        proposal = Proposal(
+        return Proposal(
             run=run,
-            intentions=len(mutations),
+            intentions=count,
             is_current=lambda: session.open,
             on_received=lambda: session.received(last),
             on_dropped=lambda: session.fail(
                 grpc.StatusCode.UNAVAILABLE,
                 f"the leader's log did not take nonces through {last}: resend them",
             ),
-            session=session,  # sessions take turns in each entry: a big sender cannot hold the log
+            session=session,  # sessions share the log by cost: a big sender cannot hold it
+            cost_intentions=weighted,
         )
-        await self._offer_within(proposal)
 
     async def _offer_within(self, proposal: Proposal) -> None:
         """Hand the proposal to the proposer without blocking the event loop: while the shared queue
