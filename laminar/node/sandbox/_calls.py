@@ -48,7 +48,7 @@ def make_call(
     name_of_service = _name(service, "service")
     name_of_method = _name(method, "method")
     body = _request(request)
-    text = json_dumps(context).encode()
+    text = b"null" if context is None else json_dumps(context).encode()
     if len(text) > CALL_CONTEXT_BYTES_MAX:
         raise ValueError(f"ctx.call: the context is {len(text)} bytes of JSON; the limit is {CALL_CONTEXT_BYTES_MAX}")
     timeout = _timeout(timeout_ms)

@@ -273,8 +273,7 @@ class Calls:
             del self._services[call.service]
         stats = self._stats_of(call.topic)
         stats.in_flight -= 1
-        counter = {COMPLETED: "completed", FAILED: "failed", TIMED_OUT: "timed_out", GAVE_UP: "gave_up"}[how]
-        setattr(stats, counter, getattr(stats, counter) + 1)
+        setattr(stats, how, getattr(stats, how) + 1)  # each way a call ends is named as its CallStats counter
         latency_ms = max(0, now_ms - call.issued_ms)
         self.applied.results.append((how, latency_ms))
         fixed = pb.Call.FromString(data)
