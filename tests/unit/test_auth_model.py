@@ -172,3 +172,18 @@ def test_the_leader_stamps_a_frame_with_its_user_over_whatever_the_client_wrote(
     assert list(stamped.mutations.mutations) == mutations
     run = pb.ClientRun.FromString(stamped.mutations.SerializeToString())  # the field numbers line up
     assert run.principal == "alice" and list(run.mutations) == mutations
+
+
+def test_every_rpc_of_the_service_has_an_authorization_rule() -> None:
+    """The interceptor lets an RPC without a rule through unchecked: each RPC of laminar.v1.Laminar has one in
+    RULES (with the request type it names), or is Session, whose frames it checks one by one. Work and DescribeCalls
+    (pipelines) were added to the proto: without their rules a worker's stream would read any service unchecked."""
+    from laminar.node.auth._gate import RULES
+
+    methods = pb.DESCRIPTOR.services_by_name["Laminar"].methods
+    for method in methods:
+        if method.name == "Session":
+            continue
+        assert method.name in RULES, f"{method.name} has no authorization rule"
+        assert RULES[method.name].request.DESCRIPTOR is method.input_type, method.name
+    assert RULES["Work"].topic(pb.WorkRequest(service="payments", worker="w")) == "payments"
