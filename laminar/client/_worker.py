@@ -76,6 +76,42 @@ class WorkerStats:
     heartbeats: int = 0  # WORKER_JOINs sent after the first (idle periods)
 
 
+class CallBook:
+    """Which calls a worker has, by id: received and not handed out (queued), handed out and not finished (held),
+    and the last `finished_max` finished here. A node sends a call again when a worker's stream opens again, and a
+    lagging node may not have applied its result yet: receive() says whether a call is new. Not thread-safe: the
+    Worker holds its lock around every use."""
+
+    def __init__(self, finished_max: int) -> None:
+        assert finished_max >= 1
+        self._finished_max = finished_max
+        self._queued: set[int] = set()
+        self._held: set[int] = set()
+        self._finished: collections.OrderedDict[int, None] = collections.OrderedDict()
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def receive(self, call_id: int) -> bool:
+        """Note a call a node sent; False if this worker has it already (queued, held or finished recently)."""
+        if call_id in self._queued or call_id in self._held or call_id in self._finished:
+            return False
+        self._queued.add(call_id)
+        return True
+
+    def hand_out(self, call_id: int) -> None:
+        assert call_id in self._queued, call_id
+        self._queued.remove(call_id)
+        self._held.add(call_id)
+
+    def finish(self, call_id: int) -> None:
+        self._held.discard(call_id)
+        self._finished[call_id] = None
+        if len(self._finished) > self._finished_max:
+            self._finished.popitem(last=False)
+
+
 class Call:
     """One call leased to this worker. `request` (bytes) and `context` (the caller's JSON value) are what the
     program passed to ctx.call; `id` is the call's stable id, the same on every delivery: use it as an
@@ -164,9 +200,7 @@ class Worker:
         self._heartbeat_s = lease_ms / 1000 / HEARTBEATS_PER_LEASE
         self.stats = WorkerStats()
         self._lock = threading.Condition()
-        self._held: dict[int, Call] = {}  # handed out, not finished
-        self._queued: set[int] = set()  # in the buffer
-        self._finished: collections.OrderedDict[int, None] = collections.OrderedDict()  # recently, here
+        self._book = CallBook(limits.WORKER_FINISHED_IDS_MAX)
         self._results: collections.deque[tuple[int, Pending]] = collections.deque()  # (kind, pending) not settled
         self._buffer: queue.Queue[Call] = queue.Queue(maxsize=limits.WORKER_CALLS_MAX)
         self._closed = threading.Event()
@@ -203,10 +237,10 @@ class Worker:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._settle()
         with self._lock:
-            while len(self._held) >= self.concurrency:
+            while self._book.held >= self.concurrency:
                 self._check_open()
                 if not self._lock.wait(_left(deadline, POLL_S)) and _expired(deadline):
-                    raise Timeout(f"{len(self._held)} calls in hand (concurrency {self.concurrency}) for {timeout} s")
+                    raise Timeout(f"{self._book.held} calls in hand (concurrency {self.concurrency}) for {timeout} s")
         if self._rate is not None:
             self._wait_for_rate(deadline, timeout)
         while True:
@@ -218,8 +252,7 @@ class Worker:
                     raise Timeout(f"no call of {self.service!r} within {timeout} s") from None
                 continue
             with self._lock:
-                self._queued.discard(call.id)
-                self._held[call.id] = call
+                self._book.hand_out(call.id)
                 self.stats.received += 1
             return call
 
@@ -232,7 +265,7 @@ class Worker:
     def in_hand(self) -> int:
         """Calls handed out and neither completed nor failed."""
         with self._lock:
-            return len(self._held)
+            return self._book.held
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Stop: wait for the results posted so far, then leave the service (calls still in hand go to other
@@ -272,14 +305,15 @@ class Worker:
             call._done = True
         result.worker = self.name
         # Outside the lock: a full client window makes this wait, and the stream thread must not wait with it.
-        pending = self._client.call_result(kind, call.topic, result)
+        try:
+            pending = self._client.call_result(kind, call.topic, result)
+        except BaseException:
+            call._done = False  # nothing was sent: the call is still this worker's to finish
+            raise
         with self._lock:
             self._last_sent = time.monotonic()  # a result is a heartbeat
             self._results.append((kind, pending))
-            self._held.pop(call.id, None)
-            self._finished[call.id] = None
-            if len(self._finished) > limits.WORKER_FINISHED_IDS_MAX:
-                self._finished.popitem(last=False)
+            self._book.finish(call.id)
             self._lock.notify_all()
         return pending
 
@@ -368,10 +402,9 @@ class Worker:
         """Buffer a leased call unless this worker has it already (a node re-sends what a worker holds when
         its stream opens again). False once the worker closed."""
         with self._lock:
-            if wire.id in self._held or wire.id in self._queued or wire.id in self._finished:
+            if not self._book.receive(wire.id):
                 self.stats.duplicates += 1
                 return True
-            self._queued.add(wire.id)
         call = Call(self, wire)
         while not self._closed.is_set():
             try:

@@ -9,7 +9,7 @@ import pytest
 from laminar import limits
 from laminar.cli import build_parser
 from laminar.client._ratelimit import RateLimit
-from laminar.client._worker import default_worker_name
+from laminar.client._worker import CallBook, default_worker_name
 from laminar.errors import InvalidRequest
 
 
@@ -44,6 +44,23 @@ def test_rate_limit_refuses_rates_outside_its_bounds(rate: float) -> None:
     """A rate of zero, below it or above WORKER_RATE_PER_S_MAX is InvalidRequest (None means no limit at all)."""
     with pytest.raises(InvalidRequest):
         RateLimit(rate, 1000)
+
+
+def test_a_call_sent_again_is_not_handed_out_again_while_queued_held_or_recently_finished() -> None:
+    """A node re-sends every call a worker holds when its stream opens again (and a lagging node may re-send one
+    already finished): the book refuses each while it is queued, held, or among the last finished; it counts held."""
+    book = CallBook(finished_max=2)
+    assert book.receive(1) and not book.receive(1)  # queued
+    book.hand_out(1)
+    assert book.held == 1 and not book.receive(1)  # held
+    book.finish(1)
+    assert book.held == 0 and not book.receive(1)  # finished recently
+    for call_id in (2, 3):
+        assert book.receive(call_id)
+        book.hand_out(call_id)
+        book.finish(call_id)
+    assert book.receive(1)  # forgotten past finished_max: at-least-once, its second result is INVALID
+    assert not book.receive(3)
 
 
 def test_default_worker_names_are_valid_and_distinct() -> None:
