@@ -103,6 +103,11 @@ SNAPSHOT_RECEIVED_BYTES_MAX = 64 * 1024 * MIB
 STORE_WRITE_BUFFER_BYTES = 16 * MIB  # one memtable
 STORE_WRITE_BUFFERS_MAX = 2  # memtables in memory at once (one filling, one flushing)
 STORE_BLOCK_CACHE_BYTES = 32 * MIB  # cache of read blocks (listeners reading history, gets)
+# A read that outlives the store's read lock (a digest, a snapshot listener) reads its pinned snapshot in steps
+# of at most this many entries and bytes (one entry always), each under the pin's own lock: a snapshot install,
+# which releases every pin, waits for one step at most (well under a millisecond), never for a whole read.
+STORE_PIN_STEP_ENTRIES_MAX = 256
+STORE_PIN_STEP_BYTES_MAX = 1 * MIB
 # Log time (docs/protocol.md, "Log time"): a leader that has proposed nothing for this long proposes a
 # time tick, an entry of its clock alone, so that time-based rules (retention by age, leases) act on an
 # idle cluster too. Cost while idle: one entry a second (7 payload bytes; with Raft framing, the journal

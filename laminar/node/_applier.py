@@ -23,21 +23,34 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from laminar import limits
 from laminar.node._entry import one_intention_at_most
 from laminar.node._metrics import NodeMetrics
 from laminar.node.sandbox import start_program_thread
 from laminar.node.state_machine import Outcome, StateMachine
-from laminar.node.store import Store, WriteSet
+from laminar.node.store import Store, StoreClosed, WriteSet
 
 log = logging.getLogger("laminar.node")
 
 APPLY_SLOW_MS = 200  # an entry that takes longer than this to apply and store is logged
 EXIT_APPLY_FAILED = 70  # the process exit status when an entry cannot be applied (EX_SOFTWARE)
+# The exit status when a snapshot install closed the store and could not open the new one (EX_IOERR): the
+# node stops rather than serve from a closed store; restarted, it finishes the install or keeps the old store.
+EXIT_STORE_LOST = 74
 
 PublishFn = Callable[[dict[str, int]], None]  # newest consequence offset per topic written
 DeliverFn = Callable[[list[Outcome]], None]  # outcomes of the intentions applied, to their clients
+FailStopFn = Callable[[str, int], NoReturn]  # (why, exit status): log it and end the process
+
+
+def fail_stop(why: str, exit_status: int) -> NoReturn:
+    """Stop this node at once (a supervisor restarts it): what it would do next could be wrong. Called
+    while handling the exception that says why (its traceback is logged)."""
+    log.critical("%s; stopping this node (exit status %d)", why, exit_status, exc_info=True)
+    logging.shutdown()
+    os._exit(exit_status)
 
 
 class Applier:
@@ -51,8 +64,10 @@ class Applier:
         metrics: NodeMetrics,
         publish: PublishFn,
         deliver: DeliverFn,
+        stop_node: FailStopFn = fail_stop,
     ) -> None:
         self._node_id = node_id
+        self._stop_node = stop_node
         self._store = store
         self._machine = machine
         self._metrics = metrics
@@ -178,7 +193,10 @@ class Applier:
     def install_snapshot(self, checkpoint_dir: str) -> None:
         """Replace the store with a checkpoint received from the leader."""
         self._queue.join()
-        self._store.replace_with(checkpoint_dir)
+        try:
+            self._store.replace_with(checkpoint_dir)
+        except StoreClosed as e:  # the old store is closed, the new one did not open: serve nothing more
+            self._stop_node(f"node {self._node_id}: {e}", EXIT_STORE_LOST)
         self._machine.reload()
         log.info("node %d: store replaced by a snapshot at %s", self._node_id, self._machine.applied_mark)
         self._publish({"*": 0})

@@ -33,6 +33,7 @@ from laminar.node.service._consumers import member_step
 from laminar.node.service._consumers import request_problem as consumer_request_problem
 from laminar.node.service._listen import EventFeed, ListenService
 from laminar.node.service._sessions import SessionFailure, SessionRouter
+from laminar.node.store import StoreClosed, StoreReplaced
 from laminar.v1 import laminar_pb2 as pb
 
 log = logging.getLogger("laminar.server")
@@ -153,6 +154,8 @@ class LaminarServicer:
             await self._sessions.run(context)
         except Exhausted as refused:  # the pool that checks a Hello against the store is full
             await _exhausted(context, refused)
+        except _STORE_GONE as gone:
+            await _store_gone(context, gone)
         except SessionFailure as failure:
             self._node.session_failed(failure.code, failure.message)
             if failure.code == grpc.StatusCode.UNAVAILABLE:
@@ -174,6 +177,8 @@ class LaminarServicer:
             await self._listens.run(request, context, member_step if request.member else None)
         except SessionFailure as failure:
             await self._end_listen(context, failure)
+        except _STORE_GONE as gone:  # a snapshot install: the client's Listener resumes (a snapshot starts over)
+            await _store_gone(context, gone)
 
     async def Work(self, request: pb.WorkRequest, context: grpc.aio.ServicerContext) -> None:  # noqa: N802
         """A worker's stream of the calls leased to it (pipelines); counts as a listener."""
@@ -187,6 +192,8 @@ class LaminarServicer:
             await self._listens.run_work(request, context, work_step)
         except SessionFailure as failure:
             await self._end_listen(context, failure)
+        except _STORE_GONE as gone:
+            await _store_gone(context, gone)
 
     async def DescribeCalls(  # noqa: N802
         self, request: pb.DescribeCallsRequest, context: grpc.aio.ServicerContext
@@ -235,6 +242,8 @@ class LaminarServicer:
             return await self._digests(self._node.digest)
         except Exhausted as refused:
             await _exhausted(context, refused)
+        except _STORE_GONE as gone:
+            await _store_gone(context, gone)
 
     async def ChangeMembership(  # noqa: N802
         self, request: pb.MembershipChange, context: grpc.aio.ServicerContext
@@ -265,6 +274,8 @@ class LaminarServicer:
             return await self._calls(fn, *args)
         except Exhausted as refused:
             await _exhausted(context, refused)
+        except _STORE_GONE as gone:
+            await _store_gone(context, gone)
 
     async def _redirect(self, context: grpc.aio.ServicerContext, why: str) -> NoReturn:
         _, leader = self._node.leader_hint()
@@ -272,6 +283,16 @@ class LaminarServicer:
         where = f"; the leader is at {leader}" if leader else "; no leader is known yet"
         await context.abort(grpc.StatusCode.UNAVAILABLE, why + where)
         raise AssertionError("abort raises")
+
+
+# A read that a snapshot install cut short (StoreReplaced), or a store that is closed (StoreClosed: the node is
+# stopping): UNAVAILABLE, which every client retries (elsewhere, or here once the new store answers).
+_STORE_GONE = (StoreReplaced, StoreClosed)
+
+
+async def _store_gone(context: grpc.aio.ServicerContext, gone: Exception) -> NoReturn:
+    await context.abort(grpc.StatusCode.UNAVAILABLE, f"{gone}: retry")
+    raise AssertionError("abort raises")
 
 
 async def _exhausted(context: grpc.aio.ServicerContext, refused: Exhausted) -> NoReturn:

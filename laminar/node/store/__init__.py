@@ -8,6 +8,7 @@ nor re-applies an entry.
 from laminar.node.store._call_records import CallKeys, CallLease, CallSeq, WorkerRecord
 from laminar.node.store._consumer_records import DURABLE, GROUP, ConsumerRecord, LeaseRecord, MemberRecord
 from laminar.node.store._keys import Keys, from_u64, u64
+from laminar.node.store._pins import StoreClosed, StoreReplaced
 from laminar.node.store._records import (
     NO_RETENTION,
     VIEW_HEAD,
@@ -39,6 +40,8 @@ __all__ = [
     "ResultRun",
     "Retention",
     "Store",
+    "StoreClosed",
+    "StoreReplaced",
     "TopicRecord",
     "ViewRecord",
     "WorkerRecord",

@@ -12,6 +12,7 @@ from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, Writ
 from laminar import limits
 from laminar.node.store._call_records import CallKeys
 from laminar.node.store._keys import Keys, from_u64, u64
+from laminar.node.store._pins import ClosedDb, Pin, Pins, StoreClosed
 from laminar.node.store._records import VIEW_HEAD, AppliedMark, TopicRecord, ViewRecord
 from laminar.v1 import laminar_pb2 as pb
 
@@ -121,14 +122,17 @@ class Store:
     `_lock.reading` (for the duration of one read) and never see a closed handle. Readers share it:
     a listener's scan of a MiB of events must not keep the apply thread's lookups, a Hello's check or
     a Get waiting (with one exclusive lock, 2,000 listeners' scans kept a new client's create from
-    committing for 10 s).
+    committing for 10 s). A read that outlives the lock (a digest, a snapshot listener) reads a pin
+    (see _pins.py): an install releases it, and the read raises StoreReplaced. Once closed (or after an
+    install that could not open the new store), every read raises StoreClosed.
     """
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._lock = SharedLock()
+        self._pins = Pins()
         self._recover_interrupted_install()
-        self._db = self._open()
+        self._db: Rdict | ClosedDb = self._open()
         self._write_options = WriteOptions()
 
     def _open(self) -> Rdict:
@@ -147,25 +151,50 @@ class Store:
 
     def close(self) -> None:
         with self._lock.writing:
-            self._db.close()
+            self._pins.release_all()  # or a pin would keep the database open (and its LOCK file held)
+            db, self._db = self._db, ClosedDb("the store is closed (the node is stopping)")
+            db.close()
+
+    def _pin(self) -> Pin:
+        """A snapshot of the store as it is now, for a read that outlives `_lock.reading`."""
+        with self._lock.reading:
+            return self._pins.add(self._db.snapshot())
 
     # ---- snapshots ------------------------------------------------------------------------------
 
     def checkpoint(self, target_dir: str) -> None:
         """A consistent copy of the store as it is now (hard links to immutable files; fast)."""
-        Checkpoint(self._db).create_checkpoint(target_dir)
+        with self._lock.reading:
+            db = self._db
+            if isinstance(db, ClosedDb):
+                raise StoreClosed(db.why)
+            Checkpoint(db).create_checkpoint(target_dir)
 
     def replace_with(self, checkpoint_dir: str) -> None:
-        """Become the store in `checkpoint_dir` (a snapshot from the leader). Crash-safe: see below."""
+        """Become the store in `checkpoint_dir` (a snapshot from the leader). Crash-safe: see below.
+
+        Raises StoreClosed when the old store is closed and the new one could not be opened: the store
+        then answers nothing (every read raises StoreClosed), and the node must stop; a restart finishes
+        the install (_recover_interrupted_install) or keeps the old store, and Raft resends the snapshot."""
+        if isinstance(self._db, ClosedDb):  # closed, or an install failed before: it stays so (the node stops)
+            raise StoreClosed(self._db.why)
         new, old = self._path + ".new", self._path + ".old"
         shutil.rmtree(new, ignore_errors=True)
         os.replace(checkpoint_dir, new)
         with self._lock.writing:
-            self._db.close()
-            # A crash between these two renames leaves `.old` and `.new`: reopening finishes it.
-            os.replace(self._path, old)
-            os.replace(new, self._path)
-            self._db = self._open()
+            # Reads that outlive the lock (a digest, a snapshot listener) hold pins: released here, not
+            # waited for (this is the Raft thread), or the old database would stay open.
+            self._pins.release_all()
+            db, self._db = self._db, ClosedDb("a snapshot install closed the store and could not open the new one")
+            try:
+                db.close()
+                del db
+                # A crash between these two renames leaves `.old` and `.new`: reopening finishes it.
+                os.replace(self._path, old)
+                os.replace(new, self._path)
+                self._db = self._open()
+            except Exception as e:
+                raise StoreClosed(f"a snapshot install closed the store and could not open the new one: {e}") from e
         shutil.rmtree(old, ignore_errors=True)
 
     def _recover_interrupted_install(self) -> None:
@@ -232,20 +261,14 @@ class Store:
 
         digest = hashlib.sha256()
         offset = keys = 0
-        # From a RocksDB snapshot, outside the lock: a scan of the whole store takes seconds on a big
+        # From a pinned snapshot, outside the lock: a scan of the whole store takes seconds on a big
         # one, and every other read (listeners, gets, session checks) waits for the lock.
-        with self._lock.reading:
-            snapshot = self._db.snapshot()
-        it = snapshot.iter()
-        it.seek_to_first()
-        while it.valid():
-            key, value = it.key(), it.value()
+        for key, value in self._pin().scan(b""):
             if key == Keys.APPLIED:
                 offset = AppliedMark.decode(value).intention_offset
             else:
                 digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
                 keys += 1
-            it.next()
         return offset, digest.hexdigest(), keys
 
     def read_events(self, topic: str, after_offset: int, count_max: int, bytes_max: int) -> list[bytes]:
@@ -267,11 +290,10 @@ class Store:
 
     def read_view(self, topic: str, key: bytes) -> tuple[TopicRecord | None, ViewRecord | None, AppliedMark]:
         """The topic, the key's current value and the applied mark, from one consistent view."""
-        with self._lock.reading:
-            snapshot = self._db.snapshot()
-        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
-        view_data = _snapshot_get(snapshot, Keys.view(topic, key))
-        applied = _snapshot_get(snapshot, Keys.APPLIED)
+        pin = self._pin()
+        topic_data = pin.get(Keys.topic(topic))
+        view_data = pin.get(Keys.view(topic, key))
+        applied = pin.get(Keys.APPLIED)
         return (
             TopicRecord.decode(topic_data) if topic_data is not None else None,
             ViewRecord.decode(view_data) if view_data is not None else None,
@@ -281,19 +303,18 @@ class Store:
     def describe(self, topic: str, keys_max: int) -> tuple[TopicRecord | None, int, int, bool, AppliedMark]:
         """(topic record, live keys, their value bytes, whether counting stopped at `keys_max`,
         applied mark), from one consistent view. Any thread."""
-        with self._lock.reading:
-            snapshot = self._db.snapshot()
-        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
-        applied = _snapshot_get(snapshot, Keys.APPLIED)
-        prefix = Keys.views_of(topic)
+        pin = self._pin()
+        topic_data = pin.get(Keys.topic(topic))
+        applied = pin.get(Keys.APPLIED)
         keys = value_bytes = 0
-        it = snapshot.iter()
-        it.seek(prefix)
-        while it.valid() and it.key().startswith(prefix) and keys < keys_max:
+        views = pin.scan(Keys.views_of(topic))
+        capped = False
+        for _, value in views:
+            if keys == keys_max:
+                capped = True
+                break
             keys += 1
-            value_bytes += len(it.value()) - VIEW_HEAD.size
-            it.next()
-        capped = keys == keys_max and it.valid() and it.key().startswith(prefix)
+            value_bytes += len(value) - VIEW_HEAD.size
         return (
             TopicRecord.decode(topic_data) if topic_data is not None else None,
             keys,
@@ -304,23 +325,16 @@ class Store:
 
     def view_snapshot(self, topic: str) -> tuple[int, Iterator[tuple[bytes, ViewRecord]]]:
         """(N, live keys with values) of `topic` from one RocksDB snapshot: the values reflect every
-        event of the topic through consequence offset N, and no later one. The snapshot pins the
-        files it reads, so it stays valid even if a snapshot install swaps the store meanwhile."""
-        with self._lock.reading:
-            snapshot = self._db.snapshot()
-        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
+        event of the topic through consequence offset N, and no later one. From a pin: should a snapshot
+        install replace the store meanwhile, the iterator raises StoreReplaced (the listener starts over)."""
+        pin = self._pin()
+        topic_data = pin.get(Keys.topic(topic))
         through = TopicRecord.decode(topic_data).next_offset - 1 if topic_data is not None else 0
         prefix = Keys.views_of(topic)
 
         def items() -> Iterator[tuple[bytes, ViewRecord]]:
-            it = snapshot.iter()
-            it.seek(prefix)
-            while it.valid():
-                key = it.key()
-                if not key.startswith(prefix):
-                    return
-                yield key[len(prefix) :], ViewRecord.decode(it.value())
-                it.next()
+            for key, value in pin.scan(prefix):
+                yield key[len(prefix) :], ViewRecord.decode(value)
 
         return through, items()
 
@@ -329,18 +343,14 @@ class Store:
     def consumer_rows(self, topic: str) -> list[tuple[str, bytes, list[bytes], list[tuple[int, bytes]]]]:
         """(name, ConsumerRecord bytes, member keys' names, (offset, LeaseRecord bytes)) of every consumer
         of `topic`, from one consistent view; leases and members are bounded per group (limits.py)."""
-        with self._lock.reading:
-            snapshot = self._db.snapshot()
+        pin = self._pin()
         rows = []
         prefix = Keys.consumers_of(topic)
-        for key, value in _snapshot_scan(snapshot, prefix):
+        for key, value in pin.scan(prefix):
             name = key[len(prefix) :].decode()
-            members = [
-                k[len(Keys.members_of(topic, name)) :]
-                for k, _ in _snapshot_scan(snapshot, Keys.members_of(topic, name))
-            ]
+            members = [k[len(Keys.members_of(topic, name)) :] for k, _ in pin.scan(Keys.members_of(topic, name))]
             leases_prefix = Keys.leases_of(topic, name)
-            leases = [(from_u64(k[len(leases_prefix) :]), v) for k, v in _snapshot_scan(snapshot, leases_prefix)]
+            leases = [(from_u64(k[len(leases_prefix) :]), v) for k, v in pin.scan(leases_prefix)]
             rows.append((name, value, members, leases))
         return rows
 
@@ -382,43 +392,18 @@ class Store:
     ) -> tuple[TopicRecord | None, bytes | None, list[tuple[bytes, bytes | None]], AppliedMark]:
         """From one consistent view: the topic's record, its CallStats bytes, (Call bytes, CallLease bytes) of up
         to count_max calls in flight with id > after_id, in id order, and the applied mark."""
-        with self._lock.reading:
-            snapshot = self._db.snapshot()
-        topic_data = _snapshot_get(snapshot, Keys.topic(topic))
-        stats = _snapshot_get(snapshot, CallKeys.stats(topic))
-        mark_data = _snapshot_get(snapshot, Keys.APPLIED)
+        pin = self._pin()
+        topic_data = pin.get(Keys.topic(topic))
+        stats = pin.get(CallKeys.stats(topic))
+        mark_data = pin.get(Keys.APPLIED)
         rows: list[tuple[bytes, bytes | None]] = []
         prefix = CallKeys.calls_of(topic)
-        it = snapshot.iter()  # type: ignore[attr-defined]
-        it.seek(prefix + u64(after_id + 1) if after_id < _OFFSET_MAX else prefix + b"\xff" * 9)
-        while it.valid() and len(rows) < count_max:
-            key = it.key()
-            if not key.startswith(prefix):
+        start = prefix + u64(after_id + 1) if after_id < _OFFSET_MAX else prefix + b"\xff" * 9
+        for _, value in pin.scan(prefix, start=start):
+            if len(rows) >= count_max:
                 break
-            call = pb.Call.FromString(it.value())
-            rows.append((it.value(), _snapshot_get(snapshot, CallKeys.lease(call.service, call.id))))
-            it.next()
+            call = pb.Call.FromString(value)
+            rows.append((value, pin.get(CallKeys.lease(call.service, call.id))))
         record = None if topic_data is None else TopicRecord.decode(topic_data)
         mark = AppliedMark(0, 0) if mark_data is None else AppliedMark.decode(mark_data)
         return record, stats, rows, mark
-
-
-def _snapshot_scan(snapshot: object, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-    it = snapshot.iter()  # type: ignore[attr-defined]
-    it.seek(prefix)
-    while it.valid():
-        key = it.key()
-        if not key.startswith(prefix):
-            return
-        yield key, it.value()
-        it.next()
-
-
-def _snapshot_get(snapshot: object, key: bytes) -> bytes | None:
-    it = snapshot.iter()  # type: ignore[attr-defined]
-    it.seek(key)
-    if it.valid() and it.key() == key:
-        value = it.value()
-        assert isinstance(value, bytes)
-        return value
-    return None

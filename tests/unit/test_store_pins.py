@@ -1,0 +1,286 @@
+"""A snapshot install while long reads hold RocksDB snapshots: the install succeeds, the reads raise StoreReplaced.
+
+Real RocksDB in temp dirs, no processes. Each reader kind is cut by an install at a point inside its read
+(a hook on something the reader calls there); with main's store (bc682ba) every one of these installs
+failed: a live rocksdict snapshot kept the old database's LOCK held ("lock hold by current process").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from laminar import limits
+from laminar.node import _applier
+from laminar.node._metrics import NodeMetrics
+from laminar.node.state_machine import StateMachine
+from laminar.node.store import (
+    AppliedMark,
+    CallKeys,
+    Keys,
+    Store,
+    StoreClosed,
+    StoreReplaced,
+    TopicRecord,
+    ViewRecord,
+    WriteSet,
+)
+from laminar.node.store import _store as store_module
+from laminar.v1 import laminar_pb2 as pb
+
+KEYS = 12  # view keys, calls, leases: several pin steps of STEP_ENTRIES each
+STEP_ENTRIES = 2
+
+
+@pytest.fixture(autouse=True)
+def _small_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "STORE_PIN_STEP_ENTRIES_MAX", STEP_ENTRIES)
+
+
+def _fill(store: Store, generation: int) -> None:
+    """Topic "t" with KEYS live keys, a consumer group with KEYS leases and KEYS calls in flight; values name
+    the generation, so the old store and the new one answer differently."""
+    writes = WriteSet()
+    tag = b"g%d" % generation
+    writes.put(Keys.topic("t"), TopicRecord(True, KEYS + 1, 1, "", b"").encode())
+    for i in range(KEYS):
+        writes.put(Keys.view("t", b"k%02d" % i), ViewRecord(i + 1, i + 1, tag).encode())
+        writes.put(Keys.leases_of("t", "g") + i.to_bytes(8, "big"), tag)
+        call = pb.Call(id=i + 1, topic="t", service="svc", request=tag)
+        writes.put(CallKeys.call("t", i + 1), call.SerializeToString())
+        writes.put(CallKeys.lease("svc", i + 1), tag)
+    writes.put(Keys.consumer("t", "g"), tag)
+    writes.put(Keys.members_of("t", "g") + b"m1", b"")
+    store.commit(writes, AppliedMark(generation * 100, generation * 100))
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[Store, str, tuple[int, str, int]]:
+    """(the node's store at generation 1, a checkpoint of generation 2 to install, that checkpoint's digest)."""
+    leader = Store(str(tmp_path / "leader"))
+    _fill(leader, 2)
+    checkpoint = str(tmp_path / "checkpoint")
+    leader.checkpoint(checkpoint)
+    new_digest = leader.digest()
+    leader.close()
+    store = Store(str(tmp_path / "node"))
+    _fill(store, 1)
+    return store, checkpoint, new_digest
+
+
+def _install_on_first_call(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, store: Store, checkpoint: str
+) -> list[bool]:
+    """Replace owner.name by a wrapper whose first call installs `checkpoint` (on the reader's own thread,
+    between two of its reads), then calls the original. Returns a list that holds True once installed."""
+    original = getattr(owner, name)
+    installed: list[bool] = []
+
+    def hooked(*args: Any) -> Any:
+        if not installed:
+            store.replace_with(checkpoint)
+            installed.append(True)
+        return original(*args)
+
+    monkeypatch.setattr(owner, name, staticmethod(hooked) if isinstance(owner, type) else hooked)
+    return installed
+
+
+def _serves_new(store: Store, new_digest: tuple[int, str, int]) -> None:
+    assert store.digest() == new_digest
+    assert store.read_view("t", b"k00")[1] == ViewRecord(1, 1, b"g2")
+    assert store.applied() == AppliedMark(200, 200)
+
+
+def test_install_during_digest_scan(
+    stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install in the middle of a digest's scan succeeds; the digest raises StoreReplaced."""
+    store, checkpoint, new_digest = stores
+    real_sha256 = hashlib.sha256
+    installed: list[bool] = []
+
+    class Hashing:
+        def __init__(self) -> None:
+            self._inner = real_sha256()
+            self._updates = 0
+
+        def update(self, data: bytes) -> None:
+            self._updates += 1
+            if self._updates == 3 and not installed:
+                store.replace_with(checkpoint)
+                installed.append(True)
+            self._inner.update(data)
+
+        def hexdigest(self) -> str:
+            return self._inner.hexdigest()
+
+    monkeypatch.setattr(hashlib, "sha256", Hashing)
+    with pytest.raises(StoreReplaced):
+        store.digest()
+    assert installed == [True]
+    monkeypatch.setattr(hashlib, "sha256", real_sha256)
+    _serves_new(store, new_digest)
+
+
+def test_install_during_view_snapshot_iteration(stores: tuple[Store, str, tuple[int, str, int]]) -> None:
+    """A snapshot listener's iterator, half read, does not stop an install; its next read raises StoreReplaced."""
+    store, checkpoint, new_digest = stores
+    through, items = store.view_snapshot("t")
+    assert through == KEYS
+    assert next(items) == (b"k00", ViewRecord(1, 1, b"g1"))
+    store.replace_with(checkpoint)
+    with pytest.raises(StoreReplaced):
+        list(items)
+    _serves_new(store, new_digest)
+    assert [record.value for _, record in store.view_snapshot("t")[1]] == [b"g2"] * KEYS
+
+
+def test_install_during_calls_page(
+    stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install between calls_page's reads succeeds; calls_page raises StoreReplaced, then reads the new store."""
+    store, checkpoint, new_digest = stores
+    installed = _install_on_first_call(monkeypatch, store_module, "u64", store, checkpoint)
+    with pytest.raises(StoreReplaced):
+        store.calls_page("t", 0, KEYS)
+    assert installed == [True]
+    _serves_new(store, new_digest)
+    _, _, rows, mark = store.calls_page("t", 0, KEYS)
+    assert [lease for _, lease in rows] == [b"g2"] * KEYS and mark == AppliedMark(200, 200)
+
+
+def test_install_during_consumer_rows(
+    stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install while consumer_rows walks a group's leases succeeds; consumer_rows raises StoreReplaced."""
+    store, checkpoint, new_digest = stores
+    installed = _install_on_first_call(monkeypatch, store_module, "from_u64", store, checkpoint)
+    with pytest.raises(StoreReplaced):
+        store.consumer_rows("t")
+    assert installed == [True]
+    _serves_new(store, new_digest)
+    [(name, record, members, leases)] = store.consumer_rows("t")
+    assert (name, record, members, len(leases)) == ("g", b"g2", [b"m1"], KEYS)
+
+
+def test_install_during_describe(
+    stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install between describe's reads succeeds; describe raises StoreReplaced, then counts the new store."""
+    store, checkpoint, new_digest = stores
+    installed = _install_on_first_call(monkeypatch, Keys, "views_of", store, checkpoint)
+    with pytest.raises(StoreReplaced):
+        store.describe("t", 100)
+    assert installed == [True]
+    _serves_new(store, new_digest)
+    record, keys, value_bytes, capped, mark = store.describe("t", 100)
+    assert record is not None and (keys, value_bytes, capped, mark) == (KEYS, 2 * KEYS, False, AppliedMark(200, 200))
+    assert store.describe("t", KEYS - 1)[1:4] == (KEYS - 1, 2 * (KEYS - 1), True)
+
+
+def test_install_during_read_view(
+    stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install between read_view's reads succeeds; read_view raises StoreReplaced, never a mix of two stores."""
+    store, checkpoint, new_digest = stores
+    installed = _install_on_first_call(monkeypatch, Keys, "view", store, checkpoint)
+    with pytest.raises(StoreReplaced):
+        store.read_view("t", b"k03")
+    assert installed == [True]
+    _serves_new(store, new_digest)
+
+
+def test_close_releases_pins(stores: tuple[Store, str, tuple[int, str, int]]) -> None:
+    """close() releases pins too: the same path opens again in this process while a half-read iterator lives."""
+    store, _, _ = stores
+    _, items = store.view_snapshot("t")
+    next(items)
+    store.close()
+    with pytest.raises(StoreReplaced):
+        list(items)
+    with pytest.raises(StoreClosed):
+        store.get(Keys.topic("t"))
+    again = Store(store.path)
+    assert again.read_view("t", b"k00")[1] == ViewRecord(1, 1, b"g1")
+    again.close()
+
+
+def _reads(store: Store) -> list[Callable[[], object]]:
+    return [
+        lambda: store.get(Keys.topic("t")),
+        lambda: store.read_events("t", 0, 10, 1 << 20),
+        lambda: store.digest(),
+        lambda: store.view_snapshot("t"),
+        lambda: store.read_view("t", b"k00"),
+        lambda: store.describe("t", 10),
+        lambda: store.consumer_rows("t"),
+        lambda: store.calls_page("t", 0, 10),
+        lambda: store.worker_calls("svc", "w", 0, 10),
+        lambda: store.peers(),
+        lambda: store.applied(),
+        lambda: store.commit(WriteSet(), AppliedMark(1, 1)),
+    ]
+
+
+def test_failed_reopen_closes_the_store_and_a_restart_recovers(stores: tuple[Store, str, tuple[int, str, int]]) -> None:
+    """When the new store cannot be opened (a snapshot held outside the pins keeps the LOCK), replace_with raises
+    StoreClosed and every later read raises StoreClosed (none answers from a closed store); a restart opens the
+    installed store (old moved away, new in place, open failed)."""
+    store, checkpoint, new_digest = stores
+    outside = store._db.snapshot()  # a snapshot no pin owns: what every reader's was on main
+    with pytest.raises(StoreClosed, match="lock hold by current process"):
+        store.replace_with(checkpoint)
+    for read in _reads(store):
+        with pytest.raises(StoreClosed):
+            read()
+    with pytest.raises(StoreClosed):
+        store.replace_with(checkpoint)  # a resend of the snapshot cannot revive it either
+    del outside  # the process ends (fail-stop): its LOCK goes with it
+    assert os.path.isdir(store.path + ".old") and not os.path.isdir(store.path + ".new")
+    restarted = Store(store.path)
+    assert not os.path.isdir(store.path + ".old")
+    _serves_new(restarted, new_digest)
+    restarted.close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _no_sample() -> NoReturn:
+    raise AssertionError("no metrics are served here")
+
+
+def test_failed_install_stops_the_node(
+    stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The applier turns a store that an install closed and could not reopen into a fail-stop (EXIT_STORE_LOST)."""
+    _, checkpoint, _ = stores
+    store = Store(str(tmp_path / "empty"))  # what a state machine can load (the fixture's records are not real)
+    stops: list[tuple[str, int]] = []
+
+    def stop_node(why: str, exit_status: int) -> NoReturn:
+        stops.append((why, exit_status))
+        raise _Stopped
+
+    def no_open() -> NoReturn:
+        raise OSError("disk gone")
+
+    applier = _applier.Applier(
+        1, store, StateMachine(store), NodeMetrics(_no_sample), lambda _: None, lambda _: None, stop_node
+    )
+    try:
+        monkeypatch.setattr(store, "_open", no_open)
+        with pytest.raises(_Stopped):
+            applier.install_snapshot(checkpoint)
+    finally:
+        applier.stop()
+    [(why, exit_status)] = stops
+    assert exit_status == _applier.EXIT_STORE_LOST == 74
+    assert "could not open the new one: disk gone" in why
