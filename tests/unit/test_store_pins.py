@@ -284,3 +284,54 @@ def test_failed_install_stops_the_node(
     [(why, exit_status)] = stops
     assert exit_status == _applier.EXIT_STORE_LOST == 74
     assert "could not open the new one: disk gone" in why
+
+
+def test_a_read_cut_by_an_install_answers_unavailable() -> None:
+    """Listen, Digest and a unary call (DescribeTopic) whose store read raised StoreReplaced end with UNAVAILABLE and
+    "retry" (the client's Listener resumes on it), not UNKNOWN with a rocksdict error."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import grpc
+
+    from laminar.node.service._server import LaminarServicer, Offload
+
+    def replaced(*_: object) -> NoReturn:
+        raise StoreReplaced("a snapshot install replaced the store during this read")
+
+    async def listen(*_: object) -> None:
+        replaced()
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        def __init__(self) -> None:
+            self.ended: tuple[grpc.StatusCode, str] | None = None
+
+        async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
+            self.ended = (code, details)
+            raise Aborted
+
+    async def ends(call: Callable[[Context], Any]) -> tuple[grpc.StatusCode, str] | None:
+        context = Context()
+        with pytest.raises(Aborted):
+            await call(context)
+        return context.ended
+
+    node = SimpleNamespace(digest=replaced, describe_topic=replaced)
+    listens = SimpleNamespace(admit=lambda: "", run=listen, stop=lambda: None)
+    servicer = LaminarServicer(None, listens, node, Offload("unary", 1, 1))  # type: ignore[arg-type]
+
+    async def run() -> list[tuple[grpc.StatusCode, str] | None]:
+        return [
+            await ends(lambda c: servicer.Listen(pb.ListenRequest(topic="t", snapshot=True), c)),  # type: ignore[arg-type]
+            await ends(lambda c: servicer.Digest(pb.DigestRequest(), c)),  # type: ignore[arg-type]
+            await ends(lambda c: servicer.DescribeTopic(pb.DescribeTopicRequest(topic="t"), c)),  # type: ignore[arg-type]
+        ]
+
+    try:
+        ended = asyncio.run(run())
+    finally:
+        servicer.stop()
+    assert ended == [(grpc.StatusCode.UNAVAILABLE, "a snapshot install replaced the store during this read: retry")] * 3
