@@ -85,16 +85,18 @@ torture: $(DEV_STAMP)
 	$(BIN)/python tests/fault/torture.py --seconds $(SECONDS) --network $(NETWORK) $(if $(SEED),--seed $(SEED))
 
 ## Deterministic simulator (tests/sim/README.md): SEEDS seeds from FIRST_SEED, 3 and 5 nodes in turn.
-## SEED=n NODES=3 replays one seed with its trace; REVERT=reply-term,... takes fixes back; MEMBERSHIP=1.
+## SEED=n NODES=3 replays one seed with its trace; REVERT=reply-term,... takes fixes back; MEMBERSHIP=1;
+## TAIL_LOSS=1 runs the mix aimed at 6354a97 (tests/sim/README.md).
 SEEDS ?= 100
 FIRST_SEED ?= 1
 SIM_NETWORK ?= tcp
 REVERT ?=
 MEMBERSHIP ?=
+TAIL_LOSS ?=
 sim: $(DEV_STAMP)
 	$(BIN)/python -m tests.sim --seeds $(SEEDS) --first-seed $(FIRST_SEED) --network $(SIM_NETWORK) \
 		$(if $(SEED),--seed $(SEED) --nodes $(NODES)) $(if $(REVERT),--revert $(REVERT)) \
-		$(if $(MEMBERSHIP),--membership)
+		$(if $(MEMBERSHIP),--membership) $(if $(TAIL_LOSS),--tail-loss)
 
 ## The simulator's proof that it finds each fixed bug: every fix taken back in turn must break an invariant.
 sim-proof: $(DEV_STAMP)

@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--proposals-per-s", type=float, help="client load (default: per seed)")
     parser.add_argument("--membership", action="store_true", help="also remove members and add them back")
+    parser.add_argument(
+        "--tail-loss",
+        action="store_true",
+        help="the mix aimed at 6354a97: bursts, pauses, leaders losing power with unsynced entries sent",
+    )
     parser.add_argument("--stop-at-first", action="store_true", help="stop at the first violation")
     parser.add_argument("--work-dir", default=os.path.join("var", "sim"))
     args = parser.parse_args(argv)
@@ -50,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 revert=frozenset(f for f in args.revert.split(",") if f),
                 membership=args.membership,
                 proposals_per_s=args.proposals_per_s,
+                tail_loss=args.tail_loss,
             )
             result = run_seed(seed, config, work_root)
             simulated_s += result.simulated_s

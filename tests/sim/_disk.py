@@ -43,6 +43,11 @@ class Disk:
             if os.path.dirname(path) == directory:
                 self._durable[path] = None
 
+    def durable_bytes(self, path: str) -> int:
+        """How many bytes of a tracked file a power loss would keep for sure."""
+        durable = self._durable.get(os.path.abspath(path))
+        return 0 if durable is None else len(durable)
+
     def fsync(self, fd: int) -> None:
         self.syncs += 1
         try:
@@ -56,8 +61,10 @@ class Disk:
         elif path in self._durable:
             self._durable[path] = _read(path)
 
-    def power_loss(self, directory: str, rng: random.Random) -> list[str]:
-        """Put every file under `directory` back to what survives; what changed, for the trace."""
+    def power_loss(self, directory: str, rng: random.Random, keep_unsynced: bool = True) -> list[str]:
+        """Put every file under `directory` back to what survives; what changed, for the trace. A journal
+        keeps a random part of its unsynced tail, or (keep_unsynced False: nothing had been written back
+        yet) none of it."""
         directory = os.path.abspath(directory)
         notes = []
         for path, durable in self._durable.items():
@@ -72,7 +79,7 @@ class Disk:
                 and len(current) > len(durable)
                 and current.startswith(durable)
             )
-            if unsynced_tail:
+            if unsynced_tail and keep_unsynced:
                 assert current is not None and durable is not None
                 kept = rng.randrange(len(current) - len(durable) + 1)
                 survived = current[: len(durable) + kept]

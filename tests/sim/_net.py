@@ -126,6 +126,7 @@ class Network:
         # The simulation runs a delivery: at once, or when the node is not paused any more.
         self.run_on: Callable[[str, Callable[[], None]], None] = lambda address, run: run()
         self.on_message: Callable[[str, str, Any], None] = lambda src, dst, message: None
+        self.on_send: Callable[[str, str, Any], None] = lambda src, dst, message: None  # after it is on its way
         self.cut_until: dict[tuple[str, str], float] = {}  # (src, dst) -> when this link is back
         self.faults = LinkFaults()  # on every link
         self.ordered = kind == "tcp"  # per-link FIFO
@@ -152,16 +153,20 @@ class Network:
             if peer != address:
                 self._schedule_connect(address, peer)
 
-    def detach(self, address: str, power_loss: bool) -> None:
+    def detach(self, address: str, power_loss: bool, sent_all: bool = False) -> None:
         """A node stopped: its connections drop at its peers. On tcp, what it sent arrives up to a random
-        point of each connection, and what a peer had received but not read arrives only after a power
-        loss (see the module's docstring). What was on its way to it is lost."""
+        point of each connection (sent_all: all of it, except on a slow link), and what a peer had
+        received but not read arrives only after a power loss (see the module's docstring). What was on
+        its way to it is lost."""
         self.transports.pop(address, None)
+        now_s = self.scheduler.clock.now_s
         for peer in sorted(self.transports):
             link = (address, peer)
             in_flight = self._in_flight.pop(link, [])
             on_the_wire = [i for i in in_flight if i not in self._received]
             kept = self._link_rng(link).randrange(len(on_the_wire) + 1) if on_the_wire else 0
+            if sent_all and self.slow_until.get(link, (0.0, 0.0))[0] <= now_s:
+                kept = len(on_the_wire)
             self._survivors.update(on_the_wire[:kept])
             if power_loss:
                 self._survivors.update(i for i in in_flight if i in self._received)
@@ -255,6 +260,7 @@ class Network:
             self.scheduler.at(
                 at_s, f"link:{src}>{dst}", lambda d=data, i=message_id: self._deliver(src, dst, epoch, d, i), "deliver"
             )
+        self.on_send(src, dst, message)
 
     def _gone(self, src: str, dst: str, epoch: int, message_id: int) -> bool:
         """Whether a message from src to dst was lost with its sender or its connection."""

@@ -27,7 +27,7 @@ from laminar.v1 import laminar_pb2 as pb
 from tests.sim import _checks
 from tests.sim._disk import Disk
 from tests.sim._net import LinkFaults, Network
-from tests.sim._wiring import DurableLog, SimNode, reverted, simulated_runtime
+from tests.sim._wiring import SENT_TERM_KEY, DurableLog, SimNode, reverted, simulated_runtime
 from tests.sim._world import Clock, Scheduler, stream
 
 TICK_S = 0.05  # pysyncobj's autoTickPeriod: a node with nothing to do ticks this often
@@ -50,6 +50,14 @@ STALE_FAULT_WEIGHT = 3  # datagram network only (see _net.Network.hold)
 SWARM_FAULT_KEPT_P = 0.7
 SWARM_FAULT_WEIGHT_FACTORS = (1, 1, 3)
 BUGGIFY_P = 0.2  # how often a node crashes at a moment that matters (see _buggify)
+# The tail-loss mix (SimConfig.tail_loss): a leader loses power with entries it sent but has not synced.
+TAIL_LOSS_ENTRIES_MIN = 8  # unsynced entries on the leader for the moment to count
+TAIL_LOSS_PAUSE_S = (2.0, 6.0)  # how long the follower that reads them late stalls
+TAIL_LOSS_LATE_S_MIN = 1.0  # it reads them this much later at least
+TAIL_LOSS_SLOW_S = (0.1, 2.0)  # meanwhile the leader's links to the other followers delay up to this
+TAIL_LOSS_RESTART_S = (0.2, 1.0)  # a power blip: the leader is back before its followers time out
+TAIL_LOSS_BURSTS = (1, 4, 16)  # proposals the client sends at one instant (pipelined clients)
+TAIL_LOSS_FAULT_WEIGHTS = {"tail-loss": 9, "crash": 1, "power": 1, "slow": 2, "one-way": 1}
 MEMBERSHIP_ANSWER_S_MAX = 10.0  # a change not answered by then (its leader crashed) is given up
 VIOLATIONS_SHOWN_MAX = 5  # per check: one broken index often breaks the next hundred the same way
 
@@ -68,6 +76,9 @@ class SimConfig:
     revert: frozenset[str] = frozenset()  # fixes to take back (_wiring.REVERTIBLE_FIXES)
     membership: bool = False  # also remove members and add them back (fresh) as faults
     fault_gap_s_mean: float | None = None  # mean time between two faults
+    # A mix aimed at the loss 6354a97 fixed (README, "The tail-loss mix"): bursts of proposals, pauses
+    # weighted up, and a leader that loses power right after sending entries it has not synced.
+    tail_loss: bool = False
     trace_lines: int = 200
 
 
@@ -89,6 +100,10 @@ class Result:
     messages: int = 0
     history: str = ""  # a hash of the whole trace: a seed replayed gives the same one
     mix: str = ""  # the parameters drawn for this seed
+    # Replies of an older term that reached a leader and claim more than it counts the follower at (the
+    # fix in place drops them), and of those, how many claim entries the follower does not hold.
+    stale_replies: int = 0
+    stale_replies_past_held: int = 0
 
     @property
     def ok(self) -> bool:
@@ -101,6 +116,12 @@ class Result:
             f"{self.messages} messages, {self.faults} faults, {self.proposals} proposals, "
             f"{self.acknowledged} acknowledged, {self.snapshots_installed} snapshot installs"
             + (f", {self.membership_changes} membership changes" if self.config.membership else "")
+            + (
+                f", {self.stale_replies} replies of an older term ({self.stale_replies_past_held} past what "
+                "the follower holds)"
+                if self.stale_replies
+                else ""
+            )
         )
 
     def report(self) -> str:
@@ -115,6 +136,7 @@ class Result:
             )
             command += f" --revert {','.join(sorted(config.revert))}" if config.revert else ""
             command += " --membership" if config.membership else ""
+            command += " --tail-loss" if config.tail_loss else ""
             command += f" --proposals-per-s {config.proposals_per_s:g}" if config.proposals_per_s else ""
             command += f" --log-entries-max {config.log_entries_max}" if config.log_entries_max else ""
             lines.append(f"  reproduce: {command}")
@@ -155,10 +177,8 @@ def describe(message: Any) -> str:
             f"{len(entries)} entries{span} commit {message['commit_index']}"
         )
     if kind == "next_node_idx":
-        return (
-            f"reply t{message.get('term')} next {message['next_node_idx']} "
-            f"success={message['success']} reset={message['reset']}"
-        )
+        term = message.get("term", f"{message.get(SENT_TERM_KEY)} (not sent)")
+        return f"reply t{term} next {message['next_node_idx']} success={message['success']} reset={message['reset']}"
     if kind == "request_vote":
         return f"vote? t{message['term']} last {message['last_log_index']}/{message['last_log_term']}"
     if kind == "response_vote":
@@ -168,7 +188,7 @@ def describe(message: Any) -> str:
 
 def _swarm_faults(swarm: random.Random, config: SimConfig) -> dict[str, int]:
     """The kinds of fault this seed injects, and their weights (at least one kind)."""
-    weights = dict(FAULT_WEIGHTS)
+    weights = dict(TAIL_LOSS_FAULT_WEIGHTS if config.tail_loss else FAULT_WEIGHTS)
     if config.network == "datagram":
         weights["stale"] = STALE_FAULT_WEIGHT
     if config.membership:
@@ -178,6 +198,8 @@ def _swarm_faults(swarm: random.Random, config: SimConfig) -> dict[str, int]:
         for kind, weight in weights.items()
         if swarm.random() < SWARM_FAULT_KEPT_P
     }
+    if config.tail_loss:
+        kept.setdefault("tail-loss", weights["tail-loss"])  # asked for: always part of the plan
     if config.membership and "membership" not in kept:
         kept["membership"] = MEMBERSHIP_FAULT_WEIGHT  # asked for: always part of the plan
     return kept or {"crash": FAULT_WEIGHTS["crash"]}
@@ -203,6 +225,7 @@ class Simulation:
         self.network = Network(self.scheduler, seed, config.network, self.note)
         self.network.run_on = self._run_delivery
         self.network.on_message = self._on_message
+        self.network.on_send = self._on_send
         self.disk = Disk()
         self.checker = _checks.Checker()
         self.addresses = [f"n{i}:{7000 + i}" for i in range(1, config.nodes + 1)]
@@ -215,6 +238,8 @@ class Simulation:
         self.paused_until = dict.fromkeys(self.addresses, 0.0)
         self.stopped_logs: dict[str, DurableLog] = {}  # address -> what a stopped node's disk holds
         self.wake_at: dict[str, float] = {}
+        self._tail_loss_decided: dict[str, int] = {}  # leader -> the event in which it last looked (tail_loss)
+        self.tail_loss_armed: dict[str, int] = {}  # leader -> its incarnation, armed by _tail_loss
         self.current: str | None = None
         self.result = Result(seed, config)
         self.violations: list[str] = []
@@ -415,16 +440,108 @@ class Simulation:
 
     def _on_message(self, src: str, dst: str, message: Any) -> None:
         self.note(f"{src}>{dst} {describe(message)}")
+        if isinstance(message, dict) and message.get("type") == "next_node_idx":
+            self._probe_reply(src, dst, message)
         chunk = message.get("serialized") if isinstance(message, dict) else None
         if chunk is not None and chunk[2]:
             # Buggify: the follower is installing the leader's snapshot; the leader may not live to
             # hear its reply.
             self.scheduler.after(0.0, "plan", lambda: self._buggify(src, "right after sending a snapshot"))
 
+    def _probe_reply(self, src: str, dst: str, message: dict[str, Any]) -> None:
+        """Counts replies of an older term that would raise the leader's matchIndex (6354a97 drops them),
+        and those that claim entries the follower does not hold: the harm the fix prevents."""
+        leader = self.nodes.get(dst)
+        if not message.get("success") or leader is None or not leader.is_leader:
+            return
+        sent_term = message.get("term", message.get(SENT_TERM_KEY))
+        claimed = message["next_node_idx"] - 1
+        counted = leader.match_index(src)
+        if sent_term is None or sent_term == leader.term or counted is None or claimed <= counted:
+            return
+        self.result.stale_replies += 1
+        log = leader.log()
+        follower = self.nodes.get(src)
+        if claimed > log[-1][1]:
+            held = False  # the leader's entries up to it are not even written yet
+        elif claimed < log[0][1]:
+            held = True
+        else:
+            term = log[claimed - log[0][1]][2]
+            stopped = self.stopped_logs.get(src)
+            if follower is not None:
+                held = follower.holds(claimed, term)
+            else:
+                held = stopped is not None and stopped.holds(claimed, term)
+        if not held:
+            self.result.stale_replies_past_held += 1
+        self.note(
+            f"probe: {src}>{dst} reply of term {sent_term} in term {leader.term} claims {claimed}, counted at "
+            f"{counted}, leader log ends at {log[-1][1]}: {'held' if held else 'NOT held'}"
+        )
+
+    def _tail_loss(self) -> None:
+        """The tail-loss fault (SimConfig.tail_loss): a follower stalls (what reaches it waits in its socket),
+        and the leader is armed to lose power right after its next tick that sends it entries it has not
+        synced (see _on_send). Whether the others got those entries, who is elected next and when the
+        follower reads and answers is left to the seed."""
+        leader = self._leader()
+        if leader is None:
+            return
+        followers = [a for a in sorted(self.members) if a != leader.address and self.nodes[a] is not None]
+        if not followers:
+            return
+        follower = self.plan.choice(followers)
+        duration_s = self.plan.uniform(*TAIL_LOSS_PAUSE_S)
+        self.paused_until[follower] = max(self.paused_until[follower], self.clock.now_s + duration_s)
+        delay_s_max = self.plan.uniform(*TAIL_LOSS_SLOW_S)
+        for other in followers:
+            if other != follower:
+                self.network.slow((leader.address, other), delay_s_max, duration_s)
+        self.tail_loss_armed[leader.address] = self.incarnation[leader.address]
+        self.note(
+            f"fault: {follower} paused for {duration_s:.2f} s, {leader.address}'s links to the others slow "
+            f"(up to {delay_s_max:.2f} s); {leader.address} loses power after its next burst"
+        )
+
+    def _on_send(self, src: str, dst: str, message: Any) -> None:
+        """An armed leader (see _tail_loss) that sends entries to a follower that reads them late loses
+        power once the tick that sent them is over, if it has not synced them: at least
+        TAIL_LOSS_ENTRIES_MIN of them, so its log ends before what that follower will acknowledge."""
+        if self.tail_loss_armed.get(src) != self.incarnation[src] or not isinstance(message, dict):
+            return
+        if message.get("type") != "append_entries" or not message.get("entries"):
+            return
+        if self.paused_until[dst] <= self.clock.now_s + TAIL_LOSS_LATE_S_MIN:
+            return
+        if self._tail_loss_decided.get(src) == self.scheduler.events_run:
+            return  # one look per event (a tick sends a burst as many appends)
+        self._tail_loss_decided[src] = self.scheduler.events_run
+        incarnation = self.incarnation[src]
+
+        def lose_power() -> None:
+            live = self.nodes[src]
+            if self.incarnation[src] != incarnation or live is None or self.healed_at is not None:
+                return
+            durable = self.disk.durable_bytes(live.journal_path)
+            unsynced = sum(1 for end in live.engine._journal._ends if end > durable)
+            if unsynced < TAIL_LOSS_ENTRIES_MIN or not live.is_leader:
+                return  # stays armed (a compaction in the tick rewrites and syncs the journal)
+            self.tail_loss_armed.pop(src, None)
+            self.result.faults += 1
+            self.note(f"buggify: {src} loses power with {unsynced} unsynced entries sent to {dst}, which reads late")
+            self._crash(src, power_loss=True, just_written=True)
+            restart_s = self.plan.uniform(*TAIL_LOSS_RESTART_S)
+            self.scheduler.after(restart_s, "plan", lambda: self._restart(src), "restart")
+
+        self.scheduler.after(0.0, "plan", lose_power, "buggify")
+
     def _buggify(self, address: str, when: str) -> None:
         """Sometimes crash a node at a moment a random plan would rarely hit (FoundationDB's BUGGIFY)."""
         if not self.config.faults or self.healed_at is not None or self.nodes[address] is None:
             return
+        if self.config.tail_loss:
+            return  # the tail-loss mix has its own moment (see _on_send)
         if self.plan.random() >= BUGGIFY_P:
             return
         power_loss = self.plan.random() < 0.5
@@ -433,7 +550,10 @@ class Simulation:
         self._crash(address, power_loss=power_loss)
         self.scheduler.after(self.plan.uniform(0.2, 5.0), "plan", lambda: self._restart(address), "restart")
 
-    def _crash(self, address: str, power_loss: bool) -> None:
+    def _crash(self, address: str, power_loss: bool, just_written: bool = False) -> None:
+        """Stop a node. `just_written` (the tail-loss moment, a power loss within a millisecond of the
+        writes and sends): nothing unsynced had been written back, and what it sent on links that are
+        not slow was all on the wire."""
         node = self.nodes[address]
         if node is None:
             return
@@ -442,13 +562,13 @@ class Simulation:
         self.incarnation[address] += 1
         self.paused_until[address] = 0.0
         self.in_flight[address] = 0  # their results died with the process
-        self.network.detach(address, power_loss)
+        self.network.detach(address, power_loss, sent_all=just_written)
         self.result.snapshots_installed += node.engine.snapshots.snapshots_installed
         if not power_loss:
             self.note(f"{address} crashed (process)")
             self.stopped_logs[address] = DurableLog(node.data_dir, os.path.join(self.work_dir, "stopped.journal"))
             return
-        notes = self.disk.power_loss(node.data_dir, self.plan)
+        notes = self.disk.power_loss(node.data_dir, self.plan, keep_unsynced=not just_written)
         if self.plan.random() < 0.5:
             node.lose_unsynced_store()
             notes.append("store: back to its last durable checkpoint")
@@ -469,8 +589,10 @@ class Simulation:
         rng = self.workload
         if self.healed_at is None:
             self.scheduler.after(rng.expovariate(self.proposals_per_s), "client", self._propose_next, "propose")
-        if sum(self.in_flight.values()) < PROPOSALS_IN_FLIGHT_MAX:
-            self._propose()
+        burst = rng.choice(TAIL_LOSS_BURSTS) if self.config.tail_loss else 1
+        for _ in range(burst):
+            if sum(self.in_flight.values()) < PROPOSALS_IN_FLIGHT_MAX:
+                self._propose()
 
     def _propose(self, probe: bool = False) -> None:
         rng = self.workload
@@ -586,6 +708,8 @@ class Simulation:
             self.network.hold((a, b), probability, duration_s)
         elif kind == "membership":
             self._change_membership()
+        elif kind == "tail-loss":
+            self._tail_loss()
         elif kind == "reset":
             a, b = rng.sample(self.addresses, 2)
             self.note(f"fault: connection reset {a} <-> {b}")

@@ -174,6 +174,13 @@ class SimNode:
         """Whether this node's log holds the entry (index, term), or its snapshot covers the index."""
         return _holds(self.engine._journal, index, term)
 
+    def match_index(self, address: str) -> int | None:
+        """What this node, as leader, counts the follower at `address` to hold (None: not a peer)."""
+        for node, index in self.engine._SyncObj__raftMatchIndex.items():
+            if str(node.address) == address:
+                return int(index)
+        return None
+
     def digest(self) -> tuple[int, str]:
         offset, sha256, _keys = self.store.digest()
         return offset, sha256
@@ -296,9 +303,16 @@ REVERTIBLE_FIXES = {
 }
 
 
+SENT_TERM_KEY = "sim_sent_term"  # a reply without its term keeps it here, for the probe (pysyncobj ignores it)
+
+
 def _without_reply_term(message: Any) -> Any:
-    if isinstance(message, dict) and message.get("type") == "next_node_idx":
-        return {k: v for k, v in message.items() if k != "term"}
+    """A reply as pysyncobj sends it: no term the leader could check. The simulator keeps the term under
+    another name, only to count what the leader would have dropped (Simulation._probe_reply)."""
+    if isinstance(message, dict) and message.get("type") == "next_node_idx" and "term" in message:
+        reply = {k: v for k, v in message.items() if k != "term"}
+        reply[SENT_TERM_KEY] = message["term"]
+        return reply
     return message
 
 

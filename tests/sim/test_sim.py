@@ -6,6 +6,7 @@ import os
 import pathlib
 import subprocess
 import sys
+from typing import NamedTuple
 
 import pytest
 
@@ -118,14 +119,23 @@ def test_no_invariant_breaks_under_faults_long(tmp_path: object, seed: int) -> N
     assert result.ok, result.report()
 
 
-# Each fix the simulator can take back and has been seen to catch: the run that catches it (network,
-# seed, nodes, membership changes on), as recorded in README.md. Seeds replay exactly on the filesystem
-# they were found on (RocksDB's files, and so the snapshots' sizes, differ on tmpfs).
-REVERT_FOUND_AT: dict[str, tuple[str, int, int, bool]] = {
-    "append-keeps-matches": ("datagram", 1, 5, False),
-    "chunk-commit": ("tcp", 4, 3, False),
-    "compact-at-start": ("tcp", 1, 5, False),
-    "install-keeps-log": ("tcp", 19, 5, False),
+class FoundAt(NamedTuple):
+    """The run that catches a fix taken back: network, seed, nodes, and the options it ran with."""
+
+    network: str
+    seed: int
+    nodes: int
+    membership: bool = False
+    tail_loss: bool = False
+
+
+# Each fix the simulator can take back and has been seen to catch, as recorded in README.md. Seeds replay
+# exactly on the filesystem they were found on (RocksDB's files, and so the snapshots' sizes, differ on tmpfs).
+REVERT_FOUND_AT: dict[str, FoundAt] = {
+    "append-keeps-matches": FoundAt("datagram", 1, 5),
+    "chunk-commit": FoundAt("tcp", 4, 3),
+    "compact-at-start": FoundAt("tcp", 1, 5),
+    "install-keeps-log": FoundAt("tcp", 19, 5),
 }
 # Fixes the simulator has not caught yet when taken back, and what was tried (README.md).
 NOT_CAUGHT_YET = {
@@ -135,14 +145,15 @@ NOT_CAUGHT_YET = {
 
 
 def _found_run(tmp_path: object, fix: str, revert: bool) -> Result:
-    network, seed, nodes, membership = REVERT_FOUND_AT[fix]
+    found_at = REVERT_FOUND_AT[fix]
     return _run(
         tmp_path,
-        seed,
-        nodes=nodes,
-        network=network,
+        found_at.seed,
+        nodes=found_at.nodes,
+        network=found_at.network,
         revert=frozenset({fix}) if revert else frozenset(),
-        membership=membership,
+        membership=found_at.membership,
+        tail_loss=found_at.tail_loss,
     )
 
 
