@@ -405,7 +405,11 @@ class Simulation:
             if self.incarnation[address] != incarnation or self.nodes[address] is None:
                 return
             if self.paused_until[address] > self.clock.now_s:
-                self.scheduler.at(self.paused_until[address], f"node:{address}", tick, "tick")
+                # The tail-loss mix wakes a paused node as a process stopped inside poll() wakes: it reads
+                # what waits in its sockets before its next tick checks the election timer. (The other
+                # runs tick first; their recorded seeds keep that order.)
+                resume_s = self.paused_until[address] + (WAKE_S_MAX if self.config.tail_loss else 0.0)
+                self.scheduler.at(resume_s, f"node:{address}", tick, "tick")
                 return
             node = self.nodes[address]
             assert node is not None
