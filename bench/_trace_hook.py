@@ -95,7 +95,8 @@ def _node_points() -> None:
     _wrap(engine, "RaftEngine", "_onTick", before="r.tick", after="r.tickend")
     _wrap(engine, "RaftEngine", "_dispatch", before=_received_type)
     journal = "laminar.node.raft._journal"
-    _wrap(journal, "DurableJournal", "sync", before=lambda j: "j.sync" if j._dirty else "j.nosync", after="j.synced")
+    sync_label = lambda j: "j.sync" if j.needs_sync else "j.nosync"  # noqa: E731
+    _wrap(journal, "DurableJournal", "sync", before=sync_label, after="j.synced")
     _wrap(journal, "DurableJournal", "add", before="j.add")
     _wrap("laminar.node.raft._connection", "FastTcpConnection", "send", before=_message_type)
     _wrap("laminar.node._applier", "Applier", "on_commit", before="a.commit", after="a.done")

@@ -61,6 +61,12 @@ class Disk:
         elif path in self._durable:
             self._durable[path] = _read(path)
 
+    def durable_size(self, path: str) -> int:
+        """Bytes of the file that are durable. Of a journal, they are a prefix of what it holds: only
+        appends go unsynced (truncation and compaction sync at once), as power_loss assumes too."""
+        durable = self._durable.get(os.path.abspath(path))
+        return 0 if durable is None else len(durable)
+
     def power_loss(self, directory: str, rng: random.Random, keep_unsynced: bool = True) -> list[str]:
         """Put every file under `directory` back to what survives; what changed, for the trace. A journal
         keeps a random part of its unsynced tail, or (keep_unsynced False: nothing had been written back

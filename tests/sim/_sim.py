@@ -33,6 +33,12 @@ from tests.sim._world import Clock, Scheduler, stream
 TICK_S = 0.05  # pysyncobj's autoTickPeriod: a node with nothing to do ticks this often
 WAKE_S_MAX = 0.001  # a node ticks within this of receiving a message or a proposal
 BACKGROUND_S_MAX = 0.3  # a snapshot is packed within this (the background thread of _snapshot.py)
+# The leader's journal sync (its SyncThread) completes within SYNC_S_MAX, a few times the network's
+# latency, so a follower's reply often arrives first; one in SYNC_STALL_1_IN stalls up to SYNC_STALL_S_MAX
+# (a disk shared with other work).
+SYNC_S_MAX = 0.004
+SYNC_STALL_1_IN = 20
+SYNC_STALL_S_MAX = 0.3
 STEP_CHECK_S = 0.25  # log matching across nodes, this often
 DIGEST_CHECK_S = 2.0  # store digests, this often
 PROPOSALS_IN_FLIGHT_MAX = 64
@@ -230,6 +236,7 @@ class Simulation:
         self.checker = _checks.Checker()
         self.addresses = [f"n{i}:{7000 + i}" for i in range(1, config.nodes + 1)]
         self.node_random = {a: stream(seed, "node", a) for a in self.addresses}
+        self.sync_random = {a: stream(seed, "sync", a) for a in self.addresses}
         self.nodes: dict[str, SimNode | None] = dict.fromkeys(self.addresses)
         self.members = set(self.addresses)  # the voting members, as the simulation last saw them change
         self.joining: str | None = None  # a node started fresh, to be added
@@ -282,7 +289,7 @@ class Simulation:
         try:
             with (
                 self.disk.installed(),
-                simulated_runtime(self.clock.now, self._random, self._start_thread),
+                simulated_runtime(self.clock.now, self._random, self._start_thread, self._start_sync),
                 reverted(self.config.revert) as message_filter,
             ):
                 self.network.message_filter = message_filter
@@ -362,6 +369,25 @@ class Simulation:
                 self._buggify(address, "right after publishing a snapshot")
 
         self.scheduler.after(delay_s, f"node:{address}:background", background, "background")
+
+    def _start_sync(self, run: Callable[[], None]) -> None:
+        """The leader's sync thread: the fsync ends a while after it is asked for, then wakes the tick."""
+        address = self.current
+        assert address is not None
+        incarnation = self.incarnation[address]
+        rng = self.sync_random[address]
+        delay_s = rng.uniform(0.0, SYNC_STALL_S_MAX if rng.randrange(SYNC_STALL_1_IN) == 0 else SYNC_S_MAX)
+
+        def sync() -> None:
+            if self.incarnation[address] != incarnation:
+                return  # the process is gone, and its threads with it
+            if self.paused_until[address] > self.clock.now_s:
+                self.scheduler.at(self.paused_until[address], f"node:{address}:sync", sync, "sync")
+                return
+            self._on(address, run)
+            self._wake(address)
+
+        self.scheduler.after(delay_s, f"node:{address}:sync", sync, "sync")
 
     def _on(self, address: str, run: Callable[[], None]) -> None:
         """Run a node's code as that node, then check what it may have changed."""
@@ -825,10 +851,22 @@ class Simulation:
                 node = self.nodes.get(address)
                 stopped = self.stopped_logs.get(address)
                 if node is not None:
-                    holds[address] = node.holds(index, term)
+                    # Held on its disk: what a power loss would not take (a leader's unsynced tail would go).
+                    holds[address] = node.holds(index, term) and self._durable_through(node, index)
                 else:
                     holds[address] = stopped is not None and stopped.holds(index, term)
             self._fail(_checks.committed_is_held(leader.address, index, term, holds))
+
+    def _durable_through(self, node: SimNode, index: int) -> bool:
+        """Whether a running node's journal holds entry `index` in its durable part (or compacted it)."""
+        journal = node.engine._journal
+        first = journal[0][1] if len(journal) else index + 1
+        if index < first:
+            return True
+        position = index - first
+        if position >= len(journal):
+            return False
+        return bool(journal._ends[position] <= self.disk.durable_size(node.journal_path))
 
     def _positions(self) -> str:
         return ", ".join(

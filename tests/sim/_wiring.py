@@ -268,11 +268,40 @@ class _ThreadShim:
         return _Thread()
 
 
+def _sync_thread_class(start_sync: Callable[[Callable[[], None]], None]) -> type:
+    """Stands in for the engine's SyncThread: a requested sync runs later, as an event (the simulation
+    wakes the node's tick after it, as the thread's `on_synced` does). A request while one is pending
+    joins it: the pending sync covers whatever is appended by the time it runs."""
+
+    class SimSyncThread:
+        def __init__(self, journal: journal_module.DurableJournal, on_synced: Callable[[], None]) -> None:
+            del on_synced
+            self._journal = journal
+            self._pending = False
+
+        def request(self) -> None:
+            if self._pending:
+                return
+            self._pending = True
+
+            def run() -> None:
+                self._pending = False
+                self._journal.sync()
+
+            start_sync(run)
+
+        def stop(self) -> None:
+            pass
+
+    return SimSyncThread
+
+
 @contextmanager
 def simulated_runtime(
     now: Callable[[], float],
     random_value: Callable[[], float],
     start_thread: Callable[[Callable[[], None]], None],
+    start_sync: Callable[[Callable[[], None]], None],
 ) -> Iterator[None]:
     """Point every clock, random source and thread the engine code reads at the simulation."""
 
@@ -287,6 +316,7 @@ def simulated_runtime(
         _patched(PYSYNCOBJ_MODULE, "random", _Random()),
         _patched(engine_module, "monotonic", now),
         _patched(snapshot_module, "threading", _ThreadShim(start_thread)),
+        _patched(engine_module, "SyncThread", _sync_thread_class(start_sync)),
     ):
         yield
 
@@ -300,6 +330,7 @@ REVERTIBLE_FIXES = {
     "chunk-commit": "5964024: a snapshot chunk does not advance the follower's commit index",
     "append-keeps-matches": "5964024: an append deletes entries only from the first conflict",
     "vote-per-voter": "a candidate counts each member's vote once per term (pysyncobj counts vote messages)",
+    "leader-synced-commit": "the leader counts itself toward a commit only through its synced index (as etcd)",
 }
 
 
@@ -368,4 +399,8 @@ def reverted(fixes: frozenset[str]) -> Iterator[Callable[[Any], Any] | None]:
             stack.enter_context(_patched(engine_class, "_append_keeping_matches", lambda *_: False))
         if "vote-per-voter" in fixes:
             stack.enter_context(_patched(engine_class, "_first_vote_of", lambda *_: True))
+        if "leader-synced-commit" in fixes:
+            # pysyncobj's rule with the sync off the tick thread: the leader counts every entry it holds.
+            unsynced = property(lambda journal: journal.last_index)
+            stack.enter_context(_patched(journal_module.DurableJournal, "synced_index", unsynced))
         yield _without_reply_term if "reply-term" in fixes else None

@@ -2,10 +2,16 @@
 
 pysyncobj's FileJournal writes through mmap and never calls fsync, so an operating-system crash on a
 majority can lose entries the cluster acknowledged. This journal appends records to a plain file
-and syncs in groups: the engine calls `sync()` once before the leader counts its own entries
-toward a commit and before a follower acknowledges entries, so one fsync covers every entry
-appended since the last one (group commit). Term and vote are written to a small metadata file
+and syncs in groups: one fsync covers every entry appended since the last one (group commit). A
+follower syncs in its tick thread before it acknowledges entries; the leader's sync runs in a
+`SyncThread` while the appends travel, and the leader counts its own copy of an entry toward a
+commit only once `synced_index` has reached it. Term and vote are written to a small metadata file
 with fsync before any vote leaves the node, as Raft requires.
+
+Threads: `add`, truncation and compaction run in the tick thread only; `sync` may run in the tick
+thread and in the sync thread at once. `_sync_lock` orders an fsync against truncation and the
+file swap of compaction, so `synced_index` never names an entry that was cut and written again
+after the fsync began.
 
 Record layout: >I length of command, >I crc32 of (index, term, command), >Q index, >Q term,
 command bytes. At open, a torn or corrupt tail (a crash mid-write) is cut off: it was never
@@ -18,7 +24,9 @@ import json
 import logging
 import os
 import struct
+import threading
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from pysyncobj.journal import Journal
@@ -28,6 +36,7 @@ log = logging.getLogger("laminar.journal")
 _HEAD = struct.Struct(">IIQQ")
 _INDEX_TERM = struct.Struct(">QQ")
 JOURNAL_READ_CHUNK_BYTES = 1 << 20
+SYNC_THREAD_JOIN_S = 5.0  # at stop, wait this long for an fsync under way
 
 Entry = tuple[bytes, int, int]  # (command, raft index, term), as pysyncobj keeps them
 
@@ -47,7 +56,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._sync_enabled = sync
         self._entries: list[Entry] = []
         self._ends: list[int] = []  # file offset just past each entry's record
-        self._dirty = False
+        # Every entry up to this Raft index is durable (0: none known). Entries loaded at open count as
+        # unsynced: a process crash leaves them in the page cache, not necessarily on disk.
+        self._synced_index = 0
+        self._sync_lock = threading.Lock()
+        self._closed = False
         self._meta = self._load_meta()
         self._meta_dirty = False
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -71,13 +84,31 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def durable(self) -> bool:
         return self._sync_enabled
 
+    @property
+    def last_index(self) -> int:
+        return self._entries[-1][1] if self._entries else 0
+
+    @property
+    def synced_index(self) -> int:
+        """Every entry of this log up to this Raft index is durable."""
+        return self._synced_index
+
+    @property
+    def needs_sync(self) -> bool:
+        return self.last_index > self._synced_index
+
     def sync(self) -> None:
-        """Make every appended entry durable (one fsync for all of them)."""
-        if self._dirty:
+        """Make every entry appended so far durable (one fsync for all of them). Any thread."""
+        with self._sync_lock:
+            # Read before the fsync: an entry appended meanwhile (its record written before it is
+            # listed) may or may not be covered, so it is not counted.
+            target = self.last_index
+            if self._closed or target <= self._synced_index:
+                return
             if self._sync_enabled:
                 os.fdatasync(self._fd)
                 self.syncs += 1
-            self._dirty = False
+            self._synced_index = target
 
     # ---- pysyncobj's Journal interface ------------------------------------------------------
 
@@ -89,7 +120,6 @@ class DurableJournal(Journal):  # type: ignore[misc]
         os.pwrite(self._fd, record, end - len(record))
         self._entries.append((command, idx, term))
         self._ends.append(end)
-        self._dirty = True
 
     def clear(self) -> None:
         self._truncate_to(0)
@@ -109,10 +139,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
             os.fsync(f.fileno())
         os.replace(tmp, self._path)
         _fsync_dir(self._path)
-        os.close(self._fd)
-        self._fd = os.open(self._path, os.O_RDWR)
-        self._entries, self._ends, self._dirty = [], [], False
-        self._load()
+        with self._sync_lock:  # the sync thread must not fsync a descriptor being closed
+            os.close(self._fd)
+            self._fd = os.open(self._path, os.O_RDWR)
+            self._entries, self._ends = [], []
+            self._load()
+            self._synced_index = self.last_index  # the new file was synced whole
 
     def drop_through_snapshot(self, before: Entry, last: Entry) -> int:
         """Drop the entries a snapshot ending with `before`, `last` covers, as pysyncobj's compaction would
@@ -138,7 +170,9 @@ class DurableJournal(Journal):  # type: ignore[misc]
     def _destroy(self) -> None:
         self.sync()
         self._save_meta(sync=self._sync_enabled)
-        os.close(self._fd)
+        with self._sync_lock:
+            self._closed = True
+            os.close(self._fd)
 
     def flush(self) -> None:
         self.sync()
@@ -171,11 +205,14 @@ class DurableJournal(Journal):  # type: ignore[misc]
     # ---- files ------------------------------------------------------------------------------
 
     def _truncate_to(self, count: int) -> None:
-        del self._entries[count:]
-        del self._ends[count:]
-        os.ftruncate(self._fd, self._ends[-1] if self._ends else 0)
-        if self._sync_enabled:
-            os.fsync(self._fd)
+        with self._sync_lock:
+            del self._entries[count:]
+            del self._ends[count:]
+            os.ftruncate(self._fd, self._ends[-1] if self._ends else 0)
+            if self._sync_enabled:
+                os.fsync(self._fd)
+            # Entries written later at the cut indices are new: they are not synced.
+            self._synced_index = min(self._synced_index, self.last_index)
 
     def _load(self) -> None:
         size = os.fstat(self._fd).st_size
@@ -223,3 +260,44 @@ class DurableJournal(Journal):  # type: ignore[misc]
         if sync:
             _fsync_dir(self._meta_path)
         self._meta_dirty = False
+
+
+class SyncThread:
+    """Syncs the leader's journal outside its tick thread, so the fsync runs while the appends are on
+    their way to the followers (Raft allows it; etcd does it) instead of before the tick that counts
+    their replies. `request()` from the tick thread, after the sends; `on_synced` runs in this thread
+    after each fsync (it wakes the tick thread, which may now count the leader toward a commit).
+
+    An fsync that fails stops the process: after an I/O error the kernel may have dropped the dirty
+    pages, and a retried fsync can then succeed without them ("fsyncgate"); the restart reloads the
+    journal from what the disk holds."""
+
+    def __init__(self, journal: DurableJournal, on_synced: Callable[[], None]) -> None:
+        self._journal = journal
+        self._on_synced = on_synced
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="laminar-journal-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join(timeout=SYNC_THREAD_JOIN_S)
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stopping:
+                return
+            try:
+                self._journal.sync()
+            except OSError:
+                log.critical("fsync of the Raft journal failed; stopping this node", exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+            self._on_synced()

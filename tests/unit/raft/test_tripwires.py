@@ -5,6 +5,7 @@ engines (autoTick=False, doTick()) to show each correction still fires."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import inspect
 import shutil
@@ -26,10 +27,29 @@ PINNED_PYSYNCOBJ = "0.3.17"
 PAYLOADS = [b"p%02d" % i for i in range(1, 21)]
 
 # pysyncobj methods RaftEngine overrides (or calls by their mangled names).
-OVERRIDDEN = ["_onTick", "_checkCommandsToApply", "_SyncObj__loadDumpFile", "_SyncObj__onMessageReceived"]
+OVERRIDDEN = [
+    "_onTick",
+    "_doDestroy",
+    "_checkCommandsToApply",
+    "_SyncObj__loadDumpFile",
+    "_SyncObj__onMessageReceived",
+]
 CALLED = [
     "_SyncObj__sendNextNodeIdx",
     "_SyncObj__generateRaftTimeout",
+    # our tick (RaftEngine._tick) calls each step of pysyncobj's
+    "_SyncObj__applyLogEntries",
+    "_SyncObj__loadDumpFile",
+    "_SyncObj__connectedToAnyone",
+    "_SyncObj__setState",
+    "_SyncObj__setCurrentTerm",
+    "_SyncObj__getCurrentLogIndex",
+    "_SyncObj__getCurrentLogTerm",
+    "_SyncObj__onLeaderChanged",
+    "_SyncObj__onBecomeLeader",
+    "_SyncObj__getEntries",
+    "_SyncObj__sendAppendEntries",
+    "_SyncObj__tryLogCompaction",
     "_isLeader",
     "_getLeader",
     "doTick",
@@ -60,7 +80,25 @@ ATTRIBUTES = [
     "_SyncObj__raftCommitIndex",
     "_SyncObj__transport",
     "_methodToID",
+    "_SyncObj__needLoadDumpFile",
+    "_SyncObj__conf",
+    "_SyncObj__startTime",
+    "_SyncObj__numOneSecondDumps",
+    "_SyncObj__raftState",
+    "_SyncObj__selfNode",
+    "_SyncObj__transferInProgress",
+    "_SyncObj__raftLeader",
+    "_SyncObj__votesCount",
+    "_SyncObj__otherNodes",
+    "_SyncObj__lastResponseTime",
+    "_SyncObj__newAppendEntriesTime",
+    "_SyncObj__onReadyCalled",
+    "_SyncObj__onTickCallbacksLock",
+    "_SyncObj__onTickCallbacks",
+    "_poller",
 ]
+# RaftEngine._tick is a port of this method: a change to it in pysyncobj must be ported too.
+PYSYNCOBJ_TICK_SHA256 = "cc9eb08232d005ba4e21a33ec453e5d02fe3537dadebda8571406c57f65a3c37"
 
 
 def _isolate(cluster: Cluster, i: int) -> None:
@@ -101,6 +139,13 @@ def test_every_overridden_or_called_private_name_exists(cluster: Cluster) -> Non
         "'response_vote'",
     ):
         assert key in source, key
+
+
+def test_our_tick_ports_pysyncobjs_tick_as_it_is() -> None:
+    """RaftEngine._tick copies SyncObj._onTick step for step (but for the leader's commit rule): the
+    copy stays right only while pysyncobj's method is the one it was ported from."""
+    source = inspect.getsource(SyncObj._onTick).encode()
+    assert hashlib.sha256(source).hexdigest() == PYSYNCOBJ_TICK_SHA256
 
 
 def test_our_journal_replaces_pysyncobjs_and_utility_commands_are_not_served(cluster: Cluster) -> None:
@@ -237,18 +282,20 @@ def test_a_follower_syncs_before_it_acknowledges(cluster: Cluster) -> None:
         },
     )
     assert b.log_end() == a.log_end()
-    assert b.journal.syncs == syncs + 1 and not b.journal._dirty
+    assert b.journal.syncs == syncs + 1 and not b.journal.needs_sync
 
 
-def test_the_leader_syncs_at_the_start_of_each_tick(cluster: Cluster) -> None:
-    """_onTick runs: it counts ticks and makes the leader's appended entries durable."""
+def test_the_leader_syncs_what_it_appends(cluster: Cluster) -> None:
+    """_onTick runs: it counts ticks, and the leader's appended entries are made durable (by its sync thread)."""
     a = cluster[0]
     cluster.elect(0)
     ticks = a.engine._ticks
+    syncs = a.journal.syncs
     a.engine.propose(b"x", lambda _ok: None)
     cluster.tick(3)
     assert a.engine._ticks > ticks
-    assert not a.journal._dirty
+    cluster.until(lambda: not a.journal.needs_sync, "the leader's journal to be synced")
+    assert a.journal.syncs > syncs and a.journal.synced_index == a.log_end()
 
 
 def test_a_follower_fails_commands_instead_of_forwarding_them(cluster: Cluster) -> None:

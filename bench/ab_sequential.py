@@ -1,0 +1,147 @@
+"""A/B of sequential-write latency between two revisions, side by side on this machine.
+
+    python -m bench.ab_sequential --a main --b HEAD [--blocks 8] [--writes 300]
+
+Each revision's tree (`git archive`) is unpacked under var/ab/; one worker process per revision runs
+with that tree first on PYTHONPATH, so its client and its 3-node cluster (fsync) run that revision's
+code. Both clusters run the whole time; the driver asks them for blocks of sequential writes in turn
+(A then B, then B then A, ...), so both see the same load on this shared machine. A write is one put
+whose commit the client waits for; each block begins with WARM_UP_WRITES uncounted writes. Prints
+each block's p50 and the per-block ratio B / A, then the medians over all writes and over the
+per-block ratios (the figure to read: it cancels the drift).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from typing import IO, Any
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VALUE = b"v" * 32
+COMMIT_TIMEOUT_S = 30.0
+BLOCKS_MAX = 100
+WRITES_PER_BLOCK_MAX = 10_000
+TOPIC = "ab.s"
+WARM_UP_WRITES = 30  # at the start of each block, not counted: a cluster idle during the other's block starts cold
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _worker(writes_max: int) -> None:
+    """Runs inside a revision's tree: a cluster, a client, and blocks of writes asked for on stdin."""
+    import laminar
+    from bench.cluster import BenchCluster
+
+    with BenchCluster(3, durability="fsync") as cluster, laminar.Client(cluster.addresses) as client:
+        client.create_topic(TOPIC).committed(timeout=COMMIT_TIMEOUT_S)
+        client.put(TOPIC, b"warm", VALUE).committed(timeout=COMMIT_TIMEOUT_S)
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            count = min(int(line), writes_max)
+            latencies = []
+            for n in range(-WARM_UP_WRITES, count):
+                started = time.perf_counter()
+                commit = client.put(TOPIC, b"k%d" % (n % 100), VALUE).committed(timeout=COMMIT_TIMEOUT_S)
+                assert commit.effect == "VALID", commit
+                if n >= 0:
+                    latencies.append((time.perf_counter() - started) * 1000)
+            print(json.dumps(latencies), flush=True)
+
+
+def _unpack(revision: str) -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", revision], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    target = os.path.join(REPO_ROOT, "var", "ab", commit)
+    if not os.path.isdir(target):
+        archive = subprocess.run(["git", "archive", commit], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+        os.makedirs(target)
+        archive_path = target + ".tar"
+        with open(archive_path, "wb") as f:
+            f.write(archive)
+        with tarfile.open(archive_path) as tar:
+            tar.extractall(target, filter="data")
+        os.unlink(archive_path)
+    return target
+
+
+def _start(tree: str, writes_max: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": tree}
+    command = [sys.executable, os.path.abspath(__file__), "--worker", "--writes", str(writes_max)]
+    worker = subprocess.Popen(command, env=env, cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    json.loads(worker.stdout.readline())  # ready
+    return worker
+
+
+def _block(worker: subprocess.Popen[str], writes: int) -> list[float]:
+    stdin: IO[str] | None = worker.stdin
+    assert stdin is not None and worker.stdout is not None
+    stdin.write(f"{writes}\n")
+    stdin.flush()
+    result: list[float] = json.loads(worker.stdout.readline())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--a", default="main", help="revision A (the baseline)")
+    parser.add_argument("--b", default="HEAD", help="revision B")
+    parser.add_argument("--blocks", type=int, default=8)
+    parser.add_argument("--writes", type=int, default=300, help="sequential writes per block")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args.writes)
+        return
+    blocks = min(args.blocks, BLOCKS_MAX)
+    writes = min(args.writes, WRITES_PER_BLOCK_MAX)
+    workers = {name: _start(_unpack(rev), writes) for name, rev in (("A", args.a), ("B", args.b))}
+    all_ms: dict[str, list[float]] = {"A": [], "B": []}
+    ratios: dict[str, list[float]] = {"p50": [], "p99": []}
+    print(f"A = {args.a}, B = {args.b}; load average {os.getloadavg()[0]:.1f}")
+    try:
+        for n in range(blocks):
+            order = ("A", "B") if n % 2 == 0 else ("B", "A")
+            got: dict[str, Any] = {name: _block(workers[name], writes) for name in order}
+            for name in order:
+                all_ms[name] += got[name]
+            for q, key in ((0.5, "p50"), (0.99, "p99")):
+                ratios[key].append(_percentile(got["B"], q) / _percentile(got["A"], q))
+            print(
+                f"block {n + 1} ({order[0]} first): A p50 {_percentile(got['A'], 0.5):.2f} ms, "
+                f"B p50 {_percentile(got['B'], 0.5):.2f} ms, B/A p50 {ratios['p50'][-1]:.2f}, "
+                f"p99 {ratios['p99'][-1]:.2f}",
+                flush=True,
+            )
+    finally:
+        for worker in workers.values():
+            if worker.stdin is not None:
+                worker.stdin.close()
+        for worker in workers.values():
+            worker.wait(timeout=60)
+    for name in ("A", "B"):
+        ms = all_ms[name]
+        print(
+            f"{name}: {len(ms)} writes, p50 {_percentile(ms, 0.5):.2f} ms, p90 {_percentile(ms, 0.9):.2f}, "
+            f"p99 {_percentile(ms, 0.99):.2f}"
+        )
+    print(
+        f"B/A: p50 {_percentile(all_ms['B'], 0.5) / _percentile(all_ms['A'], 0.5):.2f} over all writes, "
+        f"median of per-block ratios p50 {statistics.median(ratios['p50']):.2f}, "
+        f"p99 {statistics.median(ratios['p99']):.2f}; load average {os.getloadavg()[0]:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
