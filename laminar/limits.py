@@ -224,6 +224,11 @@ DEDUPE_CLIENTS_CACHED_MAX = 100_000  # client records a node keeps in memory; th
 # A create past this many live topics is an ERROR effect. A live topic costs a node ~1 KiB of memory (more with a
 # program: its runtime), a destroyed one nothing in memory and ~40 B plus its name on disk (its next offset).
 TOPICS_LIVE_MAX = 10_000
+# Topic names that ever existed, live or destroyed: a destroyed topic keeps its record (its next consequence offset,
+# ~100 B on disk with its name) so that re-creating the name continues its offsets, which never reset. A create of a
+# name never used, past this, is an ERROR effect (re-creating a destroyed name still works): 1,000,000 records cost a
+# node ~100 MB of store and a second of scanning at start. Its events stay too: they are the topic's stream.
+TOPIC_NAMES_MAX = 1_000_000
 # Retention (docs/protocol.md, "Retention"): a topic's limits may be set up to these (0: no limit).
 RETENTION_EVENTS_MAX = 2**62
 RETENTION_BYTES_MAX = 2**62

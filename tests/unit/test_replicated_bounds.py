@@ -202,3 +202,20 @@ def test_no_event_is_read_past_the_largest_offset(sm: Machine) -> None:
     sm.apply((ADMIN, [create("t"), put("t")]))
     assert sm.store.read_events("t", 2**64 - 1, 10, 2**20) == []
     assert len(sm.store.read_events("t", 0, 10, 2**20)) == 2
+
+
+def test_topic_names_that_ever_existed_are_bounded_and_a_destroyed_name_can_come_back(
+    sm: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TOPIC_NAMES_MAX bounds the records destroyed topics leave (each keeps its next offset: offsets never reset): past
+    it a create of a new name is an ERROR that says why, a destroyed name is re-created (its offsets continue), and the
+    count survives a restart (it is read back from the store)."""
+    monkeypatch.setattr(limits, "TOPIC_NAMES_MAX", 3)
+    assert sm.apply((ADMIN, [create("a"), destroy("a"), create("b"), create("c")])) == [(pb.VALID, "")] * 4
+    [(effect, reason)] = sm.apply((ADMIN, [create("d")]))
+    assert effect == pb.ERROR and "too many topic names" in reason and "re-create" in reason
+    assert sm.apply((ADMIN, [create("a")])) == [(pb.VALID, "")]
+    assert sm.machine.topic_offset("a") == 3  # CREATE, DESTROY, CREATE: the stream went on
+    sm.restart()
+    assert sm.apply((ADMIN, [create("d")]))[0][0] == pb.ERROR
+    assert sm.count(Keys.TOPIC_PREFIX) == 3

@@ -292,7 +292,9 @@ class StateMachine:
         # stays in the store for its next offset (offsets never reset), but costs no memory.
         self._topics: dict[str, _Topic] = {}
         self._retained: set[str] = set()  # topics with a retention limit (all live)
+        self._topic_names = 0  # topics that ever existed: each keeps a record (TOPIC_NAMES_MAX)
         for key, value in store.scan(Keys.TOPIC_PREFIX):
+            self._topic_names += 1
             record = TopicRecord.decode(value)
             if record.live:
                 name = key[len(Keys.TOPIC_PREFIX) :].decode()
@@ -582,6 +584,13 @@ class StateMachine:
             return INVALID, f"topic {m.topic!r} already exists"
         if self._live_topics >= limits.TOPICS_LIVE_MAX:
             return ERROR, f"too many topics: {limits.TOPICS_LIVE_MAX:,} are live (destroy one first)"
+        # A destroyed name keeps its record (offsets never reset): re-creating it continues its stream.
+        before = topic.stored() if topic is not None else self._destroyed_record(m.topic)
+        if before is None and self._topic_names >= limits.TOPIC_NAMES_MAX:
+            return ERROR, (
+                f"too many topic names: {limits.TOPIC_NAMES_MAX:,} topics have existed (a destroyed topic keeps a "
+                "record so that its offsets never reset): re-create a destroyed topic's name instead"
+            )
         problem = retention_problem(m.retention)
         if problem:
             return ERROR, problem
@@ -601,10 +610,6 @@ class StateMachine:
                 return ERROR, outcome.reason
             emitted = outcome.events
             batch.program_emitted += sum(emitted_cost(e.key, e.value) for e in emitted)
-        if topic is not None:  # destroyed in this entry
-            before: TopicRecord | None = topic.stored()
-        else:
-            before = self._destroyed_record(m.topic)
         record = TopicRecord(True, 1, batch.offset, m.program, bytes(m.args), retention)
         if before is not None:  # the stream goes on: offsets continue, what was kept is still kept
             record = dataclasses.replace(
@@ -615,6 +620,8 @@ class StateMachine:
             )
         created = self._topics[m.topic] = _Topic.of(m.topic, record, runtime, topic)
         self._live_topics += 1
+        if before is None:
+            self._topic_names += 1
         if retention:
             self._retained.add(m.topic)
         self._append(batch, m.topic, created, pb.CREATE_TOPIC, b"", bytes(m.args))
