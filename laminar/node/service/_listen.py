@@ -1,10 +1,12 @@
 """Listener streams: committed events of one topic, from any consequence offset, in frames.
 
 Listeners read from the store, not from an in-memory fan-out, so a slow listener costs a coroutine
-and one frame in flight, nothing else: the next frame is read only when the previous one was taken
-by gRPC, and one the client has not taken within the send-stall timeout ends the stream with
-RESOURCE_EXHAUSTED. Store reads run on a small pool of their own (never on the event loop). The
-apply thread publishes to the feed; a caught-up listener waits there.
+and its frames in flight (the one being written, the last one written: _Outbox), nothing else: the
+next frame is read only when the previous one was taken by gRPC, and one the client has not taken
+within the send-stall timeout ends the stream with RESOURCE_EXHAUSTED (and a retry hint). Every
+listener's frames share a rate and a memory budget (Delivery). Store reads run on a small pool of
+their own (never on the event loop). The apply thread publishes to the feed; a caught-up listener
+waits there for its topic's events.
 
 A snapshot listen first sends the topic's live keys from one RocksDB snapshot (which also gives
 the consequence offset N it reflects), then streams events after N from the store as usual: no
