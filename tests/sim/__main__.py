@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the mix aimed at 6354a97: bursts, pauses, leaders losing power with unsynced entries sent",
     )
+    parser.add_argument("--pipelines", action="store_true", help="also drive pipeline calls, workers and results")
     parser.add_argument("--stop-at-first", action="store_true", help="stop at the first violation")
     parser.add_argument("--work-dir", default=os.path.join("var", "sim"))
     args = parser.parse_args(argv)
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_entries_max=args.log_entries_max,
                 revert=frozenset(f for f in args.revert.split(",") if f),
                 membership=args.membership,
+                pipelines=args.pipelines,
                 proposals_per_s=args.proposals_per_s,
                 tail_loss=args.tail_loss,
             )

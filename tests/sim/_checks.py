@@ -171,3 +171,16 @@ def exactly_once(address: str, events: Iterable[bytes], acknowledged: Iterable[b
         shown = ", ".join(v.decode() for v in missing[:10])
         found.append(f"{address}: {len(missing)} acknowledged proposals missing from the store: {shown}")
     return found
+
+
+def one_result_per_call(address: str, events: Iterable[bytes]) -> list[str]:
+    """Pipelines: the calls topic's program puts r/<call id> in on_result, which runs once per call."""
+    seen: set[bytes] = set()
+    found = []
+    for data in events:
+        event = pb.Event.FromString(data)
+        if event.kind == pb.PUT and event.key.startswith(b"r/"):
+            if event.key in seen:
+                found.append(f"{address}: on_result ran twice for call {event.key[2:].decode()}")
+            seen.add(event.key)
+    return found

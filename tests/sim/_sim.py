@@ -44,6 +44,20 @@ DIGEST_CHECK_S = 2.0  # store digests, this often
 PROPOSALS_IN_FLIGHT_MAX = 64
 PROBE_S = 0.5  # after healing, a probe proposal this often until one commits
 TOPIC = "sim"
+# --pipelines (off by default, so every seed's default run is unchanged): a second client drives a programmable
+# topic that calls a service, workers that join and leave, and results (right, duplicate, late, unknown), with
+# entries stamped with log time so that leases end and calls time out: every node must decide them alike.
+CALLS_TOPIC = "calls"
+CALLS_PROGRAM = """
+def on_put(ctx, key, value):
+    for i in range(int(value)):
+        ctx.call("svc", "m", key, context={"i": i}, timeout_ms=2000 + 1000 * i)
+
+def on_result(ctx, call, response, failure):
+    ctx.put("r/" + str(call.id), response if failure is None else failure)
+"""
+PIPELINE_ACTIONS_PER_S = 10.0
+LOG_TIME_BASE_MS = 1_700_000_000_000  # what the simulation's clock reads as log time at 0
 SWARM_LOG_ENTRIES_MAX = (8, 16, 30, 60)
 SWARM_PROPOSALS_PER_S = (5.0, 15.0, 40.0)
 SWARM_FAULT_GAP_S_MEAN = (0.7, 1.5, 3.0)
@@ -81,6 +95,7 @@ class SimConfig:
     network: str = "tcp"  # or "datagram": see _net.py
     revert: frozenset[str] = frozenset()  # fixes to take back (_wiring.REVERTIBLE_FIXES)
     membership: bool = False  # also remove members and add them back (fresh) as faults
+    pipelines: bool = False  # also drive calls, workers and results (CALLS_TOPIC), in stamped entries
     fault_gap_s_mean: float | None = None  # mean time between two faults
     # A mix aimed at the loss 6354a97 fixed (README, "The tail-loss mix"): bursts of proposals, pauses
     # weighted up, and a leader that loses power right after sending entries it has not synced.
@@ -95,6 +110,7 @@ class Result:
     violations: list[str] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
     simulated_s: float = 0.0
+    calls: str = ""  # --pipelines: what the calls topic's counters say at the end, on one converged node
     wall_s: float = 0.0
     events: int = 0
     proposals: int = 0
@@ -128,6 +144,7 @@ class Result:
                 if self.stale_replies
                 else ""
             )
+            + (f", calls: {self.calls}" if self.config.pipelines else "")
         )
 
     def report(self) -> str:
@@ -227,6 +244,9 @@ class Simulation:
         self.fault_gap_s_mean = config.fault_gap_s_mean or fault_gap_s_mean
         self.fault_weights = _swarm_faults(swarm, config)
         self.workload = stream(seed, "workload")
+        self.pipeline = stream(seed, "pipelines")  # its own stream: the default workload draws the same
+        self.calls_made = 0  # calls the pipeline client asked for (an upper bound on the ids issued)
+        self.creates_asked = 0
         self._trace: collections.deque[tuple[float, str]] = collections.deque(maxlen=config.trace_lines)
         self.network = Network(self.scheduler, seed, config.network, self.note)
         self.network.run_on = self._run_delivery
@@ -329,6 +349,8 @@ class Simulation:
         for address in self.addresses:
             self._start(address)
         self.scheduler.after(0.5, "client", self._propose_next, "propose")
+        if self.config.pipelines:
+            self.scheduler.after(0.6, "client", self._pipeline_next, "pipeline")
         if self.config.faults:
             self._schedule_fault()
         self.scheduler.after(STEP_CHECK_S, "check", self._periodic_logs)
@@ -664,6 +686,60 @@ class Simulation:
         self._on(address, lambda: target.propose(payload, on_result))
         self._wake(address)
 
+    def _pipeline_next(self) -> None:
+        rng = self.pipeline
+        if self.healed_at is None:
+            self.scheduler.after(rng.expovariate(PIPELINE_ACTIONS_PER_S), "client", self._pipeline_next, "pipeline")
+        live = [n for n in self.nodes.values() if n is not None]
+        target = self._leader() or (rng.choice(live) if live else None)
+        if target is None or sum(self.in_flight.values()) >= PROPOSALS_IN_FLIGHT_MAX:
+            return
+        mutation = self._pipeline_mutation(rng)
+        at_ms = LOG_TIME_BASE_MS + int((self.clock.now_s - self.start_s) * 1000)
+        run = pb.ClientRun(client_id=rng.randbytes(16), mutations=[mutation])
+        payload = pb.IntentionBatch(runs=[run], time_ms=at_ms).SerializeToString()
+        address = target.address
+        self.in_flight[address] += 1
+        self.note(f"pipeline: propose {pb.Kind.Name(mutation.kind)} {mutation.topic} to {address}")
+
+        def on_result(ok: bool) -> None:
+            self.in_flight[address] -= 1
+
+        self._on(address, lambda: target.propose(payload, on_result))
+        self._wake(address)
+
+    def _pipeline_mutation(self, rng: random.Random) -> pb.Mutation:
+        """One intention of the pipeline client: the topic (while it may not exist yet), calls, worker joins and
+        leaves, and results for ids it may or may not have issued."""
+        roll = rng.random()
+        m = pb.Mutation(nonce=1, topic=CALLS_TOPIC)
+        if roll < 0.05 or self.creates_asked < 3:  # again now and then: a create may be lost
+            self.creates_asked += 1
+            m.kind, m.program = pb.CREATE_TOPIC, CALLS_PROGRAM
+        elif roll < 0.35:
+            count = rng.randint(0, 3)
+            self.calls_made += count
+            m.kind, m.key, m.value = pb.PUT, f"k{rng.randrange(1 << 30)}".encode(), str(count).encode()
+        elif roll < 0.55:
+            settings = {"calls_max": rng.randint(1, 4), "lease_ms": rng.choice((300, 1000, 3000))}
+            m.kind, m.topic = pb.WORKER_JOIN, "svc"
+            m.worker.CopyFrom(pb.WorkerOp(worker=f"w{rng.randint(1, 3)}", **settings))  # type: ignore[arg-type]
+        elif roll < 0.6:
+            m.kind, m.topic = pb.WORKER_LEAVE, "svc"
+            m.worker.CopyFrom(pb.WorkerOp(worker=f"w{rng.randint(1, 3)}"))
+        else:
+            # Mostly recent calls: the ids the leader issued (a worker learns them from its stream), some beyond.
+            leader = self._leader()
+            last = leader.machine._calls.last_id() if leader is not None else self.calls_made
+            call_id = rng.randint(max(1, last - 12), last + 1)
+            if rng.random() < 0.8:
+                m.kind = pb.CALL_COMPLETE
+                m.result.CopyFrom(pb.CallResult(call_id=call_id, response=b"ok", worker=f"w{rng.randint(1, 3)}"))
+            else:
+                m.kind = pb.CALL_FAIL
+                m.result.CopyFrom(pb.CallResult(call_id=call_id, failure="no"))
+        return m
+
     def _probe(self) -> None:
         if self.probe_committed_at is not None:
             return
@@ -892,6 +968,13 @@ class Simulation:
         for node in members:
             found += self.checker.digest(node.address, *node.digest())
             found += _checks.exactly_once(node.address, node.events(TOPIC), self.acknowledged)
+            if self.config.pipelines:
+                found += _checks.one_result_per_call(node.address, node.events(CALLS_TOPIC))
+                stats = node.machine._calls.stats(CALLS_TOPIC)
+                self.result.calls = (
+                    f"{stats.issued} issued, {stats.completed} completed, {stats.failed} failed, {stats.timed_out} "
+                    f"timed out, {stats.gave_up} given up, {stats.redeliveries} redeliveries"
+                )
         digests = {n.digest() for n in members}
         if len(digests) > 1:
             found.append(f"converged nodes hold different stores: {sorted(digests)}")

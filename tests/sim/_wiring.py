@@ -191,7 +191,12 @@ class SimNode:
     # ---- the apply pipeline and snapshot hooks (the node's Applier) -------------------------------
 
     def _apply(self, raft_index: int, payload: bytes) -> None:
-        self.applier.on_commit(raft_index, payload)
+        if self.machine.calls_in_flight:
+            # The Applier hands every entry to its thread while pipeline calls are in flight (on_results may
+            # run); the simulation has one thread: apply here, as that thread would.
+            self.applier._apply_now(raft_index, payload)
+        else:
+            self.applier.on_commit(raft_index, payload)
         # The Applier applies an entry of one intention in the calling thread when its own thread is
         # idle: every entry the simulation proposes is one, so nothing runs outside this thread.
         assert self.machine.applied_mark.raft_index >= raft_index, "an entry went to the apply thread"
