@@ -103,7 +103,8 @@ sim-proof: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m sim -k finds_the_loss tests/sim $(PYTEST_ARGS)
 
 # Benchmarks (never part of `make test`; see docs/benchmarks.md). Results go to bench/results/.
-## Full matrix (fsync and none), sequential commits, the raw Raft ceiling, then the etcd comparison: about 6 minutes.
+## Full matrix (default and none), sequential commits, the raw Raft ceiling, then the etcd comparison: 44 min on the
+## shared 2-core machine at load 20-50 (31 min matrix, 10 min etcd; far less when idle).
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench run --durability default,none
 	$(BIN)/python -m bench.etcd_compare

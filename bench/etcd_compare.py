@@ -416,7 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: every process this run started has been stopped", file=sys.stderr)
         return 130
-    return 0 if all(r.ok for r in runs) else 1
+    # etcd is the reference: a run of it that fails (etcd times requests out on an overloaded machine) is
+    # reported in the table, not a failure of the benchmark. Laminar's runs must all succeed.
+    failed_etcd = [r for r in runs if r.system == ETCD and not r.ok]
+    if failed_etcd:
+        print(f"{len(failed_etcd)} etcd run(s) failed; the report says why", file=sys.stderr)
+    return 0 if all(r.ok for r in runs if r.system == LAMINAR) else 1
 
 
 if __name__ == "__main__":
