@@ -87,6 +87,7 @@ class Pending:
         client = self._client
         with client._cond:
             client._received_waiters += 1
+        client._want_received_acks()
         try:
             client._wait(lambda: self.done() or client._received_through >= self.nonce, timeout, self)
         finally:
@@ -170,6 +171,11 @@ class Client:
         self._ended = threading.Condition(lock)
         self._send_waiters = 0  # threads waiting on _sendable: put() notifies only when there are
         self._received_waiters = 0  # threads in Pending.received(): a `received` ack wakes waiters only then
+        # Whether sessions ask the leader for `received` acks (Hello.commits_only false): only once the
+        # code using this client has called Pending.received(), the one way it can see them. Until then
+        # each write is acknowledged once, at its commit: a frame and a wake-up less on each side.
+        self._received_acks = False
+        self._reopen = False  # the session was cancelled here to be opened again with received acks
         self._next_nonce = 1
         self._oldest = 1  # oldest uncommitted nonce
         self._sent_through = 0  # on the current connection
@@ -424,11 +430,16 @@ class Client:
             try:
                 self._session(address)
                 backoff = CLIENT_CONNECT_BACKOFF_S_MIN
+                self._reopen = False
             except grpc.RpcError as error:
                 hint = leader_hint(error)
                 if is_fatal(error):
                     self._fail_all(map_error(error))
                     return
+                if self._reopen:  # ended here to ask for received acks: open it again at once, same node
+                    self._reopen = False
+                    hint = hint or address
+                    continue
                 wait_s = retry_after_s(error)  # the node is full (sessions_max): it says when to come back
                 if wait_s is not None:
                     time.sleep(max(wait_s, backoff))
@@ -439,7 +450,9 @@ class Client:
 
     def _session(self, address: str) -> None:
         with self._cond:
-            hello = pb.Hello(client_id=self.client_id.bytes, next_nonce=self._oldest)
+            hello = pb.Hello(
+                client_id=self.client_id.bytes, next_nonce=self._oldest, commits_only=not self._received_acks
+            )
             self._sent_through = self._oldest - 1
             connection = _Connection(self, hello)
             self._connection = connection
@@ -452,6 +465,12 @@ class Client:
         watchdog = threading.Thread(target=self._watch, args=(connection,), name="laminar-watchdog", daemon=True)
         try:
             connection.call = stub_call(connection.requests())
+            with self._cond:
+                # Pending.received() was first called while this Hello was being made: ask again.
+                stale = self._received_acks and connection.hello.commits_only and not self._reopen
+                self._reopen = self._reopen or stale
+            if stale:
+                connection.call.cancel()
             watchdog.start()
             for frame in connection.call:
                 self._on_frame(address, connection, frame)
@@ -475,6 +494,20 @@ class Client:
                 log.info("no progress from %s for %.1f s; reconnecting", self.leader, CLIENT_PROGRESS_TIMEOUT_S)
                 connection.call.cancel()
                 return
+
+    def _want_received_acks(self) -> None:
+        """From now on sessions ask for `received` acks. A session open without them is ended and
+        opened again (as after a lost connection: what is in flight is resent and answered once), so
+        the caller's wait ends at `received`, not at the commit. Once per client."""
+        with self._cond:
+            if self._received_acks:
+                return
+            self._received_acks = True
+            connection = self._connection
+            call = None if connection is None or connection.closed else connection.call
+            self._reopen = call is not None
+        if call is not None:
+            call.cancel()
 
     def _on_frame(self, address: str, connection: _Connection, frame: pb.ServerFrame) -> None:
         with self._cond:

@@ -65,12 +65,14 @@ PERMISSION_WRITE: Permission
 PERMISSION_ADMIN: Permission
 
 class Hello(_message.Message):
-    __slots__ = ("client_id", "next_nonce")
+    __slots__ = ("client_id", "next_nonce", "commits_only")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     NEXT_NONCE_FIELD_NUMBER: _ClassVar[int]
+    COMMITS_ONLY_FIELD_NUMBER: _ClassVar[int]
     client_id: bytes
     next_nonce: int
-    def __init__(self, client_id: _Optional[bytes] = ..., next_nonce: _Optional[int] = ...) -> None: ...
+    commits_only: bool
+    def __init__(self, client_id: _Optional[bytes] = ..., next_nonce: _Optional[int] = ..., commits_only: _Optional[bool] = ...) -> None: ...
 
 class Mutation(_message.Message):
     __slots__ = ("nonce", "kind", "topic", "key", "value", "program", "args", "retention", "consumer", "result", "worker")

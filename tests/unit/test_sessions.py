@@ -156,3 +156,15 @@ def test_a_frame_over_the_run_bounds_is_proposed_in_runs_of_consecutive_nonces_e
     assert seen == mutations
     small = pb.MutationFrame(mutations=mutations[:2]).SerializeToString()
     assert _pieces(small, 10, weights[:2]) == [(small, 10, 2, 2)]
+
+
+def test_a_commits_only_session_sends_received_only_with_a_commit() -> None:
+    """Hello.commits_only: `received` alone makes no Acks frame; the next Commit's frame carries it."""
+    session = _Session(CLIENT, next_nonce=1, received_acks=False)
+    session.expected_nonce = 3
+    session.received(2)
+    assert session.next_acks() is None
+    session.committed([outcome(1)])
+    acks = session.next_acks()
+    assert acks is not None
+    assert acks.received_through == 2 and [c.nonce for c in acks.commits] == [1]

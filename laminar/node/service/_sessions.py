@@ -64,8 +64,18 @@ class _Session:
     write under `_lock` and call `_notify`, which wakes the event loop at most once until the
     writer has looked again."""
 
-    def __init__(self, client_id: bytes, next_nonce: int, on_latency: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        client_id: bytes,
+        next_nonce: int,
+        on_latency: Callable[[float], None] | None = None,
+        received_acks: bool = True,
+    ) -> None:
         self.client_id = client_id
+        # False (Hello.commits_only): `received` alone wakes no writer and sends no frame; it rides
+        # along with the next Commit. A lone write then costs the leader one event-loop wake-up and
+        # the client one gRPC message instead of two of each.
+        self.received_acks = received_acks
         # Named in every run this session proposes; outcomes of runs of other sessions (another writer
         # under the same client id, or this client's earlier session) are not this session's to report.
         self.token = secrets.randbits(64) | 1
@@ -101,7 +111,8 @@ class _Session:
         with self._lock:
             if through_nonce > self._received_through:
                 self._received_through = through_nonce
-                self._notify()
+                if self.received_acks:
+                    self._notify()
 
     def committed(self, outcomes: list[Outcome]) -> None:
         """Queue the outcomes of nonces this session sent, each nonce once, in nonce order.
@@ -226,7 +237,7 @@ class _Session:
         """What to send now, if anything; raises the session's failure once everything before it is sent."""
         with self._lock:
             self._wake_pending = False
-            if self._commits or self._received_through > self._received_sent:
+            if self._commits or (self.received_acks and self._received_through > self._received_sent):
                 # Commits with long reasons (a program's, one per message) could outgrow a 4 MiB frame.
                 commits = self._commits[: limits.ACKS_FRAME_COMMITS_MAX]
                 acks = pb.Acks(received_through=self._received_through, commits=commits)
@@ -347,7 +358,9 @@ class SessionRouter:
     async def run(self, context: Any) -> None:
         """Serve one Session RPC until it ends; raises SessionFailure with the status to end it with."""
         hello = await self._hello(context)
-        session = _Session(bytes(hello.client_id), hello.next_nonce, self._on_commit_latency)
+        session = _Session(
+            bytes(hello.client_id), hello.next_nonce, self._on_commit_latency, received_acks=not hello.commits_only
+        )
         session.attach(asyncio.get_running_loop())
         self._register(session)
         reader = asyncio.create_task(self._read_frames(session, context))
