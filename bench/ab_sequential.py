@@ -1,6 +1,6 @@
 """A/B of sequential-write latency between two revisions, side by side on this machine.
 
-    python -m bench.ab_sequential --a main --b HEAD [--blocks 8] [--writes 300]
+    python -m bench.ab_sequential --a main --b HEAD [--blocks 8] [--writes 300] [--pipelined]
 
 Each revision's tree (`git archive`) is unpacked under var/ab/; one worker process per revision runs
 with that tree first on PYTHONPATH, so its client and its 3-node cluster (fsync) run that revision's
@@ -8,7 +8,8 @@ code. Both clusters run the whole time; the driver asks them for blocks of seque
 (A then B, then B then A, ...), so both see the same load on this shared machine. A write is one put
 whose commit the client waits for; each block begins with WARM_UP_WRITES uncounted writes. Prints
 each block's p50 and the per-block ratio B / A, then the medians over all writes and over the
-per-block ratios (the figure to read: it cancels the drift).
+per-block ratios (the figure to read: it cancels the drift). With --pipelined, each block is one burst
+of --writes puts sent without waiting (the last one waited for), and the figures are µs per write.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def _worker(writes_max: int) -> None:
         client.put(TOPIC, b"warm", VALUE).committed(timeout=COMMIT_TIMEOUT_S)
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
+            if line.startswith("p"):  # pipelined: µs per write of a burst, the last one waited for
+                burst = min(int(line[1:]), writes_max)
+                started = time.perf_counter()
+                for n in range(burst):
+                    last = client.put(TOPIC, b"k%d" % (n % 100), VALUE)
+                last.committed(timeout=COMMIT_TIMEOUT_S)
+                print(json.dumps([(time.perf_counter() - started) * 1e6 / burst]), flush=True)
+                continue
             count = min(int(line), writes_max)
             latencies = []
             for n in range(-WARM_UP_WRITES, count):
@@ -84,10 +93,10 @@ def _start(tree: str, writes_max: int) -> subprocess.Popen[str]:
     return worker
 
 
-def _block(worker: subprocess.Popen[str], writes: int) -> list[float]:
+def _block(worker: subprocess.Popen[str], writes: int, pipelined: bool) -> list[float]:
     stdin: IO[str] | None = worker.stdin
     assert stdin is not None and worker.stdout is not None
-    stdin.write(f"{writes}\n")
+    stdin.write(f"{'p' if pipelined else ''}{writes}\n")
     stdin.flush()
     result: list[float] = json.loads(worker.stdout.readline())
     return result
@@ -99,6 +108,7 @@ def main() -> None:
     parser.add_argument("--b", default="HEAD", help="revision B")
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--writes", type=int, default=300, help="sequential writes per block")
+    parser.add_argument("--pipelined", action="store_true", help="bursts of --writes puts: µs per write")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -113,7 +123,7 @@ def main() -> None:
     try:
         for n in range(blocks):
             order = ("A", "B") if n % 2 == 0 else ("B", "A")
-            got: dict[str, Any] = {name: _block(workers[name], writes) for name in order}
+            got: dict[str, Any] = {name: _block(workers[name], writes, args.pipelined) for name in order}
             for name in order:
                 all_ms[name] += got[name]
             for q, key in ((0.5, "p50"), (0.99, "p99")):
