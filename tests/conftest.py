@@ -78,6 +78,24 @@ class TestCluster:
         return "\n".join(parts)
 
 
+@pytest.fixture(scope="module")
+def module_cluster(tmp_path_factory, request) -> Iterator[tuple[LocalCluster, list[str]]]:  # type: ignore[no-untyped-def]
+    """One 3-node cluster shared by the tests of a module, up once a leader has committed a topic: (nodes,
+    client addresses). A module asks for it through its own `cluster` fixture, which says what it is for."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    base = free_port_block(3)
+    write_config(str(root / "c.toml"), 3, base, str(root / "data"))
+    nodes = LocalCluster(str(root / "c.toml"), [1, 2, 3], log_dir=str(root))
+    addresses = [f"127.0.0.1:{base + n}" for n in (1, 2, 3)]
+    nodes.start_all()
+    try:
+        with laminar.Client(addresses) as client:  # waits for a leader
+            client.create_topic("ready").committed(timeout=30)
+        yield nodes, addresses
+    finally:
+        nodes.stop_all()
+
+
 @pytest.fixture
 def make_cluster(tmp_path, request) -> Iterator[Callable[..., TestCluster]]:  # type: ignore[no-untyped-def]
     """Start a cluster of real nodes: make_cluster(nodes=3). Stopped at the end of the test."""

@@ -13,22 +13,9 @@ from laminar.client import describe_topic
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):  # type: ignore[no-untyped-def]
+def cluster(module_cluster):  # type: ignore[no-untyped-def]
     """One 3-node cluster for this module; each test uses its own topics."""
-    from laminar.local_cluster import LocalCluster, free_port_block, write_config
-
-    root = tmp_path_factory.mktemp("consumers")
-    base = free_port_block(3)
-    write_config(str(root / "c.toml"), 3, base, str(root / "data"))
-    nodes = LocalCluster(str(root / "c.toml"), [1, 2, 3], log_dir=str(root))
-    addresses = [f"127.0.0.1:{base + n}" for n in (1, 2, 3)]
-    nodes.start_all()
-    try:
-        with laminar.Client(addresses) as client:  # waits for a leader
-            client.create_topic("ready").committed(timeout=30)
-        yield nodes, addresses
-    finally:
-        nodes.stop_all()
+    return module_cluster
 
 
 def _leader(addresses: list[str]) -> int:
