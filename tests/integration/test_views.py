@@ -62,8 +62,11 @@ def test_snapshot_listener_gets_current_state_then_every_later_event_without_gap
         client.create_topic("kv").committed(10)
         for n in range(500):
             client.put("kv", keys[n % len(keys)], str(n))
-        client.delete("kv", "k0")
+        deleted = client.delete("kv", "k0")
         client.flush(30)
+        # A Listener may land on any node, and a follower learns of a commit one message later: wait until every
+        # node has applied the delete, so that the snapshot below is of the state just written wherever it lands.
+        c.wait_applied(deleted.committed(10).intention_offset)
         with laminar.Listener(c.addresses, "kv", snapshot=True) as quiet:
             first = quiet.take(len(keys) - 1, timeout=10)
             assert all(e.snapshot for e in first) and b"k0" not in {e.key for e in first}  # deleted
