@@ -37,7 +37,7 @@ import grpc
 
 from laminar import limits
 from laminar.client._client import Client, Pending, _as_bytes
-from laminar.client._connect import TLS, Nodes, map_error
+from laminar.client._connect import TLS, Nodes, map_error, retry_after_s
 from laminar.client._ratelimit import RateLimit
 from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout
 from laminar.v1 import laminar_pb2 as pb
@@ -374,6 +374,7 @@ class Worker:
         while not self._closed.is_set():
             address = self._nodes.pick(hint)
             hint = None
+            wait_s = WORK_RETRY_S
             try:
                 self._stream_from(address)
             except grpc.RpcError as error:
@@ -382,7 +383,8 @@ class Worker:
                     with self._lock:
                         self._lock.notify_all()
                     return
-            if self._closed.wait(WORK_RETRY_S):
+                wait_s = max(WORK_RETRY_S, retry_after_s(error) or 0.0)  # a full node says when to come back
+            if self._closed.wait(wait_s):
                 return
             hint = self._client.leader
 
