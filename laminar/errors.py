@@ -7,6 +7,7 @@
     ├── Unavailable            no node answered, or no leader could be found in time
     ├── OffsetTrimmed          a listener asked for events its topic's retention trimmed; `.first_offset`
     │                          is the oldest one kept
+    ├── SnapshotTooLarge       a snapshot Listener's snapshot is larger than it may hold (`snapshot_bytes_max`)
     ├── Timeout                an ack or event did not arrive within the given timeout
     │   └── Unacknowledged     close() gave up on mutations that never committed; `.nonces` names them
     ├── ClientClosed           the client was closed while the call waited
@@ -57,6 +58,12 @@ class OffsetTrimmed(LaminarError):
         """From a node's OUT_OF_RANGE answer, which says "the first available offset is N"."""
         found = re.search(r"the first available offset is (\d+)", message)
         return OffsetTrimmed(message, int(found.group(1)) if found else 0)
+
+
+class SnapshotTooLarge(LaminarError):
+    """A `Listener(snapshot=True)` holds the topic's snapshot until it is complete, and it was larger
+    than the listener's `snapshot_bytes_max`. Nothing of it was delivered. Listen with a larger bound,
+    or from offset 0 (the whole history, streamed)."""
 
 
 class Unacknowledged(Timeout):

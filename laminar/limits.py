@@ -200,6 +200,11 @@ assert SESSION_UNCOMMITTED_INTENTIONS_MAX >= CLIENT_INFLIGHT_MAX, "flow control 
 # Writes offered while this many are out wait and go in the next frame: under load frames grow instead
 # of queueing one write each in the transport (see laminar/client/_client.py, _Connection).
 CLIENT_FRAMES_INFLIGHT_MAX = 4
+# A snapshot Listener holds the snapshot's frames until the last one has come, so that a stream cut mid-snapshot
+# (the listener then asks another node, which may be at another offset, for a fresh one) never shows the user part of
+# one node's snapshot followed by another's. Held bytes (as on the wire) are bounded by this, per listener, unless
+# the listener is given another `snapshot_bytes_max`; past it, the listener ends with SnapshotTooLarge.
+LISTENER_SNAPSHOT_BYTES_MAX = 64 * MIB
 
 # --- Replicated state ----------------------------------------------------------------------------
 # Results kept per client for answering a resent message with its original outcome. A client never

@@ -7,9 +7,10 @@ node. A topic that does not exist yet is simply waited for.
 
 With `snapshot=True` the listener starts from the topic's current state: it first yields every
 live key with its current value (events with `snapshot=True`, in key order), then the events after
-the offset the snapshot reflects, with no gap. If the connection breaks before the snapshot is
-complete, the next node sends a fresh snapshot: some keys may then come twice (treat snapshot
-events as upserts).
+the offset the snapshot reflects, with no gap. The snapshot is held (bounded: `snapshot_bytes_max`)
+until its last frame has come, and only then delivered: if the connection breaks before that, what
+came is dropped and the next node sends a fresh snapshot, which may be at another offset. So the
+user sees exactly one snapshot, the state at one offset, never part of one and all of another.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import Any
 
 import grpc
 
+from laminar import limits
 from laminar.client._connect import TLS, Nodes, map_error, retry_after_s
 from laminar.client._consumer import Acks
 from laminar.client._types import Event, GroupSettings, Kind
-from laminar.errors import InvalidRequest, LaminarError, OffsetTrimmed, Timeout
+from laminar.errors import InvalidRequest, LaminarError, OffsetTrimmed, SnapshotTooLarge, Timeout
 from laminar.v1 import laminar_pb2 as pb
 
 LISTENER_BUFFER_FRAMES_MAX = 64  # frames read ahead of the consumer
@@ -54,9 +56,18 @@ class Listener:
         tls: TLS | None = None,
         on_retry: Callable[[str, str], None] | None = None,
         token: str | None = None,
+        snapshot_bytes_max: int = limits.LISTENER_SNAPSHOT_BYTES_MAX,
     ) -> None:
         """`on_retry(address, why)`, if given, is called (from the listener's thread) each time a
         stream from `address` breaks or cannot start and the listener is about to try again.
+
+        `snapshot=True`: first every live key with its current value (events with `.snapshot` set), then
+        the events after `snapshot_offset`. The snapshot is delivered only once it is complete: it is held
+        until its last frame, so that a stream cut mid-snapshot (the listener then asks another node for a
+        fresh one, maybe at another offset) never shows part of one snapshot and then another. Iteration
+        therefore yields the first snapshot event only when `snapshot_offset` is already set. The held
+        frames may take `snapshot_bytes_max` bytes (as on the wire); past that the listener ends with
+        SnapshotTooLarge, having delivered none of it.
 
         `consumer="billing"`: a durable consumer (docs/consumers.md). The listener starts after the
         position the cluster keeps for it (the first event for a new one) and `ack(offset)` moves
@@ -70,6 +81,8 @@ class Listener:
             raise InvalidRequest("a consumer or group member starts where the cluster says: no from_offset or snapshot")
         if consumer and group:
             raise InvalidRequest("a listener is a durable consumer or a group member, not both")
+        if snapshot_bytes_max < 1:
+            raise InvalidRequest(f"snapshot_bytes_max must be >= 1, got {snapshot_bytes_max}")
         self.topic = topic
         self.consumer = consumer
         self.group = group
@@ -86,6 +99,7 @@ class Listener:
                 join.settings.CopyFrom(group_settings.to_wire())
             self._acks = Acks(addresses, tls, topic, group, self.member, join, token=token)
         self._snapshot_pending = snapshot  # until a snapshot_end frame arrives
+        self._snapshot_held = _HeldSnapshot(topic, snapshot_bytes_max)  # its frames so far, from this stream
         self.snapshot_offset: int | None = None  # the offset the snapshot reflected, once complete
         self._nodes = Nodes(addresses, tls, token)
         self._after = from_offset  # last offset handed to the buffer
@@ -173,6 +187,11 @@ class Listener:
                 address = self._nodes.pick()
                 try:
                     self._stream(address)
+                except SnapshotTooLarge as error:
+                    self._error = error
+                    if self._call is not None:
+                        self._call.cancel()
+                    return
                 except grpc.RpcError as error:
                     if error.code() in _FINAL:  # type: ignore[attr-defined]
                         self._error = map_error(error)
@@ -200,6 +219,7 @@ class Listener:
             request.consumer = self.consumer
         elif self.group:
             request.consumer, request.member, request.from_offset = self.group, self.member or "", 0
+        self._snapshot_held.clear()  # a snapshot is never continued from another stream: it starts afresh
         self._call = method(request)
         for frame in self._call:
             if self.group:
@@ -210,16 +230,17 @@ class Listener:
             if not self._positioned and frame.events:
                 self._after = frame.events[0].consequence_offset - 1  # where the consumer's position was
                 self._positioned = True
-            events = []
             if self._snapshot_pending:
-                events = [
-                    Event(self.topic, Kind.PUT, e.key, e.value, e.intention_offset, e.consequence_offset, snapshot=True)
-                    for e in frame.snapshot
-                ]
-                if frame.snapshot_end:
-                    self._after = frame.snapshot_offset
-                    self.snapshot_offset = frame.snapshot_offset
-                    self._snapshot_pending = False
+                self._snapshot_held.add(frame)
+                if not frame.snapshot_end:
+                    continue
+                self._after = frame.snapshot_offset
+                self.snapshot_offset = frame.snapshot_offset
+                self._snapshot_pending = False
+                for held in self._snapshot_held.take():
+                    if held and not self._put(held):
+                        return
+            events = []
             for e in frame.events:
                 if e.consequence_offset <= self._after:
                     continue  # never deliver twice, whatever a node sends
@@ -250,3 +271,42 @@ class Listener:
                 if force:
                     return False
         return False
+
+
+class _HeldSnapshot:
+    """A snapshot's frames as they come, until its last one: then they are taken whole, as events.
+    Bounded by `bytes_max` (serialized frame bytes); past it, SnapshotTooLarge."""
+
+    def __init__(self, topic: str, bytes_max: int) -> None:
+        self._topic = topic
+        self._bytes_max = bytes_max
+        self._frames: list[pb.ListenFrame] = []
+        self.bytes = 0
+
+    def add(self, frame: pb.ListenFrame) -> None:
+        self.bytes += frame.ByteSize()
+        if self.bytes > self._bytes_max:
+            self.clear()
+            raise SnapshotTooLarge(
+                f"the snapshot of {self._topic!r} is larger than this listener may hold "
+                f"(snapshot_bytes_max = {self._bytes_max} bytes): give it a larger snapshot_bytes_max, "
+                "or listen from offset 0 instead (the history, streamed)"
+            )
+        self._frames.append(frame)
+
+    @property
+    def frames(self) -> int:
+        return len(self._frames)
+
+    def clear(self) -> None:
+        self._frames, self.bytes = [], 0
+
+    def take(self) -> Iterator[list[Event]]:
+        """The snapshot's events, a list per frame (not one long list: the consumer pops from its front)."""
+        frames = self._frames
+        self.clear()
+        for frame in frames:
+            yield [
+                Event(self._topic, Kind.PUT, e.key, e.value, e.intention_offset, e.consequence_offset, snapshot=True)
+                for e in frame.snapshot
+            ]

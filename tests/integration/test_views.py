@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
+
+import pytest
 
 import laminar
 from laminar import Kind
@@ -115,3 +118,66 @@ def test_snapshot_listener_gets_current_state_then_every_later_event_without_gap
         for key in [*keys, "end"]:
             got = client.get("kv", key)
             assert state.get(key.encode()) == (got.value if got.found else None), key
+
+
+def test_snapshot_listener_cut_mid_snapshot_shows_one_snapshot_then_every_event(make_cluster) -> None:
+    """A snapshot listener whose node dies mid-snapshot, after the topic changed, shows the user exactly one
+    snapshot (the next node's, equal to the topic's state at its offset: no key twice, no deleted key), then the
+    events after it without gap. Nodes send at most 1 MiB/s to listeners, so a 2.5 MiB snapshot spans frames
+    that come about a second apart, and the first node is killed once the listener has some but not all."""
+    c = make_cluster(3, extra_config="[serving]\nlisten_bytes_per_s = 1048576\n")
+    value = b"v" * (64 * 1024)
+    writes: list[tuple[str, bytes | None]] = [(f"k{i:02}", value) for i in range(40)]  # consequence offsets 2..41
+    with laminar.Client(c.addresses) as client:
+        client.create_topic("kv").committed(10)
+        for key, v in writes:
+            client.put("kv", key, v)
+        client.flush(30)
+        c.wait_applied(client.put("kv", "k40", "x").committed(10).intention_offset)
+        writes.append(("k40", b"x"))
+        leader = c.leader_id()
+        first, second = (n for n in (1, 2, 3) if n != leader)
+        listener = laminar.Listener([c.address_of(first), c.address_of(second)], "kv", snapshot=True)
+        try:
+            deadline = time.monotonic() + 20
+            while listener._snapshot_held.frames == 0:  # the first node's snapshot has begun to arrive
+                assert time.monotonic() < deadline, "no snapshot frame within 20 s"
+                time.sleep(0.005)
+            # Changed after the first node took its snapshot, which has k00 and k01 in its first frame.
+            client.delete("kv", "k01")
+            client.put("kv", "k00", "changed")
+            last = client.put("kv", "k41", "new").committed(10)
+            writes += [("k01", None), ("k00", b"changed"), ("k41", b"new")]
+            c.wait_applied(last.intention_offset, [second])
+            assert listener.snapshot_offset is None, "the cut must come mid-snapshot"
+            c.cluster.kill(first)
+            while listener.snapshot_offset is None:  # set once the snapshot is complete, before it is delivered
+                assert time.monotonic() < deadline + 30, "no complete snapshot within 30 s of the cut"
+                time.sleep(0.01)
+            after = [client.put("kv", f"a{n}", str(n)) for n in range(3)]
+            seen: list[laminar.Event] = []
+            event = listener.next_event(timeout=30)
+            while event.snapshot:
+                seen.append(event)
+                event = listener.next_event(timeout=30)
+            snapshot_offset = listener.snapshot_offset
+            assert snapshot_offset == len(writes) + 1, "the second node's snapshot, of every write"
+            expected: dict[bytes, bytes] = {}
+            for key, v in writes[: snapshot_offset - 1]:
+                if v is None:
+                    expected.pop(key.encode(), None)
+                else:
+                    expected[key.encode()] = v
+            assert len(seen) == len({e.key for e in seen}), "no key twice"
+            assert {e.key: e.value for e in seen} == expected
+            assert [e.key for e in seen] == sorted(expected), "one snapshot, in key order"
+            assert event.consequence_offset == snapshot_offset + 1 and event.key == b"a0", "no gap after it"
+            for n, pending in enumerate(after[1:], start=1):
+                following = listener.next_event(timeout=30)
+                assert following.consequence_offset == snapshot_offset + 1 + n and following.key == f"a{n}".encode()
+                assert following.intention_offset == pending.committed(10).intention_offset
+        finally:
+            listener.close()
+        small = laminar.Listener([c.address_of(second)], "kv", snapshot=True, snapshot_bytes_max=100_000)
+        with small, pytest.raises(laminar.SnapshotTooLarge, match="snapshot_bytes_max = 100000 bytes"):
+            small.next_event(timeout=30)
