@@ -180,10 +180,13 @@ LISTEN_FEED_BUCKETS = 256
 # as the previous one took (half a core at most); callers past that get RESOURCE_EXHAUSTED with a hint.
 DIGEST_CALLS_CONCURRENT_MAX = 1
 DIGEST_PAUSE_FACTOR = 3  # the pause after a Digest, in times its duration: a quarter of a thread at most
-# Status (every live topic's name) and DescribeTopic (counts up to DESCRIBE_KEYS_COUNTED_MAX keys) per
-# second per node, with as many at once in a burst; past it, RESOURCE_EXHAUSTED with a retry hint.
+# Status (every live topic's name), DescribeTopic (counts up to DESCRIBE_KEYS_COUNTED_MAX keys) and DescribeCalls
+# (a page of a topic's calls in flight: `laminar calls`) per second per node, each with its own bucket (so a
+# dashboard polling calls cannot starve DescribeTopic, nor the reverse), as many at once in a burst; past it,
+# RESOURCE_EXHAUSTED with a retry hint.
 STATUS_CALLS_PER_S_MAX = 50
-DESCRIBE_CALLS_PER_S_MAX = 50
+DESCRIBE_TOPIC_CALLS_PER_S_MAX = 50
+DESCRIBE_CALLS_CALLS_PER_S_MAX = 50
 # Calls of any other kind at once (health watches, reflection, refused calls on their way out); the
 # server's bound on all calls is the sum of the bounds above and this.
 OTHER_CALLS_MAX = 256

@@ -7,12 +7,16 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
+import grpc
 import pytest
 
 import laminar
+from laminar import limits
 from laminar.client import describe_calls
 from laminar.v1 import laminar_pb2 as pb
+from laminar.v1 import laminar_pb2_grpc as pb_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRAM = """
@@ -218,3 +222,25 @@ def test_a_worker_follows_the_leader_across_its_death(cluster) -> None:
             nodes.start(leader)
     outcomes = _outcomes(addresses, "failover", 4)
     assert sorted(outcomes) == ["ok/k0", "ok/k1", "ok/k2", "ok/k3"] and all(len(v) == 1 for v in outcomes.values())
+
+
+def test_describe_calls_and_describe_topic_each_have_their_own_rate(cluster) -> None:
+    """Polling DescribeCalls past its rate on a node gets RESOURCE_EXHAUSTED there, and DescribeTopic on that node
+    is still served at once; the reverse too: neither can starve the other."""
+    _, addresses = cluster
+    stub = pb_grpc.LaminarStub(grpc.insecure_channel(addresses[0]))
+    calls, topic = pb.DescribeCallsRequest(topic="ready"), pb.DescribeTopicRequest(topic="ready")
+
+    def exhaust(rpc: Any, request: Any) -> None:
+        for _ in range(4 * max(limits.DESCRIBE_CALLS_CALLS_PER_S_MAX, limits.DESCRIBE_TOPIC_CALLS_PER_S_MAX)):
+            try:
+                rpc(request, timeout=WAIT_S)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+                return
+        raise AssertionError("never rate limited")
+
+    exhaust(stub.DescribeCalls, calls)
+    assert stub.DescribeTopic(topic, timeout=WAIT_S).exists
+    exhaust(stub.DescribeTopic, topic)
+    assert stub.DescribeCalls(calls, timeout=WAIT_S).topic_exists

@@ -139,7 +139,8 @@ class LaminarServicer:
         self._calls = calls
         self._digests = DutyGate("Digest")
         self._statuses = RateGate("Status", limits.STATUS_CALLS_PER_S_MAX)
-        self._describes = RateGate("DescribeTopic", limits.DESCRIBE_CALLS_PER_S_MAX)
+        self._describes = RateGate("DescribeTopic", limits.DESCRIBE_TOPIC_CALLS_PER_S_MAX)
+        self._call_describes = RateGate("DescribeCalls", limits.DESCRIBE_CALLS_CALLS_PER_S_MAX)
 
     def stop(self) -> None:
         self._calls.stop()
@@ -201,7 +202,7 @@ class LaminarServicer:
         problem = _rules.topic_problem(request.topic)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        return await self._call(context, self._node.describe_calls, request, gate=self._describes)
+        return await self._call(context, self._node.describe_calls, request, gate=self._call_describes)
 
     async def _end_listen(self, context: grpc.aio.ServicerContext, failure: SessionFailure) -> NoReturn:
         """End a listener's stream with `failure`; one cut for not reading (stream_send_stall_s) carries a
