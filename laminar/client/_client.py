@@ -292,10 +292,18 @@ class Client:
         raise Unavailable(f"get {topic!r} not answered within {timeout:.1f} s: {last_error}")
 
     def flush(self, timeout: float | None = None) -> None:
-        """Block until everything sent so far is committed."""
+        """Block until everything sent so far is committed. Raises at once the error that ended the session for
+        good (PermissionDenied, InvalidRequest, ...): what was in flight then will not commit through this client."""
         with self._cond:
             last = self._next_nonce - 1
-        self._wait(lambda: self._oldest > last, timeout, None)
+        self._wait(lambda: self._oldest > last or self._fatal is not None, timeout, None)
+        if self._oldest <= last and self._fatal is not None:
+            raise self._fatal
+
+    @property
+    def failure(self) -> LaminarError | None:
+        """The error that ended this client's session for good (every mutation after it fails with it), or None."""
+        return self._fatal
 
     def close(self, timeout: float | _Default | None = _DEFAULT) -> None:
         """Wait up to `timeout` seconds (default: the client's `close_timeout`; None: no limit) for

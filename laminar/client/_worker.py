@@ -39,7 +39,7 @@ from laminar import limits
 from laminar.client._client import Client, Pending, _as_bytes
 from laminar.client._connect import TLS, Nodes, map_error, retry_after_s
 from laminar.client._ratelimit import RateLimit
-from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout
+from laminar.errors import ClientClosed, InvalidRequest, LaminarError, Timeout, Unacknowledged
 from laminar.v1 import laminar_pb2 as pb
 
 JOIN_TIMEOUT_S = 30.0  # the first join waits this long to commit (an election may be under way)
@@ -284,9 +284,21 @@ class Worker:
             self._client.flush(timeout)
             self._settle()
             self._client.worker_op(pb.WORKER_LEAVE, self.service, pb.WorkerOp(worker=self.name)).committed(timeout)
+        except LaminarError:
+            if self._client.failure is None:
+                raise
+            # The session ended for good (a result refused, e.g. PermissionDenied): each result in flight has that
+            # error on its Pending and in stats.errors, and the leave cannot be sent: the leases lapse instead.
+            self._settle()
         finally:
-            self._client.close(timeout=timeout)
-            self._nodes.close()
+            failed = self._client.failure is not None
+            try:
+                self._client.close(timeout=0 if failed else timeout)
+            except Unacknowledged:
+                if not failed:
+                    raise
+            finally:
+                self._nodes.close()
 
     def __enter__(self) -> Worker:
         return self
@@ -419,6 +431,8 @@ class Worker:
     def _check_open(self) -> None:
         if self._error is not None:
             raise self._error
+        if self._client.failure is not None:  # a result or heartbeat was refused for good: no result could be posted
+            raise self._client.failure
         if self._closed.is_set():
             raise ClientClosed("the worker is closed")
 

@@ -5,6 +5,7 @@ tests run in file order (the guessing test locks 127.0.0.1 out of one node, so i
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import urllib.request
@@ -319,6 +320,61 @@ def test_a_reader_may_run_a_durable_consumer_but_not_reset_it(cluster: Cluster) 
     assert consumer.acked_offset == first.consequence_offset
     reset = pb.Mutation(kind=pb.CONSUMER_RESET, topic=TOPIC, consumer=pb.ConsumerOp(name="audit", offset=0))
     assert _session(cluster.stub(), reader, reset) == grpc.StatusCode.PERMISSION_DENIED
+
+
+PIPELINE = """
+def on_put(ctx, key, value):
+    ctx.call("t.pay", "charge", value, context={"key": key.decode()})
+
+def on_result(ctx, call, response, failure):
+    ctx.put("paid/" + call.context["key"], response)
+"""
+
+
+def _user(cluster: Cluster, name: str, grants: list[tuple[str, str]]) -> str:
+    """A user with a role of its own holding `grants` ((permission, pattern)); returns its token."""
+    cluster.admin(A.USER_ADD, user=name, token=f"secret-of-{name}")
+    cluster.admin(A.ROLE_ADD, role=name)
+    for permission, pattern in grants:
+        cluster.admin(A.ROLE_GRANT, role=name, grant=laminar.client.grant(permission, pattern, False))
+    cluster.admin(A.USER_GRANT, user=name, role=name)
+    return f"{name}:secret-of-{name}"
+
+
+def test_a_worker_needs_read_and_write_on_its_service_and_write_on_the_calling_topic(cluster: Cluster) -> None:
+    """With authorization on, a Worker lacking a permission it needs gets a PermissionDenied that names it (at its
+    join, at its first call, or at its first result), and one holding read and write on its service's name and
+    write on the calling topic completes calls that the topic's on_result turns into events."""
+    root = cluster.secrets["root"]
+    with laminar.Client(cluster.addresses, token=root) as client:
+        assert client.create_topic("t.orders", program=PIPELINE).committed(timeout=CALL_TIMEOUT_S).ok
+        assert client.put("t.orders", "o1", "10").committed(timeout=CALL_TIMEOUT_S).ok
+    no_write = _user(cluster, "w-nowrite", [("read", "t.pay")])
+    with pytest.raises(laminar.PermissionDenied, match=re.escape("lacks write on topic 't.pay'")):
+        laminar.Worker(cluster.addresses, service="t.pay", token=no_write)
+    no_read = _user(cluster, "w-noread", [("write", "t.pay")])
+    with (
+        laminar.Worker(cluster.addresses, service="t.pay", token=no_read) as worker,
+        pytest.raises(laminar.PermissionDenied, match=re.escape("lacks read on topic 't.pay'")),
+    ):
+        worker.next_call(timeout=CALL_TIMEOUT_S)
+    no_result = _user(cluster, "w-noresult", [("read", "t.pay"), ("write", "t.pay")])
+    worker = laminar.Worker(cluster.addresses, service="t.pay", token=no_result, lease_ms=1000)  # its lease lapses soon
+    call = worker.next_call(timeout=CALL_TIMEOUT_S)
+    with pytest.raises(laminar.PermissionDenied, match=re.escape("lacks write on topic 't.orders'")):
+        call.complete(b"paid").committed(timeout=CALL_TIMEOUT_S)
+    with pytest.raises(laminar.PermissionDenied, match=re.escape("lacks write on topic 't.orders'")):
+        worker.next_call(timeout=CALL_TIMEOUT_S)  # its results cannot be posted: it takes no more calls
+    started = time.monotonic()
+    worker.close()  # the refused result is on its Pending and in stats: close neither waits for it nor raises
+    assert time.monotonic() - started < 5 and worker.stats.errors == 1
+    allowed = _user(cluster, "w-ok", [("read", "t.pay"), ("write", "t.pay"), ("write", "t.orders")])
+    with laminar.Worker(cluster.addresses, service="t.pay", token=allowed) as worker:
+        call = worker.next_call(timeout=CALL_TIMEOUT_S)
+        assert call.context == {"key": "o1"} and call.request == b"10"
+        assert call.complete(b"paid").committed(timeout=CALL_TIMEOUT_S).effect == "VALID"
+    with laminar.Client(cluster.addresses, token=root) as client:
+        assert client.get("t.orders", "paid/o1").value == b"paid"
 
 
 def _digest(cluster: Cluster) -> str:
