@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 from laminar import limits
 from laminar.node.service import connection_limits
@@ -247,3 +248,40 @@ def test_a_listener_caught_up_on_its_topic_is_not_woken_by_events_of_other_topic
 
     woken_by_other, woken_by_mine = asyncio.run(run())
     assert not woken_by_other and woken_by_mine
+
+
+def test_the_feed_wakes_the_event_loop_only_while_a_listener_waits() -> None:
+    """Events applied while no listener waits cost the event loop no wake-up (each one competed with the
+    session writer carrying the ack of a sequential write); a listener that then waits with the old version
+    returns at once, and one that waits for newer events is woken by the next publish."""
+    from laminar.node.service._listen import EventFeed
+
+    async def run() -> tuple[int, bool, bool]:
+        loop = asyncio.get_running_loop()
+        wakes = []
+        feed = EventFeed()
+        feed.attach(loop)
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            if callback == feed._wake:  # not asyncio.to_thread's own hand-backs
+                wakes.append(callback)
+            return original(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        version = feed.version()
+        for _ in range(3):
+            await asyncio.to_thread(feed.publish, {"mine": 1})  # the apply thread, nobody waiting
+        wakes_unwaited = len(wakes)
+        stale = asyncio.create_task(feed.wait_newer(version, 5.0, "mine"))
+        await asyncio.sleep(0.05)
+        returned_at_once = stale.done()
+        waiting = asyncio.create_task(feed.wait_newer(feed.version(), 5.0))
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(feed.publish, {"mine": 1})
+        await asyncio.wait_for(waiting, 1.0)
+        return wakes_unwaited, returned_at_once, waiting.done()
+
+    wakes_unwaited, returned_at_once, woken = asyncio.run(run())
+    assert wakes_unwaited == 0
+    assert returned_at_once and woken

@@ -48,7 +48,10 @@ def encode_listen_frame(events: list[bytes]) -> bytes:
 
 class EventFeed:
     """A version bumped by the apply thread whenever a topic got events; listeners on the event loop
-    wait for it to move. The loop is woken at most once per wake-up it has not yet run.
+    wait for it to move. The loop is woken at most once per wake-up it has not yet run, and only while
+    a listener waits: with none (no listener, or all of them busy reading), a wake-up would cost the
+    apply thread a write to the loop's self-pipe and the loop a turn for nothing, on every entry (on
+    a sequential write that turn competed with the session writer's, which carries the ack).
 
     A listener of one topic waits on its topic's bucket (one of LISTEN_FEED_BUCKETS, by the name's
     hash), not on every topic: 2,000 listeners caught up on quiet topics are not all woken, each to read
@@ -64,6 +67,7 @@ class EventFeed:
         self._bucket_moved: list[asyncio.Event | None] = [None] * limits.LISTEN_FEED_BUCKETS  # while waited on
         self._pending_buckets: set[int] = set()  # buckets moved since the loop last woke
         self._wake_pending = False
+        self._waiting = 0  # listeners in wait_newer (counted under the lock, before they check the version)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Called on the event loop when the server starts."""
@@ -79,8 +83,8 @@ class EventFeed:
                 bucket = _bucket(topic)
                 self._bucket_versions[bucket] = self._version
                 self._pending_buckets.add(bucket)
-            if self._loop is None or self._wake_pending:
-                return
+            if self._loop is None or self._wake_pending or not self._waiting:
+                return  # a listener that begins to wait after this sees the version moved first
             self._wake_pending = True
         try:
             self._loop.call_soon_threadsafe(self._wake)
@@ -106,23 +110,25 @@ class EventFeed:
 
     async def wait_newer(self, version: int, timeout_s: float, topic: str | None = None) -> None:
         """Return once events newer than `version` were published (of `topic`, if given), or after timeout_s."""
-        if topic is None:
-            moved = self._moved
-            if moved is None or self.version() != version:
+        bucket = None if topic is None else _bucket(topic)
+        with self._lock:  # counted as waiting before the check: a publish after it wakes the loop
+            if self._loop is None or self._moved is None:
                 return
-        else:
-            bucket = _bucket(topic)
-            with self._lock:
-                if self._loop is None or self._bucket_versions[bucket] > version:
-                    return
-            moved = self._bucket_moved[bucket]
-            if moved is None:  # created before any await: a publish from here on sets it
-                moved = self._bucket_moved[bucket] = asyncio.Event()
+            if (self._version if bucket is None else self._bucket_versions[bucket]) > version:
+                return
+            self._waiting += 1
         try:
+            moved = self._moved if bucket is None else self._bucket_moved[bucket]
+            if moved is None:  # a bucket nobody waited on: created before any await, so a publish from here on sets it
+                assert bucket is not None
+                moved = self._bucket_moved[bucket] = asyncio.Event()
             async with asyncio.timeout(timeout_s):
                 await moved.wait()
         except TimeoutError:
             pass
+        finally:
+            with self._lock:
+                self._waiting -= 1
 
 
 def _bucket(topic: str) -> int:
