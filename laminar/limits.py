@@ -375,6 +375,11 @@ AUTH_SESSION_CHECKS_CACHED_MAX = 1024  # (kind, topic) pairs a session remembers
 # ---- pipelines, the worker's side (laminar/client/_worker.py; client only, not replicated) ---------------------
 WORKER_RATE_PER_S_MAX = 1_000_000  # the largest rate_per_s a Worker takes (None: no rate limit at all)
 WORKER_RATE_BURST_MS = 1000  # a rate-limited worker may hand out this long's worth of calls at once (at least one)
+# A rate-limited worker asks the cluster for no more calls than it can start within this share of a lease at its
+# rate (its join's calls_max: rate_per_s x lease x share, at least 1, at most its concurrency): a call leased to it
+# then waits for the rate at most half its lease and has the other half to run, instead of lapsing in the worker's
+# buffer and going to another worker (a delivery spent, towards CALL_DELIVERIES_MAX).
+WORKER_RATE_WAIT_LEASE_SHARE = 0.5
 # Call ids a worker remembers finishing, so a node that re-sends them (a new stream re-sends every call a worker
 # holds, and a lagging node may not have applied the result yet) does not hand them out again. Past it, a re-sent
 # call runs twice: execution is at least once, and the second result is INVALID.

@@ -11,7 +11,9 @@ applied once; the first result of a call runs the topic's on_result, a later one
 
 Bounds: the cluster leases at most `concurrency` calls to this worker at once (the join's calls_max), and
 the worker never hands out more than `concurrency` calls that are neither completed nor failed, so a slow
-application holds at most that many. `rate_per_s` caps how many calls per second it hands out.
+application holds at most that many. `rate_per_s` caps how many calls per second it hands out; such a worker
+asks for fewer calls (leased_calls_max): no more than it can start within half a lease at that rate, so the
+calls it holds do not lapse while they wait for the rate.
 
 What it renews: leases run in log time and any result counts as the worker's heartbeat, so a busy worker
 sends nothing but its results. Only a worker that posted nothing for a third of its lease sends a
@@ -61,6 +63,16 @@ def default_worker_name() -> str:
     """host-pid-random: unique per process, readable in `laminar calls list`."""
     host = _NAME_UNSAFE.sub("-", socket.gethostname())[:64] or "host"
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def leased_calls_max(concurrency: int, rate_per_s: float | None, lease_ms: int) -> int:
+    """Calls a worker asks the cluster to lease it at once: `concurrency`, or for a rate-limited worker no more
+    than it can start within WORKER_RATE_WAIT_LEASE_SHARE of a lease (at least 1): a call leased beyond that
+    would wait in the worker for the rate while its lease ran out, and go to another worker."""
+    if rate_per_s is None:
+        return concurrency
+    startable = int(rate_per_s * lease_ms / 1000 * limits.WORKER_RATE_WAIT_LEASE_SHARE)
+    return max(1, min(concurrency, startable))
 
 
 @dataclass
@@ -196,7 +208,8 @@ class Worker:
         self.name = name or default_worker_name()
         self.concurrency = concurrency
         self._rate = RateLimit(rate_per_s, limits.WORKER_RATE_BURST_MS) if rate_per_s is not None else None
-        self._join_op = pb.WorkerOp(worker=self.name, method=method, calls_max=concurrency, lease_ms=lease_ms)
+        self.calls_max = leased_calls_max(concurrency, rate_per_s, lease_ms)  # what the cluster leases it at once
+        self._join_op = pb.WorkerOp(worker=self.name, method=method, calls_max=self.calls_max, lease_ms=lease_ms)
         self._heartbeat_s = lease_ms / 1000 / HEARTBEATS_PER_LEASE
         self.stats = WorkerStats()
         self._lock = threading.Condition()

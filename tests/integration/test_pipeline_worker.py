@@ -107,10 +107,18 @@ def test_concurrency_bounds_the_calls_in_hand(cluster) -> None:
 
 
 def test_rate_limit_spaces_the_calls_handed_out(cluster) -> None:
-    """rate_per_s=20 hands out a second's burst (20) at once, then 20 a second: 30 calls take at least 0.45 s."""
+    """rate_per_s=20 hands out a second's burst (20) at once, then 20 a second: 30 calls take at least 0.45 s. With
+    a 2 s lease the worker asks for 20 calls at once (what it can start in half a lease), not its concurrency."""
     _, addresses = cluster
     _calls(addresses, "paced", "svc-paced", 30)
-    with laminar.Worker(addresses, service="svc-paced", rate_per_s=20, concurrency=64) as worker:
+    with laminar.Worker(addresses, service="svc-paced", rate_per_s=20, concurrency=64, lease_ms=2000) as worker:
+        assert worker.calls_max == 20
+        deadline = time.monotonic() + WAIT_S
+        while len(leased := [c for c in describe_calls(addresses, "paced").calls if c.worker == worker.name]) < 20:
+            assert time.monotonic() < deadline, leased
+            time.sleep(0.05)
+        time.sleep(0.3)  # what the cluster would lease past calls_max, it would have by now
+        assert len([c for c in describe_calls(addresses, "paced").calls if c.worker == worker.name]) == 20
         started = time.monotonic()
         for _ in range(30):
             worker.next_call(timeout=WAIT_S).complete(b"")

@@ -9,7 +9,7 @@ import pytest
 from laminar import limits
 from laminar.cli import build_parser
 from laminar.client._ratelimit import RateLimit
-from laminar.client._worker import CallBook, default_worker_name
+from laminar.client._worker import CallBook, default_worker_name, leased_calls_max
 from laminar.errors import InvalidRequest
 
 
@@ -76,3 +76,17 @@ def test_calls_commands_parse_topic_and_optional_call_id() -> None:
     assert (listing.topic, listing.output) == ("orders", "json")
     assert parser.parse_args(["calls", "describe", "orders"]).call_id is None
     assert parser.parse_args(["calls", "describe", "orders", "17"]).call_id == 17
+
+
+def test_a_rate_limited_worker_asks_for_no_more_calls_than_it_can_start_within_half_a_lease() -> None:
+    """calls_max is the concurrency without a rate; with one, at most rate x lease x 1/2 (what the rate lets the
+    worker start before half the lease has gone), never below 1 nor above the concurrency."""
+    assert limits.WORKER_RATE_WAIT_LEASE_SHARE == 0.5
+    assert leased_calls_max(64, None, 30_000) == 64
+    assert leased_calls_max(64, 1.0, 30_000) == 15  # 1/s for 15 s
+    assert leased_calls_max(64, 20.0, 30_000) == 64  # 300 startable: the concurrency bounds it
+    assert leased_calls_max(64, 10.0, 1_000) == 5
+    assert leased_calls_max(64, 0.01, 30_000) == 1  # slower than one call per lease: one at a time still
+    for rate, lease_ms in [(0.5, 10_000), (3.0, 4_000), (100.0, 200)]:
+        calls = leased_calls_max(1024, rate, lease_ms)
+        assert calls / rate <= lease_ms / 1000 / 2, "the last call leased starts within half its lease"
