@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the mix aimed at 6354a97: bursts, pauses, leaders losing power with unsynced entries sent",
     )
     parser.add_argument("--pipelines", action="store_true", help="also drive pipeline calls, workers and results")
+    parser.add_argument(
+        "--pipelines-every",
+        type=int,
+        default=0,
+        help="drive pipelines in the seeds that are multiples of this (0: only with --pipelines; `make sim`: 5)",
+    )
     parser.add_argument("--stop-at-first", action="store_true", help="stop at the first violation")
     parser.add_argument("--work-dir", default=os.path.join("var", "sim"))
     args = parser.parse_args(argv)
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_entries_max=args.log_entries_max,
                 revert=frozenset(f for f in args.revert.split(",") if f),
                 membership=args.membership,
-                pipelines=args.pipelines,
+                pipelines=args.pipelines or (args.pipelines_every > 0 and seed % args.pipelines_every == 0),
                 proposals_per_s=args.proposals_per_s,
                 tail_loss=args.tail_loss,
             )
@@ -73,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                 seeds = seeds[: i + 1]
                 break
     wall_s = time.perf_counter() - started
+    every = args.pipelines_every
+    pipelines = "every seed" if args.pipelines else f"seeds divisible by {every}" if every > 0 else "none"
     print(
-        f"\nseeds explored: {len(seeds)}, network {args.network}, nodes {args.nodes}"
+        f"\nseeds explored: {len(seeds)}, network {args.network}, nodes {args.nodes}, pipelines: {pipelines}"
         f"{', reverted: ' + args.revert if args.revert else ''}\n"
         f"simulated: {simulated_s:.0f} s ({simulated_s / 3600:.2f} h) in {wall_s:.0f} s real, "
         f"{simulated_s / wall_s:.1f} simulated s per real s\n"
