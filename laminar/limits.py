@@ -103,6 +103,12 @@ SNAPSHOT_RECEIVED_BYTES_MAX = 64 * 1024 * MIB
 STORE_WRITE_BUFFER_BYTES = 16 * MIB  # one memtable
 STORE_WRITE_BUFFERS_MAX = 2  # memtables in memory at once (one filling, one flushing)
 STORE_BLOCK_CACHE_BYTES = 32 * MIB  # cache of read blocks (listeners reading history, gets)
+# Apply deletes at most this many stored keys of a range one by one (point tombstones); a larger range gets one
+# RocksDB range delete. Why not always a range delete: each one written into the memtable makes the next read
+# of any key rebuild the memtable's whole list of range tombstones, so after 20,000 topic destroys (one range
+# delete each, for its views) every entry's first read cost ~15 ms. A point tombstone costs only reads of its
+# own key, and ~1 us to write: a range of this many keys is at most ~1 ms of apply.
+STORE_POINT_DELETES_MAX = 1024
 # A read that outlives the store's read lock (a digest, a snapshot listener) reads its pinned snapshot in steps
 # of at most this many entries and bytes (one entry always), each under the pin's own lock: a snapshot install,
 # which releases every pin, waits for one step at most (well under a millisecond), never for a whole read.
@@ -213,6 +219,10 @@ LISTENER_SNAPSHOT_BYTES_MAX = 64 * MIB
 # Results kept per client for answering a resent message with its original outcome. A client never
 # has more than CLIENT_INFLIGHT_MAX messages in flight, so a resend is always inside this window.
 DEDUPE_RESULTS_PER_CLIENT_MAX = CLIENT_INFLIGHT_MAX
+# A client's results older than that window are dropped when its window passes a multiple of this many nonces,
+# with one range delete (not one per entry: see STORE_POINT_DELETES_MAX), so a client keeps at most
+# DEDUPE_RESULTS_PER_CLIENT_MAX + BATCH_INTENTIONS_MAX + DEDUPE_RESULTS_TRIM_STEP_NONCES results (5 B each in a run).
+DEDUPE_RESULTS_TRIM_STEP_NONCES = 4096
 # A client not heard from for this many intention offsets is forgotten (its dedupe record, kept results and
 # expiry key dropped). It must outlast a client's reconnect after a fail-over or a partition: at this machine's
 # peak of ~40,000 intentions/s that is ~4 minutes, and hours at ordinary loads. A client that comes back later
@@ -224,7 +234,7 @@ DEDUPE_CLIENT_EXPIRY_INTENTIONS = 10_000_000
 DEDUPE_CLIENT_EXPIRY_MS = 24 * 3600 * 1000
 # Clients with a dedupe record, at most: past it the least recently heard from is forgotten first, whatever the
 # offsets say, so a flood of client ids that put once and vanish costs a bounded store (~130 B a client that
-# sent one message; a client keeps at most DEDUPE_RESULTS_PER_CLIENT_MAX + BATCH_INTENTIONS_MAX results of 5 B).
+# sent one message; a client keeps a bounded number of results: see DEDUPE_RESULTS_TRIM_STEP_NONCES).
 DEDUPE_CLIENTS_MAX = 100_000
 # Clients forgotten per applied entry beyond that entry's own new clients, so expiry work per entry is bounded.
 DEDUPE_EXPIRED_PER_BATCH_MAX = 64

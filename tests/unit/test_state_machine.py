@@ -157,6 +157,7 @@ def test_result_window_is_bounded(sm: Harness, monkeypatch: pytest.MonkeyPatch) 
     """Outcomes kept for resends are bounded per client; older resends get a clear ERROR."""
     monkeypatch.setattr(limits, "DEDUPE_RESULTS_PER_CLIENT_MAX", 4)
     monkeypatch.setattr(limits, "BATCH_INTENTIONS_MAX", 2)
+    monkeypatch.setattr(limits, "DEDUPE_RESULTS_TRIM_STEP_NONCES", 1)  # trimmed as the window moves (test_churn_cost)
     sm.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")])))
     for nonce in range(2, 20):
         sm.apply(entry((ALICE, [m(nonce, pb.PUT, "t", b"k", b"v")])))

@@ -273,6 +273,11 @@ def _cut(reason: str) -> str:
     return data[: limits.REASON_BYTES_MAX].decode(errors="ignore")
 
 
+def _results_horizon(client: ClientRecord) -> int:
+    """Every result run of `client` starting below this nonce is older than its dedupe window."""
+    return client.nonce_max - limits.DEDUPE_RESULTS_PER_CLIENT_MAX - limits.BATCH_INTENTIONS_MAX
+
+
 class StateMachine:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -303,6 +308,9 @@ class StateMachine:
                     self._retained.add(name)
         self._live_topics = len(self._topics)
         self._clients: dict[bytes, ClientRecord] = {}
+        # No expiry key is below this offset (a hint for _expire_clients's scan, found by it; not replicated state:
+        # every key at or above it is scanned, so every node expires the same clients whatever its hint).
+        self._expiry_floor = 0
         self._consumers.reload()
         self._calls.reload()
         # Clients with a dedupe record in the store: DEDUPE_CLIENTS_MAX bounds it (see _expire_clients).
@@ -735,6 +743,17 @@ class StateMachine:
         data = self._store.get(Keys.topic(name))
         return None if data is None else TopicRecord.decode(data)
 
+    def _delete_stored(self, writes: WriteSet, begin: bytes, end: bytes) -> None:
+        """Delete the keys that earlier entries stored in [begin, end) (not those this entry wrote): one by one when
+        there are at most STORE_POINT_DELETES_MAX, else with one range delete, which every later read pays for until
+        RocksDB flushes it (see limits.py). The same keys on every node, so the same writes."""
+        keys = self._store.keys_between(begin, end, limits.STORE_POINT_DELETES_MAX + 1)
+        if len(keys) > limits.STORE_POINT_DELETES_MAX:
+            writes.delete_range(begin, end)
+            return
+        for key in keys:
+            writes.delete(key)
+
     def _runtime(self, name: str, topic: _Topic) -> TopicRuntime | None:
         if topic.runtime is None:
             try:
@@ -767,7 +786,8 @@ class StateMachine:
             topic.views[key] = None
         elif kind == pb.DESTROY_TOPIC:
             topic.views.clear()  # this _Topic is being replaced; a new one starts with no view
-            batch.writes.delete_range(topic.views_prefix, Keys.views_end(name))
+            # Only keys stored by earlier entries: this entry's views are written at its end (write_views).
+            self._delete_stored(batch.writes, topic.views_prefix, Keys.views_end(name))
         batch.dirty_topics.add(name)
         batch.topic_offsets[name] = offset
         batch.events += 1
@@ -827,11 +847,19 @@ class StateMachine:
             first, trimmed, read = trim_point(kept, retention, batch.time_ms, events, budget, batch.time_ms)
             budget -= max(read, 1)
             if first > kept.first_offset:
-                batch.writes.delete_range(
-                    topic.events_prefix + u64(kept.first_offset), topic.events_prefix + u64(first)
-                )
+                self._delete_events(batch.writes, topic.events_prefix, kept.first_offset, first)
                 topic.first_offset, topic.retained_bytes = first, max(0, kept.retained_bytes - trimmed)
                 batch.dirty_topics.add(name)
+
+    @staticmethod
+    def _delete_events(writes: WriteSet, prefix: bytes, first: int, end: int) -> None:
+        """Delete the events at offsets [first, end) of one topic (this entry's too): one by one when they are at most
+        STORE_POINT_DELETES_MAX (the steady trim of a capped topic), else with one range delete (see limits.py)."""
+        if end - first > limits.STORE_POINT_DELETES_MAX:
+            writes.delete_range(prefix + u64(first), prefix + u64(end))
+            return
+        for offset in range(first, end):
+            writes.delete(prefix + u64(offset))
 
     def _save_client(self, batch: _Batch, client_id: bytes, before: ClientRecord | None) -> None:
         after = self._clients.get(client_id)
@@ -854,9 +882,12 @@ class StateMachine:
             start += run.count
             writes.put_blind(Keys.result(client_id, run.first_nonce), run.encode())
         # Keep outcomes of the last DEDUPE_RESULTS_PER_CLIENT_MAX nonces at least: a run holds at
-        # most BATCH_INTENTIONS_MAX results, so runs starting below this horizon are all older.
-        horizon = after.nonce_max - limits.DEDUPE_RESULTS_PER_CLIENT_MAX - limits.BATCH_INTENTIONS_MAX
-        if horizon > 0:
+        # most BATCH_INTENTIONS_MAX results, so runs starting below this horizon are all older. They are
+        # dropped when the horizon passes a multiple of DEDUPE_RESULTS_TRIM_STEP_NONCES: one range delete
+        # per step, not one per entry (each costs later reads: see limits.STORE_POINT_DELETES_MAX).
+        step = limits.DEDUPE_RESULTS_TRIM_STEP_NONCES
+        horizon = _results_horizon(after) // step * step
+        if horizon > 0 and (before is None or _results_horizon(before) < horizon):
             writes.delete_range(Keys.result(client_id, 0), Keys.result(client_id, horizon))
 
     def _expire_clients(self, batch: _Batch) -> None:
@@ -872,8 +903,12 @@ class StateMachine:
             return
         prefix = Keys.EXPIRY_PREFIX
         budget = limits.DEDUPE_EXPIRED_PER_BATCH_MAX + batch.new_clients
-        for key, value in self._store.scan(prefix, limit=budget):
+        # From the floor, not the prefix: each entry deletes its clients' old expiry keys, and a scan from the
+        # prefix would step over every such tombstone RocksDB still holds (one per entry: ~400 us after 100,000).
+        for key, value in self._store.scan(prefix, start=prefix + u64(self._expiry_floor), limit=budget):
             last_offset = from_u64(key[len(prefix) : len(prefix) + 8])
+            # Every key below this one is gone once this entry is written (expired here, or moved by it).
+            self._expiry_floor = last_offset
             # Log time never goes backwards along the log, so offset order is also time order. A key written
             # before log time existed (no value, or 0) is expired by offsets and the count only.
             heard_ms = from_u64(value) if len(value) == 8 else 0
@@ -887,6 +922,7 @@ class StateMachine:
             batch.writes.delete(key)
             batch.writes.delete(Keys.client(client_id))
             self.auth.unbind(client_id, batch.writes)
-            batch.writes.delete_range(Keys.results_of(client_id), Keys.results_of(client_id) + u64(2**64 - 1))
+            # Not touched by this entry (above): its results are all stored. Usually a few runs: point deletes.
+            self._delete_stored(batch.writes, Keys.results_of(client_id), Keys.results_of(client_id) + u64(2**64 - 1))
             self._clients.pop(client_id, None)
             self._client_count -= 1
