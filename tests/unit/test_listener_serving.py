@@ -183,6 +183,32 @@ def test_a_listener_whose_next_event_does_not_fit_waits_for_room_holding_nothing
     assert reserved == 64 * limits.KIB
 
 
+def test_room_freed_at_once_goes_to_waiting_listeners_no_faster_than_the_rate() -> None:
+    """When 2,000 never-reading listeners are cancelled, gRPC reports the cancels one by one and each frees room: the
+    listeners waiting for room get it at the listener rate (plus one burst), not all at once, so the waiters whose
+    own cancel is still on its way do not each read and write a frame for nothing while a good client's put waits
+    for the event loop (before: every waiter that fitted was granted at once, 1,000 reads in 0.2 s)."""
+    event_bytes = 64 * limits.KIB
+    rate = 16 * limits.MIB  # bytes per second
+    waiters = 200
+
+    async def run() -> tuple[int, int]:
+        delivery = Delivery(bytes_per_s=rate)
+        delivery.shared_bytes = limits.LISTEN_BUFFERED_BYTES_MAX
+        grows = [asyncio.create_task(delivery.grow(limits.LISTEN_FRAME_BYTES_MIN, event_bytes)) for _ in range(waiters)]
+        await asyncio.sleep(0.05)  # they all wait for room; the rate refills meanwhile (to one burst at most)
+        delivery.release(limits.LISTEN_BUFFERED_BYTES_MAX)  # every frame in flight let go of at once
+        await asyncio.sleep(0)
+        at_once = sum(g.done() for g in grows)
+        await asyncio.wait_for(asyncio.gather(*grows), 10.0)
+        return at_once, sum(g.done() for g in grows)
+
+    at_once, finally_granted = asyncio.run(run())
+    charge = event_bytes - limits.LISTEN_FRAME_BYTES_MIN
+    assert at_once <= limits.LISTEN_BYTES_BURST_MAX // charge + 1, at_once
+    assert finally_granted == waiters  # all of them, at the rate: (200 x 48 KiB - 1 MiB) / 16 MiB/s ~ 0.5 s
+
+
 def test_calls_on_a_connection_past_connections_max_are_refused_and_its_own_go_on() -> None:
     """The connection gate counts connections with a call open: a call on a new connection past connections_max is
     refused, another call on a connection already counted is not, and a connection whose calls all ended frees room;
