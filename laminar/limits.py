@@ -98,6 +98,11 @@ SNAPSHOT_CHUNK_BYTES = 1 * MIB  # a snapshot travels to a lagging follower in ch
 # A snapshot received from the leader larger than this is refused (a hostile or broken peer must not
 # fill the disk); far above any store this project targets.
 SNAPSHOT_RECEIVED_BYTES_MAX = 64 * 1024 * MIB
+# A snapshot file (packed here, or received from the leader) is written back to disk and waited for every
+# this many bytes, so the kernel never holds more of it dirty. One fsync of a whole 200 MB snapshot made every
+# journal fsync on the same disk wait behind it (250-380 ms each, back to back for 1.2-1.5 s: bench/snapshot_stall.py);
+# with at most a step's worth in flight, the journal waits for one step at most (~30 ms at this disk's speed).
+SNAPSHOT_SYNC_STEP_BYTES_MAX = 4 * MIB
 # RocksDB's memory: its defaults (64 MiB memtables, two of them) let a node grow by ~130 MiB before
 # the first flush. Smaller memtables keep RSS flat early and cost little: flushes are sequential.
 STORE_WRITE_BUFFER_BYTES = 16 * MIB  # one memtable

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pysyncobj.config import SERIALIZER_STATE
 
+from laminar import limits
 from laminar.node.raft import SnapshotHooks
 from laminar.node.raft._journal import DurableJournal
-from laminar.node.raft._snapshot import Snapshotter, snapshot_entries
+from laminar.node.raft._snapshot import SnapshotReceiver, Snapshotter, snapshot_entries, verify
 from laminar.node.store import Store, WriteSet
 from laminar.node.store._records import AppliedMark
 
@@ -124,3 +127,71 @@ def test_a_journal_that_does_not_continue_the_snapshot_is_left_to_pysyncobj(tmp_
     assert journal.drop_through_snapshot((b"cmd-10", 10, 1), (b"cmd-11", 11, 1)) == 0  # last one missing
     assert len(journal) == 10
     assert snapshot_entries(str(tmp_path / "no-such-snapshot")) is None
+
+
+def _spy_syncs(monkeypatch: pytest.MonkeyPatch, suffix: str) -> list[int]:
+    """Calls through os.fsync and os.fdatasync, noting the size of each file whose name ends in `suffix` when
+    it was synced (that is when its written bytes stop being dirty in the page cache)."""
+    sizes: list[int] = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def spy(fd: int, real: Callable[[int], None] = real) -> None:
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(suffix):
+                sizes.append(os.fstat(fd).st_size)
+            real(fd)
+
+        monkeypatch.setattr(os, name, spy)
+    return sizes
+
+
+def _largest_unsynced(sizes: list[int], final_size: int) -> int:
+    assert sizes and sizes[-1] == final_size, (sizes, final_size)  # the whole file was synced at the end
+    return max(b - a for a, b in zip([0, *sizes], sizes, strict=False))
+
+
+def test_a_snapshot_is_written_back_in_steps_never_leaving_more_than_the_bound_dirty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packing syncs the tar every SNAPSHOT_SYNC_STEP_BYTES_MAX, so no more than that is ever dirty: one fsync of
+    a whole multi-hundred-MiB tar made every journal fsync on the disk wait 250-380 ms behind it for over a
+    second (bench/snapshot_stall.py). The checksum computed while writing verifies."""
+    step = 256 * 1024
+    monkeypatch.setattr(limits, "SNAPSHOT_SYNC_STEP_BYTES_MAX", step)
+    store = Store(str(tmp_path / "store"))
+    writes = WriteSet()
+    for i in range(48):
+        writes.put(b"k%d" % i, os.urandom(64 * 1024))  # 3 MiB that no compression shrinks
+    store.commit(writes, AppliedMark(10, 10))
+    snapshotter = _snapshotter(store, tmp_path)
+    final = tmp_path / "snapshot"
+    sizes = _spy_syncs(monkeypatch, ".building")
+    snapshotter.serialize(str(final) + ".tmp", _meta(10)[1:])
+    assert _wait_done(snapshotter) == SERIALIZER_STATE.SUCCESS
+    assert final.stat().st_size > 3 * 2**20
+    assert _largest_unsynced(sizes, final.stat().st_size) <= step
+    assert verify(str(final))[0][1] == 10
+
+
+def test_a_received_snapshot_is_written_back_in_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower receiving the leader's snapshot syncs it in the same steps as it arrives, not once whole."""
+    step = 256 * 1024
+    monkeypatch.setattr(limits, "SNAPSHOT_SYNC_STEP_BYTES_MAX", step)
+    source = tmp_path / "leader.snapshot"
+    store = Store(str(tmp_path / "store"))
+    writes = WriteSet()
+    writes.put(b"k", os.urandom(2 * 2**20))
+    store.commit(writes, AppliedMark(10, 10))
+    snapshotter = _snapshotter(store, tmp_path)
+    snapshotter.serialize(str(source) + ".tmp", _meta(10)[1:])
+    assert _wait_done(snapshotter) == SERIALIZER_STATE.SUCCESS
+    data = source.read_bytes()
+    receiver = SnapshotReceiver(str(tmp_path / "incoming"))
+    sizes = _spy_syncs(monkeypatch, "incoming")
+    chunk = 100_000
+    path = None
+    for offset in range(0, len(data), chunk):
+        piece = data[offset : offset + chunk]
+        path = receiver.take("leader", 3, offset, (piece, offset == 0, offset + chunk >= len(data)))
+    assert path is not None
+    assert _largest_unsynced(sizes, len(data)) <= step
