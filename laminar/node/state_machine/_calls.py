@@ -57,7 +57,7 @@ class _Service:
         return not self.workers and not self.in_flight
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Finished:
     """A call that got its result: the state machine runs its topic's on_result with it."""
 
@@ -94,6 +94,9 @@ class Calls:
         self._stats: dict[str, pb.CallStats] = {}
         self._dirty_stats: set[str] = set()
         self._spent: set[int] = set()  # waiting calls that had their last delivery: they fail at the next entry end
+        # Calls whose lease changed in this entry: written once, at its end (grant), however often it changed (a call
+        # issued and leased in one entry wrote its lease twice).
+        self._leases_dirty: set[int] = set()
         data = self._store.get(CallKeys.SEQ)
         self._seq = CallSeq.decode(data) if data is not None else CallSeq(0, 0)
         self._seq_dirty = False
@@ -201,7 +204,7 @@ class Calls:
             )
             writes.put(CallKeys.call(topic, call.id), call.SerializeToString())
             lease = CallLease(topic, "", 0, 0, 0)
-            writes.put(CallKeys.lease(one.service, call.id), lease.encode())
+            self._leases_dirty.add(call.id)
             self._hold(call, lease)
             self._services[one.service].waiting.setdefault(one.method, set()).add(call.id)
             heapq.heappush(self._deadlines, (call.deadline_ms, call.id))
@@ -253,10 +256,11 @@ class Calls:
         key = CallKeys.call(call.topic, call_id)
         decided, data = writes.lookup(key)
         if not decided:
-            data = self._store.get(key)
+            data = self._store.get_applying(key)
         assert data is not None, f"call {call_id} is in flight, so its record is stored"
         writes.delete(key)
         writes.delete(CallKeys.lease(call.service, call_id))
+        self._leases_dirty.discard(call_id)
         self._by_topic[call.topic].discard(call_id)
         if not self._by_topic[call.topic]:
             del self._by_topic[call.topic]
@@ -350,7 +354,7 @@ class Calls:
         writes.delete(CallKeys.grant(call.service, worker, call.lease.seq))
         call.lease.worker = ""
         call.lease.lease_deadline_ms = 0
-        writes.put(CallKeys.lease(call.service, call_id), call.lease.encode())
+        self._leases_dirty.add(call_id)
         if call.lease.deliveries >= limits.CALL_DELIVERIES_MAX:
             self._spent.add(call_id)
         else:
@@ -410,12 +414,17 @@ class Calls:
 
     def grant(self, writes: WriteSet, now_ms: int) -> None:
         """Lease waiting calls (by id, per method in name order) to the roomiest live workers that take them,
-        at most CALL_GRANTS_PER_ENTRY_MAX over all services; then write what changed."""
+        at most CALL_GRANTS_PER_ENTRY_MAX over all services; then write what changed in the entry (leases, the
+        sequence, counters). The state machine calls it at the end of every entry, after expire."""
         budget = limits.CALL_GRANTS_PER_ENTRY_MAX
         for service in sorted(s for s, e in self._services.items() if e.workers and any(e.waiting.values())):
             entry = self._services[service]
             for method in sorted(entry.waiting):
                 budget = self._grant_method(writes, now_ms, service, entry, method, budget)
+        for call_id in sorted(self._leases_dirty):
+            call = self._calls[call_id]  # a call that finished was taken out of the set
+            writes.put(CallKeys.lease(call.service, call_id), call.lease.encode())
+        self._leases_dirty.clear()
         if self._seq_dirty:
             writes.put(CallKeys.SEQ, self._seq.encode())
             self._seq_dirty = False
@@ -436,7 +445,7 @@ class Calls:
         lease.lease_deadline_ms = now_ms + entry.workers[worker].lease_ms
         lease.deliveries += 1
         entry.held[worker] += 1
-        writes.put(CallKeys.lease(service, call_id), lease.encode())
+        self._leases_dirty.add(call_id)
         writes.put_blind(CallKeys.grant(service, worker, lease.seq), u64(call_id) + call.topic.encode())
         heapq.heappush(self._lease_ends, (lease.lease_deadline_ms, call_id, lease.seq))
         self.applied.granted = True

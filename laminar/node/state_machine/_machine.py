@@ -428,9 +428,14 @@ class StateMachine:
                 streak = self._settle(batch, client_id, nonce - 1, batch.offset - 1, streak)
             else:
                 digests.append(contents_digest(mutation))
-                streak = self._settle(batch, client_id, nonce - 1, batch.offset, streak)
                 batch.offset += 1
                 effect, reason = (ERROR, denied) if denied else self._execute(batch, client_id, mutation)
+                if effect == VALID and not reason:
+                    # Joins the streak like a write: a worker's frame of results is one Outcome, not one each.
+                    # Nothing in _execute records outcomes, so settling after it keeps them in nonce order.
+                    streak += 1
+                    continue
+                streak = self._settle(batch, client_id, nonce - 1, batch.offset - 1, streak)
             reason = _cut(reason)
             batch.outcome(client_id, nonce, effect, batch.offset, reason)
             self._remember(batch, client_id, nonce, effect, batch.offset, reason)
@@ -453,7 +458,7 @@ class StateMachine:
     def _client(self, batch: _Batch, client_id: bytes) -> ClientRecord | None:
         record = self._clients.get(client_id)
         if record is None:
-            data = self._store.get(Keys.client(client_id))
+            data = self._store.get_applying(Keys.client(client_id))
             if data is not None:
                 record = ClientRecord.decode(data)
                 if len(self._clients) >= limits.DEDUPE_CLIENTS_CACHED_MAX:

@@ -231,6 +231,14 @@ class Store:
         assert value is None or isinstance(value, bytes)
         return value
 
+    def get_applying(self, key: bytes) -> bytes | None:
+        """get() for the apply thread, without the read lock: only the apply side writes or replaces the store
+        (an install runs with the apply queue drained, on the thread that would apply), so nothing can close the
+        database under this read. Saves the lock's two round trips on the per-intention paths."""
+        value = self._db.get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
     def get_floor(self, key: bytes, prefix: bytes) -> tuple[bytes, bytes] | None:
         """The entry with the greatest key <= `key` that starts with `prefix`. Apply thread only."""
         it = self._db.iter()
