@@ -119,7 +119,7 @@ def one_round(entries: int, per_entry: int, profile: str | None) -> dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=4, help="entries per mode and round (calls: at most 1,024 in flight)")
+    parser.add_argument("--entries", type=int, default=4, help="entries per mode and round (calls in flight <= 1,024)")
     parser.add_argument("--per-entry", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", choices=MODES, help="print a cProfile of this mode (first round)")
@@ -134,13 +134,17 @@ def main() -> None:
     assert len(rounds) == args.rounds, "a round failed (see above)"
     median = {mode: statistics.median(r[mode] for r in rounds) for mode in MODES}
     plain = median["plain"]
-    print(f"apply cost, process CPU us per intention, median of {args.rounds} rounds "
-          f"({args.entries} entries x {args.per_entry} intentions each; load {os.getloadavg()[0]:.1f}):")
+    print(
+        f"apply cost, process CPU us per intention, median of {args.rounds} rounds "
+        f"({args.entries} entries x {args.per_entry} intentions each; load {os.getloadavg()[0]:.1f}):"
+    )
     for mode in MODES:
         print(f"  {mode:8s} {median[mode]:7.1f} us  ({median[mode] / plain:.2f}x plain)")
     per_call = median["call"] + median["result"]
-    print(f"  a call (call + result) {per_call:.1f} us = {per_call / plain:.2f} plain puts "
-          f"(issue 17's 45 % target needs <= 2.22)")
+    print(
+        f"  a call (call + result) {per_call:.1f} us = {per_call / plain:.2f} plain puts "
+        f"(issue 17's 45 % target needs <= 2.22)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from test_state_machine import Harness, m
 
 from laminar import limits
 from laminar.node._entry import encode_entry, encode_run
-from laminar.node.store import CallKeys
+from laminar.node.store import CallKeys, CallLease
 from laminar.v1 import laminar_pb2 as pb
 
 ALICE = uuid.UUID(int=11).bytes
@@ -142,6 +142,30 @@ def test_the_first_result_runs_on_result_once_and_a_second_is_invalid(c: Cluster
     assert (stats.issued, stats.completed, stats.failed, stats.in_flight) == (2, 1, 1, 0)
     assert list(c.store.scan(CallKeys.CALL_PREFIX)) == [] and list(c.store.scan(CallKeys.LEASE_PREFIX)) == []
     assert before != c.digest()
+
+
+def test_a_workers_frame_of_results_is_one_outcome_and_the_stored_lease_is_the_last(c: Cluster) -> None:
+    """Results take the writes' streak path: consecutive VALID results of one client are one Outcome and an INVALID
+    one in the middle splits it at the right nonces and offsets; a call issued and leased in one entry (its lease
+    now written once, at the entry's end) stores its final lease."""
+    c.run(WORKER, join("payments", "w1", calls_max=8))
+    c.run(ALICE, *(order(f"o{i}") for i in range(5)))  # issued and leased in the same entry
+    stored = {int.from_bytes(k[-8:], "big"): CallLease.decode(v) for k, v in c.store.scan(CallKeys.LEASE_PREFIX)}
+    assert {i: (lease.worker, lease.deliveries) for i, lease in stored.items()} == {i: ("w1", 1) for i in range(1, 6)}
+    first = c.nonces[WORKER] + 1
+    frame = pb.MutationFrame(mutations=[complete(i) for i in (1, 2, 99, 3, 4)])
+    for n, mutation in enumerate(frame.mutations):
+        mutation.nonce = first + n
+    c.nonces[WORKER] = first + 4
+    c.index += 1
+    applied = c.machine.apply(c.index, encode_entry([encode_run(WORKER, frame.SerializeToString())], c.now_ms))
+    assert applied is not None
+    c.store.commit(applied.writes, applied.mark)
+    runs = [(o.nonce, o.count, o.effect) for o in applied.outcomes if o.client_id == WORKER]
+    assert runs == [(first, 2, pb.VALID), (first + 2, 1, pb.INVALID), (first + 3, 2, pb.VALID)]
+    offsets = [o.intention_offset for o in applied.outcomes if o.client_id == WORKER]
+    assert offsets[1] == offsets[0] + 2 and offsets[2] == offsets[0] + 3
+    assert c.keys("orders") == [f"paid/o{i - 1}/{i}" for i in (1, 2, 3, 4)]
 
 
 def test_workers_are_leased_calls_and_an_expired_lease_goes_to_another_worker(c: Cluster) -> None:
