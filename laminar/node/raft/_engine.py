@@ -47,7 +47,6 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from time import monotonic
 from typing import Any
 
 import pysyncobj.syncobj as _pysyncobj_module
@@ -98,6 +97,19 @@ BAD_MESSAGES_LOGGED_MAX = 10  # malformed Raft messages logged one by one; past 
 # Operations waiting to run in the tick thread: `received` acks (one per entry in flight, so at most
 # ENTRIES_INFLIGHT_MAX) and leadership transfers.
 TICK_TASKS_MAX = 16
+
+
+def monotonic() -> float:
+    """pysyncobj's clock: every deadline it keeps (election, next heartbeat, a peer's last response,
+    its start time) is in it, and our tick compares against them. It is CLOCK_MONOTONIC_RAW, not
+    time.monotonic's CLOCK_MONOTONIC: NTP slews one and not the other, so they drift apart (0.31 s
+    after 9 hours on the shared test machine). Compared across the two clocks, the next heartbeat
+    was always due once the drift passed the heartbeat period, and an idle leader sent appends on
+    every tick, about 930 round trips a second to each follower (20 % of a core per node, idle); an
+    election or fallback deadline would move by the drift, which grows with uptime. Read through
+    pysyncobj's module, so that a clock put there (a test's) is ours too."""
+    return float(_pysyncobj_module.monotonicTime())
+
 
 _create_pysyncobj_journal = _pysyncobj_module.createJournal
 
