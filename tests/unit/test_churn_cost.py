@@ -6,6 +6,7 @@ store's count of committed range deletes, on the pure state machine over a real 
 from __future__ import annotations
 
 import gc
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,3 +141,49 @@ def test_a_busy_clients_old_results_cost_one_range_delete_per_step(sm: Machine) 
     assert sm.work()[1] - before == horizon // limits.DEDUPE_RESULTS_TRIM_STEP_NONCES
     first_kept = min(int.from_bytes(k[-8:], "big") for k, _ in sm.store.scan(Keys.results_of(CLIENT)))
     assert horizon - limits.DEDUPE_RESULTS_TRIM_STEP_NONCES < first_kept
+
+
+def _digest(store: Store) -> str:
+    h = hashlib.sha256()
+    for key, value in store.scan(b""):
+        h.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+    return h.hexdigest()
+
+
+def test_the_expiry_scans_starting_point_is_no_replicated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two machines fed the same entries, one of them restarted every 7 entries (so that its expiry scan starts again
+    from the index's first key), forget the same clients and end with byte-identical stores; the entries also trim a
+    capped topic, destroy a topic with views and forget clients' results, all by point deletes."""
+    monkeypatch.setattr(limits, "DEDUPE_CLIENTS_MAX", 20)
+    monkeypatch.setattr(limits, "DEDUPE_RESULTS_PER_CLIENT_MAX", 8)
+    monkeypatch.setattr(limits, "BATCH_INTENTIONS_MAX", 8)
+    monkeypatch.setattr(limits, "DEDUPE_RESULTS_TRIM_STEP_NONCES", 4)
+    steady, restarted = Machine(tmp_path / "a"), Machine(tmp_path / "b")
+    nonces: dict[bytes, int] = {}
+    for n in range(60):
+        client_id = uuid.UUID(int=100 + n % 30).bytes  # 30 clients in turn: past the cap of 20 the oldest are forgotten
+        muts = [create(f"t{n}", max_events=3), put(f"t{n}", b"a"), put(f"t{n}", b"b"), put(f"t{n}", b"c")]
+        if n:
+            muts.append(destroy(f"t{n - 1}"))
+        first = nonces.get(client_id, 0) + 1
+        nonces[client_id] = first + len(muts) - 1
+        for i, m in enumerate(muts):
+            m.nonce = first + i
+        payload = pb.IntentionBatch(time_ms=START_MS + n).SerializeToString()
+        payload += encode_run(client_id, pb.MutationFrame(mutations=muts).SerializeToString())
+        for machine in (steady, restarted):
+            machine.index += 1
+            applied = machine.machine.apply(machine.index, payload)
+            assert applied is not None
+            assert {o.effect for o in applied.outcomes} == {pb.VALID}
+            machine.store.commit(applied.writes, applied.mark)
+        if n % 7 == 6:
+            restarted.store.close()
+            restarted.store = Store(str(tmp_path / "b"))
+            restarted.machine = StateMachine(restarted.store)
+    assert steady.count(Keys.CLIENT_PREFIX) == 20
+    assert steady.store.range_deletes_committed == 0
+    assert steady.count(Keys.VIEW_PREFIX) == 3  # the last topic's keys
+    assert _digest(steady.store) == _digest(restarted.store)
+    steady.store.close()
+    restarted.store.close()
