@@ -150,7 +150,9 @@ def _digest(store: Store) -> str:
     return h.hexdigest()
 
 
-def test_the_expiry_scans_starting_point_is_no_replicated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_expiry_scans_starting_point_is_no_replicated_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two machines fed the same entries, one of them restarted every 7 entries (so that its expiry scan starts again
     from the index's first key), forget the same clients and end with byte-identical stores; the entries also trim a
     capped topic, destroy a topic with views and forget clients' results, all by point deletes."""
