@@ -194,7 +194,9 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             SyncThread(self._journal, self._wake_tick) if settings.durability == "fsync" else None
         )
         self._snapshot_path = settings.snapshot_path
-        self._snapshots = Snapshotter(settings.snapshot_path + ".work", snapshot_hooks)
+        self._snapshots = Snapshotter(
+            settings.snapshot_path + ".work", snapshot_hooks, prepare_compaction=self._journal.prepare_compaction
+        )
         if os.path.exists(settings.snapshot_path):
             self._snapshots.snapshot_bytes = os.path.getsize(settings.snapshot_path)
         self._compaction = settings.compaction

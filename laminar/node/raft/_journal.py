@@ -13,6 +13,15 @@ thread and in the sync thread at once. `_sync_lock` orders an fsync against trun
 file swap of compaction, so `synced_index` never names an entry that was cut and written again
 after the fsync began.
 
+Compaction (after a snapshot, pysyncobj drops the entries it covers) writes the entries kept to a new
+file and swaps it in. Done whole in the tick thread, that copy and its fsync held every commit up: the
+entries kept are the ones appended while the snapshot was built, tens of MiB under load (measured
+555-745 ms per compaction, on every node at once: bench/snapshot_stall.py). So the snapshot's builder
+thread calls `prepare_compaction` first: it copies the records from the first entry kept to the end
+into `<journal>.compact`, syncing every SNAPSHOT_SYNC_STEP_BYTES_MAX, while the tick thread goes on
+appending (and maybe truncating: `_cut_low` remembers how far, so bytes copied past it are copied
+again). `deleteEntriesTo` then only copies what was appended since, syncs it and swaps the files.
+
 Record layout: >I length of command, >I crc32 of (index, term, command), >Q index, >Q term,
 command bytes. At open, a torn or corrupt tail (a crash mid-write) is cut off: it was never
 synced, so it was never acknowledged.
@@ -27,9 +36,12 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pysyncobj.journal import Journal
+
+from laminar import limits
 
 log = logging.getLogger("laminar.journal")
 
@@ -37,8 +49,26 @@ _HEAD = struct.Struct(">IIQQ")
 _INDEX_TERM = struct.Struct(">QQ")
 JOURNAL_READ_CHUNK_BYTES = 1 << 20
 SYNC_THREAD_JOIN_S = 5.0  # at stop, wait this long for an fsync under way
+COMPACT_SUFFIX = ".compact"  # the file prepare_compaction fills, swapped in by deleteEntriesTo
+# prepare_compaction copies in passes, each up to the journal's end as it then was, at most this many (a journal
+# appended to faster than it copies must not keep the snapshot's thread forever; deleteEntriesTo copies the rest)...
+COMPACT_PREPARE_PASSES_MAX = 4
+# ... and stops once less than this is left: deleteEntriesTo copies and syncs the rest in the tick thread.
+COMPACT_TAIL_BYTES = 256 * 1024
+_NO_CUT = 2**63  # _cut_low when nothing was truncated since a preparation began
 
 Entry = tuple[bytes, int, int]  # (command, raft index, term), as pysyncobj keeps them
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A compaction made ready by `prepare_compaction`: the new file holds, synced, the old file's bytes from
+    `start` (the record of the first entry kept, `first`) up to `copied_end`."""
+
+    start: int
+    first: tuple[int, int]  # (raft index, term) of the first entry kept
+    copied_end: int
+    generation: int  # the journal's file generation it was copied from
 
 
 def _fsync_dir(path: str) -> None:
@@ -47,6 +77,18 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _copy_range(source: int, target: int, begin: int, end: int, base: int) -> int:
+    """Copy the source's bytes [begin, end) to the target at begin - base, a chunk at most; bytes copied
+    (0: the source ends before `begin`)."""
+    data = os.pread(source, min(end - begin, JOURNAL_READ_CHUNK_BYTES), begin)
+    view = memoryview(data)
+    at = begin - base
+    while view:
+        written = os.pwrite(target, view, at)
+        view, at = view[written:], at + written
+    return len(data)
 
 
 class DurableJournal(Journal):  # type: ignore[misc]
@@ -61,6 +103,11 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._synced_index = 0
         self._sync_lock = threading.Lock()
         self._closed = False
+        self._generation = 0  # bumped each time compaction swaps in a new file (under _sync_lock)
+        self._prepared: _Prepared | None = None  # set by prepare_compaction, taken by deleteEntriesTo
+        # The lowest end offset a truncation left since a preparation began (under _sync_lock): the old
+        # file's bytes past it may have changed after they were copied.
+        self._cut_low = _NO_CUT
         self._meta = self._load_meta()
         self._meta_dirty = False
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -128,7 +175,105 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._truncate_to(entryFrom)
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
-        """Drop the first `entryTo` entries (after a snapshot): rewrite the rest to a new file."""
+        """Drop the first `entryTo` entries (after a snapshot): the rest go to a new file, copied ahead of
+        time by `prepare_compaction` if it ran for exactly this cut, else rewritten here whole."""
+        prepared, self._prepared = self._prepared, None
+        if (
+            prepared is not None
+            and 0 < entryTo < len(self._entries)
+            and prepared.generation == self._generation
+            and prepared.start == self._ends[entryTo - 1]
+            and prepared.first == self._entries[entryTo][1:]
+            and self._cut_low >= prepared.start
+        ):
+            self._swap_in_prepared(prepared, entryTo)
+            return
+        self._rewrite_from(entryTo)
+
+    def prepare_compaction(self, first_kept_index: int) -> None:
+        """Copy the records from entry `first_kept_index` to the end into the compaction file, synced in
+        steps, for the next `deleteEntriesTo` to swap in (see the module docstring). Any thread; runs
+        beside the tick thread's appends and truncations."""
+        with self._sync_lock:
+            if self._closed or not self._entries:
+                return
+            position = first_kept_index - self._entries[0][1]
+            if not 0 < position < len(self._entries):
+                return
+            start = self._ends[position - 1]
+            first = self._entries[position][1:]
+            generation = self._generation
+            self._cut_low = _NO_CUT
+            self._prepared = None
+        step = limits.SNAPSHOT_SYNC_STEP_BYTES_MAX
+        copied = start
+        source = os.open(self._path, os.O_RDONLY)  # its own descriptor: the tick thread may swap the file
+        target = os.open(self._path + COMPACT_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            passes = 0
+            while True:
+                with self._sync_lock:
+                    if self._closed or generation != self._generation or self._cut_low < start:
+                        return
+                    copied = min(copied, self._cut_low)
+                    end = self.size_bytes
+                if passes == COMPACT_PREPARE_PASSES_MAX or (passes and end - copied < COMPACT_TAIL_BYTES):
+                    break
+                passes += 1
+                while copied < end:
+                    done = _copy_range(source, target, copied, min(end, copied + step), start)
+                    if not done:
+                        break  # truncated meanwhile: the next pass starts again from the cut
+                    copied += done
+                    if self._sync_enabled:
+                        os.fdatasync(target)
+            with self._sync_lock:
+                copied = min(copied, self._cut_low)
+                if copied >= start and generation == self._generation and not self._closed:
+                    self._prepared = _Prepared(start, first, copied, generation)
+        finally:
+            os.close(source)
+            os.close(target)
+
+    def _swap_in_prepared(self, prepared: _Prepared, entryTo: int) -> None:  # noqa: N803
+        """Tick thread: copy what was appended since the preparation, sync it, swap the files."""
+        start = prepared.start
+        copied = min(prepared.copied_end, self._cut_low)
+        end = self.size_bytes
+        compact_path = self._path + COMPACT_SUFFIX
+        target = os.open(compact_path, os.O_RDWR)
+        try:
+            os.ftruncate(target, copied - start)
+            while copied < end:
+                done = _copy_range(self._fd, target, copied, end, start)
+                if not done:
+                    raise OSError(f"{self._path}: shorter than its records (nothing at offset {copied})")
+                copied += done
+            if self._sync_enabled:
+                os.fsync(target)
+            # Cheap checks that the copy is the journal from the first entry kept: a wrong file here
+            # would be loaded as the log at the next start.
+            assert os.fstat(target).st_size == end - start, (os.fstat(target).st_size, end, start)
+            length, _crc, index, term = _HEAD.unpack(os.pread(target, _HEAD.size, 0))
+            assert (index, term) == prepared.first and start + _HEAD.size + length == self._ends[entryTo], (
+                index,
+                term,
+                prepared.first,
+            )
+        finally:
+            os.close(target)
+        os.replace(compact_path, self._path)
+        _fsync_dir(self._path)
+        with self._sync_lock:  # the sync thread must not fsync a descriptor being closed
+            os.close(self._fd)
+            self._fd = os.open(self._path, os.O_RDWR)
+            self._generation += 1
+            del self._entries[:entryTo]
+            self._ends = [offset - start for offset in self._ends[entryTo:]]
+            self._synced_index = self.last_index  # the new file was synced whole
+
+    def _rewrite_from(self, entryTo: int) -> None:  # noqa: N803
+        """Drop the first `entryTo` entries: rewrite the rest to a new file (in the calling thread)."""
         keep = self._entries[entryTo:]
         tmp = self._path + ".tmp"
         with open(tmp, "wb") as f:
@@ -142,6 +287,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         with self._sync_lock:  # the sync thread must not fsync a descriptor being closed
             os.close(self._fd)
             self._fd = os.open(self._path, os.O_RDWR)
+            self._generation += 1
             self._entries, self._ends = [], []
             self._load()
             self._synced_index = self.last_index  # the new file was synced whole
@@ -208,6 +354,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         with self._sync_lock:
             del self._entries[count:]
             del self._ends[count:]
+            self._cut_low = min(self._cut_low, self.size_bytes)
             os.ftruncate(self._fd, self._ends[-1] if self._ends else 0)
             if self._sync_enabled:
                 os.fsync(self._fd)

@@ -54,6 +54,7 @@ import tarfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
@@ -305,9 +306,14 @@ class SnapshotReceiver:
 
 
 class Snapshotter:
-    def __init__(self, work_dir: str, hooks: SnapshotHooks) -> None:
+    def __init__(
+        self, work_dir: str, hooks: SnapshotHooks, prepare_compaction: Callable[[int], None] | None = None
+    ) -> None:
         self._work_dir = work_dir
         self._hooks = hooks
+        # The journal's prepare_compaction: once a snapshot is in place, and before pysyncobj hears of it and
+        # compacts the journal in its tick, the entries it will keep are copied ahead (see _journal.py).
+        self._prepare_compaction = prepare_compaction
         self._state = SERIALIZER_STATE.NOT_SERIALIZING
         self._lock = threading.Lock()
         self._generation = 0  # bumped by every install: a local snapshot begun before it is stale
@@ -342,7 +348,7 @@ class Snapshotter:
         # place, and the journal compacted as if the new one were there).
         self._build_pending = threading.Thread(
             target=self._build,
-            args=(final_file, checkpoint_dir, meta, generation),
+            args=(final_file, checkpoint_dir, meta, generation, data[1][1]),
             name="snapshot-build",
             daemon=True,
         )
@@ -363,11 +369,15 @@ class Snapshotter:
                 self._state = SERIALIZER_STATE.NOT_SERIALIZING
             return int(state)
 
-    def _build(self, final_file: str, checkpoint_dir: str, meta: bytes, generation: int) -> None:
+    def _build(self, final_file: str, checkpoint_dir: str, meta: bytes, generation: int, first_kept: int) -> None:
+        """`first_kept`: the Raft index of the first entry the journal keeps once this snapshot is taken
+        (pysyncobj keeps the last two entries a snapshot covers)."""
         building = final_file + ".building"
         try:
             _pack(building, checkpoint_dir, meta)
             state = self._publish(building, final_file, generation)
+            if state == SERIALIZER_STATE.SUCCESS and self._prepare_compaction is not None:
+                self._prepare_quietly(first_kept)
         except Exception:
             log.exception("snapshot failed")
             state = SERIALIZER_STATE.FAILED
@@ -375,6 +385,13 @@ class Snapshotter:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
         with self._lock:
             self._state = state
+
+    def _prepare_quietly(self, first_kept: int) -> None:
+        try:
+            assert self._prepare_compaction is not None
+            self._prepare_compaction(first_kept)
+        except OSError:  # the snapshot stands; the journal is then compacted the slow way, in the tick
+            log.warning("preparing the journal's compaction failed", exc_info=True)
 
     def _publish(self, building: str, final_file: str, generation: int) -> int:
         """Move a packed snapshot into place, unless an installed one superseded it meanwhile."""
