@@ -146,7 +146,9 @@ def test_a_forgotten_client_that_resends_is_applied_as_new(sm: Machine, monkeypa
 
 def test_destroyed_topics_cost_no_memory_and_a_bounded_record_on_disk(sm: Machine) -> None:
     """38,000 create+destroy cycles of distinct names: no per-topic object stays in memory, and each cycle leaves at
-    most CYCLE_STORE_BYTES_MAX in the store (its next offset and its two events); the cycles stay fast."""
+    most CYCLE_STORE_BYTES_MAX in the store (its next offset and its two events); the cycles stay cheap: no RocksDB
+    range tombstone per destroy (what made later reads slow down, see test_churn_cost.py), only the dedupe window's
+    one per DEDUPE_RESULTS_TRIM_STEP_NONCES of the client's intentions. Counted, not timed: the time is printed."""
     sm.apply((ADMIN, [create("keep")]))
 
     def store_bytes() -> int:
@@ -164,7 +166,9 @@ def test_destroyed_topics_cost_no_memory_and_a_bounded_record_on_disk(sm: Machin
     grown = store_bytes() - before
     print(f"store growth: {grown / CYCLES:.0f} B per cycle")
     assert grown <= CYCLES * CYCLE_STORE_BYTES_MAX, f"{grown / CYCLES:.0f} B per cycle"
-    assert elapsed < 30, f"{CYCLES} cycles took {elapsed:.1f} s"
+    print(f"{CYCLES} cycles took {elapsed:.1f} s")
+    range_deletes_max = 2 * CYCLES // limits.DEDUPE_RESULTS_TRIM_STEP_NONCES + 1
+    assert sm.store.range_deletes_committed <= range_deletes_max, sm.store.range_deletes_committed
     sm.restart()
     assert len(sm.machine._topics) == 1, "a restart loads live topics only"
 
