@@ -311,7 +311,7 @@ class Snapshotter:
     ) -> None:
         self._work_dir = work_dir
         self._hooks = hooks
-        # The journal's prepare_compaction: once a snapshot is in place, and before pysyncobj hears of it and
+        # The journal's prepare_compaction: once a snapshot is packed, and before pysyncobj hears of it and
         # compacts the journal in its tick, the entries it will keep are copied ahead (see _journal.py).
         self._prepare_compaction = prepare_compaction
         self._state = SERIALIZER_STATE.NOT_SERIALIZING
@@ -375,9 +375,13 @@ class Snapshotter:
         building = final_file + ".building"
         try:
             _pack(building, checkpoint_dir, meta)
-            state = self._publish(building, final_file, generation)
-            if state == SERIALIZER_STATE.SUCCESS and self._prepare_compaction is not None:
+            # Before publishing, not after: between publishing and pysyncobj's compaction, a crash leaves a
+            # journal that begins before the snapshot, which the next start compacts whole, in its tick. A
+            # preparation for a snapshot that is then superseded is harmless: deleteEntriesTo takes it only
+            # for exactly the cut it was made for.
+            if self._prepare_compaction is not None:
                 self._prepare_quietly(first_kept)
+            state = self._publish(building, final_file, generation)
         except Exception:
             log.exception("snapshot failed")
             state = SERIALIZER_STATE.FAILED
