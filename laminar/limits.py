@@ -59,7 +59,9 @@ RAFT_MESSAGE_COMPRESS_BYTES_MAX = 64 * KIB
 # appendEntriesBatchSizeBytes plus the one that crosses it, or a snapshot chunk. Larger closes the link.
 RAFT_MESSAGE_BYTES_MAX = 2 * RAFT_ENTRY_BYTES_MAX + 1 * MIB
 ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiting means bigger batches
-# What is proposed and not yet applied, over all entries (laminar/node/raft/_proposer.py). Entries apply in log
+# What is proposed and not yet applied (stored by the apply thread, not merely queued for it: the engine reports an
+# entry done when it is queued, and the apply queue holds up to APPLY_QUEUE_ENTRIES_MAX), over all entries
+# (laminar/node/raft/_proposer.py, Applier.when_applied). Entries apply in log
 # order, so this is what a frame proposed now waits behind: a small writer's put waits for this much of others' work,
 # not for seconds of it, and everything else waits in the per-session queues, where sessions take turns by cost. A
 # frame over either bound is proposed alone, once nothing else is in flight. Measured (3 nodes, this 2-core machine):

@@ -78,6 +78,11 @@ class Applier:
         self._queue: queue.Queue[tuple[int, bytes] | Callable[[], None] | None] = queue.Queue(
             maxsize=limits.APPLY_QUEUE_ENTRIES_MAX
         )
+        # Hooks to run once an entry is applied (`when_applied`), by its Raft index; guarded by _hooks_lock.
+        self._hooks_lock = threading.Lock()
+        self._hooks: dict[int, list[Callable[[], None]]] = {}
+        self._handed_index = 0  # the last entry on_commit took (the Raft thread)
+        self._applied_index = 0  # the last entry applied and stored (either thread)
         # Programs run on this thread: it gets their stack size explicitly (see laminar/node/sandbox/_threads.py).
         self._thread = start_program_thread(self._loop, "apply")
 
@@ -93,6 +98,7 @@ class Applier:
 
     def on_commit(self, raft_index: int, payload: bytes) -> None:
         """A committed entry, in log order (the port's ApplyFn)."""
+        self._handed_index = raft_index
         if (
             self._queue.unfinished_tasks == 0
             and one_intention_at_most(payload, limits.APPLY_INLINE_BYTES_MAX)
@@ -108,6 +114,25 @@ class Applier:
             self._apply_now(raft_index, payload)
             return
         self._queue.put((raft_index, payload))  # blocks only when the apply thread is far behind
+
+    def when_applied(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once the entry on_commit took last is applied and stored: now, if it is. Called on the Raft
+        thread right after on_commit (the engine reports a proposal done there, when it is only queued): the
+        proposer counts an entry in flight until this runs, so that what a new frame waits behind, the apply
+        queue included, stays within its bounds."""
+        with self._hooks_lock:
+            if self._applied_index < self._handed_index:
+                self._hooks.setdefault(self._handed_index, []).append(hook)
+                return
+        hook()
+
+    def _applied(self, raft_index: int) -> None:
+        """After an entry is applied and stored (or found stored already): the hooks waiting for it."""
+        with self._hooks_lock:
+            self._applied_index = max(self._applied_index, raft_index)
+            hooks = self._hooks.pop(raft_index, None)
+        for hook in hooks or ():
+            hook()
 
     # ---- waiting for the store (any thread) -------------------------------------------------------
 
@@ -146,11 +171,13 @@ class Applier:
         started = time.perf_counter()
         applied = self._machine.apply(raft_index, payload)
         if applied is None:
+            self._applied(raft_index)
             return
         self._store.commit(applied.writes, applied.mark)
         # Workers' streams read the leases: an entry that granted or released one wakes them as events do.
         self._publish(applied.topic_offsets if not applied.calls.granted else {**applied.topic_offsets, "*calls": 0})
         self._deliver(applied.outcomes)
+        self._applied(raft_index)
         elapsed_s = time.perf_counter() - started
         metrics = self._metrics
         metrics.apply_latency.observe(elapsed_s)

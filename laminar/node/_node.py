@@ -144,7 +144,7 @@ class Node:
                     install=self.applier.install_snapshot,
                 ),
             )
-        self.proposer = Proposer(self.raft, _clock_ms(config.clock_offset_ms))
+        self.proposer = Proposer(self.raft, _clock_ms(config.clock_offset_ms), self.applier.when_applied)
         self.membership = Membership(config, self.raft, self.store, self.applier.wait_applied)
         self.backend.connect(self.raft, self.proposer, self.applier, self.membership)
         self.gate = Gate(

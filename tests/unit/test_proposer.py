@@ -295,3 +295,26 @@ def test_a_session_with_nothing_queued_gets_in_when_big_senders_filled_the_share
         assert not proposer.offer(weighed(b"a" * 200, small_sender), 0.05)  # not its second
     finally:
         proposer.stop()
+
+
+def test_an_entry_counts_in_flight_until_it_is_applied_not_when_the_log_queues_it() -> None:
+    """The engine reports an entry done once it is in the apply queue; it stays in flight until the applier runs
+    the hook it was given (Applier.when_applied), so frames proposed meanwhile wait behind queued entries too.
+    Before, the in-flight bounds ended at the queue, and the apply queue's entries (up to APPLY_QUEUE_ENTRIES_MAX
+    of them, each up to the run bounds) were waited behind on top of them."""
+    engine = RecordingEngine()
+    hooks: list[Callable[[], None]] = []
+    proposer = Proposer(engine, clock_ms=None, after_apply=hooks.append)  # type: ignore[arg-type]
+    try:
+        assert proposer.offer(proposal(b"a"), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 1)
+        engine.results[0](True)  # committed and queued for apply
+        assert proposer.inflight()[0] == 1 and len(hooks) == 1
+        hooks.pop()()  # applied
+        assert proposer.inflight() == (0, 0, 0)
+        assert proposer.offer(proposal(b"b"), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 2)
+        engine.results[1](False)  # not applied (leadership lost): out of flight at once, no hook
+        assert proposer.inflight() == (0, 0, 0) and not hooks
+    finally:
+        proposer.stop()

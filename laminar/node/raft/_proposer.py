@@ -10,11 +10,14 @@ they were taken in.
 
 In flight: what is proposed and not yet applied is bounded three ways, ENTRIES_INFLIGHT_MAX
 entries, ENTRIES_INFLIGHT_BYTES_MAX payload bytes and ENTRIES_INFLIGHT_INTENTIONS_MAX intentions
-weighted by their apply cost (`Proposal.cost_intentions`). Entries apply in log order, so what is
-in flight when a frame is proposed is what that frame waits behind: the bounds keep that to a
-fraction of a second of work, and everything else waits in the per-session queues below, where
-each session gets its turn. Waiting for in-flight entries is also what lets the next batch grow
-(group commit). A frame over the bounds goes when nothing else is in flight, alone.
+weighted by their apply cost (`Proposal.cost_intentions`). "Applied" means stored by the apply
+thread (`after_apply`), not handed to its queue, which is when the engine reports an entry done: counting
+only to the queue let a frame wait behind up to APPLY_QUEUE_ENTRIES_MAX more entries than the bounds
+say. Entries apply in log order, so what is in flight when a frame is proposed is what that frame
+waits behind: the bounds keep that to a fraction of a second of work, and everything else waits in
+the per-session queues below, where each session gets its turn. Waiting for in-flight entries is
+also what lets the next batch grow (group commit). A frame over the bounds goes when nothing else is
+in flight, alone.
 
 Fairness by cost: start-time fair queueing (Goyal, Vin, Cheng, SIGCOMM 1996). A frame is tagged as
 it is queued with a start, the later of the virtual time and its session's previous finish, and a
@@ -56,6 +59,13 @@ from laminar.node.raft._port import RaftPort
 log = logging.getLogger("laminar.proposer")
 
 ClockMs = Callable[[], int]  # wall-clock time in ms since the Unix epoch
+# Runs a callable once the entry the log just reported done is applied and stored: the engine reports an entry
+# done as soon as it is handed to the apply queue (node: Applier.when_applied). Without one: at once.
+AfterApply = Callable[[Callable[[], None]], None]
+
+
+def _at_once(done: Callable[[], None]) -> None:
+    done()
 
 
 def wall_clock_ms() -> int:
@@ -97,9 +107,13 @@ class _Tagged:
 
 
 class Proposer:
-    def __init__(self, engine: RaftPort, clock_ms: ClockMs | None = wall_clock_ms) -> None:
-        """clock_ms=None: entries carry no time and no time ticks are proposed (tests of batching alone)."""
+    def __init__(
+        self, engine: RaftPort, clock_ms: ClockMs | None = wall_clock_ms, after_apply: AfterApply = _at_once
+    ) -> None:
+        """clock_ms=None: entries carry no time and no time ticks are proposed (tests of batching alone).
+        after_apply: see AfterApply; an entry counts in flight until it runs what it is given."""
         self._engine = engine
+        self._after_apply = after_apply
         self._clock_ms = clock_ms
         self._proposed_at_s = time.monotonic()  # when an entry was last proposed (for time ticks)
         # One FIFO per session with proposals pending, and a heap of each FIFO's head tags:
@@ -248,7 +262,7 @@ class Proposer:
             with self._lock:
                 self._inflight_entries += 1
                 self._proposed_at_s = time.monotonic()
-            self._engine.propose(encode_time(self._clock_ms()), lambda applied: self._entry_done(applied, 0, 0))
+            self._engine.propose(encode_time(self._clock_ms()), lambda applied: self._settle(applied, 0, 0))
         finally:
             with self._lock:
                 self._proposing = False
@@ -361,7 +375,7 @@ class Proposer:
         def on_result(applied: bool) -> None:
             if not applied and not fate["acked"]:
                 fate["refused"] = True
-            self._entry_done(applied, size, weighted)
+            self._settle(applied, size, weighted)
 
         self._engine.propose(payload, on_result)
         if fate["refused"]:
@@ -385,6 +399,15 @@ class Proposer:
         log.warning("the log refused an entry of %d client runs (command queue full or leadership lost)", len(batch))
         for proposal in batch:
             proposal.on_dropped()
+
+    def _settle(self, applied: bool, size: int, weighted: int) -> None:
+        """The log is done with an entry: not applied (it leaves the in-flight count now), or handed to the apply
+        queue, where it still counts until it is applied: what a frame proposed now waits behind includes the
+        queued entries (the apply queue holds up to APPLY_QUEUE_ENTRIES_MAX, each up to the run bounds)."""
+        if applied:
+            self._after_apply(lambda: self._entry_done(True, size, weighted))
+        else:
+            self._entry_done(False, size, weighted)
 
     def _entry_done(self, applied: bool, size: int, weighted: int) -> None:
         if not applied:
