@@ -159,11 +159,9 @@ class Applier:
                     self._apply_now(*item)
                 else:
                     item()
-            except BaseException:
+            except BaseException:  # noqa: BLE001 -- fail_stop logs it and ends the process
                 where = item[0] if isinstance(item, tuple) else "(read barrier)"
-                log.critical("applying raft entry %s failed; stopping this node", where, exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_APPLY_FAILED)
+                fail_stop(f"applying raft entry {where} failed", EXIT_APPLY_FAILED)
             finally:
                 self._queue.task_done()
 

@@ -227,9 +227,7 @@ class Store:
 
     def get(self, key: bytes) -> bytes | None:
         with self._lock.reading:
-            value = self._db.get(key)
-        assert value is None or isinstance(value, bytes)
-        return value
+            return self.get_applying(key)
 
     def get_applying(self, key: bytes) -> bytes | None:
         """get() for the apply thread, without the read lock: only the apply side writes or replaces the store
