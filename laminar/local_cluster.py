@@ -16,6 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+import laminar
+
+_CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(laminar.__file__)))  # the tree `laminar` came from
+
 NODE_STOP_TIMEOUT_S = 10.0
 PORT_SEARCH_ATTEMPTS_MAX = 200
 
@@ -76,13 +80,20 @@ class LocalCluster:
 
     def start(self, node_id: int) -> None:
         assert node_id not in self.processes or self.processes[node_id].poll() is not None, f"node {node_id} runs"
-        command = [sys.executable, "-m", "laminar", "node", "--config", self.config_path, "--id", str(node_id)]
+        # The nodes run the code this process imported, wherever it runs from: `python -m` puts the working
+        # directory first on sys.path, so a harness started in one checkout with another on PYTHONPATH (an A/B of
+        # two revisions) ran its nodes on the checkout it stood in. -P drops that entry; PYTHONPATH names the tree.
+        command = [sys.executable, "-P", "-m", "laminar", "node", "--config", self.config_path, "--id", str(node_id)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_CODE_ROOT, os.environ.get("PYTHONPATH")]))}
         output: IO[bytes] | int | None = subprocess.PIPE if self.capture else None
         if self.log_dir is not None:
             output = open(os.path.join(self.log_dir, f"node-{node_id}.log"), "ab")  # noqa: SIM115 - kept open
             self._logs[node_id] = output
         self.processes[node_id] = subprocess.Popen(
-            [*command, *self.extra_args], stdout=output, stderr=subprocess.STDOUT if output is not None else None
+            [*command, *self.extra_args],
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+            env=env,
         )
 
     def start_all(self) -> None:
