@@ -173,6 +173,10 @@ UNARY_CALLS_WAITING_MAX = 256
 # Store reads for listeners run on their own small pool, so a listener catching up on megabytes does
 # not hold the event loop that every session's acks go through.
 LISTEN_READ_THREADS = 2
+# The reads the loop's streams ask for in one turn of the loop go to those threads as jobs of at most this many reads,
+# each one wake-up of the loop when done (service/_reads.py): 2,000 listeners cancelled at once cost the loop a few
+# dozen hand-offs, not thousands. A read is one frame (LISTEN_FRAME_BYTES_MAX at most, within its reservation).
+LISTEN_READ_BATCH_MAX = 64
 # Listen frames in flight (the one being written and the last one written, which gRPC keeps until it is sent): each
 # listener may always have those of LISTEN_FRAME_BYTES_MIN; larger frames share LISTEN_BUFFERED_BYTES_MAX beyond
 # that, and shrink as it runs out. A node's listener frames then hold at most listeners_max x 2 x 16 KiB + 64 MiB

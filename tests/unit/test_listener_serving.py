@@ -311,3 +311,48 @@ def test_the_feed_wakes_the_event_loop_only_while_a_listener_waits() -> None:
     wakes_unwaited, returned_at_once, woken = asyncio.run(run())
     assert wakes_unwaited == 0
     assert returned_at_once and woken
+
+
+def test_listeners_store_reads_of_one_loop_turn_cost_the_loop_a_few_wake_ups_not_one_each(tmp_path: Path) -> None:
+    """2,000 listeners cancelled at once each woke to read a frame: a read per `run_in_executor` cost the event loop a
+    hand-off (and a lock shared with the read thread) per read, 39% of the loop while the good client's acks waited.
+    200 reads asked in one turn of the loop now wake it at most once per batch of LISTEN_READ_BATCH_MAX (counted, not
+    timed); each caller gets its own result or error, and a read whose stream ended before its batch left is not run."""
+    from laminar.node.config import ServingLimits
+    from laminar.node.service._listen import EventFeed, ListenService
+
+    store = Store(str(tmp_path / "store"))
+    service = ListenService(store, EventFeed(), ServingLimits())
+    ran: list[int] = []
+
+    def read(n: int) -> int:
+        ran.append(n)
+        if n == 7:
+            raise LookupError("seven")
+        return n * 2
+
+    async def run() -> tuple[int, list[Any]]:
+        loop = asyncio.get_running_loop()
+        wakes = [0]
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            wakes[0] += 1
+            return original(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        tasks = [asyncio.ensure_future(service._read(read, n)) for n in range(200)]
+        tasks[9].cancel()  # its stream ended in the same turn
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return wakes[0], results
+
+    try:
+        wakes, results = asyncio.run(run())
+    finally:
+        service.stop()
+        store.close()
+    batches_max = -(-200 // limits.LISTEN_READ_BATCH_MAX) + limits.LISTEN_READ_THREADS
+    assert wakes <= batches_max, f"{wakes} wake-ups of the loop for 200 reads of one turn"
+    assert [r for n, r in enumerate(results) if n not in (7, 9)] == [n * 2 for n in range(200) if n not in (7, 9)]
+    assert isinstance(results[7], LookupError) and isinstance(results[9], asyncio.CancelledError)
+    assert 9 not in ran and len(ran) == 199

@@ -5,8 +5,8 @@ and its frames in flight (the one being written, the last one written: _Outbox),
 next frame is read only when the previous one was taken by gRPC, and one the client has not taken
 within the send-stall timeout ends the stream with RESOURCE_EXHAUSTED (and a retry hint). Every
 listener's frames share a rate and a memory budget (Delivery). Store reads run on a small pool of
-their own (never on the event loop). The apply thread publishes to the feed; a caught-up listener
-waits there for its topic's events.
+their own (never on the event loop), in batches (_reads.py). The apply thread publishes to the feed;
+a caught-up listener waits there for its topic's events.
 
 A snapshot listen first sends the topic's live keys from one RocksDB snapshot (which also gives
 the consequence offset N it reflects), then streams events after N from the store as usual: no
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ import grpc
 from laminar import limits
 from laminar._wire import length_delimited
 from laminar.node.config import ServingLimits
+from laminar.node.service._reads import StoreReads
 from laminar.node.service._sessions import SessionFailure, send_within
 from laminar.node.store import DURABLE, ConsumerRecord, Keys, Store, TopicRecord, ViewRecord
 from laminar.v1 import laminar_pb2 as pb
@@ -319,7 +319,7 @@ class ListenService:
         self._store = store
         self._feed = feed
         self._serving = serving
-        self._reads = concurrent.futures.ThreadPoolExecutor(limits.LISTEN_READ_THREADS, thread_name_prefix="listen")
+        self._reads = StoreReads(limits.LISTEN_READ_THREADS, limits.LISTEN_READ_BATCH_MAX)
         self._lock = threading.Lock()
         self._active = 0
         # Every listener's frames share its memory and its rate (event loop only).
@@ -335,7 +335,7 @@ class ListenService:
             return self._active
 
     def stop(self) -> None:
-        self._reads.shutdown(wait=False, cancel_futures=True)
+        self._reads.stop()
 
     def admit(self) -> str:
         """Count a new listener in; a reason (RESOURCE_EXHAUSTED) when the node has too many."""
@@ -401,7 +401,7 @@ class ListenService:
                 await self._feed.wait_newer(version, LISTEN_WAIT_S)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
+        return await self._reads(fn, *args)
 
     async def _snapshot(self, topic: str, out: _Outbox) -> int:
         """Frames of live keys; the last one says which offset they reflect. Returns that offset."""
