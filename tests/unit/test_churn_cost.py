@@ -99,6 +99,28 @@ def test_a_create_and_destroy_cost_the_same_after_thousands_of_cycles(sm: Machin
     assert sm.count(Keys.TOPIC_PREFIX) == 2200  # every name keeps its record: offsets never reset
 
 
+def test_a_topic_created_and_destroyed_in_one_entry_costs_no_seek_and_no_needless_tombstone(sm: Machine) -> None:
+    """A create+destroy pair of a plain topic in one entry writes its two events and its record, and no more: no seek
+    for stored views (it has none yet: before, one iterator per destroy), no delete of a program state or of call
+    counters it never had (before, two tombstones per destroy). Counted by RocksDB: keys written and seeks."""
+    sm.apply(create("warm"))
+    entries, pairs = 10, 50
+    written, seeks = "rocksdb.number.keys.written", "rocksdb.number.db.seek"
+    gc.collect()
+    before = sm.store.statistic(written), sm.store.statistic(seeks)
+    for n in range(entries):
+        churn = [m for i in range(pairs) for m in (create(f"c{n}-{i}"), destroy(f"c{n}-{i}"))]
+        assert set(sm.apply(*churn)) == {pb.VALID}
+    gc.collect()
+    keys = sm.store.statistic(written) - before[0]
+    seeked = sm.store.statistic(seeks) - before[1]
+    # Per entry: the applied mark, the client's record, its expiry key (and the old one's delete), its results.
+    assert keys <= 3 * entries * pairs + 6 * entries, f"{keys / (entries * pairs):.2f} keys written per pair"
+    assert seeked <= entries, f"{seeked} seeks for {entries} entries"  # the dedupe expiry scan's, once per entry
+    assert sm.count(Keys.TOPIC_PREFIX) == 1 + entries * pairs
+    assert sm.count(Keys.VIEW_PREFIX) == 0
+
+
 def test_a_destroyed_topics_views_are_deleted_by_points_up_to_the_bound_and_by_one_range_beyond(sm: Machine) -> None:
     """A destroy deletes a topic's few views one by one and a large topic's with one range delete; either way no
     view is left, and a re-created topic starts with none."""

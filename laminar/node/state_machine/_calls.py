@@ -368,9 +368,10 @@ class Calls:
         for call_id in sorted(self._by_topic.get(topic, ())):
             self._finish(writes, call_id, 0, None, None, FAILED)
             self.applied.results.pop()  # not a result: the call is dropped with its topic
-        self._stats.pop(topic, None)
         self._dirty_stats.discard(topic)
-        writes.delete(CallKeys.stats(topic))
+        # _stats holds every topic's stored counters (read at reload): a topic without any has nothing to delete.
+        if self._stats.pop(topic, None) is not None:
+            writes.delete(CallKeys.stats(topic))
 
     # ---- the end of each entry ---------------------------------------------------------------------------
 

@@ -165,8 +165,23 @@ class _Topic:
 
     @staticmethod
     def of(name: str, record: TopicRecord, runtime: TopicRuntime | None = None, before: _Topic | None = None) -> _Topic:
-        """`before`: the topic this one replaces in the same entry (destroy, re-create)."""
-        topic = _Topic(
+        """`before`: the topic this one replaces in the same entry (destroy, re-create): its keys and seeds are this
+        one's (the same name), so a create and destroy pair computes them once."""
+        if before is not None:
+            topic = _Topic(
+                record,
+                record.next_offset,
+                before.events_prefix,
+                before.views_prefix,
+                before.put_seed,
+                before.delete_seed,
+                runtime,
+                first_offset=record.first_offset,
+                retained_bytes=record.retained_bytes,
+            )
+            topic.entry_sizes = before.entry_sizes
+            return topic
+        return _Topic(
             record,
             record.next_offset,
             Keys.events_of(name),
@@ -177,9 +192,6 @@ class _Topic:
             first_offset=record.first_offset,
             retained_bytes=record.retained_bytes,
         )
-        if before is not None:
-            topic.entry_sizes = before.entry_sizes
-        return topic
 
     def write_views(self, writes: WriteSet) -> None:
         """Write the view changes of this entry, in the order their keys were first changed, and forget them."""
@@ -213,6 +225,9 @@ class _Batch:
     writes: WriteSet
     offset: int  # last intention offset assigned
     time_ms: int  # log time of this entry (state_machine/_time.py): events carry it, programs read it
+    # The intention offset before this entry's first: a topic whose record was created above it was created by this
+    # entry, so nothing of it is stored yet (a destroy then has no stored views to look for).
+    start_offset: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     topic_offsets: dict[str, int] = field(default_factory=dict)
     events: int = 0
@@ -353,7 +368,7 @@ class StateMachine:
         if raft_index <= self._raft_index:
             return None
         entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
-        batch = _Batch(WriteSet(), self._offset, next_log_time(self._time_ms, entry.time_ms))
+        batch = _Batch(WriteSet(), self._offset, next_log_time(self._time_ms, entry.time_ms), self._offset)
         calls = self._calls.applied = CallsApplied()
         for run in entry.runs:
             self._apply_run(batch, run)
@@ -660,7 +675,8 @@ class StateMachine:
         batch.dirty_states.discard(name)
         if batch.state_costs is not None:
             batch.state_costs.pop(name, None)
-        batch.writes.delete(Keys.state(name))
+        if record.program:  # only a program's topic has a state: a plain topic's delete would be a needless tombstone
+            batch.writes.delete(Keys.state(name))
         self._consumers.drop_topic(batch.writes, name)
         self._calls.drop_topic(batch.writes, name)
         return VALID, ""
@@ -745,7 +761,7 @@ class StateMachine:
     def _destroyed_record(self, name: str) -> TopicRecord | None:
         """The stored record of a topic that is not live: where its destroyed incarnation stopped
         (offsets never reset), or None for a name never used."""
-        data = self._store.get(Keys.topic(name))
+        data = self._store.get_applying(Keys.topic(name))
         return None if data is None else TopicRecord.decode(data)
 
     def _delete_stored(self, writes: WriteSet, begin: bytes, end: bytes) -> None:
@@ -791,8 +807,10 @@ class StateMachine:
             topic.views[key] = None
         elif kind == pb.DESTROY_TOPIC:
             topic.views.clear()  # this _Topic is being replaced; a new one starts with no view
-            # Only keys stored by earlier entries: this entry's views are written at its end (write_views).
-            self._delete_stored(batch.writes, topic.views_prefix, Keys.views_end(name))
+            # Only keys stored by earlier entries: this entry's views are written at its end (write_views). A topic
+            # this entry created has none (its name's previous incarnation deleted its own when destroyed): no scan.
+            if topic.record.created_at <= batch.start_offset:
+                self._delete_stored(batch.writes, topic.views_prefix, Keys.views_end(name))
         batch.dirty_topics.add(name)
         batch.topic_offsets[name] = offset
         batch.events += 1
