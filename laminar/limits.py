@@ -59,6 +59,11 @@ RAFT_MESSAGE_COMPRESS_BYTES_MAX = 64 * KIB
 # appendEntriesBatchSizeBytes plus the one that crosses it, or a snapshot chunk. Larger closes the link.
 RAFT_MESSAGE_BYTES_MAX = 2 * RAFT_ENTRY_BYTES_MAX + 1 * MIB
 ENTRIES_INFLIGHT_MAX = 4  # log entries proposed but not yet applied; more waiting means bigger batches
+# While an entry is in flight, the next one is proposed only once this much is queued (payload bytes, or
+# intentions); less waits for the log to empty (see raft/_proposer.py, "Small entries wait"). A quarter of an
+# entry's bounds (RUN_BYTES_MAX, RUN_INTENTIONS_MAX), so pipelined bulk writers keep entries in flight back to back.
+PIPELINED_ENTRY_BYTES_MIN = 128 * KIB
+PIPELINED_ENTRY_INTENTIONS_MIN = 1024
 # What is proposed and not yet applied (stored by the apply thread, not merely queued for it: the engine reports an
 # entry done when it is queued, and the apply queue holds up to APPLY_QUEUE_ENTRIES_MAX), over all entries
 # (laminar/node/raft/_proposer.py, Applier.when_applied). Entries apply in log

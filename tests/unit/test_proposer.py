@@ -79,6 +79,31 @@ def test_a_lone_proposal_goes_out_from_the_offering_thread_and_busy_ones_are_bat
         proposer.stop()
 
 
+def test_while_an_entry_is_in_flight_a_small_one_waits_for_it_and_a_full_one_does_not() -> None:
+    """Nagle's rule for entries: with one entry in flight (of ENTRIES_INFLIGHT_MAX allowed), small frames queue
+    until it applies and then go together in one entry; frames that add up to PIPELINED_ENTRY_BYTES_MIN go at
+    once, beside it. Before, every frame that found room in flight was an entry of its own: a millisecond of the
+    leader's CPU per entry, spent on writers that could have shared one."""
+    assert limits.ENTRIES_INFLIGHT_MAX > 1
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    try:
+        assert proposer.offer(proposal(b"a"), WAIT_S)
+        assert proposer.offer(proposal(b"b", session=object()), WAIT_S)
+        assert proposer.offer(proposal(b"c", session=object()), WAIT_S)
+        time.sleep(0.05)
+        assert engine.entries == [b"a"]  # b and c are small: they wait for "a"
+        engine.results[0](True)
+        wait_until(lambda: len(engine.entries) == 2)
+        assert engine.entries[1] == b"bc"
+        bulk = b"x" * limits.PIPELINED_ENTRY_BYTES_MIN  # "bc" is still in flight
+        assert proposer.offer(proposal(bulk, session=object()), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 3)
+        assert engine.entries[2] == bulk
+    finally:
+        proposer.stop()
+
+
 def test_offers_from_many_threads_keep_each_threads_order() -> None:
     """Whichever thread proposes and however sessions take turns, each session's frames stay in sequence."""
     engine = RecordingEngine()
@@ -178,6 +203,8 @@ def bounded(monkeypatch: pytest.MonkeyPatch, inflight_bytes: int, inflight_inten
     monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_INTENTIONS_MAX", inflight_intentions)
     monkeypatch.setattr(limits, "RUN_BYTES_MAX", inflight_bytes // 2)
     monkeypatch.setattr(limits, "RUN_INTENTIONS_MAX", inflight_intentions // 2)
+    monkeypatch.setattr(limits, "PIPELINED_ENTRY_BYTES_MIN", inflight_bytes // 8)
+    monkeypatch.setattr(limits, "PIPELINED_ENTRY_INTENTIONS_MIN", inflight_intentions // 8)
 
 
 HEAVY_BYTES, LIGHT_BYTES = 300, 20

@@ -19,6 +19,17 @@ the per-session queues below, where each session gets its turn. Waiting for in-f
 also what lets the next batch grow (group commit). A frame over the bounds goes when nothing else is
 in flight, alone.
 
+Small entries wait for the log to empty (Nagle's rule, RFC 896, for entries): while anything is in
+flight, another entry is proposed only once what is queued would fill at least a fraction of one
+(PIPELINED_ENTRY_BYTES_MIN or PIPELINED_ENTRY_INTENTIONS_MIN); less waits until nothing is in flight,
+and goes then, with whatever joined it. An entry costs the leader about a millisecond of CPU whatever
+it holds (measured: 1.3 ms in its tick thread and 0.5 ms on the gRPC loop per sequential write), so
+writers that each send a put now and then, proposed one entry each up to ENTRIES_INFLIGHT_MAX deep,
+spent the CPU on entries and queued behind them: at 3,000 puts/s from two open-loop senders, commits
+took 26 ms at the median. Waiting instead for the entry in flight (a few ms) packs them. A lone write
+finds nothing in flight and goes at once, as before; large frames (pipelined bulk writers) still
+fill ENTRIES_INFLIGHT_MAX entries in flight.
+
 Fairness by cost: start-time fair queueing (Goyal, Vin, Cheng, SIGCOMM 1996). A frame is tagged as
 it is queued with a start, the later of the virtual time and its session's previous finish, and a
 finish, its start plus its cost (payload bytes, plus its weighted intentions at
@@ -224,8 +235,17 @@ class Proposer:
         """Under the lock: whether the proposer thread can take an entry now (the head fits in flight)."""
         if not self._heads or self._proposing or self._inflight_entries >= limits.ENTRIES_INFLIGHT_MAX:
             return False
+        if self._inflight_entries and not self._fills_a_pipelined_entry():
+            return False  # a small entry waits for the log to empty: see "Small entries wait" above
         head = self._queues[self._heads[0][3]][0].proposal
         return not head.is_current() or self._fits_inflight(head, 0, 0)
+
+    def _fills_a_pipelined_entry(self) -> bool:
+        """Under the lock: whether what is queued is worth an entry of its own while others are in flight."""
+        return (
+            self._pending_bytes >= limits.PIPELINED_ENTRY_BYTES_MIN
+            or self._pending_intentions >= limits.PIPELINED_ENTRY_INTENTIONS_MIN
+        )
 
     def _fits_inflight(self, proposal: Proposal, batch_bytes: int, batch_intentions: int) -> bool:
         """Under the lock: whether the proposal may join a batch of this much; the first of a batch
