@@ -156,3 +156,30 @@ def test_the_rate_gate_allows_a_burst_then_refuses_with_the_wait_as_the_hint() -
     time.sleep(0.05)  # 2.5 tokens back
     gate.take()
     gate.take()
+
+
+def test_a_commit_wakes_the_sessions_writer_after_letting_go_of_the_sessions_lock() -> None:
+    """The apply thread's wake-up of the event loop (call_soon_threadsafe: a self-pipe write, which lets the
+    loop run at once) comes after the session's lock is released, and only one is in flight at a time. Sent
+    under the lock, the woken writer's next_acks found the lock held, blocked on it, and waited for the
+    interpreter again: p90 115 us, p99 400 us per call on a leader's sequential writes."""
+
+    class Loop:
+        def __init__(self, session: _Session) -> None:
+            self.session = session
+            self.wakes_under_lock: list[bool] = []
+
+        def call_soon_threadsafe(self, callback: object) -> None:
+            self.wakes_under_lock.append(self.session._lock.locked())
+
+    session = _Session(CLIENT, next_nonce=1)
+    loop = Loop(session)
+    session._loop = loop  # type: ignore[assignment]
+    session.expected_nonce = 4
+    session.committed([Outcome(CLIENT, 1, pb.VALID, 1, "", count=1)])
+    session.committed([Outcome(CLIENT, 2, pb.VALID, 2, "", count=1)])  # a wake-up is in flight: no second
+    assert loop.wakes_under_lock == [False]
+    assert session.next_acks() is not None  # the writer took the news: the next commit wakes it again
+    session.received(3)
+    session.committed([Outcome(CLIENT, 3, pb.VALID, 3, "", count=1)])
+    assert loop.wakes_under_lock == [False, False]

@@ -109,10 +109,12 @@ class _Session:
 
     def received(self, through_nonce: int) -> None:
         with self._lock:
+            wake = False
             if through_nonce > self._received_through:
                 self._received_through = through_nonce
-                if self.received_acks:
-                    self._notify()
+                wake = self.received_acks and self._wake_due()
+        if wake:
+            self._wake_loop()
 
     def committed(self, outcomes: list[Outcome]) -> None:
         """Queue the outcomes of nonces this session sent, each nonce once, in nonce order.
@@ -126,36 +128,43 @@ class _Session:
         with self._lock:
             if not self.open:
                 return
-            through = self._committed_through
-            for o in outcomes:
-                if o.session and o.session != self.token:
-                    continue  # another session's run: this session's own runs give its nonces their outcomes
-                if o.conflict and self.first_nonce <= o.nonce <= through:
-                    # This session resent the nonce with other contents, and its original outcome
-                    # was reported already (an old entry applied first): the client must hear of it.
-                    self._fail(grpc.StatusCode.INVALID_ARGUMENT, o.reason)
-                    return
-                if o.nonce > through + 1:
-                    continue  # past a gap: reported when this session's resend of it applies
-                first = through + 1
-                end = min(o.nonce + o.count, self.expected_nonce)
-                if first >= end:
-                    continue
-                offset = o.intention_offset + (first - o.nonce) if o.intention_offset else 0
-                self._commits.append(
-                    pb.Commit(nonce=first, effect=o.effect, intention_offset=offset, reason=o.reason, count=end - first)  # type: ignore[arg-type]
-                )
-                through = end - 1
-            if through == self._committed_through:
-                return
-            self._committed_through = through
-            # A committed nonce is in the log: it is received, even if the tick thread has not said so
-            # yet (an entry can apply first). A Commit never arrives before its `received`.
-            self._received_through = max(self._received_through, through)
-            self._settle(through)
-            if len(self._commits) > SESSION_ACKS_PENDING_MAX:
-                self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
-            self._notify()
+            wake = self._committed_locked(outcomes)
+        if wake:
+            self._wake_loop()  # outside the lock: the woken writer's next_acks must not find it held
+
+    def _committed_locked(self, outcomes: list[Outcome]) -> bool:
+        """committed(), under the lock; whether to wake the event loop's writer."""
+        through = self._committed_through
+        for o in outcomes:
+            if o.session and o.session != self.token:
+                continue  # another session's run: this session's own runs give its nonces their outcomes
+            if o.conflict and self.first_nonce <= o.nonce <= through:
+                # This session resent the nonce with other contents, and its original outcome
+                # was reported already (an old entry applied first): the client must hear of it.
+                self._fail(grpc.StatusCode.INVALID_ARGUMENT, o.reason)
+                return False  # _fail woke the writer
+            if o.nonce > through + 1:
+                continue  # past a gap: reported when this session's resend of it applies
+            first = through + 1
+            end = min(o.nonce + o.count, self.expected_nonce)
+            if first >= end:
+                continue
+            offset = o.intention_offset + (first - o.nonce) if o.intention_offset else 0
+            self._commits.append(
+                pb.Commit(nonce=first, effect=o.effect, intention_offset=offset, reason=o.reason, count=end - first)  # type: ignore[arg-type]
+            )
+            through = end - 1
+        if through == self._committed_through:
+            return False
+        self._committed_through = through
+        # A committed nonce is in the log: it is received, even if the tick thread has not said so
+        # yet (an entry can apply first). A Commit never arrives before its `received`.
+        self._received_through = max(self._received_through, through)
+        self._settle(through)
+        if len(self._commits) > SESSION_ACKS_PENDING_MAX:
+            self._fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "client is not reading its acks")
+            return False  # _fail woke the writer
+        return self._wake_due()
 
     def uncommitted_intentions(self) -> int:
         """Nonces this session has handed on and not yet seen committed."""
@@ -189,12 +198,26 @@ class _Session:
 
     def _notify(self) -> None:
         """Wake the event loop's writer (under the lock); one wake-up in flight at a time."""
-        if self._loop is not None and not self._wake_pending:
-            self._wake_pending = True
-            try:
-                self._loop.call_soon_threadsafe(self._wake)
-            except RuntimeError:  # the loop is closed: the node is stopping
-                pass
+        if self._wake_due():
+            self._wake_loop()
+
+    def _wake_due(self) -> bool:
+        """Under the lock: whether a wake-up must be sent (none is in flight); if so, one now is."""
+        if self._loop is None or self._wake_pending:
+            return False
+        self._wake_pending = True
+        return True
+
+    def _wake_loop(self) -> None:
+        """Send the wake-up `_wake_due` asked for. Called outside the lock where the caller can: the
+        self-pipe write lets the event loop run at once, and a writer that then found the lock still held
+        blocked on it and waited for the interpreter again (measured: p90 115 us, p99 400 us per next_acks
+        on a leader's sequential writes)."""
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is closed: the node is stopping
+            pass
 
     def _wake(self) -> None:
         assert self._changed is not None and self._settled is not None
