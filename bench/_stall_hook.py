@@ -86,4 +86,113 @@ def install(out_dir: str) -> None:
     _wrap(snapshot, None, "_sync_step", "snap.sync_step")
     _wrap("laminar.node._applier", "Applier", "_apply_now", "apply")
     _wrap("laminar.node._applier", "Applier", "checkpoint", "snap.checkpoint", always=True)
+    _wrap("laminar.node.store._store", "Store", "commit", "store.commit")
+    _wrap("laminar.node.store._store", "Store", "checkpoint", "store.checkpoint", always=True)
+    _count_rocksdb()
+    _follow_entries()
     threading.Thread(target=_sleep_probe, name="gil-probe", daemon=True).start()
+
+
+_stores: list[Any] = []
+ROCKSDB_PERIOD_S = 0.1
+# RocksDB tickers whose growth is written as an event each ROCKSDB_PERIOD_S (name -> event)
+ROCKSDB_TICKERS = {
+    "rocksdb.stall.micros": "rocksdb.stall_us",
+    "rocksdb.flush.write.bytes": "rocksdb.flush_bytes",
+    "rocksdb.compact.write.bytes": "rocksdb.compact_bytes",
+}
+
+
+def _count_rocksdb() -> None:
+    """Open every store with RocksDB statistics, and write what its write stalls, flushes and compactions did
+    in each ROCKSDB_PERIOD_S as events (`<start> <period ns> <thread> <event>=<growth>`)."""
+    try:
+        from laminar.node.store import _store
+    except ImportError:
+        return
+    original = _store.Store.__init__
+
+    def init(self: Any, path: str, statistics: bool = False) -> None:
+        original(self, path, statistics=True)
+        _stores.append(self)
+
+    _store.Store.__init__ = init  # type: ignore[method-assign]
+    threading.Thread(target=_rocksdb_loop, name="rocksdb-probe", daemon=True).start()
+
+
+def _rocksdb_loop() -> None:
+    last: dict[str, int] = {}
+    while True:
+        start = time.monotonic_ns()
+        time.sleep(ROCKSDB_PERIOD_S)
+        if not _stores:
+            continue
+        try:
+            counts = {name: _stores[-1].statistic(name) for name in ROCKSDB_TICKERS}
+        except Exception:  # noqa: BLE001 - a store being replaced
+            continue
+        for name, count in counts.items():
+            grown = count - last.get(name, count)
+            if grown > 0:
+                _write(start, time.monotonic_ns() - start, f"{ROCKSDB_TICKERS[name]}={grown}")
+        last = counts
+
+
+GOOD_MARK = b"good-"  # in the hostile suite's good client's keys (bench/hostile.py)
+
+
+def _follow_entries() -> None:
+    """Every entry the leader proposes (`e.propose#<n>=<bytes>[,good]`), when the log reports it done
+    (`e.result#<n>`), when its apply ends (`p.applied`, in order), and the good client's frames as offered
+    (`p.offer.good`) and applied (`apply.good`, with its duration)."""
+    try:
+        from laminar.node._applier import Applier
+        from laminar.node.raft._engine import RaftEngine
+        from laminar.node.raft._proposer import Proposer
+    except ImportError:
+        return
+    numbers = iter(range(1, 2**62))
+    propose, offer, entry_done, apply_now = RaftEngine.propose, Proposer.offer, Proposer._entry_done, Applier._apply_now
+
+    def proposed(self: Any, payload: bytes, on_result: Any) -> None:
+        n = next(numbers)
+        _write(time.monotonic_ns(), 0, f"e.propose#{n}={len(payload)}{',good' if GOOD_MARK in payload else ''}")
+
+        def result(applied: bool) -> None:
+            _write(time.monotonic_ns(), 0, f"e.result#{n}")
+            on_result(applied)
+
+        propose(self, payload, result)
+
+    def offered(self: Any, proposal: Any, timeout_s: float) -> bool:
+        if GOOD_MARK in proposal.run:
+            _write(time.monotonic_ns(), 0, "p.offer.good")
+        return bool(offer(self, proposal, timeout_s))
+
+    def done(self: Any, *args: Any) -> None:
+        _write(time.monotonic_ns(), 0, "p.applied")
+        entry_done(self, *args)
+
+    def applying(self: Any, raft_index: int, payload: bytes) -> None:
+        start = time.monotonic_ns()
+        apply_now(self, raft_index, payload)
+        if GOOD_MARK in payload:
+            _write(start, time.monotonic_ns() - start, f"apply.good#{raft_index}={len(payload)}")
+
+    take = Proposer._take
+
+    def taking(self: Any) -> Any:
+        heads = sorted(self._heads, key=lambda h: h[:3])
+        good = [h for h in heads if GOOD_MARK in self._queues[h[3]][0].proposal.run]
+        batch = take(self)
+        if good:
+            top = ";".join(f"{h[1] - self._virtual}/{h[0] - h[1]}" for h in heads[:4])
+            _write(time.monotonic_ns(), 0, f"p.take:V={self._virtual},good_start={good[0][1]},heads={top},"
+                   f"batch={len(batch)}x{sum(len(p.run) for p in batch)},good_in={any(GOOD_MARK in p.run for p in batch)}")
+        return batch
+
+    Proposer._take = taking  # type: ignore[method-assign]
+    RaftEngine.propose = proposed  # type: ignore[method-assign]
+    Proposer.offer = offered  # type: ignore[method-assign]
+    Proposer._entry_done = done  # type: ignore[method-assign]
+    Applier._apply_now = applying  # type: ignore[method-assign]

@@ -345,3 +345,52 @@ def test_an_entry_counts_in_flight_until_it_is_applied_not_when_the_log_queues_i
         assert proposer.inflight() == (0, 0, 0) and not hooks
     finally:
         proposer.stop()
+
+
+def test_a_light_sessions_next_put_waits_behind_one_big_frame_not_one_of_every_big_sender(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight sessions with big frames queued, all tagged at the same virtual time, and a light session putting
+    again right after its previous put was taken: the light session's next put goes into the log after at most
+    one more big frame, not after one of each big sender. With the virtual time at the start of the frame taken
+    last (start-time fair queueing), it stayed put while the big senders' heads were taken one by one, and the
+    light session's next put, tagged after its previous one, waited for all of them: hostile big_frames, 8
+    sessions of 1 MiB puts, gave the good client's puts 1-1.5 s each round (bench/results/hostile.md)."""
+    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    big_senders, light = [object() for _ in range(8)], object()
+    big = {(s, n): b"B%d%d" % (s, n) + b"x" * 597 for s in range(8) for n in range(3)}  # one per entry
+    try:
+        for n in range(3):
+            for s in range(8):
+                assert proposer.offer(weighed(big[s, n], big_senders[s]), WAIT_S)
+        assert proposer.offer(weighed(b"light-1", light), WAIT_S)
+        applied = 0
+
+        def apply_until_proposed(run: bytes) -> int:
+            """Apply entries in order until `run` is proposed; how many entries were proposed before it."""
+            nonlocal applied
+            while True:
+                with engine.lock:
+                    if run in engine.entries:
+                        return engine.entries.index(run)
+                    ready = applied < len(engine.entries)
+                if ready:
+                    engine.results[applied](True)
+                    applied += 1
+                time.sleep(0.01)
+
+        first = apply_until_proposed(b"light-1")
+        assert proposer.offer(weighed(b"light-2", light), WAIT_S)
+        with engine.lock:
+            proposed_before = len(engine.entries)
+        second = apply_until_proposed(b"light-2")
+        assert second - max(first, proposed_before - 1) <= 2, engine.entries[first:second]
+        taken = [e for e in engine.entries if e.startswith(b"B")]
+        for s in range(8):  # each big sender's frames in order
+            assert [e for e in taken if e.startswith(b"B%d" % s)] == [big[s, n] for n in range(3)][: len(
+                [e for e in taken if e.startswith(b"B%d" % s)]
+            )]
+    finally:
+        proposer.stop()

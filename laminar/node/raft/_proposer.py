@@ -30,21 +30,27 @@ took 26 ms at the median. Waiting instead for the entry in flight (a few ms) pac
 finds nothing in flight and goes at once, as before; large frames (pipelined bulk writers) still
 fill ENTRIES_INFLIGHT_MAX entries in flight.
 
-Fairness by cost: start-time fair queueing (Goyal, Vin, Cheng, SIGCOMM 1996). A frame is tagged as
-it is queued with a start, the later of the virtual time and its session's previous finish, and a
-finish, its start plus its cost (payload bytes, plus its weighted intentions at
-ENTRIES_INFLIGHT_BYTES_MAX / ENTRIES_INFLIGHT_INTENTIONS_MAX bytes each: its share of the in-flight
-budget). Frames are taken in (start, finish) order, and the virtual time is the start of the frame
-taken last. A session that just had 3 MiB taken starts its next frame 3 MiB later, so another
-session's 100-byte put, which starts at the virtual time, goes first, into the next entry (and an
-entry takes another session's frame only if it starts within its first frame's turn, so the put is
-not packed with heavier frames whose apply it would wait for before its commit); over
-time, sessions with frames queued share the log equally by cost, whatever their frame sizes. When
-nothing is queued or in flight, the virtual time moves to the largest finish: the past is forgotten.
-A session's own frames keep their order (its nonces go into the log in sequence), so nothing the
-state machine's nonce checks rely on changes: only frames of different sessions are interleaved,
-and those never depended on each other's order (an older session of the same client id is closed,
-and its stale frames dropped, when a newer one opens).
+Fairness by cost: weighted fair queueing (Demers, Keshav, Shenker, SIGCOMM 1989), equal weights, with
+a virtual time that follows the work taken. A frame is tagged as it is queued with a start, the later
+of the virtual time and its session's previous finish, and a finish, its start plus its cost (payload
+bytes, plus its weighted intentions at ENTRIES_INFLIGHT_BYTES_MAX / ENTRIES_INFLIGHT_INTENTIONS_MAX
+bytes each: its share of the in-flight budget). Frames are taken in (finish, start) order, and each
+frame taken moves the virtual time on by its cost divided by the sessions with frames queued (what
+each of them would have had of that work, shared equally), and at least to the frame's start. A
+session that just had 3 MiB taken finishes its next frame 3 MiB later; another session's 100-byte
+put finishes 100 bytes after the virtual time, so it goes first, into the next entry (and an entry
+takes another session's frame only if it starts within its first frame's turn, so the put is not
+packed with heavier frames whose apply it would wait for before its commit). Start-time fair
+queueing (frames in start order, the virtual time at the start of the frame taken last) had a
+light session's next put wait for one frame of every big sender: with eight sessions' 1 MiB puts
+tagged at one virtual time, the time stayed there while their eight heads were taken one by one,
+and the good client's puts in the hostile suite waited 1-1.5 s each round (bench/results/hostile.md).
+Over time, sessions with frames queued share the log equally by cost, whatever their frame sizes.
+When nothing is queued or in flight, the virtual time moves to the largest finish: the past is
+forgotten. A session's own frames keep their order (its nonces go into the log in sequence), so
+nothing the state machine's nonce checks rely on changes: only frames of different sessions are
+interleaved, and those never depended on each other's order (an older session of the same client id
+is closed, and its stale frames dropped, when a newer one opens).
 
 Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
 that has proposed nothing for LOG_TIME_TICK_MS proposes a time tick (an entry of the stamp alone,
@@ -128,12 +134,12 @@ class Proposer:
         self._clock_ms = clock_ms
         self._proposed_at_s = time.monotonic()  # when an entry was last proposed (for time ticks)
         # One FIFO per session with proposals pending, and a heap of each FIFO's head tags:
-        # (start, finish, sequence, session), the sequence breaking ties in queueing order.
+        # (finish, start, sequence, session), the sequence breaking ties in queueing order.
         self._queues: dict[object, collections.deque[_Tagged]] = {}
         self._heads: list[tuple[int, int, int, object]] = []
         self._sequence = itertools.count()
         self._finish: dict[object, int] = {}  # each session's last finish tag, while it matters
-        self._virtual = 0  # the start tag of the frame taken last
+        self._virtual = 0  # the virtual time: the work taken, shared among the sessions that had frames queued
         self._pending = 0  # proposals queued, all sessions
         self._pending_intentions = 0
         self._pending_bytes = 0
@@ -175,7 +181,7 @@ class Proposer:
         queue = self._queues.get(session)
         if queue is None:
             queue = self._queues[session] = collections.deque()
-            heapq.heappush(self._heads, (start, finish, next(self._sequence), session))
+            heapq.heappush(self._heads, (finish, start, next(self._sequence), session))
         queue.append(_Tagged(start, finish, proposal))
         self._pending += 1
         self._pending_intentions += proposal.intentions
@@ -298,22 +304,23 @@ class Proposer:
                 self._wake_proposer()
 
     def _take(self) -> list[Proposal]:
-        """Under the lock: one entry's frames, in (start, finish) order, while they fit (`_joins`).
+        """Under the lock: one entry's frames, in (finish, start) order, while they fit (`_joins`).
         The first that does not stays at the head for the next entry."""
         batch: list[Proposal] = []
-        first: tuple[object, int] | None = None  # the entry's first frame: (session, finish tag)
+        first: tuple[object, _Tagged] | None = None  # the entry's first frame and its session
         intentions = weighted = size = 0
         while self._heads:
-            start, _, _, session = self._heads[0]
-            head = self._queues[session][0].proposal
+            session = self._heads[0][3]
+            tagged = self._queues[session][0]
+            head = tagged.proposal
             current = head.is_current()
-            if current and not self._joins(head, start, session, first, (intentions, weighted, size)):
+            if current and not self._joins(tagged, session, first, (intentions, weighted, size)):
                 break
-            tagged = self._pop_head(session)
+            self._pop_head(session)
             if not current:
                 continue
             if first is None:
-                first = (session, tagged.finish)
+                first = (session, tagged)
             batch.append(head)
             intentions += head.intentions
             weighted += head.weighted_intentions()
@@ -323,44 +330,51 @@ class Proposer:
         return batch
 
     def _joins(
-        self, head: Proposal, start: int, session: object, first: tuple[object, int] | None, batch: tuple[int, int, int]
+        self, tagged: _Tagged, session: object, first: tuple[object, _Tagged] | None, batch: tuple[int, int, int]
     ) -> bool:
         """Under the lock: whether the head frame goes into the entry being built, of (intentions, weighted
         intentions, bytes) so far, whose first frame is `first`. It must fit in flight; in a non-empty entry, also
-        within the entry bounds, and it must be of the first frame's session or start within that frame's turn
-        (start <= its finish tag): a light session's put is not made to wait for the apply of heavier sessions'
-        frames packed behind it in its own entry; they go in the next one."""
+        within the entry bounds, and it must be of the first frame's session, or start within that frame's turn
+        (start <= its finish tag) and finish within the turn after (no later than its finish plus its cost): a
+        light session's put is not made to wait for the apply of heavier sessions' frames packed behind it in its
+        own entry; they go in the next one. Sessions with frames of like cost still share entries."""
+        head = tagged.proposal
         intentions, weighted, size = batch
         if not self._fits_inflight(head, size, weighted):
             return False
         if first is None:
             return True
+        first_session, first_tag = first
+        turn = first_tag.finish - first_tag.start
         return (
             intentions + head.intentions <= limits.BATCH_INTENTIONS_MAX
             and size + len(head.run) <= limits.RUN_BYTES_MAX
             and weighted + head.weighted_intentions() <= limits.RUN_INTENTIONS_MAX
-            and (session is first[0] or start <= first[1])
+            and (
+                session is first_session
+                or (tagged.start <= first_tag.finish and tagged.finish <= first_tag.finish + turn)
+            )
         )
 
-    def _pop_head(self, session: object) -> _Tagged:
-        """Under the lock: take the session's head frame off its queue; the virtual time moves to its start."""
+    def _pop_head(self, session: object) -> None:
+        """Under the lock: take the session's head frame off its queue; the virtual time moves on by its cost
+        shared among the sessions with frames queued, and at least to its start."""
         heapq.heappop(self._heads)
         queue = self._queues[session]
         tagged = queue.popleft()
-        assert tagged.start >= self._virtual, (tagged.start, self._virtual)  # taken in start order
-        self._virtual = tagged.start
+        share = (tagged.finish - tagged.start) // len(self._queues)
+        self._virtual = max(self._virtual + share, tagged.start)
         self._pending -= 1
         self._pending_intentions -= tagged.proposal.intentions
         self._pending_bytes -= len(tagged.proposal.run)
         if queue:
-            heapq.heappush(self._heads, (queue[0].start, queue[0].finish, next(self._sequence), session))
-            return tagged
+            heapq.heappush(self._heads, (queue[0].finish, queue[0].start, next(self._sequence), session))
+            return
         del self._queues[session]
         if self._finish.get(session, 0) <= self._virtual:
             self._finish.pop(session, None)
         elif len(self._finish) > limits.PROPOSER_SESSION_TAGS_MAX:
             self._forget_tags()
-        return tagged
 
     def _forget_tags(self) -> None:
         """Under the lock: drop the tags the virtual time has passed; if still too many, keep queued sessions' only."""
