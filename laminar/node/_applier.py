@@ -18,7 +18,6 @@ sandbox's own thread.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import NoReturn
 
 from laminar import limits
 from laminar.node._entry import one_intention_at_most
+from laminar.node._fail_stop import EXIT_APPLY_FAILED, EXIT_STORE_LOST, fail_stop
 from laminar.node._metrics import NodeMetrics
 from laminar.node.sandbox import start_program_thread
 from laminar.node.state_machine import Outcome, StateMachine
@@ -35,22 +35,9 @@ from laminar.node.store import Store, StoreClosed, WriteSet
 log = logging.getLogger("laminar.node")
 
 APPLY_SLOW_MS = 200  # an entry that takes longer than this to apply and store is logged
-EXIT_APPLY_FAILED = 70  # the process exit status when an entry cannot be applied (EX_SOFTWARE)
-# The exit status when a snapshot install closed the store and could not open the new one (EX_IOERR): the
-# node stops rather than serve from a closed store; restarted, it finishes the install or keeps the old store.
-EXIT_STORE_LOST = 74
-
 PublishFn = Callable[[dict[str, int]], None]  # newest consequence offset per topic written
 DeliverFn = Callable[[list[Outcome]], None]  # outcomes of the intentions applied, to their clients
 FailStopFn = Callable[[str, int], NoReturn]  # (why, exit status): log it and end the process
-
-
-def fail_stop(why: str, exit_status: int) -> NoReturn:
-    """Stop this node at once (a supervisor restarts it): what it would do next could be wrong. Called
-    while handling the exception that says why (its traceback is logged)."""
-    log.critical("%s; stopping this node (exit status %d)", why, exit_status, exc_info=True)
-    logging.shutdown()
-    os._exit(exit_status)
 
 
 class Applier:

@@ -41,6 +41,7 @@ NODE_LAYERS: dict[str, int] = {
     "laminar.node.store": 3,
     "laminar.node.auth": 2,  # the permission model and the gate: protobuf and grpc only
     "laminar.node._entry": 2,  # the log-entry format: a leaf that the port and the state machine share
+    "laminar.node._fail_stop": 1,  # ending the process when going on could be wrong: raft and the applier
     "laminar.node._metrics": 2,
     "laminar.node.config": 2,
 }

@@ -55,6 +55,7 @@ from pysyncobj.syncobj import _COMMAND_TYPE, _RAFT_STATE
 from pysyncobj.transport import TCPTransport, TransportNotReadyError
 
 from laminar import limits
+from laminar.node._fail_stop import EXIT_APPLY_FAILED, fail_stop
 from laminar.node.raft._compaction import CompactionPolicy
 from laminar.node.raft._connection import PICKLE_PROTOCOL  # importing it installs our TCP connection
 from laminar.node.raft._journal import DurableJournal, SyncThread
@@ -270,10 +271,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         index = self.raftLastApplied + 1
         try:
             self._on_apply(index, payload)
-        except BaseException:
-            log.critical("apply of raft entry %d failed; stopping this node", index, exc_info=True)
-            logging.shutdown()
-            os._exit(70)
+        except BaseException:  # noqa: BLE001 - fail_stop logs it and ends the process
+            fail_stop(f"apply of raft entry {index} failed", EXIT_APPLY_FAILED, log)
 
     # ---- queries (any thread) ---------------------------------------------------------------
 

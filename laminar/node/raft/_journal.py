@@ -42,6 +42,7 @@ from typing import Any
 from pysyncobj.journal import Journal
 
 from laminar import limits
+from laminar.node._fail_stop import EXIT_JOURNAL_SYNC_FAILED, fail_stop
 
 log = logging.getLogger("laminar.journal")
 
@@ -444,7 +445,5 @@ class SyncThread:
             try:
                 self._journal.sync()
             except OSError:
-                log.critical("fsync of the Raft journal failed; stopping this node", exc_info=True)
-                logging.shutdown()
-                os._exit(70)
+                fail_stop("fsync of the Raft journal failed", EXIT_JOURNAL_SYNC_FAILED, log)
             self._on_synced()
