@@ -263,15 +263,12 @@ class DurableJournal(Journal):  # type: ignore[misc]
             )
         finally:
             os.close(target)
-        os.replace(compact_path, self._path)
-        _fsync_dir(self._path)
-        with self._sync_lock:  # the sync thread must not fsync a descriptor being closed
-            os.close(self._fd)
-            self._fd = os.open(self._path, os.O_RDWR)
-            self._generation += 1
+
+        def reindex() -> None:
             del self._entries[:entryTo]
             self._ends = [offset - start for offset in self._ends[entryTo:]]
-            self._synced_index = self.last_index  # the new file was synced whole
+
+        self._swap_in(compact_path, reindex)
 
     def _rewrite_from(self, entryTo: int) -> None:  # noqa: N803
         """Drop the first `entryTo` entries: rewrite the rest to a new file (in the calling thread)."""
@@ -283,14 +280,23 @@ class DurableJournal(Journal):  # type: ignore[misc]
                 f.write(_HEAD.pack(len(command), zlib.crc32(body), idx, term) + command)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self._path)
+
+        def reindex() -> None:
+            self._entries, self._ends = [], []
+            self._load()
+
+        self._swap_in(tmp, reindex)
+
+    def _swap_in(self, synced_path: str, reindex: Callable[[], None]) -> None:
+        """Move the synced file at `synced_path` over the journal and reopen it; `reindex` (under the sync lock)
+        makes the in-memory entries and offsets describe the new file."""
+        os.replace(synced_path, self._path)
         _fsync_dir(self._path)
         with self._sync_lock:  # the sync thread must not fsync a descriptor being closed
             os.close(self._fd)
             self._fd = os.open(self._path, os.O_RDWR)
             self._generation += 1
-            self._entries, self._ends = [], []
-            self._load()
+            reindex()
             self._synced_index = self.last_index  # the new file was synced whole
 
     def drop_through_snapshot(self, before: Entry, last: Entry) -> int:
