@@ -84,6 +84,9 @@ RUN_INTENTIONS_MAX = ENTRIES_INFLIGHT_INTENTIONS_MAX // 2  # weighted
 # A CREATE_TOPIC or DESTROY_TOPIC counts as this many intentions in flight and in its session's share. Measured:
 # 25 us of apply against 8 us for a 100-byte put (state machine and store alone), and through a 3-node cluster one
 # client's pipelined create/destroy pairs went 3,100 intentions/s against 12,200 puts/s (six alternating rounds).
+# Since a destroy of a topic created in the same entry stopped seeking for its views: 14 us against 5 us for a put
+# (CPU time of the apply thread, best of 40 entries); 8 instead of 4 (half as many topic ops in flight) did not
+# change the hostile topic_churn p99 beyond the spread of runs on a loaded machine (bench/results/hostile.md).
 INTENTION_COST_TOPIC = 4
 RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
 # When the Raft journal is compacted (a store checkpoint becomes the snapshot): see
