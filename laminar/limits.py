@@ -113,6 +113,11 @@ SNAPSHOT_RECEIVED_BYTES_MAX = 64 * 1024 * MIB
 # journal fsync on the same disk wait behind it (250-380 ms each, back to back for 1.2-1.5 s: bench/snapshot_stall.py);
 # with at most a step's worth in flight, the journal waits for one step at most (~30 ms at this disk's speed).
 SNAPSHOT_SYNC_STEP_BYTES_MAX = 4 * MIB
+# A snapshot that is due first has the store's memtable flushed in the background, and waits at most this long
+# for it: the checkpoint in the tick thread then flushes only what was applied meanwhile. RocksDB's calls hold the
+# GIL (rocksdict), so a checkpoint that flushed a full memtable (up to STORE_WRITE_BUFFER_BYTES) stopped every
+# thread of the node for it: 40-260 ms per snapshot under hostile big_frames (bench/_stall_hook.py timings).
+SNAPSHOT_FLUSH_AHEAD_S_MAX = 1.0
 # RocksDB's memory: its defaults (64 MiB memtables, two of them) let a node grow by ~130 MiB before
 # the first flush. Smaller memtables keep RSS flat early and cost little: flushes are sequential.
 STORE_WRITE_BUFFER_BYTES = 16 * MIB  # one memtable

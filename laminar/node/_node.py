@@ -142,6 +142,8 @@ class Node:
                     checkpoint=self.applier.checkpoint,
                     applied_index=self.applier.drained_applied_index,
                     install=self.applier.install_snapshot,
+                    flush_start=self.store.flush_start,
+                    flushing=self.store.flushing,
                 ),
             )
         self.proposer = Proposer(self.raft, _clock_ms(config.clock_offset_ms), self.applier.when_applied)

@@ -195,6 +195,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             SyncThread(self._journal, self._wake_tick) if settings.durability == "fsync" else None
         )
         self._snapshot_path = settings.snapshot_path
+        self._snapshot_hooks = snapshot_hooks
+        self._flush_deadline: float | None = None  # a due snapshot waits for the store's flush until then (tick)
         self._snapshots = Snapshotter(
             settings.snapshot_path + ".work", snapshot_hooks, prepare_compaction=self._journal.prepare_compaction
         )
@@ -482,9 +484,21 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         # compaction used to run twice that way).
         if self._snapshots.busy:
             return
-        droppable_bytes, droppable_entries = self._journal.size_through(self.raftLastApplied)
-        if self._compaction.due(droppable_bytes, droppable_entries, self._snapshots.snapshot_bytes):
+        hooks = self._snapshot_hooks
+        if self._flush_deadline is not None:  # due, and the store's memtable is being flushed first
+            if hooks.flushing is not None and hooks.flushing() and monotonic() < self._flush_deadline:
+                return
+            self._flush_deadline = None
             self.forceLogCompaction()
+            return
+        droppable_bytes, droppable_entries = self._journal.size_through(self.raftLastApplied)
+        if not self._compaction.due(droppable_bytes, droppable_entries, self._snapshots.snapshot_bytes):
+            return
+        if hooks.flush_start is not None:
+            hooks.flush_start()  # see SnapshotHooks.flush_start; the snapshot starts once it is done
+            self._flush_deadline = monotonic() + limits.SNAPSHOT_FLUSH_AHEAD_S_MAX
+            return
+        self.forceLogCompaction()
 
     def _state_changed(self, old: int, new: int) -> None:
         self._on_role(ROLE_NAMES.get(new, str(new)))

@@ -38,6 +38,11 @@ class SnapshotHooks:
     checkpoint: Callable[[str, int], None]  # checkpoint the store, as applied through index, into a dir
     applied_index: Callable[[], int]  # the Raft index the store has applied
     install: Callable[[str], None]  # replace the store with the checkpoint in this directory
+    # Start writing what the store holds in memory to disk in the background, and tell whether that is still
+    # under way: a snapshot that is due waits for it (up to limits.SNAPSHOT_FLUSH_AHEAD_S_MAX), so that
+    # `checkpoint`, in the tick thread, has little left to flush. None: snapshots start at once.
+    flush_start: Callable[[], None] | None = None
+    flushing: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,24 @@ class Store:
                 raise StoreClosed(db.why)
             Checkpoint(db).create_checkpoint(target_dir)
 
+    def flush_start(self) -> None:
+        """Start writing the memtable to disk in the background (returns at once); see SnapshotHooks.flush_start."""
+        with self._lock.reading:
+            db = self._db
+            if not isinstance(db, ClosedDb):
+                db.flush(False)
+
+    def flushing(self) -> bool:
+        """Whether a memtable flush is running or waiting to run."""
+        with self._lock.reading:
+            db = self._db
+            if isinstance(db, ClosedDb):
+                return False
+            return bool(
+                db.property_int_value("rocksdb.num-running-flushes")
+                or db.property_int_value("rocksdb.mem-table-flush-pending")
+            )
+
     def replace_with(self, checkpoint_dir: str) -> None:
         """Become the store in `checkpoint_dir` (a snapshot from the leader). Crash-safe: see below.
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from raft_harness import Cluster
+from raft_harness import Cluster, Ledger
 
 from laminar import limits
 from laminar.node.raft._compaction import CompactionPolicy
+from laminar.node.raft._port import SnapshotHooks
 
 KIB = 1024
 
@@ -119,3 +121,47 @@ def test_the_entries_knob_still_compacts_often(tmp_path: Path) -> None:
     finally:
         cluster.close()
     assert built >= 4, built
+
+
+def test_a_due_snapshot_waits_for_the_stores_background_flush_first_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot that is due first starts the store's background flush and waits while it runs, so that the
+    checkpoint in the tick thread has little left to flush (RocksDB holds the GIL: a checkpoint that flushed a full
+    memtable stopped the node for 40-260 ms); a flush that never ends holds it up SNAPSHOT_FLUSH_AHEAD_S_MAX at most."""
+    flush = {"running": False, "starts": 0}
+
+    def start() -> None:
+        flush["starts"] += 1
+        flush["running"] = True
+
+    def hooks(ledger: Ledger) -> SnapshotHooks:
+        return SnapshotHooks(
+            checkpoint=ledger.checkpoint,
+            applied_index=lambda: ledger.mark,
+            install=ledger.install,
+            flush_start=start,
+            flushing=lambda: bool(flush["running"]),
+        )
+
+    monkeypatch.setattr(Ledger, "hooks", hooks)
+    monkeypatch.setattr(limits, "SNAPSHOT_FLUSH_AHEAD_S_MAX", 0.3)
+    policy = CompactionPolicy(bytes_min=16 * KIB, bytes_max=1 << 30, entry_overhead_bytes=0)
+    cluster = Cluster(tmp_path, size=1, log_entries_max=limits.RAFT_LOG_ENTRIES_MAX, compaction=policy)
+    engine = cluster[0].engine
+    try:
+        cluster.elect(0)
+        assert all(cluster.propose(0, [os.urandom(KIB) for _ in range(24)]))
+        cluster.until(lambda: flush["starts"] == 1, "the flush ahead of the first snapshot")
+        cluster.tick(20)
+        assert engine.snapshots.snapshots_built == 0  # waits while the store flushes
+        flush["running"] = False
+        cluster.until(lambda: engine.snapshots.snapshots_built == 1, "the first snapshot, once flushed")
+        cluster.until(lambda: not engine.snapshots.busy, "the first snapshot to finish")
+        assert all(cluster.propose(0, [os.urandom(KIB) for _ in range(64)]))  # due again; this flush never ends
+        cluster.until(lambda: flush["starts"] == 2, "the flush ahead of the second snapshot")
+        started = time.monotonic()
+        cluster.until(lambda: engine.snapshots.snapshots_built == 2, "the second snapshot, past the bound")
+        assert time.monotonic() - started >= 0.2
+    finally:
+        cluster.close()
