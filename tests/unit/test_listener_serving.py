@@ -356,3 +356,63 @@ def test_listeners_store_reads_of_one_loop_turn_cost_the_loop_a_few_wake_ups_not
     assert [r for n, r in enumerate(results) if n not in (7, 9)] == [n * 2 for n in range(200) if n not in (7, 9)]
     assert isinstance(results[7], LookupError) and isinstance(results[9], asyncio.CancelledError)
     assert 9 not in ran and len(ran) == 199
+
+
+def test_a_snapshot_install_wakes_the_listeners_of_every_topic() -> None:
+    """The applier publishes EVERY_TOPIC when a snapshot install replaced the store: listeners waiting on any bucket
+    wake and re-read (they no longer poll every second, so nothing else would tell them of the new store's events)."""
+    from laminar.node.service._listen import EVERY_TOPIC, EventFeed, _bucket
+
+    topics = {_bucket(f"t-{n}"): f"t-{n}" for n in range(2000)}  # one topic per bucket it reaches
+
+    async def run() -> int:
+        feed = EventFeed()
+        feed.attach(asyncio.get_running_loop())
+        version = feed.version()
+        waiting = [asyncio.create_task(feed.wait_newer(version, 30.0, topic)) for topic in topics.values()]
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(feed.publish, {EVERY_TOPIC: 0})  # the apply thread, after an install
+        done, _ = await asyncio.wait(waiting, timeout=2.0)
+        for task in waiting:
+            task.cancel()
+        return len(done)
+
+    assert len(topics) > 200
+    assert asyncio.run(run()) == len(topics)
+
+
+def test_a_listener_caught_up_on_a_quiet_topic_waits_for_news_not_for_a_poll_every_second(tmp_path: Path) -> None:
+    """A caught-up listener of a topic without news waits LISTEN_CAUGHT_UP_WAIT_S for it, not 1 s: 2,000 of them
+    polling every second cost the leader ~0.1 core of store reads and loop turns for nothing (publishes and
+    installs wake it; a call that ends cancels it)."""
+    from laminar.node.config import ServingLimits
+    from laminar.node.service._listen import LISTEN_CAUGHT_UP_WAIT_S, EventFeed, ListenService
+    from laminar.v1 import laminar_pb2 as pb
+
+    store = Store(str(tmp_path / "store"))
+    feed = EventFeed()
+    service = ListenService(store, feed, ServingLimits())
+    waits: list[float] = []
+    original = feed.wait_newer
+
+    async def recorded(version: int, timeout_s: float, topic: str | None = None) -> None:
+        waits.append(timeout_s)
+        await original(version, timeout_s, topic)
+
+    feed.wait_newer = recorded  # type: ignore[method-assign]
+
+    async def run() -> None:
+        feed.attach(asyncio.get_running_loop())
+        assert not service.admit()
+        listener = asyncio.create_task(service.run(pb.ListenRequest(topic="quiet"), object()))
+        while not waits:
+            await asyncio.sleep(0.01)
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 10.0))
+    finally:
+        service.stop()
+        store.close()
+    assert waits == [LISTEN_CAUGHT_UP_WAIT_S] and LISTEN_CAUGHT_UP_WAIT_S >= 10.0
