@@ -168,30 +168,20 @@ class _Topic:
         """`before`: the topic this one replaces in the same entry (destroy, re-create): its keys and seeds are this
         one's (the same name), so a create and destroy pair computes them once."""
         if before is not None:
-            topic = _Topic(
-                record,
-                record.next_offset,
-                before.events_prefix,
-                before.views_prefix,
-                before.put_seed,
-                before.delete_seed,
-                runtime,
-                first_offset=record.first_offset,
-                retained_bytes=record.retained_bytes,
-            )
-            topic.entry_sizes = before.entry_sizes
-            return topic
-        return _Topic(
+            keys = (before.events_prefix, before.views_prefix, before.put_seed, before.delete_seed)
+        else:
+            keys = (Keys.events_of(name), Keys.views_of(name), _digest_seed(PUT, name), _digest_seed(DELETE, name))
+        topic = _Topic(
             record,
             record.next_offset,
-            Keys.events_of(name),
-            Keys.views_of(name),
-            _digest_seed(PUT, name),
-            _digest_seed(DELETE, name),
+            *keys,
             runtime,
             first_offset=record.first_offset,
             retained_bytes=record.retained_bytes,
         )
+        if before is not None:
+            topic.entry_sizes = before.entry_sizes
+        return topic
 
     def write_views(self, writes: WriteSet) -> None:
         """Write the view changes of this entry, in the order their keys were first changed, and forget them."""
