@@ -141,6 +141,68 @@ def test_install_during_view_snapshot_iteration(stores: tuple[Store, str, tuple[
     assert [record.value for _, record in store.view_snapshot("t")[1]] == [b"g2"] * KEYS
 
 
+def test_a_snapshot_listeners_offset_and_keys_come_from_one_point_in_time(
+    stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """view_snapshot's offset and its live keys agree, whatever commits between its reads: an entry committed after
+    the topic record was read (here: between that read and the scan's first step) is in neither. With pins read
+    through rocksdict Snapshot.iter() (which does not read at the snapshot) the keys held that entry's put past the
+    offset, and a snapshot Listener got it twice (chat example: "(earlier) carol: hi all", then "carol: hi all")."""
+    store, _, _ = stores
+    _, items = store.view_snapshot("t")  # the pin is taken and the topic record read; the keys are read lazily
+    later = WriteSet()
+    later.put(Keys.topic("t"), TopicRecord(True, KEYS + 3, 1, "", b"").encode())
+    later.put(Keys.view("t", b"k00"), ViewRecord(KEYS + 1, KEYS + 1, b"later").encode())
+    later.put(Keys.view("t", b"k99"), ViewRecord(KEYS + 2, KEYS + 2, b"later").encode())
+    store.commit(later, AppliedMark(101, 101))
+    assert [(key, record.value) for key, record in items] == [(b"k%02d" % i, b"g1") for i in range(KEYS)]
+    through, items = store.view_snapshot("t")
+    assert through == KEYS + 2 and len(list(items)) == KEYS + 1
+
+    between = WriteSet()
+    between.put(Keys.topic("t"), TopicRecord(True, KEYS + 4, 1, "", b"").encode())
+    between.put(Keys.view("t", b"k01"), ViewRecord(KEYS + 3, KEYS + 3, b"between").encode())
+    commit_between = _commit_on_first_call(monkeypatch, Keys, "view", store, between)  # inside read_view
+    topic, view, mark = store.read_view("t", b"k01")
+    assert commit_between == [True] and topic is not None and view is not None
+    assert (topic.next_offset, view.value, mark) == (KEYS + 3, b"g1", AppliedMark(101, 101))
+
+
+def test_a_pins_scans_and_gets_interleave(stores: tuple[Store, str, tuple[int, str, int]]) -> None:
+    """One pin serves nested scans and gets (each step seeks again after the last key it gave), all from the
+    store as it was when the pin was taken."""
+    store, _, _ = stores
+    pin = store._pin()
+    rewrite = WriteSet()
+    for i in range(KEYS):
+        rewrite.delete(Keys.view("t", b"k%02d" % i))
+    store.commit(rewrite, AppliedMark(101, 101))
+    outer = []
+    for key, _ in pin.scan(Keys.views_of("t")):
+        inner = [k for k, _ in pin.scan(Keys.views_of("t"), start=key)]
+        assert pin.get(key) is not None and inner[0] == key
+        outer.append((key, len(inner)))
+    assert outer == [(Keys.view("t", b"k%02d" % i), KEYS - i) for i in range(KEYS)]
+    assert list(store._pin().scan(Keys.views_of("t"))) == []
+
+
+def _commit_on_first_call(
+    monkeypatch: pytest.MonkeyPatch, owner: type, name: str, store: Store, writes: WriteSet
+) -> list[bool]:
+    """Replace owner.name by a wrapper whose first call commits `writes` (between two reads of the caller)."""
+    original = getattr(owner, name)
+    committed: list[bool] = []
+
+    def hooked(*args: Any) -> Any:
+        if not committed:
+            store.commit(writes, AppliedMark(102, 102))
+            committed.append(True)
+        return original(*args)
+
+    monkeypatch.setattr(owner, name, staticmethod(hooked))
+    return committed
+
+
 def test_install_during_calls_page(
     stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,9 +177,10 @@ class Store:
             db.close()
 
     def _pin(self) -> Pin:
-        """A snapshot of the store as it is now, for a read that outlives `_lock.reading`."""
+        """A view of the store as it is now, for reads that outlive `_lock.reading` or must agree with each other:
+        every read through one pin sees the same committed entries (see _pins.py)."""
         with self._lock.reading:
-            return self._pins.add(self._db.snapshot())
+            return self._pins.add(self._db.iter())
 
     # ---- snapshots ------------------------------------------------------------------------------
 
