@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 
 import laminar
 
 SHOWN_TIMEOUT_S = 10.0
+SNAPSHOT_POLL_S = 0.01
 
 
 class Room:
@@ -27,11 +29,18 @@ class Room:
         self.name = name
         self.client = laminar.Client(addresses)
         self.listener = laminar.Listener(addresses, room, snapshot=True)
-        self._shown_offset = 0  # intention offset of the newest event printed
+        self._shown_offset = 0  # intention offset of the newest event printed (a snapshot's too)
         self._cond = threading.Condition()
         self._printer = threading.Thread(target=self._print_messages, name="chat-printer", daemon=True)
 
     def join(self) -> None:
+        # Your snapshot first, then your messages: one sent before the snapshot was taken would be in it, shown as
+        # "(earlier)" and never live. A room that does not exist yet has an empty snapshot (at offset 0).
+        deadline = time.monotonic() + SHOWN_TIMEOUT_S
+        while self.listener.snapshot_offset is None:
+            if time.monotonic() > deadline:
+                raise laminar.LaminarError(f"no snapshot of room {self.room!r} within {SHOWN_TIMEOUT_S} s")
+            time.sleep(SNAPSHOT_POLL_S)
         commit = self.client.create_topic(self.room).committed(timeout=SHOWN_TIMEOUT_S)
         if commit.effect is laminar.Effect.ERROR:
             raise laminar.LaminarError(f"cannot open room {self.room!r}: {commit.reason}")
@@ -58,8 +67,7 @@ class Room:
                 elif event.kind == laminar.Kind.DESTROY_TOPIC:
                     print(f"-- room {self.room} was closed", flush=True)
                 with self._cond:
-                    if not event.snapshot:
-                        self._shown_offset = max(self._shown_offset, event.intention_offset)
+                    self._shown_offset = max(self._shown_offset, event.intention_offset)
                     self._cond.notify_all()
         except laminar.LaminarError:
             return  # closed
