@@ -31,6 +31,7 @@ from laminar.node._entry import encode_run
 from laminar.node.config import ServingLimits
 from laminar.node.raft import Proposal
 from laminar.node.service._api import NodeApi
+from laminar.node.service._turns import FrameTurns
 from laminar.v1 import laminar_pb2 as pb
 
 if TYPE_CHECKING:
@@ -357,6 +358,7 @@ class SessionRouter:
         self._offload = offload  # async (fn, *args) -> fn(*args) on a worker thread
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
+        self._turns = FrameTurns()  # heavy frames one at a time on the event loop
 
     def count(self) -> int:
         with self._lock:
@@ -488,11 +490,12 @@ class SessionRouter:
         try:
             while session.open:
                 await self._room(session)
-                frame = await _read(context)
-                if frame is None or not session.open:
+                raw = await context.read()
+                if raw is grpc.aio.EOF or not session.open:
                     return
                 session.last_frame_at = time.monotonic()
-                await self._accept(session, frame)
+                for proposal in await self._taken_in(session, raw):
+                    await self._offer_within(proposal)
         except SessionFailure as failure:
             session.fail(failure.code, failure.message)
         except asyncio.CancelledError:
@@ -517,14 +520,34 @@ class SessionRouter:
             else:
                 return
 
-    async def _accept(self, session: _Session, frame: pb.ClientFrame) -> None:
+    async def _taken_in(self, session: _Session, raw: bytes) -> list[Proposal]:
+        """A frame decoded and checked, as the proposals to offer. A heavy frame (over FRAME_LIGHT_BYTES_MAX
+        or FRAME_LIGHT_MUTATIONS_MAX) is taken in only in its turn (service/_turns.py), so that a light one
+        never waits on the event loop for every other session's heavy frame."""
+        turns = self._turns
+        held = False
+        try:
+            if len(raw) > limits.FRAME_LIGHT_BYTES_MAX:
+                await turns.take()
+                held = True
+            frame = _decoded(raw)
+            count = len(frame.mutations.mutations) if frame.WhichOneof("body") == "mutations" else 0
+            if not held and count > limits.FRAME_LIGHT_MUTATIONS_MAX:
+                await turns.take()
+                held = True
+            return self._accept(session, frame)
+        finally:
+            if held:
+                turns.release()
+
+    def _accept(self, session: _Session, frame: pb.ClientFrame) -> list[Proposal]:
         body = frame.WhichOneof("body")
         if body != "mutations":
             why = "only one Hello per session" if body == "hello" else "a ClientFrame holds a Hello or mutations"
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, why)
         mutations = frame.mutations.mutations
         if not mutations:
-            return  # an empty MutationFrame is a no-op (docs/protocol.md)
+            return []  # an empty MutationFrame is a no-op (docs/protocol.md)
         if len(mutations) > limits.FRAME_MUTATIONS_MAX:
             raise SessionFailure(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -546,8 +569,10 @@ class SessionRouter:
             raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node is no longer the leader")
         first = session.expected_nonce
         session.expected_nonce = expected
-        for piece, nonce, count, weighted in _pieces(frame.mutations.SerializeToString(), first, weights):
-            await self._offer_within(self._proposal(session, piece, nonce + count - 1, count, weighted))
+        return [
+            self._proposal(session, piece, nonce + count - 1, count, weighted)
+            for piece, nonce, count, weighted in _pieces(frame.mutations.SerializeToString(), first, weights)
+        ]
 
     @staticmethod
     def _proposal(session: _Session, frame_bytes: bytes, last: int, count: int, weighted: int) -> Proposal:
