@@ -29,18 +29,29 @@ def _topic_name_problem(topic: str) -> str | None:
     return None
 
 
+_WRITE_KINDS = frozenset({pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.DELETE, pb.CONFIGURE_TOPIC})
+
+
 def mutation_problem(m: pb.Mutation) -> str | None:
-    """Why `m` may not be proposed, or None. Nonces are checked by the session, not here."""
-    problem = topic_problem(m.topic)
+    """Why `m` may not be proposed, or None. Nonces are checked by the session, not here.
+
+    The leader's event loop runs this for every mutation of every session (tens of thousands a second under
+    load), so each field is read once and what is unset is not built: a Retention submessage read field by
+    field cost more than the rest of the check together (~7 of ~11 us a put)."""
+    problem = _topic_name_problem(m.topic)
     if problem:
         return problem
-    if m.kind in _CONSUMER_KINDS:
-        return consumer_problem(m.kind, m.consumer)
-    if m.kind in CALL_KINDS:
+    kind = m.kind
+    if kind in _CONSUMER_KINDS:
+        return consumer_problem(kind, m.consumer)
+    if kind in CALL_KINDS:
         return call_problem(m)
-    if m.kind not in (pb.CREATE_TOPIC, pb.DESTROY_TOPIC, pb.PUT, pb.DELETE, pb.CONFIGURE_TOPIC):
-        return f"unknown mutation kind {m.kind}"
-    return write_problem(m.key, m.value) or _program_problem(m) or retention_problem(m.retention)
+    if kind not in _WRITE_KINDS:
+        return f"unknown mutation kind {kind}"
+    problem = write_problem(m.key, m.value) or _program_problem(m)
+    if problem or not m.HasField("retention"):
+        return problem
+    return retention_problem(m.retention)
 
 
 def retention_problem(retention: pb.Retention) -> str | None:
@@ -130,7 +141,9 @@ def write_problem(key: bytes, value: bytes) -> str | None:
 
 
 def _program_problem(m: pb.Mutation) -> str | None:
-    program_bytes = len(m.program.encode())
+    program = m.program
+    # UTF-8 takes at most 4 bytes a character: a program this short is within the bound without encoding it.
+    program_bytes = len(program) if len(program) * 4 <= limits.PROGRAM_SOURCE_BYTES_MAX else len(program.encode())
     if program_bytes > limits.PROGRAM_SOURCE_BYTES_MAX:
         return f"program is {program_bytes} bytes; the limit is {limits.PROGRAM_SOURCE_BYTES_MAX}"
     if len(m.args) > limits.PROGRAM_ARGS_BYTES_MAX:

@@ -17,7 +17,7 @@ def length_delimited(tag: bytes, payload: bytes) -> bytes:
     return tag + varint(len(payload)) + payload
 
 
-def field_spans(message: bytes) -> list[tuple[int, int, int]]:
+def field_spans(message: bytes | memoryview) -> list[tuple[int, int, int]]:
     """(field number, start, end) of each top-level field of a serialized message, in order: the
     bytes message[start:end] are that field whole (key, length and payload). Raises ValueError on
     input that is not a well-formed message (wire types 0, 1, 2 and 5 only)."""
@@ -44,7 +44,29 @@ def field_spans(message: bytes) -> list[tuple[int, int, int]]:
     return spans
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def only_field_payloads(message: bytes, number: int) -> list[memoryview] | None:
+    """The payloads (views, not copies) of the top-level fields of a serialized message when every one of them is
+    field `number`, length-delimited; None if it holds anything else or is not well formed. Concatenated, they are
+    that field's message as a parser merges it (protobuf concatenation is merging)."""
+    view = memoryview(message)
+    payloads = []
+    pos, end = 0, len(message)
+    try:
+        while pos < end:
+            key, pos = _read_varint(message, pos)
+            if key != (number << 3) | 2:
+                return None
+            size, pos = _read_varint(message, pos)
+            if pos + size > end:
+                return None
+            payloads.append(view[pos : pos + size])
+            pos += size
+    except ValueError:
+        return None
+    return payloads
+
+
+def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:

@@ -28,13 +28,14 @@ _TIME_TAG = b"\x78"  # IntentionBatch.time_ms, field 15, varint
 READ_BARRIER = b""  # an entry with no intentions: once applied, every write committed before it is too
 
 
-def encode_run(client_id: bytes, frame_bytes: bytes, session: int = 0) -> bytes:
+def encode_run(client_id: bytes, frame_bytes: bytes | memoryview, session: int = 0) -> bytes:
     """An IntentionBatch field holding one ClientRun, built from a serialized MutationFrame, from the
     session `session` (0: none named; its outcomes then go to whichever session the client has)."""
-    run = frame_bytes + length_delimited(_CLIENT_ID_TAG, client_id)
+    tail = length_delimited(_CLIENT_ID_TAG, client_id)
     if session:
-        run += _SESSION_TAG + session.to_bytes(8, "little")
-    return length_delimited(_RUN_TAG, run)
+        tail += _SESSION_TAG + session.to_bytes(8, "little")
+    # One copy of the frame's bytes (a 3 MiB frame copied is ~1 ms of the event loop here), not one per concatenation.
+    return b"".join((_RUN_TAG, varint(len(frame_bytes) + len(tail)), frame_bytes, tail))
 
 
 def encode_entry(runs: list[bytes], time_ms: int) -> bytes:

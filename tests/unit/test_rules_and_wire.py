@@ -38,6 +38,23 @@ def test_size_limits_are_enforced_at_their_bound() -> None:
     assert "program is" in (_rules.mutation_problem(big_program) or "")
 
 
+def test_the_cheap_checks_refuse_what_the_full_ones_did() -> None:
+    """mutation_problem skips encoding a short program and reading an unset Retention: a program of 4-byte characters
+    over the bound in bytes, a retention over its bound on any kind of write, and args over theirs are still refused;
+    a program exactly at the bound in bytes, and a retention at its bound, still pass."""
+    quarter = limits.PROGRAM_SOURCE_BYTES_MAX // 4
+    assert _rules.mutation_problem(pb.Mutation(kind=pb.CREATE_TOPIC, topic="t", program="\U0001f600" * quarter)) is None
+    wide = pb.Mutation(kind=pb.CREATE_TOPIC, topic="t", program="\U0001f600" * (quarter + 1))
+    assert "program is" in (_rules.mutation_problem(wide) or "")
+    for kind in (pb.PUT, pb.CREATE_TOPIC, pb.CONFIGURE_TOPIC):
+        over = pb.Mutation(kind=kind, topic="t", retention=pb.Retention(max_events=limits.RETENTION_EVENTS_MAX + 1))
+        assert "retention max_events" in (_rules.mutation_problem(over) or ""), kind
+        at = pb.Mutation(kind=kind, topic="t", retention=pb.Retention(max_age_ms=limits.RETENTION_AGE_MS_MAX))
+        assert _rules.mutation_problem(at) is None
+    args = pb.Mutation(kind=pb.CREATE_TOPIC, topic="t", args=b"a" * (limits.PROGRAM_ARGS_BYTES_MAX + 1))
+    assert "args are" in (_rules.mutation_problem(args) or "")
+
+
 def test_a_message_at_every_limit_fits_in_one_grpc_message() -> None:
     """The gRPC message bound leaves room for the largest legal mutation."""
     m = pb.Mutation(

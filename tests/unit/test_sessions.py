@@ -168,3 +168,23 @@ def test_a_commits_only_session_sends_received_only_with_a_commit() -> None:
     acks = session.next_acks()
     assert acks is not None
     assert acks.received_through == 2 and [c.nonce for c in acks.commits] == [1]
+
+
+def test_a_frames_mutations_are_spliced_from_the_bytes_sent_and_parse_as_the_frame_did() -> None:
+    """The run's MutationFrame bytes are the client's own (a view, not re-serialized) when the ClientFrame holds only
+    that field, with the auth gate's appended principal merged as a parser merges it; anything else (a Hello before
+    the mutations, an unknown field) is serialized anew. Every way, they parse to the frame's mutations."""
+    from laminar._wire import length_delimited
+    from laminar.node.service._sessions import _mutation_frame_bytes
+
+    mutations = [pb.Mutation(nonce=1 + i, kind=pb.PUT, topic="t", key=b"k", value=b"v" * i) for i in range(5)]
+    plain = pb.ClientFrame(mutations=pb.MutationFrame(mutations=mutations, principal="mallory")).SerializeToString()
+    stamped = plain + length_delimited(b"\x12", length_delimited(b"\x22", b"alice"))  # as auth/_gate.py appends
+    hello_first = pb.ClientFrame(hello=pb.Hello(next_nonce=1)).SerializeToString() + plain
+    unknown = plain + b"\x98\x06\x01"  # field 99, a varint
+    for raw, principal in ((plain, "mallory"), (stamped, "alice"), (hello_first, "mallory"), (unknown, "mallory")):
+        frame = pb.ClientFrame.FromString(raw)
+        spliced = _mutation_frame_bytes(frame, raw)
+        parsed = pb.MutationFrame.FromString(bytes(spliced))
+        assert list(parsed.mutations) == mutations and parsed.principal == principal
+    assert isinstance(_mutation_frame_bytes(pb.ClientFrame.FromString(plain), plain), memoryview)
