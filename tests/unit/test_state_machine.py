@@ -511,3 +511,30 @@ def test_a_key_value_split_is_part_of_the_contents_digest() -> None:
     create = pb.Mutation(nonce=1, kind=pb.CREATE_TOPIC, topic="a")
     destroy = pb.Mutation(nonce=1, kind=pb.DESTROY_TOPIC, topic="b")
     assert contents_digest(create) != contents_digest(destroy)
+
+
+def test_a_full_client_cache_never_forgets_what_the_entry_being_applied_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dedupe records' cache (DEDUPE_CLIENTS_CACHED_MAX) is emptied between entries, never inside one: emptied
+    when a client read from disk found it full, it forgot the record this entry had just advanced for another client,
+    whose second run in the same entry then applied its nonces again; and a node whose cache held other clients (it
+    never restarted) did not empty it there, and kept one event fewer."""
+    a, b = Harness(tmp_path / "a"), Harness(tmp_path / "b")
+    carol = uuid.UUID(int=3).bytes
+    for node in (a, b):
+        node.apply(entry((ALICE, [m(1, pb.CREATE_TOPIC, "t")]), (BOB, [m(1, pb.PUT, "t", b"b", b"1")])))
+    b.machine.reload()  # b restarted: its cache is empty; a's holds ALICE and BOB
+    monkeypatch.setattr(limits, "DEDUPE_CLIENTS_CACHED_MAX", 1)
+    resend = [m(1, pb.PUT, "t", b"c", b"1"), m(2, pb.PUT, "t", b"c", b"2")]  # a new session's resend, and more
+    payload = entry((carol, [resend[0]]), (BOB, [m(2, pb.PUT, "t", b"b", b"2")]), (carol, resend))
+    for node in (a, b):
+        node.apply(payload)
+        node.apply(entry((carol, [resend[1]])))  # a resend in a later entry: a duplicate
+        assert [(e.key, e.value) for e in node.events("t")[1:]] == [
+            (b"b", b"1"),
+            (b"c", b"1"),
+            (b"b", b"2"),
+            (b"c", b"2"),
+        ], "each nonce applied once"
+    assert a.digest() == b.digest()

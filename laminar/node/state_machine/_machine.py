@@ -358,6 +358,11 @@ class StateMachine:
         if raft_index <= self._raft_index:
             return None
         entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
+        if len(self._clients) >= limits.DEDUPE_CLIENTS_CACHED_MAX:
+            # A cache of what the store holds, so emptied between entries only (it then grows by the clients of one
+            # entry at most). Emptied inside one, it forgot what this entry had done: a client's second run in the
+            # entry applied its nonces again, its record was not saved, and nodes whose caches differed diverged.
+            self._clients.clear()
         batch = _Batch(WriteSet(), self._offset, next_log_time(self._time_ms, entry.time_ms), self._offset)
         calls = self._calls.applied = CallsApplied()
         for run in entry.runs:
@@ -466,8 +471,6 @@ class StateMachine:
             data = self._store.get_applying(Keys.client(client_id))
             if data is not None:
                 record = ClientRecord.decode(data)
-                if len(self._clients) >= limits.DEDUPE_CLIENTS_CACHED_MAX:
-                    self._clients.clear()  # a cache: everything is on disk
                 self._clients[client_id] = record
         if client_id not in batch.touched_clients:
             batch.touched_clients[client_id] = record
