@@ -135,7 +135,7 @@ REVERT_FOUND_AT: dict[str, FoundAt] = {
     "append-keeps-matches": FoundAt("datagram", 1, 5),
     "chunk-commit": FoundAt("tcp", 8, 3),
     "compact-at-start": FoundAt("tcp", 1, 5),
-    "install-keeps-log": FoundAt("tcp", 24, 3),
+    "install-keeps-log": FoundAt("tcp", 41, 3),
     "leader-synced-commit": FoundAt("tcp", 2, 3),
     "reply-term": FoundAt("tcp", 2, 3, tail_loss=True),
 }
