@@ -36,8 +36,8 @@ def mutation_problem(m: pb.Mutation) -> str | None:
     """Why `m` may not be proposed, or None. Nonces are checked by the session, not here.
 
     The leader's event loop runs this for every mutation of every session (tens of thousands a second under
-    load), so each field is read once and what is unset is not built: a Retention submessage read field by
-    field cost more than the rest of the check together (~7 of ~11 us a put)."""
+    load), so each field is read once and what is unset is not built: reading an unset Retention field by field
+    was the dearest part of the check (a 1 KiB put: 2.2-3.0 us before, 1.4-1.6 after, alternated in one process)."""
     problem = _topic_name_problem(m.topic)
     if problem:
         return problem

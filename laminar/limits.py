@@ -176,8 +176,8 @@ SESSION_UNCOMMITTED_INTENTIONS_MAX = 16_384  # at least CLIENT_INFLIGHT_MAX (ass
 # A session whose client has left an Acks frame untaken this long reads no next frame until it is taken.
 SESSION_ACKS_UNTAKEN_HOLD_S = 0.1
 # A client frame over either is heavy: the event loop takes in one heavy frame at a time (decode, check each
-# mutation, cut into runs: ~3 ms for 256 puts of 1 KiB, ~7 ms for three 1 MiB puts), and light frames never wait
-# for them (service/_turns.py). A light frame costs the loop tens of microseconds: a well-behaved client's puts.
+# mutation, cut into runs: ~1 ms for 256 puts of 1 KiB on a quiet core, several on a loaded machine), and light frames
+# never wait for them (service/_turns.py). A light frame costs the loop tens of microseconds: a well-behaved client's.
 FRAME_LIGHT_BYTES_MAX = 8 * KIB
 FRAME_LIGHT_MUTATIONS_MAX = 32
 CONNECTION_HANDSHAKE_TIMEOUT_MS = 10_000  # a TCP connection that has not spoken HTTP/2 by then is closed

@@ -3,7 +3,7 @@
 Every session's reader runs on the one event loop, and taking in a frame (decode it, check each mutation, cut
 it into runs) is Python work between two awaits. Readers whose frames arrived together run one after another,
 so a session with one put waited for every other session's frame: 32 sessions with a frame of 256 puts each
-ready (~3 ms of work apiece) held a well-behaved client's frame for 80-100 ms (bench/results/hostile.md,
+ready held a well-behaved client's one put for 80-100 ms (bench/results/hostile.md,
 slow_ack_readers). A frame over FRAME_LIGHT_BYTES_MAX or FRAME_LIGHT_MUTATIONS_MAX is taken in only in its
 turn: one heavy frame at a time, and the next heavy reader is let go by a callback of the loop's next
 iteration, so whatever became ready meanwhile (light frames, acks to write, gRPC's completions) runs between
