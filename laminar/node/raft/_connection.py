@@ -16,9 +16,18 @@ hostile-client probe):
   (24 KiB of state): 6 us for that message, 32 us for 10 KiB. A zlib stream names its window in its
   header, and inflating reads any window up to 32 KiB, so peers that compress the old way still read
   ours and we theirs.
+- compression of tiny messages at all: a reply or a lone append (60-300 bytes) gains nothing on the
+  wire, but each deflate costs ~29 us and its inflate ~20 us (zlib's state set up and torn down), and both
+  release the interpreter lock, a chance for another thread to take it: four sends and four receipts per
+  sequential write on the leader. A message under RAFT_MESSAGE_COMPRESS_BYTES_MIN goes as a stored zlib
+  stream built here (2 us; any zlib reader inflates it), and one in that exact form is read back without
+  zlib's inflater (`_stored_body`, 5 us).
 - a `bytes` send buffer rebuilt by slicing after every partial socket send: quadratic in the backlog
   (0.9 s of one tick for 31 sends). Ours is a bytearray consumed from the front (amortized O(1)).
 - a send buffer drained only by the next send once the socket was full (see `_drain_when_writable`).
+- reads until a read fails: each readable event cost a second `recv` that raised EAGAIN (a syscall, an
+  exception, and one more release of the interpreter lock), plus a `getsockopt` after every read. We stop
+  at a short read: poll is level-triggered, so bytes that arrive after it are reported again.
 Incoming frames are bounded (RAFT_MESSAGE_BYTES_MAX, before and after inflating): pysyncobj would
 buffer up to 2 GiB for one length header, and inflate a zlib bomb whole.
 
@@ -50,8 +59,40 @@ PICKLE_PROTOCOL = 5
 _LENGTH = struct.Struct("i")  # pysyncobj's frame header
 
 
+# A zlib stream of one final stored deflate block: header (deflate, 32 KiB window, no preset dictionary,
+# the check bits that make it a multiple of 31), then the block's BFINAL=1/BTYPE=00 byte, LEN and NLEN.
+_STORED_HEAD = b"\x78\x01\x01"
+_STORED_LENGTHS = struct.Struct("<HH")
+_STORED_OVERHEAD_BYTES = len(_STORED_HEAD) + _STORED_LENGTHS.size + 4  # and the Adler-32 at the end
+assert limits.RAFT_MESSAGE_COMPRESS_BYTES_MIN <= 0xFFFF  # one stored block holds at most 65,535 bytes
+
+
+def _stored(raw: bytes) -> bytes:
+    """`raw` as a zlib stream of one stored block (len(raw) <= 65,535), without zlib's deflater."""
+    length = len(raw)
+    return b"".join(
+        (_STORED_HEAD, _STORED_LENGTHS.pack(length, length ^ 0xFFFF), raw, zlib.adler32(raw).to_bytes(4, "big"))
+    )
+
+
+def _stored_body(data: bytes) -> bytes | None:
+    """The message inside a stream `_stored` wrote, checksum verified; None for any other stream
+    (compressed, written by another zlib, or damaged: the inflater then reads or refuses it)."""
+    if not data.startswith(_STORED_HEAD) or len(data) < _STORED_OVERHEAD_BYTES:
+        return None
+    length, inverse = _STORED_LENGTHS.unpack_from(data, len(_STORED_HEAD))
+    start = len(_STORED_HEAD) + _STORED_LENGTHS.size
+    if inverse != length ^ 0xFFFF or len(data) != start + length + 4:
+        return None
+    body = data[start : start + length]
+    return body if zlib.adler32(body) == int.from_bytes(data[start + length :], "big") else None
+
+
 def _deflate(raw: bytes) -> bytes:
-    """`raw` as one zlib stream: compressed up to RAFT_MESSAGE_COMPRESS_BYTES_MAX, stored past it."""
+    """`raw` as one zlib stream: stored under RAFT_MESSAGE_COMPRESS_BYTES_MIN (built here), compressed up to
+    RAFT_MESSAGE_COMPRESS_BYTES_MAX, stored past it."""
+    if len(raw) < limits.RAFT_MESSAGE_COMPRESS_BYTES_MIN:
+        return _stored(raw)
     level = _COMPRESSED_LEVEL if len(raw) <= limits.RAFT_MESSAGE_COMPRESS_BYTES_MAX else 0
     deflater = zlib.compressobj(level, zlib.DEFLATED, _COMPRESS_WINDOW_BITS, _COMPRESS_MEM_LEVEL)
     return deflater.compress(raw) + deflater.flush()
@@ -63,6 +104,7 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
     _TcpConnection__fileno: Any
     _TcpConnection__poller: Any
     _TcpConnection__readBuffer: Any
+    _TcpConnection__recvBufferSize: int
     recvLastTimestamp: Any  # noqa: N815 - pysyncobj's name
 
     def send(self, message: Any) -> None:
@@ -119,10 +161,12 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
                     raise ValueError("replayed message")
                 self.recvLastTimestamp = timestamp
                 data = self.encryptor.decrypt(data)
-            inflater = zlib.decompressobj()
-            raw = inflater.decompress(data, limits.RAFT_MESSAGE_BYTES_MAX)
-            if inflater.unconsumed_tail or not inflater.eof:
-                raise ValueError("message inflates past RAFT_MESSAGE_BYTES_MAX, or is cut")
+            raw = _stored_body(data)
+            if raw is None:
+                inflater = zlib.decompressobj()
+                raw = inflater.decompress(data, limits.RAFT_MESSAGE_BYTES_MAX)
+                if inflater.unconsumed_tail or not inflater.eof:
+                    raise ValueError("message inflates past RAFT_MESSAGE_BYTES_MAX, or is cut")
             message = pickle.loads(raw)
             if self.recvRandKey:
                 rand_key, message = message
@@ -133,6 +177,21 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
             return None
         self._TcpConnection__readBuffer = buffer[_LENGTH.size + length :]
         return message
+
+    def _TcpConnection__processRead(self) -> bool:  # noqa: N802 - pysyncobj's (mangled) name
+        """One read into the buffer; True if the socket may hold more (the read filled what was asked)."""
+        asked = self._TcpConnection__recvBufferSize
+        try:
+            incoming = self._TcpConnection__socket.recv(asked)
+        except OSError as e:
+            if e.errno not in (socket.errno.EAGAIN, socket.errno.EWOULDBLOCK):  # type: ignore[attr-defined]
+                self.disconnect()
+            return False
+        if not incoming:
+            self.disconnect()  # the peer closed
+            return False
+        self._TcpConnection__readBuffer += incoming
+        return len(incoming) == asked
 
     def _TcpConnection__processSend(self) -> bool:  # noqa: N802 - pysyncobj's (mangled) name
         buffer: Any = self._TcpConnection__writeBuffer

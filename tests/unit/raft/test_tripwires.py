@@ -59,6 +59,7 @@ CALLED = [
 # pysyncobj's TCP connection internals FastTcpConnection (_connection.py) overrides or uses.
 CONNECTION_METHODS = [
     "_TcpConnection__processSend",
+    "_TcpConnection__processRead",
     "_TcpConnection__trySendBuffer",
     "_TcpConnection__processConnection",
 ]
@@ -67,6 +68,8 @@ CONNECTION_ATTRIBUTES = [
     "_TcpConnection__socket",
     "_TcpConnection__fileno",
     "_TcpConnection__poller",
+    "_TcpConnection__recvBufferSize",
+    "_TcpConnection__readBuffer",
 ]
 # Instance attributes RaftEngine reads or writes.
 ATTRIBUTES = [
