@@ -301,6 +301,12 @@ def _sync_thread_class(start_sync: Callable[[Callable[[], None]], None]) -> type
 
             start_sync(run)
 
+        def request_hint_save(self) -> None:
+            # At once, in the tick that asks, as the engine saved it before the sync thread did: no new random
+            # draws or events, so every seed keeps its run. The thread saves it a little later; a hint that
+            # lags is only lower, which a restart tolerates (entries past it are applied once the leader says).
+            self._journal.onOneSecondTimer()
+
         def stop(self) -> None:
             pass
 

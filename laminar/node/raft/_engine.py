@@ -194,6 +194,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self._syncer: SyncThread | None = (
             SyncThread(self._journal, self._wake_tick) if settings.durability == "fsync" else None
         )
+        self._sync_asked_at = -1  # the journal's `appends` when the sync thread was last asked (tick thread)
         self._snapshot_path = settings.snapshot_path
         self._snapshot_hooks = snapshot_hooks
         self._flush_deadline: float | None = None  # a due snapshot waits for the store's flush until then (tick)
@@ -358,8 +359,21 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self._tick(timeToWait)
 
     def _request_sync(self) -> None:
-        if self._syncer is not None and self._journal.needs_sync:
+        """Ask the sync thread for an fsync once per entry appended (twice a tick while the sync ran, each
+        request woke the sync thread again: measured 2.9 requests per sequential write, ~6 % of the tick
+        thread's time in Event.set)."""
+        journal = self._journal
+        if self._syncer is not None and journal.needs_sync and journal.appends != self._sync_asked_at:
+            self._sync_asked_at = journal.appends
             self._syncer.request()
+
+    def _save_commit_hint(self) -> None:
+        """pysyncobj's once-a-second journal timer (the commit hint's save): in the sync thread when there is one,
+        so its write and rename (1-1.5 ms, at worst 9-25 ms, on the shared test machine) do not stall the tick."""
+        if self._syncer is not None:
+            self._syncer.request_hint_save()
+        else:
+            self._journal.onOneSecondTimer()
 
     def _wake_tick(self) -> None:
         """The sync thread has synced: wake the tick thread, which may now count the leader."""
@@ -395,7 +409,7 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             self._SyncObj__needLoadDumpFile = False
         if monotonic() - self._SyncObj__startTime > self._SyncObj__numOneSecondDumps:
             self._SyncObj__numOneSecondDumps += 1
-            self._SyncObj__raftLog.onOneSecondTimer()
+            self._save_commit_hint()
         self._maybe_stand()
         if self._SyncObj__raftState == _RAFT_STATE.LEADER:
             self._leader_commit()

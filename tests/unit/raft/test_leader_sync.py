@@ -29,6 +29,9 @@ class ManualSync:
     def request(self) -> None:
         self.requests += 1
 
+    def request_hint_save(self) -> None:
+        self.journal.onOneSecondTimer()
+
     def run(self) -> None:
         self.journal.sync()
         self.on_synced()
@@ -94,3 +97,20 @@ def test_two_followers_commit_an_entry_the_leader_has_not_synced(cluster: Cluste
     assert leader.journal.synced_index < index
     for follower in (cluster[1], cluster[2]):
         assert follower.journal.synced_index >= index
+
+
+def test_the_leader_asks_its_sync_thread_once_per_entry_however_many_ticks_wait_for_it(cluster: Cluster) -> None:
+    """Each request wakes the sync thread (and each wake-up that syncs nothing woke the tick for nothing):
+    an entry waiting for its fsync through many ticks is asked for once, and the next entry once more."""
+    cluster.stop(2)
+    leader = _lead_with_everything_committed(cluster)
+    syncer = _syncer(leader)
+    for n, payload in enumerate((b"one", b"two"), start=1):
+        before = syncer.requests
+        index, results = _propose(leader, payload)
+        cluster.until(lambda index=index: leader.log_end() >= index, "the entry in the leader's log")
+        cluster.tick(10)
+        assert leader.journal.synced_index < index and results == []
+        assert syncer.requests == before + 1, n
+        syncer.run()
+        cluster.until(lambda results=results: results == [True], "the entry to commit")
