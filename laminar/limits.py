@@ -91,6 +91,17 @@ RUN_INTENTIONS_MAX = ENTRIES_INFLIGHT_INTENTIONS_MAX // 2  # weighted
 # (CPU time of the apply thread, best of 40 entries); 8 instead of 4 (half as many topic ops in flight) did not
 # change the hostile topic_churn p99 beyond the spread of runs on a loaded machine (bench/results/hostile.md).
 INTENTION_COST_TOPIC = 4
+# Topic creates and destroys in flight are also bounded in time: at most what the apply thread, at its measured pace
+# (wall time per topic op, a moving average: laminar/node/raft/_pace.py), applies in this long, and a run holds at most
+# half of that. Their apply slows 3-6x on a loaded machine (25-35 us quiet, 90-190 us loaded), and a write waits
+# behind all of what is in flight: the 2,000 that the weighted bound lets in were 60 ms of apply quiet, 200-400 loaded.
+ENTRIES_INFLIGHT_TOPIC_APPLY_MS_MAX = 30
+# The pace never cuts the topic ops in flight below this many (smaller entries spend their CPU on per-entry costs,
+# ~1 ms each; an entry still goes alone, whatever it holds, when nothing else is in flight).
+ENTRIES_INFLIGHT_TOPIC_INTENTIONS_MIN = 64
+# Only an entry of at least this many topic ops is a sample of their pace: in a smaller one, the entry's own cost (its
+# store commit, the applied mark, waking its clients) is a large part of its apply time.
+APPLY_PACE_SAMPLE_INTENTIONS_MIN = 32
 RAFT_COMMANDS_QUEUE_MAX = 64  # pysyncobj's own command queue, in log entries
 # When the Raft journal is compacted (a store checkpoint becomes the snapshot): see
 # laminar/node/raft/_compaction.py. A snapshot archives the whole store, so compacting at a fixed interval

@@ -38,6 +38,9 @@ APPLY_SLOW_MS = 200  # an entry that takes longer than this to apply and store i
 PublishFn = Callable[[dict[str, int]], None]  # newest consequence offset per topic written
 DeliverFn = Callable[[list[Outcome]], None]  # outcomes of the intentions applied, to their clients
 FailStopFn = Callable[[str, int], NoReturn]  # (why, exit status): log it and end the process
+# Run once an entry is applied and stored, given its apply wall time in seconds (0.0: not measured, because the entry
+# was applied before the hook was given, was found stored already, or held no intentions).
+AppliedHook = Callable[[float], None]
 
 
 class Applier:
@@ -67,9 +70,10 @@ class Applier:
         )
         # Hooks to run once an entry is applied (`when_applied`), by its Raft index; guarded by _hooks_lock.
         self._hooks_lock = threading.Lock()
-        self._hooks: dict[int, list[Callable[[], None]]] = {}
+        self._hooks: dict[int, list[AppliedHook]] = {}
         self._handed_index = 0  # the last entry on_commit took (the Raft thread)
         self._applied_index = 0  # the last entry applied and stored (either thread)
+        self._last_apply_s = 0.0  # how long that entry took to apply and store (0.0: not measured)
         # Programs run on this thread: it gets their stack size explicitly (see laminar/node/sandbox/_threads.py).
         self._thread = start_program_thread(self._loop, "apply")
 
@@ -102,24 +106,27 @@ class Applier:
             return
         self._queue.put((raft_index, payload))  # blocks only when the apply thread is far behind
 
-    def when_applied(self, hook: Callable[[], None]) -> None:
+    def when_applied(self, hook: AppliedHook) -> None:
         """Run `hook` once the entry on_commit took last is applied and stored: now, if it is. Called on the Raft
         thread right after on_commit (the engine reports a proposal done there, when it is only queued): the
         proposer counts an entry in flight until this runs, so that what a new frame waits behind, the apply
-        queue included, stays within its bounds."""
+        queue included, stays within its bounds; and it learns the apply's pace from the time it is given."""
         with self._hooks_lock:
             if self._applied_index < self._handed_index:
                 self._hooks.setdefault(self._handed_index, []).append(hook)
                 return
-        hook()
+            apply_s = self._last_apply_s if self._applied_index == self._handed_index else 0.0
+        hook(apply_s)
 
-    def _applied(self, raft_index: int) -> None:
-        """After an entry is applied and stored (or found stored already): the hooks waiting for it."""
+    def _applied(self, raft_index: int, apply_s: float = 0.0) -> None:
+        """After an entry is applied and stored (or found stored already): the hooks waiting for it, given how long
+        its apply took (apply_s; 0.0 when not measured)."""
         with self._hooks_lock:
             self._applied_index = max(self._applied_index, raft_index)
+            self._last_apply_s = apply_s
             hooks = self._hooks.pop(raft_index, None)
         for hook in hooks or ():
-            hook()
+            hook(apply_s)
 
     # ---- waiting for the store (any thread) -------------------------------------------------------
 
@@ -162,8 +169,8 @@ class Applier:
         # Workers' streams read the leases: an entry that granted or released one wakes them as events do.
         self._publish(applied.topic_offsets if not applied.calls.granted else {**applied.topic_offsets, "*calls": 0})
         self._deliver(applied.outcomes)
-        self._applied(raft_index)
         elapsed_s = time.perf_counter() - started
+        self._applied(raft_index, elapsed_s)
         metrics = self._metrics
         metrics.apply_latency.observe(elapsed_s)
         intentions = applied.intentions

@@ -61,6 +61,9 @@ class NodeBackend:
     def offer(self, proposal: Proposal, timeout_s: float) -> bool:
         return self._proposer.offer(proposal, timeout_s)
 
+    def topic_run_max(self) -> int:
+        return self._proposer.topic_run_max()
+
     def nonce_max(self, client_id: bytes) -> int | None:
         data = self._store.get(Keys.client(client_id))
         return None if data is None else ClientRecord.decode(data).nonce_max

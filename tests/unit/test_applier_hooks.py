@@ -36,13 +36,13 @@ def test_a_hook_runs_once_its_entry_is_stored_and_at_once_for_an_entry_applied_i
     ran: list[tuple[str, int]] = []
     try:
         applier.on_commit(2, entry(1, pb.Mutation(kind=pb.CREATE_TOPIC, topic="t")))  # one intention: inline
-        applier.when_applied(lambda: ran.append((threading.current_thread().name, store.applied().raft_index)))
+        applier.when_applied(lambda _s: ran.append((threading.current_thread().name, store.applied().raft_index)))
         assert ran == [("MainThread", 2)]
         gate = threading.Event()
         applier._queue.put(gate.wait)  # the apply thread is busy until the gate opens
         puts = [pb.Mutation(kind=pb.PUT, topic="t", key=b"k", value=b"v") for _ in range(3)]
         applier.on_commit(3, entry(2, *puts))  # queued behind the busy apply thread
-        applier.when_applied(lambda: ran.append((threading.current_thread().name, store.applied().raft_index)))
+        applier.when_applied(lambda _s: ran.append((threading.current_thread().name, store.applied().raft_index)))
         assert len(ran) == 1, "the entry is not applied yet"
         gate.set()
         assert applier.wait_applied(WAIT_S)

@@ -240,7 +240,13 @@ def test_a_hello_at_nonce_one_opens_a_session_even_with_the_unary_pool_full() ->
         raise Exhausted("this node has 260 unary calls running or waiting: retry later", 200)
 
     node = SimpleNamespace(
-        observe_commit_latency=None, offer=None, nonce_max=None, is_leader=None, welcome=None, read_barrier=None
+        observe_commit_latency=None,
+        offer=None,
+        topic_run_max=None,
+        nonce_max=None,
+        is_leader=None,
+        welcome=None,
+        read_barrier=None,
     )
     router = SessionRouter(node, ServingLimits(), full_pool)  # type: ignore[arg-type]
     hello = pb.ClientFrame(hello=pb.Hello(client_id=bytes(16), next_nonce=1)).SerializeToString()

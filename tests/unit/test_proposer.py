@@ -330,14 +330,14 @@ def test_an_entry_counts_in_flight_until_it_is_applied_not_when_the_log_queues_i
     Before, the in-flight bounds ended at the queue, and the apply queue's entries (up to APPLY_QUEUE_ENTRIES_MAX
     of them, each up to the run bounds) were waited behind on top of them."""
     engine = RecordingEngine()
-    hooks: list[Callable[[], None]] = []
+    hooks: list[Callable[[float], None]] = []
     proposer = Proposer(engine, clock_ms=None, after_apply=hooks.append)  # type: ignore[arg-type]
     try:
         assert proposer.offer(proposal(b"a"), WAIT_S)
         wait_until(lambda: len(engine.entries) == 1)
         engine.results[0](True)  # committed and queued for apply
         assert proposer.inflight()[0] == 1 and len(hooks) == 1
-        hooks.pop()()  # applied
+        hooks.pop()(0.0)  # applied
         assert proposer.inflight() == (0, 0, 0)
         assert proposer.offer(proposal(b"b"), WAIT_S)
         wait_until(lambda: len(engine.entries) == 2)

@@ -10,7 +10,9 @@ they were taken in.
 
 In flight: what is proposed and not yet applied is bounded three ways, ENTRIES_INFLIGHT_MAX
 entries, ENTRIES_INFLIGHT_BYTES_MAX payload bytes and ENTRIES_INFLIGHT_INTENTIONS_MAX intentions
-weighted by their apply cost (`Proposal.cost_intentions`). "Applied" means stored by the apply
+weighted by their apply cost (`Proposal.cost_intentions`); and topic creates and destroys by time: no
+more of them than the apply thread, at its measured pace, applies in ENTRIES_INFLIGHT_TOPIC_APPLY_MS_MAX
+(raft/_pace.py; entries, and the runs sessions cut frames into, hold half of it). "Applied" means stored by the apply
 thread (`after_apply`), not handed to its queue, which is when the engine reports an entry done: counting
 only to the queue let a frame wait behind up to APPLY_QUEUE_ENTRIES_MAX more entries than the bounds
 say. Entries apply in log order, so what is in flight when a frame is proposed is what that frame
@@ -71,18 +73,21 @@ from dataclasses import dataclass
 
 from laminar import limits
 from laminar.node._entry import encode_entry, encode_time
+from laminar.node.raft._pace import TopicPace
 from laminar.node.raft._port import RaftPort
 
 log = logging.getLogger("laminar.proposer")
 
 ClockMs = Callable[[], int]  # wall-clock time in ms since the Unix epoch
 # Runs a callable once the entry the log just reported done is applied and stored: the engine reports an entry
-# done as soon as it is handed to the apply queue (node: Applier.when_applied). Without one: at once.
-AfterApply = Callable[[Callable[[], None]], None]
+# done as soon as it is handed to the apply queue (node: Applier.when_applied). The callable is given the entry's
+# apply wall time in seconds (0.0: not measured, e.g. applied before). Without one: at once, unmeasured.
+AppliedHook = Callable[[float], None]
+AfterApply = Callable[[AppliedHook], None]
 
 
-def _at_once(done: Callable[[], None]) -> None:
-    done()
+def _at_once(done: AppliedHook) -> None:
+    done(0.0)
 
 
 def wall_clock_ms() -> int:
@@ -111,9 +116,24 @@ class Proposal:
     # Its intentions weighted by apply cost (a put is 1; limits.INTENTION_COST_*): what it counts
     # against ENTRIES_INFLIGHT_INTENTIONS_MAX and in its session's share. 0: one per intention.
     cost_intentions: int = 0
+    # Of its intentions, topic creates and destroys: in flight they are also bounded by time (raft/_pace.py).
+    topic_intentions: int = 0
 
     def weighted_intentions(self) -> int:
         return self.cost_intentions or self.intentions
+
+
+@dataclass(frozen=True)
+class _Cost:
+    """What an entry counts in flight."""
+
+    size: int  # payload bytes of its runs
+    intentions: int
+    weighted: int  # intentions weighted by apply cost
+    topic: int  # topic creates and destroys
+
+
+_NO_COST = _Cost(0, 0, 0, 0)  # a time tick's
 
 
 @dataclass
@@ -146,6 +166,8 @@ class Proposer:
         self._inflight_entries = 0
         self._inflight_bytes = 0
         self._inflight_intentions = 0  # weighted, as cost_intentions
+        self._inflight_topic = 0  # of them, topic creates and destroys (Proposal.topic_intentions)
+        self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
         self._offer_waiters = 0  # sessions waiting in offer() for room in the queue
         self._lock = threading.Condition()
@@ -207,6 +229,15 @@ class Proposer:
         """Intentions offered and not yet proposed (a gauge; read without the lock)."""
         return self._pending_intentions
 
+    def topic_run_max(self) -> int:
+        """Topic ops a run may hold now (sessions cut frames at this): half their paced in-flight bound."""
+        with self._lock:
+            return self._pace.run_max()
+
+    def topic_pace_us(self) -> float | None:
+        """The apply thread's measured wall time per topic op (a gauge; None: not measured yet)."""
+        return self._pace.us_per_op()
+
     def inflight(self) -> tuple[int, int, int]:
         """(entries, payload bytes, weighted intentions) proposed and not yet applied (a gauge)."""
         return self._inflight_entries, self._inflight_bytes, self._inflight_intentions
@@ -244,7 +275,7 @@ class Proposer:
         if self._inflight_entries and not self._fills_a_pipelined_entry():
             return False  # a small entry waits for the log to empty: see "Small entries wait" above
         head = self._queues[self._heads[0][3]][0].proposal
-        return not head.is_current() or self._fits_inflight(head, 0, 0)
+        return not head.is_current() or self._fits_inflight(head, 0, 0, 0)
 
     def _fills_a_pipelined_entry(self) -> bool:
         """Under the lock: whether what is queued is worth an entry of its own while others are in flight."""
@@ -253,15 +284,19 @@ class Proposer:
             or self._pending_intentions >= limits.PIPELINED_ENTRY_INTENTIONS_MIN
         )
 
-    def _fits_inflight(self, proposal: Proposal, batch_bytes: int, batch_intentions: int) -> bool:
-        """Under the lock: whether the proposal may join a batch of this much; the first of a batch
-        with nothing in flight always may (a frame over the bounds goes alone)."""
+    def _fits_inflight(self, proposal: Proposal, batch_bytes: int, batch_intentions: int, batch_topic: int) -> bool:
+        """Under the lock: whether the proposal may join a batch of this much (bytes, weighted intentions, topic
+        ops); the first of a batch with nothing in flight always may (a frame over the bounds goes alone)."""
         if not self._inflight_entries and not batch_bytes and not batch_intentions:
             return True
         return (
             self._inflight_bytes + batch_bytes + len(proposal.run) <= limits.ENTRIES_INFLIGHT_BYTES_MAX
             and self._inflight_intentions + batch_intentions + proposal.weighted_intentions()
             <= limits.ENTRIES_INFLIGHT_INTENTIONS_MAX
+            and (
+                not proposal.topic_intentions
+                or self._inflight_topic + batch_topic + proposal.topic_intentions <= self._pace.inflight_max()
+            )
         )
 
     def _tick_wait_s(self) -> float | None:
@@ -288,7 +323,7 @@ class Proposer:
             with self._lock:
                 self._inflight_entries += 1
                 self._proposed_at_s = time.monotonic()
-            self._engine.propose(encode_time(self._clock_ms()), lambda applied: self._settle(applied, 0, 0))
+            self._engine.propose(encode_time(self._clock_ms()), lambda applied: self._settle(applied, _NO_COST))
         finally:
             with self._lock:
                 self._proposing = False
@@ -308,13 +343,13 @@ class Proposer:
         The first that does not stays at the head for the next entry."""
         batch: list[Proposal] = []
         first: tuple[object, _Tagged] | None = None  # the entry's first frame and its session
-        intentions = weighted = size = 0
+        intentions = weighted = size = topic = 0
         while self._heads:
             session = self._heads[0][3]
             tagged = self._queues[session][0]
             head = tagged.proposal
             current = head.is_current()
-            if current and not self._joins(tagged, session, first, (intentions, weighted, size)):
+            if current and not self._joins(tagged, session, first, (intentions, weighted, size, topic)):
                 break
             self._pop_head(session)
             if not current:
@@ -325,22 +360,23 @@ class Proposer:
             intentions += head.intentions
             weighted += head.weighted_intentions()
             size += len(head.run)
+            topic += head.topic_intentions
         assert len(self._heads) == len(self._queues), (len(self._heads), len(self._queues))
         assert self._pending >= 0 and (self._pending == 0) == (not self._queues)
         return batch
 
     def _joins(
-        self, tagged: _Tagged, session: object, first: tuple[object, _Tagged] | None, batch: tuple[int, int, int]
+        self, tagged: _Tagged, session: object, first: tuple[object, _Tagged] | None, batch: tuple[int, int, int, int]
     ) -> bool:
         """Under the lock: whether the head frame goes into the entry being built, of (intentions, weighted
-        intentions, bytes) so far, whose first frame is `first`. It must fit in flight; in a non-empty entry, also
-        within the entry bounds, and it must be of the first frame's session, or start within that frame's turn
-        (start <= its finish tag) and finish within the turn after (no later than its finish plus its cost): a
-        light session's put is not made to wait for the apply of heavier sessions' frames packed behind it in its
-        own entry; they go in the next one. Sessions with frames of like cost still share entries."""
+        intentions, bytes, topic ops) so far, whose first frame is `first`. It must fit in flight; in a non-empty
+        entry, also within the entry bounds, and it must be of the first frame's session, or start within that
+        frame's turn (start <= its finish tag) and finish within the turn after (no later than its finish plus its
+        cost): a light session's put is not made to wait for the apply of heavier sessions' frames packed behind it
+        in its own entry; they go in the next one. Sessions with frames of like cost still share entries."""
         head = tagged.proposal
-        intentions, weighted, size = batch
-        if not self._fits_inflight(head, size, weighted):
+        intentions, weighted, size, topic = batch
+        if not self._fits_inflight(head, size, weighted, topic):
             return False
         if first is None:
             return True
@@ -350,6 +386,7 @@ class Proposer:
             intentions + head.intentions <= limits.BATCH_INTENTIONS_MAX
             and size + len(head.run) <= limits.RUN_BYTES_MAX
             and weighted + head.weighted_intentions() <= limits.RUN_INTENTIONS_MAX
+            and (not head.topic_intentions or topic + head.topic_intentions <= self._pace.run_max())
             and (
                 session is first_session
                 or (tagged.start <= first_tag.finish and tagged.finish <= first_tag.finish + turn)
@@ -394,12 +431,17 @@ class Proposer:
         payload = encode_entry([p.run for p in batch], self._clock_ms() if self._clock_ms is not None else 0)
         # _take packs at most BATCH_BYTES_MAX, or one frame that gRPC bounded: larger would stall heartbeats.
         assert len(payload) <= limits.RAFT_ENTRY_BYTES_MAX, len(payload)
-        size = sum(len(p.run) for p in batch)
-        weighted = sum(p.weighted_intentions() for p in batch)
+        cost = _Cost(
+            sum(len(p.run) for p in batch),
+            sum(p.intentions for p in batch),
+            sum(p.weighted_intentions() for p in batch),
+            sum(p.topic_intentions for p in batch),
+        )
         with self._lock:
             self._inflight_entries += 1
-            self._inflight_bytes += size
-            self._inflight_intentions += weighted
+            self._inflight_bytes += cost.size
+            self._inflight_intentions += cost.weighted
+            self._inflight_topic += cost.topic
             self._proposed_at_s = time.monotonic()
         # A refusal reaches on_result before the `received` acks would go out: at once when
         # pysyncobj's queue is full, or in the tick that takes the command, before that tick runs
@@ -409,7 +451,7 @@ class Proposer:
         def on_result(applied: bool) -> None:
             if not applied and not fate["acked"]:
                 fate["refused"] = True
-            self._settle(applied, size, weighted)
+            self._settle(applied, cost)
 
         self._engine.propose(payload, on_result)
         if fate["refused"]:
@@ -434,23 +476,26 @@ class Proposer:
         for proposal in batch:
             proposal.on_dropped()
 
-    def _settle(self, applied: bool, size: int, weighted: int) -> None:
+    def _settle(self, applied: bool, cost: _Cost) -> None:
         """The log is done with an entry: not applied (it leaves the in-flight count now), or handed to the apply
         queue, where it still counts until it is applied: what a frame proposed now waits behind includes the
         queued entries (the apply queue holds up to APPLY_QUEUE_ENTRIES_MAX, each up to the run bounds)."""
         if applied:
-            self._after_apply(lambda: self._entry_done(True, size, weighted))
+            self._after_apply(lambda apply_s: self._entry_done(True, cost, apply_s))
         else:
-            self._entry_done(False, size, weighted)
+            self._entry_done(False, cost, 0.0)
 
-    def _entry_done(self, applied: bool, size: int, weighted: int) -> None:
+    def _entry_done(self, applied: bool, cost: _Cost, apply_s: float) -> None:
         if not applied:
             log.debug("an entry was not applied (leadership changed); its clients resend")
         with self._lock:
+            self._pace.observe(cost.topic, cost.intentions, apply_s)
             self._inflight_entries -= 1
-            self._inflight_bytes -= size
-            self._inflight_intentions -= weighted
+            self._inflight_bytes -= cost.size
+            self._inflight_intentions -= cost.weighted
+            self._inflight_topic -= cost.topic
             assert self._inflight_entries >= 0 and self._inflight_bytes >= 0 and self._inflight_intentions >= 0
+            assert self._inflight_topic >= 0, self._inflight_topic
             self._end_busy_period()
             self._wake_proposer()
 

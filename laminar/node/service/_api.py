@@ -23,6 +23,9 @@ class NodeApi(Protocol):
     def offer(self, proposal: Proposal, timeout_s: float) -> bool:
         """Queue validated mutations for the log; False if the queue stayed full for timeout_s."""
 
+    def topic_run_max(self) -> int:
+        """Topic creates and destroys one proposal may hold now (the proposer's pace): more are offered in runs."""
+
     def nonce_max(self, client_id: bytes) -> int | None:
         """The client's last applied nonce, or None for a client this node has never applied."""
 

@@ -47,6 +47,7 @@ HELLO_TIMEOUT_S = 10.0  # a client must say hello within this time
 HELLO_CATCH_UP_WAIT_S = 3.0  # how long a Hello ahead of the applied nonces waits for a read barrier
 # What an intention of each kind weighs in flight (limits.INTENTION_COST_*); a kind not named weighs 1, as a put.
 _INTENTION_COSTS = {pb.CREATE_TOPIC: limits.INTENTION_COST_TOPIC, pb.DESTROY_TOPIC: limits.INTENTION_COST_TOPIC}
+_TOPIC_KINDS = frozenset((pb.CREATE_TOPIC, pb.DESTROY_TOPIC))  # paced in flight by time (raft/_pace.py)
 
 
 class SessionFailure(Exception):
@@ -325,14 +326,25 @@ _CLIENT_FRAME_MUTATIONS = pb.ClientFrame.DESCRIPTOR.fields_by_name["mutations"].
 
 
 def _pieces(
-    frame_bytes: bytes | memoryview, first_nonce: int, weights: list[int]
+    frame_bytes: bytes | memoryview,
+    first_nonce: int,
+    weights: list[int],
+    topics: list[bool] | None = None,
+    topic_run_max: int = 0,
 ) -> list[tuple[bytes | memoryview, int, int, int]]:
     """A serialized MutationFrame as the runs to propose: (frame bytes, first nonce, mutations, weighted
     intentions) each. Usually the frame whole; one over RUN_BYTES_MAX or RUN_INTENTIONS_MAX
-    (weighted) in consecutive pieces within them (a mutation over them alone), so that no entry a small
-    writer waits behind holds a whole 4 MiB frame. A frame's mutations never relied on sharing an entry."""
+    (weighted), or with more than topic_run_max topic creates and destroys (`topics` marks them; the
+    proposer's pace, raft/_pace.py), in consecutive pieces within them (a mutation over them alone), so
+    that no entry a small writer waits behind holds a whole 4 MiB frame, or more than about half of
+    ENTRIES_INFLIGHT_TOPIC_APPLY_MS_MAX of topic ops. A frame's mutations never relied on sharing an entry."""
+    flags = topics if topics is not None else [False] * len(weights)  # none paced: topic_run_max is not used
     weighted = sum(weights)
-    if len(frame_bytes) <= limits.RUN_BYTES_MAX and weighted <= limits.RUN_INTENTIONS_MAX:
+    if (
+        len(frame_bytes) <= limits.RUN_BYTES_MAX
+        and weighted <= limits.RUN_INTENTIONS_MAX
+        and (topics is None or sum(topics) <= topic_run_max)
+    ):
         return [(frame_bytes, first_nonce, len(weights), weighted)]
     spans = field_spans(frame_bytes)
     mutation_spans = [(start, end) for field, start, end in spans if field == 1]
@@ -340,14 +352,19 @@ def _pieces(
     trailer = b"".join(frame_bytes[start:end] for field, start, end in spans if field != 1)
     assert len(mutation_spans) == len(weights), (len(mutation_spans), len(weights))
     pieces: list[tuple[bytes | memoryview, int, int, int]] = []
-    begin = size = weighted = 0
-    for i, ((start, end), weight) in enumerate(zip(mutation_spans, weights, strict=True)):
-        if i > begin and (size + end - start > limits.RUN_BYTES_MAX or weighted + weight > limits.RUN_INTENTIONS_MAX):
+    begin = size = weighted = topic = 0
+    for i, ((start, end), weight, is_topic) in enumerate(zip(mutation_spans, weights, flags, strict=True)):
+        if i > begin and (
+            size + end - start > limits.RUN_BYTES_MAX
+            or weighted + weight > limits.RUN_INTENTIONS_MAX
+            or topic + is_topic > topic_run_max
+        ):
             run = _joined(frame_bytes, mutation_spans[begin:i], trailer)
             pieces.append((run, first_nonce + begin, i - begin, weighted))
-            begin, size, weighted = i, 0, 0
+            begin, size, weighted, topic = i, 0, 0, 0
         size += end - start
         weighted += weight
+        topic += is_topic
     rest = mutation_spans[begin:]
     pieces.append((_joined(frame_bytes, rest, trailer), first_nonce + begin, len(rest), weighted))
     return pieces
@@ -365,6 +382,7 @@ class SessionRouter:
         # Bound once: the reader calls offer and is_leader for every frame.
         self._on_commit_latency = node.observe_commit_latency
         self._offer = node.offer
+        self._topic_run_max = node.topic_run_max
         self._nonce_max = node.nonce_max
         self._is_leader = node.is_leader
         self._welcome = node.welcome
@@ -571,6 +589,7 @@ class SessionRouter:
             )
         expected = session.expected_nonce
         weights = []  # each mutation's apply cost in intentions (the proposer's fair share and in-flight bound)
+        topics = []  # whether it creates or destroys a topic (the proposer bounds those in flight by time too)
         for m in mutations:
             if m.nonce != expected:
                 raise SessionFailure(
@@ -580,19 +599,27 @@ class SessionRouter:
             if problem:
                 raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, f"nonce {m.nonce}: {problem}")
             expected += 1
-            weights.append(_INTENTION_COSTS.get(m.kind, 1))
+            kind = m.kind
+            weights.append(_INTENTION_COSTS.get(kind, 1))
+            topics.append(kind in _TOPIC_KINDS)
         if not self._is_leader():
             raise SessionFailure(grpc.StatusCode.UNAVAILABLE, "this node is no longer the leader")
         first = session.expected_nonce
         session.expected_nonce = expected
-        return [
-            self._proposal(session, piece, nonce + count - 1, count, weighted)
-            for piece, nonce, count, weighted in _pieces(_mutation_frame_bytes(frame, raw), first, weights)
-        ]
+        runs = _pieces(_mutation_frame_bytes(frame, raw), first, weights, topics, self._topic_run_max())
+        proposals = []
+        for piece, nonce, count, weighted in runs:
+            topic = sum(topics[nonce - first : nonce - first + count])
+            proposals.append(self._proposal(session, piece, nonce + count - 1, (count, weighted, topic)))
+        return proposals
 
     @staticmethod
-    def _proposal(session: _Session, frame_bytes: bytes | memoryview, last: int, count: int, weighted: int) -> Proposal:
-        """The proposal of one run of this session's nonces (through `last`), counted as offered."""
+    def _proposal(
+        session: _Session, frame_bytes: bytes | memoryview, last: int, counts: tuple[int, int, int]
+    ) -> Proposal:
+        """The proposal of one run of this session's nonces (through `last`), counted as offered; counts: its
+        (intentions, weighted intentions, topic creates and destroys)."""
+        count, weighted, topic = counts
         run = encode_run(session.client_id, frame_bytes, session.token)
         session.proposed(last, len(run))
         return Proposal(
@@ -606,6 +633,7 @@ class SessionRouter:
             ),
             session=session,  # sessions share the log by cost: a big sender cannot hold it
             cost_intentions=weighted,
+            topic_intentions=topic,
         )
 
     async def _offer_within(self, proposal: Proposal) -> None:
