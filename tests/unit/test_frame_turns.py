@@ -34,6 +34,7 @@ def _router(taken: list[bytes]) -> SessionRouter:
     router._serving = ServingLimits()
     router._is_leader = lambda: True
     router._offer = lambda proposal, timeout_s: taken.append(proposal.session.client_id) or True
+    router._topic_run_max = lambda: limits.RUN_INTENTIONS_MAX
     router._turns = FrameTurns()
     return router
 
