@@ -104,7 +104,9 @@ class NodeBackend:
 
     def describe_topic(self, topic: str) -> pb.DescribeTopicResponse:
         """A topic as this node has applied it (no barrier: like a stale Get)."""
-        record, keys, value_bytes, capped, mark = self._store.describe(topic, limits.DESCRIBE_KEYS_COUNTED_MAX)
+        record, keys, value_bytes, capped, mark, consumers = self._store.describe(
+            topic, limits.DESCRIBE_KEYS_COUNTED_MAX
+        )
         if record is None:
             return pb.DescribeTopicResponse(intention_offset=mark.intention_offset)
         return pb.DescribeTopicResponse(
@@ -117,7 +119,7 @@ class NodeBackend:
             value_bytes=value_bytes,
             keys_capped=capped,
             intention_offset=mark.intention_offset,
-            consumers=consumer_infos(self._store, topic) if record.live else [],
+            consumers=consumer_infos(consumers),
             retention=pb.Retention(
                 max_events=record.retention.max_events,
                 max_bytes=record.retention.max_bytes,

@@ -241,7 +241,7 @@ def test_install_during_describe(
         store.describe("t", 100)
     assert installed == [True]
     _serves_new(store, new_digest)
-    record, keys, value_bytes, capped, mark = store.describe("t", 100)
+    record, keys, value_bytes, capped, mark, _ = store.describe("t", 100)
     assert record is not None and (keys, value_bytes, capped, mark) == (KEYS, 2 * KEYS, False, AppliedMark(200, 200))
     assert store.describe("t", KEYS - 1)[1:4] == (KEYS - 1, 2 * (KEYS - 1), True)
 

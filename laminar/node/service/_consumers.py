@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from laminar import _rules, limits
 from laminar.node.service._listen import encode_listen_frame
-from laminar.node.store import DURABLE, ConsumerRecord, LeaseRecord, Store
+from laminar.node.store import DURABLE, ConsumerRecord, ConsumerRow, LeaseRecord, Store
 from laminar.v1 import laminar_pb2 as pb
 
 
@@ -43,10 +43,11 @@ def member_step(store: Store, request: pb.ListenRequest, sent_grant: int) -> tup
     return (encode_listen_frame(events) if events else None), mine[-1][0]
 
 
-def consumer_infos(store: Store, topic: str) -> list[pb.ConsumerInfo]:
-    """The consumers and groups of a topic, by name, as this node has applied them."""
+def consumer_infos(rows: list[ConsumerRow]) -> list[pb.ConsumerInfo]:
+    """The consumers and groups of a topic, by name, from their rows (Store.describe: read with the topic's record,
+    from the same view)."""
     infos = []
-    for name, data, members, leases in store.consumer_rows(topic):
+    for name, data, members, leases in rows:
         record = ConsumerRecord.decode(data)
         info = pb.ConsumerInfo(name=name, acked_offset=record.acked_offset, updated_at=record.updated_at)
         if record.kind != DURABLE:

@@ -20,7 +20,7 @@ from laminar.node.store._records import (
     TopicRecord,
     ViewRecord,
 )
-from laminar.node.store._store import Store, WriteSet
+from laminar.node.store._store import ConsumerRow, Store, WriteSet
 
 __all__ = [
     "DURABLE",
@@ -33,6 +33,7 @@ __all__ = [
     "CallSeq",
     "ClientRecord",
     "ConsumerRecord",
+    "ConsumerRow",
     "Keys",
     "LeaseRecord",
     "MemberRecord",

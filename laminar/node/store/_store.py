@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import threading
@@ -17,6 +18,8 @@ from laminar.node.store._records import VIEW_HEAD, AppliedMark, TopicRecord, Vie
 from laminar.v1 import laminar_pb2 as pb
 
 _OFFSET_MAX = 2**64 - 1  # consequence offsets are stored as 8 big-endian bytes
+# A consumer of a topic: (name, ConsumerRecord bytes, member names, (event offset, LeaseRecord bytes) of its leases)
+ConsumerRow = tuple[str, bytes, list[bytes], list[tuple[int, bytes]]]
 
 
 class WriteSet:
@@ -362,9 +365,12 @@ class Store:
             AppliedMark.decode(applied) if applied is not None else AppliedMark(0, 0),
         )
 
-    def describe(self, topic: str, keys_max: int) -> tuple[TopicRecord | None, int, int, bool, AppliedMark]:
-        """(topic record, live keys, their value bytes, whether counting stopped at `keys_max`,
-        applied mark), from one consistent view. Any thread."""
+    def describe(
+        self, topic: str, keys_max: int
+    ) -> tuple[TopicRecord | None, int, int, bool, AppliedMark, list[ConsumerRow]]:
+        """(topic record, live keys, their value bytes, whether counting stopped at `keys_max`, applied mark, the
+        consumers' rows (see consumer_rows; none unless the topic is live)), from one consistent view. Any thread.
+        The consumers too: read from a second view, a consumer could be acked past the topic's last offset."""
         pin = self._pin()
         topic_data = pin.get(Keys.topic(topic))
         applied = pin.get(Keys.APPLIED)
@@ -377,12 +383,14 @@ class Store:
                 break
             keys += 1
             value_bytes += len(value) - VIEW_HEAD.size
+        record = TopicRecord.decode(topic_data) if topic_data is not None else None
         return (
-            TopicRecord.decode(topic_data) if topic_data is not None else None,
+            record,
             keys,
             value_bytes,
             capped,
             AppliedMark.decode(applied) if applied is not None else AppliedMark(0, 0),
+            _consumer_rows(pin, topic) if record is not None and record.live else [],
         )
 
     def view_snapshot(self, topic: str) -> tuple[int, Iterator[tuple[bytes, ViewRecord]]]:
@@ -402,19 +410,10 @@ class Store:
 
     # ---- consumers (docs/consumers.md); any thread -------------------------------------------------
 
-    def consumer_rows(self, topic: str) -> list[tuple[str, bytes, list[bytes], list[tuple[int, bytes]]]]:
+    def consumer_rows(self, topic: str) -> list[ConsumerRow]:
         """(name, ConsumerRecord bytes, member keys' names, (offset, LeaseRecord bytes)) of every consumer
         of `topic`, from one consistent view; leases and members are bounded per group (limits.py)."""
-        pin = self._pin()
-        rows = []
-        prefix = Keys.consumers_of(topic)
-        for key, value in pin.scan(prefix):
-            name = key[len(prefix) :].decode()
-            members = [k[len(Keys.members_of(topic, name)) :] for k, _ in pin.scan(Keys.members_of(topic, name))]
-            leases_prefix = Keys.leases_of(topic, name)
-            leases = [(from_u64(k[len(leases_prefix) :]), v) for k, v in pin.scan(leases_prefix)]
-            rows.append((name, value, members, leases))
-        return rows
+        return _consumer_rows(self._pin(), topic)
 
     def consumer_record(self, topic: str, name: str) -> bytes | None:
         return self.get(Keys.consumer(topic, name))
@@ -440,13 +439,17 @@ class Store:
         after `after_grant`, in grant order, from one view (an index written at each grant: no scan of the service)."""
         prefix = CallKeys.grants_of(service, worker)
         rows: list[tuple[int, bytes, bytes | None]] = []
+        start = prefix + u64(after_grant + 1) if after_grant < _OFFSET_MAX else prefix + b"\xff" * 9
         with self._lock.reading:
-            start = prefix + u64(after_grant + 1) if after_grant < _OFFSET_MAX else prefix + b"\xff" * 9
-            for key, value in self.scan(prefix, start=start, limit=count_max):
+            # One iterator for the index, the calls and their leases: read live one by one, a lease re-granted to
+            # another worker after the index was read went to this worker (its deliveries, its worker, its
+            # deadline). Under the read lock no install can come, so this pin is never released (nor registered).
+            view = Pin(self._db.iter())
+            for key, value in itertools.islice(view.scan(prefix, start=start), count_max):
                 call_id, topic = from_u64(value[:8]), bytes(value[8:]).decode()
-                call = self._db.get(CallKeys.call(topic, call_id))
+                call = view.get(CallKeys.call(topic, call_id))
                 if call is not None:
-                    rows.append((from_u64(key[len(prefix) :]), call, self._db.get(CallKeys.lease(service, call_id))))
+                    rows.append((from_u64(key[len(prefix) :]), call, view.get(CallKeys.lease(service, call_id))))
         return rows
 
     def calls_page(
@@ -469,3 +472,15 @@ class Store:
         record = None if topic_data is None else TopicRecord.decode(topic_data)
         mark = AppliedMark(0, 0) if mark_data is None else AppliedMark.decode(mark_data)
         return record, stats, rows, mark
+
+
+def _consumer_rows(pin: Pin, topic: str) -> list[ConsumerRow]:
+    rows = []
+    prefix = Keys.consumers_of(topic)
+    for key, value in pin.scan(prefix):
+        name = key[len(prefix) :].decode()
+        members = [k[len(Keys.members_of(topic, name)) :] for k, _ in pin.scan(Keys.members_of(topic, name))]
+        leases_prefix = Keys.leases_of(topic, name)
+        leases = [(from_u64(k[len(leases_prefix) :]), v) for k, v in pin.scan(leases_prefix)]
+        rows.append((name, value, members, leases))
+    return rows
