@@ -133,11 +133,11 @@ class FoundAt(NamedTuple):
 # exactly on the filesystem they were found on (RocksDB's files, and so the snapshots' sizes, differ on tmpfs).
 REVERT_FOUND_AT: dict[str, FoundAt] = {
     "append-keeps-matches": FoundAt("datagram", 1, 5),
-    "chunk-commit": FoundAt("tcp", 8, 3),
+    "chunk-commit": FoundAt("tcp", 1, 3),
     "compact-at-start": FoundAt("tcp", 1, 5),
-    "install-keeps-log": FoundAt("tcp", 41, 3),
+    "install-keeps-log": FoundAt("tcp", 56, 3),
     "leader-synced-commit": FoundAt("tcp", 2, 3),
-    "reply-term": FoundAt("tcp", 2, 3, tail_loss=True),
+    "reply-term": FoundAt("tcp", 11, 3, tail_loss=True),
 }
 # Fixes the simulator has not caught yet when taken back, and what was tried (README.md).
 NOT_CAUGHT_YET = {

@@ -329,6 +329,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self.after_tick(lambda: self.transferLeadership(None))
 
     def _run_tick_tasks(self) -> None:
+        if not self._held and not self._in_tick.qsize():
+            return  # most ticks: Queue.get_nowait raising Empty cost more than the rest of this
         while True:
             try:
                 self._held.append(self._in_tick.get_nowait())
@@ -670,12 +672,26 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
             SyncObj._SyncObj__onMessageReceived(self, node, message)
             return True
         if not entries and last == prev:
-            return False  # a heartbeat at the end of the log: pysyncobj deletes nothing
+            if message["commit_index"] <= self.raftCommitIndex:
+                return False  # a heartbeat at the end of the log: pysyncobj deletes nothing, and replies
+            self._take_commit_notice(node, message)
+            return True
         verified_through = prev + len(entries)
         self._follow(node, message)
         self._advance_commit(message["commit_index"], verified_through)
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=verified_through + 1, success=True)
         return True
+
+    def _take_commit_notice(self, node: Any, message: dict[str, Any]) -> None:
+        """An append with no entries that ends where this log ends and moves the commit index on: pysyncobj's
+        leader sends one to every follower as soon as it commits an entry. Taken without a reply. The reply
+        would tell the leader nothing it does not know (this log ends where the entries it acknowledged
+        end) and cost a message each way per follower and commit: on the leader, two receipts and a tick
+        per sequential write; on each follower, a send. A heartbeat (a commit index this node has already)
+        is still answered, so the leader hears from an idle follower every heartbeat period, far inside its
+        fallback timeout; a busy one answers every append that carries entries."""
+        self._follow(node, message)
+        self._advance_commit(message["commit_index"], message["prevLogIdx"])
 
     # ---- correction: a snapshot from the leader is whole, and keeps a matching log (Raft §7) --
 
