@@ -1,20 +1,25 @@
 """Reads that combine several records answer from one point in time, whatever the apply thread commits between them.
 
 Real RocksDB in temp dirs, no processes. Each test commits an entry between two of a read's own reads (a hook on a
-key helper the read calls there), deterministically: no race. Every test here failed before its fix (see the
-commit that added it).
+key helper the read calls there), deterministically: no race. The first two failed before their fix (see the commit
+that added them); the last shows a combination tolerated by design, by the re-check that makes it so.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from laminar.node._backend import NodeBackend
+from laminar.node.config import ServingLimits
 from laminar.node.service._calls import work_step
+from laminar.node.service._listen import EventFeed, ListenService
+from laminar.node.service._sessions import SessionFailure
 from laminar.node.store import (
     DURABLE,
     AppliedMark,
@@ -107,3 +112,58 @@ def test_describe_topic_reads_its_consumers_with_its_record(store: Store, monkey
     answer = node.describe_topic("t")
     assert (answer.last_offset, answer.intention_offset) == (3, 9)
     assert [(c.name, c.acked_offset) for c in answer.consumers] == [("c", 3)]
+
+
+class _Frames:
+    """A Listen call's context: keeps what the listener writes."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    async def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+def test_a_trim_after_a_listeners_first_kept_check_ends_it_out_of_range_at_the_new_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener checks the topic's first kept offset, then reads events at another moment: a trim committed between
+    the two (events 1-3 of 5) is caught by the re-check on the events read (the first one is not the one asked for),
+    and the listener ends OUT_OF_RANGE naming the first offset kept after the trim (4), having sent nothing."""
+    writes = WriteSet()
+    writes.put(Keys.topic("t"), TopicRecord(True, 6, 1, "", b"").encode())
+    for offset in range(1, 6):
+        writes.put(
+            Keys.event("t", offset), pb.Event(kind=pb.PUT, key=b"k", consequence_offset=offset).SerializeToString()
+        )
+    store.commit(writes, AppliedMark(1, 1))
+    trim = WriteSet()
+    trim.put(Keys.topic("t"), TopicRecord(True, 6, 1, "", b"", first_offset=4).encode())
+    for offset in range(1, 4):
+        trim.delete(Keys.event("t", offset))
+    service = ListenService(store, EventFeed(), ServingLimits())
+    original = ListenService._first_kept
+    checked: list[int] = []
+
+    def first_kept_then_trim(self: ListenService, topic: str) -> int:
+        checked.append(original(self, topic))
+        store.commit(trim, AppliedMark(2, 2))
+        return checked[-1]
+
+    monkeypatch.setattr(ListenService, "_first_kept", first_kept_then_trim)
+    context = _Frames()
+
+    async def listen() -> None:
+        assert service.admit() == ""
+        async with asyncio.timeout(10):
+            await service.run(pb.ListenRequest(topic="t", from_offset=1), context)
+
+    try:
+        with pytest.raises(SessionFailure) as ended:
+            asyncio.run(listen())
+    finally:
+        service.stop()
+    assert checked == [1] and context.frames == []
+    assert ended.value.code == grpc.StatusCode.OUT_OF_RANGE
+    assert "event 2 of topic 't' was trimmed" in ended.value.message
+    assert "the first available offset is 4" in ended.value.message
