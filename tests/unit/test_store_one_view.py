@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
+from store_hooks import commit_on_first_call
 
 from laminar.node._backend import NodeBackend
 from laminar.node.config import ServingLimits
@@ -42,24 +42,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def _commit_on_first_call(
-    monkeypatch: pytest.MonkeyPatch, owner: type, name: str, store: Store, writes: WriteSet
-) -> list[bool]:
-    """Replace the static method owner.name by a wrapper whose first call commits `writes` (as the apply thread
-    would, between two reads of the caller). Returns a list that holds True once committed."""
-    original = getattr(owner, name)
-    committed: list[bool] = []
-
-    def hooked(*args: Any) -> Any:
-        if not committed:
-            store.commit(writes, AppliedMark(9, 9))
-            committed.append(True)
-        return original(*args)
-
-    monkeypatch.setattr(owner, name, staticmethod(hooked))
-    return committed
-
-
 def _lease(worker: str, grant: int, deliveries: int) -> bytes:
     return CallLease("t", worker, grant, 1_000 * grant, deliveries).encode()
 
@@ -80,7 +62,9 @@ def test_a_workers_frame_holds_each_call_with_the_lease_it_was_sent_for(
     relet.put(CallKeys.lease("svc", 1), _lease("w2", 2, 2))
     relet.delete(CallKeys.grant("svc", "w1", 1))
     relet.put(CallKeys.grant("svc", "w2", 2), u64(1) + b"t")
-    committed = _commit_on_first_call(monkeypatch, CallKeys, "lease", store, relet)  # after the call's read
+    committed = commit_on_first_call(
+        monkeypatch, CallKeys, "lease", store, relet, AppliedMark(9, 9)
+    )  # after the call's read
     frame_data, sent = work_step(store, pb.WorkRequest(service="svc", worker="w1"), 0)
     assert committed == [True] and frame_data is not None and sent == 1
     [sent_call] = pb.WorkFrame.FromString(frame_data).calls
@@ -104,7 +88,9 @@ def test_describe_topic_reads_its_consumers_with_its_record(store: Store, monkey
     later.put(Keys.topic("t"), TopicRecord(True, 4, 1, "", b"").encode())
     later.put(Keys.consumer("t", "c"), ConsumerRecord(DURABLE, 3, 4).encode())
     node = NodeBackend(None, store, None, None)  # type: ignore[arg-type]  # describe_topic reads the store only
-    committed = _commit_on_first_call(monkeypatch, Keys, "views_of", store, later)  # after the record's read
+    committed = commit_on_first_call(
+        monkeypatch, Keys, "views_of", store, later, AppliedMark(9, 9)
+    )  # after the record's read
     answer = node.describe_topic("t")
     assert committed == [True]
     assert (answer.last_offset, answer.intention_offset) == (2, 2)

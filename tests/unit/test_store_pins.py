@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from store_hooks import commit_on_first_call
 
 from laminar import limits
 from laminar.node import _applier
@@ -162,7 +163,9 @@ def test_a_snapshot_listeners_offset_and_keys_come_from_one_point_in_time(
     between = WriteSet()
     between.put(Keys.topic("t"), TopicRecord(True, KEYS + 4, 1, "", b"").encode())
     between.put(Keys.view("t", b"k01"), ViewRecord(KEYS + 3, KEYS + 3, b"between").encode())
-    commit_between = _commit_on_first_call(monkeypatch, Keys, "view", store, between)  # inside read_view
+    commit_between = commit_on_first_call(
+        monkeypatch, Keys, "view", store, between, AppliedMark(102, 102)
+    )  # inside read_view
     topic, view, mark = store.read_view("t", b"k01")
     assert commit_between == [True] and topic is not None and view is not None
     assert (topic.next_offset, view.value, mark) == (KEYS + 3, b"g1", AppliedMark(101, 101))
@@ -184,23 +187,6 @@ def test_a_pins_scans_and_gets_interleave(stores: tuple[Store, str, tuple[int, s
         outer.append((key, len(inner)))
     assert outer == [(Keys.view("t", b"k%02d" % i), KEYS - i) for i in range(KEYS)]
     assert list(store._pin().scan(Keys.views_of("t"))) == []
-
-
-def _commit_on_first_call(
-    monkeypatch: pytest.MonkeyPatch, owner: type, name: str, store: Store, writes: WriteSet
-) -> list[bool]:
-    """Replace owner.name by a wrapper whose first call commits `writes` (between two reads of the caller)."""
-    original = getattr(owner, name)
-    committed: list[bool] = []
-
-    def hooked(*args: Any) -> Any:
-        if not committed:
-            store.commit(writes, AppliedMark(102, 102))
-            committed.append(True)
-        return original(*args)
-
-    monkeypatch.setattr(owner, name, staticmethod(hooked))
-    return committed
 
 
 def test_install_during_calls_page(
