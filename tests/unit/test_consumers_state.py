@@ -68,19 +68,20 @@ class Groups:
         self.consumers = Consumers(self.store)
         self.consumers.reload()
         self.last = last
+        self.first = 1  # the first kept offset: retention trimmed the events before it
         self.offset = 0
         self.dead: list[pb.Event] = []
 
-    def topic_last(self, name: str) -> int | None:
-        return self.last if name == "t" else (0 if name == "dlq" else None)
+    def topic_kept(self, name: str) -> tuple[int, int] | None:
+        return (self.first, self.last) if name == "t" else ((1, 0) if name == "dlq" else None)
 
     def run(self, now_ms: int, *mutations: pb.Mutation) -> list[tuple[int, str]]:
         writes = WriteSet()
         results = []
         for mutation in mutations:
             self.offset += 1
-            results.append(self.consumers.execute(writes, self.offset, now_ms, self.topic_last, mutation))
-        self.consumers.finish(writes, self.offset, now_ms, self.topic_last, lambda n, e: bool(self.dead.append(e)))
+            results.append(self.consumers.execute(writes, self.offset, now_ms, self.topic_kept, mutation))
+        self.consumers.finish(writes, self.offset, now_ms, self.topic_kept, lambda n, e: bool(self.dead.append(e)))
         self.store.commit(writes, self.store.applied())
         return results
 
@@ -130,3 +131,18 @@ def test_group_dead_letters_after_deliveries_max_and_reload_agrees(tmp_path: Pat
     before = (g.leases(), g.consumers._groups[("t", "g")].record)
     g.consumers.reload()
     assert (g.leases(), g.consumers._groups[("t", "g")].record) == before
+
+
+def test_a_group_behind_retention_skips_the_trimmed_events(tmp_path: Path) -> None:
+    """Events that retention trimmed before a member got them are skipped: a waiting lease below the first kept
+    offset is dropped (not redelivered, not dead-lettered with nothing to copy), and new leases start at that
+    offset, as a durable consumer's listener starts at the first kept event."""
+    g = Groups(tmp_path / "g", last=10)
+    g.run(0, join("a", unacked=3, lease_ms=1000, deliveries=2))
+    assert g.leases() == {1: ("a", 1), 2: ("a", 1), 3: ("a", 1)}
+    g.first = 6  # retention trimmed events 1-5, while a held 1-3 and fell silent
+    g.run(1500, join("b", unacked=3, lease_ms=1000, deliveries=2))  # a is dropped; its leases wait, then are dropped
+    assert g.leases() == {6: ("b", 1), 7: ("b", 1), 8: ("b", 1)}
+    assert g.dead == [] and g.consumers._groups[("t", "g")].record.dead_lettered == 0
+    g.consumers.reload()  # what was written agrees with what was held
+    assert g.leases() == {6: ("b", 1), 7: ("b", 1), 8: ("b", 1)}

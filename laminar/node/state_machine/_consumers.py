@@ -42,7 +42,8 @@ GROUP_UNACKED_DEFAULT = 256
 GROUP_DELIVERIES_DEFAULT = 5
 _NAME = re.compile(limits.TOPIC_NAME_PATTERN)
 
-TopicLast = Callable[[str], "int | None"]  # a topic's last consequence offset, None unless it is live
+# A topic's first kept and last consequence offsets (retention trims below the first), None unless it is live.
+TopicKept = Callable[[str], "tuple[int, int] | None"]
 AppendFn = Callable[[str, pb.Event], bool]  # append a copy of an event to a live topic (False: not live)
 
 
@@ -114,15 +115,16 @@ class Consumers:
     # ---- intentions ------------------------------------------------------------------------------
 
     def execute(
-        self, writes: WriteSet, offset: int, now_ms: int, topic_last: TopicLast, m: pb.Mutation
+        self, writes: WriteSet, offset: int, now_ms: int, topic_kept: TopicKept, m: pb.Mutation
     ) -> tuple[int, str]:
         """Apply one consumer intention at intention offset `offset` and log time `now_ms`."""
         op = m.consumer
         if not _NAME.fullmatch(op.name):
             return ERROR, f"invalid consumer name {op.name[:64]!r}"
-        last = topic_last(m.topic)
-        if last is None:
+        kept = topic_kept(m.topic)
+        if kept is None:
             return ERROR, f"topic {m.topic!r} does not exist"
+        last = kept[1]
         key = (m.topic, op.name)
         if m.kind == pb.CONSUMER_DELETE:
             return self._delete(writes, key)
@@ -264,7 +266,7 @@ class Consumers:
 
     # ---- groups: leases, at the end of each entry --------------------------------------------------
 
-    def finish(self, writes: WriteSet, offset: int, now_ms: int, topic_last: TopicLast, append: AppendFn) -> list[str]:
+    def finish(self, writes: WriteSet, offset: int, now_ms: int, topic_kept: TopicKept, append: AppendFn) -> list[str]:
         """Expire what log time says is over and grant waiting and new events to members with room.
         Returns the topics whose groups granted leases (their members' streams must look)."""
         if not self._groups:
@@ -273,14 +275,15 @@ class Consumers:
         granted: list[str] = []
         for key in sorted(self._groups):
             group = self._groups[key]
-            last = topic_last(group.topic)
-            if last is None:
+            kept = topic_kept(group.topic)
+            if kept is None:
                 continue
+            first, last = kept
             if group.due_ms and now_ms >= group.due_ms:
                 self._expire(writes, group, now_ms)
             if not group.members or (last <= group.record.acked_offset and not group.waiting):
                 continue
-            count = self._grant(writes, offset, now_ms, group, last, budget, append)
+            count = self._grant(writes, offset, now_ms, group, (first, last), budget, append)
             if count:
                 budget -= count
                 granted.append(group.topic)
@@ -299,12 +302,29 @@ class Consumers:
         group.due_ms = _due(group)
 
     def _grant(
-        self, writes: WriteSet, offset: int, now_ms: int, group: _Group, last: int, budget: int, append: AppendFn
+        self,
+        writes: WriteSet,
+        offset: int,
+        now_ms: int,
+        group: _Group,
+        kept: tuple[int, int],
+        budget: int,
+        append: AppendFn,
     ) -> int:
-        """Lease waiting events (oldest first), then new ones, to the least loaded members with room."""
+        """Lease waiting events (oldest first), then new ones, to the least loaded members with room. Events that
+        retention trimmed before a member got them are skipped (docs/consumers.md): a waiting lease below the first
+        kept offset is dropped, and new leases start at that offset. Leased to a member, they were never delivered
+        and would only come back, redelivered and dead-lettered with no event to copy, each holding a member's
+        room for lease_ms times deliveries_max."""
+        first, last = kept
         record = group.record
         granted = 0
         for event_offset in sorted(group.waiting):
+            if event_offset < first:
+                group.waiting.discard(event_offset)
+                del group.leases[event_offset]
+                writes.delete(group.lease_key(event_offset))
+                continue
             if granted >= budget:
                 break
             lease = group.leases[event_offset]
@@ -317,7 +337,7 @@ class Consumers:
             group.waiting.discard(event_offset)
             self._lease(writes, group, event_offset, lease.deliveries + 1, member, now_ms)
             granted += 1
-        delivered = group.record.acked_offset
+        delivered = max(group.record.acked_offset, first - 1)
         while delivered < last and granted < budget and len(group.leases) < limits.GROUP_LEASES_MAX:
             member = _roomiest(group)
             if member is None:

@@ -542,7 +542,7 @@ class StateMachine:
         if m.kind in (PUT, DELETE):  # writes to a live topic take the hot paths in _apply_run
             return ERROR, f"topic {m.topic!r} does not exist"
         if m.kind in CONSUMER_KINDS:
-            return self._consumers.execute(batch.writes, batch.offset, batch.time_ms, self._live_last, m)
+            return self._consumers.execute(batch.writes, batch.offset, batch.time_ms, self._live_kept, m)
         if m.kind in CALL_KINDS:
             return self._call_intention(batch, client_id, m)
         return ERROR, f"unknown intention kind {m.kind}"
@@ -810,10 +810,10 @@ class StateMachine:
 
     # ---- end of entry -----------------------------------------------------------------------
 
-    def _live_last(self, name: str) -> int | None:
-        """A live topic's last consequence offset (None: not live), for the consumers."""
+    def _live_kept(self, name: str) -> tuple[int, int] | None:
+        """A live topic's first kept and last consequence offsets (None: not live), for the consumers."""
         topic = self._topics.get(name)
-        return topic.next_offset - 1 if topic is not None and topic.record.live else None
+        return (topic.first_offset, topic.next_offset - 1) if topic is not None and topic.record.live else None
 
     def _dead_letter(self, batch: _Batch, name: str, event: pb.Event) -> bool:
         """Append a copy of a group's given-up event to its dead-letter topic, if that is live (its
@@ -830,7 +830,7 @@ class StateMachine:
             self._on_result(batch, finished, "", 0)  # a failure is counted there; no client waits for it
         self._calls.grant(writes, batch.time_ms)
         for name in self._consumers.finish(
-            writes, batch.offset, batch.time_ms, self._live_last, lambda n, e: self._dead_letter(batch, n, e)
+            writes, batch.offset, batch.time_ms, self._live_kept, lambda n, e: self._dead_letter(batch, n, e)
         ):
             batch.topic_offsets.setdefault(name, self._topics[name].next_offset - 1)  # wakes the members' streams
         self._trim(batch)
