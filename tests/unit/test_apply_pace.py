@@ -137,8 +137,8 @@ def test_a_frame_of_topic_ops_is_cut_into_runs_of_the_paced_run_bound_and_puts_a
     topics = [k in (pb.CREATE_TOPIC, pb.DESTROY_TOPIC) for k in kinds]
     weights = [limits.INTENTION_COST_TOPIC if t else 1 for t in topics]
     pieces = _pieces(frame, 10, weights, topics, topic_run_max=2)
-    assert [(nonce, count) for _, nonce, count, _ in pieces] == [(10, 3), (13, 4)]
-    for run, nonce, count, _ in pieces:
+    assert [(nonce, count) for _, nonce, count, _, _ in pieces] == [(10, 3), (13, 4)]
+    for run, nonce, count, _, topic in pieces:
         assert [m.nonce for m in pb.MutationFrame.FromString(run).mutations] == list(range(nonce, nonce + count))
-        assert sum(topics[nonce - 10 : nonce - 10 + count]) <= 2
+        assert topic == sum(topics[nonce - 10 : nonce - 10 + count]) <= 2
     assert len(_pieces(frame, 10, weights, topics, topic_run_max=4)) == 1

@@ -146,16 +146,16 @@ def test_a_frame_over_the_run_bounds_is_proposed_in_runs_of_consecutive_nonces_e
     pieces = _pieces(frame, 10, weights)
     assert len(pieces) > 3
     seen: list[pb.Mutation] = []
-    for piece, first, count, weighted in pieces:
+    for piece, first, count, weighted, topic in pieces:
         run = pb.MutationFrame.FromString(piece)
         assert run.principal == "alice"
         assert [m.nonce for m in run.mutations] == list(range(first, first + count))
-        assert weighted == sum(weights[first - 10 : first - 10 + count])
+        assert weighted == sum(weights[first - 10 : first - 10 + count]) and topic == 0  # none marked
         assert count == 1 or (len(piece) <= 1000 + len(b"\x22\x05alice") and weighted <= 8)
         seen += run.mutations
     assert seen == mutations
     small = pb.MutationFrame(mutations=mutations[:2]).SerializeToString()
-    assert _pieces(small, 10, weights[:2]) == [(small, 10, 2, 2)]
+    assert _pieces(small, 10, weights[:2]) == [(small, 10, 2, 2, 0)]
 
 
 def test_a_commits_only_session_sends_received_only_with_a_commit() -> None:

@@ -331,27 +331,27 @@ def _pieces(
     weights: list[int],
     topics: list[bool] | None = None,
     topic_run_max: int = 0,
-) -> list[tuple[bytes | memoryview, int, int, int]]:
+) -> list[tuple[bytes | memoryview, int, int, int, int]]:
     """A serialized MutationFrame as the runs to propose: (frame bytes, first nonce, mutations, weighted
-    intentions) each. Usually the frame whole; one over RUN_BYTES_MAX or RUN_INTENTIONS_MAX
+    intentions, topic creates and destroys) each. Usually the frame whole; one over RUN_BYTES_MAX or RUN_INTENTIONS_MAX
     (weighted), or with more than topic_run_max topic creates and destroys (`topics` marks them; the
     proposer's pace, raft/_pace.py), in consecutive pieces within them (a mutation over them alone), so
     that no entry a small writer waits behind holds a whole 4 MiB frame, or more than about half of
     ENTRIES_INFLIGHT_TOPIC_APPLY_MS_MAX of topic ops. A frame's mutations never relied on sharing an entry."""
     flags = topics if topics is not None else [False] * len(weights)  # none paced: topic_run_max is not used
-    weighted = sum(weights)
+    weighted, topic = sum(weights), sum(flags)
     if (
         len(frame_bytes) <= limits.RUN_BYTES_MAX
         and weighted <= limits.RUN_INTENTIONS_MAX
-        and (topics is None or sum(topics) <= topic_run_max)
+        and (topics is None or topic <= topic_run_max)
     ):
-        return [(frame_bytes, first_nonce, len(weights), weighted)]
+        return [(frame_bytes, first_nonce, len(weights), weighted, topic)]
     spans = field_spans(frame_bytes)
     mutation_spans = [(start, end) for field, start, end in spans if field == 1]
     # Fields other than the mutations (the principal, when authorization stamped it) go with every piece.
     trailer = b"".join(frame_bytes[start:end] for field, start, end in spans if field != 1)
     assert len(mutation_spans) == len(weights), (len(mutation_spans), len(weights))
-    pieces: list[tuple[bytes | memoryview, int, int, int]] = []
+    pieces: list[tuple[bytes | memoryview, int, int, int, int]] = []
     begin = size = weighted = topic = 0
     for i, ((start, end), weight, is_topic) in enumerate(zip(mutation_spans, weights, flags, strict=True)):
         if i > begin and (
@@ -360,13 +360,13 @@ def _pieces(
             or topic + is_topic > topic_run_max
         ):
             run = _joined(frame_bytes, mutation_spans[begin:i], trailer)
-            pieces.append((run, first_nonce + begin, i - begin, weighted))
+            pieces.append((run, first_nonce + begin, i - begin, weighted, topic))
             begin, size, weighted, topic = i, 0, 0, 0
         size += end - start
         weighted += weight
         topic += is_topic
     rest = mutation_spans[begin:]
-    pieces.append((_joined(frame_bytes, rest, trailer), first_nonce + begin, len(rest), weighted))
+    pieces.append((_joined(frame_bytes, rest, trailer), first_nonce + begin, len(rest), weighted, topic))
     return pieces
 
 
@@ -607,11 +607,10 @@ class SessionRouter:
         first = session.expected_nonce
         session.expected_nonce = expected
         runs = _pieces(_mutation_frame_bytes(frame, raw), first, weights, topics, self._topic_run_max())
-        proposals = []
-        for piece, nonce, count, weighted in runs:
-            topic = sum(topics[nonce - first : nonce - first + count])
-            proposals.append(self._proposal(session, piece, nonce + count - 1, (count, weighted, topic)))
-        return proposals
+        return [
+            self._proposal(session, piece, nonce + count - 1, (count, weighted, topic))
+            for piece, nonce, count, weighted, topic in runs
+        ]
 
     @staticmethod
     def _proposal(
