@@ -234,10 +234,6 @@ class Proposer:
         with self._lock:
             return self._pace.run_max()
 
-    def topic_pace_us(self) -> float | None:
-        """The apply thread's measured wall time per topic op (a gauge; None: not measured yet)."""
-        return self._pace.us_per_op()
-
     def inflight(self) -> tuple[int, int, int]:
         """(entries, payload bytes, weighted intentions) proposed and not yet applied (a gauge)."""
         return self._inflight_entries, self._inflight_bytes, self._inflight_intentions
