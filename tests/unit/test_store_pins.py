@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from store_hooks import commit_on_first_call
+from store_hooks import commit_on_first_call, install_on_first_call
 
 from laminar import limits
 from laminar.node import _applier
@@ -72,24 +72,6 @@ def stores(tmp_path: Path) -> tuple[Store, str, tuple[int, str, int]]:
     store = Store(str(tmp_path / "node"))
     _fill(store, 1)
     return store, checkpoint, new_digest
-
-
-def _install_on_first_call(
-    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, store: Store, checkpoint: str
-) -> list[bool]:
-    """Replace owner.name by a wrapper whose first call installs `checkpoint` (on the reader's own thread,
-    between two of its reads), then calls the original. Returns a list that holds True once installed."""
-    original = getattr(owner, name)
-    installed: list[bool] = []
-
-    def hooked(*args: Any) -> Any:
-        if not installed:
-            store.replace_with(checkpoint)
-            installed.append(True)
-        return original(*args)
-
-    monkeypatch.setattr(owner, name, staticmethod(hooked) if isinstance(owner, type) else hooked)
-    return installed
 
 
 def _serves_new(store: Store, new_digest: tuple[int, str, int]) -> None:
@@ -194,7 +176,7 @@ def test_install_during_calls_page(
 ) -> None:
     """An install between calls_page's reads succeeds; calls_page raises StoreReplaced, then reads the new store."""
     store, checkpoint, new_digest = stores
-    installed = _install_on_first_call(monkeypatch, store_module, "u64", store, checkpoint)
+    installed = install_on_first_call(monkeypatch, store_module, "u64", store, checkpoint)
     with pytest.raises(StoreReplaced):
         store.calls_page("t", 0, KEYS)
     assert installed == [True]
@@ -208,7 +190,7 @@ def test_install_during_consumer_rows(
 ) -> None:
     """An install while consumer_rows walks a group's leases succeeds; consumer_rows raises StoreReplaced."""
     store, checkpoint, new_digest = stores
-    installed = _install_on_first_call(monkeypatch, store_module, "from_u64", store, checkpoint)
+    installed = install_on_first_call(monkeypatch, store_module, "from_u64", store, checkpoint)
     with pytest.raises(StoreReplaced):
         store.consumer_rows("t")
     assert installed == [True]
@@ -222,7 +204,7 @@ def test_install_during_describe(
 ) -> None:
     """An install between describe's reads succeeds; describe raises StoreReplaced, then counts the new store."""
     store, checkpoint, new_digest = stores
-    installed = _install_on_first_call(monkeypatch, Keys, "views_of", store, checkpoint)
+    installed = install_on_first_call(monkeypatch, Keys, "views_of", store, checkpoint)
     with pytest.raises(StoreReplaced):
         store.describe("t", 100)
     assert installed == [True]
@@ -237,7 +219,7 @@ def test_install_during_read_view(
 ) -> None:
     """An install between read_view's reads succeeds; read_view raises StoreReplaced, never a mix of two stores."""
     store, checkpoint, new_digest = stores
-    installed = _install_on_first_call(monkeypatch, Keys, "view", store, checkpoint)
+    installed = install_on_first_call(monkeypatch, Keys, "view", store, checkpoint)
     with pytest.raises(StoreReplaced):
         store.read_view("t", b"k03")
     assert installed == [True]
