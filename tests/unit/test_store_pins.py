@@ -185,17 +185,17 @@ def test_install_during_calls_page(
     assert [lease for _, lease in rows] == [b"g2"] * KEYS and mark == AppliedMark(200, 200)
 
 
-def test_install_during_consumer_rows(
+def test_install_during_describes_consumer_rows(
     stores: tuple[Store, str, tuple[int, str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An install while consumer_rows walks a group's leases succeeds; consumer_rows raises StoreReplaced."""
+    """An install while describe walks a group's leases succeeds; describe raises StoreReplaced."""
     store, checkpoint, new_digest = stores
     installed = install_on_first_call(monkeypatch, store_module, "from_u64", store, checkpoint)
     with pytest.raises(StoreReplaced):
-        store.consumer_rows("t")
+        store.describe("t", 100)
     assert installed == [True]
     _serves_new(store, new_digest)
-    [(name, record, members, leases)] = store.consumer_rows("t")
+    [(name, record, members, leases)] = store.describe("t", 100)[5]
     assert (name, record, members, len(leases)) == ("g", b"g2", [b"m1"], KEYS)
 
 
@@ -249,7 +249,6 @@ def _reads(store: Store) -> list[Callable[[], object]]:
         lambda: store.view_snapshot("t"),
         lambda: store.read_view("t", b"k00"),
         lambda: store.describe("t", 10),
-        lambda: store.consumer_rows("t"),
         lambda: store.calls_page("t", 0, 10),
         lambda: store.worker_calls("svc", "w", 0, 10),
         lambda: store.peers(),

@@ -14,7 +14,7 @@ pin's iterator, and the old database really closes. A later read of a released p
 caller retries: the new store answers). Reads hold the pin's own lock for one bounded step
 (STORE_PIN_STEP_ENTRIES_MAX entries, STORE_PIN_STEP_BYTES_MAX bytes), so a release waits for one step at most,
 never for a whole digest or a slow snapshot listener. A scan seeks again at each step (after the last key it
-gave): scans and gets of one pin may interleave (consumer_rows reads each group's members inside its scan).
+gave): scans and gets of one pin may interleave (a topic's consumer rows read each group's members inside its scan).
 
 Only a pin holds a raw iterator: callers see bytes, never a rocksdict object that could outlive a release.
 """

@@ -369,7 +369,7 @@ class Store:
         self, topic: str, keys_max: int
     ) -> tuple[TopicRecord | None, int, int, bool, AppliedMark, list[ConsumerRow]]:
         """(topic record, live keys, their value bytes, whether counting stopped at `keys_max`, applied mark, the
-        consumers' rows (see consumer_rows; none unless the topic is live)), from one consistent view. Any thread.
+        consumers' rows (ConsumerRow; none unless the topic is live)), from one consistent view. Any thread.
         The consumers too: read from a second view, a consumer could be acked past the topic's last offset."""
         pin = self._pin()
         topic_data = pin.get(Keys.topic(topic))
@@ -409,11 +409,6 @@ class Store:
         return through, items()
 
     # ---- consumers (docs/consumers.md); any thread -------------------------------------------------
-
-    def consumer_rows(self, topic: str) -> list[ConsumerRow]:
-        """(name, ConsumerRecord bytes, member keys' names, (offset, LeaseRecord bytes)) of every consumer
-        of `topic`, from one consistent view; leases and members are bounded per group (limits.py)."""
-        return _consumer_rows(self._pin(), topic)
 
     def consumer_record(self, topic: str, name: str) -> bytes | None:
         return self.get(Keys.consumer(topic, name))
@@ -475,6 +470,7 @@ class Store:
 
 
 def _consumer_rows(pin: Pin, topic: str) -> list[ConsumerRow]:
+    """Every consumer of `topic` as read through `pin`; leases and members are bounded per group (limits.py)."""
     rows = []
     prefix = Keys.consumers_of(topic)
     for key, value in pin.scan(prefix):
