@@ -21,10 +21,9 @@ from laminar.node.raft._port import (
     RoleFn,
     SnapshotHooks,
 )
-from laminar.node.raft._proposer import AppliedHook, ClockMs, Proposal, Proposer, wall_clock_ms
+from laminar.node.raft._proposer import ClockMs, Proposal, Proposer, wall_clock_ms
 
 __all__ = [
-    "AppliedHook",
     "ApplyFn",
     "ClockMs",
     "MembershipDoneFn",
