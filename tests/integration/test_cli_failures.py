@@ -108,7 +108,8 @@ def test_a_node_that_never_answers_is_given_up_on_after_timeout(
     """An address that accepts TCP but never speaks: the command gives up after --timeout and says so."""
     code, _, err, elapsed = run_main(capsys, "get", "t", "k", "--addresses", silent_listener, "--timeout", "1")
     assert code == Exit.UNAVAILABLE
-    assert 1.0 <= elapsed < 2.0  # not the 3 s default
+    # Below the 3 s default, whatever the machine's load adds to the 1 s asked for (2.08 s measured at load 25).
+    assert 1.0 <= elapsed < 3.0
     assert f"{silent_listener}: no answer in time" in err and "waited up to 1 s" in err
 
 
