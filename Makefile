@@ -87,7 +87,9 @@ torture: $(DEV_STAMP)
 ## Deterministic simulator (tests/sim/README.md): SEEDS seeds from FIRST_SEED, 3 and 5 nodes in turn.
 ## SEED=n NODES=3 replays one seed with its trace; REVERT=reply-term,... takes fixes back; MEMBERSHIP=1;
 ## TAIL_LOSS=1 runs the mix aimed at 6354a97 (tests/sim/README.md). Seeds divisible by SIM_PIPELINES_EVERY also
-## drive pipeline calls, workers and results (0: none); PIPELINES=1: every seed does.
+## drive pipeline calls, workers and results (0: none); PIPELINES=1: every seed does. Seeds s with
+## s % SIM_CONSUMERS_EVERY == 3 % SIM_CONSUMERS_EVERY drive durable consumers and consumer groups on a topic with
+## retention (0: none); CONSUMERS=1: every seed does.
 SEEDS ?= 100
 FIRST_SEED ?= 1
 SIM_NETWORK ?= tcp
@@ -96,11 +98,14 @@ MEMBERSHIP ?=
 TAIL_LOSS ?=
 SIM_PIPELINES_EVERY ?= 5
 PIPELINES ?=
+SIM_CONSUMERS_EVERY ?= 5
+CONSUMERS ?=
 sim: $(DEV_STAMP)
 	$(BIN)/python -m tests.sim --seeds $(SEEDS) --first-seed $(FIRST_SEED) --network $(SIM_NETWORK) \
 		$(if $(SEED),--seed $(SEED) --nodes $(NODES)) $(if $(REVERT),--revert $(REVERT)) \
 		$(if $(MEMBERSHIP),--membership) $(if $(TAIL_LOSS),--tail-loss) \
-		--pipelines-every $(SIM_PIPELINES_EVERY) $(if $(PIPELINES),--pipelines)
+		--pipelines-every $(SIM_PIPELINES_EVERY) $(if $(PIPELINES),--pipelines) \
+		--consumers-every $(SIM_CONSUMERS_EVERY) $(if $(CONSUMERS),--consumers)
 
 ## The simulator's proof that it finds each fixed bug: every fix taken back in turn must break an invariant.
 sim-proof: $(DEV_STAMP)

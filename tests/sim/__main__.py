@@ -16,6 +16,14 @@ from tests.sim._net import NETWORKS
 from tests.sim._sim import SimConfig, run_seed
 from tests.sim._wiring import REVERTIBLE_FIXES
 
+# --consumers-every N picks the seeds s with s % N == 3 % N: another residue than --pipelines-every's 0, and not
+# 2, so the seeds README.md replays with `make sim SEED=...` (2 and 42) keep their runs.
+CONSUMERS_RESIDUE = 3
+
+
+def consumers_in(seed: int, every: int) -> bool:
+    return every > 0 and seed % every == CONSUMERS_RESIDUE % every
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.sim", description=__doc__)
@@ -43,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="drive pipelines in the seeds that are multiples of this (0: only with --pipelines; `make sim`: 5)",
     )
+    parser.add_argument(
+        "--consumers", action="store_true", help="also drive durable consumers and groups on a topic with retention"
+    )
+    parser.add_argument(
+        "--consumers-every",
+        type=int,
+        default=0,
+        help="drive consumers in the seeds s with s %% N == 3 %% N (0: only with --consumers; `make sim`: 5)",
+    )
     parser.add_argument("--stop-at-first", action="store_true", help="stop at the first violation")
     parser.add_argument("--work-dir", default=os.path.join("var", "sim"))
     args = parser.parse_args(argv)
@@ -62,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 revert=frozenset(f for f in args.revert.split(",") if f),
                 membership=args.membership,
                 pipelines=args.pipelines or (args.pipelines_every > 0 and seed % args.pipelines_every == 0),
+                consumers=args.consumers or consumers_in(seed, args.consumers_every),
                 proposals_per_s=args.proposals_per_s,
                 tail_loss=args.tail_loss,
             )
@@ -81,8 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     wall_s = time.perf_counter() - started
     every = args.pipelines_every
     pipelines = "every seed" if args.pipelines else f"seeds divisible by {every}" if every > 0 else "none"
+    every = args.consumers_every
+    consumers = (
+        "every seed"
+        if args.consumers
+        else f"seeds s with s % {every} == {CONSUMERS_RESIDUE % every}"
+        if every
+        else "none"
+    )
     print(
-        f"\nseeds explored: {len(seeds)}, network {args.network}, nodes {args.nodes}, pipelines: {pipelines}"
+        f"\nseeds explored: {len(seeds)}, network {args.network}, nodes {args.nodes}, pipelines: {pipelines}, "
+        f"consumers: {consumers}"
         f"{', reverted: ' + args.revert if args.revert else ''}\n"
         f"simulated: {simulated_s:.0f} s ({simulated_s / 3600:.2f} h) in {wall_s:.0f} s real, "
         f"{simulated_s / wall_s:.1f} simulated s per real s\n"

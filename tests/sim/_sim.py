@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from laminar.v1 import laminar_pb2 as pb
-from tests.sim import _checks
+from tests.sim import _checks, _consumers
 from tests.sim._disk import Disk
 from tests.sim._net import LinkFaults, Network
 from tests.sim._wiring import SENT_TERM_KEY, DurableLog, SimNode, reverted, simulated_runtime
@@ -96,6 +96,8 @@ class SimConfig:
     revert: frozenset[str] = frozenset()  # fixes to take back (_wiring.REVERTIBLE_FIXES)
     membership: bool = False  # also remove members and add them back (fresh) as faults
     pipelines: bool = False  # also drive calls, workers and results (CALLS_TOPIC), in stamped entries
+    # Also drive durable consumers and consumer groups on a topic with retention (_consumers.py), in stamped entries.
+    consumers: bool = False
     fault_gap_s_mean: float | None = None  # mean time between two faults
     # A mix aimed at the loss 6354a97 fixed (README, "The tail-loss mix"): bursts of proposals, pauses
     # weighted up, and a leader that loses power right after sending entries it has not synced.
@@ -111,6 +113,7 @@ class Result:
     trace: list[str] = field(default_factory=list)
     simulated_s: float = 0.0
     calls: str = ""  # --pipelines: what the calls topic's counters say at the end, on one converged node
+    consumers: str = ""  # --consumers: the jobs topic's consumers at the end, on one converged node, and the checks
     wall_s: float = 0.0
     events: int = 0
     proposals: int = 0
@@ -145,6 +148,7 @@ class Result:
                 else ""
             )
             + (f", calls: {self.calls}" if self.config.pipelines else "")
+            + (f", consumers: {self.consumers}" if self.config.consumers else "")
         )
 
     def report(self) -> str:
@@ -160,6 +164,8 @@ class Result:
             command += f" --revert {','.join(sorted(config.revert))}" if config.revert else ""
             command += " --membership" if config.membership else ""
             command += " --tail-loss" if config.tail_loss else ""
+            command += " --pipelines" if config.pipelines else ""
+            command += " --consumers" if config.consumers else ""
             command += f" --proposals-per-s {config.proposals_per_s:g}" if config.proposals_per_s else ""
             command += f" --log-entries-max {config.log_entries_max}" if config.log_entries_max else ""
             lines.append(f"  reproduce: {command}")
@@ -247,6 +253,9 @@ class Simulation:
         self.pipeline = stream(seed, "pipelines")  # its own stream: the default workload draws the same
         self.calls_made = 0  # calls the pipeline client asked for (an upper bound on the ids issued)
         self.creates_asked = 0
+        # --consumers: a third client, its own stream; the tracker checks every entry each node applies.
+        self.consumer_client = _consumers.ConsumerClient(stream(seed, "consumers"), self._consumer_view)
+        self.consumer_tracker = _consumers.Tracker()
         self._trace: collections.deque[tuple[float, str]] = collections.deque(maxlen=config.trace_lines)
         self.network = Network(self.scheduler, seed, config.network, self.note)
         self.network.run_on = self._run_delivery
@@ -351,6 +360,8 @@ class Simulation:
         self.scheduler.after(0.5, "client", self._propose_next, "propose")
         if self.config.pipelines:
             self.scheduler.after(0.6, "client", self._pipeline_next, "pipeline")
+        if self.config.consumers:
+            self.scheduler.after(0.7, "client", self._consumers_next, "consumers")
         if self.config.faults:
             self._schedule_fault()
         self.scheduler.after(STEP_CHECK_S, "check", self._periodic_logs)
@@ -630,6 +641,11 @@ class Simulation:
     def _applied(self, node: SimNode, index: int, payload: bytes) -> None:
         # Called inside the engine, which stops the process on any exception: note it, raise later.
         self.found_in_apply += self.checker.apply(node.address, index, payload)
+        if self.config.consumers:
+            try:
+                self.found_in_apply += self.consumer_tracker.applied(node.address, node, node.store, payload)
+            except Exception:  # noqa: BLE001 - the engine would stop the node: a finding, reported as one
+                self.found_in_apply.append(f"consumer check on {node.address} raised: {traceback.format_exc()}")
 
     # ---- the client ---------------------------------------------------------------------------
 
@@ -739,6 +755,39 @@ class Simulation:
                 m.kind = pb.CALL_FAIL
                 m.result.CopyFrom(pb.CallResult(call_id=call_id, failure="no"))
         return m
+
+    def _consumer_view(self) -> _consumers.ConsumerState | None:
+        """The consumer state as the leader (else any running node) has applied it: what a member's stream shows."""
+        node = self._leader() or next(iter(self._live()), None)
+        return _consumers.read_state(node.store) if node is not None else None
+
+    def _consumers_next(self) -> None:
+        rng = self.consumer_client.rng
+        if self.healed_at is None:
+            delay_s = rng.expovariate(_consumers.ACTIONS_PER_S)
+            self.scheduler.after(delay_s, "client", self._consumers_next, "consumers")
+        live = self._live()
+        target = self._leader() or (rng.choice(live) if live else None)
+        if target is None or sum(self.in_flight.values()) >= PROPOSALS_IN_FLIGHT_MAX:
+            return
+        mutation = self.consumer_client.next(self.clock.now_s - self.start_s)
+        if mutation is None:
+            return  # a silent member
+        at_ms = LOG_TIME_BASE_MS + int((self.clock.now_s - self.start_s) * 1000)
+        run = pb.ClientRun(client_id=rng.randbytes(16), mutations=[mutation])
+        payload = pb.IntentionBatch(runs=[run], time_ms=at_ms).SerializeToString()
+        address = target.address
+        self.in_flight[address] += 1
+        op = mutation.consumer
+        self.note(
+            f"consumers: propose {pb.Kind.Name(mutation.kind)} {mutation.topic} {op.name} {op.member} to {address}"
+        )
+
+        def on_result(ok: bool) -> None:
+            self.in_flight[address] -= 1
+
+        self._on(address, lambda: target.propose(payload, on_result))
+        self._wake(address)
 
     def _probe(self) -> None:
         if self.probe_committed_at is not None:
@@ -975,10 +1024,29 @@ class Simulation:
                     f"{stats.issued} issued, {stats.completed} completed, {stats.failed} failed, {stats.timed_out} "
                     f"timed out, {stats.gave_up} given up, {stats.redeliveries} redeliveries"
                 )
+        if self.config.consumers:
+            found += self._final_consumer_checks(members)
         digests = {n.digest() for n in members}
         if len(digests) > 1:
             found.append(f"converged nodes hold different stores: {sorted(digests)}")
         self._fail(found)
+
+    def _final_consumer_checks(self, members: list[SimNode]) -> list[str]:
+        """Every converged node's consumers hold at rest and are equal (the store digests cover them too)."""
+        found = []
+        states = {n.address: _consumers.read_state(n.store) for n in members}
+        for address, state in sorted(states.items()):
+            found += _consumers.state_problems(address, state)
+        first_address, first = sorted(states.items())[0]
+        for address, state in sorted(states.items()):
+            if not state.same_as(first):
+                found.append(f"converged nodes {first_address} and {address} hold different consumers")
+        tracker = self.consumer_tracker
+        self.result.consumers = (
+            f"{self.consumer_client.summary(first)}; {tracker.entries_checked} entries and {tracker.leases_checked} "
+            f"new leases checked, {tracker.behind_retention} grants by a group behind retention"
+        )
+        return found
 
 
 def run_seed(seed: int, config: SimConfig, work_root: str) -> Result:

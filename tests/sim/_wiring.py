@@ -348,6 +348,7 @@ REVERTIBLE_FIXES = {
     "append-keeps-matches": "5964024: an append deletes entries only from the first conflict",
     "vote-per-voter": "a candidate counts each member's vote once per term (pysyncobj counts vote messages)",
     "leader-synced-commit": "the leader counts itself toward a commit only through its synced index (as etcd)",
+    "group-retention": "918dee6: a consumer group behind retention leases from the first kept event, not trimmed ones",
 }
 
 
@@ -395,6 +396,16 @@ def _chunk_committing(receive: Callable[..., None]) -> Callable[..., None]:
     return committing
 
 
+def _kept_untrimmed(live_kept: Callable[..., Any]) -> Callable[..., Any]:
+    """The consumers as before 918dee6: they knew only a topic's last offset, as if retention had trimmed nothing."""
+
+    def untrimmed(machine: StateMachine, name: str) -> tuple[int, int] | None:
+        kept = live_kept(machine, name)
+        return None if kept is None else (1, kept[1])
+
+    return untrimmed
+
+
 @contextmanager
 def reverted(fixes: frozenset[str]) -> Iterator[Callable[[Any], Any] | None]:
     """Take the named fixes back while the block runs (the code as it was before each). Yields a
@@ -420,4 +431,6 @@ def reverted(fixes: frozenset[str]) -> Iterator[Callable[[Any], Any] | None]:
             # pysyncobj's rule with the sync off the tick thread: the leader counts every entry it holds.
             unsynced = property(lambda journal: journal.last_index)
             stack.enter_context(_patched(journal_module.DurableJournal, "synced_index", unsynced))
+        if "group-retention" in fixes:
+            stack.enter_context(_patched(StateMachine, "_live_kept", _kept_untrimmed(StateMachine._live_kept)))
         yield _without_reply_term if "reply-term" in fixes else None
