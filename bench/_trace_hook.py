@@ -2,7 +2,9 @@
 
 `install(out_dir)` wraps a few functions of the client, the session service, the proposer, the Raft engine,
 its journal and connection, and the applier, so that each call records (CLOCK_MONOTONIC ns, thread name,
-event). Every process on the machine shares that clock, so events of the client and of the three nodes
+event; an event that names what it carries reads `<event>:<detail>` (a nonce, a Raft index, a due time),
+by which the open-loop budget (bench/commit_trace.py --open-loop-rate) follows each message). Every
+process on the machine shares that clock, so events of the client and of the three nodes
 merge into one timeline. The records go to `<out_dir>/<pid>.txt` when the process exits. A function that
 is missing (renamed by a later change) is skipped, not an error: its step is then absent from the budget.
 Never imported by Laminar itself; the wrapping costs a few microseconds per event.
@@ -43,9 +45,14 @@ Label = str | Callable[..., str] | None
 def _wrap(module: str, owner: str, name: str, before: Label = None, after: Label = None) -> None:
     try:
         cls = getattr(importlib.import_module(module), owner)
-        original = getattr(cls, name)
+        getattr(cls, name)
     except (ImportError, AttributeError):
         return
+    _wrap_in(cls, name, before, after)
+
+
+def _wrap_in(cls: Any, name: str, before: Label, after: Label) -> None:
+    original = getattr(cls, name)
 
     @functools.wraps(original)
     def traced(*args: Any, **kwargs: Any) -> Any:
@@ -57,6 +64,16 @@ def _wrap(module: str, owner: str, name: str, before: Label = None, after: Label
         return result
 
     setattr(cls, name, traced)
+
+
+def _wrap_function(module: str, name: str, before: Label = None, after: Label = None) -> None:
+    """_wrap for a module's function (callers that look it up in the module at call time see the wrapper)."""
+    try:
+        namespace = importlib.import_module(module)
+    except ImportError:
+        return
+    if hasattr(namespace, name):
+        _wrap_in(namespace, name, before, after)
 
 
 def _message_type(_connection: Any, message: Any) -> str:
@@ -71,35 +88,90 @@ def _received_type(_engine: Any, _node: Any, message: dict[str, Any]) -> str:
     return f"r.msg-{kind}{'-hb' if heartbeat else ''}"
 
 
+def _cid(client_id: bytes) -> str:
+    return bytes(client_id)[:3].hex()
+
+
+def _frame_label(frame: bytes | None, client: Any, connection: Any) -> str:
+    """c.frame:<client id>:<last nonce in it>"""
+    if not frame:
+        return "c.frame-none"
+    return f"c.frame:{_cid(client.client_id.bytes)}:{connection.frame_ends[-1]}"
+
+
+def _ack_label(_client: Any, _address: Any, _connection: Any, frame: Any) -> str:
+    """c.ack-commit:<last nonce committed by it>"""
+    commits = frame.acks.commits
+    if not commits:
+        return "c.ack-other"
+    return f"c.ack-commit:{max(c.nonce + max(1, c.count) - 1 for c in commits)}"
+
+
 def _client_points() -> None:
     client = "laminar.client._client"
     _wrap(client, "Client", "_send", before="c.put")
-    _wrap(client, "Client", "_next_frame", after=lambda frame, *_: "c.frame" if frame else "c.frame-none")
-    _wrap(
-        client,
-        "Client",
-        "_on_frame",
-        before=lambda _c, _a, _conn, frame: "c.ack-commit" if frame.acks.commits else "c.ack-other",
-    )
+    _wrap(client, "Client", "_next_frame", after=_frame_label)
+    _wrap(client, "Client", "_on_frame", before=_ack_label)
     _wrap(client, "Pending", "committed", after="c.committed")
+    listener = "laminar.client._listener"
+    _wrap(listener, "Listener", "_put", before=lambda _l, item, *_, **__: f"l.recv:{len(item) if type(item) is list else 0}")
+
+
+def _open_loop_points() -> None:
+    """The open-loop generator (bench/open_loop.py): each message's due time as it is built, and as a listener reads it
+    (tagged by load() with the process it ran in)."""
+    _wrap_function("bench.open_loop", "encode_value", before=lambda due_s, *_: f"o.due:{round(due_s * 1e9)}")
+    _wrap_function(
+        "bench.open_loop",
+        "decode_value",
+        after=lambda result, *_: f"o.got:{round(result[0] * 1e9)}:{result[1]}:{result[2]}",
+    )
+
+
+def _accept_label(_router: Any, session: Any, frame: Any, _raw: Any) -> str:
+    """s.accept:<client id>:<first nonce>:<mutations>"""
+    return f"s.accept:{_cid(session.client_id)}:{session.expected_nonce}:{len(frame.mutations.mutations)}"
+
+
+def _deliver_label(session: Any, outcomes: Any) -> str:
+    """s.deliver:<client id>:<last nonce committed>"""
+    last = max((o.nonce + max(1, o.count) - 1 for o in outcomes), default=0)
+    return f"s.deliver:{_cid(session.client_id)}:{last}"
+
+
+def _writer_label(acks: Any, session: Any) -> str:
+    """s.writer:<client id>:<last nonce acknowledged>"""
+    if acks is None:
+        return "s.writer-none"
+    last = max((c.nonce + max(1, c.count) - 1 for c in acks.commits), default=0)
+    return f"s.writer:{_cid(session.client_id)}:{last}"
+
+
+def _propose_label(_proposer: Any, batch: Any) -> str:
+    """p.propose:<client id>/<intentions>,... (each run of the entry, in order)"""
+    runs = ",".join(f"{_cid(p.session.client_id) if p.session is not None else '-'}/{p.intentions}" for p in batch)
+    return f"p.propose:{runs}"
 
 
 def _node_points() -> None:
     sessions = "laminar.node.service._sessions"
-    _wrap(sessions, "SessionRouter", "_accept", before="s.accept")
-    _wrap(sessions, "_Session", "committed", before="s.deliver")
+    _wrap(sessions, "SessionRouter", "_accept", before=_accept_label)
+    _wrap(sessions, "_Session", "committed", before=_deliver_label)
     _wrap(sessions, "_Session", "received", before="s.received")
-    _wrap(sessions, "_Session", "next_acks", after=lambda acks, *_: "s.writer" if acks is not None else "s.writer-none")
-    _wrap("laminar.node.raft._proposer", "Proposer", "_propose", before="p.propose")
+    _wrap(sessions, "_Session", "next_acks", after=_writer_label)
+    _wrap("laminar.node.raft._proposer", "Proposer", "_propose", before=_propose_label)
     engine = "laminar.node.raft._engine"
     _wrap(engine, "RaftEngine", "_onTick", before="r.tick", after="r.tickend")
     _wrap(engine, "RaftEngine", "_dispatch", before=_received_type)
     journal = "laminar.node.raft._journal"
     sync_label = lambda j: "j.sync" if j.needs_sync else "j.nosync"  # noqa: E731
     _wrap(journal, "DurableJournal", "sync", before=sync_label, after="j.synced")
-    _wrap(journal, "DurableJournal", "add", before="j.add")
+    _wrap(journal, "DurableJournal", "add", before=lambda _j, _command, idx, _term: f"j.add:{idx}")
     _wrap("laminar.node.raft._connection", "FastTcpConnection", "send", before=_message_type)
-    _wrap("laminar.node._applier", "Applier", "on_commit", before="a.commit", after="a.done")
+    _wrap("laminar.node._applier", "Applier", "on_commit", before=lambda _a, idx, _p: f"a.commit:{idx}", after="a.done")
+    listen = "laminar.node.service._listen"
+    _wrap(listen, "EventFeed", "publish", before="l.publish")
+    _wrap(listen, "_Outbox", "send", before="l.send")
 
 
 def install(out_dir: str) -> None:
@@ -107,4 +179,6 @@ def install(out_dir: str) -> None:
     _client_points()
     if "node" in sys.argv:
         _node_points()
+    else:
+        _open_loop_points()
     atexit.register(_dump, out_dir)

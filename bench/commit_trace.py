@@ -8,6 +8,10 @@ previous step (client put, frame built, leader's session reader, proposer, the l
 and sends, a follower's receipt, append, fsync and reply, the leader's receipt and apply, the session
 writer, the client's receipt) and prints the median and 90th percentile of each step's share, and which
 steps the slowest writes spent their time in. Raw records stay under var/commit-trace/.
+
+`python -m bench.commit_trace --open-loop-rate 6000` traces the open loop instead (bench/open_loop.py: two
+sender processes offering 6,000 writes/s between them for --seconds, and a listener) and follows each message
+through its commit and its delivery (bench/_open_loop_budget.py).
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def load(trace_dir: str) -> list[Event]:
             tag = f"n{argv[argv.index('--id') + 1]}" if "node" in argv and "--id" in argv else "c"
             for line in f:
                 ns, thread, event = line.split()
-                events.append((int(ns), tag, thread, event))
+                events.append((int(ns), tag, thread, event.split(":", 1)[0]))  # the step's name, not its detail
     events.sort()
     return events
 
@@ -134,10 +138,7 @@ def run(writes: int, out_dir: str) -> str:
     """Trace `writes` sequential writes on a fresh 3-node cluster; the raw records' directory."""
     from bench import _trace_hook
 
-    trace_dir = os.path.join(out_dir, time.strftime("%Y%m%d-%H%M%S"))
-    os.environ["LAMINAR_TRACE_DIR"] = trace_dir
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TRACE_SITE, REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
-    _trace_hook.install(trace_dir)
+    trace_dir = _traced(out_dir)
     import laminar
     from bench.cluster import BenchCluster
 
@@ -151,14 +152,56 @@ def run(writes: int, out_dir: str) -> str:
     return trace_dir
 
 
+def run_open_loop(rate_per_s: float, seconds: float, senders: int, out_dir: str) -> str:
+    """The open loop of bench/etcd_compare.py (bench/open_loop.py: `senders` processes offering `rate_per_s`
+    between them for `seconds`, and a listener) on a fresh traced 3-node cluster; the raw records' directory."""
+    trace_dir = _traced(out_dir)
+    from bench.cluster import BenchCluster
+    from bench.etcd_compare import LAMINAR, ComparePlan, Systems, open_loop, open_loop_summary
+
+    plan = ComparePlan(open_loop_seconds=seconds, open_loop_senders=senders, systems=(LAMINAR,))
+    with BenchCluster(3, "fsync") as cluster:
+        run = open_loop(Systems(plan, cluster, None), LAMINAR, 1.0, rate_per_s)
+    print(f"open loop at {rate_per_s:,.0f}/s: {open_loop_summary(run)}")
+    return trace_dir
+
+
+def _traced(out_dir: str) -> str:
+    """Trace this process and every process it starts from now on; the records' directory."""
+    from bench import _trace_hook
+
+    trace_dir = os.path.join(out_dir, time.strftime("%Y%m%d-%H%M%S"))
+    os.environ["LAMINAR_TRACE_DIR"] = trace_dir
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TRACE_SITE, REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+    _trace_hook.install(trace_dir)
+    return trace_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.commit_trace", description=__doc__.splitlines()[0])
     parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--out-dir", default=os.path.join(REPO_ROOT, "var", "commit-trace"))
     parser.add_argument("--analyze", metavar="TRACE_DIR", help="only analyze the records of an earlier run")
+    parser.add_argument(
+        "--open-loop-rate",
+        type=float,
+        metavar="WRITES_PER_S",
+        help="trace the open loop (bench/open_loop.py) at this rate instead of sequential writes",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="of the open loop's schedule")
+    parser.add_argument("--senders", type=int, default=2, help="open-loop sender processes")
     args = parser.parse_args(argv)
     if not 1 <= args.writes <= WRITES_MAX:
         parser.error(f"--writes must be 1..{WRITES_MAX}")
+    if args.open_loop_rate is not None:
+        from bench import _open_loop_budget
+
+        trace_dir = args.analyze or run_open_loop(args.open_loop_rate, args.seconds, args.senders, args.out_dir)
+        text = _open_loop_budget.report(trace_dir)
+        with open(os.path.join(trace_dir, "open-loop-budget.md"), "w", encoding="utf-8") as f:
+            f.write(text)
+        print(text + f"\nrecords and open-loop-budget.md in {trace_dir}")
+        return 0
     trace_dir = args.analyze or run(args.writes, args.out_dir)
     text = report(budgets(load(trace_dir)))
     with open(os.path.join(trace_dir, "budget.md"), "w", encoding="utf-8") as f:

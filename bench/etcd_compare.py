@@ -16,13 +16,19 @@ rounds, Laminar first in even ones, so drift in the machine's load falls on both
 
 Server CPU per message comes from each server process's CPU time (/proc/<pid>/stat through psutil)
 before and after each run; client CPU from the client processes' own CPU time over the timed part.
-Results: bench/results/etcd.{md,csv} (`--out-dir`, `--name`). Every run is bounded in count and time;
+Results: bench/results/etcd.{md,csv} (`--out-dir`, `--name`).
+
+Only the open loop, only Laminar, at rates of your choosing (no rounds, nothing written to bench/results):
+
+    python -m bench.etcd_compare --systems laminar --open-loop-max-per-s 60000 --open-loop-fractions 0.1,0.5
+ Every run is bounded in count and time;
 every process started is stopped by pid; both clusters' temporary directories are removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -46,6 +52,7 @@ from bench.stats import percentile, rounded
 from bench.workloads import REPO_ROOT
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "bench", "results")
+OPEN_LOOP_ONLY_DIR = os.path.join(REPO_ROOT, "var", "open-loop")  # --open-loop-max-per-s: not the recorded results
 LAMINAR_DURABILITY = "fsync"  # as etcd: the log is on disk before the ack
 CREATE_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S_BASE = 60.0
@@ -67,6 +74,9 @@ class ComparePlan:
     open_loop_fractions: tuple[float, ...] = (0.1, 0.5, 0.8)  # of Laminar's measured pipelined maximum
     open_loop_seconds: float = 5.0  # of schedule per rate; 0 skips the open-loop part
     open_loop_senders: int = 2  # processes sharing the offered rate
+    # The maximum the open loop offers fractions of, given instead of measured: the rounds are skipped.
+    open_loop_max_per_s: float | None = None
+    systems: tuple[str, ...] = ("etcd", "laminar")  # which clusters to start and measure
 
 
 @dataclass
@@ -113,7 +123,7 @@ def timeout_s(messages: int) -> float:
 class Systems:
     """Both clusters, and one method per (system, workload) that measures it and returns a Run."""
 
-    def __init__(self, plan: ComparePlan, lam: BenchCluster, etcd: EtcdCluster) -> None:
+    def __init__(self, plan: ComparePlan, lam: BenchCluster, etcd: EtcdCluster | None) -> None:
         self.plan = plan
         self.lam = lam
         self.etcd = etcd
@@ -166,6 +176,7 @@ class Systems:
         clients, messages = (1, self.plan.sequential) if sequential else (self.plan.clients, self.plan.messages)
         batch = self.plan.txn_batch if workload == "pipelined_txn" else 1
         run = Run(round_, ETCD, workload, clients, messages)
+        assert self.etcd is not None, "etcd is not among --systems"
         addresses = (self.etcd.leader_address,)
         mode = SEQUENTIAL if sequential else PIPELINED
         jobs: list[object] = [
@@ -183,6 +194,7 @@ class Systems:
         if system == LAMINAR:
             addresses, pids = self._leader_first(), self.lam.pids
         else:
+            assert self.etcd is not None, "etcd is not among --systems"
             addresses, pids = (self.etcd.leader_address,), self.etcd.pids
         job = CompareJob(system, READ_BACK, addresses, f"r{round_}-{PIPELINED}", 0, total, timeout_s(total))
         return self.measure(run, [job], pids, target=compare_client_main)
@@ -205,6 +217,7 @@ def open_loop(systems: Systems, system: str, fraction: float, max_per_s: float) 
     if system == LAMINAR:
         addresses, pids, topic = tuple(systems.lam.addresses), systems.lam.pids, systems._topic(name)
     else:
+        assert systems.etcd is not None
         addresses, pids, topic = (systems.etcd.leader_address,), systems.etcd.pids, name
     jobs: list[object] = [
         OpenLoopJob(
@@ -267,7 +280,7 @@ def open_loop_steps(systems: Systems, max_per_s: float) -> list[Callable[[], Run
     steps: list[Callable[[], Run]] = []
     for index, fraction in enumerate(systems.plan.open_loop_fractions):
         order = (ETCD, LAMINAR) if index % 2 else (LAMINAR, ETCD)
-        for system in order:
+        for system in [s for s in order if s in systems.plan.systems]:
             steps.append(lambda s=system, f=fraction: open_loop(systems, s, f, max_per_s))  # type: ignore[misc]
     return steps
 
@@ -291,7 +304,7 @@ def fill(run: Run, reports: list[ClientReport], server_cpu_s: dict[int, float]) 
 def round_steps(systems: Systems, round_: int) -> list[Callable[[], Run]]:
     """One round: each workload on both systems, back to back, the first system alternating by round."""
     plan = systems.plan
-    order = (ETCD, LAMINAR) if round_ % 2 else (LAMINAR, ETCD)
+    order = tuple(s for s in ((ETCD, LAMINAR) if round_ % 2 else (LAMINAR, ETCD)) if s in plan.systems)
 
     def writes(system: str, workload: str) -> Callable[[], Run]:
         if system == LAMINAR:
@@ -303,7 +316,7 @@ def round_steps(systems: Systems, round_: int) -> list[Callable[[], Run]]:
         steps.append(writes(system, PIPELINED))
     for system in order:
         steps.append(lambda system=system: systems.read_back(round_, system))  # type: ignore[misc]
-    if plan.txn_batch:
+    if plan.txn_batch and ETCD in plan.systems:
         steps.append(writes(ETCD, "pipelined_txn"))
     if plan.sequential:
         for system in order:
@@ -337,7 +350,8 @@ def open_loop_summary(run: Run) -> str:
 def run_comparison(plan: ComparePlan) -> list[Run]:
     from bench.etcd_report import CompareInfo, write_results
 
-    assert 1 <= plan.rounds <= ROUNDS_MAX, f"rounds must be 1..{ROUNDS_MAX}"
+    assert 1 <= plan.rounds <= ROUNDS_MAX or plan.open_loop_max_per_s, f"rounds must be 1..{ROUNDS_MAX}"
+    assert plan.systems and set(plan.systems) <= {ETCD, LAMINAR}, plan.systems
     assert len(plan.open_loop_fractions) <= OPEN_LOOP_FRACTIONS_MAX
     assert all(0 < f <= 1 for f in plan.open_loop_fractions), "offer a fraction of the maximum, not more"
     assert plan.txn_batch <= TXN_OPS_MAX, f"etcd refuses a Txn of more than {TXN_OPS_MAX} operations"
@@ -345,16 +359,19 @@ def run_comparison(plan: ComparePlan) -> list[Run]:
     description = machine.describe(REPO_ROOT)
     clock = time.monotonic()
     runs: list[Run] = []
-    with EtcdCluster(3) as etcd, BenchCluster(3, LAMINAR_DURABILITY) as lam:
-        description["etcd"] = f"{etcd.version} ({etcd.binary})"
+    with contextlib.ExitStack() as stack:
+        etcd = stack.enter_context(EtcdCluster(3)) if ETCD in plan.systems else None
+        lam = stack.enter_context(BenchCluster(3, LAMINAR_DURABILITY))
+        if etcd is not None:
+            description["etcd"] = f"{etcd.version} ({etcd.binary})"
         description["Laminar durability"] = lam.node_durability
         systems = Systems(plan, lam, etcd)
-        for round_ in range(1, plan.rounds + 1):
+        for round_ in range(1, 0 if plan.open_loop_max_per_s else plan.rounds + 1):
             for step in round_steps(systems, round_):
                 run = step()
                 runs.append(run)
                 print(f"round {round_}, {run.system} {run.workload}: {summary(run)}", flush=True)
-        max_per_s = measured_max_per_s(runs)
+        max_per_s = plan.open_loop_max_per_s or measured_max_per_s(runs)
         if plan.open_loop_seconds and max_per_s:
             for step in open_loop_steps(systems, max_per_s):
                 run = step()
@@ -387,7 +404,19 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.open_loop_fractions,
         help="of Laminar's measured pipelined maximum, e.g. 0.1,0.5,0.8",
     )
-    parser.add_argument("--out-dir", default=defaults.out_dir)
+    parser.add_argument(
+        "--open-loop-max-per-s",
+        type=float,
+        help="offer the fractions of this many writes/s instead of the measured maximum: skips the rounds "
+        "(only the open loop runs) and writes to var/open-loop unless --out-dir says otherwise",
+    )
+    parser.add_argument(
+        "--systems",
+        type=lambda text: tuple(x for x in text.split(",") if x),
+        default=defaults.systems,
+        help="which to start and measure: etcd,laminar (Laminar's cluster always starts)",
+    )
+    parser.add_argument("--out-dir")
     parser.add_argument("--name", default=defaults.name)
     return parser
 
@@ -397,8 +426,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     command = shlex.join(["python", "-m", "bench.etcd_compare", *(sys.argv[1:] if argv is None else argv)])
+    if args.systems and not set(args.systems) <= {ETCD, LAMINAR}:
+        _parser().error(f"--systems takes {ETCD} and {LAMINAR}, not {','.join(args.systems)}")
+    out_dir = args.out_dir or (OPEN_LOOP_ONLY_DIR if args.open_loop_max_per_s else RESULTS_DIR)
     plan = ComparePlan(
-        out_dir=args.out_dir,
+        out_dir=out_dir,
         name=args.name,
         command=command,
         rounds=args.rounds,
@@ -409,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         open_loop_fractions=args.open_loop_fractions,
         open_loop_seconds=args.open_loop_seconds,
         open_loop_senders=args.open_loop_senders,
+        open_loop_max_per_s=args.open_loop_max_per_s,
+        systems=args.systems,
     )
     _raise_on_sigterm()
     try:
