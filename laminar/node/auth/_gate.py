@@ -7,9 +7,11 @@ compare) and then remembered as a hash of the header until the auth state change
 that fails too often is throttled (_throttle.py), and every refusal is counted (`on_refusal`).
 
 What each RPC needs is one table, `RULES`. The interceptor (grpc.aio) runs each stream's servicer
-as a task and keeps it checked while open: when the auth state changes (one poll of its version every
+in gRPC's own task for the call and keeps it checked while open, at the cost of an entry in one set
+(_Streams), auth on or off: when the auth state changes (one poll of its version every
 AUTH_WATCH_INTERVAL_S for all streams), a listener whose user lost `read` on its topic, or a session
-whose user holds nothing any more, has its task cancelled and ends with PERMISSION_DENIED. A
+whose user holds nothing any more (or any stream opened while auth was off, once it is on), has its
+task cancelled and ends with PERMISSION_DENIED. A
 session's frames are checked before the servicer reads them: a frame with a mutation the caller may
 not make ends the session, and nothing of that frame reaches the log. Hashing a secret (~10 ms)
 runs off the event loop.
@@ -247,22 +249,45 @@ def _with_principal(raw: bytes, user: str) -> bytes:
 
 
 class _Watched:
-    """The servicer's view of a stream's context. `cut` ends the stream: the servicer's task is
-    cancelled and the interceptor ends the call with PERMISSION_DENIED; a session's frames pass
-    through `check` before the servicer reads them."""
+    """The servicer's view of a stream's context. `cut` ends the stream: the task serving it (gRPC's own
+    task for the call: no task of ours) is cancelled and the interceptor ends the call with PERMISSION_DENIED;
+    a session's frames pass through `check` before the servicer reads them."""
 
-    def __init__(self, context: Any, check: Callable[[bytes, _Watched], Any] | None = None) -> None:
+    def __init__(
+        self,
+        context: Any,
+        recheck: Callable[[], str | None],
+        version: int,
+        check: Callable[[bytes, _Watched], Any] | None = None,
+    ) -> None:
         self._context = context
         self._check = check
-        self.task: asyncio.Future[Any] | None = None
+        self.recheck = recheck  # why the stream must end now, after the auth state changed (None: it goes on)
+        self.version = version  # the auth state's version it was admitted under
+        self.task = asyncio.current_task()
         self.denied: str | None = None
-        self.writing: asyncio.Future[Any] | None = None  # the servicer's write to the stream, while one runs
+        self._writing = False
+        self._late_cut: asyncio.TimerHandle | None = None
 
     def cut(self, message: str) -> None:
-        if self.denied is None:
-            self.denied = message
-            if self.task is not None:
-                self.task.cancel()
+        """End the stream with PERMISSION_DENIED. Cancelled mid-write, grpc.aio's call never sent the status
+        that followed (the client waited for its deadline; a session whose frame was refused while its Welcome
+        was being written, about one run in five of test_auth under load): a cut during a write takes effect
+        as the write ends (see write), or after WRITE_BEFORE_DENIAL_WAIT_S if it never does."""
+        if self.denied is not None or self.task is None:
+            return
+        self.denied = message
+        if self._writing:
+            self._late_cut = asyncio.get_running_loop().call_later(WRITE_BEFORE_DENIAL_WAIT_S, self.task.cancel)
+        else:
+            self.task.cancel()
+
+    def settle(self) -> None:
+        """The servicer is done: a cut from now on (a cut waiting for its write included) cancels nothing, for
+        gRPC's task is then sending the call's status."""
+        self.task = None
+        if self._late_cut is not None:
+            self._late_cut.cancel()
 
     async def read(self) -> Any:
         raw = await self._context.read()
@@ -271,13 +296,14 @@ class _Watched:
         return self._check(raw, self)
 
     async def write(self, message: Any) -> None:
-        """The context's write, shielded from `cut`: cancelled mid-write, grpc.aio's call never sent the status
-        that followed (the client waited for its deadline instead of PERMISSION_DENIED; a session whose frame was
-        refused while its Welcome was being written, about one run in five of test_auth under load). The servicer
-        sees the cancellation at once; the write finishes on its own and the status is sent after it."""
-        writing = self.writing = asyncio.ensure_future(self._context.write(message))
-        writing.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen, even if cut
-        await asyncio.shield(writing)
+        """The context's write, never cancelled by a cut (see cut): the servicer sees the cut once it is done."""
+        self._writing = True
+        try:
+            await self._context.write(message)
+        finally:
+            self._writing = False
+        if self.denied is not None:
+            raise asyncio.CancelledError()  # the cut that came during the write, as the servicer would have seen it
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> None:
         if self.denied is not None:
@@ -288,37 +314,46 @@ class _Watched:
         return getattr(self._context, name)
 
 
-class _Changes:
-    """Wakes the streams that wait for the auth state to change: one poll of the version for all of
-    them (the state changes in the apply thread, which knows nothing of the event loop)."""
+class _Streams:
+    """Every open stream, rechecked when the auth state changes: one task polls its version (every
+    AUTH_WATCH_INTERVAL_S, while any stream is open) for all of them, since the state changes in the apply
+    thread, which knows nothing of the event loop. A stream costs an entry here, not a task: 2,000 streams
+    opened and closed cost the loop a task and a watcher each (a task, an Event waiter and a timer), whether
+    authorization was on or not. Event loop only."""
 
     def __init__(self, gate: Gate) -> None:
         self._gate = gate
-        self._event: asyncio.Event | None = None
+        self._open: set[_Watched] = set()
         self._poller: asyncio.Future[None] | None = None
-        self._waiting = 0
 
-    async def after(self, version: int) -> None:
-        """Return once the auth state's version is no longer `version`."""
-        self._waiting += 1
-        try:
-            while self._gate.version() == version:
-                if self._event is None:
-                    self._event = asyncio.Event()
-                if self._poller is None or self._poller.done():
-                    self._poller = asyncio.ensure_future(self._poll())
-                await self._event.wait()
-        finally:
-            self._waiting -= 1
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, watched: _Watched) -> None:
+        self._open.add(watched)
+        if self._gate.version() != watched.version:  # it changed while the stream was admitted
+            self._recheck(watched)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.ensure_future(self._poll())
+
+    def discard(self, watched: _Watched) -> None:
+        self._open.discard(watched)
 
     async def _poll(self) -> None:
         seen = self._gate.version()
-        while self._waiting > 0:
+        while self._open:
             await asyncio.sleep(AUTH_WATCH_INTERVAL_S)
             version = self._gate.version()
-            if version != seen and self._event is not None:
-                seen, event, self._event = version, self._event, asyncio.Event()
-                event.set()
+            if version != seen:
+                seen = version
+                for watched in list(self._open):
+                    self._recheck(watched)
+
+    @staticmethod
+    def _recheck(watched: _Watched) -> None:
+        denial = watched.recheck()
+        if denial is not None:
+            watched.cut(denial + " (authorization changed while the stream was open)")
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -327,7 +362,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, gate: Gate, extra: dict[str, Any] | None = None) -> None:
         self._gate = gate
         self._extra = dict(extra or {})
-        self._changes = _Changes(gate)
+        self.streams = _Streams(gate)
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         method: str = details.method
@@ -391,10 +426,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         gate = self._gate
 
         async def guarded(raw: Any, context: Any) -> None:
+            version = gate.version()
             user, topic = await self._admit(rule, raw, context)
-            watched = _Watched(context)
             recheck = lambda: gate.still_allowed(user, rule.permission, topic)  # noqa: E731
-            await self._watching(behavior(raw, watched), watched, recheck, context)
+            watched = _Watched(context, recheck, version)
+            await self._watching(behavior(raw, watched), watched, context)
 
         return guarded
 
@@ -402,39 +438,30 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         gate = self._gate
 
         async def guarded(requests: Any, context: Any) -> None:
+            version = gate.version()
             user = await self._authenticate(context)
-            watched = _Watched(context, _FrameCheck(gate, user))
-            await self._watching(behavior(requests, watched), watched, lambda: gate.session_allowed(user), context)
+            watched = _Watched(context, lambda: gate.session_allowed(user), version, _FrameCheck(gate, user))
+            await self._watching(behavior(requests, watched), watched, context)
 
         return guarded
 
-    async def _watching(
-        self, call: Awaitable[Any], watched: _Watched, recheck: Callable[[], str | None], context: Any
-    ) -> None:
-        """Run the servicer's stream; cut it when the auth state changes and `recheck` says so."""
-        task = asyncio.ensure_future(call)
-        watched.task = task
-        watcher = asyncio.ensure_future(self._watch(watched, recheck))
+    async def _watching(self, call: Awaitable[Any], watched: _Watched, context: Any) -> None:
+        """Run the servicer's stream in this task (gRPC's for the call); cut it when the auth state changes and
+        its recheck says so."""
+        self.streams.add(watched)
         try:
-            await task
+            await call
         except asyncio.CancelledError:
             if watched.denied is None:
                 raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the cut's cancel is handled here: the call goes on to its status
         finally:
-            watcher.cancel()
+            self.streams.discard(watched)
+            watched.settle()
         if watched.denied is not None:
-            if watched.writing is not None:  # the status goes out after the write a cut interrupted (see write)
-                await asyncio.wait({watched.writing}, timeout=WRITE_BEFORE_DENIAL_WAIT_S)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, watched.denied)
-
-    async def _watch(self, watched: _Watched, recheck: Callable[[], str | None]) -> None:
-        version = self._gate.version()
-        while watched.denied is None:
-            await self._changes.after(version)
-            version = self._gate.version()
-            denial = recheck()
-            if denial is not None:
-                watched.cut(denial + " (authorization changed while the stream was open)")
 
 
 class _FrameCheck:
