@@ -188,3 +188,63 @@ def test_a_frames_mutations_are_spliced_from_the_bytes_sent_and_parse_as_the_fra
         parsed = pb.MutationFrame.FromString(bytes(spliced))
         assert list(parsed.mutations) == mutations and parsed.principal == principal
     assert isinstance(_mutation_frame_bytes(pb.ClientFrame.FromString(plain), plain), memoryview)
+
+
+def test_idle_sessions_hold_no_timer_each_and_one_reaper_closes_them() -> None:
+    """Sessions that said Hello and nothing else wait without a timer of their own (their writers once each held
+    one and woke on it every quarter of the idle timeout): while they wait, the event loop schedules timers for
+    the one reaper only; it closes every one of them with UNAVAILABLE within 1.25 x session_idle_s plus a margin."""
+    import asyncio
+    from types import SimpleNamespace
+    from typing import Any
+
+    from laminar.node.config import ServingLimits
+    from laminar.node.service._sessions import SESSION_IDLE_CHECKS, SessionRouter
+
+    sessions, idle_s = 50, 0.4
+    hello = pb.ClientFrame(hello=pb.Hello(client_id=b"", next_nonce=1))
+
+    class Context:
+        def __init__(self, n: int) -> None:
+            hello.hello.client_id = n.to_bytes(16, "big")
+            self._first: bytes | None = hello.SerializeToString()
+
+        async def read(self) -> bytes:
+            first, self._first = self._first, None
+            if first is None:
+                await asyncio.Event().wait()  # a client that sends nothing more
+            return first  # type: ignore[return-value]
+
+        async def write(self, message: Any) -> None:
+            pass
+
+    async def run() -> tuple[int, list[BaseException | None], float]:
+        loop = asyncio.get_running_loop()
+        node = SimpleNamespace(
+            observe_commit_latency=None, offer=None, topic_run_max=None, nonce_max=None, is_leader=None,
+            welcome=lambda: pb.Welcome(), read_barrier=None,
+        )  # fmt: skip
+        router = SessionRouter(node, ServingLimits(session_idle_s=idle_s), None)  # type: ignore[arg-type]
+        started = loop.time()
+        calls = [asyncio.ensure_future(router.run(Context(n))) for n in range(sessions)]
+        await asyncio.sleep(idle_s / SESSION_IDLE_CHECKS / 2)
+        assert router.count() == sessions
+        timers = 0
+        call_at = loop.call_at
+
+        def counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            nonlocal timers
+            timers += 1
+            return call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = counted  # type: ignore[method-assign]
+        await asyncio.sleep(idle_s / 2)  # two of the reaper's checks, and every session's old timer at least once
+        loop.call_at = call_at  # type: ignore[method-assign]
+        ended = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), idle_s * 1.25 + 2.0)
+        return timers, ended, loop.time() - started
+
+    timers, ended, took_s = asyncio.run(run())
+    assert timers <= 2 * SESSION_IDLE_CHECKS, f"{timers} timers for {sessions} idle sessions"
+    for end in ended:
+        assert isinstance(end, SessionFailure) and end.code == grpc.StatusCode.UNAVAILABLE and "idle" in end.message
+    assert idle_s <= took_s < idle_s * 1.25 + 1.0

@@ -44,6 +44,9 @@ SESSION_OFFER_TIMEOUT_S = 30.0  # how long a frame may wait for room in the prop
 OFFER_RETRY_S_MIN = 0.0005  # a frame that found the proposal queue full tries again after this,
 OFFER_RETRY_S_MAX = 0.02  # doubling up to this (the event loop is never blocked waiting for room)
 HELLO_TIMEOUT_S = 10.0  # a client must say hello within this time
+# The idle reaper checks every session this many times per session_idle_s: an idle session is closed between
+# session_idle_s and (1 + 1/SESSION_IDLE_CHECKS) x session_idle_s after its last frame.
+SESSION_IDLE_CHECKS = 4
 HELLO_CATCH_UP_WAIT_S = 3.0  # how long a Hello ahead of the applied nonces waits for a read barrier
 # What an intention of each kind weighs in flight (limits.INTENTION_COST_*); a kind not named weighs 1, as a put.
 _INTENTION_COSTS = {pb.CREATE_TOPIC: limits.INTENTION_COST_TOPIC, pb.DESTROY_TOPIC: limits.INTENTION_COST_TOPIC}
@@ -228,14 +231,10 @@ class _Session:
 
     # ---- the writer and the reader (event loop) ---------------------------------------------
 
-    async def changed(self, timeout_s: float) -> None:
-        """Wait until a producer has news, or timeout_s passes."""
+    async def changed(self) -> None:
+        """Wait until a producer has news (a failure included: the idle reaper's too). No timer of its own."""
         assert self._changed is not None
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
+        await self._changed.wait()
         self._changed.clear()
 
     async def settled(self, timeout_s: float) -> None:
@@ -393,6 +392,7 @@ class SessionRouter:
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
         self._turns = FrameTurns()  # heavy frames one at a time on the event loop
+        self._reaper: asyncio.Future[None] | None = None  # closes idle sessions, while any is open (event loop)
 
     def count(self) -> int:
         with self._lock:
@@ -422,6 +422,8 @@ class SessionRouter:
         )
         session.attach(asyncio.get_running_loop())
         self._register(session)
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.ensure_future(self._reap())
         reader = asyncio.create_task(self._read_frames(session, context))
         try:
             await context.write(pb.ServerFrame(welcome=self._welcome()))
@@ -442,13 +444,24 @@ class SessionRouter:
                 finally:
                     session.write_started_at = None
                 continue
-            if session.idle(serving.session_idle_s):
-                raise SessionFailure(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"session idle for {serving.session_idle_s:.0f} s with nothing uncommitted: closed; "
-                    "open a new one when you have something to send",
-                )
-            await session.changed(serving.session_idle_s / 4)
+            await session.changed()
+
+    async def _reap(self) -> None:
+        """Close every idle session (nothing sent for session_idle_s, nothing uncommitted), checking them all
+        SESSION_IDLE_CHECKS times per idle timeout: one task for the node's sessions, where each session's writer
+        held a timer of its own and woke on it. Runs while any session is open."""
+        idle_s = self._serving.session_idle_s
+        while self.count():
+            await asyncio.sleep(idle_s / SESSION_IDLE_CHECKS)
+            with self._lock:
+                sessions = list(self._sessions.values())
+            for session in sessions:
+                if session.idle(idle_s):
+                    session.fail(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"session idle for {idle_s:.0f} s with nothing uncommitted: closed; "
+                        "open a new one when you have something to send",
+                    )
 
     async def _hello(self, context: Any) -> pb.Hello:
         first = asyncio.ensure_future(_read(context))
