@@ -217,6 +217,13 @@ def _group_problems(
             f"{at}: group {name}'s grants or frontier went back: {grants_before}/{frontier_before} to "
             f"{new.record.grants}/{new.record.acked_offset}"
         )
+    if new.members:  # the entry's grants ran (members are dropped before them): they drop what waits trimmed
+        stale = [o for o, lease in sorted(new.leases.items()) if not lease.member and o < before.first]
+        if stale:
+            found.append(
+                f"{at}: group {name} has members but keeps {stale[:5]} waiting, below the topic's first kept offset "
+                f"{before.first} when it granted: trimmed events waiting to be redelivered"
+            )
     granted = 0
     for offset, lease in sorted(new.leases.items()):
         if not lease.member or lease.seq <= grants_before:

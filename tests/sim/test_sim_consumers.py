@@ -85,3 +85,16 @@ def test_a_store_at_rest_holds_no_lease_of_a_member_that_left() -> None:
     problems = state_problems("n1", state)
     assert any("leased to gone, not a member" in p for p in problems)
     assert any("lease of 7 past its frontier 5" in p for p in problems)
+
+
+def test_a_group_with_members_keeps_nothing_waiting_below_the_first_kept_offset() -> None:
+    """Once a group with members has granted, no lease of an event trimmed before that waits for redelivery
+    (918dee6 drops them); one trimmed by this entry's own trim (after the grants) may still wait."""
+    before = _state(6, 10)
+    before.groups["g"] = _group(8, 3, {3: LeaseRecord("", 1, NOW_MS - 1, 1)}, ("a",))
+    kept = _state(8, 10, offset=2)
+    kept.groups["g"] = _group(8, 3, {3: LeaseRecord("", 1, NOW_MS - 1, 1), 7: LeaseRecord("", 2, NOW_MS, 1)}, ("a",))
+    assert any("keeps [3] waiting, below the topic's first kept offset 6" in p for p in _check(before, kept))
+    dropped = _state(8, 10, offset=2)
+    dropped.groups["g"] = _group(8, 3, {7: LeaseRecord("", 2, NOW_MS, 1)}, ("a",))
+    assert _check(before, dropped) == []
