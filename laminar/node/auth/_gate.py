@@ -363,6 +363,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._gate = gate
         self._extra = dict(extra or {})
         self.streams = _Streams(gate)
+        # Laminar RPC name -> (the servicer's handler, its guarded handler): built once, not per call (a closure
+        # and a handler tuple per stream opened). Only names of RULES and Session: a bounded set.
+        self._guarded: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         method: str = details.method
@@ -370,6 +373,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         handler = self._extra.get(name) or await continuation(details)
         if handler is None or not name:
             return handler
+        known = self._guarded.get(name)
+        if known is not None and known[0] is handler:
+            return known[1]
+        guarded = self._guard(name, handler)
+        if name in RULES or name == "Session":
+            self._guarded[name] = (handler, guarded)
+        return guarded
+
+    def _guard(self, name: str, handler: Any) -> Any:
+        """`handler` (the servicer's for the RPC `name`) checked by RULES."""
         if name == "Session":
             return handler._replace(stream_stream=self._session(handler.stream_stream))
         rule = RULES.get(name)
