@@ -16,6 +16,7 @@ import atexit
 import functools
 import importlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -37,6 +38,11 @@ def _dump(out_dir: str) -> None:
         f.write(" ".join(sys.argv) + "\n")
         for ns, thread, event in _events:
             f.write(f"{ns} {thread.replace(' ', '_')} {event}\n")
+
+
+def _dump_and_exit(out_dir: str) -> None:
+    _dump(out_dir)
+    os._exit(128 + signal.SIGTERM)
 
 
 Label = str | Callable[..., str] | None
@@ -107,6 +113,11 @@ def _ack_label(_client: Any, _address: Any, _connection: Any, frame: Any) -> str
     return f"c.ack-commit:{max(c.nonce + max(1, c.count) - 1 for c in commits)}"
 
 
+def _listener_label(_listener: Any, item: Any, *_: Any, **__: Any) -> str:
+    """l.recv:<events handed to the caller's queue>"""
+    return f"l.recv:{len(item) if type(item) is list else 0}"
+
+
 def _client_points() -> None:
     client = "laminar.client._client"
     _wrap(client, "Client", "_send", before="c.put")
@@ -114,7 +125,7 @@ def _client_points() -> None:
     _wrap(client, "Client", "_on_frame", before=_ack_label)
     _wrap(client, "Pending", "committed", after="c.committed")
     listener = "laminar.client._listener"
-    _wrap(listener, "Listener", "_put", before=lambda _l, item, *_, **__: f"l.recv:{len(item) if type(item) is list else 0}")
+    _wrap(listener, "Listener", "_put", before=_listener_label)
 
 
 def _open_loop_points() -> None:
@@ -155,6 +166,8 @@ def _propose_label(_proposer: Any, batch: Any) -> str:
 
 def _node_points() -> None:
     sessions = "laminar.node.service._sessions"
+    _wrap(sessions, "SessionRouter", "_room", before="s.room")  # the reader's loop turns: it reads the next frame
+    _wrap_function(sessions, "_decoded", before="s.read")  # a frame's bytes reached the session's reader
     _wrap(sessions, "SessionRouter", "_accept", before=_accept_label)
     _wrap(sessions, "_Session", "committed", before=_deliver_label)
     _wrap(sessions, "_Session", "received", before="s.received")
@@ -181,4 +194,7 @@ def install(out_dir: str) -> None:
         _node_points()
     else:
         _open_loop_points()
+        # Benchmark client processes are stopped with SIGTERM as soon as their report is in, which skips atexit
+        # (a node sets its own handler and exits normally).
+        signal.signal(signal.SIGTERM, lambda *_: _dump_and_exit(out_dir))
     atexit.register(_dump, out_dir)

@@ -21,16 +21,21 @@ the per-session queues below, where each session gets its turn. Waiting for in-f
 also what lets the next batch grow (group commit). A frame over the bounds goes when nothing else is
 in flight, alone.
 
-Small entries wait for the log to empty (Nagle's rule, RFC 896, for entries): while anything is in
-flight, another entry is proposed only once what is queued would fill at least a fraction of one
-(PIPELINED_ENTRY_BYTES_MIN or PIPELINED_ENTRY_INTENTIONS_MIN); less waits until nothing is in flight,
-and goes then, with whatever joined it. An entry costs the leader about a millisecond of CPU whatever
-it holds (measured: 1.3 ms in its tick thread and 0.5 ms on the gRPC loop per sequential write), so
-writers that each send a put now and then, proposed one entry each up to ENTRIES_INFLIGHT_MAX deep,
-spent the CPU on entries and queued behind them: at 3,000 puts/s from two open-loop senders, commits
-took 26 ms at the median. Waiting instead for the entry in flight (a few ms) packs them. A lone write
-finds nothing in flight and goes at once, as before; large frames (pipelined bulk writers) still
-fill ENTRIES_INFLIGHT_MAX entries in flight.
+Small entries wait for the log to commit what is in it (Nagle's rule, RFC 896, for entries): while an
+entry is being replicated (proposed, its commit not yet known here), another entry is proposed only once
+what is queued would fill at least a fraction of one (PIPELINED_ENTRY_BYTES_MIN or
+PIPELINED_ENTRY_INTENTIONS_MIN); less waits until no entry is being replicated, and goes then, with
+whatever joined it. An entry costs the leader about a millisecond of CPU whatever it holds (measured:
+1.3 ms in its tick thread and 0.5 ms on the gRPC loop per sequential write), so writers that each send a
+put now and then, proposed one entry each up to ENTRIES_INFLIGHT_MAX deep, spent the CPU on entries and
+queued behind them: at 3,000 puts/s from two open-loop senders, commits took 26 ms at the median.
+Waiting instead for the entry being replicated (a few ms) packs them. It waits for the commit, not for
+the apply: the round trip (append, send, the followers' fsync and replies) is what an entry's cost buys
+and what batching saves, while apply costs by the intention, so the next entry's round trip runs beside
+the previous entry's apply instead of after it (measured in the open loop at 6,000 puts/s: an entry every
+8 ms, 2-2.5 of them the apply, when the next one waited for it; bench/results/etcd.md). A lone write finds
+nothing in flight and goes at once, as before; large frames (pipelined bulk writers) still fill
+ENTRIES_INFLIGHT_MAX entries in flight.
 
 Fairness by cost: weighted fair queueing (Demers, Keshav, Shenker, SIGCOMM 1989), equal weights, with
 a virtual time that follows the work taken. A frame is tagged as it is queued with a start, the later
@@ -164,6 +169,7 @@ class Proposer:
         self._pending_intentions = 0
         self._pending_bytes = 0
         self._inflight_entries = 0
+        self._replicating_entries = 0  # of them, proposed and not yet reported by the log (committed or not)
         self._inflight_bytes = 0
         self._inflight_intentions = 0  # weighted, as cost_intentions
         self._inflight_topic = 0  # of them, topic creates and destroys (Proposal.topic_intentions)
@@ -268,8 +274,8 @@ class Proposer:
         """Under the lock: whether the proposer thread can take an entry now (the head fits in flight)."""
         if not self._heads or self._proposing or self._inflight_entries >= limits.ENTRIES_INFLIGHT_MAX:
             return False
-        if self._inflight_entries and not self._fills_a_pipelined_entry():
-            return False  # a small entry waits for the log to empty: see "Small entries wait" above
+        if self._replicating_entries and not self._fills_a_pipelined_entry():
+            return False  # a small entry waits for the log's commit: see "Small entries wait" above
         head = self._queues[self._heads[0][3]][0].proposal
         return not head.is_current() or self._fits_inflight(head, 0, 0, 0)
 
@@ -318,6 +324,7 @@ class Proposer:
         try:
             with self._lock:
                 self._inflight_entries += 1
+                self._replicating_entries += 1
                 self._proposed_at_s = time.monotonic()
             self._engine.propose(encode_time(self._clock_ms()), lambda applied: self._settle(applied, _NO_COST))
         finally:
@@ -435,6 +442,7 @@ class Proposer:
         )
         with self._lock:
             self._inflight_entries += 1
+            self._replicating_entries += 1
             self._inflight_bytes += cost.size
             self._inflight_intentions += cost.weighted
             self._inflight_topic += cost.topic
@@ -475,7 +483,12 @@ class Proposer:
     def _settle(self, applied: bool, cost: _Cost) -> None:
         """The log is done with an entry: not applied (it leaves the in-flight count now), or handed to the apply
         queue, where it still counts until it is applied: what a frame proposed now waits behind includes the
-        queued entries (the apply queue holds up to APPLY_QUEUE_ENTRIES_MAX, each up to the run bounds)."""
+        queued entries (the apply queue holds up to APPLY_QUEUE_ENTRIES_MAX, each up to the run bounds). Either
+        way it is no longer being replicated: a small entry waiting for that may go now."""
+        with self._lock:
+            self._replicating_entries -= 1
+            assert 0 <= self._replicating_entries <= self._inflight_entries, self._replicating_entries
+            self._wake_proposer()
         if applied:
             self._after_apply(lambda apply_s: self._entry_done(True, cost, apply_s))
         else:
