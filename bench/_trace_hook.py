@@ -45,7 +45,7 @@ def _dump_and_exit(out_dir: str) -> None:
     os._exit(128 + signal.SIGTERM)
 
 
-Label = str | Callable[..., str] | None
+Label = str | Callable[..., str | None] | None
 
 
 def _wrap(module: str, owner: str, name: str, before: Label = None, after: Label = None) -> None:
@@ -66,7 +66,9 @@ def _wrap_in(cls: Any, name: str, before: Label, after: Label) -> None:
             record(before if isinstance(before, str) else before(*args, **kwargs))
         result = original(*args, **kwargs)
         if after is not None:
-            record(after if isinstance(after, str) else after(result, *args, **kwargs))
+            label = after if isinstance(after, str) else after(result, *args, **kwargs)
+            if label is not None:  # None: nothing worth a record
+                record(label)
         return result
 
     setattr(cls, name, traced)
@@ -124,6 +126,7 @@ def _client_points() -> None:
     _wrap(client, "Client", "_next_frame", after=_frame_label)
     _wrap(client, "Client", "_on_frame", before=_ack_label)
     _wrap(client, "Pending", "committed", after="c.committed")
+    _wrap(client, "_Connection", "window_open", after=lambda is_open, *_: None if is_open else "c.window-shut")
     listener = "laminar.client._listener"
     _wrap(listener, "Listener", "_put", before=_listener_label)
 

@@ -383,9 +383,17 @@ class Client:
                 self._last_progress = time.monotonic()
             # Serialized once: a resend after a fail-over sends the same bytes.
             self._unacked[nonce] = (mutation.SerializeToString(), pending)
-            if self._send_waiters:
+            if self._send_waiters and self._sender_may_go():
                 self._sendable.notify_all()
             return pending
+
+    def _sender_may_go(self) -> bool:
+        """Under the lock: whether a waiting sender could act on a new mutation. Not while the session's window of
+        frames is shut: the ack that opens it wakes the sender (_on_frame). Woken by every put meanwhile, it only
+        looked and slept again: in the open loop at 3,000 puts/s, 8,000 wake-ups for 700 frames, each a switch
+        to the sender thread and the interpreter's lock taken from the threads that were doing the work."""
+        connection = self._connection
+        return connection is None or connection.closed or self._can_send(connection)
 
     def _next_frame(self, connection: _Connection) -> bytes | None:
         """The next serialized ClientFrame of unsent mutations, blocking until there is one; None

@@ -130,3 +130,35 @@ def test_acks_wake_the_sender_only_when_writes_wait_for_the_window(
     finally:
         with pytest.raises(laminar.Unacknowledged):
             client.close(timeout=0)
+
+
+def test_writes_offered_while_the_window_is_shut_do_not_wake_the_sender(
+    leader: HoldingLeader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the window full, a put leaves the sender thread asleep (it could send nothing); the ack that opens the
+    window wakes it, and the held writes go out in one frame. Woken by every put, it looked and slept again: in the
+    open loop at 3,000 puts/s, 8,000 wake-ups for 700 frames."""
+    window = limits.CLIENT_FRAMES_INFLIGHT_MAX
+    client = laminar.Client([leader.address], close_timeout=0)
+    woken: list[int] = []
+    notify_all = threading.Condition.notify_all
+
+    def counting(condition: threading.Condition) -> None:
+        if condition is client._sendable:
+            woken.append(1)
+        notify_all(condition)
+
+    try:
+        for nonce in range(1, window + 1):
+            client.put("t", b"k", b"v")
+            assert leader.next_frame() == [nonce]
+        monkeypatch.setattr(threading.Condition, "notify_all", counting)
+        for _ in range(20):
+            client.put("t", b"k", b"v")
+        assert not woken
+        leader.acks.put(pb.Acks(received_through=1))
+        assert leader.next_frame() == [window + 1 + i for i in range(20)]
+        assert woken  # the ack woke it
+    finally:
+        with pytest.raises(laminar.Unacknowledged):
+            client.close(timeout=0)
