@@ -3,10 +3,9 @@
 A closed-loop client (send, wait, send) slows down when the system does, so a stall delays the
 requests that would have measured it and the percentiles look better than what users would see.
 Here each sender process has a schedule: message i is due at `start + i / rate`, whatever happened
-to the earlier ones. When the sender is behind it sends at once (and it sleeps SLEEP_S_MIN at least: what
-falls due meanwhile goes together when it wakes), and every latency is counted from the due time, so
-time spent queued in the generator counts against the system too (the report gives the generator's own
-worst lag so a slow generator can be told apart).
+to the earlier ones. When the sender is behind it sends at once, and every latency is counted from
+the due time, so time spent queued in the generator counts against the system too (the report
+gives the generator's own worst lag so a slow generator can be told apart).
 
 Each message's value carries its due time (CLOCK_MONOTONIC, which every process on the machine
 shares), its sender and its index, so a listener in another process measures put-to-delivery
@@ -39,10 +38,6 @@ SENDER, LISTENER = "sender", "listener"
 START_DELAY_S = 0.05  # after the barrier, before the first due time: every sender is awake by then
 DRAIN_S = 10.0  # after the last due time: how long answers may still arrive before the rest count as lost
 MESSAGES_PER_SENDER_MAX = 500_000
-# The generator's shortest sleep. One sleep per message cost a sender 0.10 cores at 3,000 messages/s and 0.16 at
-# 15,000 (time.sleep and the wake-up, each message), on the 2 cores the cluster under test needs; waking at most
-# once a millisecond and sending what fell due meanwhile costs 0.02-0.03, and adds at most 1 ms to a latency.
-SLEEP_S_MIN = 0.001
 VALUE_LAYOUT = struct.Struct("<dII")  # due time (monotonic s), sender, index; padded to VALUE_BYTES
 WARM_UP_DUE_S = 0.0  # the due time in a warm-up put's value: the listener skips it
 
@@ -97,17 +92,15 @@ def open_loop_main(job: OpenLoopJob, barrier: Any, results: Any) -> None:
     results.put(report)
 
 
-def _schedule(job: OpenLoopJob, report: OpenLoopReport, send: Any, sleep_s_min: float = SLEEP_S_MIN) -> float:
-    """Call `send(index, due_s)` for each message at (or as soon as possible after) its due time. The generator
-    sleeps at least `sleep_s_min` at a time: the messages that fell due meanwhile go together when it wakes, each
-    with its own due time (so the wait counts in its latency)."""
+def _schedule(job: OpenLoopJob, report: OpenLoopReport, send: Any) -> float:
+    """Call `send(index, due_s)` for each message at (or as soon as possible after) its due time."""
     start = time.monotonic() + START_DELAY_S
     give_up = start + job.seconds + DRAIN_S
-    now = time.monotonic()
     for index in range(job.messages):
         due = start + index / job.rate_per_s
+        now = time.monotonic()
         if now < due:
-            time.sleep(max(due - now, sleep_s_min))
+            time.sleep(due - now)
             now = time.monotonic()
         if now > give_up:
             break  # the unsent count as lost: the acker never sees them

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-import time
-
-import pytest
 
 from bench.etcd_compare import Run, fill_open_loop
-from bench.open_loop import OpenLoopJob, OpenLoopReport, _finish, _schedule, decode_value, encode_value
+from bench.open_loop import OpenLoopReport, _finish, decode_value, encode_value
 from bench.workloads import VALUE_BYTES
 
 
@@ -31,28 +27,3 @@ def test_lost_messages_stay_in_the_percentiles_as_infinitely_late() -> None:
     assert run.latency_ms_p50 == 50.0
     assert run.latency_ms_p99 is None and run.latency_ms_max is None
     assert run.delivery_ms_p50 is None  # no listener report
-
-
-def test_the_generator_wakes_once_per_sleep_minimum_and_counts_lateness_from_each_due_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """At 10,000 messages/s for 50 ms the schedule sleeps about 50 times (once a SLEEP_S_MIN), not once per message
-    (500 sleeps cost a sender a tenth of a core at 3,000/s), and each message is sent with its own due time."""
-    from bench import open_loop
-
-    sleeps: list[float] = []
-    real_sleep = time.sleep
-
-    def counting_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        real_sleep(seconds)
-
-    monkeypatch.setattr(open_loop.time, "sleep", counting_sleep)
-    job = OpenLoopJob("laminar", "sender", ("a",), "t", 0, 10_000.0, 500, 0.05, 5.0)
-    sent: list[tuple[int, float, float]] = []
-    _schedule(job, OpenLoopReport(0), lambda index, due: sent.append((index, due, time.monotonic())))
-    assert [index for index, _, _ in sent] == list(range(500))
-    assert all(due <= at for _, due, at in sent)  # never early
-    assert all(b[1] - a[1] == pytest.approx(1e-4) for a, b in itertools.pairwise(sent))
-    assert all(s >= open_loop.SLEEP_S_MIN for s in sleeps)
-    assert len(sleeps) <= 0.05 / open_loop.SLEEP_S_MIN + 10
