@@ -464,14 +464,13 @@ class SessionRouter:
                     )
 
     async def _hello(self, context: Any) -> pb.Hello:
-        first = asyncio.ensure_future(_read(context))
-        done, _ = await asyncio.wait({first}, timeout=HELLO_TIMEOUT_S)
-        if not done:
-            first.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_S):  # not a task and a wait of its own per session opened
+                frame = await _read(context)
+        except TimeoutError:
             raise SessionFailure(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {HELLO_TIMEOUT_S:.0f} s of opening the session"
-            )
-        frame = first.result()
+            ) from None
         if frame is None or frame.WhichOneof("body") != "hello":
             raise SessionFailure(grpc.StatusCode.INVALID_ARGUMENT, "the first frame of a session must be a Hello")
         hello = frame.hello
