@@ -59,6 +59,19 @@ nothing the state machine's nonce checks rely on changes: only frames of differe
 interleaved, and those never depended on each other's order (an older session of the same client id
 is closed, and its stale frames dropped, when a newer one opens).
 
+The light lane: a light frame (at most LIGHT_LANE_FRAME_BYTES_MAX and LIGHT_LANE_FRAME_INTENTIONS_MAX) of a session
+within its share (its previous finish tag no later than the virtual time when it was queued: it has had no more of
+the log than the sessions sharing it) may be proposed past the bounds above, when the log is busy with pipelined
+entries (at least PIPELINED_ENTRY_BYTES_MIN or PIPELINED_ENTRY_INTENTIONS_MIN in flight) and the regular rules hold
+it, in an entry of light frames only (up to LIGHT_LANE_ENTRY_BYTES_MAX, LIGHT_LANE_ENTRY_INTENTIONS_MAX), with at most
+ENTRIES_INFLIGHT_LIGHT_LANE_MAX such entries in flight. The fair queue puts a light session's put first in line,
+but the line moved only as in-flight entries applied: in the hostile suite the well-behaved client's put waited for a
+free slot behind three entries of others' 256-put frames (slow_ack_readers), or for the one 1 MiB entry in flight to
+apply (big_frames: 25 ms at the median, 230 ms at p99), and then for its own entry's round. In the lane it goes at
+once behind them: it still waits for what is in flight (log order), not also for it to apply first. What a light put
+waits behind is thus bounded by the in-flight bounds (or one frame over them), and the lane's own entry. Small
+writers alone are not changed: with only small entries in flight, Nagle's rule holds (the lane needs a busy log).
+
 Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
 that has proposed nothing for LOG_TIME_TICK_MS proposes a time tick (an entry of the stamp alone,
 7 bytes of payload), so that log time keeps moving on an idle cluster: at most one entry per
@@ -136,6 +149,7 @@ class _Cost:
     intentions: int
     weighted: int  # intentions weighted by apply cost
     topic: int  # topic creates and destroys
+    lane: bool = False  # an entry of the light lane
 
 
 _NO_COST = _Cost(0, 0, 0, 0)  # a time tick's
@@ -146,6 +160,12 @@ class _Tagged:
     start: int
     finish: int
     proposal: Proposal
+    light: bool  # it may go in the light lane: a light frame, its session within its share when it was queued
+
+
+# What the proposer thread may take next (`Proposer._ready`): an entry by the regular rules, or one of the light lane.
+_ENTRY = "entry"
+_LANE = "lane"
 
 
 class Proposer:
@@ -173,6 +193,7 @@ class Proposer:
         self._inflight_bytes = 0
         self._inflight_intentions = 0  # weighted, as cost_intentions
         self._inflight_topic = 0  # of them, topic creates and destroys (Proposal.topic_intentions)
+        self._inflight_lane = 0  # of the entries, the light lane's
         self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
         self._offer_waiters = 0  # sessions waiting in offer() for room in the queue
@@ -210,7 +231,12 @@ class Proposer:
         if queue is None:
             queue = self._queues[session] = collections.deque()
             heapq.heappush(self._heads, (finish, start, next(self._sequence), session))
-        queue.append(_Tagged(start, finish, proposal))
+        light = (
+            start == self._virtual
+            and len(proposal.run) <= limits.LIGHT_LANE_FRAME_BYTES_MAX
+            and proposal.weighted_intentions() <= limits.LIGHT_LANE_FRAME_INTENTIONS_MAX
+        )
+        queue.append(_Tagged(start, finish, proposal, light))
         self._pending += 1
         self._pending_intentions += proposal.intentions
         self._pending_bytes += len(proposal.run)
@@ -252,32 +278,55 @@ class Proposer:
     def _run(self) -> None:
         while True:
             with self._lock:
-                ready = self._lock.wait_for(lambda: self._stopped or self._can_take(), self._tick_wait_s())
+                ready = self._lock.wait_for(lambda: self._stopped or self._ready() is not None, self._tick_wait_s())
                 if self._stopped:
                     return
+                lane = False
                 if not ready:
                     if not self._tick_due():
                         continue
                     batch = []  # a time tick
                 else:
-                    batch = self._take()
+                    lane = self._ready() == _LANE
+                    batch = self._take(lane)
                     if not batch:
                         continue  # the heads were of sessions gone: dropped
                 self._proposing = True
                 self._lock.notify_all()
             if batch:
-                self._propose_and_release(batch)
+                self._propose_and_release(batch, lane)
             else:
                 self._propose_tick()
 
-    def _can_take(self) -> bool:
-        """Under the lock: whether the proposer thread can take an entry now (the head fits in flight)."""
-        if not self._heads or self._proposing or self._inflight_entries >= limits.ENTRIES_INFLIGHT_MAX:
+    def _ready(self) -> str | None:
+        """Under the lock: what the proposer thread can take now: _ENTRY (the head fits in flight, or is of a
+        session gone and is dropped), _LANE (the light lane is open to the head), or None."""
+        if not self._heads or self._proposing:
+            return None
+        tagged = self._queues[self._heads[0][3]][0]
+        if not tagged.proposal.is_current() or self._entry_ready(tagged.proposal):
+            return _ENTRY
+        return _LANE if self._lane_ready(tagged) else None
+
+    def _entry_ready(self, head: Proposal) -> bool:
+        """Under the lock: whether the head may start an entry by the in-flight bounds and Nagle's rule."""
+        if self._inflight_entries >= limits.ENTRIES_INFLIGHT_MAX:
             return False
         if self._replicating_entries and not self._fills_a_pipelined_entry():
             return False  # a small entry waits for the log's commit: see "Small entries wait" above
-        head = self._queues[self._heads[0][3]][0].proposal
-        return not head.is_current() or self._fits_inflight(head, 0, 0, 0)
+        return self._fits_inflight(head, 0, 0, 0)
+
+    def _lane_ready(self, tagged: _Tagged) -> bool:
+        """Under the lock: whether the head may go in the light lane (see "The light lane" above): it is light, the
+        lane has room, and the log is busy with pipelined entries (else the regular rules, Nagle's among them)."""
+        return (
+            tagged.light
+            and self._inflight_lane < limits.ENTRIES_INFLIGHT_LIGHT_LANE_MAX
+            and (
+                self._inflight_bytes >= limits.PIPELINED_ENTRY_BYTES_MIN
+                or self._inflight_intentions >= limits.PIPELINED_ENTRY_INTENTIONS_MIN
+            )
+        )
 
     def _fills_a_pipelined_entry(self) -> bool:
         """Under the lock: whether what is queued is worth an entry of its own while others are in flight."""
@@ -332,18 +381,18 @@ class Proposer:
                 self._proposing = False
                 self._lock.notify_all()
 
-    def _propose_and_release(self, batch: list[Proposal]) -> None:
+    def _propose_and_release(self, batch: list[Proposal], lane: bool = False) -> None:
         try:
             if batch:
-                self._propose(batch)
+                self._propose(batch, lane)
         finally:
             with self._lock:
                 self._proposing = False
                 self._wake_proposer()
 
-    def _take(self) -> list[Proposal]:
-        """Under the lock: one entry's frames, in (finish, start) order, while they fit (`_joins`).
-        The first that does not stays at the head for the next entry."""
+    def _take(self, lane: bool = False) -> list[Proposal]:
+        """Under the lock: one entry's frames, in (finish, start) order, while they fit (`_joins`, or for the light
+        lane `_joins_lane`). The first that does not stays at the head for the next entry."""
         batch: list[Proposal] = []
         first: tuple[object, _Tagged] | None = None  # the entry's first frame and its session
         intentions = weighted = size = topic = 0
@@ -352,7 +401,11 @@ class Proposer:
             tagged = self._queues[session][0]
             head = tagged.proposal
             current = head.is_current()
-            if current and not self._joins(tagged, session, first, (intentions, weighted, size, topic)):
+            if lane:
+                joins = self._joins_lane(tagged, size, weighted)
+            else:
+                joins = self._joins(tagged, session, first, (intentions, weighted, size, topic))
+            if current and not joins:
                 break
             self._pop_head(session)
             if not current:
@@ -396,6 +449,17 @@ class Proposer:
             )
         )
 
+    @staticmethod
+    def _joins_lane(tagged: _Tagged, size: int, weighted: int) -> bool:
+        """Whether the head frame goes into the light lane's entry of this many bytes and weighted intentions so far:
+        light frames only, within the lane entry's bounds (not the in-flight ones: the lane is past them)."""
+        head = tagged.proposal
+        return (
+            tagged.light
+            and size + len(head.run) <= limits.LIGHT_LANE_ENTRY_BYTES_MAX
+            and weighted + head.weighted_intentions() <= limits.LIGHT_LANE_ENTRY_INTENTIONS_MAX
+        )
+
     def _pop_head(self, session: object) -> None:
         """Under the lock: take the session's head frame off its queue; the virtual time moves on by its cost
         shared among the sessions with frames queued, and at least to its start."""
@@ -430,7 +494,7 @@ class Proposer:
             self._virtual = max(self._virtual, max(self._finish.values()))
             self._finish.clear()
 
-    def _propose(self, batch: list[Proposal]) -> None:
+    def _propose(self, batch: list[Proposal], lane: bool = False) -> None:
         payload = encode_entry([p.run for p in batch], self._clock_ms() if self._clock_ms is not None else 0)
         # _take packs at most BATCH_BYTES_MAX, or one frame that gRPC bounded: larger would stall heartbeats.
         assert len(payload) <= limits.RAFT_ENTRY_BYTES_MAX, len(payload)
@@ -439,8 +503,10 @@ class Proposer:
             sum(p.intentions for p in batch),
             sum(p.weighted_intentions() for p in batch),
             sum(p.topic_intentions for p in batch),
+            lane,
         )
         with self._lock:
+            self._inflight_lane += lane
             self._inflight_entries += 1
             self._replicating_entries += 1
             self._inflight_bytes += cost.size
@@ -503,6 +569,8 @@ class Proposer:
             self._inflight_bytes -= cost.size
             self._inflight_intentions -= cost.weighted
             self._inflight_topic -= cost.topic
+            self._inflight_lane -= cost.lane
+            assert self._inflight_lane >= 0, self._inflight_lane
             assert self._inflight_entries >= 0 and self._inflight_bytes >= 0 and self._inflight_intentions >= 0
             assert self._inflight_topic >= 0, self._inflight_topic
             self._end_busy_period()
