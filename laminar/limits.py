@@ -91,6 +91,13 @@ LIGHT_LANE_FRAME_INTENTIONS_MAX = 32  # weighted
 LIGHT_LANE_ENTRY_BYTES_MAX = 64 * KIB
 LIGHT_LANE_ENTRY_INTENTIONS_MAX = 1024  # weighted
 ENTRIES_INFLIGHT_LIGHT_LANE_MAX = 1
+# A shared log: for LIGHT_SESSION_RECENT_MS after a light frame was proposed into a busy log (the light lane's rule),
+# entries other than the lane's may hold at most ENTRIES_INFLIGHT_SHARED_BYTES_MAX payload bytes and
+# ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX weighted intentions in flight (a frame over them goes alone, as above): the
+# next put of a light client, a moment later, waits behind a quarter of what a bulk writer alone may keep in flight.
+LIGHT_SESSION_RECENT_MS = 1000
+ENTRIES_INFLIGHT_SHARED_BYTES_MAX = 256 * KIB
+ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX = 2048  # weighted
 # A frame over either is proposed in runs of its consecutive nonces within them (one mutation over them alone), and
 # an entry holds no more: half the in-flight bounds, so that two fit in flight at once (pipelining) and a small
 # writer never waits behind a whole 4 MiB frame.

@@ -72,6 +72,14 @@ once behind them: it still waits for what is in flight (log order), not also for
 waits behind is thus bounded by the in-flight bounds (or one frame over them), and the lane's own entry. Small
 writers alone are not changed: with only small entries in flight, Nagle's rule holds (the lane needs a busy log).
 
+A shared log: the lane spares a light put the wait for a slot, not the wait behind the in-flight bounds (1 MiB of
+others' puts took 25-40 ms to apply at the median on a quiet machine, 100+ at p99). So for LIGHT_SESSION_RECENT_MS
+after a light frame was taken into a busy log, entries in flight are bounded by the smaller
+ENTRIES_INFLIGHT_SHARED_BYTES_MAX and ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX (a frame over them goes alone when nothing
+else is in flight, as before): bulk writers keep less ahead of the light client's next put. A bulk writer alone, or
+bulk writers among themselves, keep the full bounds. The window is time, not entries: a light client puts now and
+then, and the bound must already be small when its next put comes.
+
 Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
 that has proposed nothing for LOG_TIME_TICK_MS proposes a time tick (an entry of the stamp alone,
 7 bytes of payload), so that log time keeps moving on an idle cluster: at most one entry per
@@ -194,6 +202,7 @@ class Proposer:
         self._inflight_intentions = 0  # weighted, as cost_intentions
         self._inflight_topic = 0  # of them, topic creates and destroys (Proposal.topic_intentions)
         self._inflight_lane = 0  # of the entries, the light lane's
+        self._shared_until_s = 0.0  # time.monotonic() until which the log is shared (see "A shared log" above)
         self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
         self._offer_waiters = 0  # sessions waiting in offer() for room in the queue
@@ -319,14 +328,21 @@ class Proposer:
     def _lane_ready(self, tagged: _Tagged) -> bool:
         """Under the lock: whether the head may go in the light lane (see "The light lane" above): it is light, the
         lane has room, and the log is busy with pipelined entries (else the regular rules, Nagle's among them)."""
+        return tagged.light and self._inflight_lane < limits.ENTRIES_INFLIGHT_LIGHT_LANE_MAX and self._busy()
+
+    def _busy(self) -> bool:
+        """Under the lock: whether the log is busy with pipelined entries."""
         return (
-            tagged.light
-            and self._inflight_lane < limits.ENTRIES_INFLIGHT_LIGHT_LANE_MAX
-            and (
-                self._inflight_bytes >= limits.PIPELINED_ENTRY_BYTES_MIN
-                or self._inflight_intentions >= limits.PIPELINED_ENTRY_INTENTIONS_MIN
-            )
+            self._inflight_bytes >= limits.PIPELINED_ENTRY_BYTES_MIN
+            or self._inflight_intentions >= limits.PIPELINED_ENTRY_INTENTIONS_MIN
         )
+
+    def _inflight_max(self) -> tuple[int, int]:
+        """Under the lock: the in-flight bounds now (bytes, weighted intentions): the shared ones while a light client
+        is about (see "A shared log" above)."""
+        if time.monotonic() < self._shared_until_s:
+            return limits.ENTRIES_INFLIGHT_SHARED_BYTES_MAX, limits.ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX
+        return limits.ENTRIES_INFLIGHT_BYTES_MAX, limits.ENTRIES_INFLIGHT_INTENTIONS_MAX
 
     def _fills_a_pipelined_entry(self) -> bool:
         """Under the lock: whether what is queued is worth an entry of its own while others are in flight."""
@@ -340,10 +356,10 @@ class Proposer:
         ops); the first of a batch with nothing in flight always may (a frame over the bounds goes alone)."""
         if not self._inflight_entries and not batch_bytes and not batch_intentions:
             return True
+        bytes_max, intentions_max = self._inflight_max()
         return (
-            self._inflight_bytes + batch_bytes + len(proposal.run) <= limits.ENTRIES_INFLIGHT_BYTES_MAX
-            and self._inflight_intentions + batch_intentions + proposal.weighted_intentions()
-            <= limits.ENTRIES_INFLIGHT_INTENTIONS_MAX
+            self._inflight_bytes + batch_bytes + len(proposal.run) <= bytes_max
+            and self._inflight_intentions + batch_intentions + proposal.weighted_intentions() <= intentions_max
             and (
                 not proposal.topic_intentions
                 or self._inflight_topic + batch_topic + proposal.topic_intentions <= self._pace.inflight_max()
@@ -419,6 +435,8 @@ class Proposer:
             topic += head.topic_intentions
         assert len(self._heads) == len(self._queues), (len(self._heads), len(self._queues))
         assert self._pending >= 0 and (self._pending == 0) == (not self._queues)
+        if first is not None and first[1].light and self._busy():
+            self._shared_until_s = time.monotonic() + limits.LIGHT_SESSION_RECENT_MS / 1000
         return batch
 
     def _joins(
