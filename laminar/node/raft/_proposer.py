@@ -59,18 +59,21 @@ nothing the state machine's nonce checks rely on changes: only frames of differe
 interleaved, and those never depended on each other's order (an older session of the same client id
 is closed, and its stale frames dropped, when a newer one opens).
 
-The light lane: a light frame (at most LIGHT_LANE_FRAME_BYTES_MAX and LIGHT_LANE_FRAME_INTENTIONS_MAX) of a session
-within its share (its previous finish tag no later than the virtual time when it was queued: it has had no more of
-the log than the sessions sharing it) may be proposed past the bounds above, when the log is busy with pipelined
-entries (at least PIPELINED_ENTRY_BYTES_MIN or PIPELINED_ENTRY_INTENTIONS_MIN in flight) and the regular rules hold
-it, in an entry of light frames only (up to LIGHT_LANE_ENTRY_BYTES_MAX, LIGHT_LANE_ENTRY_INTENTIONS_MAX), with at most
-ENTRIES_INFLIGHT_LIGHT_LANE_MAX such entries in flight. The fair queue puts a light session's put first in line,
-but the line moved only as in-flight entries applied: in the hostile suite the well-behaved client's put waited for a
-free slot behind three entries of others' 256-put frames (slow_ack_readers), or for the one 1 MiB entry in flight to
-apply (big_frames: 25 ms at the median, 230 ms at p99), and then for its own entry's round. In the lane it goes at
-once behind them: it still waits for what is in flight (log order), not also for it to apply first. What a light put
-waits behind is thus bounded by the in-flight bounds (or one frame over them), and the lane's own entry. Small
-writers alone are not changed: with only small entries in flight, Nagle's rule holds (the lane needs a busy log).
+The light lane: a light frame (at most LIGHT_LANE_FRAME_BYTES_MAX and LIGHT_LANE_FRAME_INTENTIONS_MAX) of a light
+session (when the frame was queued, nothing of it was in flight, and its previous finish tag was no later than the
+virtual time: it has had no more of the log than the sessions sharing it) may be proposed past the bounds above, when
+the log is busy with pipelined entries (at least PIPELINED_ENTRY_BYTES_MIN or PIPELINED_ENTRY_INTENTIONS_MIN in
+flight) and the regular rules hold it, in an entry of light frames only (up to LIGHT_LANE_ENTRY_BYTES_MAX,
+LIGHT_LANE_ENTRY_INTENTIONS_MAX), with at most ENTRIES_INFLIGHT_LIGHT_LANE_MAX such entries in flight. The fair queue
+puts a light session's put first in line, but the line moved only as in-flight entries applied: in the hostile suite
+the well-behaved client's put waited for a free slot behind three entries of others' 256-put frames
+(slow_ack_readers), or for the one 1 MiB entry in flight to apply (big_frames: 25 ms at the median, 230 ms at p99),
+and then for its own entry's round. In the lane it goes at once behind them: it still waits for what is in flight (log
+order), not also for it to apply first. What a light put waits behind is thus bounded by the in-flight bounds (or one
+frame over them), and the lane's own entry. Small writers alone are not changed: with only small entries in flight,
+Nagle's rule holds (the lane needs a busy log). Nor are pipelining writers' small frames light: such a writer has
+frames in flight whenever it sends the next (the Python client keeps up to CLIENT_FRAMES_INFLIGHT_MAX); without that
+rule, the pipelined throughput cell's small frames made the log shared (below), and it lost a third of its throughput.
 
 A shared log: the lane spares a light put the wait for a slot, not the wait behind the in-flight bounds (1 MiB of
 others' puts took 25-40 ms to apply at the median on a quiet machine, 100+ at p99). So for LIGHT_SESSION_RECENT_MS
@@ -158,6 +161,7 @@ class _Cost:
     weighted: int  # intentions weighted by apply cost
     topic: int  # topic creates and destroys
     lane: bool = False  # an entry of the light lane
+    sessions: tuple[object, ...] = ()  # each frame's session
 
 
 _NO_COST = _Cost(0, 0, 0, 0)  # a time tick's
@@ -202,6 +206,7 @@ class Proposer:
         self._inflight_intentions = 0  # weighted, as cost_intentions
         self._inflight_topic = 0  # of them, topic creates and destroys (Proposal.topic_intentions)
         self._inflight_lane = 0  # of the entries, the light lane's
+        self._inflight_frames: dict[object, int] = {}  # frames in flight by session (a light session has none)
         self._shared_until_s = 0.0  # time.monotonic() until which the log is shared (see "A shared log" above)
         self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
@@ -242,6 +247,7 @@ class Proposer:
             heapq.heappush(self._heads, (finish, start, next(self._sequence), session))
         light = (
             start == self._virtual
+            and session not in self._inflight_frames
             and len(proposal.run) <= limits.LIGHT_LANE_FRAME_BYTES_MAX
             and proposal.weighted_intentions() <= limits.LIGHT_LANE_FRAME_INTENTIONS_MAX
         )
@@ -522,9 +528,12 @@ class Proposer:
             sum(p.weighted_intentions() for p in batch),
             sum(p.topic_intentions for p in batch),
             lane,
+            tuple(p.session for p in batch),
         )
         with self._lock:
             self._inflight_lane += lane
+            for session in cost.sessions:
+                self._inflight_frames[session] = self._inflight_frames.get(session, 0) + 1
             self._inflight_entries += 1
             self._replicating_entries += 1
             self._inflight_bytes += cost.size
@@ -588,6 +597,13 @@ class Proposer:
             self._inflight_intentions -= cost.weighted
             self._inflight_topic -= cost.topic
             self._inflight_lane -= cost.lane
+            for session in cost.sessions:
+                left = self._inflight_frames[session] - 1
+                assert left >= 0, left
+                if left:
+                    self._inflight_frames[session] = left
+                else:
+                    del self._inflight_frames[session]
             assert self._inflight_lane >= 0, self._inflight_lane
             assert self._inflight_entries >= 0 and self._inflight_bytes >= 0 and self._inflight_intentions >= 0
             assert self._inflight_topic >= 0, self._inflight_topic
