@@ -561,3 +561,31 @@ def test_a_pipelining_writers_small_frame_is_neither_light_nor_makes_the_log_sha
         wait_until(lambda: proposer.inflight()[1] >= 800)  # the full bounds: the log is not shared
     finally:
         proposer.stop()
+
+
+def test_a_light_clients_next_put_goes_in_the_lane_while_the_entries_ahead_of_it_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A light client puts, its put goes in the lane and applies, and it puts again while the big sender's entries
+    still have not applied: the next put goes in the lane at once too. When a light session also had to be within its
+    share (finish tag no later than the virtual time), it was not: nothing else was taken meanwhile, so the virtual
+    time had not moved past its previous put, and the put waited for the stalled entries."""
+    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
+    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_BYTES_MAX", 10)
+    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_INTENTIONS_MAX", 1)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    big_sender, light = object(), object()
+    big = [b"%d" % n + b"x" * 496 for n in range(4)]  # 497 B: two fill the in-flight bytes
+    try:
+        for run in big:
+            assert proposer.offer(weighed(run, big_sender), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 2)
+        assert proposer.offer(weighed(b"put-1", light), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 3)
+        engine.results[2](True)  # put-1 applied; the big entries ahead of it have not
+        assert proposer.offer(weighed(b"put-2", light), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 4)  # timed out with the share rule
+        assert engine.entries[2:] == [b"put-1", b"put-2"]
+    finally:
+        proposer.stop()

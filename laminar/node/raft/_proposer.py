@@ -60,20 +60,22 @@ interleaved, and those never depended on each other's order (an older session of
 is closed, and its stale frames dropped, when a newer one opens).
 
 The light lane: a light frame (at most LIGHT_LANE_FRAME_BYTES_MAX and LIGHT_LANE_FRAME_INTENTIONS_MAX) of a light
-session (when the frame was queued, nothing of it was in flight, and its previous finish tag was no later than the
-virtual time: it has had no more of the log than the sessions sharing it) may be proposed past the bounds above, when
-the log is busy with pipelined entries (at least PIPELINED_ENTRY_BYTES_MIN or PIPELINED_ENTRY_INTENTIONS_MIN in
-flight) and the regular rules hold it, in an entry of light frames only (up to LIGHT_LANE_ENTRY_BYTES_MAX,
-LIGHT_LANE_ENTRY_INTENTIONS_MAX), with at most ENTRIES_INFLIGHT_LIGHT_LANE_MAX such entries in flight. The fair queue
-puts a light session's put first in line, but the line moved only as in-flight entries applied: in the hostile suite
-the well-behaved client's put waited for a free slot behind three entries of others' 256-put frames
-(slow_ack_readers), or for the one 1 MiB entry in flight to apply (big_frames: 25 ms at the median, 230 ms at p99),
-and then for its own entry's round. In the lane it goes at once behind them: it still waits for what is in flight (log
-order), not also for it to apply first. What a light put waits behind is thus bounded by the in-flight bounds (or one
-frame over them), and the lane's own entry. Small writers alone are not changed: with only small entries in flight,
-Nagle's rule holds (the lane needs a busy log). Nor are pipelining writers' small frames light: such a writer has
-frames in flight whenever it sends the next (the Python client keeps up to CLIENT_FRAMES_INFLIGHT_MAX); without that
-rule, the pipelined throughput cell's small frames made the log shared (below), and it lost a third of its throughput.
+session (nothing of it in flight when the frame was queued: a client that waits for its commits) may be proposed past
+the bounds above, when the log is busy with pipelined entries (at least PIPELINED_ENTRY_BYTES_MIN or
+PIPELINED_ENTRY_INTENTIONS_MIN in flight) and the regular rules hold it, in an entry of light frames only (up to
+LIGHT_LANE_ENTRY_BYTES_MAX, LIGHT_LANE_ENTRY_INTENTIONS_MAX), with at most ENTRIES_INFLIGHT_LIGHT_LANE_MAX such
+entries in flight. The fair queue puts a light session's put first in line, but the line moved only as in-flight
+entries applied: in the hostile suite the well-behaved client's put waited for a free slot behind three entries of
+others' 256-put frames (slow_ack_readers), or for the one 1 MiB entry in flight to apply (big_frames: 25 ms at the
+median, 230 ms at p99), and then for its own entry's round. In the lane it goes at once behind them: it still waits
+for what is in flight (log order), not also for it to apply first. What a light put waits behind is thus bounded by
+the in-flight bounds (or one frame over them), and the lane's own entry. Small writers alone are not changed: with
+only small entries in flight, Nagle's rule holds (the lane needs a busy log). A session's share (its finish tag) is
+not asked: after its put was taken, the virtual time moves on only as other frames are taken, so while one entry
+stalls the log its next put would start after the virtual time and miss the lane. Nor are pipelining writers' small
+frames light: such a writer has frames in flight whenever it sends the next (the Python client keeps up to
+CLIENT_FRAMES_INFLIGHT_MAX); without that rule, the pipelined throughput cell's small frames made the log shared
+(below), and it lost a third of its throughput.
 
 A shared log: the lane spares a light put the wait for a slot, not the wait behind the in-flight bounds (1 MiB of
 others' puts took 25-40 ms to apply at the median on a quiet machine, 100+ at p99). So for LIGHT_SESSION_RECENT_MS
@@ -172,7 +174,7 @@ class _Tagged:
     start: int
     finish: int
     proposal: Proposal
-    light: bool  # it may go in the light lane: a light frame, its session within its share when it was queued
+    light: bool  # it may go in the light lane: a light frame, nothing of its session in flight when it was queued
 
 
 # What the proposer thread may take next (`Proposer._ready`): an entry by the regular rules, or one of the light lane.
@@ -246,8 +248,7 @@ class Proposer:
             queue = self._queues[session] = collections.deque()
             heapq.heappush(self._heads, (finish, start, next(self._sequence), session))
         light = (
-            start == self._virtual
-            and session not in self._inflight_frames
+            session not in self._inflight_frames
             and len(proposal.run) <= limits.LIGHT_LANE_FRAME_BYTES_MAX
             and proposal.weighted_intentions() <= limits.LIGHT_LANE_FRAME_INTENTIONS_MAX
         )
