@@ -80,7 +80,7 @@ PIPELINED_ENTRY_INTENTIONS_MIN = 1024
 ENTRIES_INFLIGHT_BYTES_MAX = 1 * MIB
 ENTRIES_INFLIGHT_INTENTIONS_MAX = 8192  # weighted: a put or a delete is one, see INTENTION_COST_TOPIC
 # The light lane (raft/_proposer.py, "The light lane"): a light frame (at most LIGHT_LANE_FRAME_BYTES_MAX payload bytes
-# and LIGHT_LANE_FRAME_INTENTIONS_MAX weighted intentions) of a session within its fair share is proposed past the
+# and LIGHT_LANE_FRAME_INTENTIONS_MAX weighted intentions) of a session with nothing in flight is proposed past the
 # in-flight bounds above when the log is busy with others' pipelined entries, in an entry of light frames only
 # (at most LIGHT_LANE_ENTRY_BYTES_MAX and LIGHT_LANE_ENTRY_INTENTIONS_MAX), and at most ENTRIES_INFLIGHT_LIGHT_LANE_MAX
 # such entries in flight: a well-behaved client's put waits behind what is in flight, not also for it to apply first
