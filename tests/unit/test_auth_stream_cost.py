@@ -14,12 +14,16 @@ import grpc.aio
 import pytest
 
 from laminar.node.auth import AuthInterceptor, AuthState, Gate
+from laminar.node.auth._gate import AUTH_WATCH_INTERVAL_S
 from laminar.v1 import laminar_pb2 as pb
 
 SERVICE = "laminar.v1.Laminar"
 STREAMS = 40  # of each kind: Listen and Session
 WAIT_S = 10.0
 LISTEN = pb.ListenRequest(topic="t").SerializeToString()
+BIG_LISTEN = pb.ListenRequest(topic="big").SerializeToString()
+BIG_FRAME = b"x" * (4 * 2**20 - 64)
+BIG_FRAMES_MAX = 32
 HELLO = pb.ClientFrame(hello=pb.Hello(client_id=b"c" * 16, next_nonce=1)).SerializeToString()
 
 
@@ -36,6 +40,8 @@ class _Server:
         self.interceptor = AuthInterceptor(Gate(lambda: self.state))
         self._interceptors = [self.interceptor] if intercepted else []
         self.inside = 0
+        self.writing = 0  # BIG_FRAME writes begun
+        self.written = 0  # and ended
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-grpc-loop", daemon=True)
         self._server: grpc.aio.Server | None = None
@@ -49,6 +55,11 @@ class _Server:
             self.inside -= 1
 
     async def _listen(self, raw: bytes, context: Any) -> None:
+        if raw == BIG_LISTEN:  # frames until one waits for the client to read (the transport's buffers are full)
+            for _ in range(BIG_FRAMES_MAX):
+                self.writing += 1
+                await context.write(BIG_FRAME)
+                self.written += 1
         await self._hold(context)
 
     async def _session(self, requests: Any, context: Any) -> None:
@@ -168,3 +179,32 @@ def test_streams_opened_with_auth_off_are_cut_when_it_is_enabled(server: _Server
             hold.set()
         server.until(lambda: server.inside == 0 and len(server.interceptor.streams) == 0, "streams left open")
         server.until(lambda: server.tasks() <= idle_tasks, "tasks left behind by the cut streams")
+
+
+def test_a_cut_during_a_write_lets_the_write_finish_and_then_sends_permission_denied(server: _Server) -> None:
+    """A stream cut while its servicer is writing (auth enabled under an anonymous listener whose frames wait for
+    the client to read) is not cancelled mid-write: once the client reads, it gets every frame begun, whole, and
+    then PERMISSION_DENIED (cancelled mid-write, grpc.aio's call never sent the status)."""
+    options = [("grpc.max_receive_message_length", 8 * 2**20)]
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}", options=options) as channel:
+        listen = channel.unary_stream(
+            f"/{SERVICE}/Listen", request_serializer=_identity, response_deserializer=_identity
+        )
+        call = listen(BIG_LISTEN, timeout=2 * WAIT_S)
+        server.until(lambda: server.writing > server.written, "the servicer did not begin a write")
+        begun = -1
+        while begun != server.writing:  # until a write stays begun and not ended: it waits for the client
+            begun = server.writing
+            time.sleep(0.3)
+        assert server.writing > server.written and server.writing < BIG_FRAMES_MAX, "no write waits for the client"
+        server.state = AuthState(enabled=True, version=1)
+        time.sleep(3 * AUTH_WATCH_INTERVAL_S)  # the poller has cut it by now, mid-write
+        assert server.writing == begun and server.written == begun - 1, "the cut did not wait for the write"
+        frames = 0
+        with pytest.raises(grpc.RpcError) as ended:
+            for frame in call:
+                assert frame == BIG_FRAME, "a frame arrived cut short"
+                frames += 1
+        assert ended.value.code() == grpc.StatusCode.PERMISSION_DENIED, ended.value
+    # The write in progress at the cut finished (the servicer saw the cut as it returned): nothing followed it.
+    assert frames == begun and server.writing == begun, "the write at the cut was cut short, or another followed"
