@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -99,12 +99,9 @@ def test_a_commit_opens_the_window_as_a_received_ack_does(leader: HoldingLeader)
             client.close(timeout=0)
 
 
-def test_acks_wake_the_sender_only_when_writes_wait_for_the_window(
-    leader: HoldingLeader, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With every write sent, an ack leaves the client's sender thread asleep (it woke for each one, twice per
-    lone write); with writes held by a full window, the ack that opens it wakes the sender."""
-    client = laminar.Client([leader.address], close_timeout=0)
+def sender_wakes(client: laminar.Client) -> tuple[list[int], Callable[[threading.Condition], None]]:
+    """A stand-in for Condition.notify_all that also counts the wake-ups of the client's sender thread (one entry
+    in the list each), to patch in once the test is past the wake-ups it does not count."""
     woken: list[int] = []
     notify_all = threading.Condition.notify_all
 
@@ -113,6 +110,16 @@ def test_acks_wake_the_sender_only_when_writes_wait_for_the_window(
             woken.append(1)
         notify_all(condition)
 
+    return woken, counting
+
+
+def test_acks_wake_the_sender_only_when_writes_wait_for_the_window(
+    leader: HoldingLeader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every write sent, an ack leaves the client's sender thread asleep (it woke for each one, twice per
+    lone write); with writes held by a full window, the ack that opens it wakes the sender."""
+    client = laminar.Client([leader.address], close_timeout=0)
+    woken, counting = sender_wakes(client)
     try:
         client.put("t", b"k", b"v")
         assert leader.next_frame() == [1]
@@ -140,14 +147,7 @@ def test_writes_offered_while_the_window_is_shut_do_not_wake_the_sender(
     open loop at 3,000 puts/s, 8,000 wake-ups for 700 frames."""
     window = limits.CLIENT_FRAMES_INFLIGHT_MAX
     client = laminar.Client([leader.address], close_timeout=0)
-    woken: list[int] = []
-    notify_all = threading.Condition.notify_all
-
-    def counting(condition: threading.Condition) -> None:
-        if condition is client._sendable:
-            woken.append(1)
-        notify_all(condition)
-
+    woken, counting = sender_wakes(client)
     try:
         for nonce in range(1, window + 1):
             client.put("t", b"k", b"v")

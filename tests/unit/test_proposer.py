@@ -244,6 +244,13 @@ def bounded(monkeypatch: pytest.MonkeyPatch, inflight_bytes: int, inflight_inten
 HEAVY_BYTES, LIGHT_BYTES = 300, 20
 
 
+def light_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bounded` at 1,000 B and 100 intentions, with a light frame at most 10 B and one intention."""
+    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
+    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_BYTES_MAX", 10)
+    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_INTENTIONS_MAX", 1)
+
+
 def frame(kind: bytes, n: int) -> bytes:
     """A run the tests can find again in an entry: b"H" frames are HEAVY_BYTES long, b"L" ones LIGHT_BYTES."""
     size = HEAVY_BYTES if kind == b"H" else LIGHT_BYTES
@@ -437,9 +444,7 @@ def test_a_light_put_goes_at_once_behind_a_full_log_in_the_light_lane_one_lane_e
     behind one frame over the bounds, in flight alone. Before the lane, the light put waited in the queue for the
     in-flight entries to apply (hostile slow_ack_readers and big_frames: the good client's put waited 25 ms at the
     median and 120-230 ms at p99 there, and then for its own entry's round)."""
-    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_BYTES_MAX", 10)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_INTENTIONS_MAX", 1)
+    light_lane(monkeypatch)
     monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 0)  # the lane alone: the log is never shared
     engine = RecordingEngine()
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
@@ -492,9 +497,7 @@ def test_after_a_light_put_into_a_busy_log_bulk_writers_keep_the_shared_bounds_i
     Before, the big sender refilled the full bound between the light client's puts, and each of them waited behind
     it (hostile slow_ack_readers: 0.5-0.8 MB of others' puts ahead of the good put, 26 ms at the median to apply
     on a quiet machine)."""
-    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_BYTES_MAX", 10)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_INTENTIONS_MAX", 1)
+    light_lane(monkeypatch)
     monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 300)
     monkeypatch.setattr(limits, "RUN_BYTES_MAX", 300)  # one big frame per entry
     engine = RecordingEngine()
@@ -537,9 +540,7 @@ def test_a_pipelining_writers_small_frame_is_neither_light_nor_makes_the_log_sha
     rules, and bulk writers keep the full bounds after it. Without that rule, a pipelining client's small frames went
     in the lane and made the log shared: the pipelined throughput cell lost a third of its throughput (3 clients,
     main 39.0k / 46.0k / 51.5k msgs/s against 31.1k / 28.9k / 19.7k, alternated)."""
-    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_BYTES_MAX", 10)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_INTENTIONS_MAX", 1)
+    light_lane(monkeypatch)
     monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 60_000)
     monkeypatch.setattr(limits, "RUN_BYTES_MAX", 300)  # one big frame per entry
     engine = RecordingEngine()
@@ -570,9 +571,7 @@ def test_a_light_clients_next_put_goes_in_the_lane_while_the_entries_ahead_of_it
     still have not applied: the next put goes in the lane at once too. When a light session also had to be within its
     share (finish tag no later than the virtual time), it was not: nothing else was taken meanwhile, so the virtual
     time had not moved past its previous put, and the put waited for the stalled entries."""
-    bounded(monkeypatch, inflight_bytes=1000, inflight_intentions=100)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_BYTES_MAX", 10)
-    monkeypatch.setattr(limits, "LIGHT_LANE_FRAME_INTENTIONS_MAX", 1)
+    light_lane(monkeypatch)
     engine = RecordingEngine()
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     big_sender, light = object(), object()
