@@ -153,7 +153,8 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
             return None
         if len(buffer) - _LENGTH.size < length:
             return None
-        data = bytes(buffer[_LENGTH.size : _LENGTH.size + length])
+        with memoryview(buffer) as view:  # one copy of the frame, and no view left to stop the buffer resizing
+            data = bytes(view[_LENGTH.size : _LENGTH.size + length])
         try:
             if self.encryptor:
                 timestamp = self.encryptor.extract_timestamp(data)
@@ -175,11 +176,18 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - anything a peer sends that does not decode closes its connection
             self.disconnect()
             return None
-        self._TcpConnection__readBuffer = buffer[_LENGTH.size + length :]
+        if isinstance(buffer, bytearray):
+            del buffer[: _LENGTH.size + length]  # in place: bytearray drops a prefix without moving the rest
+        else:
+            self._TcpConnection__readBuffer = buffer[_LENGTH.size + length :]
         return message
 
     def _TcpConnection__processRead(self) -> bool:  # noqa: N802 - pysyncobj's (mangled) name
-        """One read into the buffer; True if the socket may hold more (the read filled what was asked)."""
+        """One read into the buffer; True if the socket may hold more (the read filled what was asked).
+
+        The buffer is a bytearray, grown in place: pysyncobj's `bytes +=` copied everything buffered at each
+        read, so a message cost reads x its size (a 1 MiB entry read 64 KiB at a time: 2.9 ms of copying on
+        each follower, 10 ms for 3 MiB; quadratic in the entry's size)."""
         asked = self._TcpConnection__recvBufferSize
         try:
             incoming = self._TcpConnection__socket.recv(asked)
@@ -190,7 +198,10 @@ class FastTcpConnection(TcpConnection):  # type: ignore[misc]
         if not incoming:
             self.disconnect()  # the peer closed
             return False
-        self._TcpConnection__readBuffer += incoming
+        buffer = self._TcpConnection__readBuffer
+        if not isinstance(buffer, bytearray):  # pysyncobj sets bytes() at each connect and disconnect
+            buffer = self._TcpConnection__readBuffer = bytearray(buffer)
+        buffer += incoming
         return len(incoming) == asked
 
     def _TcpConnection__processSend(self) -> bool:  # noqa: N802 - pysyncobj's (mangled) name

@@ -1,0 +1,68 @@
+"""The Raft connection reads a large message in time linear in its size: the read buffer grows in place and
+gives up each message's bytes in place (pysyncobj's `bytes +=` copied all that was buffered at every read)."""
+
+from __future__ import annotations
+
+import pickle
+import select
+import socket
+import threading
+import time
+from typing import Any
+
+from laminar.node.raft._connection import _LENGTH, PICKLE_PROTOCOL, FastTcpConnection, _deflate
+
+READ_BYTES = 4096  # what one read asks for: a message of MESSAGE_BYTES takes many reads
+MESSAGE_BYTES = 256 * 1024
+WAIT_S = 10.0
+
+
+class _Poller:
+    """pysyncobj's poller, as far as a connection uses it here: nothing is polled, the test reads by hand."""
+
+    def subscribe(self, *_args: Any) -> None:
+        pass
+
+    def unsubscribe(self, *_args: Any) -> None:
+        pass
+
+
+def _frame(message: Any) -> bytes:
+    data = _deflate(pickle.dumps(message, PICKLE_PROTOCOL))
+    return _LENGTH.pack(len(data)) + data
+
+
+def test_a_large_message_is_read_into_one_buffer_grown_in_place_and_taken_out_in_place() -> None:
+    """Two messages (a large append, then a small reply) sent back to back arrive whole and in order. The buffer
+    that held the first read is the one that holds the last (each read appended to it, no copy of what was
+    there), and what is left after the first message is in that same buffer."""
+    large = {"type": "append_entries", "entries": [(bytes(range(256)) * (MESSAGE_BYTES // 256), 7, 2)]}
+    small = {"type": "next_node_idx", "next_node_idx": 8}
+    frames = _frame(large) + _frame(small)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)  # as pysyncobj's sockets: a read with nothing there returns False
+    sender = threading.Thread(target=theirs.sendall, args=(frames,))  # more than the socket holds: sent meanwhile
+    try:
+        connection = FastTcpConnection(_Poller(), socket=ours, recvBufferSize=READ_BYTES)
+        sender.start()
+        buffer = None
+        reads = 0
+        deadline_s = time.monotonic() + WAIT_S
+        while buffer is None or len(buffer) < len(frames):
+            assert time.monotonic() < deadline_s, "the frames did not arrive"
+            select.select([ours], [], [], WAIT_S)
+            while connection._TcpConnection__processRead():  # type: ignore[attr-defined]
+                pass
+            reads += 1
+            if buffer is None:
+                buffer = connection._TcpConnection__readBuffer  # type: ignore[attr-defined]
+            assert connection._TcpConnection__readBuffer is buffer, f"read {reads} copied the buffer"
+        assert reads > 1, "one read took both messages: nothing was appended"
+        assert connection._TcpConnection__processParseMessage() == large  # type: ignore[attr-defined]
+        assert connection._TcpConnection__readBuffer is buffer, "the first message was taken out by a copy"
+        assert connection._TcpConnection__processParseMessage() == small  # type: ignore[attr-defined]
+        assert len(buffer) == 0
+    finally:
+        sender.join(WAIT_S)
+        ours.close()
+        theirs.close()
