@@ -7,6 +7,7 @@ collector, so they cost nothing between scrapes. Served over HTTP at the node's 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,11 @@ class _Sampled(Collector):
         for name, help_text, value in gauges:
             yield GaugeMetricFamily(name, help_text, value=value)
         yield CounterMetricFamily("laminar_journal_syncs", "fsyncs of the Raft journal", value=s.journal_syncs)
+        yield GaugeMetricFamily(
+            "laminar_gc_frozen_objects",
+            "objects the node held once started, exempt from the cyclic collector's full passes",
+            value=gc.get_freeze_count(),
+        )
 
 
 class NodeMetrics:

@@ -20,6 +20,7 @@ thread follows leader changes for health.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -258,6 +259,16 @@ class Node:
         )
 
 
+def settle_heap() -> None:
+    """Exempt what the node holds once started (modules, protobuf descriptors, its store, Raft and server objects:
+    ~43,000 objects) from the cyclic collector's full passes. A full pass visits every tracked object and holds the
+    GIL throughout: under 2,000 listeners that were opened at once the leader's took 75-105 ms (139,000 objects; the
+    event loop and every ack stopped meanwhile), 14 ms idle. Frozen objects are still freed by reference counting;
+    only cycles among them would stay, and what a started node holds lives as long as the node."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_node(config: NodeConfig) -> None:
     """Run a node in the foreground until SIGINT or SIGTERM."""
     # A thread woken by a socket or a condition waits for the GIL up to the switch interval
@@ -268,6 +279,7 @@ def run_node(config: NodeConfig) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     node = Node(config)
     node.start()
+    settle_heap()
     while not stop.wait(0.5):
         pass
     node.stop()
