@@ -422,3 +422,67 @@ def test_a_listener_caught_up_on_a_quiet_topic_waits_for_news_not_for_a_poll_eve
         service.stop()
         store.close()
     assert waits == [LISTEN_CAUGHT_UP_WAIT_S] and LISTEN_CAUGHT_UP_WAIT_S >= 10.0
+
+
+def _reads_until_waiting(tmp_path: Path, request: Any, first_kept: int = 1) -> tuple[list[str], BaseException | None]:
+    """The store reads (by function name) a listener makes from its open until it waits for news or ends, and how
+    it ended (None: it waits)."""
+    from laminar.node.config import ServingLimits
+    from laminar.node.service._listen import EventFeed, ListenService
+    from laminar.node.store import AppliedMark, Keys, TopicRecord, WriteSet
+
+    store = Store(str(tmp_path / "store"))
+    if first_kept > 1:  # retention trimmed the topic's events before first_kept
+        writes = WriteSet()
+        record = TopicRecord(True, first_kept, 1, "", b"", first_offset=first_kept)
+        writes.put(Keys.topic(request.topic), record.encode())
+        store.commit(writes, AppliedMark(1, 1))
+    feed = EventFeed()
+    service = ListenService(store, feed, ServingLimits())
+    reads: list[str] = []
+    waiting = threading.Event()
+    original_read, original_wait = service._read, feed.wait_newer
+
+    async def counted_read(fn: Any, *args: Any) -> Any:
+        reads.append(fn.__name__)
+        return await original_read(fn, *args)
+
+    async def noted_wait(version: int, timeout_s: float, topic: str | None = None) -> None:
+        waiting.set()
+        await original_wait(version, timeout_s, topic)
+
+    service._read = counted_read  # type: ignore[method-assign]
+    feed.wait_newer = noted_wait  # type: ignore[method-assign]
+
+    async def run() -> BaseException | None:
+        feed.attach(asyncio.get_running_loop())
+        assert not service.admit()
+        listener = asyncio.create_task(service.run(request, object()))
+        while not waiting.is_set() and not listener.done():
+            await asyncio.sleep(0.01)
+        ended = listener.exception() if listener.done() else None
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        return ended
+
+    try:
+        ended = asyncio.run(asyncio.wait_for(run(), 10.0))
+    finally:
+        service.stop()
+        store.close()
+    return reads, ended
+
+
+def test_a_listener_opens_with_one_store_read(tmp_path: Path) -> None:
+    """A listener's open reads the store once (its first frame, and for an offset it chose, whether that was trimmed,
+    in the same read), not twice: each read is a hand-off to the read threads and a wake-up of the event loop, and
+    2,000 listeners opened at once took the leader's loop ~0.75 s. A trimmed offset is still refused at once."""
+    from laminar.node.service._sessions import SessionFailure
+    from laminar.v1 import laminar_pb2 as pb
+
+    for request in (pb.ListenRequest(topic="quiet"), pb.ListenRequest(topic="quiet", from_offset=5)):
+        reads, ended = _reads_until_waiting(tmp_path / str(request.from_offset), request)
+        assert ended is None and len(reads) == 1, f"{request}: {reads}"
+    reads, ended = _reads_until_waiting(tmp_path / "trimmed", pb.ListenRequest(topic="t", from_offset=5), 10)
+    assert isinstance(ended, SessionFailure) and "the first available offset is 10" in str(ended), ended
+    assert len(reads) == 1

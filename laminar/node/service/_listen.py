@@ -429,10 +429,23 @@ class ListenService:
             if not more:
                 return through
 
-    async def _read_frame(self, topic: str, after: int, reserved: int) -> tuple[list[bytes], int]:
+    def _events_after(self, topic: str, after: int, bytes_max: int, check_trimmed: bool) -> list[bytes]:
+        """On a read thread: the events after `after` within `bytes_max` (one larger event whole); with
+        `check_trimmed` (a listener's first read, from an offset it chose), first SessionFailure (OUT_OF_RANGE)
+        when its next event was trimmed. One read, not two: a listener's open cost the event loop a hand-off to
+        the read threads and back for its first kept offset, then another for its first frame."""
+        if check_trimmed:
+            first_kept = self._first_kept(topic)
+            if after + 1 < first_kept:
+                raise _trimmed(topic, after, first_kept)
+        return self._store.read_events(topic, after, limits.LISTEN_FRAME_EVENTS_MAX, bytes_max)
+
+    async def _read_frame(
+        self, topic: str, after: int, reserved: int, check_trimmed: bool = False
+    ) -> tuple[list[bytes], int]:
         """The events after `after` that fit `reserved` bytes, and the reservation they hold: when the next
         event alone is larger, it is let go, the reservation grows (waiting for room) and it is read again."""
-        events = await self._read(self._store.read_events, topic, after, limits.LISTEN_FRAME_EVENTS_MAX, reserved)
+        events = await self._read(self._events_after, topic, after, reserved, check_trimmed)
         size = sum(len(e) for e in events)
         if size <= reserved:
             return events, reserved
@@ -446,20 +459,19 @@ class ListenService:
         return events, grown
 
     async def _stream(self, topic: str, after: int, out: _Outbox, stream_id: int, earliest: bool = False) -> None:
-        first_kept = await self._read(self._first_kept, topic)
-        if after + 1 < first_kept and not earliest:
-            raise _trimmed(topic, after, first_kept)
         at_head = False  # until a read shows it: its last frame was small, or there was nothing to read
+        check_trimmed = not earliest  # the first read: an offset the listener chose may have been trimmed
         while True:
             with self._lock:
                 self._positions[stream_id] = (topic, after)
             version = self._feed.version()
             reserved = await self._delivery.reserve(at_head)
             try:
-                events, reserved = await self._read_frame(topic, after, reserved)
+                events, reserved = await self._read_frame(topic, after, reserved, check_trimmed)
             except BaseException:
                 self._delivery.unread(reserved)
                 raise
+            check_trimmed = False  # later reads see a trim in the first offset they get (below)
             if events:
                 first = pb.Event.FromString(events[0]).consequence_offset
                 if first != after + 1:  # retention trimmed what this listener was to read next
