@@ -486,3 +486,36 @@ def test_a_listener_opens_with_one_store_read(tmp_path: Path) -> None:
     reads, ended = _reads_until_waiting(tmp_path / "trimmed", pb.ListenRequest(topic="t", from_offset=5), 10)
     assert isinstance(ended, SessionFailure) and "the first available offset is 10" in str(ended), ended
     assert len(reads) == 1
+
+
+def test_a_listener_whose_next_event_is_larger_than_its_reservation_reads_it_once_when_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """An event larger than a listener's reservation (a 64 KiB event, 16 KiB reserved at its topic's head) that fits
+    the shared bytes now is kept and sent: one store read, not a read, a let-go and the same read again (a hand-off
+    to the read threads and a loop wake-up more per frame). Its reservation grows to the event's size."""
+    from laminar.node.config import ServingLimits
+    from laminar.node.service._listen import EventFeed, ListenService
+
+    store = Store(str(tmp_path / "store"))
+    service = ListenService(store, EventFeed(), ServingLimits())
+    big = b"x" * (64 * limits.KIB)
+    reads: list[int] = []
+
+    def read_events(topic: str, after: int, count_max: int, bytes_max: int) -> list[bytes]:
+        reads.append(bytes_max)
+        return [big]
+
+    store.read_events = read_events  # type: ignore[method-assign]
+
+    async def run() -> tuple[list[bytes], int]:
+        return await service._read_frame("t", 0, limits.LISTEN_FRAME_BYTES_MIN)
+
+    try:
+        events, reserved = asyncio.run(asyncio.wait_for(run(), 10.0))
+    finally:
+        service.stop()
+        store.close()
+    assert events == [big] and reserved == len(big)
+    assert reads == [limits.LISTEN_FRAME_BYTES_MIN], reads
+    assert service._delivery.shared_bytes == len(big) - limits.LISTEN_FRAME_BYTES_MIN

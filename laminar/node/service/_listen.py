@@ -225,15 +225,23 @@ class Delivery:
             self._waiting_room.popleft()
         return False
 
+    def grow_now(self, reserved: int, frame_bytes: int) -> bool:
+        """A reservation too small for the next event grown to `frame_bytes` at once, if the shared bytes have
+        room now and nobody waits for it (True): the caller keeps what it read, instead of reading it again."""
+        extra = _excess(frame_bytes) - _excess(reserved)
+        if self._waiting_room or self.shared_bytes + extra > limits.LISTEN_BUFFERED_BYTES_MAX:
+            return False
+        self.shared_bytes += extra
+        self._tokens -= frame_bytes - reserved  # charged to the rate as granted, like a reservation
+        return True
+
     async def grow(self, reserved: int, frame_bytes: int) -> int:
         """A reservation too small for the next event (it must go whole): wait until the shared bytes
         have room for `frame_bytes`, oldest first; returns the new reservation. The caller has let go of
         what it read, so a listener waiting here holds nothing (events of 64 KiB pinned 2,000 x 64 KiB)."""
         extra = _excess(frame_bytes) - _excess(reserved)
         charge = frame_bytes - reserved  # to the rate, when granted (so that waiting does not bank it)
-        if not self._waiting_room and self.shared_bytes + extra <= limits.LISTEN_BUFFERED_BYTES_MAX:
-            self.shared_bytes += extra
-            self._tokens -= charge
+        if self.grow_now(reserved, frame_bytes):
             return frame_bytes
         waiter = asyncio.get_running_loop().create_future()
         self._waiting_room.append((waiter, extra, charge))
@@ -449,6 +457,8 @@ class ListenService:
         size = sum(len(e) for e in events)
         if size <= reserved:
             return events, reserved
+        if self._delivery.grow_now(reserved, size):  # room for it now: kept, not read a second time
+            return events, size
         del events  # one event larger than the reservation: not held while waiting for room
         grown = await self._delivery.grow(reserved, size)
         try:
