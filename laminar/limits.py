@@ -244,6 +244,11 @@ LISTEN_BYTES_BURST_MAX = 1 * MIB
 # Listeners caught up on their topic wait for one of this many buckets of topics (by name) to get events, not for
 # any topic: an entry applied on one topic wakes the listeners of ~1/256 of the others, not all of them.
 LISTEN_FEED_BUCKETS = 256
+# Listeners woken by news of their bucket in one turn of the event loop; the others wake in the next turns. 2,000
+# listeners caught up on an empty topic were all woken by its first event in one turn (a task step each, most of them
+# only to queue for the listener rate, which grants 64 frames of 16 KiB per MiB of burst), and the sessions' reads
+# and acks waited for that turn.
+LISTEN_WAKES_PER_TURN_MAX = 64
 # Digest reads the whole store: one at a time per node, and a new one starts only after as long a pause
 # as the previous one took (half a core at most); callers past that get RESOURCE_EXHAUSTED with a hint.
 DIGEST_CALLS_CONCURRENT_MAX = 1

@@ -519,3 +519,42 @@ def test_a_listener_whose_next_event_is_larger_than_its_reservation_reads_it_onc
     assert events == [big] and reserved == len(big)
     assert reads == [limits.LISTEN_FRAME_BYTES_MIN], reads
     assert service._delivery.shared_bytes == len(big) - limits.LISTEN_FRAME_BYTES_MIN
+
+
+def test_news_wakes_a_buckets_listeners_a_few_per_turn_of_the_loop_not_all_at_once() -> None:
+    """2,000 listeners caught up on one topic and woken by its first event resume at most LISTEN_WAKES_PER_TURN_MAX
+    per turn of the event loop (counted by a task that steps once per turn), all of them in the end: woken in one
+    turn, they held a session's reads and acks for 2,000 task steps. A listener that stopped waiting is skipped."""
+    from laminar.node.service._listen import EventFeed
+
+    listeners = 2000
+
+    async def run() -> tuple[int, int]:
+        feed = EventFeed()
+        feed.attach(asyncio.get_running_loop())
+        resumed = [0]
+
+        async def listener() -> None:
+            await feed.wait_newer(0, 30.0, "bulk")
+            resumed[0] += 1
+
+        async def turns() -> int:
+            """The most listeners resumed between two of its steps (one a turn), until all have."""
+            per_turn = last = 0
+            while last < listeners - 1:
+                await asyncio.sleep(0)
+                per_turn, last = max(per_turn, resumed[0] - last), resumed[0]
+            return per_turn
+
+        tasks = [asyncio.create_task(listener()) for _ in range(listeners)]
+        await asyncio.sleep(0.05)
+        tasks[0].cancel()  # its stream ended before the news
+        counting = asyncio.create_task(turns())
+        await asyncio.to_thread(feed.publish, {"bulk": 1})
+        per_turn = await counting
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return per_turn, resumed[0]
+
+    per_turn, resumed = asyncio.run(asyncio.wait_for(run(), 10.0))
+    assert resumed == listeners - 1
+    assert per_turn <= limits.LISTEN_WAKES_PER_TURN_MAX, f"{per_turn} listeners resumed in one turn of the loop"
