@@ -249,6 +249,11 @@ LISTEN_FEED_BUCKETS = 256
 # only to queue for the listener rate, which grants 64 frames of 16 KiB per MiB of burst), and the sessions' reads
 # and acks waited for that turn.
 LISTEN_WAKES_PER_TURN_MAX = 64
+# Shared listener bytes freed by a listener whose call ended go to the listeners waiting for room this much later
+# (room freed by a frame gRPC took goes at once): when 2,000 never-reading listeners are cancelled at once, the cancels
+# come in over a few hundred ms, and the room of each went at once to waiters whose own cancel was on its way, each
+# reading and writing a frame for nothing while a good client's put waited for the event loop.
+LISTEN_ENDED_ROOM_DELAY_S = 0.5
 # Digest reads the whole store: one at a time per node, and a new one starts only after as long a pause
 # as the previous one took (half a core at most); callers past that get RESOURCE_EXHAUSTED with a hint.
 DIGEST_CALLS_CONCURRENT_MAX = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -558,3 +559,37 @@ def test_news_wakes_a_buckets_listeners_a_few_per_turn_of_the_loop_not_all_at_on
     per_turn, resumed = asyncio.run(asyncio.wait_for(run(), 10.0))
     assert resumed == listeners - 1
     assert per_turn <= limits.LISTEN_WAKES_PER_TURN_MAX, f"{per_turn} listeners resumed in one turn of the loop"
+
+
+def test_room_freed_by_ending_listeners_goes_to_waiters_after_the_cancels_around_it_came_in() -> None:
+    """When never-reading listeners are cancelled at once, gRPC reports the cancels one by one: the room of each that
+    ends goes to the listeners waiting for room LISTEN_ENDED_ROOM_DELAY_S later, so a waiter whose own cancel comes
+    within that time writes no frame for nothing (before: the room of the first went at once to as many waiters as the
+    rate's burst allowed, each reading and writing a frame). A waiter that stays gets the room then."""
+    event_bytes = 64 * limits.KIB
+    waiters = 100
+
+    async def run() -> tuple[int, float]:
+        delivery = Delivery(bytes_per_s=16 * limits.MIB)
+        delivery.shared_bytes = limits.LISTEN_BUFFERED_BYTES_MAX
+        wrote: list[int] = []
+
+        async def listener(n: int) -> None:
+            await delivery.grow(limits.LISTEN_FRAME_BYTES_MIN, event_bytes)
+            wrote.append(n)  # it would now write a frame
+
+        doomed = [asyncio.create_task(listener(n)) for n in range(waiters)]
+        stays = asyncio.create_task(listener(-1))
+        await asyncio.sleep(0.05)  # all wait for room
+        started = time.monotonic()
+        for n in range(waiters):  # the cancels as gRPC reports them: a listener holding a frame ends, then a waiter
+            delivery.release(event_bytes, ended=True)
+            doomed[n].cancel()
+            await asyncio.sleep(0.001)
+        await asyncio.wait_for(stays, 5.0)
+        await asyncio.gather(*doomed, return_exceptions=True)
+        return len([n for n in wrote if n >= 0]), time.monotonic() - started
+
+    for_nothing, waited_s = asyncio.run(run())
+    assert for_nothing == 0, f"{for_nothing} waiters cancelled right after were given room and wrote a frame"
+    assert waited_s < limits.LISTEN_ENDED_ROOM_DELAY_S + 2.0
