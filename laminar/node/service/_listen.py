@@ -147,28 +147,22 @@ class EventFeed:
             if (self._version if bucket is None else self._bucket_versions[bucket]) > version:
                 return
             self._waiting += 1
+        # Registered before any await: a publish from here on wakes it (a bucket's waiter, or the every-topic Event's).
+        waiter = self._loop.create_future() if bucket is not None else None
+        if waiter is not None:
+            assert bucket is not None
+            self._bucket_waiters[bucket][waiter] = None
         try:
-            if bucket is None:
-                async with asyncio.timeout(timeout_s):
-                    await self._moved.wait()
-            else:  # registered before any await: a publish from here on wakes it
-                await self._wait_bucket(bucket, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await (self._moved.wait() if waiter is None else waiter)
         except TimeoutError:
             pass
         finally:
+            if waiter is not None:
+                assert bucket is not None
+                self._bucket_waiters[bucket].pop(waiter, None)  # gone already if it was woken
             with self._lock:
                 self._waiting -= 1
-
-    async def _wait_bucket(self, bucket: int, timeout_s: float) -> None:
-        assert self._loop is not None
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        waiters = self._bucket_waiters[bucket]
-        waiters[waiter] = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                await waiter
-        finally:
-            waiters.pop(waiter, None)  # gone already if it was woken
 
 
 def _bucket(topic: str) -> int:
