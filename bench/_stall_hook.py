@@ -186,10 +186,10 @@ def _follow_entries() -> None:
 
     take = Proposer._take
 
-    def taking(self: Any) -> Any:
+    def taking(self: Any, *args: Any) -> Any:
         heads = sorted(self._heads, key=lambda h: h[:3])
         good = [h for h in heads if _good(self._queues[h[3]][0].proposal.run)]
-        batch = take(self)
+        batch = take(self, *args)
         if good:
             top = ";".join(f"{h[1] - self._virtual}/{h[0] - h[1]}" for h in heads[:4])
             _write(

@@ -161,7 +161,7 @@ def _writer_label(acks: Any, session: Any) -> str:
     return f"s.writer:{_cid(session.client_id)}:{last}"
 
 
-def _propose_label(_proposer: Any, batch: Any) -> str:
+def _propose_label(_proposer: Any, batch: Any, *_: Any) -> str:
     """p.propose:<client id>/<intentions>,... (each run of the entry, in order)"""
     runs = ",".join(f"{_cid(p.session.client_id) if p.session is not None else '-'}/{p.intentions}" for p in batch)
     return f"p.propose:{runs}"
