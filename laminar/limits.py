@@ -90,7 +90,9 @@ LIGHT_LANE_FRAME_BYTES_MAX = 8 * KIB
 LIGHT_LANE_FRAME_INTENTIONS_MAX = 32  # weighted
 LIGHT_LANE_ENTRY_BYTES_MAX = 64 * KIB
 LIGHT_LANE_ENTRY_INTENTIONS_MAX = 1024  # weighted
-ENTRIES_INFLIGHT_LIGHT_LANE_MAX = 1
+# Its entries in flight leave a session light, and the lane holds as many as the Python client keeps frames in flight:
+# a light client's next put does not wait for its previous one to apply (raft/_proposer.py, "The light lane").
+ENTRIES_INFLIGHT_LIGHT_LANE_MAX = 4
 # A shared log: for LIGHT_SESSION_RECENT_MS after a light frame was proposed into a busy log (the light lane's rule),
 # entries other than the lane's may hold at most ENTRIES_INFLIGHT_SHARED_BYTES_MAX payload bytes and
 # ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX weighted intentions in flight (a frame over them goes alone, as above): the

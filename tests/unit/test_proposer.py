@@ -446,6 +446,7 @@ def test_a_light_put_goes_at_once_behind_a_full_log_in_the_light_lane_one_lane_e
     median and 120-230 ms at p99 there, and then for its own entry's round)."""
     light_lane(monkeypatch)
     monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 0)  # the lane alone: the log is never shared
+    monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_LIGHT_LANE_MAX", 1)
     engine = RecordingEngine()
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     big_sender, light_a, light_b = object(), object(), object()
@@ -586,5 +587,40 @@ def test_a_light_clients_next_put_goes_in_the_lane_while_the_entries_ahead_of_it
         assert proposer.offer(weighed(b"put-2", light), WAIT_S)
         wait_until(lambda: len(engine.entries) == 4)  # timed out with the share rule
         assert engine.entries[2:] == [b"put-1", b"put-2"]
+    finally:
+        proposer.stop()
+
+
+def test_a_light_clients_next_put_goes_in_the_lane_while_its_previous_put_is_still_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A light client puts again before its previous put applied (it puts every 50 ms; one put took longer): its frame
+    in the lane leaves it light, so the next put goes in the lane at once too, up to ENTRIES_INFLIGHT_LIGHT_LANE_MAX
+    lane entries in flight; past that it waits for one of them, not for the big sender's. When any frame in flight made
+    a session heavy, the next put waited by the regular rules for the in-flight bounds to free, one slow put made the
+    next slow too, and so on (hostile big_frames: 41 % of the slowest 5 % of the good client's commit time)."""
+    light_lane(monkeypatch)
+    monkeypatch.setattr(limits, "ENTRIES_INFLIGHT_LIGHT_LANE_MAX", 2)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    big_sender, light = object(), object()
+    big = [b"%d" % n + b"x" * 499 for n in range(4)]  # 500 B: two fill the in-flight bytes, no put fits beside them
+    try:
+        for run in big:
+            assert proposer.offer(weighed(run, big_sender), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 2)
+        assert proposer.offer(weighed(b"put-1", light), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 3)
+        assert proposer.offer(weighed(b"put-2", light), WAIT_S)  # put-1 still in flight
+        wait_until(lambda: len(engine.entries) == 4)  # timed out when put-1 in flight made the session heavy
+        assert engine.entries[2:] == [b"put-1", b"put-2"]
+        assert proposer.offer(weighed(b"put-3", light), WAIT_S)
+        time.sleep(0.05)
+        assert len(engine.entries) == 4  # two lane entries in flight: the lane is full
+        engine.results[2](True)  # put-1 applied; the big entries ahead of it have not
+        wait_until(lambda: len(engine.entries) == 5)
+        assert engine.entries[4] == b"put-3"
+        time.sleep(0.05)
+        assert len(engine.entries) == 5  # the big sender's frames still wait for room
     finally:
         proposer.stop()

@@ -60,7 +60,8 @@ interleaved, and those never depended on each other's order (an older session of
 is closed, and its stale frames dropped, when a newer one opens).
 
 The light lane: a light frame (at most LIGHT_LANE_FRAME_BYTES_MAX and LIGHT_LANE_FRAME_INTENTIONS_MAX) of a light
-session (nothing of it in flight when the frame was queued: a client that waits for its commits) may be proposed past
+session (nothing of it in flight when the frame was queued, but in the lane: a client that puts now and then) may be
+proposed past
 the bounds above, when the log is busy with pipelined entries (at least PIPELINED_ENTRY_BYTES_MIN or
 PIPELINED_ENTRY_INTENTIONS_MIN in flight) and the regular rules hold it, in an entry of light frames only (up to
 LIGHT_LANE_ENTRY_BYTES_MAX, LIGHT_LANE_ENTRY_INTENTIONS_MAX), with at most ENTRIES_INFLIGHT_LIGHT_LANE_MAX such
@@ -75,7 +76,14 @@ not asked: after its put was taken, the virtual time moves on only as other fram
 stalls the log its next put would start after the virtual time and miss the lane. Nor are pipelining writers' small
 frames light: such a writer has frames in flight whenever it sends the next (the Python client keeps up to
 CLIENT_FRAMES_INFLIGHT_MAX); without that rule, the pipelined throughput cell's small frames made the log shared
-(below), and it lost a third of its throughput.
+(below), and it lost a third of its throughput. Its frames in the lane, though, leave a session light, and the lane
+holds up to ENTRIES_INFLIGHT_LIGHT_LANE_MAX entries: a light client's put waits behind what is in flight, but not for
+its own previous put to apply. When any frame in flight made a session heavy and the lane held one entry, a light
+client that puts every 50 ms, once one put was slow (a loaded machine: 150-250 ms), queued its next put behind that
+one by the regular rules, then behind the in-flight bounds refilled, and so on: in hostile big_frames, the slowest 5 %
+of the good client's puts spent 41 % of their time there (from the session's check to the proposal; 0.3 ms at the
+median), always with its previous put still in flight. A pipelining writer still leaves the lane at its first frame
+over the light bounds (its next frames then find it in flight), and light frames are few bytes whatever their number.
 
 A shared log: the lane spares a light put the wait for a slot, not the wait behind the in-flight bounds (1 MiB of
 others' puts took 25-40 ms to apply at the median on a quiet machine, 100+ at p99). So for LIGHT_SESSION_RECENT_MS
@@ -208,7 +216,8 @@ class Proposer:
         self._inflight_intentions = 0  # weighted, as cost_intentions
         self._inflight_topic = 0  # of them, topic creates and destroys (Proposal.topic_intentions)
         self._inflight_lane = 0  # of the entries, the light lane's
-        self._inflight_frames: dict[object, int] = {}  # frames in flight by session (a light session has none)
+        # Frames in flight by session, outside the light lane (a light session has none: see "The light lane").
+        self._inflight_frames: dict[object, int] = {}
         self._shared_until_s = 0.0  # time.monotonic() until which the log is shared (see "A shared log" above)
         self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
@@ -248,7 +257,7 @@ class Proposer:
             queue = self._queues[session] = collections.deque()
             heapq.heappush(self._heads, (finish, start, next(self._sequence), session))
         light = (
-            session not in self._inflight_frames
+            session not in self._inflight_frames  # nothing of it in flight but in the lane: see "The light lane"
             and len(proposal.run) <= limits.LIGHT_LANE_FRAME_BYTES_MAX
             and proposal.weighted_intentions() <= limits.LIGHT_LANE_FRAME_INTENTIONS_MAX
         )
@@ -529,7 +538,7 @@ class Proposer:
             sum(p.weighted_intentions() for p in batch),
             sum(p.topic_intentions for p in batch),
             lane,
-            tuple(p.session for p in batch),
+            () if lane else tuple(p.session for p in batch),  # a lane entry keeps its sessions light
         )
         with self._lock:
             self._inflight_lane += lane
