@@ -100,6 +100,17 @@ ENTRIES_INFLIGHT_LIGHT_LANE_MAX = 4
 LIGHT_SESSION_RECENT_MS = 1000
 ENTRIES_INFLIGHT_SHARED_BYTES_MAX = 256 * KIB
 ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX = 2048  # weighted
+# ... and frames over a light frame's bounds (LIGHT_LANE_FRAME_*) are paced: the cost of those an entry takes (payload
+# bytes, and weighted intentions at ENTRIES_INFLIGHT_BYTES_MAX / ENTRIES_INFLIGHT_INTENTIONS_MAX bytes each) puts off
+# the next such frame by that cost at this rate, over all sessions (the fair queue shares it among them; a bound per
+# session would let N bulk writers take N times it). Flow control, not refusal: frames held back wait in the proposal
+# queue, a session with SESSION_UNCOMMITTED_BYTES_MAX offered is not read, and HTTP/2 then slows its sender. The log
+# stays this busy at most while a light client puts (LIGHT_SESSION_RECENT_MS after its last put), so bulk writers
+# alone keep their full throughput. Measured (hostile big_frames, 8 sessions pushing 1 MiB puts as fast as they may,
+# the good client's commit p99): unpaced 179-228 ms, as the machine (2 cores, 3 nodes, one disk) spent itself on 10+
+# MiB/s of them: a follower's fsync took 120-150 ms, a 1 MiB apply 25-55 ms holding the GIL (rocksdict's write keeps
+# it), and every light put waited behind one; paced at 4 MiB/s, 51-222 (median of three 113, p50 5 ms against 23).
+ENTRIES_SHARED_BYTES_PER_S_MAX = 4 * MIB
 # A frame over either is proposed in runs of its consecutive nonces within them (one mutation over them alone), and
 # an entry holds no more: half the in-flight bounds, so that two fit in flight at once (pipelining) and a small
 # writer never waits behind a whole 4 MiB frame.

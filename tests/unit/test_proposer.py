@@ -624,3 +624,57 @@ def test_a_light_clients_next_put_goes_in_the_lane_while_its_previous_put_is_sti
         assert len(engine.entries) == 5  # the big sender's frames still wait for room
     finally:
         proposer.stop()
+
+
+def test_while_a_light_client_shares_the_log_bulk_frames_are_paced_and_its_puts_are_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the log is shared, a frame over the light bounds goes only once the cost of those before it has passed at
+    ENTRIES_SHARED_BYTES_PER_S_MAX, even with nothing in flight; the light client's puts go at once meanwhile; once no
+    light put came for LIGHT_SESSION_RECENT_MS, bulk frames go back to back. Unpaced, bulk writers kept the log and
+    the machine full (hostile big_frames: 10+ MiB/s of 1 MiB puts, the good client's commit p99 179-228 ms)."""
+    light_lane(monkeypatch)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 1500)
+    monkeypatch.setattr(limits, "ENTRIES_SHARED_BYTES_PER_S_MAX", 1000)  # a 500 B frame (510 cost) holds the next 0.5 s
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    big_sender, light = object(), object()
+    big = [b"%d" % n + b"x" * 499 for n in range(4)]  # 500 B: two fill the in-flight bytes
+
+    applied = 0
+
+    def apply_all() -> None:
+        nonlocal applied
+        with engine.lock:
+            results = engine.results[applied:]
+        for result in results:
+            result(True)
+        applied += len(results)
+
+    try:
+        for run in big[:2]:
+            assert proposer.offer(weighed(run, big_sender), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 2)
+        assert proposer.offer(weighed(b"put-1", light), WAIT_S)  # into a busy log: shared from now
+        wait_until(lambda: len(engine.entries) == 3)
+        apply_all()
+        assert proposer.offer(weighed(big[2], big_sender), WAIT_S)
+        wait_until(lambda: len(engine.entries) == 4)  # nothing paced it yet: it goes
+        apply_all()
+        taken_at = time.monotonic()
+        assert proposer.offer(weighed(big[3], big_sender), WAIT_S)
+        assert proposer.offer(weighed(b"put-2", light), WAIT_S)
+        wait_until(lambda: b"put-2" in engine.entries)  # a light put is never paced
+        apply_all()
+        time.sleep(0.2)
+        assert big[3] not in engine.entries  # nothing in flight, yet held: 510 B at 1,000 B/s
+        wait_until(lambda: big[3] in engine.entries)
+        assert time.monotonic() - taken_at >= 0.45
+        apply_all()
+        time.sleep(1.6)  # no light put for LIGHT_SESSION_RECENT_MS: the log is no longer shared
+        for n in range(4, 8):
+            assert proposer.offer(weighed(b"%d" % n + b"x" * 499, big_sender), WAIT_S)
+            wait_until(lambda: not proposer.pending_intentions())  # each goes at once (after the last applied)
+            apply_all()
+    finally:
+        proposer.stop()

@@ -91,7 +91,19 @@ after a light frame was taken into a busy log, entries in flight are bounded by 
 ENTRIES_INFLIGHT_SHARED_BYTES_MAX and ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX (a frame over them goes alone when nothing
 else is in flight, as before): bulk writers keep less ahead of the light client's next put. A bulk writer alone, or
 bulk writers among themselves, keep the full bounds. The window is time, not entries: a light client puts now and
-then, and the bound must already be small when its next put comes.
+then, and the bound must already be small when its next put comes. Each light frame taken while the log is shared
+renews the window, busy or not (paced, below, the log is seldom busy when the light put comes, and the window lapsed).
+
+Paced: a 1 MiB put is one entry, over the shared bounds, so it goes alone: a light put waits behind at most one, but
+bulk writers that keep the log full keep the machine full too (2 cores, 3 nodes, one disk: at 10+ MiB/s of 1 MiB
+puts a follower's fsync took 120-150 ms and a 1 MiB apply 25-55 ms, holding the GIL), and every step of the light
+put's round (the leader's event loop, its tick, the followers' fsync, the apply) waited on that. So while the log is
+shared, frames over a light frame's bounds are paced: each entry's cost of them (`cost_bytes`) puts off the next such
+frame by that cost at ENTRIES_SHARED_BYTES_PER_S_MAX, over all sessions (the fair queue shares it; a bound per session
+would let N bulk writers take N times it), with no credit kept from idle time. Frames held back wait in their queues,
+and their sessions' readers stop at SESSION_UNCOMMITTED_BYTES_MAX (HTTP/2 slows the senders): flow control, nothing
+dropped or refused. Frames within a light frame's bounds are never held, whatever their session has in flight. Bulk
+writers alone, or among themselves, are never paced: the log is shared only while a light client puts.
 
 Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
 that has proposed nothing for LOG_TIME_TICK_MS proposes a time tick (an entry of the stamp alone,
@@ -185,6 +197,14 @@ class _Tagged:
     light: bool  # it may go in the light lane: a light frame, nothing of its session in flight when it was queued
 
 
+def _light_sized(proposal: Proposal) -> bool:
+    """Whether the frame is within a light frame's bounds (LIGHT_LANE_FRAME_*)."""
+    return (
+        len(proposal.run) <= limits.LIGHT_LANE_FRAME_BYTES_MAX
+        and proposal.weighted_intentions() <= limits.LIGHT_LANE_FRAME_INTENTIONS_MAX
+    )
+
+
 # What the proposer thread may take next (`Proposer._ready`): an entry by the regular rules, or one of the light lane.
 _ENTRY = "entry"
 _LANE = "lane"
@@ -219,6 +239,7 @@ class Proposer:
         # Frames in flight by session, outside the light lane (a light session has none: see "The light lane").
         self._inflight_frames: dict[object, int] = {}
         self._shared_until_s = 0.0  # time.monotonic() until which the log is shared (see "A shared log" above)
+        self._paced_until_s = 0.0  # time.monotonic() before which a shared log takes no frame over the light bounds
         self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
         self._offer_waiters = 0  # sessions waiting in offer() for room in the queue
@@ -256,11 +277,8 @@ class Proposer:
         if queue is None:
             queue = self._queues[session] = collections.deque()
             heapq.heappush(self._heads, (finish, start, next(self._sequence), session))
-        light = (
-            session not in self._inflight_frames  # nothing of it in flight but in the lane: see "The light lane"
-            and len(proposal.run) <= limits.LIGHT_LANE_FRAME_BYTES_MAX
-            and proposal.weighted_intentions() <= limits.LIGHT_LANE_FRAME_INTENTIONS_MAX
-        )
+        # Nothing of its session in flight but in the lane: see "The light lane".
+        light = session not in self._inflight_frames and _light_sized(proposal)
         queue.append(_Tagged(start, finish, proposal, light))
         self._pending += 1
         self._pending_intentions += proposal.intentions
@@ -303,7 +321,7 @@ class Proposer:
     def _run(self) -> None:
         while True:
             with self._lock:
-                ready = self._lock.wait_for(lambda: self._stopped or self._ready() is not None, self._tick_wait_s())
+                ready = self._wait_ready()
                 if self._stopped:
                     return
                 lane = False
@@ -323,23 +341,57 @@ class Proposer:
             else:
                 self._propose_tick()
 
+    def _wait_ready(self) -> bool:
+        """Under the lock: wait until there is something to take, or the proposer stopped (True), or until a time tick
+        may be due (False). The wait is measured anew at each wake-up: a frame queued meanwhile may be held by the
+        shared log's pace, and the thread must wake when that ends, not at the next time tick."""
+        while not (self._stopped or self._ready() is not None):
+            if not self._lock.wait(self._wait_s()):
+                return self._stopped or self._ready() is not None
+        return True
+
     def _ready(self) -> str | None:
         """Under the lock: what the proposer thread can take now: _ENTRY (the head fits in flight, or is of a
         session gone and is dropped), _LANE (the light lane is open to the head), or None."""
         if not self._heads or self._proposing:
             return None
         tagged = self._queues[self._heads[0][3]][0]
-        if not tagged.proposal.is_current() or self._entry_ready(tagged.proposal):
+        if not tagged.proposal.is_current() or self._entry_ready(tagged):
             return _ENTRY
         return _LANE if self._lane_ready(tagged) else None
 
-    def _entry_ready(self, head: Proposal) -> bool:
-        """Under the lock: whether the head may start an entry by the in-flight bounds and Nagle's rule."""
-        if self._inflight_entries >= limits.ENTRIES_INFLIGHT_MAX:
+    def _entry_ready(self, tagged: _Tagged) -> bool:
+        """Under the lock: whether the head may start an entry by the in-flight bounds, the shared log's pace and
+        Nagle's rule."""
+        head = tagged.proposal
+        if self._inflight_entries >= limits.ENTRIES_INFLIGHT_MAX or self._held_by_pace(tagged):
             return False
         if self._replicating_entries and not self._fills_a_pipelined_entry():
             return False  # a small entry waits for the log's commit: see "Small entries wait" above
         return self._fits_inflight(head, 0, 0, 0)
+
+    def _held_by_pace(self, tagged: _Tagged) -> bool:
+        """Under the lock: whether a shared log's pace holds this frame back now (frames of a light frame's size never
+        are, whatever their session has in flight)."""
+        return not _light_sized(tagged.proposal) and time.monotonic() < min(self._paced_until_s, self._shared_until_s)
+
+    def _pace_entry(self, batch: list[Proposal]) -> None:
+        """Under the lock, as an entry is taken: while the log is shared, the cost of its frames over the light bounds
+        puts off the next such frame by that cost at ENTRIES_SHARED_BYTES_PER_S_MAX (see "Paced" above)."""
+        now = time.monotonic()
+        if now >= self._shared_until_s:
+            return
+        cost = sum(cost_bytes(len(t.run), t.weighted_intentions()) for t in batch if not _light_sized(t))
+        if cost:
+            self._paced_until_s = max(now, self._paced_until_s) + cost / limits.ENTRIES_SHARED_BYTES_PER_S_MAX
+
+    def _wait_s(self) -> float | None:
+        """How long the proposer thread may sleep before a time tick or the shared log's pace may let a frame go."""
+        tick_s = self._tick_wait_s()
+        paced_s = min(self._paced_until_s, self._shared_until_s) - time.monotonic()
+        if paced_s <= 0:
+            return tick_s
+        return paced_s if tick_s is None else min(tick_s, paced_s)
 
     def _lane_ready(self, tagged: _Tagged) -> bool:
         """Under the lock: whether the head may go in the light lane (see "The light lane" above): it is light, the
@@ -451,8 +503,9 @@ class Proposer:
             topic += head.topic_intentions
         assert len(self._heads) == len(self._queues), (len(self._heads), len(self._queues))
         assert self._pending >= 0 and (self._pending == 0) == (not self._queues)
-        if first is not None and first[1].light and self._busy():
+        if first is not None and first[1].light and (self._busy() or time.monotonic() < self._shared_until_s):
             self._shared_until_s = time.monotonic() + limits.LIGHT_SESSION_RECENT_MS / 1000
+        self._pace_entry(batch)
         return batch
 
     def _joins(
@@ -466,7 +519,7 @@ class Proposer:
         in its own entry; they go in the next one. Sessions with frames of like cost still share entries."""
         head = tagged.proposal
         intentions, weighted, size, topic = batch
-        if not self._fits_inflight(head, size, weighted, topic):
+        if not self._fits_inflight(head, size, weighted, topic) or self._held_by_pace(tagged):
             return False
         if first is None:
             return True
