@@ -183,3 +183,56 @@ def test_a_commit_wakes_the_sessions_writer_after_letting_go_of_the_sessions_loc
     session.received(3)
     session.committed([Outcome(CLIENT, 3, pb.VALID, 3, "", count=1)])
     assert loop.wakes_under_lock == [False, False]
+
+
+def test_a_reader_held_for_room_is_woken_by_a_commit_that_came_while_its_writer_was_writing() -> None:
+    """The reader waits for room on the session's `settled` event, which the loop's wake-up sets; a commit that comes
+    while an earlier wake-up is still pending (its writer is busy writing an Acks frame) sends none. Once the writer
+    takes that news, the reader must look again: it slept to its 1 s re-check before (a session at its bound lost up to
+    a second of reading, and with it its share of the log)."""
+    import asyncio
+
+    from laminar.node.config import ServingLimits as Serving
+    from laminar.node.service._sessions import SessionRouter
+
+    class SlowContext:
+        """A client that takes the first Acks frame only when told to, and the rest at once."""
+
+        def __init__(self) -> None:
+            self.go = asyncio.Event()
+            self.frames = 0
+
+        async def write(self, message: object) -> None:
+            self.frames += 1
+            if self.frames == 1:
+                await self.go.wait()
+
+    async def scenario() -> float:
+        session = _Session(CLIENT, next_nonce=1)
+        session.attach(asyncio.get_running_loop())
+        session.expected_nonce = 5
+        session.proposed(1, 1)
+        session.proposed(2, 1)
+        session.proposed(3, 2**20)
+        session.proposed(4, limits.SESSION_UNCOMMITTED_BYTES_MAX - 2**20)  # with 3, at the bound: held
+        router = SessionRouter.__new__(SessionRouter)
+        router._serving = Serving()
+        context = SlowContext()
+        reader = asyncio.ensure_future(router._room(session))
+        writer = asyncio.ensure_future(router._write_acks(session, context))
+        await asyncio.sleep(0.05)
+        session.committed([Outcome(CLIENT, 1, pb.VALID, 1, "")])  # the writer starts an Acks frame the client holds
+        await asyncio.sleep(0.05)
+        session.committed([Outcome(CLIENT, 2, pb.VALID, 2, "")])  # a wake-up, pending until the writer looks again
+        await asyncio.sleep(0.05)
+        assert not reader.done()  # it looked: still at its bound, it waits again
+        session.committed([Outcome(CLIENT, 3, pb.VALID, 3, "")])  # room now; no wake-up: one is pending
+        await asyncio.sleep(0.05)
+        context.go.set()  # the client takes the first frame: the writer takes the news of nonces 2 and 3
+        start = asyncio.get_running_loop().time()
+        await asyncio.wait_for(reader, 2.0)
+        woken_s = asyncio.get_running_loop().time() - start
+        writer.cancel()
+        return woken_s
+
+    assert asyncio.run(scenario()) < 0.5

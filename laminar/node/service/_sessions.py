@@ -237,6 +237,13 @@ class _Session:
         await self._changed.wait()
         self._changed.clear()
 
+    def wake_reader(self) -> None:
+        """Event loop: the writer took news (commits among it, maybe): the reader waiting for room looks again. A
+        commit that came while a wake-up was pending (the writer busy writing) sent none of its own, and the reader,
+        woken by that earlier one while still over its bound, slept to its 1 s re-check."""
+        assert self._settled is not None
+        self._settled.set()
+
     async def settled(self, timeout_s: float) -> None:
         """Wait until something commits (or fails), or timeout_s passes: the reader's wait for room."""
         assert self._settled is not None
@@ -438,6 +445,7 @@ class SessionRouter:
         while True:
             acks = session.next_acks()  # raises the session's failure once all before it is sent
             if acks is not None:
+                session.wake_reader()
                 session.write_started_at = time.monotonic()
                 try:
                     await send_within(context, pb.ServerFrame(acks=acks), serving.stream_send_stall_s, "Acks frame")
