@@ -565,6 +565,16 @@ def test_a_pipelining_writers_small_frame_is_neither_light_nor_makes_the_log_sha
         proposer.stop()
 
 
+def fill_then_put(proposer: Proposer, engine: RecordingEngine, big_sender: object, light: object, size: int) -> None:
+    """The big sender offers four runs of `size` bytes (two entries go in flight, two wait), then the light client
+    offers put-1, which goes in the lane: three entries proposed."""
+    for n in range(4):
+        assert proposer.offer(weighed(b"%d" % n + b"x" * (size - 1), big_sender), WAIT_S)
+    wait_until(lambda: len(engine.entries) == 2)
+    assert proposer.offer(weighed(b"put-1", light), WAIT_S)
+    wait_until(lambda: len(engine.entries) == 3)
+
+
 def test_a_light_clients_next_put_goes_in_the_lane_while_the_entries_ahead_of_it_stall(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -576,13 +586,8 @@ def test_a_light_clients_next_put_goes_in_the_lane_while_the_entries_ahead_of_it
     engine = RecordingEngine()
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     big_sender, light = object(), object()
-    big = [b"%d" % n + b"x" * 496 for n in range(4)]  # 497 B: two fill the in-flight bytes
     try:
-        for run in big:
-            assert proposer.offer(weighed(run, big_sender), WAIT_S)
-        wait_until(lambda: len(engine.entries) == 2)
-        assert proposer.offer(weighed(b"put-1", light), WAIT_S)
-        wait_until(lambda: len(engine.entries) == 3)
+        fill_then_put(proposer, engine, big_sender, light, 497)  # two fill the in-flight bytes
         engine.results[2](True)  # put-1 applied; the big entries ahead of it have not
         assert proposer.offer(weighed(b"put-2", light), WAIT_S)
         wait_until(lambda: len(engine.entries) == 4)  # timed out with the share rule
@@ -604,13 +609,8 @@ def test_a_light_clients_next_put_goes_in_the_lane_while_its_previous_put_is_sti
     engine = RecordingEngine()
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     big_sender, light = object(), object()
-    big = [b"%d" % n + b"x" * 499 for n in range(4)]  # 500 B: two fill the in-flight bytes, no put fits beside them
     try:
-        for run in big:
-            assert proposer.offer(weighed(run, big_sender), WAIT_S)
-        wait_until(lambda: len(engine.entries) == 2)
-        assert proposer.offer(weighed(b"put-1", light), WAIT_S)
-        wait_until(lambda: len(engine.entries) == 3)
+        fill_then_put(proposer, engine, big_sender, light, 500)  # two fill the in-flight bytes, no put fits beside them
         assert proposer.offer(weighed(b"put-2", light), WAIT_S)  # put-1 still in flight
         wait_until(lambda: len(engine.entries) == 4)  # timed out when put-1 in flight made the session heavy
         assert engine.entries[2:] == [b"put-1", b"put-2"]
