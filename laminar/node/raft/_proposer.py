@@ -324,13 +324,12 @@ class Proposer:
                 ready = self._wait_ready()
                 if self._stopped:
                     return
-                lane = False
-                if not ready:
+                lane = ready == _LANE
+                if ready is None:
                     if not self._tick_due():
                         continue
                     batch = []  # a time tick
                 else:
-                    lane = self._ready() == _LANE
                     batch = self._take(lane)
                     if not batch:
                         continue  # the heads were of sessions gone: dropped
@@ -341,14 +340,17 @@ class Proposer:
             else:
                 self._propose_tick()
 
-    def _wait_ready(self) -> bool:
-        """Under the lock: wait until there is something to take, or the proposer stopped (True), or until a time tick
-        may be due (False). The wait is measured anew at each wake-up: a frame queued meanwhile may be held by the
-        shared log's pace, and the thread must wake when that ends, not at the next time tick."""
-        while not (self._stopped or self._ready() is not None):
+    def _wait_ready(self) -> str | None:
+        """Under the lock: wait until there is something to take (what `_ready` says), or the proposer stopped, or a
+        time tick may be due (None). The wait is measured anew at each wake-up: a frame queued meanwhile may be held by
+        the shared log's pace, and the thread must wake when that ends, not at the next time tick."""
+        while not self._stopped:
+            ready = self._ready()
+            if ready is not None:
+                return ready
             if not self._lock.wait(self._wait_s()):
-                return self._stopped or self._ready() is not None
-        return True
+                return None if self._stopped else self._ready()
+        return None
 
     def _ready(self) -> str | None:
         """Under the lock: what the proposer thread can take now: _ENTRY (the head fits in flight, or is of a
