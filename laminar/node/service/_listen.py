@@ -278,10 +278,10 @@ class Delivery:
         """A reservation too small for the next event (it must go whole): wait until the shared bytes
         have room for `frame_bytes`, oldest first; returns the new reservation. The caller has let go of
         what it read, so a listener waiting here holds nothing (events of 64 KiB pinned 2,000 x 64 KiB)."""
-        extra = _excess(frame_bytes) - _excess(reserved)
-        charge = frame_bytes - reserved  # to the rate, when granted (so that waiting does not bank it)
         if self.grow_now(reserved, frame_bytes):
             return frame_bytes
+        extra = _excess(frame_bytes) - _excess(reserved)
+        charge = frame_bytes - reserved  # to the rate, when granted (so that waiting does not bank it)
         waiter = asyncio.get_running_loop().create_future()
         self._waiting_room.append((waiter, extra, charge))
         self._serve_room()  # room and rate may both be there (another listener waited first)
