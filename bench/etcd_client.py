@@ -63,6 +63,11 @@ class EtcdClient:
         response = self._kv.Put(put_request(key, value), timeout=self.timeout_s)
         return int(response.header.revision)
 
+    def get_local(self, key: bytes) -> int:
+        """A serializable get (answered by this member from its own store, no Raft round): its count of keys."""
+        response = self._kv.Range(rpc_pb2.RangeRequest(key=key, serializable=True), timeout=self.timeout_s)
+        return int(response.count)
+
     def put_future(self, key: bytes, value: bytes) -> Any:
         """Send a put without waiting; `.result()` on the answer waits for its commit."""
         return self._kv.Put.future(put_request(key, value), timeout=self.timeout_s)

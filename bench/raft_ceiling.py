@@ -60,11 +60,16 @@ def run_raft_ceiling(settings: str, commands: int, durability: str = "default") 
     return row
 
 
-def _run_once(settings: str, commands: int) -> dict[str, Any] | None:
+def run_sequential(commands: int) -> dict[str, Any] | None:
+    """pysyncobj alone with Laminar's settings, one command at a time: its "latencies_s" (None: no result)."""
+    return _run_once("laminar", commands, sequential=True)
+
+
+def _run_once(settings: str, commands: int, sequential: bool = False) -> dict[str, Any] | None:
     seconds = STARTUP_ALLOWANCE_S + commands * COMMAND_SECONDS_MAX
     with tempfile.TemporaryDirectory(prefix="laminar-bench-raft-") as root:
         result_path = os.path.join(root, "result.json")
-        processes = _start_nodes(root, settings, commands, seconds, result_path)
+        processes = _start_nodes(root, settings, commands, seconds, result_path, sequential)
         try:
             return _wait_for_result(result_path, processes, seconds)
         finally:
@@ -77,7 +82,9 @@ def _failure(result: dict[str, Any] | None, commands: int) -> str:
     return f"{result['commits']} of {commands} commands committed (failures: {result['failures']})"
 
 
-def _start_nodes(root: str, settings: str, commands: int, seconds: float, result: str) -> list[subprocess.Popen[bytes]]:
+def _start_nodes(
+    root: str, settings: str, commands: int, seconds: float, result: str, sequential: bool = False
+) -> list[subprocess.Popen[bytes]]:
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(NODES)]
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -87,7 +94,7 @@ def _start_nodes(root: str, settings: str, commands: int, seconds: float, result
                 sys.executable, "-m", "bench.raft_node", "--self", address, "--peers", peers,
                 "--settings", settings, "--commands", str(commands), "--seconds", str(seconds),
                 "--journal", os.path.join(root, f"journal-{index}"), "--result", result,
-            ]  # fmt: skip
+            ] + (["--sequential"] if sequential else [])  # fmt: skip
             # pysyncobj logs to stderr; keep it out of the progress display, in the temporary directory.
             with open(os.path.join(root, f"node-{index}.log"), "wb") as log:
                 processes.append(subprocess.Popen(command, cwd=_repo_root(), stdout=log, stderr=subprocess.STDOUT))

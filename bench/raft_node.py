@@ -90,6 +90,37 @@ def drive(node: Counter, commands: int, window: int, deadline: float) -> dict[st
     return {"commits": outcome["ok"], "failures": failures, "elapsed_s": elapsed_s, "window": window}
 
 
+def drive_sequential(node: Counter, commands: int, deadline: float) -> dict[str, Any]:
+    """Propose `commands` commands one at a time, each after the previous one's callback: a commit's latency."""
+    latencies_s: list[float] = []
+    done = threading.Event()
+    errors: collections.Counter[str] = collections.Counter()
+
+    def on_result(_result: Any, error: int) -> None:
+        if error != FAIL_REASON.SUCCESS:
+            errors[FAIL_REASON_NAMES.get(error, str(error))] += 1
+        done.set()
+
+    payload = b"x" * COMMAND_BYTES
+    start = time.perf_counter()
+    for _ in range(commands):
+        if time.monotonic() >= deadline:
+            break
+        done.clear()
+        sent = time.perf_counter()
+        node.record(payload, callback=on_result)
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            break
+        latencies_s.append(time.perf_counter() - sent)
+    return {
+        "commits": len(latencies_s) - sum(errors.values()),
+        "failures": dict(errors),
+        "elapsed_s": time.perf_counter() - start,
+        "window": 1,
+        "latencies_s": latencies_s,
+    }
+
+
 def _wait_for_leader(node: Counter, deadline: float) -> None:
     while time.monotonic() < deadline and (not node.isReady() or node._getLeader() is None):
         time.sleep(0.05)
@@ -105,6 +136,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, required=True, help="this process exits after this long")
     parser.add_argument("--journal", required=True, help="journal file path (used by the laminar settings)")
     parser.add_argument("--result", required=True, help="where the leader writes its JSON result")
+    parser.add_argument("--sequential", action="store_true", help="one command at a time; report each latency")
     args = parser.parse_args()
     deadline = time.monotonic() + args.seconds
     make_conf, window = SETTINGS[args.settings]
@@ -112,7 +144,10 @@ def main() -> None:
     try:
         _wait_for_leader(node, min(deadline, time.monotonic() + READY_TIMEOUT_S))
         if node._isLeader():
-            result = drive(node, args.commands, window, deadline)
+            if args.sequential:
+                result = drive_sequential(node, args.commands, deadline)
+            else:
+                result = drive(node, args.commands, window, deadline)
             with open(args.result + ".tmp", "w") as f:
                 json.dump(result, f)
             os.replace(args.result + ".tmp", args.result)  # the parent never sees half a file
