@@ -329,8 +329,10 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self.after_tick(lambda: self.transferLeadership(None))
 
     def _run_tick_tasks(self) -> None:
-        if not self._held and not self._in_tick.qsize():
-            return  # most ticks: Queue.get_nowait raising Empty cost more than the rest of this
+        if not self._held and not self._in_tick.queue:
+            # Most ticks. The deque's length, read without the queue's lock (qsize takes it): a task put
+            # meanwhile waits for the next tick, as it did when qsize ran just before the put.
+            return
         while True:
             try:
                 self._held.append(self._in_tick.get_nowait())
@@ -451,11 +453,24 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self._checkCommandsToApply()
         if self._SyncObj__raftState == _RAFT_STATE.LEADER:
             self._request_sync()  # the new entries are sent: their fsync now runs beside the followers'
-        self._SyncObj__tryLogCompaction()
+        self._try_log_compaction()
         with self._SyncObj__onTickCallbacksLock:
             for callback in self._SyncObj__onTickCallbacks:
                 callback()
         self._poller.poll(timeToWait)
+
+    def _try_log_compaction(self) -> None:
+        """pysyncobj's __tryLogCompaction, skipped in the ticks where it would do nothing: no snapshot being
+        built or waiting to be taken, no compaction forced, and the journal within logCompactionMinEntries (its
+        time rule never fires: logCompactionMinTime is _NEVER). That is what it finds after asking the
+        Snapshotter (a lock) and reading the clock, in every tick but the few around a snapshot."""
+        if (
+            self._snapshots.idle
+            and not self._SyncObj__forceLogCompaction
+            and len(self._SyncObj__raftLog) <= self._SyncObj__conf.logCompactionMinEntries
+        ):
+            return
+        self._SyncObj__tryLogCompaction()
 
     def _maybe_stand(self) -> None:
         """pysyncobj's election timeout, unchanged: a follower or candidate that heard from no leader
@@ -521,8 +536,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
     def _compact_if_due(self) -> None:
         # Not while a snapshot is in flight: pysyncobj keeps the force flag until its next compaction, so a
         # flag raised now would start another snapshot as soon as this one is taken (each byte-triggered
-        # compaction used to run twice that way).
-        if self._snapshots.busy:
+        # compaction used to run twice that way). `idle`, not `busy`: the same answer here, without a lock.
+        if not self._snapshots.idle:
             return
         hooks = self._snapshot_hooks
         if self._flush_deadline is not None:  # due, and the store's memtable is being flushed first

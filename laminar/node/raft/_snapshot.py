@@ -359,6 +359,13 @@ class Snapshotter:
         with self._lock:
             return self._build_pending is not None or self._state != SERIALIZER_STATE.NOT_SERIALIZING
 
+    @property
+    def idle(self) -> bool:
+        """Tick thread: no snapshot being built or waiting to be taken (`busy` without its lock). Only the tick
+        thread moves the state away from NOT_SERIALIZING (serialize) and back to it (check), so what it reads
+        here is current; a build thread ending meanwhile moves SERIALIZING to SUCCESS, both of them not idle."""
+        return self._build_pending is None and self._state == SERIALIZER_STATE.NOT_SERIALIZING
+
     def check(self) -> int:
         pending, self._build_pending = self._build_pending, None
         if pending is not None:
