@@ -72,6 +72,21 @@ class TopicRecord:
     first_offset: int = 1  # consequence offset of the oldest event kept: older ones were trimmed
     retained_bytes: int = 0  # serialized bytes of the events kept (counted since retention existed)
 
+    def with_counters(self, next_offset: int, first_offset: int, retained_bytes: int) -> TopicRecord:
+        """`dataclasses.replace(self, next_offset=..., first_offset=..., retained_bytes=...)`, without replace's
+        look-up of the fields at each call (4-5 us, in every entry that writes to a topic, on every node).
+        tests/unit/test_records.py checks it against replace, field by field."""
+        return TopicRecord(
+            self.live,
+            next_offset,
+            self.created_at,
+            self.program,
+            self.args,
+            self.retention,
+            first_offset,
+            retained_bytes,
+        )
+
     def encode(self) -> bytes:
         program = self.program.encode()
         head = _TOPIC_HEAD.pack(self.live, self.next_offset, self.created_at, len(program), len(self.args))
