@@ -31,6 +31,7 @@ from laminar.node._metrics import NodeMetrics
 from laminar.node.sandbox import start_program_thread
 from laminar.node.state_machine import Outcome, StateMachine
 from laminar.node.store import Store, StoreClosed, WriteSet
+from laminar.v1 import laminar_pb2 as pb
 
 log = logging.getLogger("laminar.node")
 
@@ -93,17 +94,17 @@ class Applier:
         self._handed_index = raft_index
         if (
             self._queue.unfinished_tasks == 0
-            and one_intention_at_most(payload, limits.APPLY_INLINE_BYTES_MAX)
             # Pipelines: any entry may end calls by log time and run an on_result for each (up to
             # CALL_EXPIRIES_PER_ENTRY_MAX): not on the Raft thread. (Read while the apply thread is idle.)
             and not self._machine.calls_in_flight
+            and (entry := one_intention_at_most(payload, limits.APPLY_INLINE_BYTES_MAX)) is not None
         ):
             # Nothing is queued or being applied (only this thread queues entries), so applying
             # here keeps the order, and a lone commit skips a thread handoff: about 0.1 ms of a
             # sequential commit on 3 nodes and 2 cores. One intention only, so the Raft thread
             # stalls for at most one program call's budget (pysyncobj would apply everything here).
             # A failure stops the node, as in the apply thread (the Raft adapter sees to it).
-            self._apply_now(raft_index, payload)
+            self._apply_now(raft_index, payload, entry)
             return
         self._queue.put((raft_index, payload))  # blocks only when the apply thread is far behind
 
@@ -160,9 +161,10 @@ class Applier:
             finally:
                 self._queue.task_done()
 
-    def _apply_now(self, raft_index: int, payload: bytes) -> None:
+    def _apply_now(self, raft_index: int, payload: bytes, entry: pb.IntentionBatch | None = None) -> None:
+        """`entry`: the payload decoded already (one_intention_at_most did), or None."""
         started = time.perf_counter()
-        applied = self._machine.apply(raft_index, payload)
+        applied = self._machine.apply(raft_index, payload, entry)
         if applied is None:
             self._applied(raft_index)
             return

@@ -463,9 +463,9 @@ def test_with_calls_in_flight_no_entry_is_applied_on_the_raft_thread(tmp_path: P
     threads: list[str] = []
     apply = machine.apply
 
-    def recording(index: int, payload: bytes):  # type: ignore[no-untyped-def]
+    def recording(index: int, payload: bytes, entry: pb.IntentionBatch | None = None):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
-        return apply(index, payload)
+        return apply(index, payload, entry)
 
     machine.apply = recording  # type: ignore[method-assign]
     applier = Applier(1, store, machine, NodeMetrics(no_sample), lambda _: None, lambda _: None)

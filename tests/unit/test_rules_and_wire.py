@@ -114,12 +114,13 @@ def test_only_small_entries_of_at_most_one_intention_are_applied_by_the_tick_thr
         mutations = [pb.Mutation(nonce=n + 1, kind=pb.PUT, topic="t", key=b"k", value=v) for n, v in enumerate(puts)]
         return encode_run(b"c" * 16, pb.MutationFrame(mutations=mutations).SerializeToString())
 
-    assert one_intention_at_most(b"", limits.APPLY_INLINE_BYTES_MAX)  # a read barrier or a no-op
-    assert one_intention_at_most(entry(b"v"), limits.APPLY_INLINE_BYTES_MAX)
-    assert not one_intention_at_most(entry(b"v", b"w"), limits.APPLY_INLINE_BYTES_MAX)
-    assert not one_intention_at_most(
-        entry(b"x" * limits.APPLY_INLINE_BYTES_MAX), limits.APPLY_INLINE_BYTES_MAX
+    assert one_intention_at_most(b"", limits.APPLY_INLINE_BYTES_MAX) == pb.IntentionBatch()  # a read barrier, a no-op
+    one = entry(b"v")
+    assert one_intention_at_most(one, limits.APPLY_INLINE_BYTES_MAX) == pb.IntentionBatch.FromString(one)
+    assert one_intention_at_most(entry(b"v", b"w"), limits.APPLY_INLINE_BYTES_MAX) is None
+    assert (
+        one_intention_at_most(entry(b"x" * limits.APPLY_INLINE_BYTES_MAX), limits.APPLY_INLINE_BYTES_MAX) is None
     )  # one, but large
-    assert not one_intention_at_most(
-        b"\xff\xff\xff", limits.APPLY_INLINE_BYTES_MAX
+    assert (
+        one_intention_at_most(b"\xff\xff\xff", limits.APPLY_INLINE_BYTES_MAX) is None
     )  # unreadable: the state machine decides, elsewhere

@@ -356,11 +356,13 @@ class StateMachine:
 
     # ---- apply (the apply thread only) ------------------------------------------------------
 
-    def apply(self, raft_index: int, payload: bytes) -> Applied | None:
-        """Apply one entry. None when the store already holds it (replay after restart)."""
+    def apply(self, raft_index: int, payload: bytes, entry: pb.IntentionBatch | None = None) -> Applied | None:
+        """Apply one entry. None when the store already holds it (replay after restart). `entry`: the payload
+        decoded already, if the caller has it (the same message decode_entry would give)."""
         if raft_index <= self._raft_index:
             return None
-        entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
+        if entry is None:
+            entry = decode_entry(payload)  # a corrupt entry applies nothing, the same way everywhere
         if len(self._clients) >= limits.DEDUPE_CLIENTS_CACHED_MAX:
             # A cache of what the store holds, so emptied between entries only (it then grows by the clients of one
             # entry at most). Emptied inside one, it forgot what this entry had done: a client's second run in the
