@@ -159,6 +159,9 @@ class Row:
     nodes: int = 3
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # targets of the attack's own it missed
+    # The good client's puts during the attack: (s since the attack's START, commit latency in s; None: failed).
+    during: list[tuple[float, float | None]] = field(default_factory=list)
+    started_s: float = 0.0  # the attack's START, time.monotonic() (shared by every process: traces line up with it)
 
     def verdicts(self) -> list[str]:
         """The targets this row misses (empty: it holds)."""
@@ -199,6 +202,8 @@ def run_attack(name: str, cluster: BenchCluster, good: GoodClient, scale: str, s
         time.sleep(RECOVERY_S[scale])
     during = good.window(start, end) if start else []
     _fill_latencies(row, before, during)
+    row.during = [(s.sent_at - start, s.latency_s) for s in during]
+    row.started_s = start
     row.rss_mib_max = max(rss.peak_bytes.values()) / 2**20
     row.rss_mib_after = max(rss.last_bytes.values()) / 2**20
     row.nodes_up = sum(1 for n in cluster.local.node_ids if cluster.local.alive(n))
@@ -350,6 +355,17 @@ def table(rows: Sequence[Row], header: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _write_samples(path: str, rows: Sequence[Row]) -> None:
+    """One line per good put during an attack: the attack, when it was sent (s after the attack's START), its commit
+    latency in ms (`failed` if it failed), and the START's monotonic clock in ns: where in the attack the tail falls,
+    and (with bench/_trace_hook.py or _stall_hook.py) what the nodes did then."""
+    with open(path, "w") as f:
+        for r in rows:
+            for at_s, latency_s in r.during:
+                latency = "failed" if latency_s is None else f"{1000 * latency_s:.1f}"
+                f.write(f"{r.attack} {at_s:.3f} {latency} {round(r.started_s * 1e9)}\n")
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -361,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="attack duration after its preparation")
     parser.add_argument("--shared-cluster", action="store_true", help="run every attack on one cluster")
     parser.add_argument("--out", default="", help="also write the table to this file")
+    parser.add_argument(
+        "--samples", default="", help="write the good client's puts during each attack to this file (attack, s, ms)"
+    )
     args = parser.parse_args(argv)
     # A SIGTERM unwinds like Ctrl-C, so every cluster and attack process this run started is ended by its pid.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -374,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
+    if args.samples:
+        _write_samples(args.samples, rows)
     return 0 if all(not r.verdicts() for r in rows) else 1
 
 
