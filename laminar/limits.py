@@ -98,13 +98,23 @@ ENTRIES_INFLIGHT_LIGHT_LANE_MAX = 4
 # ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX weighted intentions in flight (a frame over them goes alone, as above): the
 # next put of a light client, a moment later, waits behind a quarter of what a bulk writer alone may keep in flight.
 LIGHT_SESSION_RECENT_MS = 1000
+# A session whose last this many frames taken were all light (each with nothing of it in flight: a client that puts now
+# and then and waits for its commits) makes the log shared at each light frame, busy or not, so bulk writers that start
+# beside it are paced from their first frame, which also waits for its own cost at ENTRIES_SHARED_BYTES_PER_S_MAX (when
+# only a light frame that found the log busy opened the window, the first two 1 MiB puts of hostile big_frames went at
+# once, while the leader took in the 8 sessions' first 3 MiB frames, and the good puts of the attack's first 0.2 s
+# waited 70-175 ms behind them). Three: a pipelining writer's first frames (a topic create, a warm-up put) are light
+# too, and then its frames find it in flight.
+LIGHT_SESSION_STREAK_MIN = 3
 ENTRIES_INFLIGHT_SHARED_BYTES_MAX = 256 * KIB
 ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX = 2048  # weighted
 # ... and frames over a light frame's bounds (LIGHT_LANE_FRAME_*) are paced: the cost of those an entry takes (payload
 # bytes, and weighted intentions at ENTRIES_INFLIGHT_BYTES_MAX / ENTRIES_INFLIGHT_INTENTIONS_MAX bytes each) puts off
 # the next such frame by that cost at this rate, over all sessions (the fair queue shares it among them; a bound per
-# session would let N bulk writers take N times it). Flow control, not refusal: frames held back wait in the proposal
-# queue, a session with SESSION_UNCOMMITTED_BYTES_MAX offered is not read, and HTTP/2 then slows its sender. The log
+# session would let N bulk writers take N times it), and such a frame waits for its own cost at this rate from when it
+# was queued (the first frame of a burst too: see LIGHT_SESSION_STREAK_MIN). Flow control, not refusal: frames held
+# back wait in the proposal queue, a session with SESSION_UNCOMMITTED_BYTES_MAX offered is not read, and HTTP/2 then
+# slows its sender. The log
 # stays this busy at most while a light client puts (LIGHT_SESSION_RECENT_MS after its last put), so bulk writers
 # alone keep their full throughput. Measured (hostile big_frames, 8 sessions pushing 1 MiB puts as fast as they may,
 # the good client's commit p99, three alternated pairs on a loaded machine): unpaced 280-719 ms (p50 36-44), as the

@@ -660,7 +660,7 @@ def test_while_a_light_client_shares_the_log_bulk_frames_are_paced_and_its_puts_
         wait_until(lambda: len(engine.entries) == 3)
         apply_all()
         assert proposer.offer(weighed(big[2], big_sender), WAIT_S)
-        wait_until(lambda: len(engine.entries) == 4)  # nothing paced it yet: it goes
+        wait_until(lambda: len(engine.entries) == 4)  # nothing paced before it: it goes after its own cost
         apply_all()
         taken_at = time.monotonic()
         assert proposer.offer(weighed(big[3], big_sender), WAIT_S)
@@ -677,5 +677,115 @@ def test_while_a_light_client_shares_the_log_bulk_frames_are_paced_and_its_puts_
             assert proposer.offer(weighed(b"%d" % n + b"x" * 499, big_sender), WAIT_S)
             wait_until(lambda: not proposer.pending_intentions())  # each goes at once (after the last applied)
             apply_all()
+    finally:
+        proposer.stop()
+
+
+def applier(engine: RecordingEngine) -> Callable[[], None]:
+    """Applies, at each call, every entry proposed since the last call (or since it was made)."""
+    with engine.lock:
+        applied = len(engine.results)
+
+    def apply_all() -> None:
+        nonlocal applied
+        with engine.lock:
+            results = engine.results[applied:]
+        for result in results:
+            result(True)
+        applied += len(results)
+
+    return apply_all
+
+
+def light_puts(proposer: Proposer, engine: RecordingEngine, light: object, count: int) -> None:
+    """The light client puts `count` times, each into an idle log, each applied before the next."""
+    apply_all = applier(engine)
+    for n in range(count):
+        put = b"put-%d" % n
+        assert proposer.offer(weighed(put, light), WAIT_S)
+        wait_until(lambda: put in engine.entries)  # noqa: B023 - waited for before the loop moves on
+        apply_all()
+    wait_until(lambda: proposer.inflight() == (0, 0, 0))
+
+
+def test_a_light_client_in_an_idle_log_makes_it_shared_so_a_bulk_writer_is_paced_from_its_first_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A light client (LIGHT_SESSION_STREAK_MIN light frames in a row) shares the log at each put, busy or not: a bulk
+    writer that starts beside it is paced from its first frames: its second frame waits for the first's cost at the
+    rate, with nothing in flight. Before, only a light frame that found the log busy shared it, so the bulk writer's
+    first frames went back to back until the light client's next put came (hostile big_frames: two 1 MiB entries in the
+    attack's first 0.2 s, the good puts then 70-175 ms)."""
+    light_lane(monkeypatch)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 5000)
+    monkeypatch.setattr(limits, "ENTRIES_SHARED_BYTES_PER_S_MAX", 1000)  # a 500 B frame (510 cost) holds 0.51 s
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    bulk, light = object(), object()
+    big = [b"%d" % n + b"x" * 499 for n in range(2)]
+    try:
+        light_puts(proposer, engine, light, limits.LIGHT_SESSION_STREAK_MIN)
+        apply_all = applier(engine)
+        for run in big:
+            assert proposer.offer(weighed(run, bulk), WAIT_S)
+        wait_until(lambda: big[0] in engine.entries)
+        first_at = time.monotonic()
+        apply_all()
+        time.sleep(0.2)
+        assert big[1] not in engine.entries  # nothing in flight, yet held (went at once when the log was not shared)
+        wait_until(lambda: big[1] in engine.entries)
+        assert time.monotonic() - first_at >= 0.45
+    finally:
+        proposer.stop()
+
+
+def test_a_writers_first_light_frames_do_not_make_the_log_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer than LIGHT_SESSION_STREAK_MIN light frames in a row (a pipelining writer's topic create and warm-up put,
+    then its frames find it in flight) leave an idle log unshared: bulk frames then go back to back, unpaced."""
+    light_lane(monkeypatch)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 5000)
+    monkeypatch.setattr(limits, "ENTRIES_SHARED_BYTES_PER_S_MAX", 1000)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    writer = object()
+    try:
+        light_puts(proposer, engine, writer, limits.LIGHT_SESSION_STREAK_MIN - 1)
+        apply_all = applier(engine)
+        for n in range(3):
+            run = b"%d" % n + b"x" * 499
+            assert proposer.offer(weighed(run, writer), WAIT_S)
+            wait_until(lambda: run in engine.entries)  # noqa: B023 - waited for before the loop moves on
+            apply_all()
+    finally:
+        proposer.stop()
+
+
+def test_in_a_shared_log_a_bulk_frame_waits_for_its_own_cost_even_with_nothing_paced_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the log is shared, a frame over the light bounds goes only once its own cost at the rate has passed since
+    it was queued, even when nothing was paced before it and nothing is in flight: the first frame of a burst waits its
+    turn too. Before, it went at once and only the next one waited (hostile big_frames: the first 1 MiB entry
+    replicated and applied while the leader took in the burst's 3 MiB frames, and the good puts behind it took
+    125-175 ms)."""
+    light_lane(monkeypatch)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 5000)
+    monkeypatch.setattr(limits, "ENTRIES_SHARED_BYTES_PER_S_MAX", 1000)
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    bulk, light = object(), object()
+    big = b"x" * 500
+    try:
+        light_puts(proposer, engine, light, limits.LIGHT_SESSION_STREAK_MIN)
+        apply_all = applier(engine)
+        queued_at = time.monotonic()
+        assert proposer.offer(weighed(big, bulk), WAIT_S)
+        time.sleep(0.2)
+        assert big not in engine.entries  # held: went at once before
+        assert proposer.offer(weighed(b"put-x", light), WAIT_S)
+        wait_until(lambda: b"put-x" in engine.entries)  # a light put meanwhile is not held
+        apply_all()
+        wait_until(lambda: big in engine.entries)
+        assert time.monotonic() - queued_at >= 0.45
     finally:
         proposer.stop()

@@ -93,6 +93,12 @@ else is in flight, as before): bulk writers keep less ahead of the light client'
 bulk writers among themselves, keep the full bounds. The window is time, not entries: a light client puts now and
 then, and the bound must already be small when its next put comes. Each light frame taken while the log is shared
 renews the window, busy or not (paced, below, the log is seldom busy when the light put comes, and the window lapsed).
+So does each light frame of a light client (a session whose last LIGHT_SESSION_STREAK_MIN frames taken were all light),
+busy or not: bulk writers that start beside it find the log shared at their first frame. When only a light frame that
+found the log busy opened the window, the first bulk frames went unpaced before the light client's next put came
+(hostile big_frames: two 1 MiB entries in the attack's first 0.2 s, while the leader also took in the 8 sessions' first
+3 MiB frames, and the good puts of that time waited 70-175 ms). A pipelining writer's first frames are light too (its
+topic's create, a warm-up put), so one light frame is not enough: its next frames find it in flight.
 
 Paced: a 1 MiB put is one entry, over the shared bounds, so it goes alone: a light put waits behind at most one, but
 bulk writers that keep the log full keep the machine full too (2 cores, 3 nodes, one disk: at 10+ MiB/s of 1 MiB
@@ -100,10 +106,13 @@ puts a follower's fsync took 120-150 ms and a 1 MiB apply 25-55 ms, holding the 
 put's round (the leader's event loop, its tick, the followers' fsync, the apply) waited on that. So while the log is
 shared, frames over a light frame's bounds are paced: each entry's cost of them (`cost_bytes`) puts off the next such
 frame by that cost at ENTRIES_SHARED_BYTES_PER_S_MAX, over all sessions (the fair queue shares it; a bound per session
-would let N bulk writers take N times it), with no credit kept from idle time. Frames held back wait in their queues,
-and their sessions' readers stop at SESSION_UNCOMMITTED_BYTES_MAX (HTTP/2 slows the senders): flow control, nothing
-dropped or refused. Frames within a light frame's bounds are never held, whatever their session has in flight. Bulk
-writers alone, or among themselves, are never paced: the log is shared only while a light client puts.
+would let N bulk writers take N times it), with no credit kept from idle time; and such a frame also waits for its own
+cost at that rate from when it was queued, so the first frame of a burst waits its turn too (going at once, the first
+1 MiB entry of hostile big_frames replicated and applied while the leader took in 24-48 MiB of the burst's frames and
+the attacker sent them, on the same 2 cores: the good puts behind it took 125-175 ms). Frames held back wait in their
+queues, and their sessions' readers stop at SESSION_UNCOMMITTED_BYTES_MAX (HTTP/2 slows the senders): flow control,
+nothing dropped or refused. Frames within a light frame's bounds are never held, whatever their session has in
+flight. Bulk writers alone, or among themselves, are never paced: the log is shared only while a light client puts.
 
 Log time: every entry is stamped with this node's wall clock (`clock_ms`) as it is built. A leader
 that has proposed nothing for LOG_TIME_TICK_MS proposes a time tick (an entry of the stamp alone,
@@ -195,6 +204,7 @@ class _Tagged:
     finish: int
     proposal: Proposal
     light: bool  # it may go in the light lane: a light frame, nothing of its session in flight when it was queued
+    queued_s: float = 0.0  # time.monotonic() when it was queued (a shared log's pace holds a bulk frame from then)
 
 
 def _light_sized(proposal: Proposal) -> bool:
@@ -239,6 +249,8 @@ class Proposer:
         # Frames in flight by session, outside the light lane (a light session has none: see "The light lane").
         self._inflight_frames: dict[object, int] = {}
         self._shared_until_s = 0.0  # time.monotonic() until which the log is shared (see "A shared log" above)
+        # Light frames taken in a row, by session (a light client's, see "A shared log" above); a heavy frame ends it.
+        self._light_streaks: dict[object, int] = {}
         self._paced_until_s = 0.0  # time.monotonic() before which a shared log takes no frame over the light bounds
         self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
@@ -279,7 +291,7 @@ class Proposer:
             heapq.heappush(self._heads, (finish, start, next(self._sequence), session))
         # Nothing of its session in flight but in the lane: see "The light lane".
         light = session not in self._inflight_frames and _light_sized(proposal)
-        queue.append(_Tagged(start, finish, proposal, light))
+        queue.append(_Tagged(start, finish, proposal, light, time.monotonic()))
         self._pending += 1
         self._pending_intentions += proposal.intentions
         self._pending_bytes += len(proposal.run)
@@ -375,7 +387,18 @@ class Proposer:
     def _held_by_pace(self, tagged: _Tagged) -> bool:
         """Under the lock: whether a shared log's pace holds this frame back now (frames of a light frame's size never
         are, whatever their session has in flight)."""
-        return not _light_sized(tagged.proposal) and time.monotonic() < min(self._paced_until_s, self._shared_until_s)
+        return time.monotonic() < self._pace_hold_end_s(tagged)
+
+    def _pace_hold_end_s(self, tagged: _Tagged) -> float:
+        """Under the lock: until when (time.monotonic()) a shared log's pace holds this frame back: a frame over a light
+        frame's bounds waits for the cost of those taken before it, and for its own cost at the pace since it was
+        queued (see "Paced" above); never past the end of the shared log."""
+        if _light_sized(tagged.proposal):
+            return 0.0
+        own_s = cost_bytes(len(tagged.proposal.run), tagged.proposal.weighted_intentions()) / (
+            limits.ENTRIES_SHARED_BYTES_PER_S_MAX
+        )
+        return min(max(self._paced_until_s, tagged.queued_s + own_s), self._shared_until_s)
 
     def _pace_entry(self, batch: list[Proposal]) -> None:
         """Under the lock, as an entry is taken: while the log is shared, the cost of its frames over the light bounds
@@ -388,9 +411,11 @@ class Proposer:
             self._paced_until_s = max(now, self._paced_until_s) + cost / limits.ENTRIES_SHARED_BYTES_PER_S_MAX
 
     def _wait_s(self) -> float | None:
-        """How long the proposer thread may sleep before a time tick or the shared log's pace may let a frame go."""
+        """How long the proposer thread may sleep before a time tick or the shared log's pace may let the head go."""
         tick_s = self._tick_wait_s()
-        paced_s = min(self._paced_until_s, self._shared_until_s) - time.monotonic()
+        if not self._heads:
+            return tick_s
+        paced_s = self._pace_hold_end_s(self._queues[self._heads[0][3]][0]) - time.monotonic()
         if paced_s <= 0:
             return tick_s
         return paced_s if tick_s is None else min(tick_s, paced_s)
@@ -498,6 +523,7 @@ class Proposer:
                 continue
             if first is None:
                 first = (session, tagged)
+            self._count_light(session, tagged.light)
             batch.append(head)
             intentions += head.intentions
             weighted += head.weighted_intentions()
@@ -505,10 +531,29 @@ class Proposer:
             topic += head.topic_intentions
         assert len(self._heads) == len(self._queues), (len(self._heads), len(self._queues))
         assert self._pending >= 0 and (self._pending == 0) == (not self._queues)
-        if first is not None and first[1].light and (self._busy() or time.monotonic() < self._shared_until_s):
+        if first is not None and first[1].light and self._shares_log(first[0]):
             self._shared_until_s = time.monotonic() + limits.LIGHT_SESSION_RECENT_MS / 1000
         self._pace_entry(batch)
         return batch
+
+    def _count_light(self, session: object, light: bool) -> None:
+        """Under the lock, as a frame is taken: its session's run of light frames grows, or ends at a heavy frame."""
+        if not light:
+            self._light_streaks.pop(session, None)
+            return
+        if session not in self._light_streaks and len(self._light_streaks) >= limits.PROPOSER_SESSION_TAGS_MAX:
+            self._light_streaks.clear()  # sessions gone left theirs: at worst a light client is seen a few puts later
+        self._light_streaks[session] = self._light_streaks.get(session, 0) + 1
+
+    def _shares_log(self, session: object) -> bool:
+        """Under the lock, as a light frame of this session is taken: whether it makes (or keeps) the log shared: the
+        log is busy, or shared already, or the session is a light client (LIGHT_SESSION_STREAK_MIN light frames in a
+        row), whatever the log holds: bulk writers that start beside it are paced from their first frame."""
+        return (
+            self._busy()
+            or time.monotonic() < self._shared_until_s
+            or self._light_streaks.get(session, 0) >= limits.LIGHT_SESSION_STREAK_MIN
+        )
 
     def _joins(
         self, tagged: _Tagged, session: object, first: tuple[object, _Tagged] | None, batch: tuple[int, int, int, int]
