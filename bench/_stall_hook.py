@@ -178,9 +178,9 @@ def _follow_entries() -> None:
         _write(time.monotonic_ns(), 0, "p.applied")
         entry_done(self, *args)
 
-    def applying(self: Any, raft_index: int, payload: bytes) -> None:
+    def applying(self: Any, raft_index: int, payload: bytes, *rest: Any) -> None:
         start = time.monotonic_ns()
-        apply_now(self, raft_index, payload)
+        apply_now(self, raft_index, payload, *rest)
         if _good(payload):
             _write(start, time.monotonic_ns() - start, f"apply.good#{raft_index}={len(payload)}")
 
