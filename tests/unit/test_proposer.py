@@ -697,10 +697,17 @@ def applier(engine: RecordingEngine) -> Callable[[], None]:
     return apply_all
 
 
-def light_puts(proposer: Proposer, engine: RecordingEngine, light: object, count: int) -> None:
-    """The light client puts `count` times, each into an idle log, each applied before the next."""
+def light_puts(
+    proposer: Proposer, engine: RecordingEngine, light: object, count: int, gap_s: float | None = None
+) -> None:
+    """The light client puts `count` times, each into an idle log, each applied before the next, each `gap_s` (by
+    default LIGHT_SESSION_GAP_MS_MIN) after the one before."""
     apply_all = applier(engine)
+    if gap_s is None:
+        gap_s = limits.LIGHT_SESSION_GAP_MS_MIN / 1000
     for n in range(count):
+        if n:
+            time.sleep(gap_s)
         put = b"put-%d" % n
         assert proposer.offer(weighed(put, light), WAIT_S)
         wait_until(lambda: put in engine.entries)  # noqa: B023 - waited for before the loop moves on
@@ -756,6 +763,62 @@ def test_a_writers_first_light_frames_do_not_make_the_log_shared(monkeypatch: py
             assert proposer.offer(weighed(run, writer), WAIT_S)
             wait_until(lambda: run in engine.entries)  # noqa: B023 - waited for before the loop moves on
             apply_all()
+    finally:
+        proposer.stop()
+
+
+def test_light_frames_sent_back_to_back_do_not_make_the_log_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer whose light frames come sooner than LIGHT_SESSION_GAP_MS_MIN after one another (a pipelining or
+    open-loop sender at a moderate rate, each small frame alone in flight) is not a light client, however many there
+    are: bulk frames beside it go back to back, unpaced. Before the gap rule, two open-loop senders at 10 % of the
+    maximum rate made the log shared and paced each other's larger frames."""
+    light_lane(monkeypatch)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 5000)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_GAP_MS_MIN", 500)  # far above the time between the puts below
+    monkeypatch.setattr(limits, "ENTRIES_SHARED_BYTES_PER_S_MAX", 1000)  # a 500 B frame (510 cost) would hold 0.51 s
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    sender, bulk = object(), object()
+    try:
+        light_puts(proposer, engine, sender, limits.LIGHT_SESSION_STREAK_MIN + 3, gap_s=0.0)
+        apply_all = applier(engine)
+        started = time.monotonic()
+        for n in range(3):
+            run = b"%d" % n + b"x" * 499
+            assert proposer.offer(weighed(run, bulk), WAIT_S)
+            wait_until(lambda: run in engine.entries)  # noqa: B023 - waited for before the loop moves on
+            apply_all()
+        assert time.monotonic() - started < 0.45  # paced, the three would take over 1 s
+    finally:
+        proposer.stop()
+
+
+def test_light_frames_sent_back_to_back_do_not_keep_a_shared_log_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared log's window lapses LIGHT_SESSION_RECENT_MS after the light client's last put, even while another
+    session sends light frames back to back (into a log that is not busy): those do not renew it, so bulk frames then
+    go unpaced. When any light frame renewed it, an open-loop sender's frames kept it open at each lull."""
+    light_lane(monkeypatch)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_RECENT_MS", 300)
+    monkeypatch.setattr(limits, "LIGHT_SESSION_GAP_MS_MIN", 50)
+    monkeypatch.setattr(limits, "ENTRIES_SHARED_BYTES_PER_S_MAX", 1000)  # a 500 B frame (510 cost) would hold 0.51 s
+    engine = RecordingEngine()
+    proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
+    light, sender, bulk = object(), object(), object()
+    try:
+        light_puts(proposer, engine, light, limits.LIGHT_SESSION_STREAK_MIN)  # the log is shared from now
+        apply_all = applier(engine)
+        ended = time.monotonic() + 0.5  # past the light client's window
+        n = 0
+        while time.monotonic() < ended:
+            put = b"quick-%d" % n
+            assert proposer.offer(weighed(put, sender), WAIT_S)
+            wait_until(lambda: put in engine.entries)  # noqa: B023 - waited for before the loop moves on
+            apply_all()
+            n += 1
+        started = time.monotonic()
+        assert proposer.offer(weighed(b"x" * 500, bulk), WAIT_S)
+        wait_until(lambda: b"x" * 500 in engine.entries)
+        assert time.monotonic() - started < 0.15  # in a window renewed by the quick puts, held 0.3 s
     finally:
         proposer.stop()
 

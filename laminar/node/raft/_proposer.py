@@ -91,14 +91,17 @@ after a light frame was taken into a busy log, entries in flight are bounded by 
 ENTRIES_INFLIGHT_SHARED_BYTES_MAX and ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX (a frame over them goes alone when nothing
 else is in flight, as before): bulk writers keep less ahead of the light client's next put. A bulk writer alone, or
 bulk writers among themselves, keep the full bounds. The window is time, not entries: a light client puts now and
-then, and the bound must already be small when its next put comes. Each light frame taken while the log is shared
-renews the window, busy or not (paced, below, the log is seldom busy when the light put comes, and the window lapsed).
-So does each light frame of a light client (a session whose last LIGHT_SESSION_STREAK_MIN frames taken were all light),
-busy or not: bulk writers that start beside it find the log shared at their first frame. When only a light frame that
-found the log busy opened the window, the first bulk frames went unpaced before the light client's next put came
-(hostile big_frames: two 1 MiB entries in the attack's first 0.2 s, while the leader also took in the 8 sessions' first
-3 MiB frames, and the good puts of that time waited 70-175 ms). A pipelining writer's first frames are light too (its
-topic's create, a warm-up put), so one light frame is not enough: its next frames find it in flight.
+then, and the bound must already be small when its next put comes. A light frame renews the window when it finds the
+log busy, or when it came LIGHT_SESSION_GAP_MS_MIN or more after its session's previous frame (paced, below, the log
+is seldom busy when the light put comes). A light client (a session whose last LIGHT_SESSION_STREAK_MIN frames taken
+were all light, each that long after the one before) makes the log shared at each light frame, busy or not: bulk
+writers that start beside it find the log shared at their first frame. When only a light frame that found the log
+busy opened the window, the first bulk frames went unpaced before the light client's next put came (hostile
+big_frames: two 1 MiB entries in the attack's first 0.2 s, while the leader also took in the 8 sessions' first 3 MiB
+frames, and the good puts of that time waited 70-175 ms). A pipelining writer's first frames are light too (its
+topic's create, a warm-up put), so one light frame is not enough: its next frames find it in flight. Small frames
+sent back to back (a pipelining or open-loop sender, each frame alone in flight when the log is quick) neither make
+nor keep the log shared: when they did, the open loop's senders paced each other's larger frames at each lull.
 
 Paced: a 1 MiB put is one entry, over the shared bounds, so it goes alone: a light put waits behind at most one, but
 bulk writers that keep the log full keep the machine full too (2 cores, 3 nodes, one disk: at 10+ MiB/s of 1 MiB
@@ -126,6 +129,7 @@ import collections
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -250,7 +254,7 @@ class Proposer:
         self._inflight_frames: dict[object, int] = {}
         self._shared_until_s = 0.0  # time.monotonic() until which the log is shared (see "A shared log" above)
         # Light frames taken in a row, by session (a light client's, see "A shared log" above); a heavy frame ends it.
-        self._light_streaks: dict[object, int] = {}
+        self._light_streaks: dict[object, tuple[int, float]] = {}  # (light frames, when the last was queued)
         self._paced_until_s = 0.0  # time.monotonic() before which a shared log takes no frame over the light bounds
         self._pace = TopicPace()  # the apply thread's measured pace of topic ops: their in-flight bound in time
         self._proposing = False  # a thread has taken a batch and not yet handed it to the engine
@@ -523,7 +527,7 @@ class Proposer:
                 continue
             if first is None:
                 first = (session, tagged)
-            self._count_light(session, tagged.light)
+            self._count_light(session, tagged)
             batch.append(head)
             intentions += head.intentions
             weighted += head.weighted_intentions()
@@ -536,23 +540,31 @@ class Proposer:
         self._pace_entry(batch)
         return batch
 
-    def _count_light(self, session: object, light: bool) -> None:
-        """Under the lock, as a frame is taken: its session's run of light frames grows, or ends at a heavy frame."""
-        if not light:
+    def _count_light(self, session: object, tagged: _Tagged) -> None:
+        """Under the lock, as a frame is taken: its session's run of light frames grows by a light frame queued at least
+        LIGHT_SESSION_GAP_MS_MIN after the session's previous one, starts again at a light frame sooner, or ends at a
+        heavy frame."""
+        if not tagged.light:
             self._light_streaks.pop(session, None)
             return
         if session not in self._light_streaks and len(self._light_streaks) >= limits.PROPOSER_SESSION_TAGS_MAX:
             self._light_streaks.clear()  # sessions gone left theirs: at worst a light client is seen a few puts later
-        self._light_streaks[session] = self._light_streaks.get(session, 0) + 1
+        count, previous_s = self._light_streaks.get(session, (0, -math.inf))
+        spaced = tagged.queued_s - previous_s >= limits.LIGHT_SESSION_GAP_MS_MIN / 1000
+        self._light_streaks[session] = (count + 1 if spaced else 0, tagged.queued_s)
 
     def _shares_log(self, session: object) -> bool:
         """Under the lock, as a light frame of this session is taken: whether it makes (or keeps) the log shared: the
-        log is busy, or shared already, or the session is a light client (LIGHT_SESSION_STREAK_MIN light frames in a
-        row), whatever the log holds: bulk writers that start beside it are paced from their first frame."""
+        log is busy, or the session is a light client (LIGHT_SESSION_STREAK_MIN spaced light frames in a row), whatever
+        the log holds, so bulk writers that start beside it are paced from their first frame; or the log is shared and
+        this light frame came LIGHT_SESSION_GAP_MS_MIN or more after its session's previous one (a light client whose
+        previous put was still in flight lost its streak, not its place). Light frames sent back to back do not renew
+        the window: open-loop senders' frames did, at each lull, and kept their own larger frames paced."""
+        streak = self._light_streaks.get(session, (0, 0.0))[0]
         return (
             self._busy()
-            or time.monotonic() < self._shared_until_s
-            or self._light_streaks.get(session, 0) >= limits.LIGHT_SESSION_STREAK_MIN
+            or streak >= limits.LIGHT_SESSION_STREAK_MIN
+            or (streak > 0 and time.monotonic() < self._shared_until_s)
         )
 
     def _joins(
