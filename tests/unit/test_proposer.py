@@ -641,17 +641,7 @@ def test_while_a_light_client_shares_the_log_bulk_frames_are_paced_and_its_puts_
     proposer = Proposer(engine, clock_ms=None)  # type: ignore[arg-type]
     big_sender, light = object(), object()
     big = [b"%d" % n + b"x" * 499 for n in range(4)]  # 500 B: two fill the in-flight bytes
-
-    applied = 0
-
-    def apply_all() -> None:
-        nonlocal applied
-        with engine.lock:
-            results = engine.results[applied:]
-        for result in results:
-            result(True)
-        applied += len(results)
-
+    apply_all = applier(engine)
     try:
         for run in big[:2]:
             assert proposer.offer(weighed(run, big_sender), WAIT_S)
