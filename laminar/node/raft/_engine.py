@@ -145,7 +145,8 @@ class _SyncingTransport(TCPTransport):  # type: ignore[misc]
         super()._onIncomingMessageReceived(conn, message)
 
     def send(self, node: Any, message: dict[str, Any]) -> Any:
-        if str(node.address) in self._syncObj.partitioned_from:
+        partitioned = self._syncObj.partitioned_from
+        if partitioned and str(node.address) in partitioned:  # (no address string built per message when none is)
             return False  # fault injection: the link to this peer is cut
         if message.get("type") == "next_node_idx":
             if message.get("success"):
@@ -559,6 +560,11 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         self._on_role(ROLE_NAMES.get(new, str(new)))
 
     def _checkCommandsToApply(self) -> None:  # noqa: N802 - pysyncobj's name
+        if not self._SyncObj__commandsQueue._FastQueue__queue:
+            # Nothing proposed since the last tick (most ticks, on every node): pysyncobj's and our loops would
+            # each take the queue's lock and catch its Empty. Read without the lock: a command put after this
+            # read notifies the pipe, and the tick it wakes takes it.
+            return
         if self._isLeader():
             journal = self._SyncObj__raftLog
             length_before = len(journal)
@@ -594,7 +600,8 @@ class RaftEngine(SyncObj):  # type: ignore[misc]
         SyncObj._SyncObj__loadDumpFile(self, clearJournal)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:  # noqa: N802
-        if str(node.address) in self.partitioned_from:
+        partitioned = self.partitioned_from
+        if partitioned and str(node.address) in partitioned:
             return  # fault injection: the link to this peer is cut
         why = message_problem(message)
         if why is not None:

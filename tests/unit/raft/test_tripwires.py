@@ -5,6 +5,7 @@ engines (autoTick=False, doTick()) to show each correction still fires."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import importlib.metadata
 import inspect
@@ -62,6 +63,8 @@ CONNECTION_METHODS = [
     "_TcpConnection__processRead",
     "_TcpConnection__trySendBuffer",
     "_TcpConnection__processConnection",
+    "_TcpConnection__processConnectionTimeout",
+    "_TcpConnection__tryReadBuffer",
 ]
 CONNECTION_ATTRIBUTES = [
     "_TcpConnection__writeBuffer",
@@ -70,6 +73,8 @@ CONNECTION_ATTRIBUTES = [
     "_TcpConnection__poller",
     "_TcpConnection__recvBufferSize",
     "_TcpConnection__readBuffer",
+    "_TcpConnection__state",
+    "_TcpConnection__onMessageReceived",
 ]
 # Instance attributes RaftEngine reads or writes.
 ATTRIBUTES = [
@@ -98,6 +103,7 @@ ATTRIBUTES = [
     "_SyncObj__onReadyCalled",
     "_SyncObj__onTickCallbacksLock",
     "_SyncObj__onTickCallbacks",
+    "_SyncObj__forceLogCompaction",
     "_poller",
 ]
 # RaftEngine._tick is a port of this method: a change to it in pysyncobj must be ported too.
@@ -125,6 +131,7 @@ def test_every_overridden_or_called_private_name_exists(cluster: Cluster) -> Non
     engine = cluster[0].engine
     for name in ATTRIBUTES:
         assert hasattr(engine, name), name
+    assert isinstance(engine._SyncObj__commandsQueue._FastQueue__queue, collections.deque)  # read without its lock
     assert callable(pysyncobj_module.createJournal)
     assert callable(getattr(TCPTransport, "setOnUtilityMessageCallback", None)) and "send" in vars(TCPTransport)
     # The message keys our corrections read are those pysyncobj writes.
