@@ -3,33 +3,18 @@ gives up each message's bytes in place (pysyncobj's `bytes +=` copied all that w
 
 from __future__ import annotations
 
-import pickle
 import select
 import socket
 import threading
 import time
-from typing import Any
 
-from laminar.node.raft._connection import _LENGTH, PICKLE_PROTOCOL, FastTcpConnection, _deflate
+from connection_stubs import NullPoller, framed
+
+from laminar.node.raft._connection import FastTcpConnection
 
 READ_BYTES = 4096  # what one read asks for: a message of MESSAGE_BYTES takes many reads
 MESSAGE_BYTES = 256 * 1024
 WAIT_S = 10.0
-
-
-class _Poller:
-    """pysyncobj's poller, as far as a connection uses it here: nothing is polled, the test reads by hand."""
-
-    def subscribe(self, *_args: Any) -> None:
-        pass
-
-    def unsubscribe(self, *_args: Any) -> None:
-        pass
-
-
-def _frame(message: Any) -> bytes:
-    data = _deflate(pickle.dumps(message, PICKLE_PROTOCOL))
-    return _LENGTH.pack(len(data)) + data
 
 
 def test_a_large_message_is_read_into_one_buffer_grown_in_place_and_taken_out_in_place() -> None:
@@ -38,12 +23,12 @@ def test_a_large_message_is_read_into_one_buffer_grown_in_place_and_taken_out_in
     there), and what is left after the first message is in that same buffer."""
     large = {"type": "append_entries", "entries": [(bytes(range(256)) * (MESSAGE_BYTES // 256), 7, 2)]}
     small = {"type": "next_node_idx", "next_node_idx": 8}
-    frames = _frame(large) + _frame(small)
+    frames = framed(large) + framed(small)
     ours, theirs = socket.socketpair()
     ours.setblocking(False)  # as pysyncobj's sockets: a read with nothing there returns False
     sender = threading.Thread(target=theirs.sendall, args=(frames,))  # more than the socket holds: sent meanwhile
     try:
-        connection = FastTcpConnection(_Poller(), socket=ours, recvBufferSize=READ_BYTES)
+        connection = FastTcpConnection(NullPoller(), socket=ours, recvBufferSize=READ_BYTES)
         sender.start()
         buffer = None
         appends = 0  # reads that added to the buffer

@@ -3,25 +3,17 @@ error (a getsockopt syscall per message received), and a peer's close still disc
 
 from __future__ import annotations
 
-import pickle
 import select
 import socket
 from typing import Any
 
+from connection_stubs import NullPoller, framed
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE
 
-from laminar.node.raft._connection import _LENGTH, PICKLE_PROTOCOL, FastTcpConnection, _deflate
+from laminar.node.raft._connection import FastTcpConnection
 
 WAIT_S = 10.0
-
-
-class _Poller:
-    def subscribe(self, *_args: Any) -> None:
-        pass
-
-    def unsubscribe(self, *_args: Any) -> None:
-        pass
 
 
 class _CountingSocket:
@@ -39,11 +31,6 @@ class _CountingSocket:
         return getattr(self._inner, name)
 
 
-def _frame(message: Any) -> bytes:
-    data = _deflate(pickle.dumps(message, PICKLE_PROTOCOL))
-    return _LENGTH.pack(len(data)) + data
-
-
 def test_read_events_of_a_connected_socket_ask_no_socket_error_and_a_close_still_disconnects() -> None:
     """Three messages in one read event arrive in order, with no getsockopt; the peer's close then disconnects the
     connection at the next read event (the empty read), and its disconnect callback runs."""
@@ -53,11 +40,11 @@ def test_read_events_of_a_connected_socket_ask_no_socket_error_and_a_close_still
     got: list[Any] = []
     closed: list[bool] = []
     try:
-        connection = FastTcpConnection(_Poller(), socket=counting, onDisconnected=lambda: closed.append(True))
+        connection = FastTcpConnection(NullPoller(), socket=counting, onDisconnected=lambda: closed.append(True))
         connection.setOnMessageReceivedCallback(got.append)
         counting.getsockopts = 0  # the constructor set keepalive options: not a read event's
         messages = [{"type": "next_node_idx", "next_node_idx": n} for n in range(3)]
-        theirs.sendall(b"".join(_frame(m) for m in messages))
+        theirs.sendall(b"".join(framed(m) for m in messages))
         select.select([ours], [], [], WAIT_S)
         connection._TcpConnection__processConnection(ours.fileno(), POLL_EVENT_TYPE.READ)  # type: ignore[attr-defined]
         assert got == messages
