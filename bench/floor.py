@@ -40,7 +40,7 @@ from bench.etcd_client import EtcdClient
 from bench.etcd_cluster import EtcdCluster
 from bench.grpc_echo import EchoClient
 from bench.machine import git_revision, load_average
-from bench.processes import PROCESS_STOP_TIMEOUT_S
+from bench.processes import stop_popens
 from bench.raft_ceiling import run_sequential
 from bench.stats import percentile
 
@@ -114,8 +114,7 @@ def _start_echo_server() -> tuple[subprocess.Popen[bytes], str]:
             return process, f"127.0.0.1:{port}"
         except OSError:
             time.sleep(0.05)
-    process.kill()
-    process.wait()
+    stop_popens([process])
     raise RuntimeError("the echo server did not start")
 
 
@@ -149,12 +148,7 @@ def _measure(rounds: int, ops: int) -> dict[str, list[list[float]]]:
                         f"round {index + 1}: {part} p50 {percentile(samples[part][-1], 0.5) * 1e3:.3f} ms", flush=True
                     )
     finally:
-        echo_server.terminate()
-        try:
-            echo_server.wait(PROCESS_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            echo_server.kill()
-            echo_server.wait()
+        stop_popens([echo_server])
     return samples
 
 

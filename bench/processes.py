@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.queues
 import queue
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -83,3 +84,17 @@ def stop_processes(processes: Sequence[BaseProcess]) -> None:
         if process.is_alive():
             process.kill()
             process.join()
+
+
+def stop_popens(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """`stop_processes` for processes started with subprocess: terminate every one still running, wait for each,
+    and kill one that outlives PROCESS_STOP_TIMEOUT_S."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(PROCESS_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.processes import PROCESS_STOP_TIMEOUT_S
+from bench.processes import stop_popens
 from bench.rows import RAFT_CEILING, Row
 from bench.stats import rounded
 
@@ -73,7 +73,7 @@ def _run_once(settings: str, commands: int, sequential: bool = False) -> dict[st
         try:
             return _wait_for_result(result_path, processes, seconds)
         finally:
-            _stop(processes)
+            stop_popens(processes)
 
 
 def _failure(result: dict[str, Any] | None, commands: int) -> str:
@@ -99,7 +99,7 @@ def _start_nodes(
             with open(os.path.join(root, f"node-{index}.log"), "wb") as log:
                 processes.append(subprocess.Popen(command, cwd=_repo_root(), stdout=log, stderr=subprocess.STDOUT))
     except BaseException:
-        _stop(processes)
+        stop_popens(processes)
         raise
     return processes
 
@@ -118,15 +118,3 @@ def _wait_for_result(path: str, processes: list[subprocess.Popen[bytes]], second
             return None
         time.sleep(RESULT_POLL_S)
     return None
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(PROCESS_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -120,15 +120,14 @@ ENTRIES_INFLIGHT_SHARED_INTENTIONS_MAX = 2048  # weighted
 # bytes, and weighted intentions at ENTRIES_INFLIGHT_BYTES_MAX / ENTRIES_INFLIGHT_INTENTIONS_MAX bytes each) puts off
 # the next such frame by that cost at this rate, over all sessions (the fair queue shares it among them; a bound per
 # session would let N bulk writers take N times it), and such a frame waits for its own cost at this rate from when it
-# was queued (the first frame of a burst too: see LIGHT_SESSION_STREAK_MIN). Flow control, not refusal: frames held
-# back wait in the proposal queue, a session with SESSION_UNCOMMITTED_BYTES_MAX offered is not read, and HTTP/2 then
-# slows its sender. The log
-# stays this busy at most while a light client puts (LIGHT_SESSION_RECENT_MS after its last put), so bulk writers
-# alone keep their full throughput. Measured (hostile big_frames, 8 sessions pushing 1 MiB puts as fast as they may,
-# the good client's commit p99, three alternated pairs on a loaded machine): unpaced 280-719 ms (p50 36-44), as the
-# machine (2 cores, 3 nodes, one disk) spent itself on 10+ MiB/s of them: a follower's fsync took 120-150 ms, a 1 MiB
-# apply 25-55 ms holding the GIL (rocksdict's write keeps it), and every light put waited behind one; paced at 4 MiB/s,
-# 72-160 (p50 5-6), the rest of the tail in the attack's first 0.3 s (8 sessions' first frames taken in at once).
+# was queued (the first frame of a burst too: see LIGHT_SESSION_STREAK_MIN). Flow control, not refusal: frames held back
+# wait in the proposal queue, a session with SESSION_UNCOMMITTED_BYTES_MAX offered is not read, and HTTP/2 then slows
+# its sender. The log stays this busy at most while a light client puts (LIGHT_SESSION_RECENT_MS after its last put), so
+# bulk writers alone keep their full throughput. Measured (hostile big_frames, 8 sessions pushing 1 MiB puts as fast as
+# they may, the good client's commit p99, three alternated pairs on a loaded machine): unpaced 280-719 ms (p50 36-44),
+# as the machine (2 cores, 3 nodes, one disk) spent itself on 10+ MiB/s of them: a follower's fsync took 120-150 ms, a 1
+# MiB apply 25-55 ms holding the GIL (rocksdict's write keeps it), and every light put waited behind one; paced at 4
+# MiB/s, 72-160 (p50 5-6), the rest of the tail in the attack's first 0.3 s (8 sessions' first frames taken in at once).
 # Paced at 2 or 8 MiB/s (one to three runs each) it did no better than at 4 within the noise of this machine.
 ENTRIES_SHARED_BYTES_PER_S_MAX = 4 * MIB
 # A frame over either is proposed in runs of its consecutive nonces within them (one mutation over them alone), and

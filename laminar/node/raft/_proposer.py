@@ -61,8 +61,7 @@ is closed, and its stale frames dropped, when a newer one opens).
 
 The light lane: a light frame (at most LIGHT_LANE_FRAME_BYTES_MAX and LIGHT_LANE_FRAME_INTENTIONS_MAX) of a light
 session (nothing of it in flight when the frame was queued, but in the lane: a client that puts now and then) may be
-proposed past
-the bounds above, when the log is busy with pipelined entries (at least PIPELINED_ENTRY_BYTES_MIN or
+proposed past the bounds above, when the log is busy with pipelined entries (at least PIPELINED_ENTRY_BYTES_MIN or
 PIPELINED_ENTRY_INTENTIONS_MIN in flight) and the regular rules hold it, in an entry of light frames only (up to
 LIGHT_LANE_ENTRY_BYTES_MAX, LIGHT_LANE_ENTRY_INTENTIONS_MAX), with at most ENTRIES_INFLIGHT_LIGHT_LANE_MAX such
 entries in flight. The fair queue puts a light session's put first in line, but the line moved only as in-flight
